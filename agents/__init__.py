@@ -1,0 +1,1 @@
+"""The shell's brains and the factory's work: intents, actions, quantization."""

@@ -1,0 +1,118 @@
+"""llama.cpp's HF -> GGUF converter, taken from the pinned llama-cpp-python source distribution.
+
+The script ships only in the sdist (vendor/llama.cpp, with its `conversion/` package and
+`gguf-py/`), not in the installed wheel, so it is fetched through pip once and cached.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+from agents.quantization.atomic import atomic_output
+from lqmf.errors import (
+    QuantizationError,
+    TokenizerNotSupported,
+    ToolUnavailable,
+    UnsupportedArchitecture,
+)
+from lqmf.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SCRIPT = "convert_hf_to_gguf.py"
+# What the converter needs from the sdist's vendor/llama.cpp, relative to that folder.
+NEEDED = (SCRIPT, "conversion/", "gguf-py/", "LICENSE")
+GGUF_OUTTYPES = ("f32", "f16", "bf16")
+
+
+def llama_cpp_version() -> str:
+    """The installed llama-cpp-python version (the converter is fetched to match it)."""
+    try:
+        return metadata.version("llama-cpp-python")
+    except metadata.PackageNotFoundError as exc:
+        raise ToolUnavailable("llama-cpp-python is not installed", "run `make setup`") from exc
+
+
+def converter_dir(settings: Settings) -> Path:
+    return settings.tools_dir / f"llama.cpp-converter-{llama_cpp_version()}"
+
+
+def ensure_converter(settings: Settings) -> Path:
+    """Return the cached converter folder, fetching the sdist through pip the first time."""
+    target = converter_dir(settings)
+    if (target / SCRIPT).is_file():
+        return target
+    version = llama_cpp_version()
+    log.info("fetching llama.cpp converter from llama-cpp-python==%s sdist", version)
+    with tempfile.TemporaryDirectory(prefix="lqmf-sdist-") as download:
+        cmd = [
+            sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
+            "--dest", download, f"llama-cpp-python=={version}",
+        ]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        archives = list(Path(download).glob("llama_cpp_python-*.tar.gz"))
+        if proc.returncode != 0 or not archives:
+            raise ToolUnavailable(
+                f"could not download the llama-cpp-python {version} source distribution: "
+                f"{proc.stderr.strip()[-500:]}",
+                "check access to the package registry, then run `make setup` again",
+            )
+        with atomic_output(target, is_dir=True) as tmp:
+            _extract_converter(archives[0], tmp)
+    return target
+
+
+def _extract_converter(archive: Path, dest: Path) -> None:
+    with tarfile.open(archive) as tar:
+        members = []
+        for member in tar.getmembers():
+            parts = member.name.split("/", 1)
+            if len(parts) < 2 or not parts[1].startswith("vendor/llama.cpp/"):
+                continue
+            rel = parts[1][len("vendor/llama.cpp/"):]
+            if any(rel == need or (need.endswith("/") and rel.startswith(need)) for need in NEEDED):
+                if member.isfile() or member.isdir():
+                    member.name = rel
+                    members.append(member)
+        if not any(m.name == SCRIPT for m in members):
+            raise ToolUnavailable(f"{archive.name} holds no vendor/llama.cpp/{SCRIPT}", "report this version")
+        tar.extractall(dest, members=members, filter="data")
+
+
+def convert_hf_folder(src: Path, out_file: Path, outtype: str, settings: Settings) -> str:
+    """Run the converter on an HF folder into `out_file`; return its log. Errors are explained."""
+    if outtype not in GGUF_OUTTYPES:
+        raise QuantizationError(f"unknown GGUF outtype {outtype!r}", f"use one of {', '.join(GGUF_OUTTYPES)}")
+    folder = ensure_converter(settings)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(folder), env.get("PYTHONPATH", "")) if p)
+    env.pop("NO_LOCAL_GGUF", None)
+    cmd = [sys.executable, str(folder / SCRIPT), str(src), "--outfile", str(out_file), "--outtype", outtype]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    output = proc.stdout + proc.stderr
+    if proc.returncode != 0 or not out_file.is_file():
+        raise _explain_converter_failure(output, src)
+    return output
+
+
+def _explain_converter_failure(output: str, src: Path) -> QuantizationError:
+    tail = "\n".join(output.strip().splitlines()[-8:])
+    if "pre-tokenizer was not recognized" in output:
+        return TokenizerNotSupported(
+            f"llama.cpp's converter does not know the BPE pre-tokenizer of {src.name}",
+            "use a model with a SentencePiece tokenizer.model, a newer llama-cpp-python, or another method (gptq, bnb)",
+        )
+    if re.search(r"Architecture .* not supported", output):
+        return UnsupportedArchitecture(
+            f"llama.cpp's converter does not support the architecture of {src.name}: {tail}",
+            "use the gptq or bnb method for this model",
+        )
+    return QuantizationError(f"GGUF conversion of {src.name} failed:\n{tail}", "see logs/lqmf.log for the full output")

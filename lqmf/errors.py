@@ -1,0 +1,51 @@
+"""The error hierarchy raised by the core and translated once at each boundary (HTTP, shell)."""
+
+from __future__ import annotations
+
+
+class LQMFError(Exception):
+    """Base of every error the core raises on purpose; `hint` tells the user what to do."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class ModelNotFound(LQMFError):
+    """No model by that name or path."""
+
+
+class ModelLoadError(LQMFError):
+    """A model's files exist but could not be loaded."""
+
+
+class InsufficientMemory(LQMFError):
+    """Not enough RAM for what was asked."""
+
+
+class InsufficientDisk(LQMFError):
+    """Not enough free disk space for an output."""
+
+
+class OutputExists(LQMFError):
+    """The output path is already taken."""
+
+
+class QuantizationError(LQMFError):
+    """A quantization or conversion run failed."""
+
+
+class UnsupportedArchitecture(QuantizationError):
+    """The converter or quantizer has no support for this model architecture."""
+
+
+class TokenizerNotSupported(QuantizationError):
+    """The GGUF converter refused the model's tokenizer."""
+
+
+class ToolUnavailable(LQMFError):
+    """An external tool (the llama.cpp converter, a library) is missing."""

@@ -1,0 +1,74 @@
+"""Settings from the environment (prefix LQMF_); LQMF_HOME relocates every writable path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+class Settings(BaseSettings):
+    """Where LQMF reads and writes. Every writable path derives from `home` unless overridden."""
+
+    model_config = SettingsConfigDict(env_prefix="LQMF_", extra="ignore")
+
+    home: Optional[Path] = Field(
+        default=None,
+        description="Root of every writable path (models, database, logs, history, caches). "
+        "Unset: the project folder, with models in ./quantized-models, logs in ./logs and "
+        "the database under ./memory/.",
+    )
+    models_dir_override: Optional[Path] = Field(
+        default=None,
+        validation_alias="LQMF_MODELS_DIR",
+        description="Where models live; overrides the models folder alone.",
+    )
+    tools_dir_override: Optional[Path] = Field(
+        default=None,
+        validation_alias="LQMF_TOOLS_DIR",
+        description="Where fetched tools (the llama.cpp converter) are cached.",
+    )
+    log_level: str = Field(default="INFO", description="Level of logs/lqmf.log.")
+    debug: bool = Field(default=False, description="Re-raise errors with their tracebacks.")
+
+    @property
+    def root(self) -> Path:
+        """The folder every default writable path hangs from."""
+        return (self.home or PROJECT_ROOT).expanduser().resolve()
+
+    @property
+    def models_dir(self) -> Path:
+        if self.models_dir_override is not None:
+            return self.models_dir_override.expanduser().resolve()
+        return self.root / "quantized-models"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def db_path(self) -> Path:
+        return self.root / "memory" / "lqmf.db"
+
+    @property
+    def history_path(self) -> Path:
+        return self.root / "memory" / "shell_history"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.root / ".cache"
+
+    @property
+    def tools_dir(self) -> Path:
+        if self.tools_dir_override is not None:
+            return self.tools_dir_override.expanduser().resolve()
+        return self.cache_dir / "tools"
+
+
+def load_settings() -> Settings:
+    """Read the settings from the environment now (no cached singleton: tests change it)."""
+    return Settings()
