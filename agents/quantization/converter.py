@@ -116,3 +116,25 @@ def _explain_converter_failure(output: str, src: Path) -> QuantizationError:
             "use the gptq or bnb method for this model",
         )
     return QuantizationError(f"GGUF conversion of {src.name} failed:\n{tail}", "see logs/lqmf.log for the full output")
+
+
+def main() -> int:
+    """`python -m agents.quantization.converter`: fetch (or confirm) the cached converter."""
+    from lqmf.environment import apply_environment_quirks
+    from lqmf.log import configure_logging
+    from lqmf.settings import load_settings
+
+    apply_environment_quirks()
+    settings = load_settings()
+    configure_logging(settings)
+    try:
+        folder = ensure_converter(settings)
+    except ToolUnavailable as exc:
+        sys.stderr.write(f"[converter] {exc}\n")
+        return 1
+    sys.stderr.write(f"[converter] llama.cpp converter ready in {folder}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

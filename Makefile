@@ -1,0 +1,38 @@
+# Two commands for a newcomer: `make run` (the shell, models ready) and `make test`.
+# Everything is idempotent: the install is stamped with requirements.txt's hash, the converter
+# is cached under .cache/tools, and demo models are rebuilt only when missing or stale.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+REQ_HASH := $(shell sha256sum requirements.txt | cut -c1-16)
+STAMP := $(VENV)/.installed-$(REQ_HASH)
+# llama-cpp-python is compiled from source by pip: use every core for it.
+export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
+
+.PHONY: setup install converter demo run test
+
+setup: install converter demo
+
+install: $(STAMP)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# Only the hash names the stamp, so a fresh checkout's new mtime does not force a reinstall.
+$(STAMP): | $(PY)
+	$(PY) -m pip install --disable-pip-version-check -r requirements.txt
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+converter: install
+	$(PY) -m agents.quantization.converter
+
+demo: install converter
+	$(PY) -m lqmf.demo
+
+run: setup
+	$(PY) cli/api_cli.py
+
+test: setup
+	$(PY) -m pytest

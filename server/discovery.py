@@ -1,0 +1,193 @@
+"""Find models in the models folder; the format comes from file evidence, never from names."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from agents.quantization.atomic import is_temp_name
+from agents.quantization.manifest import MANIFEST_SUFFIX, read_manifest
+
+log = logging.getLogger(__name__)
+
+GGUF_MAGIC = b"GGUF"
+# The brief's naming convention, parsed for display only: <org>_<model>_<method>_<bits>bit.
+BRIEF_NAME = re.compile(r"^(?P<org>[^_]+)_(?P<model>.+)_(?P<method>gguf|gptq|bnb|awq|hf)_(?P<bits>\d+)bit$", re.I)
+GGUF_LEVEL_IN_NAME = re.compile(r"(?:^|[-_.])(?P<level>(?:i?q\d(?:_[a-z0-9]+)*)|f16|bf16|f32)$", re.I)
+# llama.cpp's general.file_type numbers for the common levels (llama.h, enum llama_ftype).
+GGUF_FILE_TYPES = {
+    0: "f32", 1: "f16", 2: "q4_0", 3: "q4_1", 7: "q8_0", 8: "q5_0", 9: "q5_1", 10: "q2_k",
+    11: "q3_k_s", 12: "q3_k_m", 13: "q3_k_l", 14: "q4_k_s", 15: "q4_k_m", 16: "q5_k_s",
+    17: "q5_k_m", 18: "q6_k", 32: "bf16",
+}
+LEVEL_BITS = {"f32": 32.0, "f16": 16.0, "bf16": 16.0}
+
+
+@dataclass
+class ModelRecord:
+    """One model found on disk, usable or not (with the reason)."""
+
+    name: str
+    path: Path
+    format: str  # gguf | gptq | bnb | hf | unknown
+    bits: Optional[float] = None
+    level: Optional[str] = None
+    size_bytes: int = 0
+    parameter_count: Optional[int] = None
+    context_length: Optional[int] = None
+    architecture: Optional[str] = None
+    has_chat_template: bool = False
+    manifest: Optional[dict[str, Any]] = None
+    usable: bool = True
+    reason: str = ""
+    display: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {k: v for k, v in self.__dict__.items() if k != "manifest"}
+        data["path"] = str(self.path)
+        data["has_manifest"] = self.manifest is not None
+        return data
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _level_bits(level: Optional[str]) -> Optional[float]:
+    if not level:
+        return None
+    if level in LEVEL_BITS:
+        return LEVEL_BITS[level]
+    match = re.search(r"q(\d)", level)
+    return float(match.group(1)) if match else None
+
+
+def inspect_gguf(path: Path, name: str) -> ModelRecord:
+    """A record for one .gguf file, from its magic and metadata (read with `gguf`)."""
+    record = ModelRecord(name=name, path=path, format="gguf", size_bytes=_size(path), manifest=read_manifest(path))
+    with open(path, "rb") as handle:
+        magic = handle.read(4)
+    if magic != GGUF_MAGIC:
+        record.usable, record.reason = False, "not a GGUF file (bad magic bytes)"
+        return record
+    try:
+        from gguf import GGUFReader
+
+        reader = GGUFReader(str(path))
+        fields = {key: reader.fields[key] for key in reader.fields}
+
+        def value(key: str) -> Any:
+            f = fields.get(key)
+            return f.contents() if f is not None else None
+
+        arch = value("general.architecture")
+        record.architecture = arch
+        record.context_length = value(f"{arch}.context_length") if arch else None
+        record.has_chat_template = value("tokenizer.chat_template") is not None
+        file_type = value("general.file_type")
+        record.level = GGUF_FILE_TYPES.get(file_type) if file_type is not None else None
+        record.parameter_count = sum(int(t.n_elements) for t in reader.tensors)
+    except Exception as exc:  # a truncated or corrupt file must not break the listing
+        record.usable, record.reason = False, f"unreadable GGUF: {exc}"
+    if record.level is None:
+        match = GGUF_LEVEL_IN_NAME.search(path.stem)
+        record.level = match.group("level").lower() if match else None
+    record.bits = _level_bits(record.level)
+    return record
+
+
+def inspect_folder(path: Path) -> Optional[ModelRecord]:
+    """A record for a model folder (GPTQ, bitsandbytes or plain HF), or None when it is not one."""
+    config_path = path / "config.json"
+    ggufs = sorted(p for p in path.glob("*.gguf") if not p.name.startswith("."))
+    if not config_path.is_file():
+        if len(ggufs) == 1:
+            return inspect_gguf(ggufs[0], path.name)
+        return None
+    record = ModelRecord(name=path.name, path=path, format="hf", size_bytes=_size(path), manifest=read_manifest(path))
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        record.format, record.usable, record.reason = "unknown", False, f"config.json unreadable: {exc}"
+        return record
+    quant = config.get("quantization_config") or {}
+    if not quant and (path / "quantize_config.json").is_file():
+        quant = json.loads((path / "quantize_config.json").read_text(encoding="utf-8"))
+        quant.setdefault("quant_method", "gptq")
+    method = str(quant.get("quant_method", "")).lower()
+    if method == "gptq":
+        record.format, record.bits = "gptq", float(quant.get("bits", 4))
+        record.level = f"{int(record.bits)}bit-g{quant.get('group_size', 128)}"
+    elif method == "bitsandbytes":
+        record.format = "bnb"
+        if quant.get("load_in_8bit"):
+            record.bits, record.level = 8.0, "int8"
+        else:
+            record.bits, record.level = 4.0, str(quant.get("bnb_4bit_quant_type", "nf4"))
+    elif method:
+        record.format, record.usable, record.reason = "unknown", False, f"unsupported quant_method {method!r}"
+    else:
+        dtype = str(config.get("torch_dtype") or config.get("dtype") or "float32")
+        record.level = {"float32": "f32", "float16": "f16", "bfloat16": "bf16"}.get(dtype, dtype)
+        record.bits = LEVEL_BITS.get(record.level)
+    archs = config.get("architectures") or []
+    record.architecture = archs[0] if archs else config.get("model_type")
+    record.context_length = config.get("max_position_embeddings")
+    if record.manifest:
+        record.parameter_count = record.manifest.get("parameter_count")
+    tok_config = path / "tokenizer_config.json"
+    if (path / "chat_template.jinja").is_file():
+        record.has_chat_template = True
+    elif tok_config.is_file():
+        try:
+            record.has_chat_template = bool(json.loads(tok_config.read_text(encoding="utf-8")).get("chat_template"))
+        except (OSError, json.JSONDecodeError):
+            pass
+    if record.usable:
+        if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
+            record.usable, record.reason = False, "no weight files (*.safetensors or *.bin)"
+        elif not any((path / n).is_file() for n in ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")):
+            record.usable, record.reason = False, "no tokenizer files"
+    return record
+
+
+def _inspectors() -> dict[str, Callable[[Path], Optional[ModelRecord]]]:
+    return {
+        "file": lambda p: inspect_gguf(p, p.stem) if p.suffix == ".gguf" else None,
+        "dir": inspect_folder,
+    }
+
+
+def discover(models_dir: Path) -> list[ModelRecord]:
+    """Every model in `models_dir`, sorted by name; unusable ones carry the reason. Never raises."""
+    models_dir = Path(models_dir)
+    if not models_dir.is_dir():
+        return []
+    inspectors = _inspectors()
+    records: dict[str, ModelRecord] = {}
+    for entry in sorted(models_dir.iterdir()):
+        if entry.name.startswith(".") or is_temp_name(entry.name) or entry.name.endswith(MANIFEST_SUFFIX):
+            continue
+        kind = "dir" if entry.is_dir() else "file"
+        try:
+            record = inspectors[kind](entry)
+        except Exception as exc:  # one odd entry must never hide the others
+            log.warning("could not inspect %s: %s", entry, exc)
+            record = ModelRecord(entry.name, entry, "unknown", usable=False, reason=f"could not inspect: {exc}")
+        if record is None:
+            continue
+        match = BRIEF_NAME.match(record.name)
+        if match:
+            record.display = {k: v for k, v in match.groupdict().items()}
+        name, n = record.name, 2
+        while name in records:  # e.g. demo.gguf beside a folder named demo
+            name, n = f"{record.name}-{n}", n + 1
+        record.name = name
+        records[name] = record
+    return [records[k] for k in sorted(records)]
