@@ -14,7 +14,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 class Settings(BaseSettings):
     """Where LQMF reads and writes. Every writable path derives from `home` unless overridden."""
 
-    model_config = SettingsConfigDict(env_prefix="LQMF_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="LQMF_", extra="ignore", populate_by_name=True)
 
     home: Optional[Path] = Field(
         default=None,

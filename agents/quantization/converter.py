@@ -99,6 +99,7 @@ def convert_hf_folder(src: Path, out_file: Path, outtype: str, settings: Setting
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     output = proc.stdout + proc.stderr
     if proc.returncode != 0 or not out_file.is_file():
+        log.error("converter failed on %s (exit %s):\n%s", src, proc.returncode, output)
         raise _explain_converter_failure(output, src)
     return output
 
@@ -110,9 +111,10 @@ def _explain_converter_failure(output: str, src: Path) -> QuantizationError:
             f"llama.cpp's converter does not know the BPE pre-tokenizer of {src.name}",
             "use a model with a SentencePiece tokenizer.model, a newer llama-cpp-python, or another method (gptq, bnb)",
         )
-    if re.search(r"Architecture .* not supported", output):
+    arch = re.search(r"(?:Architecture '?|Model )(\S+?)'? (?:is )?not supported", output)
+    if arch:
         return UnsupportedArchitecture(
-            f"llama.cpp's converter does not support the architecture of {src.name}: {tail}",
+            f"llama.cpp's converter does not support the architecture {arch.group(1)} of {src.name}",
             "use the gptq or bnb method for this model",
         )
     return QuantizationError(f"GGUF conversion of {src.name} failed:\n{tail}", "see logs/lqmf.log for the full output")

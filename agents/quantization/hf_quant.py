@@ -21,6 +21,7 @@ from agents.quantization.manifest import (
 )
 from agents.quantization.source import architecture, hf_parameter_count, hf_weight_bytes, require_hf_folder
 from lqmf.errors import QuantizationError
+from lqmf.settings import load_settings
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +125,12 @@ def quantize_gptq(
     group_size: int = 128,
     max_samples: int = 64,
     overwrite: bool = False,
+    logs_dir: Optional[Path] = None,
 ) -> Manifest:
-    """Quantize an HF folder with GPTQ through GPTQModel on CPU; calibration from a file or the default."""
+    """Quantize an HF folder with GPTQ through GPTQModel on CPU; calibration from a file or the default.
+
+    GPTQModel's per-layer logs go to `logs_dir`/gptqmodel (default: the settings' logs folder).
+    """
     if bits not in GPTQ_BITS:
         raise QuantizationError(f"GPTQ supports {GPTQ_BITS} bits here, not {bits}", "use bits=4 or bits=8")
     src = Path(src)
@@ -133,7 +138,11 @@ def quantize_gptq(
 
     def build(tmp: Path) -> None:
         from gptqmodel import GPTQModel, QuantizeConfig
+        from gptqmodel.looper import loop_processor
 
+        # GPTQModel writes its per-layer logs to ./logs relative to the working directory;
+        # point them at our logs folder so a run never writes into whatever the cwd is.
+        loop_processor._PROJECT_LOG_DIR = Path(logs_dir or load_settings().logs_dir) / "gptqmodel"
         config = QuantizeConfig(bits=bits, group_size=group_size, desc_act=False, sym=True)
         model = GPTQModel.load(str(src), config, device="cpu")
         model.quantize(samples, batch_size=1)
