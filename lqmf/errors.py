@@ -49,3 +49,15 @@ class TokenizerNotSupported(QuantizationError):
 
 class ToolUnavailable(LQMFError):
     """An external tool (the llama.cpp converter, a library) is missing."""
+
+
+class QueueFull(LQMFError):
+    """A model's request queue is full; retry later."""
+
+
+class ModelBusy(LQMFError):
+    """The model is loading or unloading; retry shortly."""
+
+
+class ContextOverflow(LQMFError):
+    """The prompt does not fit the model's context window."""

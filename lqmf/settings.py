@@ -33,6 +33,18 @@ class Settings(BaseSettings):
         description="Where fetched tools (the llama.cpp converter) are cached.",
     )
     log_level: str = Field(default="INFO", description="Level of logs/lqmf.log.")
+    max_models: int = Field(default=5, ge=1, description="Most models loaded at once (the brief's MAX_MODELS).")
+    max_memory_mb: int = Field(
+        default=8192, ge=1,
+        description="Memory budget for loaded models in MiB (the brief's MAX_MEMORY_USAGE); "
+        "capped by what the machine has available.",
+    )
+    context_length: int = Field(default=4096, ge=64, description="Context window to load models with (capped by the model's).")
+    queue_size: int = Field(default=16, ge=1, description="Requests waiting per model before new ones get QueueFull.")
+    keep_alive_s: float = Field(
+        default=300.0, description="Seconds an idle model stays loaded; -1 forever, 0 unload after each request."
+    )
+    threads: Optional[int] = Field(default=None, ge=1, description="CPU threads per model (default: all cores).")
     debug: bool = Field(default=False, description="Re-raise errors with their tracebacks.")
 
     @property

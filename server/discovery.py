@@ -41,6 +41,8 @@ class ModelRecord:
     context_length: Optional[int] = None
     architecture: Optional[str] = None
     has_chat_template: bool = False
+    block_count: Optional[int] = None  # transformer layers, for the KV-cache estimate
+    kv_width: Optional[int] = None  # key (= value) width per token and layer: kv heads x head dim
     manifest: Optional[dict[str, Any]] = None
     usable: bool = True
     reason: str = ""
@@ -89,6 +91,11 @@ def inspect_gguf(path: Path, name: str) -> ModelRecord:
         arch = value("general.architecture")
         record.architecture = arch
         record.context_length = value(f"{arch}.context_length") if arch else None
+        record.block_count = value(f"{arch}.block_count") if arch else None
+        heads, kv_heads = value(f"{arch}.attention.head_count"), value(f"{arch}.attention.head_count_kv")
+        width = value(f"{arch}.embedding_length")
+        key_len = value(f"{arch}.attention.key_length") or (width // heads if width and heads else None)
+        record.kv_width = int((kv_heads or heads) * key_len) if key_len and (kv_heads or heads) else None
         record.has_chat_template = value("tokenizer.chat_template") is not None
         file_type = value("general.file_type")
         record.level = GGUF_FILE_TYPES.get(file_type) if file_type is not None else None
@@ -102,14 +109,18 @@ def inspect_gguf(path: Path, name: str) -> ModelRecord:
     return record
 
 
-def inspect_folder(path: Path) -> Optional[ModelRecord]:
-    """A record for a model folder (GPTQ, bitsandbytes or plain HF), or None when it is not one."""
+def inspect_folder(path: Path) -> list[ModelRecord]:
+    """Records for a folder: one for a GPTQ / bitsandbytes / HF model, one per GGUF file inside it, or none."""
     config_path = path / "config.json"
-    ggufs = sorted(p for p in path.glob("*.gguf") if not p.name.startswith("."))
     if not config_path.is_file():
+        ggufs = sorted(p for p in path.glob("*.gguf") if not p.name.startswith(".") and not is_temp_name(p.name))
         if len(ggufs) == 1:
-            return inspect_gguf(ggufs[0], path.name)
-        return None
+            return [inspect_gguf(ggufs[0], path.name)]
+        return [inspect_gguf(g, f"{path.name}-{g.stem}") for g in ggufs]
+    return [_inspect_model_folder(path, config_path)]
+
+
+def _inspect_model_folder(path: Path, config_path: Path) -> ModelRecord:
     record = ModelRecord(name=path.name, path=path, format="hf", size_bytes=_size(path), manifest=read_manifest(path))
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
@@ -139,6 +150,11 @@ def inspect_folder(path: Path) -> Optional[ModelRecord]:
     archs = config.get("architectures") or []
     record.architecture = archs[0] if archs else config.get("model_type")
     record.context_length = config.get("max_position_embeddings")
+    record.block_count = config.get("num_hidden_layers")
+    heads = config.get("num_attention_heads")
+    head_dim = config.get("head_dim") or (config["hidden_size"] // heads if heads and config.get("hidden_size") else None)
+    kv_heads = config.get("num_key_value_heads") or heads
+    record.kv_width = int(kv_heads * head_dim) if kv_heads and head_dim else None
     if record.manifest:
         record.parameter_count = record.manifest.get("parameter_count")
     tok_config = path / "tokenizer_config.json"
@@ -157,9 +173,9 @@ def inspect_folder(path: Path) -> Optional[ModelRecord]:
     return record
 
 
-def _inspectors() -> dict[str, Callable[[Path], Optional[ModelRecord]]]:
+def _inspectors() -> dict[str, Callable[[Path], list[ModelRecord]]]:
     return {
-        "file": lambda p: inspect_gguf(p, p.stem) if p.suffix == ".gguf" else None,
+        "file": lambda p: [inspect_gguf(p, p.stem)] if p.suffix == ".gguf" else [],
         "dir": inspect_folder,
     }
 
@@ -176,18 +192,17 @@ def discover(models_dir: Path) -> list[ModelRecord]:
             continue
         kind = "dir" if entry.is_dir() else "file"
         try:
-            record = inspectors[kind](entry)
+            found = inspectors[kind](entry)
         except Exception as exc:  # one odd entry must never hide the others
             log.warning("could not inspect %s: %s", entry, exc)
-            record = ModelRecord(entry.name, entry, "unknown", usable=False, reason=f"could not inspect: {exc}")
-        if record is None:
-            continue
-        match = BRIEF_NAME.match(record.name)
-        if match:
-            record.display = {k: v for k, v in match.groupdict().items()}
-        name, n = record.name, 2
-        while name in records:  # e.g. demo.gguf beside a folder named demo
-            name, n = f"{record.name}-{n}", n + 1
-        record.name = name
-        records[name] = record
+            found = [ModelRecord(entry.name, entry, "unknown", usable=False, reason=f"could not inspect: {exc}")]
+        for record in found:
+            match = BRIEF_NAME.match(record.name)
+            if match:
+                record.display = dict(match.groupdict())
+            name, n = record.name, 2
+            while name in records:  # e.g. demo.gguf beside a folder named demo
+                name, n = f"{record.name}-{n}", n + 1
+            record.name = name
+            records[name] = record
     return [records[k] for k in sorted(records)]

@@ -77,3 +77,18 @@ def test_brief_naming_convention_is_parsed_for_display(demo_dir, tmp_path):
 
 def test_missing_folder_gives_an_empty_list(tmp_path):
     assert discover(tmp_path / "nowhere") == []
+
+
+def test_gguf_files_inside_folders(demo_dir, tmp_path):
+    single = tmp_path / "org_model-GGUF"
+    single.mkdir()
+    shutil.copy2(demo_dir / "demo-q8_0.gguf", single / "model.q8_0.gguf")
+    several = tmp_path / "bundle"
+    several.mkdir()
+    shutil.copy2(demo_dir / "demo-q8_0.gguf", several / "a.gguf")
+    shutil.copy2(demo_dir / "demo-q4_k_m.gguf", several / "b.gguf")
+    shutil.copy2(demo_dir / "demo-q4_k_m.gguf", tmp_path / "bundle-a.gguf")  # a name clash
+    records = {r.name: r for r in discover(tmp_path)}
+    assert set(records) == {"org_model-GGUF", "bundle-a", "bundle-b", "bundle-a-2"}
+    assert records["org_model-GGUF"].level == "q8_0" and records["bundle-b"].level == "q4_k_m"
+    assert all("/" not in name for name in records)

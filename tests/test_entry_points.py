@@ -67,11 +67,15 @@ def test_a_stale_output_is_rebuilt(demo_dir, tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
-def test_make_setup_reinstalls_nothing_when_done():
-    """After `make setup`, a dry run of it plans no pip install (the stamp on requirements.txt holds)."""
-    stamps = list((REPO / ".venv").glob(".installed-*"))
-    if not stamps:
-        pytest.skip("run through `make test` (no install stamp in .venv yet)")
-    proc = subprocess.run(["make", "-n", "install"], cwd=REPO, capture_output=True, text=True)
-    assert proc.returncode == 0
-    assert "pip install" not in proc.stdout
+def test_make_install_is_stamped_on_the_requirements_hash():
+    """After `make setup`, a dry run plans no pip install; a different requirements hash would."""
+    import hashlib
+
+    digest = hashlib.sha256((REPO / "requirements.txt").read_bytes()).hexdigest()[:16]
+    if not (REPO / ".venv" / f".installed-{digest}").exists():
+        pytest.skip("run through `make test` (requirements.txt changed since the last install)")
+    current = subprocess.run(["make", "-n", "install"], cwd=REPO, capture_output=True, text=True)
+    assert current.returncode == 0 and "pip install" not in current.stdout
+    changed = subprocess.run(["make", "-n", "install", "REQ_HASH=0123456789abcdef"], cwd=REPO,
+                             capture_output=True, text=True)
+    assert "pip install" in changed.stdout

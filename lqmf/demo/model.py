@@ -39,6 +39,7 @@ class DemoSpec:
     learning_rate: float = 3e-3
     seed: int = 1234
     chat_repeats: int = 3
+    recipe: int = 2  # bump when the build code changes what it makes (2: llama.cpp-compatible tokenizer)
 
     def key(self) -> str:
         import hashlib
@@ -67,6 +68,8 @@ def train_tokenizer(corpus: Corpus, spec: DemoSpec, folder: Path) -> None:
         split_digits=True,
         allow_whitespace_only_pieces=True,
         remove_extra_whitespaces=False,
+        # No dummy "▁" before the text: transformers v5 and llama.cpp then tokenize identically.
+        add_dummy_prefix=False,
         normalization_rule_name="identity",
         user_defined_symbols=[IM_START, IM_END],
         unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
@@ -87,6 +90,19 @@ def train_tokenizer(corpus: Corpus, spec: DemoSpec, folder: Path) -> None:
 
     # Loading converts tokenizer.model; saving adds tokenizer.json so fast loads need no conversion.
     AutoTokenizer.from_pretrained(folder).save_pretrained(folder)
+    # llama.cpp's converter learns which pieces are control tokens (parsed as one token, and
+    # <|im_end|> as end of generation) only from added_tokens_decoder, which transformers v5 no
+    # longer writes; add it back.
+    config_path = folder / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config["added_tokens_decoder"] = {
+        str(i): {"content": text, "special": True, "lstrip": False, "rstrip": False,
+                 "normalized": False, "single_word": False}
+        for i, text in ((0, "<unk>"), (1, "<s>"), (2, "</s>"), (3, IM_START), (4, IM_END))
+    }
+    # And it adds a "▁" before every text fragment unless told otherwise.
+    config["add_prefix_space"] = False
+    config_path.write_text(json.dumps(config, indent=2))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,282 @@
+"""The Backend interface, generation parameters, streamed chunks, and text helpers every backend shares."""
+
+from __future__ import annotations
+
+import threading
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Optional, Sequence
+
+from lqmf.errors import ContextOverflow, LQMFError
+
+Message = dict[str, str]
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """Sampling settings; temperature 0 means greedy decoding."""
+
+    max_tokens: int = 256
+    temperature: float = 0.8
+    top_p: float = 0.95
+    top_k: int = 40
+    min_p: float = 0.05
+    seed: Optional[int] = None
+    stop: tuple[str, ...] = ()
+    repeat_penalty: float = 1.0
+    ignore_eos: bool = False  # keep generating past end-of-generation tokens (fixed-length benchmarks)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.max_tokens < 1:
+            problems.append("max_tokens must be at least 1")
+        if self.temperature < 0:
+            problems.append("temperature must be >= 0")
+        if not 0 < self.top_p <= 1:
+            problems.append("top_p must be in (0, 1]")
+        if self.top_k < 0:
+            problems.append("top_k must be >= 0 (0 = off)")
+        if not 0 <= self.min_p < 1:
+            problems.append("min_p must be in [0, 1)")
+        if self.repeat_penalty <= 0:
+            problems.append("repeat_penalty must be > 0")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+@dataclass
+class Timings:
+    """Measured durations of one generation, in seconds."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    prompt_eval_s: float = 0.0  # prompt processing up to the first sampled token
+    eval_s: float = 0.0  # decoding after the first token
+    total_s: float = 0.0
+
+    @property
+    def time_to_first_token_s(self) -> float:
+        return self.prompt_eval_s
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.completion_tokens / self.total_s if self.total_s > 0 else 0.0
+
+
+@dataclass
+class Chunk:
+    """One step of a stream: new text and token ids; the last chunk has finish_reason and timings."""
+
+    text: str
+    token_ids: list[int] = field(default_factory=list)
+    finish_reason: Optional[str] = None  # stop | length | cancelled
+    timings: Optional[Timings] = None
+
+
+@dataclass
+class GenerationResult:
+    """A whole generation, built from its stream."""
+
+    text: str
+    token_ids: list[int]
+    finish_reason: str
+    timings: Timings
+
+    @property
+    def prompt_tokens(self) -> int:
+        return self.timings.prompt_tokens
+
+    @property
+    def completion_tokens(self) -> int:
+        return self.timings.completion_tokens
+
+
+class StopMatcher:
+    """Cuts generated text at the first stop string, holding back text that may begin one."""
+
+    def __init__(self, stops: Sequence[str]) -> None:
+        self.stops = [s for s in stops if s]
+        self.longest = max((len(s) for s in self.stops), default=0)
+        self.pending = ""
+
+    def feed(self, text: str) -> tuple[str, bool]:
+        """Return (text safe to emit, stopped)."""
+        if not self.stops:
+            return text, False
+        self.pending += text
+        # Only the tail can hold a new match: look at what was held back plus the new text.
+        hits = [(self.pending.find(s), s) for s in self.stops]
+        hits = [(i, s) for i, s in hits if i >= 0]
+        if hits:
+            index = min(i for i, _ in hits)
+            out, self.pending = self.pending[:index], ""
+            return out, True
+        keep = 0
+        for size in range(min(self.longest - 1, len(self.pending)), 0, -1):
+            tail = self.pending[-size:]
+            if any(s.startswith(tail) for s in self.stops):
+                keep = size
+                break
+        out = self.pending[: len(self.pending) - keep]
+        self.pending = self.pending[len(self.pending) - keep:]
+        return out, False
+
+    def flush(self) -> str:
+        out, self.pending = self.pending, ""
+        return out
+
+
+class Backend(ABC):
+    """A loaded (or loadable) model. Not thread-safe: the manager gives each one a single worker."""
+
+    format: str = ""
+    can_embed: bool = False
+
+    def __init__(self, record: Any, *, n_ctx: Optional[int] = None, threads: Optional[int] = None) -> None:
+        self.record = record
+        self.requested_ctx = n_ctx
+        self.threads = threads
+        self.loaded = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    @abstractmethod
+    def load(self) -> None:
+        """Load weights; raise ModelLoadError with the reason on failure."""
+
+    @abstractmethod
+    def unload(self) -> None:
+        """Free the weights."""
+
+    @abstractmethod
+    def footprint(self) -> int:
+        """Bytes this model holds in memory now (weights + caches), as measured or reported."""
+
+    # -- text ----------------------------------------------------------------------------------
+    @property
+    @abstractmethod
+    def context_length(self) -> int:
+        """Tokens the loaded context window holds."""
+
+    @abstractmethod
+    def tokenize(self, text: str, add_special: bool = True) -> list[int]:
+        ...
+
+    @abstractmethod
+    def detokenize(self, ids: Sequence[int]) -> str:
+        ...
+
+    @abstractmethod
+    def apply_chat_template(self, messages: list[Message]) -> str:
+        """The prompt text for a conversation, ready for a generation by the assistant."""
+
+    def chat_prompt_ids(self, messages: list[Message]) -> list[int]:
+        """Token ids of a chat prompt (the template already carries any BOS it wants)."""
+        return self.tokenize(self.apply_chat_template(messages), add_special=False)
+
+    # -- generation -----------------------------------------------------------------------------
+    @abstractmethod
+    def _token_stream(self, prompt_ids: list[int], params: GenerationParams) -> Iterator[int]:
+        """Yield sampled token ids one by one; stop at an end-of-generation token (not yielded)."""
+
+    @abstractmethod
+    def _decoder(self, prompt_ids: list[int]) -> "IncrementalDecoder":
+        ...
+
+    def check_fits(self, prompt_ids: Sequence[int]) -> None:
+        """Raise ContextOverflow with the numbers when the prompt leaves no room to generate."""
+        n_ctx = self.context_length
+        if len(prompt_ids) >= n_ctx:
+            raise ContextOverflow(
+                f"the prompt is {len(prompt_ids)} tokens but {self.record.name}'s context window holds "
+                f"{n_ctx} (and at least one token must be generated)",
+                "shorten the prompt or the conversation, or load the model with a larger context",
+            )
+
+    def stream(
+        self, prompt_ids: list[int], params: GenerationParams, cancel: Optional[threading.Event] = None
+    ) -> Iterator[Chunk]:
+        """Generate from prompt ids, yielding text deltas; the final chunk carries finish_reason and timings."""
+        self.check_fits(prompt_ids)
+        budget = min(params.max_tokens, self.context_length - len(prompt_ids))
+        timings = Timings(prompt_tokens=len(prompt_ids))
+        decoder = self._decoder(prompt_ids)
+        stops = StopMatcher(params.stop)
+        start = time.perf_counter()
+        first_at: Optional[float] = None
+        finish, hit_stop_string = "stop", False
+        generated: list[int] = []
+        tokens = self._token_stream(prompt_ids, params)
+        try:
+            for token in tokens:
+                if first_at is None:
+                    first_at = time.perf_counter()
+                generated.append(token)
+                text, hit_stop_string = stops.feed(decoder.add(token))
+                yield Chunk(text, [token])
+                if hit_stop_string:
+                    break
+                if cancel is not None and cancel.is_set():
+                    finish = "cancelled"
+                    break
+                if len(generated) >= budget:
+                    finish = "length"
+                    break
+        finally:
+            close = getattr(tokens, "close", None)
+            if close is not None:
+                close()
+        tail = ""
+        if finish != "cancelled" and not hit_stop_string:
+            tail, hit_stop_string = stops.feed(decoder.flush())
+            if not hit_stop_string:
+                tail += stops.flush()  # a held-back prefix that never became a stop string
+        end = time.perf_counter()
+        timings.completion_tokens = len(generated)
+        timings.total_s = end - start
+        timings.prompt_eval_s = (first_at or end) - start
+        timings.eval_s = end - (first_at or end)
+        yield Chunk(tail, [], finish_reason=finish, timings=timings)
+
+    def generate(
+        self, prompt_ids: list[int], params: GenerationParams, cancel: Optional[threading.Event] = None
+    ) -> GenerationResult:
+        """Non-streaming generation, built on stream()."""
+        return collect(self.stream(prompt_ids, params, cancel))
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        raise LQMFError(f"{self.record.name} cannot make embeddings", "use a model that can embed")
+
+    def logits(self, ids: Sequence[int]):
+        """Full next-token logits for every position of `ids` (numpy array [len(ids), vocab])."""
+        raise NotImplementedError
+
+
+class IncrementalDecoder(ABC):
+    """Turns a growing list of token ids into text deltas in linear time."""
+
+    @abstractmethod
+    def add(self, token: int) -> str:
+        """Text that became final with this token (may be empty while a character is incomplete)."""
+
+    @abstractmethod
+    def flush(self) -> str:
+        """Whatever is left when generation ends."""
+
+
+def collect(chunks: Iterable[Chunk]) -> GenerationResult:
+    """Join a stream of chunks into one result."""
+    parts: list[str] = []
+    ids: list[int] = []
+    last: Optional[Chunk] = None
+    for chunk in chunks:
+        parts.append(chunk.text)
+        ids.extend(chunk.token_ids)
+        last = chunk
+    if last is None or last.timings is None or last.finish_reason is None:
+        raise LQMFError("the generation ended without a final chunk", "see logs/lqmf.log")
+    return GenerationResult("".join(parts), ids, last.finish_reason, last.timings)

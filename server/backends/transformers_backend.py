@@ -1,0 +1,179 @@
+"""HF, bitsandbytes and GPTQ folders through transformers (GPTQ loaded by GPTQModel), on CPU."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+from typing import Iterator, Optional, Sequence
+
+from lqmf.errors import ModelLoadError
+from server.backends.base import Backend, GenerationParams, IncrementalDecoder, Message
+from server.backends.chat import render_chat, validate_messages
+
+log = logging.getLogger(__name__)
+
+CONTEXT_TOKENS = 4  # prompt tokens kept in the decoder's window so the first piece keeps its space
+
+
+class WindowDecoder(IncrementalDecoder):
+    """Decode only a short sliding window of ids per token (the prefix/read offset method)."""
+
+    def __init__(self, tokenizer, prompt_ids: list[int]) -> None:
+        self.tokenizer = tokenizer
+        self.ids = list(prompt_ids[-CONTEXT_TOKENS:])
+        self.prefix = 0
+        self.read = len(self.ids)
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+    def add(self, token: int) -> str:
+        self.ids.append(token)
+        before = self._decode(self.ids[self.prefix : self.read])
+        after = self._decode(self.ids[self.prefix :])
+        if len(after) > len(before) and not after.endswith("\ufffd"):
+            self.prefix, self.read = self.read, len(self.ids)
+            return after[len(before):]
+        return ""
+
+    def flush(self) -> str:
+        before = self._decode(self.ids[self.prefix : self.read])
+        after = self._decode(self.ids[self.prefix :])
+        self.prefix = self.read = len(self.ids)
+        return after[len(before):] if len(after) > len(before) else ""
+
+
+class TransformersBackend(Backend):
+    """A model folder (plain HF, bitsandbytes, or GPTQ) on CPU."""
+
+    can_embed = True
+
+    def __init__(self, record, *, n_ctx: Optional[int] = None, threads: Optional[int] = None) -> None:
+        super().__init__(record, n_ctx=n_ctx, threads=threads)
+        self.format = record.format
+        self.model = None
+        self.tokenizer = None
+        self.eos_ids: set[int] = set()
+
+    def load(self) -> None:
+        if not self.record.usable:
+            raise ModelLoadError(f"{self.record.name} is not usable: {self.record.reason}", "see `list models`")
+        path = self.record.path
+        try:
+            from transformers import AutoTokenizer
+
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+            if self.format == "gptq":
+                # transformers v5 loads GPTQ only through optimum + GPTQModel; GPTQModel alone suffices.
+                from gptqmodel import GPTQModel
+
+                self.model = GPTQModel.load(str(path), device="cpu").model
+            else:
+                from transformers import AutoModelForCausalLM
+
+                self.model = AutoModelForCausalLM.from_pretrained(path, device_map="cpu")
+        except Exception as exc:  # any library failure becomes one readable error
+            self.model = self.tokenizer = None
+            raise ModelLoadError(f"could not load {self.record.name}: {exc}", "check the folder's files") from exc
+        self.model.eval()
+        eos = self.model.generation_config.eos_token_id if self.model.generation_config else None
+        ids = eos if isinstance(eos, list) else [eos]
+        self.eos_ids = {int(i) for i in ids if i is not None}
+        if self.tokenizer.eos_token_id is not None:
+            self.eos_ids.add(int(self.tokenizer.eos_token_id))
+        self.loaded = True
+
+    def unload(self) -> None:
+        self.model = self.tokenizer = None
+        self.loaded = False
+        gc.collect()
+
+    def footprint(self) -> int:
+        if self.model is None:
+            return 0
+        return int(self.model.get_memory_footprint())
+
+    @property
+    def context_length(self) -> int:
+        trained = int(self.record.context_length or 2048)
+        return min(self.requested_ctx, trained) if self.requested_ctx else trained
+
+    def tokenize(self, text: str, add_special: bool = True) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=add_special)["input_ids"])
+
+    def detokenize(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
+
+    def apply_chat_template(self, messages: list[Message]) -> str:
+        validate_messages(messages)
+        if getattr(self.tokenizer, "chat_template", None):
+            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return render_chat(None, messages, bos_token=self.tokenizer.bos_token or "", eos_token=self.tokenizer.eos_token or "")
+
+    def _decoder(self, prompt_ids: list[int]) -> IncrementalDecoder:
+        return WindowDecoder(self.tokenizer, prompt_ids)
+
+    def _token_stream(self, prompt_ids: list[int], params: GenerationParams) -> Iterator[int]:
+        import torch
+
+        generator = torch.Generator().manual_seed(params.seed if params.seed is not None else int.from_bytes(os.urandom(4), "little"))
+        seen = torch.tensor(prompt_ids, dtype=torch.long)
+        with torch.inference_mode():
+            out = self.model(input_ids=torch.tensor([prompt_ids]), use_cache=True)
+            while True:
+                logits = out.logits[0, -1].float()
+                token = sample_next(logits, params, seen, generator)
+                if token in self.eos_ids and not params.ignore_eos:
+                    return
+                yield token
+                seen = torch.cat([seen, torch.tensor([token])])
+                out = self.model(
+                    input_ids=torch.tensor([[token]]), past_key_values=out.past_key_values, use_cache=True
+                )
+
+    def logits(self, ids: Sequence[int]):
+        import torch
+
+        with torch.inference_mode():
+            return self.model(input_ids=torch.tensor([list(ids)])).logits[0].float().numpy()
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        """Mean-pooled last hidden states, L2-normalised (one vector per text)."""
+        import torch
+
+        vectors = []
+        with torch.inference_mode():
+            for text in texts:
+                ids = self.tokenize(text)
+                self.check_fits(ids)
+                hidden = self.model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states[-1][0]
+                vector = hidden.float().mean(dim=0)
+                vectors.append(torch.nn.functional.normalize(vector, dim=0).tolist())
+        return vectors
+
+
+def sample_next(logits, params: GenerationParams, seen, generator) -> int:
+    """One token from logits: repeat penalty, then greedy or temperature / top-k / top-p / min-p."""
+    import torch
+
+    if params.repeat_penalty != 1.0 and len(seen):
+        prev = torch.unique(seen)
+        values = logits[prev]
+        logits[prev] = torch.where(values > 0, values / params.repeat_penalty, values * params.repeat_penalty)
+    if params.greedy:
+        return int(torch.argmax(logits))
+    logits = logits / params.temperature
+    if params.top_k > 0 and params.top_k < logits.numel():
+        kth = torch.topk(logits, params.top_k).values[-1]
+        logits = torch.where(logits < kth, torch.full_like(logits, float("-inf")), logits)
+    probs = torch.softmax(logits, dim=-1)
+    if params.min_p > 0:
+        probs = torch.where(probs < params.min_p * probs.max(), torch.zeros_like(probs), probs)
+    if params.top_p < 1.0:
+        sorted_probs, order = torch.sort(probs, descending=True)
+        cumulative = torch.cumsum(sorted_probs, dim=-1)
+        drop = cumulative - sorted_probs > params.top_p * cumulative[-1]
+        sorted_probs[drop] = 0
+        probs = torch.zeros_like(probs).scatter(0, order, sorted_probs)
+    return int(torch.multinomial(probs / probs.sum(), 1, generator=generator))

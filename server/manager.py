@@ -1,0 +1,379 @@
+"""ModelManager: the only owner of loaded models (load once, budget, eviction, TTL, queues, cancel)."""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Union
+
+from lqmf.errors import InsufficientMemory, LQMFError, ModelBusy, ModelNotFound, QueueFull
+from lqmf.settings import Settings
+from server.backends.base import Backend, Chunk, GenerationParams, GenerationResult, Message, Timings, collect
+from server.discovery import ModelRecord, discover
+
+log = logging.getLogger(__name__)
+
+MiB = 2**20
+Work = Callable[[Backend, threading.Event], Iterable[Any]]
+# A prompt is a conversation (chat template applied), raw text, or token ids.
+Prompt = Union[list[Message], str, Sequence[int]]
+
+_DONE = object()
+_STOP = object()
+
+
+@dataclass
+class _Failure:
+    error: BaseException
+
+
+def estimate_bytes(record: ModelRecord, n_ctx: int) -> int:
+    """Memory a model will need: its weights, a KV cache for the context, and compute buffers."""
+    weights = record.size_bytes
+    if record.format == "hf" and record.bits == 16.0:
+        weights *= 2  # a 16-bit HF checkpoint loads as float32 on CPU
+    cache_bytes = 2 if record.format == "gguf" else 4  # llama.cpp keeps an f16 cache; torch f32
+    kv = 2 * (record.block_count or 32) * n_ctx * (record.kv_width or 4096) * cache_bytes
+    return int(weights + kv + 32 * MiB)
+
+
+def prompt_ids(backend: Backend, prompt: Prompt) -> list[int]:
+    """Token ids for a conversation, a text, or ids given as they are."""
+    if isinstance(prompt, str):
+        return backend.tokenize(prompt, add_special=True)
+    if prompt and isinstance(prompt[0], dict):
+        return backend.chat_prompt_ids(list(prompt))  # type: ignore[arg-type]
+    return [int(t) for t in prompt]
+
+
+class Job:
+    """One request on a model's worker: iterate it for its outputs; cancel() stops it within a token."""
+
+    def __init__(self, model: str, work: Work, keep_alive_s: Optional[float]) -> None:
+        self.model = model
+        self.work = work
+        self.keep_alive_s = keep_alive_s
+        self.cancel_event = threading.Event()
+        self.outputs: "queue.SimpleQueue[Any]" = queue.SimpleQueue()  # C-level, cheapest hand-off
+        self.done = threading.Event()
+        self.enqueued_at = time.perf_counter()
+        self.started_at: Optional[float] = None
+        self.finished_at: Optional[float] = None
+
+    def cancel(self) -> None:
+        self.cancel_event.set()
+
+    def __iter__(self) -> Iterator[Any]:
+        finished = False
+        try:
+            while True:
+                item = self.outputs.get()
+                if item is _DONE:
+                    finished = True
+                    return
+                if isinstance(item, _Failure):
+                    finished = True
+                    raise item.error
+                yield item
+        finally:
+            if not finished:  # the consumer went away (client disconnect): stop generating
+                self.cancel()
+
+    def result(self) -> list[Any]:
+        return list(self)
+
+
+@dataclass
+class LoadedModel:
+    """A model in memory with its worker and queue."""
+
+    record: ModelRecord
+    backend: Backend
+    load_time_s: float
+    footprint_bytes: int
+    estimate_bytes: int
+    keep_alive_s: float
+    jobs: "queue.Queue[Any]"
+    loaded_at: float = field(default_factory=time.time)
+    last_used: float = field(default_factory=time.monotonic)
+    last_used_wall: float = field(default_factory=time.time)
+    active: Optional[Job] = None
+    requests_served: int = 0
+    worker: Optional[threading.Thread] = None
+    closing: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+    @property
+    def busy(self) -> bool:
+        return self.active is not None or not self.jobs.empty()
+
+    def expired(self, now: float) -> bool:
+        if self.keep_alive_s < 0 or self.busy:
+            return False
+        return now - self.last_used >= self.keep_alive_s
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "format": self.record.format, "bits": self.record.bits,
+            "level": self.record.level, "memory_bytes": self.footprint_bytes,
+            "estimate_bytes": self.estimate_bytes, "load_time_s": round(self.load_time_s, 3),
+            "loaded_at": self.loaded_at, "last_used": self.last_used_wall,
+            "queue_depth": self.jobs.qsize() + (1 if self.active else 0),
+            "keep_alive_s": self.keep_alive_s, "requests_served": self.requests_served,
+            "context_length": self.backend.context_length,
+        }
+
+
+class ModelManager:
+    """Loads models by name on demand and runs every request on that model's single worker."""
+
+    def __init__(self, settings: Settings, discover_fn: Callable[[Any], list[ModelRecord]] = discover) -> None:
+        self.settings = settings
+        self._discover = discover_fn
+        self._lock = threading.RLock()
+        self._loaded: dict[str, LoadedModel] = {}
+        self._loading: dict[str, Future] = {}
+        self._closed = threading.Event()
+        self.load_counts: dict[str, int] = {}
+        self._reaper = threading.Thread(target=self._reap, name="lqmf-ttl-reaper", daemon=True)
+        self._reaper.start()
+
+    # -- discovery ----------------------------------------------------------------------------
+    def available(self) -> list[ModelRecord]:
+        """Every model on disk (usable or not)."""
+        return self._discover(self.settings.models_dir)
+
+    def record(self, name: str) -> ModelRecord:
+        """The discovered model called `name`, or ModelNotFound with the closest names."""
+        records = {r.name: r for r in self.available()}
+        if name in records:
+            return records[name]
+        close = difflib.get_close_matches(name, list(records), n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(close)}?" if close else "see the list of available models"
+        raise ModelNotFound(f"no model named {name!r} in {self.settings.models_dir}", hint)
+
+    def loaded(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [m.info() for m in self._loaded.values()]
+
+    def is_loaded(self, name: str) -> bool:
+        with self._lock:
+            return name in self._loaded
+
+    def get(self, name: str) -> LoadedModel:
+        with self._lock:
+            if name not in self._loaded:
+                raise ModelNotFound(f"{name} is not loaded", f"load it first (load model {name})")
+            return self._loaded[name]
+
+    # -- load / unload --------------------------------------------------------------------------
+    def load(self, name: str, keep_alive_s: Optional[float] = None) -> LoadedModel:
+        """Load `name` (or return it when loaded); concurrent callers share one load."""
+        with self._lock:
+            if self._closed.is_set():
+                raise ModelBusy("the model manager is shutting down", "start it again")
+            if name in self._loaded:
+                model = self._loaded[name]
+                if keep_alive_s is not None:
+                    model.keep_alive_s = keep_alive_s
+                return model
+            future = self._loading.get(name)
+            owner = future is None
+            if owner:
+                future = Future()
+                self._loading[name] = future
+        if not owner:
+            return future.result()
+        try:
+            model = self._load_now(name, keep_alive_s)
+        except BaseException as exc:
+            with self._lock:
+                self._loading.pop(name, None)
+            future.set_exception(exc)
+            raise
+        with self._lock:
+            self._loaded[name] = model
+            self._loading.pop(name, None)
+            self.load_counts[name] = self.load_counts.get(name, 0) + 1
+        future.set_result(model)
+        return model
+
+    def _load_now(self, name: str, keep_alive_s: Optional[float]) -> LoadedModel:
+        from server.backends import backend_for
+
+        record = self.record(name)
+        if not record.usable:
+            from lqmf.errors import ModelLoadError
+
+            raise ModelLoadError(f"{name} cannot be loaded: {record.reason}", "fix or remove the file, then retry")
+        n_ctx = min(self.settings.context_length, record.context_length or self.settings.context_length)
+        need = estimate_bytes(record, n_ctx)
+        self._make_room(name, need)
+        backend = backend_for(record, n_ctx=n_ctx, threads=self.settings.threads)
+        start = time.perf_counter()
+        backend.load()
+        load_time = time.perf_counter() - start
+        keep = self.settings.keep_alive_s if keep_alive_s is None else keep_alive_s
+        model = LoadedModel(
+            record=record, backend=backend, load_time_s=load_time, footprint_bytes=backend.footprint(),
+            estimate_bytes=need, keep_alive_s=keep, jobs=queue.Queue(maxsize=self.settings.queue_size),
+        )
+        model.worker = threading.Thread(target=self._work, args=(model,), name=f"lqmf-worker-{name}", daemon=True)
+        model.worker.start()
+        log.info("loaded %s (%s) in %.2fs, %.1f MiB", name, record.format, load_time, model.footprint_bytes / MiB)
+        return model
+
+    def budget_bytes(self) -> int:
+        """The memory budget: the configured maximum, capped by what is available plus what we hold."""
+        import psutil
+
+        with self._lock:
+            held = sum(m.footprint_bytes for m in self._loaded.values())
+        return min(self.settings.max_memory_mb * MiB, psutil.virtual_memory().available + held)
+
+    def _make_room(self, name: str, need: int) -> None:
+        """Evict least-recently-used idle models until `need` fits; refuse with the numbers if it cannot."""
+        budget = self.budget_bytes()
+        if need > budget:
+            raise InsufficientMemory(
+                f"{name} needs about {need / MiB:.0f} MiB (weights + KV cache for the context) but the "
+                f"memory budget is {budget / MiB:.0f} MiB",
+                "raise LQMF_MAX_MEMORY_MB, lower LQMF_CONTEXT_LENGTH, or use a smaller quantization",
+            )
+        while True:
+            with self._lock:
+                held = sum(m.footprint_bytes for m in self._loaded.values())
+                reserved = sum(1 for n in self._loading if n != name)
+                too_many = len(self._loaded) + reserved >= self.settings.max_models
+                if held + need <= budget and not too_many:
+                    return
+                idle = sorted((m for m in self._loaded.values() if not m.busy), key=lambda m: m.last_used)
+                if not idle:
+                    busy = ", ".join(self._loaded) or "none"
+                    reason = (
+                        f"{len(self._loaded)} models are loaded (the maximum is {self.settings.max_models})"
+                        if too_many else
+                        f"{name} needs about {need / MiB:.0f} MiB, {held / MiB:.0f} of the {budget / MiB:.0f} MiB "
+                        f"budget are held"
+                    )
+                    raise InsufficientMemory(
+                        f"cannot load {name}: {reason}, and every loaded model is busy ({busy})",
+                        "retry when a request finishes, or unload a model",
+                    )
+                victim = idle[0]
+            log.info("evicting %s (least recently used, idle) to load %s", victim.name, name)
+            self.unload(victim.name)
+
+    def unload(self, name: str) -> bool:
+        """Unload after the model's queued requests finish; False when it was not loaded."""
+        with self._lock:
+            model = self._loaded.pop(name, None)
+            if model is None:
+                return False
+            model.closing = True
+        model.jobs.put(_STOP)
+        if model.worker is not None and model.worker is not threading.current_thread():
+            model.worker.join()
+        model.backend.unload()
+        log.info("unloaded %s", name)
+        return True
+
+    def close(self) -> None:
+        """Unload everything and stop the TTL reaper."""
+        self._closed.set()
+        for name in list(self._loaded):
+            self.unload(name)
+        if self._reaper.is_alive() and self._reaper is not threading.current_thread():
+            self._reaper.join(timeout=5)
+
+    def _reap(self) -> None:
+        while not self._closed.wait(0.25):
+            now = time.monotonic()
+            with self._lock:
+                expired = [m.name for m in self._loaded.values() if m.expired(now)]
+            for name in expired:
+                log.info("keep_alive expired for %s", name)
+                self.unload(name)
+
+    # -- work -------------------------------------------------------------------------------------
+    def submit(self, name: str, work: Work, keep_alive_s: Optional[float] = None) -> Job:
+        """Queue `work` on the model's worker (loading the model first); QueueFull when the queue is full."""
+        while True:
+            model = self.load(name)
+            job = Job(name, work, keep_alive_s)
+            with self._lock:
+                if model.closing:  # unloaded between load() and here: load again
+                    continue
+                try:
+                    model.jobs.put_nowait(job)
+                except queue.Full:
+                    raise QueueFull(
+                        f"{name} already has {self.settings.queue_size} requests waiting",
+                        "retry in a few seconds or raise LQMF_QUEUE_SIZE",
+                    ) from None
+            return job
+
+    def _work(self, model: LoadedModel) -> None:
+        while True:
+            job = model.jobs.get()
+            if job is _STOP:
+                return
+            model.active = job
+            job.started_at = time.perf_counter()
+            try:
+                if not job.cancel_event.is_set():
+                    for item in job.work(model.backend, job.cancel_event):
+                        job.outputs.put(item)
+            except BaseException as exc:  # delivered to the caller, never lost in the worker
+                if not isinstance(exc, LQMFError):
+                    log.exception("request on %s failed", model.name)
+                job.outputs.put(_Failure(exc))
+            finally:
+                model.requests_served += 1
+                model.last_used, model.last_used_wall = time.monotonic(), time.time()
+                if job.keep_alive_s is not None:
+                    model.keep_alive_s = job.keep_alive_s
+                model.active = None
+                job.finished_at = time.perf_counter()
+                job.outputs.put(_DONE)
+                job.done.set()
+
+    # -- generation conveniences (what the shell and the routes call) ------------------------------
+    def stream(
+        self, name: str, prompt: Prompt, params: GenerationParams, keep_alive_s: Optional[float] = None
+    ) -> Job:
+        """A job whose outputs are Chunks (the last with finish_reason and timings)."""
+
+        def work(backend: Backend, cancel: threading.Event) -> Iterator[Chunk]:
+            ids = prompt_ids(backend, prompt)
+            if cancel.is_set():
+                yield Chunk("", [], finish_reason="cancelled", timings=Timings(prompt_tokens=len(ids)))
+                return
+            yield from backend.stream(ids, params, cancel)
+
+        return self.submit(name, work, keep_alive_s)
+
+    def generate(
+        self, name: str, prompt: Prompt, params: GenerationParams, keep_alive_s: Optional[float] = None
+    ) -> GenerationResult:
+        """Non-streaming generation: the same stream, collected on the worker (no per-token hand-off)."""
+
+        def work(backend: Backend, cancel: threading.Event) -> Iterator[GenerationResult]:
+            ids = prompt_ids(backend, prompt)
+            yield collect(backend.stream(ids, params, cancel))
+
+        return self.submit(name, work, keep_alive_s).result()[0]
+
+    def call(self, name: str, fn: Callable[[Backend], Any], keep_alive_s: Optional[float] = None) -> Any:
+        """Run `fn(backend)` on the model's worker (tokenize, embed, logits) and return its value."""
+        job = self.submit(name, lambda backend, cancel: [fn(backend)], keep_alive_s)
+        return job.result()[0]
+
