@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -45,6 +45,22 @@ class Settings(BaseSettings):
         default=300.0, description="Seconds an idle model stays loaded; -1 forever, 0 unload after each request."
     )
     threads: Optional[int] = Field(default=None, ge=1, description="CPU threads per model (default: all cores).")
+    host: str = Field(default="127.0.0.1", description="Address the API server binds.")
+    port: int = Field(default=8000, ge=0, le=65535, description="Port the API server binds (0: any free port).")
+    api_key: Optional[SecretStr] = Field(
+        default=None, description="When set, every endpoint but /health needs it (Bearer or x-api-key)."
+    )
+    allow_insecure_bind: bool = Field(
+        default=False, description="Allow binding a non-loopback address without an API key."
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Browser origins allowed by CORS; empty: localhost only."
+    )
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Largest request body accepted.")
+    autoload: bool = Field(
+        default=True, description="Load a discovered model when a request names it (else answer 409)."
+    )
+    preload: list[str] = Field(default_factory=list, description="Models to load when the server starts.")
     debug: bool = Field(default=False, description="Re-raise errors with their tracebacks.")
 
     @property

@@ -206,3 +206,20 @@ def discover(models_dir: Path) -> list[ModelRecord]:
             record.name = name
             records[name] = record
     return [records[k] for k in sorted(records)]
+
+
+def chat_template_of(record: ModelRecord) -> Optional[str]:
+    """The chat template a model ships (GGUF metadata, chat_template.jinja or tokenizer_config.json)."""
+    if record.format == "gguf":
+        from gguf import GGUFReader
+
+        field = GGUFReader(str(record.path)).fields.get("tokenizer.chat_template")
+        return field.contents() if field is not None else None
+    jinja = record.path / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text(encoding="utf-8")
+    config = record.path / "tokenizer_config.json"
+    if config.is_file():
+        template = json.loads(config.read_text(encoding="utf-8")).get("chat_template")
+        return template if isinstance(template, str) else None
+    return None

@@ -52,23 +52,45 @@ def prompt_ids(backend: Backend, prompt: Prompt) -> list[int]:
 
 
 class Job:
-    """One request on a model's worker: iterate it for its outputs; cancel() stops it within a token."""
+    """One request on a model's worker: iterate it (or `async for` it) for its outputs; cancel() stops it.
 
-    def __init__(self, model: str, work: Work, keep_alive_s: Optional[float]) -> None:
+    With `loop` the outputs are handed to that asyncio loop (for the HTTP routes), otherwise to a
+    thread-safe queue. A consumer that stops iterating early cancels the job (a client disconnect).
+    """
+
+    def __init__(self, model: str, work: Work, keep_alive_s: Optional[float], loop=None) -> None:
         self.model = model
         self.work = work
         self.keep_alive_s = keep_alive_s
         self.cancel_event = threading.Event()
-        self.outputs: "queue.SimpleQueue[Any]" = queue.SimpleQueue()  # C-level, cheapest hand-off
         self.done = threading.Event()
         self.enqueued_at = time.perf_counter()
         self.started_at: Optional[float] = None
         self.finished_at: Optional[float] = None
+        self.outputs: "queue.SimpleQueue[Any]" = queue.SimpleQueue()  # C-level, cheapest hand-off
+        self._loop = loop
+        if loop is not None:
+            import asyncio
+
+            self._aqueue: "asyncio.Queue[Any]" = asyncio.Queue()
+            self.emit = self._emit_to_loop
+        else:
+            self.emit = self.outputs.put
+
+    def _emit_to_loop(self, item: Any) -> None:
+        self._loop.call_soon_threadsafe(self._aqueue.put_nowait, item)
 
     def cancel(self) -> None:
         self.cancel_event.set()
 
+    def _unwrap(self, item: Any) -> Any:
+        if isinstance(item, _Failure):
+            raise item.error
+        return item
+
     def __iter__(self) -> Iterator[Any]:
+        if self._loop is not None:
+            raise TypeError("this job delivers to an asyncio loop: use `async for`")
         finished = False
         try:
             while True:
@@ -78,10 +100,24 @@ class Job:
                     return
                 if isinstance(item, _Failure):
                     finished = True
-                    raise item.error
-                yield item
+                yield self._unwrap(item)
         finally:
-            if not finished:  # the consumer went away (client disconnect): stop generating
+            if not finished:  # the consumer went away: stop generating
+                self.cancel()
+
+    async def __aiter__(self):
+        finished = False
+        try:
+            while True:
+                item = await self._aqueue.get()
+                if item is _DONE:
+                    finished = True
+                    return
+                if isinstance(item, _Failure):
+                    finished = True
+                yield self._unwrap(item)
+        finally:
+            if not finished:  # the HTTP client disconnected: stop generating
                 self.cancel()
 
     def result(self) -> list[Any]:
@@ -304,11 +340,11 @@ class ModelManager:
                 self.unload(name)
 
     # -- work -------------------------------------------------------------------------------------
-    def submit(self, name: str, work: Work, keep_alive_s: Optional[float] = None) -> Job:
+    def submit(self, name: str, work: Work, keep_alive_s: Optional[float] = None, loop=None) -> Job:
         """Queue `work` on the model's worker (loading the model first); QueueFull when the queue is full."""
         while True:
             model = self.load(name)
-            job = Job(name, work, keep_alive_s)
+            job = Job(name, work, keep_alive_s, loop)
             with self._lock:
                 if model.closing:  # unloaded between load() and here: load again
                     continue
@@ -331,11 +367,11 @@ class ModelManager:
             try:
                 if not job.cancel_event.is_set():
                     for item in job.work(model.backend, job.cancel_event):
-                        job.outputs.put(item)
+                        job.emit(item)
             except BaseException as exc:  # delivered to the caller, never lost in the worker
-                if not isinstance(exc, LQMFError):
+                if not isinstance(exc, (LQMFError, ValueError)):
                     log.exception("request on %s failed", model.name)
-                job.outputs.put(_Failure(exc))
+                job.emit(_Failure(exc))
             finally:
                 model.requests_served += 1
                 model.last_used, model.last_used_wall = time.monotonic(), time.time()
@@ -343,12 +379,12 @@ class ModelManager:
                     model.keep_alive_s = job.keep_alive_s
                 model.active = None
                 job.finished_at = time.perf_counter()
-                job.outputs.put(_DONE)
+                job.emit(_DONE)
                 job.done.set()
 
     # -- generation conveniences (what the shell and the routes call) ------------------------------
     def stream(
-        self, name: str, prompt: Prompt, params: GenerationParams, keep_alive_s: Optional[float] = None
+        self, name: str, prompt: Prompt, params: GenerationParams, keep_alive_s: Optional[float] = None, loop=None
     ) -> Job:
         """A job whose outputs are Chunks (the last with finish_reason and timings)."""
 
@@ -359,7 +395,7 @@ class ModelManager:
                 return
             yield from backend.stream(ids, params, cancel)
 
-        return self.submit(name, work, keep_alive_s)
+        return self.submit(name, work, keep_alive_s, loop)
 
     def generate(
         self, name: str, prompt: Prompt, params: GenerationParams, keep_alive_s: Optional[float] = None

@@ -162,6 +162,11 @@ class Backend(ABC):
     def context_length(self) -> int:
         """Tokens the loaded context window holds."""
 
+    @property
+    @abstractmethod
+    def vocab_size(self) -> int:
+        """Number of token ids the model knows."""
+
     @abstractmethod
     def tokenize(self, text: str, add_special: bool = True) -> list[int]:
         ...

@@ -97,6 +97,10 @@ class GGUFBackend(Backend):
     def context_length(self) -> int:
         return int(self.llm.n_ctx()) if self.llm is not None else int(self.record.context_length or DEFAULT_CTX)
 
+    @property
+    def vocab_size(self) -> int:
+        return int(self.llm.n_vocab())
+
     def tokenize(self, text: str, add_special: bool = True) -> list[int]:
         return list(self.llm.tokenize(text.encode("utf-8"), add_bos=add_special, special=True))
 

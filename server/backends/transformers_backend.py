@@ -99,6 +99,10 @@ class TransformersBackend(Backend):
         trained = int(self.record.context_length or 2048)
         return min(self.requested_ctx, trained) if self.requested_ctx else trained
 
+    @property
+    def vocab_size(self) -> int:
+        return len(self.tokenizer)
+
     def tokenize(self, text: str, add_special: bool = True) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=add_special)["input_ids"])
 

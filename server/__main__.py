@@ -1,0 +1,43 @@
+"""`python -m server --host H --port P`: the API server in the foreground (models from LQMF_MODELS_DIR)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from lqmf.environment import apply_environment_quirks
+from lqmf.errors import LQMFError
+from lqmf.log import configure_logging
+from lqmf.settings import load_settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = load_settings()
+    parser = argparse.ArgumentParser(prog="python -m server", description=__doc__.split("\n")[0])
+    parser.add_argument("--host", default=settings.host, help=f"address to bind (default {settings.host})")
+    parser.add_argument("--port", type=int, default=settings.port, help=f"port (default {settings.port})")
+    parser.add_argument("--allow-insecure-bind", action="store_true",
+                        help="bind a non-loopback address without an API key")
+    args = parser.parse_args(argv)
+    apply_environment_quirks()
+    if args.allow_insecure_bind:
+        settings = settings.model_copy(update={"allow_insecure_bind": True})
+    configure_logging(settings)
+    import uvicorn
+
+    from server.app import create_app
+    from server.security import check_bind
+
+    try:
+        check_bind(args.host, settings.api_key.get_secret_value() if settings.api_key else None,
+                   settings.allow_insecure_bind)
+    except LQMFError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    sys.stderr.write(f"LQMF API on http://{args.host}:{args.port} (models from {settings.models_dir})\n")
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning", log_config=None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

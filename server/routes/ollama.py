@@ -1,0 +1,186 @@
+"""Ollama-compatible API: /api/tags, /api/ps, /api/show, /api/generate, /api/chat, /api/version."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+import lqmf
+from server.backends.base import Chunk
+from server.discovery import ModelRecord, chat_template_of
+from server.schemas import (
+    OllamaChatRequest,
+    OllamaGenerateRequest,
+    OllamaOptions,
+    OllamaShowRequest,
+    check_model_name,
+    parse_keep_alive,
+)
+from server.streaming import ensure_loaded, map_chunks, ndjson, start_stream
+
+router = APIRouter(prefix="/api", tags=["ollama"])
+NS = 1_000_000_000
+FOREVER = "2318-01-01T00:00:00Z"  # what Ollama reports for keep_alive -1
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def human_params(n: Optional[int]) -> str:
+    if not n:
+        return ""
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return str(n)
+
+
+def details(record: ModelRecord) -> dict[str, Any]:
+    family = (record.architecture or "").lower().replace("forcausallm", "")
+    return {"parent_model": "", "format": record.format, "family": family, "families": [family] if family else [],
+            "parameter_size": human_params(record.parameter_count),
+            "quantization_level": (record.level or "").upper()}
+
+
+def digest(record: ModelRecord) -> str:
+    """The sha256 of the weights, as the model's manifest measured it (empty without a manifest)."""
+    files = (record.manifest or {}).get("weight_files") or []
+    return files[0]["sha256"] if files else ""
+
+
+@router.get("/version")
+async def version() -> dict[str, str]:
+    return {"version": lqmf.__version__}
+
+
+@router.get("/tags")
+async def tags(request: Request) -> dict[str, Any]:
+    """Models available locally."""
+    records = await run_in_threadpool(request.app.state.manager.available)
+    return {"models": [
+        {"name": r.name, "model": r.name, "modified_at": iso(r.path.stat().st_mtime), "size": r.size_bytes,
+         "digest": digest(r), "details": details(r)}
+        for r in records if r.usable
+    ]}
+
+
+@router.get("/ps")
+async def ps(request: Request) -> dict[str, Any]:
+    """Models loaded now, with when they will be unloaded."""
+    manager = request.app.state.manager
+    out = []
+    for info in manager.loaded():
+        record = manager.get(info["name"]).record
+        keep = info["keep_alive_s"]
+        expires = FOREVER if keep < 0 else iso(info["last_used"] + keep)
+        out.append({"name": info["name"], "model": info["name"], "size": info["memory_bytes"], "size_vram": 0,
+                    "digest": digest(record), "expires_at": expires, "details": details(record),
+                    "context_length": info["context_length"]})
+    return {"models": out}
+
+
+@router.post("/show")
+async def show(request: Request, body: OllamaShowRequest) -> dict[str, Any]:
+    """A model's details, template and capabilities."""
+    name = check_model_name(body.model or body.name or "")
+    record = request.app.state.manager.record(name)
+    template = await run_in_threadpool(chat_template_of, record)
+    arch = (record.architecture or "unknown").lower()
+    info = {"general.architecture": arch, "general.parameter_count": record.parameter_count,
+            f"{arch}.context_length": record.context_length}
+    return {
+        "modelfile": f"# LQMF model\nFROM {record.path}\n", "parameters": "", "template": template or "",
+        "details": details(record), "model_info": info, "modified_at": iso(record.path.stat().st_mtime),
+        "capabilities": ["completion"] + ([] if record.format == "gguf" else ["embedding"]),
+    }
+
+
+def final_stats(name: str, chunk: Chunk, started: float, load_s: float, reason: str) -> dict[str, Any]:
+    t = chunk.timings
+    return {
+        "model": name, "created_at": now_iso(), "done": True, "done_reason": reason,
+        "total_duration": int((time.perf_counter() - started) * NS), "load_duration": int(load_s * NS),
+        "prompt_eval_count": t.prompt_tokens, "prompt_eval_duration": int(t.prompt_eval_s * NS),
+        "eval_count": t.completion_tokens, "eval_duration": int(t.eval_s * NS),
+    }
+
+
+async def _load_or_unload(request: Request, name: str, keep_alive: Optional[float]) -> Optional[dict[str, Any]]:
+    """Ollama's empty-prompt requests: load the model (or unload it when keep_alive is 0)."""
+    manager = request.app.state.manager
+    if keep_alive == 0:
+        await run_in_threadpool(manager.unload, name)
+        return {"done_reason": "unload"}
+    await ensure_loaded(request, name, keep_alive)
+    return {"done_reason": "load"}
+
+
+async def _ollama_stream(request: Request, name: str, prompt, options: Optional[OllamaOptions],
+                         keep_alive: Optional[float], stream: bool, shape):
+    """Shared body of /api/generate and /api/chat: `shape(text, done)` makes each object."""
+    started = time.perf_counter()
+    load_start = time.perf_counter()
+    was_loaded = request.app.state.manager.is_loaded(name)
+    await ensure_loaded(request, name, keep_alive)
+    load_s = 0.0 if was_loaded else time.perf_counter() - load_start
+    params = (options or OllamaOptions()).params()
+    _, chunks = await start_stream(request, name, prompt, params, keep_alive)
+    reason = {"stop": "stop", "length": "length", "cancelled": "stop"}
+
+    def on_final(chunk: Chunk) -> list[dict]:
+        return [{**shape(""), **final_stats(name, chunk, started, load_s, reason[chunk.finish_reason])}]
+
+    if stream:
+        return ndjson(map_chunks(chunks, lambda c: shape(c.text) if c.text else None, on_final))
+    parts, last = [], None
+    async for chunk in chunks:
+        parts.append(chunk.text)
+        last = chunk
+    return {**shape("".join(parts)), **final_stats(name, last, started, load_s, reason[last.finish_reason])}
+
+
+@router.post("/generate")
+async def generate(request: Request, body: OllamaGenerateRequest):
+    """Completion of a prompt (through the chat template unless raw), NDJSON-streamed by default."""
+    name = check_model_name(body.model)
+    keep_alive = parse_keep_alive(body.keep_alive)
+    if not body.prompt:
+        done = await _load_or_unload(request, name, keep_alive)
+        return {"model": name, "created_at": now_iso(), "response": "", "done": True, **done}
+    if body.raw:
+        prompt: Any = body.prompt
+    else:
+        prompt = ([{"role": "system", "content": body.system}] if body.system else []) + [
+            {"role": "user", "content": body.prompt}]
+
+    def shape(text: str) -> dict[str, Any]:
+        return {"model": name, "created_at": now_iso(), "response": text, "done": False}
+
+    return await _ollama_stream(request, name, prompt, body.options, keep_alive, body.stream, shape)
+
+
+@router.post("/chat")
+async def chat(request: Request, body: OllamaChatRequest):
+    """Chat through the model's template, NDJSON-streamed by default."""
+    name = check_model_name(body.model)
+    keep_alive = parse_keep_alive(body.keep_alive)
+    if not body.messages:
+        done = await _load_or_unload(request, name, keep_alive)
+        return {"model": name, "created_at": now_iso(), "message": {"role": "assistant", "content": ""},
+                "done": True, **done}
+
+    def shape(text: str) -> dict[str, Any]:
+        return {"model": name, "created_at": now_iso(), "message": {"role": "assistant", "content": text},
+                "done": False}
+
+    messages = [m.model_dump() for m in body.messages]
+    return await _ollama_stream(request, name, messages, body.options, keep_alive, body.stream, shape)

@@ -1,0 +1,107 @@
+"""Bridging manager jobs to HTTP: start a job off the event loop, stream it as SSE or NDJSON."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, AsyncIterator, Callable, Optional
+
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import StreamingResponse
+
+from server.backends.base import Chunk, GenerationParams, GenerationResult, collect
+from server.manager import Job, ModelManager, Prompt
+
+
+async def ensure_loaded(request: Request, name: str, keep_alive_s: Optional[float] = None) -> None:
+    """Load a discovered model for a request, or refuse when autoload is off."""
+    from server.errors import APIError
+
+    manager: ModelManager = request.app.state.manager
+    if manager.is_loaded(name):
+        return
+    manager.record(name)  # 404 with suggestions before anything else
+    if not request.app.state.settings.autoload:
+        raise APIError(409, f"{name} is not loaded", f"POST /models/{name}/load first (autoload is off)")
+    await run_in_threadpool(manager.load, name, keep_alive_s)
+
+
+async def start_stream(
+    request: Request, name: str, prompt: Prompt, params: GenerationParams, keep_alive_s: Optional[float]
+) -> tuple[Job, AsyncIterator[Chunk]]:
+    """Queue a generation and wait for its first chunk, so that errors still get a proper status."""
+    await ensure_loaded(request, name, keep_alive_s)
+    manager: ModelManager = request.app.state.manager
+    job = await run_in_threadpool(manager.stream, name, prompt, params, keep_alive_s, asyncio.get_running_loop())
+    chunks = job.__aiter__()
+    try:
+        first = await chunks.__anext__()
+    except BaseException:
+        await chunks.aclose()
+        raise
+
+    metrics = request.app.state.metrics
+
+    async def all_chunks() -> AsyncIterator[Chunk]:
+        try:
+            yield first
+            if first.finish_reason is not None:
+                metrics.record_generation(name, first.finish_reason, first.timings)
+            async for chunk in chunks:
+                if chunk.finish_reason is not None:
+                    metrics.record_generation(name, chunk.finish_reason, chunk.timings)
+                yield chunk
+        finally:
+            await chunks.aclose()  # a disconnect closes this generator: cancel the generation
+
+    return job, all_chunks()
+
+
+async def generate(
+    request: Request, name: str, prompt: Prompt, params: GenerationParams, keep_alive_s: Optional[float]
+) -> GenerationResult:
+    """A whole generation for a non-streaming request."""
+    _, chunks = await start_stream(request, name, prompt, params, keep_alive_s)
+    return collect([chunk async for chunk in chunks])
+
+
+def sse(events: AsyncIterator[Any], done_marker: bool = True) -> StreamingResponse:
+    """Server-sent events: one `data: <json>` per item, then `data: [DONE]`."""
+
+    async def body() -> AsyncIterator[bytes]:
+        async for event in events:
+            yield f"data: {json.dumps(event, separators=(',', ':'))}\n\n".encode()
+        if done_marker:
+            yield b"data: [DONE]\n\n"
+
+    return StreamingResponse(body(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def ndjson(events: AsyncIterator[Any]) -> StreamingResponse:
+    """Newline-delimited JSON, the Ollama streaming format."""
+
+    async def body() -> AsyncIterator[bytes]:
+        async for event in events:
+            yield (json.dumps(event, separators=(",", ":")) + "\n").encode()
+
+    return StreamingResponse(body(), media_type="application/x-ndjson")
+
+
+async def map_chunks(
+    chunks: AsyncIterator[Chunk], make: Callable[[Chunk], Optional[Any]], on_final: Callable[[Chunk], list[Any]]
+) -> AsyncIterator[Any]:
+    """Turn chunks into API events: `make` for text chunks (None skips), `on_final` for the last one."""
+    async for chunk in chunks:
+        if chunk.finish_reason is not None:
+            if chunk.text:
+                event = make(Chunk(chunk.text, chunk.token_ids))
+                if event is not None:
+                    yield event
+            for event in on_final(chunk):
+                yield event
+        else:
+            event = make(chunk)
+            if event is not None:
+                yield event
