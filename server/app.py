@@ -19,7 +19,7 @@ from server.errors import install_error_handlers
 from server.manager import ModelManager
 from server.metrics import Metrics, MetricsMiddleware
 from server.routes import compare, native, ollama, ops, openai
-from server.security import APIKeyMiddleware, BodyLimitMiddleware
+from server.security import APIKeyMiddleware, BodyLimitMiddleware, OllamaContentTypeMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,7 @@ def create_app(settings: Settings, manager: Optional[ModelManager] = None) -> Fa
     for router in (native.router, openai.router, ollama.router, ops.router, compare.router):
         app.include_router(router)
     # Added innermost first: metrics see every response, including the ones the outer layers refuse.
+    app.add_middleware(OllamaContentTypeMiddleware)
     app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                        allow_origin_regex=None if settings.cors_origins else LOCALHOST_ORIGINS,
                        allow_methods=["GET", "POST", "OPTIONS"], allow_headers=["*"])

@@ -48,10 +48,14 @@ STATUS_FOR: list[tuple[type[BaseException], int, dict[str, str]]] = [
 
 
 def error_body(request_path: str, status: int, message: str, hint: str, kind: str) -> dict[str, Any]:
-    """OpenAI-style {"error": {...}}; Ollama routes get Ollama's {"error": "text"}."""
+    """OpenAI-style {"error": {...}}; Ollama routes get Ollama's {"error": "text"}.
+
+    The message carries the hint too: clients show only the message.
+    """
+    text = f"{message} ({hint})" if hint else message
     if request_path.startswith("/api/"):
-        return {"error": f"{message} ({hint})" if hint else message}
-    return {"error": {"message": message, "hint": hint, "type": kind, "code": status}}
+        return {"error": text}
+    return {"error": {"message": text, "hint": hint, "type": kind, "code": status}}
 
 
 def to_response(request: Request, exc: BaseException) -> JSONResponse:

@@ -47,9 +47,10 @@ class SamplingFields(BaseModel):
     seed: Optional[int] = None
     stop: Union[str, list[str], None] = None
     repeat_penalty: Optional[float] = Field(default=None, gt=0, le=5)
+    ignore_eos: bool = Field(default=False, description="Generate past end-of-sequence (fixed-length benchmarks).")
 
     def params(self, **defaults: Any) -> GenerationParams:
-        values = {**defaults}
+        values = {**defaults, "ignore_eos": self.ignore_eos}
         for name in ("max_tokens", "temperature", "top_p", "top_k", "min_p", "seed", "repeat_penalty"):
             value = getattr(self, name)
             if value is not None:
@@ -117,7 +118,7 @@ class OpenAICompletionRequest(SamplingFields):
 class OpenAIEmbeddingRequest(BaseModel):
     model: str
     input: Union[str, list[str]] = Field(min_length=1)
-    encoding_format: str = Field(default="float", pattern="^float$")
+    encoding_format: str = Field(default="float", pattern="^(float|base64)$")
 
 
 class OllamaOptions(BaseModel):

@@ -44,18 +44,27 @@ async def start_stream(
     metrics = request.app.state.metrics
 
     async def all_chunks() -> AsyncIterator[Chunk]:
+        ended = False
         try:
-            yield first
-            if first.finish_reason is not None:
-                metrics.record_generation(name, first.finish_reason, first.timings)
-            async for chunk in chunks:
+            async for chunk in _prepend(first, chunks):
                 if chunk.finish_reason is not None:
+                    ended = True
                     metrics.record_generation(name, chunk.finish_reason, chunk.timings)
                 yield chunk
+        except (GeneratorExit, asyncio.CancelledError):
+            if not ended:  # the client went away mid-generation
+                metrics.generations.labels(name, "cancelled").inc()
+            raise
         finally:
             await chunks.aclose()  # a disconnect closes this generator: cancel the generation
 
     return job, all_chunks()
+
+
+async def _prepend(first: Chunk, rest: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
+    yield first
+    async for chunk in rest:
+        yield chunk
 
 
 async def generate(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import struct
 import time
 import uuid
 from typing import Any
@@ -153,6 +155,8 @@ async def embeddings(request: Request, body: OpenAIEmbeddingRequest) -> dict[str
         return backend.embed(texts), counts
 
     vectors, counts = await run_in_threadpool(manager.call, name, work)
+    if body.encoding_format == "base64":  # little-endian float32, what the official client asks for
+        vectors = [base64.b64encode(struct.pack(f"<{len(v)}f", *v)).decode() for v in vectors]
     return {
         "object": "list", "model": name,
         "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
