@@ -3,7 +3,8 @@
 Greedy, a fixed number of new tokens (end-of-sequence suppressed on every path), the same
 model, context and thread count. Each server runs alone in its own process while it is measured.
 Prints tokens/s, time to first token and p50/p95 latency at 1 and 4 concurrent clients, with
-ratios. llama-cpp-python's server needs its `[server]` extras; they are installed once into
+ratios. Single-client runs alternate with in-process runs round by round, so that the machine's
+drift (a 2-core VM is noisy) hits both sides of each ratio alike. llama-cpp-python's server needs its `[server]` extras; they are installed once into
 .cache/bench-extras (the benchmark's own environment), never into the project's.
 
     .venv/bin/python benchmarks/server_bench.py [--model demo-q4_k_m] [--tokens 256] [--requests 8]
@@ -83,18 +84,23 @@ def one_request(client, url: str, body: dict, stream: bool) -> tuple[float, floa
         response.raise_for_status()
         elapsed = time.perf_counter() - start
         return elapsed, elapsed, response.json()["usage"]["completion_tokens"]
-    first, pieces = None, 0
-    with client.stream("POST", url, json={**body, "stream": True}) as response:
+    first, pieces, counted = None, 0, None
+    stream_body = {**body, "stream": True, "stream_options": {"include_usage": True}}
+    with client.stream("POST", url, json=stream_body) as response:
         response.raise_for_status()
         for line in response.iter_lines():
             if not line.startswith("data: ") or line == "data: [DONE]":
                 continue
-            for choice in json.loads(line[6:]).get("choices", []):
+            event = json.loads(line[6:])
+            if event.get("usage"):
+                counted = event["usage"]["completion_tokens"]
+            for choice in event.get("choices", []):
                 if choice.get("delta", {}).get("content"):
                     pieces += 1
                     if first is None:
                         first = time.perf_counter() - start
-    return time.perf_counter() - start, first or 0.0, pieces
+    # Tokens that decode to no text send no event: trust the server's usage when it reports one.
+    return time.perf_counter() - start, first or 0.0, counted if counted is not None else pieces
 
 
 def drive(url: str, body: dict, stream: bool, clients: int, requests_each: int) -> Runs:
@@ -129,35 +135,61 @@ def drive(url: str, body: dict, stream: bool, clients: int, requests_each: int) 
     return runs
 
 
-def in_process(model_path: str, n_ctx: int, threads: int, tokens: int, repeats: int) -> Runs:
+class InProcess:
     """llama-cpp-python's bare generate loop in this process: the ceiling for one stream."""
-    import llama_cpp
-    from llama_cpp import Llama
 
-    llm = Llama(model_path=model_path, n_ctx=n_ctx, n_threads=threads, verbose=False)
-    template = llm.metadata.get("tokenizer.chat_template")
-    from server.backends.chat import render_chat
+    def __init__(self, model_path: str, n_ctx: int, threads: int, tokens: int) -> None:
+        from llama_cpp import Llama
 
-    ids = llm.tokenize(render_chat(template, PROMPT).encode(), add_bos=False, special=True)
-    runs = Runs()
-    start_all = time.perf_counter()
-    for _ in range(repeats + 1):
+        from server.backends.chat import render_chat
+
+        self.llm = Llama(model_path=model_path, n_ctx=n_ctx, n_threads=threads, verbose=False)
+        template = self.llm.metadata.get("tokenizer.chat_template")
+        self.ids = self.llm.tokenize(render_chat(template, PROMPT).encode(), add_bos=False, special=True)
+        self.tokens = tokens
+
+    def run(self, runs: Runs) -> None:
         start, first, n = time.perf_counter(), None, 0
-        for token in llm.generate(ids, temp=0.0, reset=True):
-            llm.detokenize([token])
+        for token in self.llm.generate(self.ids, temp=0.0, reset=True):
+            self.llm.detokenize([token])
             n += 1
             first = first or time.perf_counter() - start
-            if n >= tokens:
+            if n >= self.tokens:
                 break
         runs.latencies.append(time.perf_counter() - start)
         runs.ttfts.append(first or 0.0)
         runs.tokens.append(n)
-    for series in (runs.latencies, runs.ttfts, runs.tokens):
-        del series[0]  # the warm-up
-    runs.wall = time.perf_counter() - start_all
-    llm.close()
-    del llama_cpp
-    return runs
+
+
+def interleaved(baseline: InProcess, url: str, body: dict, rounds: int, labels: tuple[str, str]) -> dict[str, Runs]:
+    """One client: in-process, stream and non-stream runs in turn, the order rotating every round.
+
+    Whatever runs right after the other process finds colder caches; rotating gives every path
+    that handicap equally often, and machine drift hits all three alike.
+    """
+    import httpx
+
+    base, stream, plain = Runs(), Runs(), Runs()
+
+    with httpx.Client(timeout=600) as client:
+        def remote(runs: Runs, streaming: bool) -> None:
+            try:
+                latency, ttft, n = one_request(client, url, body, streaming)
+            except Exception:  # counted: the target is zero errors
+                runs.errors += 1
+                return
+            runs.latencies.append(latency)
+            runs.ttfts.append(ttft)
+            runs.tokens.append(n)
+
+        steps = [lambda: baseline.run(base), lambda: remote(stream, True), lambda: remote(plain, False)]
+        one_request(client, url, body, True)  # warm-up
+        baseline.run(Runs())
+        for r in range(rounds * 3):
+            steps[(r + r // 3) % 3]()
+    for runs in (base, stream, plain):
+        runs.wall = sum(runs.latencies)
+    return {f"in-process (beside {labels[0].split()[0]})": base, labels[0]: stream, labels[1]: plain}
 
 
 def ensure_extras() -> Path:
@@ -194,8 +226,8 @@ def main() -> int:
         sys.exit(f"{args.model} is not a GGUF model in {settings.models_dir}")
     threads = default_threads()
     n_ctx = min(settings.context_length, record.context_length or settings.context_length)
-    results: dict[str, Runs] = {"in-process Llama.generate": in_process(str(record.path), n_ctx, threads,
-                                                                        args.tokens, args.requests)}
+    baseline = InProcess(str(record.path), n_ctx, threads, args.tokens)
+    results: dict[str, Runs] = {}
 
     port = free_port()
     env = {**os.environ, "LQMF_THREADS": str(threads), "LQMF_PRELOAD": json.dumps([args.model]),
@@ -205,10 +237,9 @@ def main() -> int:
         body = {"model": args.model, "messages": PROMPT, "max_tokens": args.tokens, "temperature": 0,
                 "ignore_eos": True}
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        results.update(interleaved(baseline, url, body, args.requests * 2, ("LQMF stream x1", "LQMF non-stream x1")))
         for stream in (True, False):
-            for clients in (1, 4):
-                label = f"LQMF {'stream' if stream else 'non-stream'} x{clients}"
-                results[label] = drive(url, body, stream, clients, args.requests)
+            results[f"LQMF {'stream' if stream else 'non-stream'} x4"] = drive(url, body, stream, 4, args.requests)
     finally:
         proc.terminate()
         proc.wait(30)
@@ -222,22 +253,20 @@ def main() -> int:
     try:
         # Its own way to run past end-of-sequence: a logit bias on every end-of-generation token.
         import llama_cpp
-        from llama_cpp import Llama
 
-        probe = Llama(model_path=str(record.path), n_ctx=64, verbose=False, vocab_only=True)
-        eog = {str(t): -100 for t in range(probe.n_vocab()) if llama_cpp.llama_vocab_is_eog(probe._model.vocab, t)}
-        probe.close()
+        vocab = baseline.llm._model.vocab
+        eog = {str(t): -100 for t in range(baseline.llm.n_vocab()) if llama_cpp.llama_vocab_is_eog(vocab, t)}
         body = {"model": args.model, "messages": PROMPT, "max_tokens": args.tokens, "temperature": 0,
                 "logit_bias": eog}
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
-        for stream in (True, False):
-            label = f"llama_cpp.server {'stream' if stream else 'non-stream'} x1"
-            results[label] = drive(url, body, stream, 1, max(2, args.requests // 2))
+        results.update(interleaved(baseline, url, body, args.requests,
+                                   ("llama_cpp.server stream x1", "llama_cpp.server non-stream x1")))
     finally:
         proc.terminate()
         proc.wait(30)
+    baseline.llm.close()
 
-    base = results["in-process Llama.generate"].tok_s
+    base = results["in-process (beside LQMF)"].tok_s
     ours = results["LQMF stream x1"].tok_s
     theirs = results["llama_cpp.server stream x1"].tok_s
     print(f"model {args.model} ({record.level}), {args.tokens} new tokens, greedy, n_ctx {n_ctx}, "
@@ -245,8 +274,10 @@ def main() -> int:
     print(f"{'path':<34} {'tok/s':>8} {'vs in-proc':>10} {'TTFT ms':>8} {'p50 ms':>8} {'p95 ms':>8} "
           f"{'agg tok/s':>9} {'errors':>6}")
     for label, r in results.items():
-        print(f"{label:<34} {r.tok_s:>8.0f} {r.tok_s / base:>9.3f}x {statistics.median(r.ttfts) * 1000:>8.1f} "
+        ref = results["in-process (beside llama_cpp.server)"].tok_s if "llama_cpp" in label else base
+        print(f"{label:<34} {r.tok_s:>8.0f} {r.tok_s / ref:>9.3f}x {statistics.median(r.ttfts) * 1000:>8.1f} "
               f"{r.p(0.5) * 1000:>8.1f} {r.p(0.95) * 1000:>8.1f} {r.throughput:>9.0f} {r.errors:>6}")
+    print("(ratios against the in-process loop measured in the same rounds; x4 rows against LQMF's)")
     print(f"\nLQMF stream x1 vs in-process: {ours / base:.3f}x (target >= 0.9)")
     print(f"LQMF stream x1 vs llama_cpp.server stream x1: {ours / theirs:.1f}x (target >= 10)")
     print(f"errors at 4 clients: {results['LQMF stream x4'].errors + results['LQMF non-stream x4'].errors} (target 0)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import difflib
 import logging
 import queue
@@ -25,6 +26,11 @@ Prompt = Union[list[Message], str, Sequence[int]]
 
 _DONE = object()
 _STOP = object()
+
+
+def _wake(waiter) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 @dataclass
@@ -70,15 +76,25 @@ class Job:
         self.outputs: "queue.SimpleQueue[Any]" = queue.SimpleQueue()  # C-level, cheapest hand-off
         self._loop = loop
         if loop is not None:
-            import asyncio
-
-            self._aqueue: "asyncio.Queue[Any]" = asyncio.Queue()
+            # Hand-off to an asyncio loop: a deque, and a wake-up only when the consumer waits,
+            # so a consumer that falls behind drains several chunks per wake-up.
+            self._pending: "collections.deque[Any]" = collections.deque()
+            self._lock = threading.Lock()
+            self._waiter = None
             self.emit = self._emit_to_loop
         else:
             self.emit = self.outputs.put
 
     def _emit_to_loop(self, item: Any) -> None:
-        self._loop.call_soon_threadsafe(self._aqueue.put_nowait, item)
+        with self._lock:
+            self._pending.append(item)
+            waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            self._loop.call_soon_threadsafe(_wake, waiter)
+
+    def pending(self) -> int:
+        """Outputs ready for an async consumer right now."""
+        return len(self._pending)
 
     def cancel(self) -> None:
         self.cancel_event.set()
@@ -109,7 +125,16 @@ class Job:
         finished = False
         try:
             while True:
-                item = await self._aqueue.get()
+                with self._lock:
+                    if self._pending:
+                        item = self._pending.popleft()
+                    else:
+                        item = None
+                        self._waiter = self._loop.create_future()
+                        waiter = self._waiter
+                if item is None:
+                    await waiter
+                    continue
                 if item is _DONE:
                     finished = True
                     return

@@ -10,7 +10,7 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
 
-from server.backends.base import Chunk, GenerationParams, GenerationResult, collect
+from server.backends.base import Chunk, GenerationParams, GenerationResult
 from server.manager import Job, ModelManager, Prompt
 
 
@@ -45,12 +45,17 @@ async def start_stream(
 
     async def all_chunks() -> AsyncIterator[Chunk]:
         ended = False
+        chunk = first
         try:
-            async for chunk in _prepend(first, chunks):
+            while True:
                 if chunk.finish_reason is not None:
                     ended = True
                     metrics.record_generation(name, chunk.finish_reason, chunk.timings)
                 yield chunk
+                try:
+                    chunk = await chunks.__anext__()
+                except StopAsyncIteration:
+                    return
         except (GeneratorExit, asyncio.CancelledError):
             if not ended:  # the client went away mid-generation
                 metrics.generations.labels(name, "cancelled").inc()
@@ -61,41 +66,48 @@ async def start_stream(
     return job, all_chunks()
 
 
-async def _prepend(first: Chunk, rest: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
-    yield first
-    async for chunk in rest:
-        yield chunk
-
-
 async def generate(
     request: Request, name: str, prompt: Prompt, params: GenerationParams, keep_alive_s: Optional[float]
 ) -> GenerationResult:
-    """A whole generation for a non-streaming request."""
-    _, chunks = await start_stream(request, name, prompt, params, keep_alive_s)
-    return collect([chunk async for chunk in chunks])
+    """A whole generation for a non-streaming request, collected on the model's worker."""
+    await ensure_loaded(request, name, keep_alive_s)
+    result = await run_in_threadpool(request.app.state.manager.generate, name, prompt, params, keep_alive_s)
+    request.app.state.metrics.record_generation(name, result.finish_reason, result.timings)
+    return result
 
 
-def sse(events: AsyncIterator[Any], done_marker: bool = True) -> StreamingResponse:
-    """Server-sent events: one `data: <json>` per item, then `data: [DONE]`."""
+def _coalesced(events: AsyncIterator[Any], job: Job, encode: Callable[[Any], str], tail: str) -> AsyncIterator[bytes]:
+    """Encoded events, joined into one write while the job already has more output waiting."""
 
     async def body() -> AsyncIterator[bytes]:
+        buffer: list[str] = []
         async for event in events:
-            yield f"data: {json.dumps(event, separators=(',', ':'))}\n\n".encode()
-        if done_marker:
-            yield b"data: [DONE]\n\n"
+            buffer.append(event if isinstance(event, str) else encode(event))  # str: encoded already
+            if not job.pending():
+                yield "".join(buffer).encode()
+                buffer.clear()
+        buffer.append(tail)
+        yield "".join(buffer).encode()
 
-    return StreamingResponse(body(), media_type="text/event-stream",
+    return body()
+
+
+def sse_line(event: Any) -> str:
+    return f"data: {json.dumps(event, separators=(',', ':'))}\n\n"
+
+
+def sse(events: AsyncIterator[Any], job: Job, done_marker: bool = True) -> StreamingResponse:
+    """Server-sent events: one `data: <json>` per item, then `data: [DONE]`."""
+    body = _coalesced(events, job, sse_line,
+                      "data: [DONE]\n\n" if done_marker else "")
+    return StreamingResponse(body, media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-def ndjson(events: AsyncIterator[Any]) -> StreamingResponse:
+def ndjson(events: AsyncIterator[Any], job: Job) -> StreamingResponse:
     """Newline-delimited JSON, the Ollama streaming format."""
-
-    async def body() -> AsyncIterator[bytes]:
-        async for event in events:
-            yield (json.dumps(event, separators=(",", ":")) + "\n").encode()
-
-    return StreamingResponse(body(), media_type="application/x-ndjson")
+    body = _coalesced(events, job, lambda e: json.dumps(e, separators=(",", ":")) + "\n", "")
+    return StreamingResponse(body, media_type="application/x-ndjson")
 
 
 async def map_chunks(

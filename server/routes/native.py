@@ -85,7 +85,7 @@ async def chat(request: Request, name: str, body: NativeChatRequest):
     if not body.stream:
         result = await generate(request, name, convo, params, keep_alive)
         return chat_summary(name, result.finish_reason, result.timings, result.text)
-    _, chunks = await start_stream(request, name, convo, params, keep_alive)
+    job, chunks = await start_stream(request, name, convo, params, keep_alive)
 
     async def events():
         async for chunk in chunks:
@@ -94,4 +94,4 @@ async def chat(request: Request, name: str, body: NativeChatRequest):
             if chunk.finish_reason is not None:
                 yield {"done": True, **chat_summary(name, chunk.finish_reason, chunk.timings)}
 
-    return sse(events())
+    return sse(events(), job)

@@ -20,7 +20,7 @@ from server.schemas import (
     check_model_name,
     parse_keep_alive,
 )
-from server.streaming import ensure_loaded, map_chunks, ndjson, start_stream
+from server.streaming import ensure_loaded, generate, map_chunks, ndjson, start_stream
 
 router = APIRouter(prefix="/api", tags=["ollama"])
 NS = 1_000_000_000
@@ -133,23 +133,21 @@ async def _ollama_stream(request: Request, name: str, prompt, options: Optional[
     await ensure_loaded(request, name, keep_alive)
     load_s = 0.0 if was_loaded else time.perf_counter() - load_start
     params = (options or OllamaOptions()).params()
-    _, chunks = await start_stream(request, name, prompt, params, keep_alive)
     reason = {"stop": "stop", "length": "length", "cancelled": "stop"}
+    if not stream:
+        result = await generate(request, name, prompt, params, keep_alive)
+        final = Chunk("", [], result.finish_reason, result.timings)
+        return {**shape(result.text), **final_stats(name, final, started, load_s, reason[result.finish_reason])}
+    job, chunks = await start_stream(request, name, prompt, params, keep_alive)
 
     def on_final(chunk: Chunk) -> list[dict]:
         return [{**shape(""), **final_stats(name, chunk, started, load_s, reason[chunk.finish_reason])}]
 
-    if stream:
-        return ndjson(map_chunks(chunks, lambda c: shape(c.text) if c.text else None, on_final))
-    parts, last = [], None
-    async for chunk in chunks:
-        parts.append(chunk.text)
-        last = chunk
-    return {**shape("".join(parts)), **final_stats(name, last, started, load_s, reason[last.finish_reason])}
+    return ndjson(map_chunks(chunks, lambda c: shape(c.text) if c.text else None, on_final), job)
 
 
 @router.post("/generate")
-async def generate(request: Request, body: OllamaGenerateRequest):
+async def api_generate(request: Request, body: OllamaGenerateRequest):
     """Completion of a prompt (through the chat template unless raw), NDJSON-streamed by default."""
     name = check_model_name(body.model)
     keep_alive = parse_keep_alive(body.keep_alive)
@@ -169,7 +167,7 @@ async def generate(request: Request, body: OllamaGenerateRequest):
 
 
 @router.post("/chat")
-async def chat(request: Request, body: OllamaChatRequest):
+async def api_chat(request: Request, body: OllamaChatRequest):
     """Chat through the model's template, NDJSON-streamed by default."""
     name = check_model_name(body.model)
     keep_alive = parse_keep_alive(body.keep_alive)

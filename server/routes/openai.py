@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import struct
 import time
 import uuid
@@ -19,7 +20,7 @@ from server.schemas import (
     OpenAIEmbeddingRequest,
     check_model_name,
 )
-from server.streaming import ensure_loaded, generate, map_chunks, sse, start_stream
+from server.streaming import ensure_loaded, generate, map_chunks, sse, sse_line, start_stream
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -71,7 +72,7 @@ async def chat_completions(request: Request, body: OpenAIChatRequest):
                          "logprobs": None, "finish_reason": finish(result.finish_reason)}],
             "usage": usage(result.timings),
         }
-    _, chunks = await start_stream(request, name, messages, params, None)
+    job, chunks = await start_stream(request, name, messages, params, None)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
     def event(delta: dict, reason=None, choices=True, extra=None) -> dict:
@@ -81,21 +82,20 @@ async def chat_completions(request: Request, body: OpenAIChatRequest):
             out.update(extra)
         return out
 
-    def on_text(chunk: Chunk):
-        return event({"content": chunk.text}) if chunk.text else None
-
-    def on_final(chunk: Chunk) -> list[dict]:
-        events = [event({}, finish(chunk.finish_reason))]
-        if include_usage:
-            events.append(event({}, choices=False, extra={"usage": usage(chunk.timings)}))
-        return events
+    # The per-token event, pre-encoded around its text: this is the hot path of every stream.
+    head, _, tail = sse_line(event({"content": "\x00"})).partition(json.dumps("\x00"))
 
     async def events():
         yield event({"role": "assistant", "content": ""})
-        async for e in map_chunks(chunks, on_text, on_final):
-            yield e
+        async for chunk in chunks:
+            if chunk.text:
+                yield head + json.dumps(chunk.text) + tail
+            if chunk.finish_reason is not None:
+                yield event({}, finish(chunk.finish_reason))
+                if include_usage:
+                    yield event({}, choices=False, extra={"usage": usage(chunk.timings)})
 
-    return sse(events())
+    return sse(events(), job)
 
 
 @router.post("/completions")
@@ -118,7 +118,7 @@ async def completions(request: Request, body: OpenAICompletionRequest):
     if not body.stream:
         result = await generate(request, name, prompt, params, None)
         return event(prefix + result.text, finish(result.finish_reason), {"usage": usage(result.timings)})
-    _, chunks = await start_stream(request, name, prompt, params, None)
+    job, chunks = await start_stream(request, name, prompt, params, None)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
     def on_final(chunk: Chunk) -> list[dict]:
@@ -133,7 +133,7 @@ async def completions(request: Request, body: OpenAICompletionRequest):
         async for e in map_chunks(chunks, lambda c: event(c.text) if c.text else None, on_final):
             yield e
 
-    return sse(events())
+    return sse(events(), job)
 
 
 @router.post("/embeddings")
