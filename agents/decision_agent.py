@@ -1,0 +1,381 @@
+"""Natural language -> Command, offline: word rules with fuzzy spelling, model names resolved on disk.
+
+No API key and no model are needed. Optionally an LLM (a loaded local model or an
+OpenAI-compatible endpoint) may classify what the rules cannot place; the rules always win
+when they are confident.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import logging
+import re
+from dataclasses import dataclass
+from typing import Callable, Iterable, Optional
+
+from agents.intents import Command, Intent, Slots
+
+log = logging.getLogger(__name__)
+
+# Word groups. A word typed slightly wrong ("laod", "strat", "sever") is corrected to the closest.
+GROUPS: dict[str, frozenset[str]] = {
+    "start": frozenset({"start", "launch", "boot", "begin", "fire", "spin", "open", "run", "restart"}),
+    "stop": frozenset({"stop", "shutdown", "shut", "kill", "halt", "terminate", "close"}),
+    "server": frozenset({"server", "api", "service", "endpoint", "backend", "daemon"}),
+    "status": frozenset({"status", "state", "health", "running", "loaded", "up"}),
+    "load": frozenset({"load", "mount"}),
+    "unload": frozenset({"unload", "evict", "offload", "release", "free", "drop", "eject"}),
+    "serve": frozenset({"serve", "host", "deploy", "expose"}),
+    "list": frozenset({"list", "show", "ls", "display", "see", "view", "available", "which", "what", "print", "get"}),
+    "models": frozenset({"models", "model", "llms", "llm", "checkpoints"}),
+    "chat": frozenset({"chat", "talk", "converse", "speak", "ask", "message"}),
+    "experiment": frozenset({"experiment", "test", "try", "evaluate", "eval", "probe"}),
+    "benchmark": frozenset({"benchmark", "bench", "benchmarks", "speed", "perf", "performance", "throughput"}),
+    "compare": frozenset({"compare", "versus", "vs", "against", "side-by-side", "comparison"}),
+    "quantize": frozenset({"quantize", "quantise", "quant", "quantization", "convert", "compress", "shrink"}),
+    "download": frozenset({"download", "pull", "fetch", "grab"}),
+    "experiments": frozenset({"experiments", "history", "runs", "results", "past"}),
+    "stats": frozenset({"statistics", "stats", "metrics", "numbers", "usage"}),
+    "config": frozenset({"config", "configuration", "settings", "setting", "env", "environment", "options"}),
+    "help": frozenset({"help", "commands", "?", "manual", "howto"}),
+    "exit": frozenset({"exit", "quit", "bye", "goodbye", "q", "leave"}),
+    "batch": frozenset({"batch", "file", "prompts"}),
+    "conversation": frozenset({"conversation", "dialog", "dialogue", "multi-turn", "script"}),
+}
+VOCAB = sorted(set().union(*GROUPS.values()) - {"?"})
+FILLER = frozenset({
+    "please", "pls", "plz", "can", "could", "would", "will", "you", "kindly", "hey", "hi", "hello", "i", "want",
+    "to", "like", "id", "i'd", "lets", "let's", "let", "us", "me", "for", "the", "a", "an", "now", "thanks",
+    "thank", "my", "of", "on", "up", "do", "just", "go", "ahead", "and", "with", "using", "this", "that", "it",
+    "some", "all", "is", "are", "be", "into", "in", "at", "from", "quickly", "currently", "again", "new",
+})
+METHODS = {"gguf": "gguf", "gptq": "gptq", "bnb": "bnb", "bitsandbytes": "bnb", "llama.cpp": "gguf"}
+LEVEL = re.compile(r"^(?:i?q[2-8](?:_k)?(?:_[sml]|_[01])?|f16|bf16|f32)$", re.I)
+BNB_LEVELS = {"nf4": 4, "fp4": 4, "int8": 8, "int4": 4}
+FILE = re.compile(r"\.(?:txt|jsonl|json|csv|md|yaml|yml)$", re.I)
+TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:+\-]*|\?")
+PORT = re.compile(r"(?:\bport\s*[:=]?\s*|\bon\s+|:)(\d{2,5})\b", re.I)
+BITS = re.compile(r"\b(\d{1,2})\s*-?\s*bits?\b", re.I)
+CANONICAL = [
+    "start server", "stop server", "show api status", "list models", "load model NAME", "unload model NAME",
+    "chat with model NAME", "benchmark model NAME", "compare models A and B", "experiment with model NAME",
+    "quantize NAME to 4-bit gguf", "download model NAME", "list experiments", "show statistics", "show config",
+    "help", "exit",
+]
+
+
+@dataclass
+class _Words:
+    """A line split into command words (lower-case, spelling fixed) and the model references in it."""
+
+    words: list[str]
+    models: list[str]
+    quoted: list[str]
+    files: list[str]
+    levels: list[str]
+    methods: list[str]
+
+    def has(self, group: str) -> bool:
+        return any(w in GROUPS[group] for w in self.words)
+
+    def first(self, *groups: str) -> int:
+        """Index of the first word in any of the groups (len(words) when none)."""
+        return next((i for i, w in enumerate(self.words) if any(w in GROUPS[g] for g in groups)), len(self.words))
+
+
+class DecisionAgent:
+    """Parses a line into a Command. `model_names` lists what is on disk (for references and choices)."""
+
+    def __init__(
+        self,
+        model_names: Callable[[], Iterable[str]] = lambda: (),
+        assist: Optional[Callable[[str], Optional[dict]]] = None,
+    ) -> None:
+        self.model_names = model_names
+        self.assist = assist
+
+    # -- public -------------------------------------------------------------------------------
+    def parse(self, text: str) -> Command:
+        """The Command a line asks for; UNKNOWN (with a suggestion) when nothing fits."""
+        line = text.strip()
+        if not line:
+            return Command(Intent.UNKNOWN, text=text, suggestion="help")
+        known = sorted(set(self.model_names()))
+        split = self._split(line, known)
+        command = self._classify(split, line)
+        command.text = text
+        if command.intent is Intent.UNKNOWN and self.assist is not None:
+            assisted = self._assisted(line)
+            if assisted is not None:
+                return assisted
+        self._resolve_models(command, known)
+        self._ask_for_missing(command, known)
+        return command
+
+    # -- splitting --------------------------------------------------------------------------------
+    def _split(self, line: str, known: list[str]) -> _Words:
+        quoted = [a or b for a, b in re.findall(r'"([^"]*)"|\'([^\']*)\'', line)]
+        known_lower = {k.lower(): k for k in known}
+        quoted_models = [known_lower[q.lower()] for q in quoted if q.lower() in known_lower]
+        quoted = [q for q in quoted if q.lower() not in known_lower]
+        rest = re.sub(r'"[^"]*"|\'[^\']*\'', " ", line)
+        prompt_tail = ""
+        if ":" in rest and not PORT.search(rest):
+            rest, prompt_tail = rest.split(":", 1)
+        words, models, files, levels, methods = [], list(quoted_models), [], [], []
+        for raw in TOKEN.findall(rest):
+            low = raw.lower().rstrip(".,!?;")
+            if raw == "?":
+                words.append("?")
+            elif low in known_lower:
+                models.append(known_lower[low])
+            elif FILE.search(low):
+                files.append(raw)
+            elif low in METHODS:
+                methods.append(METHODS[low])
+            elif LEVEL.match(low) or low in BNB_LEVELS:
+                levels.append(low)
+            elif low.isdigit() or BITS.fullmatch(low) or re.fullmatch(r"\d{1,2}-?bits?", low):
+                continue  # numbers are read by the port / bits patterns
+            elif self._looks_like_model(raw, low):
+                models.append(raw.rstrip(".,!?;"))
+            elif low in FILLER:
+                continue
+            else:
+                words.append(self._correct(low))
+        if prompt_tail.strip():
+            quoted.append(prompt_tail.strip())
+        return _Words(words, models, quoted, files, levels, methods)
+
+    @staticmethod
+    def _looks_like_model(raw: str, low: str) -> bool:
+        """Names like demo-q4_k_m, stats-model-1, Qwen/Qwen2.5-0.5B: separators or letters mixed with digits."""
+        if low in VOCAB or low in FILLER:
+            return False
+        if re.search(r"[-_./:]", low) and re.search(r"[a-z0-9]", low):
+            return not re.fullmatch(r"\d+(?:\.\d+)?", low)
+        return bool(re.search(r"[a-z]", low) and re.search(r"\d", low))
+
+    @staticmethod
+    def _correct(word: str) -> str:
+        if word in VOCAB or len(word) < 3:
+            return word
+        close = difflib.get_close_matches(word, VOCAB, n=5, cutoff=0.75)
+        # Swapped letters are the commonest typo ("strat", "laod"): prefer a same-letters match.
+        same_letters = [c for c in close if sorted(c) == sorted(word)]
+        return (same_letters or close or [word])[0]
+
+    # -- classification -----------------------------------------------------------------------------
+    def _classify(self, s: _Words, line: str) -> Command:
+        for rule in RULES:
+            command = rule(s, line)
+            if command is not None:
+                return command
+        if s.models and not s.words:
+            return Command(Intent.UNKNOWN, Slots(model=s.models[0]), 0.0,
+                           suggestion=f"chat with {s.models[0]}")
+        guess = difflib.get_close_matches(" ".join(s.words) or line.lower(), CANONICAL, n=1, cutoff=0.3)
+        return Command(Intent.UNKNOWN, confidence=0.0, suggestion=guess[0] if guess else "help")
+
+    def _assisted(self, line: str) -> Optional[Command]:
+        """Ask the optional LLM; accept only a valid intent with known slot names."""
+        try:
+            answer = self.assist(line)
+        except Exception as exc:  # the assistant is optional: its failure must not break parsing
+            log.warning("LLM assist failed: %s", exc)
+            return None
+        if not isinstance(answer, dict) or answer.get("intent") not in Intent.__members__:
+            return None
+        slots = answer.get("slots") or {}
+        allowed = set(Slots.__dataclass_fields__)
+        if not isinstance(slots, dict) or not set(slots) <= allowed:
+            return None
+        try:
+            return Command(Intent[answer["intent"]], Slots(**slots), 0.5, text=line)
+        except TypeError:
+            return None
+
+    # -- slots ----------------------------------------------------------------------------------------
+    @staticmethod
+    def _resolve_models(command: Command, known: list[str]) -> None:
+        """Expand a partial reference ("q4_k_m") to the one discovered model it names."""
+
+        def resolve(ref: str) -> str:
+            if ref in known or "/" in ref:
+                return ref
+            matches = [k for k in known if ref.lower() in k.lower()]
+            return matches[0] if len(matches) == 1 else ref
+
+        slots = command.slots
+        if slots.model:
+            slots.model = resolve(slots.model)
+        slots.models = [resolve(m) for m in slots.models]
+
+    @staticmethod
+    def _ask_for_missing(command: Command, known: list[str]) -> None:
+        needs_model = {Intent.LOAD_MODEL_API, Intent.UNLOAD_MODEL_API, Intent.CHAT_WITH_MODEL,
+                       Intent.QUANTIZE_MODEL, Intent.DOWNLOAD_MODEL}
+        slots = command.slots
+        if command.intent in needs_model and not slots.model:
+            verb = command.intent.value.split("_")[0].lower()
+            command.question = f"Which model do you want to {verb}?"
+            command.choices = known[:20]
+        elif command.intent is Intent.EXPERIMENT_WITH_MODEL:
+            if slots.kind == "compare" and len(slots.models) < 2:
+                command.question = "Which models should I compare? Name two or more."
+                command.choices = known[:20]
+            elif slots.kind != "compare" and not slots.model:
+                command.question = f"Which model should the {slots.kind or 'experiment'} run on?"
+                command.choices = known[:20]
+
+
+def _port(line: str) -> Optional[int]:
+    match = PORT.search(line)
+    if match:
+        return int(match.group(1))
+    numbers = re.findall(r"\b(\d{4,5})\b", line)
+    return int(numbers[0]) if numbers else None
+
+
+def _prompt(s: _Words) -> Optional[str]:
+    return s.quoted[-1] if s.quoted else None
+
+
+def _model_slots(s: _Words, **extra) -> Slots:
+    # Outside quantize, a bare level ("q4_k_m") is a partial model name.
+    refs = s.models + s.levels
+    return Slots(model=refs[0] if refs else None, models=refs, prompt=_prompt(s), **extra)
+
+
+def _quantize(s: _Words, line: str) -> Optional[Command]:
+    if not s.has("quantize"):
+        return None
+    bits = BITS.search(line)
+    level = next((lv for lv in s.levels), None)
+    method = s.methods[0] if s.methods else None
+    if level in BNB_LEVELS:
+        method = method or "bnb"
+    elif level:
+        method = method or "gguf"
+    slots = Slots(model=s.models[0] if s.models else None, method=method, level=level,
+                  bits=int(bits.group(1)) if bits else (BNB_LEVELS.get(level) if level in BNB_LEVELS else
+                                                          int(level[1]) if level and level[0] == "q" else None))
+    return Command(Intent.QUANTIZE_MODEL, slots)
+
+
+def _simple(intent: Intent, *groups: str, alone: bool = False) -> Callable[[_Words, str], Optional[Command]]:
+    def rule(s: _Words, line: str) -> Optional[Command]:
+        if any(s.has(g) for g in groups) and (not alone or set(s.words) <= set().union(*(GROUPS[g] for g in groups))):
+            return Command(intent, _model_slots(s) if intent is Intent.DOWNLOAD_MODEL else Slots())
+        return None
+    return rule
+
+
+def _exit(s: _Words, line: str) -> Optional[Command]:
+    if s.words and s.words[0] in GROUPS["exit"] and len(s.words) <= 2 and not s.models:
+        return Command(Intent.EXIT)
+    return None
+
+
+def _help(s: _Words, line: str) -> Optional[Command]:
+    if s.has("help") or re.search(r"\bwhat can (you|i) do\b", line.lower()):
+        return Command(Intent.SHOW_HELP)
+    return None
+
+
+def _experiment(s: _Words, line: str) -> Optional[Command]:
+    if s.has("compare") or (len(s.models) >= 2 and " and " in f" {line.lower()} " and not s.has("load")):
+        return Command(Intent.EXPERIMENT_WITH_MODEL, _model_slots(s, kind="compare", file=s.files[0] if s.files else None))
+    if s.has("benchmark"):
+        return Command(Intent.EXPERIMENT_WITH_MODEL, _model_slots(s, kind="benchmark"))
+    if s.has("experiments") and not s.models and (s.has("list") or len(s.words) <= 2):
+        return Command(Intent.LIST_EXPERIMENTS)
+    if s.has("experiment") or (s.has("batch") and s.files) or s.has("conversation"):
+        kind = "batch" if s.has("batch") or s.files else "conversation" if s.has("conversation") else "single"
+        return Command(Intent.EXPERIMENT_WITH_MODEL,
+                       _model_slots(s, kind=kind, file=s.files[0] if s.files else None))
+    return None
+
+
+def _server(s: _Words, line: str) -> Optional[Command]:
+    start, stop = s.first("start"), s.first("stop")
+    if s.has("stop") and (s.has("server") or set(s.words) <= GROUPS["stop"]) and stop <= start:
+        return Command(Intent.STOP_API_SERVER)
+    if s.has("start") and (s.has("server") or not s.models) and not s.has("chat"):
+        if s.has("server") or set(s.words) <= GROUPS["start"]:
+            return Command(Intent.START_API_SERVER, Slots(port=_port(line)))
+    if s.has("serve") and not s.models:
+        return Command(Intent.START_API_SERVER, Slots(port=_port(line)))
+    return None
+
+
+def _status(s: _Words, line: str) -> Optional[Command]:
+    words = set(s.words)
+    if s.models:
+        return None
+    if "status" in words or "health" in words or ("loaded" in words and s.has("models") | s.has("list")):
+        return Command(Intent.SHOW_API_STATUS)
+    if s.has("server") and (s.has("list") or not (words - GROUPS["server"])):
+        return Command(Intent.SHOW_API_STATUS)
+    if "running" in words and (s.has("server") or s.has("models")):
+        return Command(Intent.SHOW_API_STATUS)
+    return None
+
+
+def _model_action(s: _Words, line: str) -> Optional[Command]:
+    if s.has("unload"):
+        return Command(Intent.UNLOAD_MODEL_API, _model_slots(s))
+    if s.has("load") or (s.has("serve") and s.models):
+        return Command(Intent.LOAD_MODEL_API, _model_slots(s))
+    if s.has("chat"):
+        return Command(Intent.CHAT_WITH_MODEL, _model_slots(s))
+    return None
+
+
+def _list_models(s: _Words, line: str) -> Optional[Command]:
+    words = set(s.words)
+    if s.has("models") and (s.has("list") or words <= GROUPS["models"] | GROUPS["list"] | {"disk", "local", "have"}):
+        return Command(Intent.LIST_MODELS)
+    if words and words <= {"ls", "list"}:
+        return Command(Intent.LIST_MODELS)
+    return None
+
+
+# Most specific first: quantize/download/experiments name their own verbs; then server, status,
+# model actions, listings; statistics and config last (their words appear in other commands).
+RULES: list[Callable[[_Words, str], Optional[Command]]] = [
+    _exit,
+    _quantize,
+    _simple(Intent.DOWNLOAD_MODEL, "download"),
+    _experiment,
+    _server,
+    _model_action,
+    _status,
+    _list_models,
+    _simple(Intent.SHOW_STATISTICS, "stats"),
+    _simple(Intent.SHOW_CONFIG, "config"),
+    _help,
+]
+
+
+def llm_classifier(complete: Callable[[str], str]) -> Callable[[str], Optional[dict]]:
+    """An assist function from any text-completion callable: asks for JSON under a fixed schema."""
+    schema = {"intent": [i.value for i in Intent], "slots": sorted(Slots.__dataclass_fields__)}
+
+    def classify(line: str) -> Optional[dict]:
+        prompt = (
+            "Classify the command for a local LLM tool. Answer with one JSON object only, "
+            f"shaped like {{\"intent\": one of {schema['intent']}, \"slots\": {{subset of {schema['slots']}}}}}.\n"
+            f"Command: {line}\nJSON:"
+        )
+        reply = complete(prompt)
+        match = re.search(r"\{.*\}", reply, re.S)
+        if not match:
+            return None
+        try:
+            return json.loads(match.group(0))
+        except json.JSONDecodeError:
+            return None
+
+    return classify

@@ -1,0 +1,67 @@
+"""What the shell understood: an intent with typed slots (and, when a slot is missing, a question)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import Any, Optional
+
+
+class Intent(str, Enum):
+    LOAD_MODEL_API = "LOAD_MODEL_API"
+    UNLOAD_MODEL_API = "UNLOAD_MODEL_API"
+    START_API_SERVER = "START_API_SERVER"
+    STOP_API_SERVER = "STOP_API_SERVER"
+    SHOW_API_STATUS = "SHOW_API_STATUS"
+    LIST_MODELS = "LIST_MODELS"
+    CHAT_WITH_MODEL = "CHAT_WITH_MODEL"
+    EXPERIMENT_WITH_MODEL = "EXPERIMENT_WITH_MODEL"
+    QUANTIZE_MODEL = "QUANTIZE_MODEL"
+    DOWNLOAD_MODEL = "DOWNLOAD_MODEL"
+    LIST_EXPERIMENTS = "LIST_EXPERIMENTS"
+    SHOW_STATISTICS = "SHOW_STATISTICS"
+    SHOW_CONFIG = "SHOW_CONFIG"
+    SHOW_HELP = "SHOW_HELP"
+    EXIT = "EXIT"
+    UNKNOWN = "UNKNOWN"
+
+
+@dataclass
+class Slots:
+    """Everything a command can carry; unset slots are None (or empty)."""
+
+    model: Optional[str] = None
+    models: list[str] = field(default_factory=list)
+    port: Optional[int] = None
+    kind: Optional[str] = None  # single | batch | conversation | benchmark | compare
+    prompt: Optional[str] = None
+    file: Optional[str] = None
+    method: Optional[str] = None  # gguf | gptq | bnb
+    bits: Optional[int] = None
+    level: Optional[str] = None  # q4_k_m, nf4, ...
+
+    def to_dict(self) -> dict[str, Any]:
+        """Only the slots that are set."""
+        return {k: v for k, v in asdict(self).items() if v not in (None, [], "")}
+
+
+@dataclass
+class Command:
+    """A parsed line: the intent, its slots, and what to ask or suggest when it is incomplete."""
+
+    intent: Intent
+    slots: Slots = field(default_factory=Slots)
+    confidence: float = 1.0
+    question: Optional[str] = None  # a missing slot: ask this
+    choices: list[str] = field(default_factory=list)
+    suggestion: Optional[str] = None  # UNKNOWN: "did you mean ..."
+    text: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"intent": self.intent.value, "slots": self.slots.to_dict()}
+        if self.question:
+            out["question"] = self.question
+            out["choices"] = self.choices
+        if self.suggestion:
+            out["suggestion"] = self.suggestion
+        return out
