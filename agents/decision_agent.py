@@ -70,6 +70,7 @@ class _Words:
     """A line split into command words (lower-case, spelling fixed) and the model references in it."""
 
     words: list[str]
+    raw: list[str]  # each word as typed, before spelling correction
     models: list[str]
     quoted: list[str]
     files: list[str]
@@ -123,11 +124,12 @@ class DecisionAgent:
         prompt_tail = ""
         if ":" in rest and not PORT.search(rest):
             rest, prompt_tail = rest.split(":", 1)
-        words, models, files, levels, methods = [], list(quoted_models), [], [], []
+        words, raw_words, models, files, levels, methods = [], [], list(quoted_models), [], [], []
         for raw in TOKEN.findall(rest):
             low = raw.lower().rstrip(".,!?;")
             if raw == "?":
                 words.append("?")
+                raw_words.append("?")
             elif low in known_lower:
                 models.append(known_lower[low])
             elif FILE.search(low):
@@ -144,9 +146,10 @@ class DecisionAgent:
                 continue
             else:
                 words.append(self._correct(low))
+                raw_words.append(raw.rstrip(".,!?;"))
         if prompt_tail.strip():
             quoted.append(prompt_tail.strip())
-        return _Words(words, models, quoted, files, levels, methods)
+        return _Words(words, raw_words, models, quoted, files, levels, methods)
 
     @staticmethod
     def _looks_like_model(raw: str, low: str) -> bool:
@@ -242,10 +245,16 @@ def _prompt(s: _Words) -> Optional[str]:
     return s.quoted[-1] if s.quoted else None
 
 
-def _model_slots(s: _Words, **extra) -> Slots:
+def _model_slots(s: _Words, plain_names: bool = False, **extra) -> Slots:
+    """Model slots from the references; with plain_names, an unknown plain word ("load llama") names one."""
     # Outside quantize, a bare level ("q4_k_m") is a partial model name.
     refs = s.models + s.levels
-    return Slots(model=refs[0] if refs else None, models=refs, prompt=_prompt(s), **extra)
+    if plain_names and not refs:
+        # A word typed as is that is no command word, after the verb: "load llama", "chat with mistral".
+        verb = s.first("load", "unload", "chat", "serve")
+        refs = [raw for i, (w, raw) in enumerate(zip(s.words, s.raw)) if i > verb and raw.lower() not in VOCAB][:1]
+    many = len(refs) > 1 or extra.get("kind") == "compare"
+    return Slots(model=refs[0] if refs else None, models=refs if many else [], prompt=_prompt(s), **extra)
 
 
 def _quantize(s: _Words, line: str) -> Optional[Command]:
@@ -325,11 +334,11 @@ def _status(s: _Words, line: str) -> Optional[Command]:
 
 def _model_action(s: _Words, line: str) -> Optional[Command]:
     if s.has("unload"):
-        return Command(Intent.UNLOAD_MODEL_API, _model_slots(s))
+        return Command(Intent.UNLOAD_MODEL_API, _model_slots(s, plain_names=True))
     if s.has("load") or (s.has("serve") and s.models):
-        return Command(Intent.LOAD_MODEL_API, _model_slots(s))
+        return Command(Intent.LOAD_MODEL_API, _model_slots(s, plain_names=True))
     if s.has("chat"):
-        return Command(Intent.CHAT_WITH_MODEL, _model_slots(s))
+        return Command(Intent.CHAT_WITH_MODEL, _model_slots(s, plain_names=True))
     return None
 
 

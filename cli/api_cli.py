@@ -1,4 +1,4 @@
-"""`python cli/api_cli.py`: the LQMF shell (for now it lists the models it sees)."""
+"""`python cli/api_cli.py`: the LQMF shell. Also --parse, -c, --script and --json for programs."""
 
 from __future__ import annotations
 
@@ -9,83 +9,77 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse  # noqa: E402
-import logging  # noqa: E402
+import json  # noqa: E402
 
 from lqmf.environment import apply_environment_quirks  # noqa: E402
 from lqmf.log import configure_logging  # noqa: E402
-from lqmf.settings import Settings, load_settings  # noqa: E402
-
-log = logging.getLogger("cli")
-NOT_BUILT = "is not built yet; for now the shell lists models (type 'list')."
+from lqmf.settings import load_settings  # noqa: E402
 
 
-def render_models(settings: Settings) -> None:
-    """Print the discovered models as a table."""
-    from rich.console import Console
-    from rich.table import Table
-
+def parse_only(texts, settings) -> int:
+    """--parse: print {"intent", "slots"} per line (model references resolved against the models dir)."""
+    from agents.decision_agent import DecisionAgent
     from server.discovery import discover
 
-    records = discover(settings.models_dir)
-    console = Console()
-    if not records:
-        console.print(f"No models in {settings.models_dir}. Run `make setup` to build the demo models.")
-        return
-    table = Table(title=f"Models in {settings.models_dir}")
-    for column in ("name", "format", "level", "bits", "size", "params", "context", "usable"):
-        table.add_column(column)
-    for r in records:
-        table.add_row(
-            r.name, r.format, r.level or "-", f"{r.bits:g}" if r.bits else "-",
-            f"{r.size_bytes / 2**20:.1f} MiB", f"{r.parameter_count / 1e6:.2f}M" if r.parameter_count else "-",
-            str(r.context_length or "-"), "yes" if r.usable else f"no: {r.reason}",
-        )
-    console.print(table)
-
-
-def run_command(text: str, settings: Settings) -> bool:
-    """Run one command; return False when the shell should exit."""
-    words = text.strip().lower().split()
-    if not words:
-        return True
-    if words[0] in {"exit", "quit", "bye"}:
-        return False
-    if words[0] in {"list", "ls", "models"} or text.strip().lower() in {"list models", "show models"}:
-        render_models(settings)
-    elif words[0] in {"help", "?"}:
-        print("Commands: list (models on disk), help, exit. Loading, chat and the server arrive next.")
-    else:
-        print(f"'{text.strip()}' {NOT_BUILT}")
-    return True
+    agent = DecisionAgent(lambda: [rec.name for rec in discover(settings.models_dir)])
+    for text in texts:
+        print(json.dumps(agent.parse(text).to_dict()), flush=True)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="api_cli.py", description="LQMF shell")
-    parser.add_argument("-c", dest="command", help="run one command and exit")
+    parser = argparse.ArgumentParser(prog="api_cli.py", description="LQMF: the Local Quantized Model Factory shell")
+    parser.add_argument("--parse", metavar="TEXT", help='print the intent of TEXT as JSON; "-" reads lines from stdin')
+    parser.add_argument("-c", dest="command", metavar="CMD", help="run one command and exit (non-zero on failure)")
+    parser.add_argument("--script", metavar="FILE", help="run the commands in FILE, one per line, in order")
+    parser.add_argument("--json", action="store_true", help="print results as JSON")
     args = parser.parse_args(argv)
     apply_environment_quirks()
     settings = load_settings()
     configure_logging(settings)
-    if args.command:
-        run_command(args.command, settings)
-        return 0
-    from prompt_toolkit import PromptSession
-    from prompt_toolkit.history import FileHistory
+    if args.parse is not None:
+        return parse_only(sys.stdin if args.parse == "-" else [args.parse], settings)
 
-    settings.history_path.parent.mkdir(parents=True, exist_ok=True)
-    session: PromptSession[str] = PromptSession(history=FileHistory(str(settings.history_path)))
-    print("LQMF shell. Type 'help' for commands, 'exit' to quit.")
-    render_models(settings)
-    while True:
-        try:
-            text = session.prompt("lqmf> ")
-        except KeyboardInterrupt:
-            continue
-        except EOFError:
-            break
-        if not run_command(text, settings):
-            break
-    return 0
+    from rich.console import Console
+
+    from agents.decision_agent import DecisionAgent
+    from agents.executor_agent import Executor, make_assist, model_names
+    from cli.shell import Shell
+    from server.manager import ModelManager
+    from server.runner import BackgroundServer
+
+    manager = ModelManager(settings)
+    server = BackgroundServer(settings, manager)
+    executor = Executor(settings, manager, server)
+    agent = DecisionAgent(model_names(manager), assist=make_assist(settings, manager))
+    console = Console(highlight=False)
+    try:
+        if args.command or args.script:
+            lines = [args.command] if args.command else Path(args.script).read_text(encoding="utf-8").splitlines()
+            shell = Shell(executor, agent, console, as_json=args.json, session=_NoSession())
+            failed = 0
+            for line in lines:
+                if line.strip() and not line.lstrip().startswith("#"):
+                    result = shell.run_line(line)
+                    failed += 0 if result.ok else 1
+            return 1 if failed else 0
+        # A pipe is read line by line; prompt_toolkit is for terminals (it would swallow piped lines).
+        session = None if sys.stdin.isatty() else _NoSession()
+        Shell(executor, agent, console, as_json=args.json, session=session).loop()
+        return 0
+    finally:
+        server.stop()
+        manager.close()
+
+
+class _NoSession:
+    """Non-interactive runs never prompt (chat with a prompt answers once; chat mode reads stdin)."""
+
+    def prompt(self, message: str) -> str:
+        line = sys.stdin.readline()
+        if not line:
+            raise EOFError
+        return line.rstrip("\n")
 
 
 if __name__ == "__main__":

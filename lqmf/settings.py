@@ -61,6 +61,9 @@ class Settings(BaseSettings):
         default=True, description="Load a discovered model when a request names it (else answer 409)."
     )
     preload: list[str] = Field(default_factory=list, description="Models to load when the server starts.")
+    assist_model: Optional[str] = Field(
+        default=None, description="A local model the shell may ask to classify commands its rules cannot place."
+    )
     debug: bool = Field(default=False, description="Re-raise errors with their tracebacks.")
 
     @property

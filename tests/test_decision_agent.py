@@ -114,6 +114,8 @@ CASES = [
     ("unload stats-model-1", U, {"model": "stats-model-1"}),
     ("unload chat-helper-v2", U, {"model": "chat-helper-v2"}),
     ("unload", U, {}),
+    ("load llama", L, {"model": "llama"}),
+    ("chat with mistral", C, {"model": "mistral"}),
     # Chat.
     ("chat with demo-q4_k_m", C, {"model": "demo-q4_k_m"}),
     ("chat demo-q4_k_m", C, {"model": "demo-q4_k_m"}),

@@ -35,7 +35,7 @@ def test_interactive_shell_starts_lists_and_exits(demo_dir, home):
         env=_env(LQMF_HOME=str(home), LQMF_MODELS_DIR=str(demo_dir), COLUMNS="200"), timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "demo-q4_k_m" in proc.stdout and "Commands:" in proc.stdout
+    assert "demo-q4_k_m" in proc.stdout and "Commands (" in proc.stdout and "start server" in proc.stdout
 
 
 def test_demo_build_is_cached(demo_dir, tmp_path):

@@ -1,0 +1,144 @@
+"""Command -> action: a dispatch table from intent to handler; handlers call the core, return results."""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable, Optional
+
+from agents import results as r
+from agents.intents import Command, Intent
+from lqmf.errors import LQMFError
+from lqmf.settings import Settings
+
+log = logging.getLogger(__name__)
+
+HELP = [
+    ("list models", "models on disk, with format, level, size and whether they can load"),
+    ("load model NAME / serve model NAME", "load a model into memory"),
+    ("unload model NAME", "free a model's memory"),
+    ("show api status / show loaded models", "the server and the loaded models"),
+    ("start server [on port N] / stop server", "the background API server (OpenAI- and Ollama-compatible)"),
+    ("chat with NAME", "talk to a model; /exit /clear /system TEXT /set temperature 0.2 /stats"),
+    ("benchmark NAME / compare A and B / experiment with NAME", "experiments (coming with the experiments work)"),
+    ("quantize NAME to 4-bit gguf", "make a quantized variant (coming with the factory work)"),
+    ("show config", "where models, logs and the database live, and the limits"),
+    ("help / exit", "this list / leave (stops the server)"),
+]
+
+
+class Executor:
+    """Runs commands against one manager and one background server (shared with the API)."""
+
+    def __init__(self, settings: Settings, manager, server) -> None:
+        self.settings = settings
+        self.manager = manager
+        self.server = server
+        self.handlers: dict[Intent, Callable[[Command], r.Result]] = {
+            Intent.LIST_MODELS: self.list_models,
+            Intent.LOAD_MODEL_API: self.load,
+            Intent.UNLOAD_MODEL_API: self.unload,
+            Intent.START_API_SERVER: self.start_server,
+            Intent.STOP_API_SERVER: self.stop_server,
+            Intent.SHOW_API_STATUS: self.status,
+            Intent.CHAT_WITH_MODEL: self.chat,
+            Intent.SHOW_CONFIG: self.config,
+            Intent.SHOW_HELP: lambda c: r.Help(commands=HELP),
+            Intent.EXIT: lambda c: r.Exit(),
+            Intent.UNKNOWN: self.unknown,
+            Intent.EXPERIMENT_WITH_MODEL: self.not_built("experiments (benchmark, compare, batch) are"),
+            Intent.LIST_EXPERIMENTS: self.not_built("the experiment history is"),
+            Intent.SHOW_STATISTICS: self.not_built("statistics are"),
+            Intent.QUANTIZE_MODEL: self.not_built("quantizing from the shell is"),
+            Intent.DOWNLOAD_MODEL: self.not_built("downloading models from the shell is"),
+        }
+
+    def execute(self, command: Command) -> r.Result:
+        """Run one command; core errors become ErrorResult (LQMF_DEBUG=1 re-raises)."""
+        if command.question:
+            return r.Question(text=command.question, choices=command.choices)
+        try:
+            return self.handlers[command.intent](command)
+        except LQMFError as exc:
+            if self.settings.debug:
+                raise
+            log.info("command %r failed: %s", command.text, exc)
+            return r.ErrorResult(message=exc.message, hint=exc.hint)
+
+    # -- handlers ---------------------------------------------------------------------------------------
+    def list_models(self, command: Command) -> r.Result:
+        loaded = {m["name"] for m in self.manager.loaded()}
+        models = [{**rec.to_dict(), "loaded": rec.name in loaded} for rec in self.manager.available()]
+        return r.ModelList(models_dir=str(self.settings.models_dir), models=models)
+
+    def load(self, command: Command) -> r.Result:
+        model = self.manager.load(command.slots.model)
+        return r.Loaded(model=model.info())
+
+    def unload(self, command: Command) -> r.Result:
+        name = command.slots.model
+        if not self.manager.unload(name):
+            self.manager.record(name)  # unknown -> ModelNotFound with suggestions
+            loaded = [m["name"] for m in self.manager.loaded()]
+            return r.ErrorResult(message=f"{name} is not loaded",
+                                 hint=f"loaded now: {', '.join(loaded)}" if loaded else "nothing is loaded")
+        return r.Unloaded(name=name)
+
+    def _server_info(self, note: str = "") -> r.ServerInfo:
+        status = self.server.status()
+        return r.ServerInfo(running=status.running, url=status.url, host=status.host, port=status.port,
+                            uptime_s=status.uptime_s, loaded=self.manager.loaded(), note=note)
+
+    def start_server(self, command: Command) -> r.Result:
+        if self.server.running:
+            return self._server_info(note="the server was already running")
+        self.server.start(port=command.slots.port)
+        return self._server_info(note="started")
+
+    def stop_server(self, command: Command) -> r.Result:
+        if not self.server.running:
+            return self._server_info(note="the server was not running")
+        self.server.stop()
+        return self._server_info(note="stopped")
+
+    def status(self, command: Command) -> r.Result:
+        return self._server_info()
+
+    def chat(self, command: Command) -> r.Result:
+        model = self.manager.load(command.slots.model)  # errors (unknown, broken) before chat mode starts
+        return r.ChatStart(model=model.name, prompt=command.slots.prompt)
+
+    def config(self, command: Command) -> r.Result:
+        s = self.settings
+        values = {
+            "home": str(s.root), "models_dir": str(s.models_dir), "database": str(s.db_path),
+            "logs": str(s.logs_dir / "lqmf.log"), "history": str(s.history_path),
+            "max_models": s.max_models, "max_memory_mb": s.max_memory_mb, "context_length": s.context_length,
+            "keep_alive_s": s.keep_alive_s, "queue_size": s.queue_size, "host": s.host, "port": s.port,
+            "api_key": "set" if s.api_key else "not set", "autoload": s.autoload,
+        }
+        return r.Config(values=values)
+
+    def unknown(self, command: Command) -> r.Result:
+        return r.Unknown(text=command.text.strip(), suggestion=command.suggestion or "help")
+
+    @staticmethod
+    def not_built(feature: str) -> Callable[[Command], r.Result]:
+        return lambda command: r.NotBuilt(feature=f"{feature} not built yet")
+
+
+def model_names(manager) -> Callable[[], list[str]]:
+    """What the decision agent resolves references against: the models on disk."""
+    return lambda: [rec.name for rec in manager.available()]
+
+
+def make_assist(settings: Settings, manager) -> Optional[Callable]:
+    """The optional LLM assist: a loaded local model named by LQMF_ASSIST_MODEL, if set."""
+    if not settings.assist_model:
+        return None
+    from agents.decision_agent import llm_classifier
+    from server.backends.base import GenerationParams
+
+    def complete(prompt: str) -> str:
+        return manager.generate(settings.assist_model, prompt, GenerationParams(max_tokens=96, temperature=0)).text
+
+    return llm_classifier(complete)

@@ -1,0 +1,104 @@
+"""Typed results the executor returns and cli/render.py draws (or --json prints)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, is_dataclass
+from typing import Any, Optional
+
+
+@dataclass
+class Result:
+    """Base of every result; `ok` False means the command failed (the shell's -c exits non-zero)."""
+
+    ok: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self) if is_dataclass(self) else {}
+        data["type"] = type(self).__name__
+        return data
+
+
+@dataclass
+class Message(Result):
+    text: str = ""
+
+
+@dataclass
+class ErrorResult(Result):
+    message: str = ""
+    hint: str = ""
+    ok: bool = False
+
+
+@dataclass
+class Question(Result):
+    """A slot is missing: ask, offering choices."""
+
+    text: str = ""
+    choices: list[str] = field(default_factory=list)
+    ok: bool = False
+
+
+@dataclass
+class Unknown(Result):
+    text: str = ""
+    suggestion: str = ""
+    ok: bool = False
+
+
+@dataclass
+class NotBuilt(Result):
+    feature: str = ""
+    ok: bool = False
+
+
+@dataclass
+class ModelList(Result):
+    models_dir: str = ""
+    models: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Loaded(Result):
+    model: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Unloaded(Result):
+    name: str = ""
+
+
+@dataclass
+class ServerInfo(Result):
+    """Server state and the loaded models (SHOW_API_STATUS, start, stop)."""
+
+    running: bool = False
+    url: str = ""
+    host: str = ""
+    port: int = 0
+    uptime_s: float = 0.0
+    loaded: list[dict[str, Any]] = field(default_factory=list)
+    note: str = ""
+
+
+@dataclass
+class ChatStart(Result):
+    """Enter chat mode with a model (or answer one prompt when given)."""
+
+    model: str = ""
+    prompt: Optional[str] = None
+
+
+@dataclass
+class Config(Result):
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Help(Result):
+    commands: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class Exit(Result):
+    pass

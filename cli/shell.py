@@ -1,0 +1,171 @@
+"""The interactive shell: prompt_toolkit session, completion, history, chat mode, Ctrl-C handling."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Callable, Iterable, Optional
+
+from prompt_toolkit import PromptSession
+from prompt_toolkit.completion import Completer, Completion
+from prompt_toolkit.history import FileHistory
+from prompt_toolkit.key_binding import KeyBindings
+from rich.console import Console
+
+from agents import results as r
+from agents.chat_session import ChatSession
+from agents.decision_agent import DecisionAgent
+from agents.executor_agent import Executor
+from cli.render import render
+
+log = logging.getLogger("cli")
+
+COMMAND_WORDS = [
+    "list models", "load model", "unload model", "serve model", "start server", "stop server", "show api status",
+    "show loaded models", "chat with", "talk to", "benchmark", "compare", "experiment with", "quantize",
+    "list experiments", "show statistics", "show config", "help", "exit",
+]
+
+
+class ShellCompleter(Completer):
+    """Command phrases at the start of a line, model names after that."""
+
+    def __init__(self, model_names: Callable[[], Iterable[str]]) -> None:
+        self.model_names = model_names
+
+    def get_completions(self, document, complete_event):
+        text = document.text_before_cursor
+        word = document.get_word_before_cursor(WORD=True)
+        if " " not in text.strip() or not text.strip():
+            for phrase in COMMAND_WORDS:
+                if phrase.startswith(text.lstrip().lower()):
+                    yield Completion(phrase, start_position=-len(text.lstrip()))
+        for name in self.model_names():
+            if name.lower().startswith(word.lower()):
+                yield Completion(name, start_position=-len(word))
+
+
+def key_bindings() -> KeyBindings:
+    bindings = KeyBindings()
+
+    @bindings.add("escape", "enter")
+    def _newline(event) -> None:  # Alt-Enter: a new line inside the input (multi-line prompts)
+        event.current_buffer.insert_text("\n")
+
+    return bindings
+
+
+class Shell:
+    """Reads commands, runs them, draws the results. One manager, shared with the API server."""
+
+    def __init__(self, executor: Executor, agent: DecisionAgent, console: Console, as_json: bool = False,
+                 session: Optional[PromptSession] = None) -> None:
+        self.executor = executor
+        self.agent = agent
+        self.console = console
+        self.as_json = as_json
+        names = lambda: [rec.name for rec in executor.manager.available()]  # noqa: E731
+        history = executor.settings.history_path
+        history.parent.mkdir(parents=True, exist_ok=True)
+        self.session = session or PromptSession(
+            history=FileHistory(str(history)), completer=ShellCompleter(names), key_bindings=key_bindings(),
+            complete_while_typing=False,
+        )
+
+    # -- one command ----------------------------------------------------------------------------------
+    def run_line(self, line: str) -> r.Result:
+        """Parse, execute and draw one line; chat mode and one-shot prompts happen here too."""
+        command = self.agent.parse(line)
+        result = self.executor.execute(command)
+        if self.as_json:
+            self.console.print_json(json.dumps({"command": command.to_dict(), "result": result.to_dict()}, default=str))
+        else:
+            render(result, self.console)
+        if isinstance(result, r.ChatStart) and not self.as_json:
+            chat = ChatSession(self.executor.manager, result.model)
+            if result.prompt:
+                self.reply(chat, result.prompt)
+            else:
+                self.chat_mode(chat)
+        return result
+
+    # -- chat -------------------------------------------------------------------------------------------
+    def reply(self, chat: ChatSession, text: str) -> None:
+        """Stream one reply; Ctrl-C stops it and keeps the shell."""
+        job = chat.send(text)
+        parts: list[str] = []
+        final = None
+        try:
+            for chunk in job:
+                if chunk.text:
+                    parts.append(chunk.text)
+                    self.console.out(chunk.text, end="", highlight=False)
+                if chunk.finish_reason is not None:
+                    final = chunk
+        except KeyboardInterrupt:
+            job.cancel()
+            for chunk in job:  # drain to the final chunk: the worker stops within one token
+                if chunk.finish_reason is not None:
+                    final = chunk
+            self.console.print("\n[yellow]stopped[/yellow]")
+        self.console.out("")
+        if final is not None:
+            chat.record(text, "".join(parts), final.timings, final.finish_reason != "cancelled")
+            t = final.timings
+            self.console.print(f"[dim]{t.completion_tokens} tokens in {t.total_s:.2f} s, "
+                               f"{t.tokens_per_second:.1f} tokens/s ({final.finish_reason})[/dim]")
+
+    def chat_mode(self, chat: ChatSession) -> None:
+        self.console.print(f"Chatting with [bold]{chat.model}[/bold]. /exit to leave, /help for commands.")
+        while True:
+            try:
+                text = self.session.prompt(f"{chat.model}> ")
+            except KeyboardInterrupt:
+                continue
+            except EOFError:
+                return
+            if not text.strip():
+                continue
+            if text.strip().startswith("/"):
+                outcome = chat.slash(text.strip())
+                self.console.print(outcome.message)
+                if outcome.leave:
+                    return
+                continue
+            try:
+                self.reply(chat, text)
+            except KeyboardInterrupt:  # before the first token (loading, queueing): stay in chat
+                self.console.print("\n[yellow]stopped[/yellow]")
+            except Exception as exc:  # a failed reply must never end the shell
+                self._show_error(exc)
+
+    # -- the loop -----------------------------------------------------------------------------------------
+    def loop(self) -> None:
+        self.console.print("LQMF shell. Type [bold]help[/bold] for commands, [bold]exit[/bold] to quit.")
+        self.run_line("list models")
+        while True:
+            try:
+                line = self.session.prompt("lqmf> ")
+            except KeyboardInterrupt:
+                continue
+            except EOFError:
+                break
+            if not line.strip():
+                continue
+            try:
+                result = self.run_line(line)
+            except KeyboardInterrupt:
+                self.console.print("[yellow]cancelled[/yellow]")
+                continue
+            except Exception as exc:  # the shell survives anything a command does
+                self._show_error(exc)
+                continue
+            if isinstance(result, r.Exit):
+                break
+
+    def _show_error(self, exc: Exception) -> None:
+        if self.executor.settings.debug:
+            raise exc
+        log.exception("command failed")
+        render(r.ErrorResult(message=str(exc), hint="see logs/lqmf.log (LQMF_DEBUG=1 shows the traceback)"),
+               self.console)

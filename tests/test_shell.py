@@ -1,0 +1,229 @@
+"""The shell end to end: a real terminal (pty), the machine faces (--parse, -c, --script, --json)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from agents.chat_session import ChatSession
+from server.backends.base import GenerationParams
+from tests.conftest import REPO
+
+
+def shell_env(home, models) -> dict[str, str]:
+    return {**os.environ, "LQMF_HOME": str(home), "LQMF_MODELS_DIR": str(models), "TERM": "dumb",
+            "NO_COLOR": "1", "COLUMNS": "200", "LINES": "50"}
+
+
+def cli(args, home, models, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "cli/api_cli.py", *args], cwd=REPO, env=shell_env(home, models),
+                          input=stdin, capture_output=True, text=True, timeout=180)
+
+
+class Terminal:
+    """A child process on a pseudo-terminal: send keys, wait for output."""
+
+    def __init__(self, argv, env) -> None:
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:  # the child: the pty is its controlling terminal (Ctrl-C sends SIGINT)
+            os.chdir(REPO)
+            os.execvpe(argv[0], argv, env)
+        self.buffer = ""
+        self.mark = 0
+
+    def send(self, text: str) -> None:
+        os.write(self.fd, text.encode())
+
+    def key(self, control: str) -> None:
+        """A control key, once the prompt has switched the terminal to raw mode (a person is never faster)."""
+        time.sleep(0.5)
+        os.write(self.fd, control.encode())
+
+    def expect(self, pattern: str, timeout: float = 60) -> re.Match:
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            match = regex.search(self.buffer, self.mark)
+            if match:
+                self.mark = match.end()
+                return match
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no {pattern!r} within {timeout}s; output since mark:\n{self.buffer[self.mark:][-3000:]}")
+            ready, _, _ = select.select([self.fd], [], [], min(left, 0.2))
+            if ready:
+                try:
+                    data = os.read(self.fd, 65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    raise AssertionError(f"the shell ended; waiting for {pattern!r}; output:\n{self.buffer[-3000:]}")
+                self.buffer += re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", data.decode(errors="replace")).replace("\r", "")
+
+    def wait(self, timeout: float = 30) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                return os.waitstatus_to_exitcode(status)
+            ready, _, _ = select.select([self.fd], [], [], 0.05)
+            if ready:
+                try:
+                    self.buffer += os.read(self.fd, 65536).decode(errors="replace")
+                except OSError:
+                    pass
+        os.kill(self.pid, signal.SIGKILL)
+        raise AssertionError(f"the shell did not exit; output:\n{self.buffer[-2000:]}")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_session_end_to_end(demo_dir, home):
+    port = free_port()
+    term = Terminal([sys.executable, "cli/api_cli.py"], shell_env(home, demo_dir))
+    term.expect(r"demo-q4_k_m")  # the start-up listing
+    term.expect(r"lqmf> ")
+    term.send("list models\r")
+    term.expect(r"demo-gptq-4bit")
+    term.expect(r"lqmf> ")
+    term.send("laod model demo-q4_k_m\r")
+    term.expect(r"loaded demo-q4_k_m \(gguf q4_k_m\)")
+    term.send(f"start server on port {port}\r")
+    term.expect(rf"API server running at http://127.0.0.1:{port}")
+    loaded = httpx.get(f"http://127.0.0.1:{port}/models").json()["models"]
+    assert [m["name"] for m in loaded] == ["demo-q4_k_m"]  # the shell's manager serves the API
+    answer = httpx.post(f"http://127.0.0.1:{port}/models/demo-q4_k_m/chat",
+                        json={"message": "What does shuffle do?", "max_tokens": 8}).json()
+    assert answer["tokens_generated"] > 0
+    term.send("show api status\r")
+    term.expect(r"Loaded models")
+    term.send("chat with demo-q4_k_m\r")
+    term.expect(r"Chatting with demo-q4_k_m")
+    term.send("What does shuffle do?\r")
+    term.expect(r"\d+ tokens in [\d.]+ s, [\d.]+ tokens/s")
+    term.send("/set temperature 0.2\r")
+    term.expect(r"temperature = 0.2")
+    term.send("What does it return?\r")
+    term.expect(r"tokens/s")
+    term.send("/stats\r")
+    term.expect(r"2 replies, \d+ tokens, .* 2 turns in context; temperature 0.2")
+    term.send("/exit\r")
+    term.expect(r"lqmf> ")
+    term.send("unload model demo-q4_k_m\r")
+    term.expect(r"unloaded demo-q4_k_m")
+    term.send("stop server\r")
+    term.expect(r"stopped")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", port))  # the port is free again
+    term.send("exit\r")
+    assert term.wait() == 0
+
+
+def test_ctrl_c_stops_a_generation_and_the_shell_lives_on(demo_dir, home):
+    term = Terminal([sys.executable, "cli/api_cli.py"], shell_env(home, demo_dir))
+    term.expect(r"lqmf> ")
+    term.send("chat with demo-hf\r")
+    term.expect(r"Chatting with demo-hf")
+    term.send("/set ignore_eos on\r")
+    term.expect(r"ignore_eos = True")
+    term.send("/set max_tokens 1000\r")
+    term.expect(r"max_tokens = 1000")
+    term.send("Tell me everything.\r")
+    time.sleep(1.5)  # tokens are arriving: 1000 of them take several seconds on demo-hf
+    term.send("\x03")  # Ctrl-C
+    term.expect(r"stopped")
+    term.expect(r"tokens/s \(cancelled\)")
+    term.send("/stats\r")
+    term.expect(r"1 replies")
+    term.send("/exit\r")
+    term.expect(r"lqmf> ")
+    term.key("\x03")  # Ctrl-C at the prompt: nothing happens
+    term.send("list models\r")
+    term.expect(r"demo-bnb-int8")
+    term.expect(r"lqmf> ")
+    term.key("\x04")  # Ctrl-D quits
+    assert term.wait() == 0
+
+
+def test_parse_prints_json(demo_dir, home):
+    out = cli(["--parse", "strat server on port 8123"], home, demo_dir)
+    assert json.loads(out.stdout) == {"intent": "START_API_SERVER", "slots": {"port": 8123}}
+    many = cli(["--parse", "-"], home, demo_dir, stdin="load q4_k_m\ncompare demo-f16 and demo-q8_0\nexit\n")
+    lines = [json.loads(line) for line in many.stdout.splitlines()]
+    assert lines[0] == {"intent": "LOAD_MODEL_API", "slots": {"model": "demo-q4_k_m"}}
+    assert lines[1]["slots"] == {"models": ["demo-f16", "demo-q8_0"], "model": "demo-f16", "kind": "compare"}
+    assert lines[2]["intent"] == "EXIT"
+
+
+def test_one_command_and_exit_codes(demo_dir, home):
+    ok = cli(["-c", "load demo-q8_0"], home, demo_dir)
+    assert ok.returncode == 0 and "loaded demo-q8_0" in ok.stdout
+    missing = cli(["-c", "load nope"], home, demo_dir)
+    assert missing.returncode == 1 and "no model named 'nope'" in missing.stdout
+    question = cli(["-c", "load"], home, demo_dir)
+    assert question.returncode == 1 and "Which model" in question.stdout
+    unknown = cli(["-c", "frobnicate"], home, demo_dir)
+    assert unknown.returncode == 1 and "Did you mean" in unknown.stdout
+    not_built = cli(["-c", "benchmark demo-q4_k_m"], home, demo_dir)
+    assert not_built.returncode == 1 and "not built yet" in not_built.stdout
+    once = cli(["-c", 'ask demo-q4_k_m "What does shuffle do?"'], home, demo_dir)
+    assert once.returncode == 0 and re.search(r"tokens/s \((stop|length)\)", once.stdout)
+
+
+def test_script_and_json(demo_dir, home, tmp_path):
+    script = tmp_path / "commands.lqmf"
+    script.write_text("# a comment\nload demo-q8_0\nshow loaded models\nunload demo-q8_0\n")
+    run = cli(["--script", str(script)], home, demo_dir)
+    assert run.returncode == 0
+    assert run.stdout.index("loaded demo-q8_0") < run.stdout.index("Loaded models") < run.stdout.index("unloaded")
+    as_json = cli(["--json", "-c", "list models"], home, demo_dir)
+    payload = json.loads(as_json.stdout)
+    assert payload["command"]["intent"] == "LIST_MODELS"
+    assert {m["name"] for m in payload["result"]["models"]} >= {"demo-q4_k_m", "demo-hf"}
+
+
+def test_history_is_kept_under_lqmf_home(demo_dir, home):
+    term = Terminal([sys.executable, "cli/api_cli.py"], shell_env(home, demo_dir))
+    term.expect(r"lqmf> ")
+    term.send("show config\r")
+    term.expect(r"models_dir")
+    term.send("exit\r")
+    assert term.wait() == 0
+    assert "show config" in (home / "memory" / "shell_history").read_text()
+
+
+def test_no_heavy_import_at_start_up(demo_dir, home):
+    proc = subprocess.run([sys.executable, "-X", "importtime", "cli/api_cli.py", "-c", "list models"], cwd=REPO,
+                          env=shell_env(home, demo_dir), capture_output=True, text=True, timeout=120)
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in proc.stderr.splitlines() if "|" in line}
+    assert proc.returncode == 0 and "rich" in imported
+    assert not imported & {"torch", "transformers", "llama_cpp", "gptqmodel", "bitsandbytes"}
+
+
+def test_chat_slash_commands(tmp_path):
+    session = ChatSession(manager=None, model="m")
+    assert session.slash("/set temperature 0.2").message == "temperature = 0.2"
+    assert session.params.temperature == 0.2
+    assert "cannot set" in session.slash("/set temperature -1").message
+    assert "usage" in session.slash("/set colour red").message
+    assert session.slash("/system Be brief.").message.startswith("system prompt set")
+    assert session.messages("hi")[0] == {"role": "system", "content": "Be brief."}
+    session.history = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
+    assert session.slash("/clear").message == "conversation cleared" and session.history == []
+    assert session.slash("/exit").leave and "unknown command" in session.slash("/fly").message
+    assert isinstance(session.params, GenerationParams)
