@@ -132,13 +132,30 @@ def model_names(manager) -> Callable[[], list[str]]:
 
 
 def make_assist(settings: Settings, manager) -> Optional[Callable]:
-    """The optional LLM assist: a loaded local model named by LQMF_ASSIST_MODEL, if set."""
-    if not settings.assist_model:
-        return None
+    """The optional LLM assist: an OpenAI-compatible endpoint (LQMF_ASSIST_URL) or a local model (LQMF_ASSIST_MODEL)."""
     from agents.decision_agent import llm_classifier
-    from server.backends.base import GenerationParams
 
-    def complete(prompt: str) -> str:
-        return manager.generate(settings.assist_model, prompt, GenerationParams(max_tokens=96, temperature=0)).text
+    if settings.assist_url:
+        import httpx
 
-    return llm_classifier(complete)
+        headers = {"Authorization": f"Bearer {settings.assist_api_key.get_secret_value()}"} if settings.assist_api_key else {}
+
+        def complete_remote(prompt: str) -> str:
+            response = httpx.post(
+                f"{settings.assist_url.rstrip('/')}/chat/completions", headers=headers, timeout=30,
+                json={"model": settings.assist_remote_model, "temperature": 0, "max_tokens": 128,
+                      "messages": [{"role": "user", "content": prompt}]},
+            )
+            response.raise_for_status()
+            return response.json()["choices"][0]["message"]["content"]
+
+        return llm_classifier(complete_remote)
+    if settings.assist_model:
+        from server.backends.base import GenerationParams
+
+        def complete_local(prompt: str) -> str:
+            params = GenerationParams(max_tokens=96, temperature=0)
+            return manager.generate(settings.assist_model, prompt, params).text
+
+        return llm_classifier(complete_local)
+    return None

@@ -15,6 +15,7 @@ from rich.console import Console
 from agents import results as r
 from agents.chat_session import ChatSession
 from agents.decision_agent import DecisionAgent
+from agents.intents import Intent
 from agents.executor_agent import Executor
 from cli.render import render
 
@@ -25,6 +26,11 @@ COMMAND_WORDS = [
     "show loaded models", "chat with", "talk to", "benchmark", "compare", "experiment with", "quantize",
     "list experiments", "show statistics", "show config", "help", "exit",
 ]
+
+
+# Intents that can take seconds (loading weights, starting uvicorn): a spinner while they run.
+SLOW = {Intent.LOAD_MODEL_API, Intent.CHAT_WITH_MODEL, Intent.START_API_SERVER, Intent.STOP_API_SERVER,
+        Intent.UNLOAD_MODEL_API}
 
 
 class ShellCompleter(Completer):
@@ -76,7 +82,11 @@ class Shell:
     def run_line(self, line: str) -> r.Result:
         """Parse, execute and draw one line; chat mode and one-shot prompts happen here too."""
         command = self.agent.parse(line)
-        result = self.executor.execute(command)
+        if command.intent in SLOW and not command.question and not self.as_json:
+            with self.console.status(f"{command.intent.value.replace('_', ' ').lower()} …"):
+                result = self.executor.execute(command)
+        else:
+            result = self.executor.execute(command)
         if self.as_json:
             self.console.print_json(json.dumps({"command": command.to_dict(), "result": result.to_dict()}, default=str))
         else:

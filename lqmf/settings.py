@@ -64,6 +64,11 @@ class Settings(BaseSettings):
     assist_model: Optional[str] = Field(
         default=None, description="A local model the shell may ask to classify commands its rules cannot place."
     )
+    assist_url: Optional[str] = Field(
+        default=None, description="An OpenAI-compatible base URL (…/v1) to ask instead of a local model."
+    )
+    assist_remote_model: str = Field(default="gpt-4o-mini", description="The model name sent to LQMF_ASSIST_URL.")
+    assist_api_key: Optional[SecretStr] = Field(default=None, description="Bearer key for LQMF_ASSIST_URL.")
     debug: bool = Field(default=False, description="Re-raise errors with their tracebacks.")
 
     @property

@@ -227,3 +227,45 @@ def test_chat_slash_commands(tmp_path):
     assert session.slash("/clear").message == "conversation cleared" and session.history == []
     assert session.slash("/exit").leave and "unknown command" in session.slash("/fly").message
     assert isinstance(session.params, GenerationParams)
+
+
+def test_exit_stops_the_server(demo_dir, home):
+    port = free_port()
+    term = Terminal([sys.executable, "cli/api_cli.py"], shell_env(home, demo_dir))
+    term.expect(r"lqmf> ")
+    term.send(f"start server on port {port}\r")
+    term.expect(r"API server running")
+    assert httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200
+    term.send("exit\r")
+    assert term.wait() == 0
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", port))
+
+
+def test_llm_assist_over_an_openai_endpoint(demo_dir, home, tmp_path):
+    """LQMF_ASSIST_URL sends what the rules cannot place to a real endpoint (our own server here).
+
+    The demo model answers no JSON, so the command stays UNKNOWN: the assist can never make things worse.
+    """
+    from lqmf.settings import Settings
+    from server.manager import ModelManager
+    from server.runner import BackgroundServer
+
+    settings = Settings(home=tmp_path, models_dir_override=demo_dir, port=0)
+    manager = ModelManager(settings)
+    server = BackgroundServer(settings, manager)
+    url = server.start().url
+    try:
+        env = {**shell_env(home, demo_dir), "LQMF_ASSIST_URL": f"{url}/v1", "LQMF_ASSIST_REMOTE_MODEL": "demo-q4_k_m"}
+        out = subprocess.run([sys.executable, "cli/api_cli.py", "-c", "gimme the goods"], cwd=REPO, env=env,
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 1 and "Did you mean" in out.stdout
+        metrics = httpx.get(f"{url}/metrics").text
+        assert 'lqmf_requests_total{method="POST",route="/v1/chat/completions",status="200"} 1.0' in metrics
+        ruled = subprocess.run([sys.executable, "cli/api_cli.py", "-c", "list models"], cwd=REPO, env=env,
+                               capture_output=True, text=True, timeout=120)
+        assert ruled.returncode == 0  # the rules placed it: no second request
+        assert 'status="200"} 1.0' in httpx.get(f"{url}/metrics").text
+    finally:
+        server.stop()
+        manager.close()
