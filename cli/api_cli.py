@@ -10,6 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import signal  # noqa: E402
 
 from lqmf.environment import apply_environment_quirks  # noqa: E402
 from lqmf.log import configure_logging  # noqa: E402
@@ -65,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
             return 1 if failed else 0
         # A pipe is read line by line; prompt_toolkit is for terminals (it would swallow piped lines).
         session = None if sys.stdin.isatty() else _NoSession()
+        if sys.stdin.isatty():
+            # Ctrl-C must stop a generation even when a parent started us with SIGINT ignored.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         Shell(executor, agent, console, as_json=args.json, session=session).loop()
         return 0
     finally:

@@ -297,3 +297,17 @@ def test_unusable_model_gives_a_clear_load_error(demo_dir, tmp_path):
             m.load("junk")
     finally:
         m.close()
+
+
+def test_full_logits_agree_with_greedy_decoding(manager):
+    import numpy as np
+
+    from lqmf.errors import LQMFError
+
+    ids = manager.call("demo-hf", lambda b: b.chat_prompt_ids(CHAT))
+    logits = manager.call("demo-hf", lambda b: b.logits(ids))
+    assert logits.shape == (len(ids), 2048) and np.isfinite(logits).all()
+    first = manager.generate("demo-hf", ids, GenerationParams(max_tokens=1, temperature=0, ignore_eos=True))
+    assert first.token_ids == [int(np.argmax(logits[-1]))]
+    with pytest.raises(LQMFError, match="cannot return full logits"):
+        manager.call("demo-q4_k_m", lambda b: b.logits(ids))

@@ -37,6 +37,10 @@ class Terminal:
     def __init__(self, argv, env) -> None:
         self.pid, self.fd = pty.fork()
         if self.pid == 0:  # the child: the pty is its controlling terminal (Ctrl-C sends SIGINT)
+            # As from a login shell: default signal dispositions (a library in this test process may
+            # have set SIGINT to "ignore", which exec would pass on).
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
             os.chdir(REPO)
             os.execvpe(argv[0], argv, env)
         self.buffer = ""

@@ -258,7 +258,8 @@ class Backend(ABC):
 
     def logits(self, ids: Sequence[int]):
         """Full next-token logits for every position of `ids` (numpy array [len(ids), vocab])."""
-        raise NotImplementedError
+        raise LQMFError(f"{self.record.name} ({self.format}) cannot return full logits here",
+                        "use a transformers model (hf, bnb, gptq) for logits")
 
 
 class IncrementalDecoder(ABC):

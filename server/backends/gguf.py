@@ -144,6 +144,3 @@ class GGUFBackend(Backend):
             if not params.ignore_eos and llama_cpp.llama_vocab_is_eog(vocab, token):
                 return
             yield int(token)
-
-    def logits(self, ids: Sequence[int]):
-        raise NotImplementedError("full logits for GGUF models arrive with the fidelity experiments")
