@@ -27,16 +27,19 @@ def timed_round_robin(fns: list, runs: int) -> list[tuple[float, int]]:
     """Median seconds of each fn and the token count it reports.
 
     Every fn is warmed up once, then the fns take turns run by run, so that drift in the
-    machine's speed (other load, frequency scaling) hits all of them alike.
+    machine's speed (other load, frequency scaling) hits all of them alike. The order rotates
+    every round: the fns use two llama.cpp instances, and whichever runs right after a switch
+    finds colder caches, a handicap each fn then carries equally often.
     """
     for fn in fns:
         fn()
     times: list[list[float]] = [[] for _ in fns]
     counts = [0] * len(fns)
-    for _ in range(runs):
-        for i, fn in enumerate(fns):
+    for round_ in range(runs):
+        for k in range(len(fns)):
+            i = (k + round_) % len(fns)
             start = time.perf_counter()
-            counts[i] = fn()
+            counts[i] = fns[i]()
             times[i].append(time.perf_counter() - start)
     return [(statistics.median(t), c) for t, c in zip(times, counts)]
 

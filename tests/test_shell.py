@@ -273,3 +273,55 @@ def test_llm_assist_over_an_openai_endpoint(demo_dir, home, tmp_path):
     finally:
         server.stop()
         manager.close()
+
+
+def test_completion_of_commands_and_model_names():
+    from prompt_toolkit.document import Document
+
+    from cli.shell import ShellCompleter
+
+    completer = ShellCompleter(lambda: ["demo-q4_k_m", "demo-q8_0", "demo-hf"])
+
+    def complete(text: str) -> list[str]:
+        return [c.text for c in completer.get_completions(Document(text), None)]
+
+    assert "load model" in complete("lo") and "list models" in complete("li")
+    assert complete("load demo-q") == ["demo-q4_k_m", "demo-q8_0"]
+    assert complete("chat with demo-h") == ["demo-hf"]
+
+
+def test_alt_enter_makes_multi_line_input():
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.input import create_pipe_input
+    from prompt_toolkit.output import DummyOutput
+
+    from cli.shell import key_bindings
+
+    with create_pipe_input() as pipe:
+        session = PromptSession(input=pipe, output=DummyOutput(), key_bindings=key_bindings())
+        pipe.send_text("first line\x1b\rsecond line\r")
+        assert session.prompt("> ") == "first line\nsecond line"
+
+
+def test_debug_mode_re_raises(demo_dir, tmp_path):
+    from agents.decision_agent import DecisionAgent
+    from agents.executor_agent import Executor
+    from lqmf.errors import ModelNotFound
+    from lqmf.settings import Settings
+    from server.manager import ModelManager
+    from server.runner import BackgroundServer
+
+    for debug in (False, True):
+        settings = Settings(home=tmp_path, models_dir_override=demo_dir, debug=debug)
+        manager = ModelManager(settings)
+        executor = Executor(settings, manager, BackgroundServer(settings, manager))
+        command = DecisionAgent(lambda: []).parse("load nope")
+        try:
+            if debug:
+                with pytest.raises(ModelNotFound):
+                    executor.execute(command)
+            else:
+                result = executor.execute(command)
+                assert not result.ok and "no model named 'nope'" in result.message
+        finally:
+            manager.close()
