@@ -29,6 +29,20 @@ def stops(value: Union[str, list[str], None]) -> tuple[str, ...]:
     return (value,) if isinstance(value, str) else tuple(value)
 
 
+SAMPLING_NAMES = ("max_tokens", "temperature", "top_p", "top_k", "min_p", "seed", "repeat_penalty")
+
+
+def build_params(body: Any, defaults: dict[str, Any]) -> GenerationParams:
+    """GenerationParams from the defaults, overridden by every sampling field the body sets."""
+    values = dict(defaults)
+    for name in SAMPLING_NAMES:
+        value = getattr(body, name, None)
+        if value is not None:
+            values[name] = value
+    values["stop"] = stops(body.stop)
+    return GenerationParams(**values)
+
+
 class ChatMessage(BaseModel):
     role: str = Field(pattern="^(system|user|assistant|tool)$")
     content: str
@@ -50,13 +64,7 @@ class SamplingFields(BaseModel):
     ignore_eos: bool = Field(default=False, description="Generate past end-of-sequence (fixed-length benchmarks).")
 
     def params(self, **defaults: Any) -> GenerationParams:
-        values = {**defaults, "ignore_eos": self.ignore_eos}
-        for name in ("max_tokens", "temperature", "top_p", "top_k", "min_p", "seed", "repeat_penalty"):
-            value = getattr(self, name)
-            if value is not None:
-                values[name] = value
-        values["stop"] = stops(self.stop)
-        return GenerationParams(**values)
+        return build_params(self, {**defaults, "ignore_eos": self.ignore_eos})
 
 
 class NativeChatRequest(SamplingFields):
@@ -140,12 +148,7 @@ class OllamaOptions(BaseModel):
                                   "max_tokens": 32768}
         if self.num_predict is not None and self.num_predict > 0:
             values["max_tokens"] = self.num_predict
-        for name in ("temperature", "top_p", "top_k", "min_p", "seed", "repeat_penalty"):
-            value = getattr(self, name)
-            if value is not None:
-                values[name] = value
-        values["stop"] = stops(self.stop)
-        return GenerationParams(**values)
+        return build_params(self, values)
 
 
 class OllamaGenerateRequest(BaseModel):
