@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     )
     context_length: int = Field(default=4096, ge=64, description="Context window to load models with (capped by the model's).")
     queue_size: int = Field(default=16, ge=1, description="Requests waiting per model before new ones get QueueFull.")
+    stream_batch_ms: float = Field(
+        default=2.0, ge=0,
+        description="Streams faster than one token per ms/4 are handed over in batches at most this far "
+        "apart (0: every token alone).",
+    )
     keep_alive_s: float = Field(
         default=300.0, description="Seconds an idle model stays loaded; -1 forever, 0 unload after each request."
     )

@@ -38,6 +38,10 @@ class _Failure:
     error: BaseException
 
 
+class _Batch(list):
+    """Outputs handed over together."""
+
+
 def estimate_bytes(record: ModelRecord, n_ctx: int) -> int:
     """Memory a model will need: its weights, a KV cache for the context, and compute buffers."""
     weights = record.size_bytes
@@ -85,9 +89,16 @@ class Job:
         else:
             self.emit = self.outputs.put
 
+    def emit_batch(self, items: list[Any]) -> None:
+        """Hand several outputs over at once (one wake-up of the consumer)."""
+        self.emit(items[0] if len(items) == 1 else _Batch(items))
+
     def _emit_to_loop(self, item: Any) -> None:
         with self._lock:
-            self._pending.append(item)
+            if isinstance(item, _Batch):
+                self._pending.extend(item)
+            else:
+                self._pending.append(item)
             waiter, self._waiter = self._waiter, None
         if waiter is not None:
             self._loop.call_soon_threadsafe(_wake, waiter)
@@ -110,13 +121,14 @@ class Job:
         finished = False
         try:
             while True:
-                item = self.outputs.get()
-                if item is _DONE:
-                    finished = True
-                    return
-                if isinstance(item, _Failure):
-                    finished = True
-                yield self._unwrap(item)
+                got = self.outputs.get()
+                for item in got if isinstance(got, _Batch) else (got,):
+                    if item is _DONE:
+                        finished = True
+                        return
+                    if isinstance(item, _Failure):
+                        finished = True
+                    yield self._unwrap(item)
         finally:
             if not finished:  # the consumer went away: stop generating
                 self.cancel()
@@ -391,8 +403,7 @@ class ModelManager:
             job.started_at = time.perf_counter()
             try:
                 if not job.cancel_event.is_set():
-                    for item in job.work(model.backend, job.cancel_event):
-                        job.emit(item)
+                    self._deliver(job, job.work(model.backend, job.cancel_event))
             except BaseException as exc:  # delivered to the caller, never lost in the worker
                 if not isinstance(exc, (LQMFError, ValueError)):
                     log.exception("request on %s failed", model.name)
@@ -406,6 +417,27 @@ class ModelManager:
                 job.finished_at = time.perf_counter()
                 job.emit(_DONE)
                 job.done.set()
+
+    def _deliver(self, job: Job, items: Iterable[Any]) -> None:
+        """Hand a job's outputs to its consumer, batching fast streams.
+
+        Waking the consumer costs about as much as a small model's token; when tokens come faster
+        than every stream_batch_ms / 4, they go over in batches at most stream_batch_ms apart
+        (vLLM's stream interval). The first output, and every output of a slower stream, goes at once.
+        """
+        hold = self.settings.stream_batch_ms / 1000
+        held: list[Any] = []
+        delivered = False
+        last_flush = last_item = time.perf_counter()
+        for item in items:
+            now = time.perf_counter()
+            held.append(item)
+            if not delivered or now - last_flush >= hold or now - last_item >= hold / 4:
+                job.emit_batch(held)
+                held, delivered, last_flush = [], True, now
+            last_item = now
+        if held:
+            job.emit_batch(held)
 
     # -- generation conveniences (what the shell and the routes call) ------------------------------
     def stream(

@@ -311,3 +311,30 @@ def test_full_logits_agree_with_greedy_decoding(manager):
     assert first.token_ids == [int(np.argmax(logits[-1]))]
     with pytest.raises(LQMFError, match="cannot return full logits"):
         manager.call("demo-q4_k_m", lambda b: b.logits(ids))
+
+
+def test_fast_streams_are_handed_over_in_batches_slow_ones_at_once(demo_dir, tmp_path):
+    m = make_manager(subset(demo_dir, tmp_path, "demo-q4_k_m"), tmp_path, stream_batch_ms=50)
+    try:
+        def fast(backend, cancel):
+            yield from range(200)
+
+        def slow(backend, cancel):
+            for i in range(5):
+                time.sleep(0.03)  # slower than 50 ms / 4: nothing may wait for a batch
+                yield i
+
+        for work, most_deliveries, least_deliveries in ((fast, 10, 2), (slow, 6, 6)):
+            job = m.submit("demo-q4_k_m", work)
+            assert job.done.wait(10)
+            deliveries = []
+            while not job.outputs.empty():
+                deliveries.append(job.outputs.get_nowait())
+            assert least_deliveries <= len(deliveries) <= most_deliveries, deliveries
+            assert deliveries[0] == 0  # the first output never waits
+            flat = [x for d in deliveries[:-1] for x in (d if isinstance(d, list) else [d])]
+            assert flat == list(range(200 if work is fast else 5))
+        # The consumer still sees every output, in order.
+        assert m.submit("demo-q4_k_m", fast).result() == list(range(200))
+    finally:
+        m.close()
