@@ -21,7 +21,7 @@ from agents.quantization.manifest import (
     tool_versions,
     tree_sha256,
 )
-from agents.quantization.source import hf_parameter_count, hf_weight_bytes, require_hf_folder
+from agents.quantization.source import hf_parameter_count, require_hf_folder
 from lqmf.errors import OutputExists, QuantizationError
 from lqmf.settings import Settings
 

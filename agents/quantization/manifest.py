@@ -6,11 +6,11 @@ import hashlib
 import json
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from contextlib import contextmanager
 from typing import Any, Iterator, Optional
 
 import lqmf

@@ -9,7 +9,6 @@ from fastapi import APIRouter, Body, Request
 from starlette.concurrency import run_in_threadpool
 
 import lqmf
-from server.backends.base import Chunk
 from server.errors import APIError
 from server.schemas import NativeChatRequest, check_model_name, parse_keep_alive
 from server.streaming import generate, sse, start_stream
