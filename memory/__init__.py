@@ -1,0 +1,1 @@
+"""Persistence: the SQLite history (memory/store.py is its only writer)."""

@@ -1,0 +1,285 @@
+"""SQLite history (WAL) with named, ordered migrations; Store is the only writer."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from contextlib import contextmanager
+from typing import Any, Iterator, Optional
+
+log = logging.getLogger(__name__)
+
+# Named and ordered; each runs once, inside a transaction, and is recorded in schema_migrations.
+MIGRATIONS: list[tuple[str, str]] = [
+    ("m001_initial", """
+        CREATE TABLE models (
+            name TEXT PRIMARY KEY,
+            format TEXT NOT NULL,
+            level TEXT,
+            bits REAL,
+            size_bytes INTEGER,
+            parameter_count INTEGER,
+            path TEXT NOT NULL,
+            first_seen REAL NOT NULL,
+            last_seen REAL NOT NULL
+        );
+        CREATE TABLE quantization_runs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            source TEXT NOT NULL,
+            output TEXT NOT NULL,
+            method TEXT NOT NULL,
+            level TEXT,
+            bits REAL,
+            status TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed', 'incomplete')),
+            error TEXT,
+            manifest TEXT,
+            pid INTEGER NOT NULL,
+            started_at REAL NOT NULL,
+            finished_at REAL
+        );
+        CREATE TABLE experiments (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            kind TEXT NOT NULL,
+            models TEXT NOT NULL,
+            params TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed', 'incomplete')),
+            summary TEXT,
+            pid INTEGER NOT NULL,
+            started_at REAL NOT NULL,
+            finished_at REAL
+        );
+        CREATE TABLE experiment_results (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            experiment_id INTEGER NOT NULL REFERENCES experiments(id) ON DELETE CASCADE,
+            model TEXT NOT NULL,
+            prompt TEXT NOT NULL,
+            response TEXT,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            latency_s REAL,
+            ttft_s REAL,
+            tokens_per_second REAL,
+            metrics TEXT,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX experiment_results_by_experiment ON experiment_results(experiment_id);
+        CREATE TABLE request_stats (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            model TEXT NOT NULL,
+            route TEXT NOT NULL,
+            prompt_tokens INTEGER NOT NULL,
+            completion_tokens INTEGER NOT NULL,
+            latency_s REAL NOT NULL,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX request_stats_by_model ON request_stats(model, created_at);
+    """),
+]
+EXPORTABLE = ("models", "quantization_runs", "experiments", "experiment_results", "request_stats")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Store:
+    """The project's history. Open it, use it from any thread, close it; every write is one transaction."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._migrate()
+        self.recovered = self._mark_abandoned()
+
+    # -- schema -------------------------------------------------------------------------------------
+    def _migrate(self) -> None:
+        with self._lock:
+            self._db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
+            done = {row["name"] for row in self._db.execute("SELECT name FROM schema_migrations")}
+            for name, sql in MIGRATIONS:
+                if name in done:
+                    continue
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    for statement in filter(str.strip, sql.split(";")):
+                        self._db.execute(statement)
+                    self._db.execute("INSERT INTO schema_migrations VALUES (?, ?)", (name, time.time()))
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                log.info("applied migration %s to %s", name, self.path)
+
+    def migrations(self) -> list[str]:
+        return [row["name"] for row in self._db.execute("SELECT name FROM schema_migrations ORDER BY name")]
+
+    def _mark_abandoned(self) -> int:
+        """Runs left 'running' by a process that is gone (killed mid-way) become 'incomplete'."""
+        changed = 0
+        for table in ("experiments", "quantization_runs"):
+            rows = self._db.execute(f"SELECT id, pid FROM {table} WHERE status = 'running'").fetchall()
+            dead = [row["id"] for row in rows if not _pid_alive(row["pid"])]
+            if dead:
+                with self._write():
+                    self._db.executemany(f"UPDATE {table} SET status = 'incomplete' WHERE id = ?", [(i,) for i in dead])
+                changed += len(dead)
+        return changed
+
+    # -- writing --------------------------------------------------------------------------------------
+    @contextmanager
+    def _write(self) -> Iterator[None]:
+        """One write transaction at a time (the store is the only writer)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def record_model(self, record: Any) -> None:
+        """Remember a discovered model (insert, or refresh last_seen)."""
+        now = time.time()
+        with self._write():
+            self._db.execute(
+                """INSERT INTO models VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT(name) DO UPDATE SET format = excluded.format, level = excluded.level,
+                   bits = excluded.bits, size_bytes = excluded.size_bytes,
+                   parameter_count = excluded.parameter_count, path = excluded.path, last_seen = excluded.last_seen""",
+                (record.name, record.format, record.level, record.bits, record.size_bytes, record.parameter_count,
+                 str(record.path), now, now),
+            )
+
+    def start_experiment(self, kind: str, models: list[str], params: dict[str, Any]) -> int:
+        with self._write():
+            cursor = self._db.execute(
+                "INSERT INTO experiments (kind, models, params, status, pid, started_at) VALUES (?, ?, ?, 'running', ?, ?)",
+                (kind, json.dumps(models), json.dumps(params), os.getpid(), time.time()),
+            )
+        return int(cursor.lastrowid)
+
+    def add_result(self, experiment_id: int, model: str, prompt: str, response: Optional[str] = None,
+                   prompt_tokens: Optional[int] = None, completion_tokens: Optional[int] = None,
+                   latency_s: Optional[float] = None, ttft_s: Optional[float] = None,
+                   tokens_per_second: Optional[float] = None, metrics: Optional[dict] = None) -> int:
+        with self._write():
+            cursor = self._db.execute(
+                """INSERT INTO experiment_results (experiment_id, model, prompt, response, prompt_tokens,
+                   completion_tokens, latency_s, ttft_s, tokens_per_second, metrics, created_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                (experiment_id, model, prompt, response, prompt_tokens, completion_tokens, latency_s, ttft_s,
+                 tokens_per_second, json.dumps(metrics) if metrics is not None else None, time.time()),
+            )
+        return int(cursor.lastrowid)
+
+    def finish_experiment(self, experiment_id: int, summary: dict[str, Any], failed: bool = False) -> None:
+        with self._write():
+            self._db.execute(
+                "UPDATE experiments SET status = ?, summary = ?, finished_at = ? WHERE id = ?",
+                ("failed" if failed else "done", json.dumps(summary), time.time(), experiment_id),
+            )
+
+    def record_request(self, model: str, route: str, prompt_tokens: int, completion_tokens: int,
+                       latency_s: float) -> None:
+        with self._write():
+            self._db.execute(
+                "INSERT INTO request_stats (model, route, prompt_tokens, completion_tokens, latency_s, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (model, route, prompt_tokens, completion_tokens, latency_s, time.time()),
+            )
+
+    # -- reading -----------------------------------------------------------------------------------------
+    def experiments(self, kind: Optional[str] = None, model: Optional[str] = None, status: Optional[str] = None,
+                    limit: int = 50) -> list[dict[str, Any]]:
+        """Experiments, newest first, filtered by kind, a model they involve, or status."""
+        sql, args = "SELECT * FROM experiments WHERE 1 = 1", []
+        if kind:
+            sql, args = sql + " AND kind = ?", args + [kind]
+        if status:
+            sql, args = sql + " AND status = ?", args + [status]
+        if model:
+            sql, args = sql + " AND EXISTS (SELECT 1 FROM json_each(models) WHERE value = ?)", args + [model]
+        rows = self._db.execute(sql + " ORDER BY id DESC LIMIT ?", args + [limit]).fetchall()
+        return [self._decode(dict(row)) for row in rows]
+
+    def results(self, experiment_id: int) -> list[dict[str, Any]]:
+        rows = self._db.execute("SELECT * FROM experiment_results WHERE experiment_id = ? ORDER BY id",
+                                (experiment_id,)).fetchall()
+        return [self._decode(dict(row)) for row in rows]
+
+    def statistics(self) -> dict[str, Any]:
+        """Counts and per-model request totals."""
+        one = lambda sql: self._db.execute(sql).fetchone()[0]  # noqa: E731
+        per_model = self._db.execute(
+            """SELECT model, COUNT(*) AS requests, SUM(prompt_tokens) AS prompt_tokens,
+               SUM(completion_tokens) AS completion_tokens, AVG(latency_s) AS mean_latency_s
+               FROM request_stats GROUP BY model ORDER BY requests DESC"""
+        ).fetchall()
+        return {
+            "models_seen": one("SELECT COUNT(*) FROM models"),
+            "experiments": one("SELECT COUNT(*) FROM experiments"),
+            "experiments_incomplete": one("SELECT COUNT(*) FROM experiments WHERE status = 'incomplete'"),
+            "results": one("SELECT COUNT(*) FROM experiment_results"),
+            "quantization_runs": one("SELECT COUNT(*) FROM quantization_runs"),
+            "requests": one("SELECT COUNT(*) FROM request_stats"),
+            "per_model": [dict(row) for row in per_model],
+        }
+
+    def export(self, table: str, path: Path) -> int:
+        """Write a table to .jsonl or .csv (by the suffix); return the row count. Written atomically."""
+        if table not in EXPORTABLE:
+            raise ValueError(f"unknown table {table!r}: export one of {', '.join(EXPORTABLE)}")
+        path = Path(path)
+        if path.suffix not in (".jsonl", ".csv"):
+            raise ValueError(f"export to .jsonl or .csv, not {path.suffix or 'no suffix'}")
+        cursor = self._db.execute(f"SELECT * FROM {table} ORDER BY rowid")
+        columns = [c[0] for c in cursor.description]
+        rows = cursor.fetchall()
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        try:
+            with open(tmp, "w", encoding="utf-8", newline="") as handle:
+                if path.suffix == ".jsonl":
+                    for row in rows:
+                        handle.write(json.dumps(dict(zip(columns, row))) + "\n")
+                else:
+                    writer = csv.writer(handle)
+                    writer.writerow(columns)
+                    writer.writerows(rows)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return len(rows)
+
+    def integrity(self) -> str:
+        return self._db.execute("PRAGMA integrity_check").fetchone()[0]
+
+    @staticmethod
+    def _decode(row: dict[str, Any]) -> dict[str, Any]:
+        for key in ("models", "params", "summary", "metrics", "manifest"):
+            if isinstance(row.get(key), str):
+                row[key] = json.loads(row[key])
+        return row
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+

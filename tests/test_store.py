@@ -1,0 +1,129 @@
+"""The SQLite history: exact schema, migrations once, one writer, crash consistency, exports."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from memory.store import MIGRATIONS, Store
+from server.discovery import discover
+from tests.conftest import REPO
+
+SCHEMA = {
+    "models": ["name", "format", "level", "bits", "size_bytes", "parameter_count", "path", "first_seen", "last_seen"],
+    "quantization_runs": ["id", "source", "output", "method", "level", "bits", "status", "error", "manifest", "pid",
+                          "started_at", "finished_at"],
+    "experiments": ["id", "kind", "models", "params", "status", "summary", "pid", "started_at", "finished_at"],
+    "experiment_results": ["id", "experiment_id", "model", "prompt", "response", "prompt_tokens", "completion_tokens",
+                           "latency_s", "ttft_s", "tokens_per_second", "metrics", "created_at"],
+    "request_stats": ["id", "model", "route", "prompt_tokens", "completion_tokens", "latency_s", "created_at"],
+    "schema_migrations": ["name", "applied_at"],
+}
+
+
+def test_exact_schema_and_migrations_apply_once(tmp_path):
+    store = Store(tmp_path / "lqmf.db")
+    store.close()
+    store = Store(tmp_path / "lqmf.db")  # reopening applies nothing twice
+    assert store.migrations() == [name for name, _ in MIGRATIONS]
+    db = sqlite3.connect(tmp_path / "lqmf.db")
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")} - {"sqlite_sequence"}
+    assert tables == set(SCHEMA)
+    for table, columns in SCHEMA.items():
+        assert [row[1] for row in db.execute(f"PRAGMA table_info({table})")] == columns
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("SELECT COUNT(*) FROM schema_migrations").fetchone()[0] == len(MIGRATIONS)
+    store.close()
+
+
+def test_experiments_results_filters_and_statistics(tmp_path, demo_dir):
+    store = Store(tmp_path / "lqmf.db")
+    for record in discover(demo_dir):
+        store.record_model(record)
+    exp = store.start_experiment("compare", ["demo-q4_k_m", "demo-f16"], {"max_tokens": 8})
+    store.add_result(exp, "demo-q4_k_m", "hi", "hello", 3, 5, 0.1, 0.01, 50.0, {"kld": 0.1})
+    store.finish_experiment(exp, {"fastest": "demo-q4_k_m"})
+    other = store.start_experiment("benchmark", ["demo-hf"], {})
+    store.finish_experiment(other, {}, failed=True)
+    assert [e["id"] for e in store.experiments(model="demo-f16")] == [exp]
+    assert [e["id"] for e in store.experiments(kind="benchmark")] == [other]
+    assert store.experiments(status="failed")[0]["id"] == other
+    assert store.experiments(kind="compare")[0]["summary"] == {"fastest": "demo-q4_k_m"}
+    assert store.results(exp)[0]["metrics"] == {"kld": 0.1}
+    store.record_request("demo-q4_k_m", "/v1/chat/completions", 10, 20, 0.5)
+    store.record_request("demo-q4_k_m", "/api/chat", 5, 5, 0.3)
+    stats = store.statistics()
+    assert stats["models_seen"] == 7 and stats["experiments"] == 2 and stats["results"] == 1
+    assert stats["per_model"] == [{"model": "demo-q4_k_m", "requests": 2, "prompt_tokens": 15,
+                                   "completion_tokens": 25, "mean_latency_s": pytest.approx(0.4)}]
+    with pytest.raises(sqlite3.IntegrityError):
+        store.add_result(999, "x", "y")  # no such experiment: refused, nothing written
+    assert store.statistics()["results"] == 1
+    store.close()
+
+
+def test_concurrent_writers_lose_nothing(tmp_path):
+    store = Store(tmp_path / "lqmf.db")
+
+    def write(n: int) -> None:
+        for i in range(50):
+            store.record_request(f"m{n}", "/x", i, i, 0.01)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert store.statistics()["requests"] == 400
+    store.close()
+
+
+def test_a_killed_experiment_is_marked_incomplete(tmp_path):
+    path = tmp_path / "lqmf.db"
+    script = (
+        "import sys, time, pathlib\n"
+        "from memory.store import Store\n"
+        "s = Store(pathlib.Path(sys.argv[1]))\n"
+        "e = s.start_experiment('batch', ['demo-q4_k_m'], {})\n"
+        "for i in range(3):\n"
+        "    s.add_result(e, 'demo-q4_k_m', f'p{i}', 'r')\n"
+        "print(e, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script, str(path)], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    experiment = int(proc.stdout.readline())
+    proc.kill()
+    proc.wait()
+    store = Store(path)
+    assert store.recovered == 1 and store.integrity() == "ok"
+    (row,) = store.experiments()
+    assert row["id"] == experiment and row["status"] == "incomplete" and len(store.results(experiment)) == 3
+    running = store.start_experiment("single", ["m"], {})  # our own live run is left alone
+    assert Store(path).recovered == 0 and store.experiments(status="running")[0]["id"] == running
+    store.close()
+
+
+def test_exports(tmp_path):
+    store = Store(tmp_path / "lqmf.db")
+    exp = store.start_experiment("single", ["demo-q4_k_m"], {"t": 0})
+    store.add_result(exp, "demo-q4_k_m", "a, \"quoted\"\nprompt", "b")
+    assert store.export("experiment_results", tmp_path / "r.jsonl") == 1
+    row = json.loads((tmp_path / "r.jsonl").read_text())
+    assert row["prompt"] == "a, \"quoted\"\nprompt" and row["experiment_id"] == exp
+    assert store.export("experiment_results", tmp_path / "r.csv") == 1
+    with open(tmp_path / "r.csv", newline="") as handle:
+        (parsed,) = list(csv.DictReader(handle))
+    assert parsed["prompt"] == "a, \"quoted\"\nprompt"
+    with pytest.raises(ValueError, match="export one of"):
+        store.export("sqlite_master", tmp_path / "x.csv")
+    with pytest.raises(ValueError, match=".jsonl or .csv"):
+        store.export("experiments", tmp_path / "x.txt")
+    assert sorted(os.listdir(tmp_path)) == ["lqmf.db", "lqmf.db-shm", "lqmf.db-wal", "r.csv", "r.jsonl"]
+    store.close()
