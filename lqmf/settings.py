@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     keep_alive_s: float = Field(
         default=300.0, description="Seconds an idle model stays loaded; -1 forever, 0 unload after each request."
     )
-    threads: Optional[int] = Field(default=None, ge=1, description="CPU threads per model (default: all cores).")
+    threads: Optional[int] = Field(default=None, ge=1, description="CPU threads per GGUF model (default: physical cores, one logical core left free).")
     host: str = Field(default="127.0.0.1", description="Address the API server binds.")
     port: int = Field(default=8000, ge=0, le=65535, description="Port the API server binds (0: any free port).")
     api_key: Optional[SecretStr] = Field(

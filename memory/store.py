@@ -13,6 +13,8 @@ from pathlib import Path
 from contextlib import contextmanager
 from typing import Any, Iterator, Optional
 
+from lqmf.processes import pid_alive
+
 log = logging.getLogger(__name__)
 
 # Named and ordered; each runs once, inside a transaction, and is recorded in schema_migrations.
@@ -84,16 +86,6 @@ MIGRATIONS: list[tuple[str, str]] = [
 EXPORTABLE = ("models", "quantization_runs", "experiments", "experiment_results", "request_stats")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class Store:
     """The project's history. Open it, use it from any thread, close it; every write is one transaction."""
 
@@ -136,7 +128,7 @@ class Store:
         changed = 0
         for table in ("experiments", "quantization_runs"):
             rows = self._db.execute(f"SELECT id, pid FROM {table} WHERE status = 'running'").fetchall()
-            dead = [row["id"] for row in rows if not _pid_alive(row["pid"])]
+            dead = [row["id"] for row in rows if not pid_alive(row["pid"])]
             if dead:
                 with self._write():
                     self._db.executemany(f"UPDATE {table} SET status = 'incomplete' WHERE id = ?", [(i,) for i in dead])

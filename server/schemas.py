@@ -48,12 +48,11 @@ class ChatMessage(BaseModel):
     content: str
 
 
-class SamplingFields(BaseModel):
-    """Sampling fields shared by the native and OpenAI bodies."""
+class SamplerFields(BaseModel):
+    """The sampling knobs every API shares (Ollama's go in `options`)."""
 
     model_config = ConfigDict(extra="ignore")
 
-    max_tokens: Optional[int] = Field(default=None, ge=1, le=32768)
     temperature: Optional[float] = Field(default=None, ge=0, le=5)
     top_p: Optional[float] = Field(default=None, gt=0, le=1)
     top_k: Optional[int] = Field(default=None, ge=0)
@@ -61,6 +60,12 @@ class SamplingFields(BaseModel):
     seed: Optional[int] = None
     stop: Union[str, list[str], None] = None
     repeat_penalty: Optional[float] = Field(default=None, gt=0, le=5)
+
+
+class SamplingFields(SamplerFields):
+    """Sampling fields of the native and OpenAI bodies."""
+
+    max_tokens: Optional[int] = Field(default=None, ge=1, le=32768)
     ignore_eos: bool = Field(default=False, description="Generate past end-of-sequence (fixed-length benchmarks).")
 
     def params(self, **defaults: Any) -> GenerationParams:
@@ -129,17 +134,8 @@ class OpenAIEmbeddingRequest(BaseModel):
     encoding_format: str = Field(default="float", pattern="^(float|base64)$")
 
 
-class OllamaOptions(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
+class OllamaOptions(SamplerFields):
     num_predict: Optional[int] = None
-    temperature: Optional[float] = Field(default=None, ge=0, le=5)
-    top_p: Optional[float] = Field(default=None, gt=0, le=1)
-    top_k: Optional[int] = Field(default=None, ge=0)
-    min_p: Optional[float] = Field(default=None, ge=0, lt=1)
-    seed: Optional[int] = None
-    stop: Union[str, list[str], None] = None
-    repeat_penalty: Optional[float] = Field(default=None, gt=0, le=5)
     num_ctx: Optional[int] = None
 
     def params(self) -> GenerationParams:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Iterator
 
 from lqmf.errors import InsufficientDisk, OutputExists
+from lqmf.processes import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -81,22 +82,12 @@ def sweep_stale_temps(folder: Path) -> list[Path]:
         if not is_temp_name(entry.name):
             continue
         pid_part = entry.name.split(TEMP_MARKER, 1)[1].split("-", 1)[0]
-        if pid_part.isdigit() and _pid_alive(int(pid_part)):
+        if pid_part.isdigit() and pid_alive(int(pid_part)):
             continue
         log.info("removing stale temporary %s", entry)
         _remove(entry)
         removed.append(entry)
     return removed
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def ensure_disk_space(folder: Path, needed_bytes: int, what: str) -> None:
