@@ -83,7 +83,7 @@ def build_demo(settings: Settings, spec: Optional[DemoSpec] = None) -> DemoBuild
         ("demo-f16.gguf", lambda: hf_sha, lambda out: convert_to_gguf(hf, out, settings, "f16", overwrite=True)),
         ("demo-q8_0.gguf", lambda: sha256_file(f16), lambda out: quantize_gguf(f16, out, "q8_0", overwrite=True)),
         ("demo-q4_k_m.gguf", lambda: sha256_file(f16), lambda out: quantize_gguf(f16, out, "q4_k_m", overwrite=True)),
-        ("demo-gptq-4bit", lambda: hf_sha, lambda out: quantize_gptq(hf, out, bits=4, overwrite=True)),
+        ("demo-gptq-4bit", lambda: hf_sha, lambda out: quantize_gptq(hf, out, bits=4, overwrite=True, logs_dir=settings.logs_dir)),
         ("demo-bnb-nf4", lambda: hf_sha, lambda out: quantize_bnb(hf, out, "nf4", overwrite=True)),
         ("demo-bnb-int8", lambda: hf_sha, lambda out: quantize_bnb(hf, out, "int8", overwrite=True)),
     ]
