@@ -11,7 +11,7 @@ import difflib
 import json
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterable, Optional
 
 from agents.intents import Command, Intent, Slots
@@ -33,6 +33,9 @@ GROUPS: dict[str, frozenset[str]] = {
     "experiment": frozenset({"experiment", "test", "try", "evaluate", "eval", "probe"}),
     "benchmark": frozenset({"benchmark", "bench", "benchmarks", "speed", "perf", "performance", "throughput"}),
     "compare": frozenset({"compare", "versus", "vs", "against", "side-by-side", "comparison"}),
+    "fidelity": frozenset({"fidelity", "kld", "divergence", "faithful", "faithfulness", "perplexity", "ppl",
+                           "report-card"}),
+    "agreement": frozenset({"agreement", "agree", "consistency", "consistent", "classification"}),
     "quantize": frozenset({"quantize", "quantise", "quant", "quantization", "convert", "compress", "shrink"}),
     "download": frozenset({"download", "pull", "fetch", "grab"}),
     "experiments": frozenset({"experiments", "history", "runs", "results", "past"}),
@@ -54,6 +57,7 @@ METHODS = {"gguf": "gguf", "gptq": "gptq", "bnb": "bnb", "bitsandbytes": "bnb", 
 LEVEL = re.compile(r"^(?:i?q[2-8](?:_k)?(?:_[sml]|_[01])?|f16|bf16|f32)$", re.I)
 BNB_LEVELS = {"nf4": 4, "fp4": 4, "int8": 8, "int4": 4}
 FILE = re.compile(r"\.(?:txt|jsonl|json|csv|md|yaml|yml)$", re.I)
+URL = re.compile(r"https?://\S+")
 TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:+\-]*|\?")
 PORT = re.compile(r"(?:\bport\s*[:=]?\s*|\bon\s+|:)(\d{2,5})\b", re.I)
 BITS = re.compile(r"\b(\d{1,2})\s*-?\s*bits?\b", re.I)
@@ -76,6 +80,13 @@ class _Words:
     files: list[str]
     levels: list[str]
     methods: list[str]
+    urls: list[str] = field(default_factory=list)  # remote OpenAI-compatible variants: URL#MODEL
+    line: str = ""
+
+    def in_order(self, refs: list[str]) -> list[str]:
+        """References in the order they were typed ("A against B": B is the reference)."""
+        low = self.line.lower()
+        return sorted(refs, key=lambda ref: low.find(ref.lower()) % (len(low) + 1))
 
     def has(self, group: str) -> bool:
         return any(w in GROUPS[group] for w in self.words)
@@ -116,6 +127,8 @@ class DecisionAgent:
 
     # -- splitting --------------------------------------------------------------------------------
     def _split(self, line: str, known: list[str]) -> _Words:
+        urls = URL.findall(line)
+        line = URL.sub(" ", line)
         quoted = [a or b for a, b in re.findall(r'"([^"]*)"|\'([^\']*)\'', line)]
         known_lower = {k.lower(): k for k in known}
         quoted_models = [known_lower[q.lower()] for q in quoted if q.lower() in known_lower]
@@ -149,7 +162,7 @@ class DecisionAgent:
                 raw_words.append(raw.rstrip(".,!?;"))
         if prompt_tail.strip():
             quoted.append(prompt_tail.strip())
-        return _Words(words, raw_words, models, quoted, files, levels, methods)
+        return _Words(words, raw_words, models, quoted, files, levels, methods, urls, line)
 
     @staticmethod
     def _looks_like_model(raw: str, low: str) -> bool:
@@ -225,7 +238,11 @@ class DecisionAgent:
             command.question = f"Which model do you want to {verb}?"
             command.choices = known[:20]
         elif command.intent is Intent.EXPERIMENT_WITH_MODEL:
-            if slots.kind == "compare" and len(slots.models) < 2:
+            if slots.kind == "agreement" and (len(slots.models) < 2 or not slots.file):
+                command.question = ("Agreement needs two models (or URL#MODEL of an OpenAI-compatible server) and "
+                                    "a labelled .jsonl file: agreement of A and B on data.jsonl")
+                command.choices = known[:20]
+            elif slots.kind == "compare" and len(slots.models) < 2:
                 command.question = "Which models should I compare? Name two or more."
                 command.choices = known[:20]
             elif slots.kind != "compare" and not slots.model:
@@ -248,7 +265,7 @@ def _prompt(s: _Words) -> Optional[str]:
 def _model_slots(s: _Words, plain_names: bool = False, **extra) -> Slots:
     """Model slots from the references; with plain_names, an unknown plain word ("load llama") names one."""
     # Outside quantize, a bare level ("q4_k_m") is a partial model name.
-    refs = s.models + s.levels
+    refs = s.in_order(s.models + s.levels)
     if plain_names and not refs:
         # A word typed as is that is no command word, after the verb: "load llama", "chat with mistral".
         verb = s.first("load", "unload", "chat", "serve")
@@ -294,6 +311,15 @@ def _help(s: _Words, line: str) -> Optional[Command]:
 
 
 def _experiment(s: _Words, line: str) -> Optional[Command]:
+    file = s.files[0] if s.files else None
+    if s.has("agreement"):
+        refs = s.in_order(s.models + s.levels) + s.urls
+        return Command(Intent.EXPERIMENT_WITH_MODEL, Slots(model=refs[0] if refs else None, models=refs,
+                                                           kind="agreement", file=file))
+    if s.has("fidelity"):  # before compare: "fidelity of A against B" names B as the reference
+        return Command(Intent.EXPERIMENT_WITH_MODEL, _model_slots(s, kind="fidelity", file=file))
+    if s.has("benchmark") and not s.has("compare"):  # "benchmark A and B" measures both, no fidelity
+        return Command(Intent.EXPERIMENT_WITH_MODEL, _model_slots(s, kind="benchmark"))
     if s.has("compare") or (len(s.models) >= 2 and " and " in f" {line.lower()} " and not s.has("load")):
         return Command(Intent.EXPERIMENT_WITH_MODEL, _model_slots(s, kind="compare", file=s.files[0] if s.files else None))
     if s.has("benchmark"):
@@ -301,7 +327,7 @@ def _experiment(s: _Words, line: str) -> Optional[Command]:
     if s.has("experiments") and not s.models and (s.has("list") or len(s.words) <= 2):
         return Command(Intent.LIST_EXPERIMENTS)
     if s.has("experiment") or (s.has("batch") and s.files) or s.has("conversation"):
-        kind = "batch" if s.has("batch") or s.files else "conversation" if s.has("conversation") else "single"
+        kind = "conversation" if s.has("conversation") else "batch" if s.has("batch") or s.files else "single"
         return Command(Intent.EXPERIMENT_WITH_MODEL,
                        _model_slots(s, kind=kind, file=s.files[0] if s.files else None))
     return None

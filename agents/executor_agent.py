@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Callable, Optional
 
 from agents import results as r
@@ -19,7 +20,13 @@ HELP = [
     ("show api status / show loaded models", "the server and the loaded models"),
     ("start server [on port N] / stop server", "the background API server (OpenAI- and Ollama-compatible)"),
     ("chat with NAME", "talk to a model; /exit /clear /system TEXT /set temperature 0.2 /stats"),
-    ("benchmark NAME / compare A and B / experiment with NAME", "experiments (coming with the experiments work)"),
+    ("experiment with NAME [\"prompt\"] / batch NAME prompts.txt", "one prompt, or every prompt of a .txt/.jsonl file"),
+    ("conversation with NAME on script.txt", "a multi-turn script, one user turn per line"),
+    ("benchmark NAME [and NAME2]", "TTFT, prompt and generation tokens/s, latency p50/p95, load time, memory"),
+    ("compare A and B [and C]", "the same prompts on each, fidelity against their shared source, ranked"),
+    ("fidelity of NAME [against REF]", "perplexity, KL divergence, top-1 agreement, Δp against the reference"),
+    ("agreement of A and B on data.jsonl", "classify a labelled set with both: agreement, accuracy, per-example CSV"),
+    ("list experiments / show statistics", "the recorded history / counts and served requests per model"),
     ("quantize NAME to 4-bit gguf", "make a quantized variant (coming with the factory work)"),
     ("show config", "where models, logs and the database live, and the limits"),
     ("help / exit", "this list / leave (stops the server)"),
@@ -33,6 +40,13 @@ class Executor:
         self.settings = settings
         self.manager = manager
         self.server = server
+        self.progress: Optional[Callable[[str, int, int], None]] = None  # the shell draws a bar with it
+        self._experiments = None
+        self.kinds: dict[str, Callable[[Command], r.Result]] = {
+            "single": self.single, "batch": self.batch, "conversation": self.conversation,
+            "benchmark": self.benchmark, "compare": self.compare, "fidelity": self.fidelity,
+            "agreement": self.agreement,
+        }
         self.handlers: dict[Intent, Callable[[Command], r.Result]] = {
             Intent.LIST_MODELS: self.list_models,
             Intent.LOAD_MODEL_API: self.load,
@@ -45,9 +59,9 @@ class Executor:
             Intent.SHOW_HELP: lambda c: r.Help(commands=HELP),
             Intent.EXIT: lambda c: r.Exit(),
             Intent.UNKNOWN: self.unknown,
-            Intent.EXPERIMENT_WITH_MODEL: self.not_built("experiments (benchmark, compare, batch) are"),
-            Intent.LIST_EXPERIMENTS: self.not_built("the experiment history is"),
-            Intent.SHOW_STATISTICS: self.not_built("statistics are"),
+            Intent.EXPERIMENT_WITH_MODEL: self.experiment,
+            Intent.LIST_EXPERIMENTS: self.list_experiments,
+            Intent.SHOW_STATISTICS: self.statistics,
             Intent.QUANTIZE_MODEL: self.not_built("quantizing from the shell is"),
             Intent.DOWNLOAD_MODEL: self.not_built("downloading models from the shell is"),
         }
@@ -117,6 +131,91 @@ class Executor:
             "api_key": "set" if s.api_key else "not set", "autoload": s.autoload,
         }
         return r.Config(values=values)
+
+    # -- experiments -------------------------------------------------------------------------------------
+    @property
+    def experiments(self):
+        """The experiment agent and its store, opened on first use (the shell starts without SQLite)."""
+        if self._experiments is None:
+            from agents.experiment_agent import ExperimentAgent
+            from memory.store import Store
+
+            self._experiments = ExperimentAgent(self.settings, self.manager, Store(self.settings.db_path))
+        return self._experiments
+
+    def close(self) -> None:
+        if self._experiments is not None:
+            self._experiments.store.close()
+
+    def experiment(self, command: Command) -> r.Result:
+        return self.kinds[command.slots.kind or "single"](command)
+
+    @staticmethod
+    def _result(report) -> r.ExperimentResult:
+        return r.ExperimentResult(**report.to_dict())
+
+    def _params(self):
+        from server.backends.base import GenerationParams
+
+        return GenerationParams(max_tokens=128, temperature=0)
+
+    def single(self, command: Command) -> r.Result:
+        slots = command.slots
+        if slots.prompt:
+            return self._result(self.experiments.single(slots.model, slots.prompt, self._params()))
+        from agents.experiment_agent import STANDARD_PROMPTS
+
+        # No prompt given: the standard prompt set, so "experiment with NAME" always shows something.
+        return self._result(self.experiments.prompts("batch", slots.model, list(STANDARD_PROMPTS), self._params(),
+                                                     self.progress, source="standard prompts"))
+
+    def batch(self, command: Command) -> r.Result:
+        return self._result(self.experiments.batch(command.slots.model, Path(command.slots.file), self._params(),
+                                                   self.progress))
+
+    def conversation(self, command: Command) -> r.Result:
+        if not command.slots.file:
+            return r.ErrorResult(message="a conversation needs a script file",
+                                 hint=f"conversation with {command.slots.model} on script.txt (one user turn per line)")
+        return self._result(self.experiments.conversation(command.slots.model, Path(command.slots.file),
+                                                          self._params(), self.progress))
+
+    def benchmark(self, command: Command) -> r.Result:
+        models = command.slots.models or [command.slots.model]
+        return self._result(self.experiments.benchmark(models, progress=self.progress))
+
+    def compare(self, command: Command) -> r.Result:
+        path = Path(command.slots.file) if command.slots.file else None
+        return self._result(self.experiments.compare(command.slots.models, prompts_path=path, progress=self.progress))
+
+    def fidelity(self, command: Command) -> r.Result:
+        slots = command.slots
+        reference = slots.models[1] if len(slots.models) > 1 else None
+        path = Path(slots.file) if slots.file else None
+        return self._result(self.experiments.fidelity(slots.model, reference, text_path=path, progress=self.progress))
+
+    def agreement(self, command: Command) -> r.Result:
+        import time
+
+        from agents.agreement import parse_variant, run_agreement
+
+        a_spec, b_spec = command.slots.models[:2]
+        a, b = parse_variant(a_spec, self.manager), parse_variant(b_spec, self.manager)
+        csv_path = self.settings.reports_dir / f"agreement-{time.strftime('%Y%m%d-%H%M%S')}.csv"
+        progress = (lambda done, total: self.progress("agreement", done, total)) if self.progress else None
+        try:
+            report = run_agreement(Path(command.slots.file), a, b, csv_path=csv_path,
+                                   store=self.experiments.store, progress=progress)
+        finally:
+            for variant in (a, b):
+                getattr(variant, "close", lambda: None)()
+        return r.AgreementResult(report=report.to_dict())
+
+    def list_experiments(self, command: Command) -> r.Result:
+        return r.ExperimentList(experiments=self.experiments.store.experiments(model=command.slots.model, limit=30))
+
+    def statistics(self, command: Command) -> r.Result:
+        return r.Statistics(values=self.experiments.store.statistics())
 
     def unknown(self, command: Command) -> r.Result:
         return r.Unknown(text=command.text.strip(), suggestion=command.suggestion or "help")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Optional
 
 
 @dataclass(frozen=True)
@@ -35,8 +35,26 @@ def _log_softmax(logits):
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
-def compare_logits(ref_logits, test_logits, next_tokens) -> FidelityStats:
-    """Statistics over positions i: ref/test logits predicting next_tokens[i] (arrays [n, vocab] and [n])."""
+@dataclass
+class PositionStats:
+    """Per-position figures of one stretch of tokens; small enough to keep for a whole text."""
+
+    kld: Any
+    nll_ref: Any
+    nll_test: Any
+    dp: Any
+    same_top1: Any
+
+    @staticmethod
+    def join(parts: "list[PositionStats]") -> "PositionStats":
+        import numpy as np
+
+        return PositionStats(*(np.concatenate([getattr(p, f) for p in parts]) for f in
+                               ("kld", "nll_ref", "nll_test", "dp", "same_top1")))
+
+
+def position_stats(ref_logits, test_logits, next_tokens) -> PositionStats:
+    """KL(ref || test), both NLLs, Δp and top-1 agreement at positions i predicting next_tokens[i]."""
     import numpy as np
 
     ref = np.asarray(ref_logits, dtype=np.float64)
@@ -45,23 +63,51 @@ def compare_logits(ref_logits, test_logits, next_tokens) -> FidelityStats:
     if ref.shape != test.shape or ref.ndim != 2 or len(targets) != ref.shape[0] or not len(targets):
         raise ValueError(f"logits {ref.shape} and {test.shape} do not pair with {len(targets)} next tokens")
     log_ref, log_test = _log_softmax(ref), _log_softmax(test)
-    p_ref = np.exp(log_ref)
-    kld = np.maximum((p_ref * (log_ref - log_test)).sum(axis=-1), 0.0)  # KL(ref || test) per position
+    kld = np.maximum((np.exp(log_ref) * (log_ref - log_test)).sum(axis=-1), 0.0)
     rows = np.arange(len(targets))
     nll_ref, nll_test = -log_ref[rows, targets], -log_test[rows, targets]
-    dp = np.exp(-nll_test) - np.exp(-nll_ref)
+    return PositionStats(kld=kld, nll_ref=nll_ref, nll_test=nll_test, dp=np.exp(-nll_test) - np.exp(-nll_ref),
+                         same_top1=ref.argmax(axis=-1) == test.argmax(axis=-1))
+
+
+def summarize(stats: PositionStats) -> FidelityStats:
+    """The report card over every scored position."""
+    import numpy as np
+
+    kld, dp = stats.kld, stats.dp
     percentiles = {f"p{q:g}": float(np.percentile(dp, q)) for q in (1, 5, 10, 50, 90, 95, 99)}
     return FidelityStats(
-        tokens=int(len(targets)),
-        ppl_ref=float(math.exp(nll_ref.mean())),
-        ppl_test=float(math.exp(nll_test.mean())),
-        ln_ppl_ratio=float(nll_test.mean() - nll_ref.mean()),
+        tokens=int(len(kld)),
+        ppl_ref=float(math.exp(stats.nll_ref.mean())),
+        ppl_test=float(math.exp(stats.nll_test.mean())),
+        ln_ppl_ratio=float(stats.nll_test.mean() - stats.nll_ref.mean()),
         kld_mean=float(kld.mean()),
         kld_median=float(np.median(kld)),
         kld_p99=float(np.percentile(kld, 99)),
         kld_max=float(kld.max()),
-        top1_agreement=float((ref.argmax(axis=-1) == test.argmax(axis=-1)).mean()),
+        top1_agreement=float(stats.same_top1.mean()),
         dp_mean=float(dp.mean()),
         dp_rms=float(math.sqrt((dp**2).mean())),
         dp_percentiles=percentiles,
     )
+
+
+def compare_logits(ref_logits, test_logits, next_tokens) -> FidelityStats:
+    """Statistics over positions i: ref/test logits predicting next_tokens[i] (arrays [n, vocab] and [n])."""
+    return summarize(position_stats(ref_logits, test_logits, next_tokens))
+
+
+def scoring_chunks(ids: list[int], chunk: int, bos: Optional[int]) -> list[tuple[list[int], int]]:
+    """llama.cpp's perplexity layout: windows of `chunk` tokens, each starting with BOS where the model has one,
+    scored from the middle on (every scored token has at least chunk/2 tokens of context).
+
+    Returns (window ids, first scored position) pairs; position j predicts window[j + 1].
+    """
+    if chunk < 4:
+        raise ValueError("chunk must be at least 4 tokens")
+    body = chunk - 1 if bos is not None else chunk
+    windows = []
+    for start in range(0, len(ids) - body + 1, body):
+        window = ([bos] if bos is not None else []) + ids[start:start + body]
+        windows.append((window, chunk // 2))
+    return windows

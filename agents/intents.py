@@ -33,7 +33,7 @@ class Slots:
     model: Optional[str] = None
     models: list[str] = field(default_factory=list)
     port: Optional[int] = None
-    kind: Optional[str] = None  # single | batch | conversation | benchmark | compare
+    kind: Optional[str] = None  # single | batch | conversation | benchmark | compare | fidelity | agreement
     prompt: Optional[str] = None
     file: Optional[str] = None
     method: Optional[str] = None  # gguf | gptq | bnb

@@ -102,3 +102,33 @@ class Help(Result):
 @dataclass
 class Exit(Result):
     pass
+
+
+@dataclass
+class ExperimentResult(Result):
+    """A finished experiment: per-model rows, per-generation runs, the recommendation and the report file."""
+
+    kind: str = ""
+    id: int = 0
+    models: list[str] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    recommendation: str = ""
+    reference: Optional[str] = None
+    report_path: Optional[str] = None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class AgreementResult(Result):
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ExperimentList(Result):
+    experiments: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Statistics(Result):
+    values: dict[str, Any] = field(default_factory=dict)

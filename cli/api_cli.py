@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     finally:
         server.stop()
+        executor.close()
         manager.close()
 
 

@@ -99,7 +99,123 @@ def question(res: r.Question, console: Console) -> None:
     console.print(f"[yellow]?[/yellow] {res.text}{choices}")
 
 
+def _num(value: Any, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+# Row columns of benchmark / compare / fidelity tables: (header, key, how to show it). Shown when any row has it.
+Column = tuple[str, str, Callable[[Any], str]]
+SPEED_COLUMNS: list[Column] = [  # rows come ranked, fastest first
+    ("size", "size_bytes", _size),
+    ("gen tok/s", "gen_tps", lambda v: _num(v, ".1f")),
+    ("prompt tok/s", "prompt_tps", lambda v: _num(v, ".1f")),
+    ("TTFT p50", "ttft_p50_s", lambda v: _num(v, ".3f")),
+    ("latency p50", "latency_p50_s", lambda v: _num(v, ".3f")),
+    ("latency p95", "latency_p95_s", lambda v: _num(v, ".3f")),
+    ("load s", "load_time_s", lambda v: _num(v, ".2f")),
+    ("peak RSS +", "peak_rss_attributable_bytes", _size),
+    ("quality (heuristic)", "quality_heuristic", lambda v: _num(v, ".2f")),
+]
+FIDELITY_COLUMNS: list[Column] = [
+    ("level", "level", lambda v: v or "-"),
+    ("size", "size_bytes", _size),
+    ("PPL", "ppl_test", lambda v: _num(v, ".3f")),
+    ("KLD mean", "kld_mean", lambda v: _num(v, ".6f")),
+    ("KLD p99", "kld_p99", lambda v: _num(v, ".5f")),
+    ("top-1 agree", "top1_agreement", lambda v: "-" if v is None else f"{100 * v:.2f}%"),
+    ("Δp RMS", "dp_rms", lambda v: "-" if v is None else f"{100 * v:.3f}%"),
+]
+
+
+def experiment_result(res: r.ExperimentResult, console: Console) -> None:
+    console.print(f"[green]{res.kind}[/green] #{res.id} on {', '.join(res.models)} — recorded in the history")
+    if res.kind in ("single", "batch", "conversation"):
+        table = Table(title="Responses (full text is also in the history)")
+        for column in ("#", "prompt", "response", "tokens in/out", "TTFT s", "gen tok/s", "quality (heuristic)"):
+            table.add_column(column)
+        for i, run in enumerate(res.runs, 1):
+            table.add_row(str(i), run["prompt"], run["response"], f"{run['prompt_tokens']}/{run['completion_tokens']}",
+                          f"{run['ttft_s']:.3f}", _num(run["gen_tps"], ".1f"),
+                          f"{run['quality_heuristic']['total']:.2f}")
+        console.print(table)
+    tables = (("Speed (ranked by generation tok/s)" if res.kind in ("compare", "benchmark") else "Per model",
+               SPEED_COLUMNS, "latency_p50_s"),
+              (f"Fidelity against {res.reference}", FIDELITY_COLUMNS, "kld_mean"))
+    for title, columns, measured in tables:
+        if not any(row.get(measured) is not None for row in res.rows):
+            continue
+        shown = [(h, k, f) for h, k, f in columns if any(row.get(k) is not None for row in res.rows)]
+        table = Table(title=title)
+        table.add_column("model")
+        for header, _, _ in shown:
+            table.add_column(header, justify="right")
+        for row in res.rows:
+            table.add_row(row["model"], *(fmt(row.get(key)) for _, key, fmt in shown))
+        console.print(table)
+    for note in res.notes:
+        console.print(f"  {note}")
+    if res.recommendation:
+        console.print(f"[bold]→ {res.recommendation}[/bold]")
+    if res.report_path:
+        console.print(f"report: {res.report_path}")
+
+
+def agreement(res: r.AgreementResult, console: Console) -> None:
+    rep = res.report
+    table = Table(title=f"Agreement of {rep['variant_a']} and {rep['variant_b']} on {rep['examples']} examples")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    pct = lambda v: "-" if v is None else f"{100 * v:.1f}%"  # noqa: E731
+    for label, key in (("agreement (unparsed = disagree)", "agreement_rate"),
+                       ("agreement where both parsed", "agreement_rate_parsed"),
+                       (f"parse success {rep['variant_a']}", "parse_success_a"),
+                       (f"parse success {rep['variant_b']}", "parse_success_b"),
+                       (f"accuracy {rep['variant_a']}", "accuracy_a"), (f"accuracy {rep['variant_b']}", "accuracy_b"),
+                       ("text similarity (mean)", "text_similarity_mean"), ("identical answers", "exact_match_rate")):
+        table.add_row(label, pct(rep.get(key)))
+    console.print(table)
+    console.print(f"per-example report: {rep['csv_path']}")
+
+
+def experiment_list(res: r.ExperimentList, console: Console) -> None:
+    if not res.experiments:
+        console.print("No experiments yet. Try: benchmark NAME, compare A and B, fidelity of NAME")
+        return
+    table = Table(title="Experiments (newest first)")
+    for column in ("id", "kind", "models", "status", "started", "took", "result"):
+        table.add_column(column)
+    for e in res.experiments:
+        took = f"{e['finished_at'] - e['started_at']:.1f} s" if e.get("finished_at") else "-"
+        summary = e.get("summary") or {}
+        table.add_row(str(e["id"]), e["kind"], ", ".join(e["models"]), e["status"],
+                      time.strftime("%Y-%m-%d %H:%M", time.localtime(e["started_at"])), took,
+                      summary.get("recommendation") or summary.get("error") or "")
+    console.print(table)
+
+
+def statistics(res: r.Statistics, console: Console) -> None:
+    v = res.values
+    table = Table(title="History")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    for key in ("models_seen", "experiments", "experiments_incomplete", "results", "quantization_runs", "requests"):
+        table.add_row(key.replace("_", " "), str(v[key]))
+    console.print(table)
+    if v["per_model"]:
+        table = Table(title="Served requests per model")
+        for column in ("model", "requests", "prompt tokens", "completion tokens", "mean latency s"):
+            table.add_column(column)
+        for m in v["per_model"]:
+            table.add_row(m["model"], str(m["requests"]), str(m["prompt_tokens"]), str(m["completion_tokens"]),
+                          f"{m['mean_latency_s']:.3f}")
+        console.print(table)
+
+
 RENDERERS: dict[type, Callable[[Any, Console], None]] = {
+    r.ExperimentResult: experiment_result,
+    r.AgreementResult: agreement,
+    r.ExperimentList: experiment_list,
+    r.Statistics: statistics,
     r.ModelList: model_list,
     r.ServerInfo: server_info,
     r.Loaded: loaded,

@@ -82,7 +82,9 @@ class Shell:
     def run_line(self, line: str) -> r.Result:
         """Parse, execute and draw one line; chat mode and one-shot prompts happen here too."""
         command = self.agent.parse(line)
-        if command.intent in SLOW and not command.question and not self.as_json:
+        if command.intent is Intent.EXPERIMENT_WITH_MODEL and not command.question and not self.as_json:
+            result = self._with_progress(command)
+        elif command.intent in SLOW and not command.question and not self.as_json:
             with self.console.status(f"{command.intent.value.replace('_', ' ').lower()} …"):
                 result = self.executor.execute(command)
         else:
@@ -98,6 +100,23 @@ class Shell:
             else:
                 self.chat_mode(chat)
         return result
+
+    def _with_progress(self, command) -> r.Result:
+        """Run an experiment under a progress bar the experiment advances (Ctrl-C stops it, recorded incomplete)."""
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=self.console, transient=True) as progress:
+            task = progress.add_task(f"{command.slots.kind or 'experiment'} (loading)", total=None)
+
+            def advance(what: str, done: int, total: int) -> None:
+                progress.update(task, description=what, completed=done, total=total)
+
+            self.executor.progress = advance
+            try:
+                return self.executor.execute(command)
+            finally:
+                self.executor.progress = None
 
     # -- chat -------------------------------------------------------------------------------------------
     def reply(self, chat: ChatSession, text: str) -> None:

@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     )
     assist_remote_model: str = Field(default="gpt-4o-mini", description="The model name sent to LQMF_ASSIST_URL.")
     assist_api_key: Optional[SecretStr] = Field(default=None, description="Bearer key for LQMF_ASSIST_URL.")
+    auto_benchmark_every: int = Field(
+        default=50, ge=0,
+        description="Served generations between automatic background benchmarks of the loaded models (0: off).",
+    )
     debug: bool = Field(default=False, description="Re-raise errors with their tracebacks.")
 
     @property
@@ -94,6 +98,14 @@ class Settings(BaseSettings):
     @property
     def db_path(self) -> Path:
         return self.root / "memory" / "lqmf.db"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def benchmarks_log(self) -> Path:
+        return self.logs_dir / "benchmarks.jsonl"
 
     @property
     def history_path(self) -> Path:

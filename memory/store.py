@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 from contextlib import contextmanager
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Optional, Sequence, Union
 
 from lqmf.processes import pid_alive
 
@@ -183,11 +183,14 @@ class Store:
             )
         return int(cursor.lastrowid)
 
-    def finish_experiment(self, experiment_id: int, summary: dict[str, Any], failed: bool = False) -> None:
+    def finish_experiment(self, experiment_id: int, summary: dict[str, Any], failed: bool = False,
+                          incomplete: bool = False) -> None:
+        """Close an experiment: done, failed (an error), or incomplete (stopped by the person)."""
+        status = "incomplete" if incomplete else "failed" if failed else "done"
         with self._write():
             self._db.execute(
                 "UPDATE experiments SET status = ?, summary = ?, finished_at = ? WHERE id = ?",
-                ("failed" if failed else "done", json.dumps(summary), time.time(), experiment_id),
+                (status, json.dumps(summary), time.time(), experiment_id),
             )
 
     def record_request(self, model: str, route: str, prompt_tokens: int, completion_tokens: int,
@@ -200,18 +203,23 @@ class Store:
             )
 
     # -- reading -----------------------------------------------------------------------------------------
-    def experiments(self, kind: Optional[str] = None, model: Optional[str] = None, status: Optional[str] = None,
+    def experiments(self, kind: Union[str, Sequence[str], None] = None, model: Optional[str] = None, status: Optional[str] = None,
                     limit: int = 50) -> list[dict[str, Any]]:
-        """Experiments, newest first, filtered by kind, a model they involve, or status."""
+        """Experiments, newest first, filtered by kind (one or several), a model they involve, or status."""
         sql, args = "SELECT * FROM experiments WHERE 1 = 1", []
         if kind:
-            sql, args = sql + " AND kind = ?", args + [kind]
+            kinds = [kind] if isinstance(kind, str) else list(kind)
+            sql, args = sql + f" AND kind IN ({', '.join('?' * len(kinds))})", args + kinds
         if status:
             sql, args = sql + " AND status = ?", args + [status]
         if model:
             sql, args = sql + " AND EXISTS (SELECT 1 FROM json_each(models) WHERE value = ?)", args + [model]
         rows = self._db.execute(sql + " ORDER BY id DESC LIMIT ?", args + [limit]).fetchall()
         return [self._decode(dict(row)) for row in rows]
+
+    def experiment(self, experiment_id: int) -> Optional[dict[str, Any]]:
+        row = self._db.execute("SELECT * FROM experiments WHERE id = ?", (experiment_id,)).fetchone()
+        return self._decode(dict(row)) if row else None
 
     def results(self, experiment_id: int) -> list[dict[str, Any]]:
         rows = self._db.execute("SELECT * FROM experiment_results WHERE experiment_id = ? ORDER BY id",

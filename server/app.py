@@ -14,11 +14,15 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
 import lqmf
+from agents.auto_benchmark import AutoBenchmark
+from agents.experiment_agent import ExperimentAgent
+from memory.store import Store
 from lqmf.settings import Settings
 from server.errors import install_error_handlers
 from server.manager import ModelManager
 from server.metrics import Metrics, MetricsMiddleware
-from server.routes import compare, native, ollama, ops, openai
+from server.routes import benchmark, compare, native, ollama, ops, openai
+from server.usage import Usage
 from server.security import APIKeyMiddleware, BodyLimitMiddleware, OllamaContentTypeMiddleware
 
 log = logging.getLogger(__name__)
@@ -38,6 +42,8 @@ def create_app(settings: Settings, manager: Optional[ModelManager] = None) -> Fa
             yield
         finally:
             preload.cancel()
+            await run_in_threadpool(app.state.usage.close)
+            store.close()
             if owns_manager:
                 await run_in_threadpool(manager.close)
 
@@ -50,8 +56,12 @@ def create_app(settings: Settings, manager: Optional[ModelManager] = None) -> Fa
     app.state.started_at = time.time()
     app.state.ready = threading.Event()
     app.state.metrics = Metrics(manager.loaded)
+    store = Store(settings.db_path)
+    app.state.store = store
+    app.state.experiments = ExperimentAgent(settings, manager, store)
+    app.state.usage = Usage(app.state.metrics, store, AutoBenchmark(app.state.experiments, settings.auto_benchmark_every))
     install_error_handlers(app)
-    for router in (native.router, openai.router, ollama.router, ops.router, compare.router):
+    for router in (native.router, openai.router, ollama.router, ops.router, compare.router, benchmark.router):
         app.include_router(router)
     # Added innermost first: metrics see every response, including the ones the outer layers refuse.
     app.add_middleware(OllamaContentTypeMiddleware)

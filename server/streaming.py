@@ -27,6 +27,12 @@ async def ensure_loaded(request: Request, name: str, keep_alive_s: Optional[floa
     await run_in_threadpool(manager.load, name, keep_alive_s)
 
 
+def route_of(request: Request) -> str:
+    """The route template ("/models/{name}/chat"), not the raw path: one bucket per endpoint."""
+    route = request.scope.get("route")
+    return getattr(route, "path", None) or request.url.path
+
+
 async def start_stream(
     request: Request, name: str, prompt: Prompt, params: GenerationParams, keep_alive_s: Optional[float]
 ) -> tuple[Job, AsyncIterator[Chunk]]:
@@ -42,6 +48,8 @@ async def start_stream(
         raise
 
     metrics = request.app.state.metrics
+    usage = request.app.state.usage
+    route = route_of(request)
 
     async def all_chunks() -> AsyncIterator[Chunk]:
         ended = False
@@ -50,7 +58,7 @@ async def start_stream(
             while True:
                 if chunk.finish_reason is not None:
                     ended = True
-                    metrics.record_generation(name, chunk.finish_reason, chunk.timings)
+                    usage.record(name, route, chunk.finish_reason, chunk.timings)
                 yield chunk
                 try:
                     chunk = await chunks.__anext__()
@@ -72,7 +80,7 @@ async def generate(
     """A whole generation for a non-streaming request, collected on the model's worker."""
     await ensure_loaded(request, name, keep_alive_s)
     result = await run_in_threadpool(request.app.state.manager.generate, name, prompt, params, keep_alive_s)
-    request.app.state.metrics.record_generation(name, result.finish_reason, result.timings)
+    request.app.state.usage.record(name, route_of(request), result.finish_reason, result.timings)
     return result
 
 

@@ -253,6 +253,9 @@ class Backend(ABC):
         """Non-streaming generation, built on stream()."""
         return collect(self.stream(prompt_ids, params, cancel))
 
+    def reset_cache(self) -> None:
+        """Forget any prompt prefix kept from the last generation (benchmarks time the prompt in full)."""
+
     def embed(self, texts: list[str]) -> list[list[float]]:
         raise LQMFError(f"{self.record.name} cannot make embeddings", "use a model that can embed")
 

@@ -130,6 +130,10 @@ class GGUFBackend(Backend):
     def _decoder(self, prompt_ids: list[int]) -> IncrementalDecoder:
         return PieceDecoder(self._piece)
 
+    def reset_cache(self) -> None:
+        if self.llm is not None:
+            self.llm.reset()  # n_tokens = 0: the next eval clears the KV cache from position 0
+
     def _token_stream(self, prompt_ids: list[int], params: GenerationParams) -> Iterator[int]:
         import llama_cpp
 
@@ -144,3 +148,27 @@ class GGUFBackend(Backend):
             if not params.ignore_eos and llama_cpp.llama_vocab_is_eog(vocab, token):
                 return
             yield int(token)
+
+    def logits(self, ids: Sequence[int]):
+        """Full logits for every position, from a short-lived context made for it.
+
+        The serving context keeps logits of the last token only (that is what makes it fast); a
+        logits_all context holds an [n_ctx, vocab] array, so one is made per call, sized to `ids`,
+        and freed at once. Weights are memory-mapped, so the second handle costs no second copy.
+        """
+        import numpy as np
+        from llama_cpp import Llama
+
+        ids = [int(t) for t in ids]
+        if not ids:
+            raise ValueError("no tokens to score")
+        self.check_fits(ids[:-1])
+        scorer = Llama(
+            model_path=str(self.record.path), n_ctx=len(ids), n_batch=min(512, len(ids)), logits_all=True,
+            n_threads=self.threads or default_threads(), verbose=False,
+        )
+        try:
+            scorer.eval(ids)
+            return np.array(scorer.scores[: len(ids)], dtype=np.float32, copy=True)
+        finally:
+            scorer.close()

@@ -1,0 +1,611 @@
+"""Experiments over models, every one recorded in the store: prompts, batches, conversations,
+benchmarks, side-by-side comparisons and fidelity report cards."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional, Sequence
+
+from agents import quality
+from agents.fidelity import FidelityStats, PositionStats, position_stats, scoring_chunks, summarize
+from lqmf.errors import LQMFError
+from lqmf.settings import Settings
+from server.backends.base import GenerationParams, collect
+from server.manager import ModelManager, Prompt, prompt_ids
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]  # (what, done, total)
+
+# The benchmark's standard prompt set: short and long prompts, prose and code, so prompt processing
+# and generation are both exercised.
+STANDARD_PROMPTS: tuple[str, ...] = (
+    "Explain what a Python dictionary is and when to use one.",
+    "Write a function that returns the n-th Fibonacci number.",
+    "List three differences between a list and a tuple.",
+    "Summarize the following text in one sentence: The standard library offers modules for file "
+    "handling, text processing, networking, concurrency, data persistence and much more, so that "
+    "most everyday programs need no third-party packages at all.",
+    "What does the `with` statement do?",
+)
+DEFAULT_CHUNK = 512  # tokens per fidelity window, as llama.cpp's perplexity tool uses by default
+DEFAULT_CHUNKS = 8
+SMALL_BENCHMARK = dict(prompts=STANDARD_PROMPTS[:3], repetitions=1, warmup=0, max_tokens=16)
+
+
+@dataclass
+class RunFigures:
+    """One generation, measured on the model's worker (times in seconds)."""
+
+    model: str
+    prompt: str
+    response: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str
+    ttft_s: float  # prompt processing up to the first token
+    decode_s: float  # after the first token
+    latency_s: float  # submit to result, queueing included
+    quality: quality.QualityHeuristic
+
+    @property
+    def prompt_tps(self) -> Optional[float]:
+        return self.prompt_tokens / self.ttft_s if self.ttft_s > 0 else None
+
+    @property
+    def gen_tps(self) -> Optional[float]:
+        """Tokens after the first over the time after the first (the first belongs to the prompt's time)."""
+        return (self.completion_tokens - 1) / self.decode_s if self.completion_tokens > 1 and self.decode_s > 0 else None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["quality_heuristic"] = data.pop("quality")
+        data.update(prompt_tps=self.prompt_tps, gen_tps=self.gen_tps)
+        return data
+
+
+@dataclass
+class ExperimentReport:
+    """What an experiment found; `rows` are per model, `runs` per generation."""
+
+    id: int
+    kind: str
+    models: list[str]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    recommendation: str = ""
+    reference: Optional[str] = None
+    report_path: Optional[str] = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolated percentile (numpy's default method), q in [0, 100]."""
+    if not values:
+        raise ValueError("no values")
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low, high = math.floor(rank), math.ceil(rank)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+# -- inputs -------------------------------------------------------------------------------------------
+def _lines(path: Path) -> list[tuple[int, str]]:
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise LQMFError(f"no file at {path}", "give the path of a .txt or .jsonl file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise LQMFError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})", "save it as UTF-8") from None
+    return [(i, line) for i, line in enumerate(text.splitlines(), 1) if line.strip()]
+
+
+def _json_line(path: Path, number: int, line: str) -> Any:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise LQMFError(f"{path}, line {number}: not JSON ({exc.msg})", "one JSON object per line") from None
+
+
+def load_prompts(path: Path) -> list[Prompt]:
+    """Prompts from a .txt (one per non-empty line) or .jsonl file ({"prompt"}, {"text"} or {"messages"})."""
+    path = Path(path).expanduser()
+    prompts: list[Prompt] = []
+    for number, line in _lines(path):
+        if path.suffix != ".jsonl":
+            prompts.append(line.strip())
+            continue
+        item = _json_line(path, number, line)
+        value = item.get("prompt", item.get("text", item.get("messages"))) if isinstance(item, dict) else None
+        if isinstance(value, str) and value.strip():
+            prompts.append(value)
+        elif isinstance(value, list) and value and all(isinstance(m, dict) and "content" in m for m in value):
+            prompts.append(value)
+        else:
+            raise LQMFError(f"{path}, line {number}: no prompt in it",
+                            'write {"prompt": "..."} or {"messages": [{"role": "user", "content": "..."}]}')
+    if not prompts:
+        raise LQMFError(f"{path} holds no prompts", "one prompt per line (.txt) or per JSON object (.jsonl)")
+    return prompts
+
+
+def load_conversation(path: Path) -> tuple[Optional[str], list[str]]:
+    """A multi-turn script: (system prompt, user turns). .txt: one turn per line, `system: ...` allowed;
+    .jsonl: {"role": "system"|"user", "content": ...} per line."""
+    path = Path(path).expanduser()
+    system, turns = None, []
+    for number, line in _lines(path):
+        if path.suffix == ".jsonl":
+            item = _json_line(path, number, line)
+            role, content = (item.get("role"), item.get("content")) if isinstance(item, dict) else (None, None)
+            if role not in ("system", "user") or not isinstance(content, str):
+                raise LQMFError(f"{path}, line {number}: expected a system or user message",
+                                '{"role": "user", "content": "..."} (assistant turns are what the model writes)')
+        else:
+            role, content = ("system", line.split(":", 1)[1].strip()) if line.lower().startswith("system:") \
+                else ("user", line.strip())
+        if role == "system":
+            system = content
+        else:
+            turns.append(content)
+    if not turns:
+        raise LQMFError(f"{path} holds no user turns", "one user turn per line")
+    return system, turns
+
+
+def prompt_text(prompt: Prompt) -> str:
+    """What to show and store for a prompt: the text, or the last user message of a conversation."""
+    if isinstance(prompt, str):
+        return prompt
+    users = [m["content"] for m in prompt if isinstance(m, dict) and m.get("role") == "user"]
+    return users[-1] if users else json.dumps(list(prompt))
+
+
+def heldout_text() -> tuple[str, str]:
+    """The default fidelity text and its description: stdlib modules the demo model never trained on."""
+    from lqmf.demo.corpus import HELDOUT_MODULES, load_corpus
+
+    return load_corpus().heldout, f"Python standard library {', '.join(HELDOUT_MODULES)} (held out of demo training)"
+
+
+# -- the agent ----------------------------------------------------------------------------------------
+class ExperimentAgent:
+    """Runs experiments through the shared model manager and records them in the store."""
+
+    def __init__(self, settings: Settings, manager: ModelManager, store) -> None:
+        self.settings = settings
+        self.manager = manager
+        self.store = store
+
+    # -- recording ----------------------------------------------------------------------------------
+    @contextmanager
+    def _recording(self, kind: str, models: list[str], params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """An experiment row: done with the summary the body fills in, failed on an error, incomplete on Ctrl-C."""
+        experiment = {"id": self.store.start_experiment(kind, models, params), "summary": {}}
+        try:
+            yield experiment
+        except KeyboardInterrupt:
+            self.store.finish_experiment(experiment["id"], {**experiment["summary"], "stopped": "interrupted"},
+                                         incomplete=True)
+            raise
+        except BaseException as exc:
+            self.store.finish_experiment(experiment["id"], {**experiment["summary"], "error": str(exc)}, failed=True)
+            raise
+        self.store.finish_experiment(experiment["id"], experiment["summary"])
+
+    def _seen(self, *names: str) -> None:
+        """Remember the models an experiment touched (the history's `models` table)."""
+        for name in names:
+            self.store.record_model(self.manager.record(name))
+
+    def _record_run(self, experiment_id: int, run: RunFigures, **extra: Any) -> None:
+        self.store.add_result(
+            experiment_id, run.model, run.prompt, response=run.response, prompt_tokens=run.prompt_tokens,
+            completion_tokens=run.completion_tokens, latency_s=run.latency_s, ttft_s=run.ttft_s,
+            tokens_per_second=run.gen_tps,
+            metrics={"prompt_tps": run.prompt_tps, "decode_s": run.decode_s, "finish_reason": run.finish_reason,
+                     "quality_heuristic": run.quality.to_dict(), **extra},
+        )
+
+    # -- one generation -------------------------------------------------------------------------------
+    def run_prompt(self, model: str, prompt: Prompt, params: GenerationParams, fresh: bool = False) -> RunFigures:
+        """Generate once; `fresh` drops any cached prompt prefix first, so the whole prompt is timed."""
+
+        # A plain prompt is a user's chat turn, rendered with the model's own chat template.
+        chat = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+
+        def work(backend, cancel):
+            ids = prompt_ids(backend, chat)
+            if fresh:
+                backend.reset_cache()
+            yield collect(backend.stream(ids, params, cancel))
+
+        start = time.perf_counter()
+        result = self.manager.submit(model, work).result()[0]
+        latency = time.perf_counter() - start
+        text = prompt_text(prompt)
+        t = result.timings
+        return RunFigures(
+            model=model, prompt=text, response=result.text, prompt_tokens=t.prompt_tokens,
+            completion_tokens=t.completion_tokens, finish_reason=result.finish_reason, ttft_s=t.prompt_eval_s,
+            decode_s=t.eval_s, latency_s=latency, quality=quality.score(text, result.text),
+        )
+
+    # -- prompts ------------------------------------------------------------------------------------------
+    def single(self, model: str, prompt: str, params: GenerationParams) -> ExperimentReport:
+        """One prompt, one answer, measured and scored."""
+        return self.prompts("single", model, [prompt], params)
+
+    def batch(self, model: str, path: Path, params: GenerationParams,
+              progress: Optional[Progress] = None) -> ExperimentReport:
+        """Every prompt of a .txt or .jsonl file."""
+        prompts = load_prompts(path)
+        return self.prompts("batch", model, prompts, params, progress, source=str(path))
+
+    def prompts(self, kind: str, model: str, prompts: list[Prompt], params: GenerationParams,
+                progress: Optional[Progress] = None, **extra: Any) -> ExperimentReport:
+        """Each prompt once, in order, measured, scored and recorded."""
+        self._seen(model)  # an unknown name: ModelNotFound before anything is recorded
+        runs: list[RunFigures] = []
+        with self._recording(kind, [model], {"params": asdict(params), "prompts": len(prompts), **extra}) as exp:
+            for i, prompt in enumerate(prompts):
+                run = self.run_prompt(model, prompt, params)
+                self._record_run(exp["id"], run)
+                runs.append(run)
+                exp["summary"] = summarize_runs(model, runs)
+                if progress:
+                    progress(f"{kind} on {model}", i + 1, len(prompts))
+        return ExperimentReport(exp["id"], kind, [model], rows=[exp["summary"]], runs=[r.to_dict() for r in runs])
+
+    def conversation(self, model: str, path: Path, params: GenerationParams,
+                     progress: Optional[Progress] = None) -> ExperimentReport:
+        """A multi-turn script: each user turn sees the whole conversation so far."""
+        system, turns = load_conversation(path)
+        self._seen(model)
+        messages = [{"role": "system", "content": system}] if system else []
+        runs: list[RunFigures] = []
+        with self._recording("conversation", [model], {"params": asdict(params), "turns": len(turns),
+                                                       "source": str(path)}) as exp:
+            for i, turn in enumerate(turns):
+                messages.append({"role": "user", "content": turn})
+                run = self.run_prompt(model, list(messages), params)
+                messages.append({"role": "assistant", "content": run.response})
+                self._record_run(exp["id"], run, turn=i + 1)
+                runs.append(run)
+                exp["summary"] = summarize_runs(model, runs)
+                if progress:
+                    progress(f"conversation with {model}", i + 1, len(turns))
+        return ExperimentReport(exp["id"], "conversation", [model], rows=[exp["summary"]],
+                                runs=[r.to_dict() for r in runs])
+
+    # -- speed ----------------------------------------------------------------------------------------------
+    def benchmark(self, models: list[str], *, prompts: Sequence[Prompt] = STANDARD_PROMPTS, repetitions: int = 3,
+                  warmup: int = 1, max_tokens: int = 64, kind: str = "benchmark", only_loaded: bool = False,
+                  progress: Optional[Progress] = None) -> ExperimentReport:
+        """Fixed-length greedy generations (end-of-text ignored, prompt cache dropped) after a warm-up."""
+        if repetitions < 1 or warmup < 0 or max_tokens < 2:
+            raise LQMFError("repetitions must be >= 1, warm-up >= 0 and max_tokens >= 2", "use the defaults")
+        self._seen(*models)
+        params = GenerationParams(max_tokens=max_tokens, temperature=0, ignore_eos=True)
+        rows, all_runs = [], []
+        settings = {"repetitions": repetitions, "warmup": warmup, "max_tokens": max_tokens, "prompts": len(prompts)}
+        with self._recording(kind, list(models), settings) as exp:
+            total, done = len(models) * (warmup + repetitions * len(prompts)), 0
+            for name in models:
+                if only_loaded and not self.manager.is_loaded(name):
+                    continue
+                row, runs = self._benchmark_one(exp["id"], name, prompts, repetitions, warmup, params,
+                                                lambda n: progress and progress(f"benchmark {name}", done + n, total))
+                done += warmup + repetitions * len(prompts)
+                rows.append(row)
+                all_runs.extend(runs)
+                exp["summary"] = {"models": rows, **settings}
+            ranked = rank(rows)
+            exp["summary"] = {"models": ranked, "recommendation": recommend(ranked), **settings}
+        return ExperimentReport(exp["id"], kind, list(models), rows=ranked, runs=all_runs,
+                                recommendation=recommend(ranked))
+
+    def _benchmark_one(self, experiment_id: int, name: str, prompts: Sequence[Prompt], repetitions: int,
+                       warmup: int, params: GenerationParams, tick: Callable[[int], Any]):
+        import psutil
+
+        from agents.quantization.manifest import measure_run
+
+        was_loaded = self.manager.is_loaded(name)
+        baseline = psutil.Process().memory_info().rss
+        runs: list[RunFigures] = []
+        with measure_run() as measured:
+            loaded = self.manager.load(name)
+            for i in range(warmup):
+                self.run_prompt(name, prompts[i % len(prompts)], params, fresh=True)
+                tick(i + 1)
+            for rep in range(repetitions):
+                for prompt in prompts:
+                    run = self.run_prompt(name, prompt, params, fresh=True)
+                    self._record_run(experiment_id, run, repetition=rep + 1)
+                    runs.append(run)
+                    tick(warmup + len(runs))
+        row = summarize_runs(name, runs)
+        record = loaded.record
+        row.update(
+            format=record.format, level=record.level, bits=record.bits, size_bytes=record.size_bytes,
+            load_time_s=loaded.load_time_s, loaded_by_benchmark=not was_loaded,
+            footprint_bytes=loaded.footprint_bytes,
+            # Attributable only when this benchmark did the load: the rise over the process before it.
+            peak_rss_attributable_bytes=max(0, measured.peak_rss_bytes - baseline) if not was_loaded else None,
+        )
+        return row, [r.to_dict() for r in runs]
+
+    # -- fidelity -------------------------------------------------------------------------------------------
+    def lineage(self, name: str) -> list[str]:
+        """The model, then what it was made from, and so on (followed through manifests' source files)."""
+        records = {r.name: r for r in self.manager.available()}
+        by_file = {r.path.name: r.name for r in records.values()}
+        chain = [self.manager.record(name).name]
+        while True:
+            manifest = records[chain[-1]].manifest or {}
+            parent = by_file.get(Path(manifest.get("source", {}).get("path") or "").name)
+            if parent is None or parent in chain:
+                return chain
+            chain.append(parent)
+
+    def reference_for(self, name: str) -> str:
+        """The variant's reference: the nearest ancestor that is an f16/bf16/f32 GGUF or an HF model."""
+        records = {r.name: r for r in self.manager.available()}
+        for ancestor in self.lineage(name)[1:]:
+            record = records[ancestor]
+            if record.format == "hf" or (record.level or "").lower() in ("f16", "bf16", "f32"):
+                return ancestor
+        raise LQMFError(f"cannot tell which model {name} was made from",
+                        f"name the reference: fidelity of {name} against MODEL")
+
+    def common_reference(self, models: list[str]) -> Optional[str]:
+        """The nearest model every one of `models` comes from (or is), if any."""
+        lineages = [self.lineage(m) for m in models]
+        return next((a for a in lineages[0] if all(a in chain for chain in lineages[1:])), None)
+
+    def fidelity(self, model: str, reference: Optional[str] = None, *, text_path: Optional[Path] = None,
+                 chunks: int = DEFAULT_CHUNKS, chunk: int = DEFAULT_CHUNK,
+                 progress: Optional[Progress] = None) -> ExperimentReport:
+        """The report card of `model` against `reference` on held-out text (a windowed perplexity run)."""
+        reference = reference or self.reference_for(model)
+        self._seen(model, reference)
+        return self._fidelity_report("fidelity", [model], reference, text_path, chunks, chunk, progress)
+
+    def _fidelity_report(self, kind: str, models: list[str], reference: str, text_path: Optional[Path],
+                         chunks: int, chunk: int, progress: Optional[Progress]) -> ExperimentReport:
+        text, source = self._fidelity_text(text_path)
+        params = {"reference": reference, "text": source, "chunks": chunks, "chunk": chunk}
+        with self._recording(kind, [reference, *models], params) as exp:
+            stats = self.fidelity_stats(reference, models, text, chunks=chunks, chunk=chunk, progress=progress)
+            rows = []
+            for name in [reference, *models]:
+                if name in stats:
+                    record = self.manager.record(name)
+                    row = {"model": name, "format": record.format, "level": record.level, "bits": record.bits,
+                           "size_bytes": record.size_bytes, **stats[name].to_dict()}
+                    self.store.add_result(exp["id"], name, f"fidelity vs {reference}: {source}", metrics=row)
+                    rows.append(row)
+            verdict = fidelity_verdict(rows, reference)
+            exp["summary"] = {"reference": reference, "text": source, "models": rows, "recommendation": verdict}
+        report = ExperimentReport(exp["id"], kind, models, rows=rows, reference=reference,
+                                  recommendation=verdict, notes=[f"text: {source}"])
+        report.report_path = str(self.write_html(report))
+        return report
+
+    def _fidelity_text(self, text_path: Optional[Path]) -> tuple[str, str]:
+        if text_path is None:
+            return heldout_text()
+        lines = _lines(Path(text_path))  # the same checks and messages as prompt files
+        return "\n".join(line for _, line in lines), str(text_path)
+
+    def fidelity_stats(self, reference: str, models: list[str], text: str, *, chunks: int = DEFAULT_CHUNKS,
+                       chunk: int = DEFAULT_CHUNK, progress: Optional[Progress] = None) -> dict[str, FidelityStats]:
+        """FidelityStats of each model (and the reference against itself) from full logits, window by window."""
+        names = [reference] + [m for m in models if m != reference]
+        contexts = [self.manager.call(n, lambda b: b.context_length) for n in names]
+        chunk = min(chunk, *contexts)
+        ids = self.manager.call(reference, lambda b: b.tokenize(text, add_special=False))
+        with_bos = self.manager.call(reference, lambda b: b.tokenize("", add_special=True))
+        bos = with_bos[0] if with_bos else None
+        probe = ids[: min(len(ids), 256)]
+        probe_text = self.manager.call(reference, lambda b: b.detokenize(probe))
+        def tokenizer_of(backend):
+            return backend.vocab_size, backend.tokenize(probe_text, add_special=False)
+
+        mine = self.manager.call(reference, tokenizer_of)
+        for name in names[1:]:
+            if self.manager.call(name, tokenizer_of) != mine:
+                raise LQMFError(f"{name} and {reference} do not share a tokenizer, so their logits cannot be compared",
+                                "compare variants made from the same model")
+        windows = scoring_chunks(ids, chunk, bos)[:chunks]
+        if not windows:
+            raise LQMFError(f"the text is {len(ids)} tokens, shorter than one window of {chunk}",
+                            "give a longer text file")
+        parts: dict[str, list[PositionStats]] = {n: [] for n in names}
+        for i, (window, first) in enumerate(windows):
+            ref_logits = self.manager.call(reference, lambda b: b.logits(window))[first:-1]
+            targets = window[first + 1:]
+            for name in names:
+                logits = ref_logits if name == reference else self.manager.call(name, lambda b: b.logits(window))[first:-1]
+                parts[name].append(position_stats(ref_logits, logits, targets))
+            if progress:
+                progress(f"fidelity against {reference}", i + 1, len(windows))
+        return {name: summarize(PositionStats.join(p)) for name, p in parts.items()}
+
+    # -- side by side -----------------------------------------------------------------------------------------
+    def compare(self, models: list[str], *, prompts_path: Optional[Path] = None, reference: Optional[str] = None,
+                max_tokens: int = 48, chunks: int = DEFAULT_CHUNKS,
+                progress: Optional[Progress] = None) -> ExperimentReport:
+        """The same prompts on every model, plus fidelity against a shared reference when there is one; ranked."""
+        if len(set(models)) < 2:
+            raise LQMFError("compare needs two or more different models", "compare A and B")
+        self._seen(*models)
+        prompts = load_prompts(prompts_path) if prompts_path else list(STANDARD_PROMPTS)
+        notes = []
+        reference = reference or self.common_reference(models)
+        params = GenerationParams(max_tokens=max_tokens, temperature=0)
+        with self._recording("compare", list(models), {"prompts": len(prompts), "max_tokens": max_tokens,
+                                                      "reference": reference}) as exp:
+            rows, runs = {}, []
+            total = len(models) * len(prompts)
+            for m_index, name in enumerate(models):
+                was_loaded = self.manager.is_loaded(name)
+                loaded = self.manager.load(name)
+                self.run_prompt(name, prompts[0], params, fresh=True)  # warm-up
+                model_runs = []
+                for p_index, prompt in enumerate(prompts):
+                    run = self.run_prompt(name, prompt, params, fresh=True)
+                    self._record_run(exp["id"], run)
+                    model_runs.append(run)
+                    if progress:
+                        progress("compare", m_index * len(prompts) + p_index + 1, total)
+                row = summarize_runs(name, model_runs)
+                row.update(format=loaded.record.format, level=loaded.record.level, bits=loaded.record.bits,
+                           size_bytes=loaded.record.size_bytes, load_time_s=loaded.load_time_s,
+                           loaded_by_benchmark=not was_loaded)
+                rows[name] = row
+                runs.extend(r.to_dict() for r in model_runs)
+            if reference is not None:
+                text, source = heldout_text()
+                stats = self.fidelity_stats(reference, models, text, chunks=chunks, progress=progress)
+                for name in models:
+                    rows[name].update(stats[name].to_dict())
+                notes.append(f"fidelity against {reference} on {source}")
+            else:
+                notes.append("no fidelity: these models do not share a reference (name one: compare A and B against REF)")
+            ranked = rank(list(rows.values()))
+            exp["summary"] = {"models": ranked, "reference": reference, "recommendation": recommend(ranked, reference)}
+        report = ExperimentReport(exp["id"], "compare", list(models), rows=ranked, runs=runs, reference=reference,
+                                  recommendation=recommend(ranked, reference), notes=notes)
+        report.report_path = str(self.write_html(report))
+        return report
+
+    # -- pictures -------------------------------------------------------------------------------------------
+    def write_html(self, report: ExperimentReport) -> Path:
+        """The self-contained HTML report of a compare or fidelity experiment."""
+        from agents.report_html import VariantRow, write_report
+
+        def row_of(row: dict[str, Any]) -> VariantRow:
+            return VariantRow(
+                model=row["model"], format=row.get("format"), level=row.get("level"),
+                size_bytes=row.get("size_bytes"), bits_per_weight=row.get("bits"), ppl=row.get("ppl_test"),
+                ppl_ref=row.get("ppl_ref"), kld_mean=row.get("kld_mean"), kld_p99=row.get("kld_p99"),
+                top1_agreement=row.get("top1_agreement"), dp_rms=row.get("dp_rms"), gen_tps=row.get("gen_tps"),
+                prompt_tps=row.get("prompt_tps"), ttft_s=row.get("ttft_p50_s"),
+                latency_p50_s=row.get("latency_p50_s"), latency_p95_s=row.get("latency_p95_s"),
+                quality_heuristic=row.get("quality_heuristic"),
+            )
+
+        path = self.settings.reports_dir / f"experiment-{report.id}-{report.kind}.html"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return write_report(path, f"LQMF {report.kind} #{report.id}: {', '.join(report.models)}",
+                            [row_of(r) for r in report.rows], reference=report.reference,
+                            recommendation=report.recommendation, notes=report.notes)
+
+
+# -- summaries ------------------------------------------------------------------------------------------------
+def summarize_runs(model: str, runs: list[RunFigures]) -> dict[str, Any]:
+    """Per-model figures from its runs: totals, rates over summed times, latency percentiles."""
+    if not runs:
+        return {"model": model, "runs": 0}
+    decode_s = sum(r.decode_s for r in runs if r.completion_tokens > 1)
+    ttft_s = sum(r.ttft_s for r in runs)
+    latencies = [r.latency_s for r in runs]
+    return {
+        "model": model,
+        "runs": len(runs),
+        "prompt_tokens": sum(r.prompt_tokens for r in runs),
+        "completion_tokens": sum(r.completion_tokens for r in runs),
+        "prompt_tps": sum(r.prompt_tokens for r in runs) / ttft_s if ttft_s > 0 else None,
+        "gen_tps": sum(r.completion_tokens - 1 for r in runs if r.completion_tokens > 1) / decode_s
+        if decode_s > 0 else None,
+        "ttft_p50_s": percentile([r.ttft_s for r in runs], 50),
+        "latency_p50_s": percentile(latencies, 50),
+        "latency_p95_s": percentile(latencies, 95),
+        "quality_heuristic": sum(r.quality.total for r in runs) / len(runs),
+    }
+
+
+def rank(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows ordered by generation speed, fastest first, each with its rank."""
+    ordered = sorted(rows, key=lambda r: -(r.get("gen_tps") or 0))
+    return [{**row, "rank": i + 1} for i, row in enumerate(ordered)]
+
+
+def recommend(rows: list[dict[str, Any]], reference: Optional[str] = None) -> str:
+    """One line naming the fastest, the most faithful (the reference aside) and the smallest, with their numbers."""
+    parts = []
+    fast = [r for r in rows if r.get("gen_tps")]
+    if fast:
+        best = max(fast, key=lambda r: r["gen_tps"])
+        parts.append(f"fastest: {best['model']} ({best['gen_tps']:.1f} tok/s)")
+    faithful = [r for r in rows if r.get("kld_mean") is not None and r["model"] != reference]
+    if faithful:
+        best = min(faithful, key=lambda r: r["kld_mean"])
+        parts.append(f"most faithful: {best['model']} (KLD {best['kld_mean']:.5f}, "
+                     f"top-1 {100 * best['top1_agreement']:.1f}%)")
+    sized = [r for r in rows if r.get("size_bytes")]
+    if sized:
+        best = min(sized, key=lambda r: r["size_bytes"])
+        parts.append(f"smallest: {best['model']} ({best['size_bytes'] / 2**20:.1f} MiB)")
+    return " · ".join(parts)
+
+
+def fidelity_verdict(rows: list[dict[str, Any]], reference: str) -> str:
+    """One line per variant: its KLD, top-1 agreement and perplexity change against the reference."""
+    parts = []
+    for row in rows:
+        if row["model"] != reference:
+            change = 100 * (row["ppl_test"] / row["ppl_ref"] - 1)
+            parts.append(f"{row['model']}: KLD {row['kld_mean']:.5f}, same top token {100 * row['top1_agreement']:.1f}%, "
+                         f"perplexity {change:+.2f}% vs {reference}")
+    return " · ".join(parts)
+
+
+def benchmark_summary(store) -> dict[str, Any]:
+    """The latest fastest model (from the newest benchmark) and most faithful model (newest fidelity figures)."""
+    out: dict[str, Any] = {"fastest_model": None, "most_faithful_model": None, "recommendation": None}
+    speed = store.experiments(kind=("auto-benchmark", "benchmark", "compare"), status="done", limit=1)
+    if speed:
+        exp = speed[0]
+        rows = [r for r in exp["summary"].get("models", []) if r.get("gen_tps")]
+        if rows:
+            best = max(rows, key=lambda r: r["gen_tps"])
+            out["fastest_model"] = {
+                "model": best["model"], "gen_tps": best["gen_tps"], "prompt_tps": best.get("prompt_tps"),
+                "ttft_p50_s": best.get("ttft_p50_s"), "latency_p50_s": best.get("latency_p50_s"),
+                "latency_p95_s": best.get("latency_p95_s"), "experiment_id": exp["id"], "kind": exp["kind"],
+                "measured_at": exp["finished_at"],
+            }
+    for exp in store.experiments(kind=("fidelity", "compare"), status="done", limit=20):
+        reference = exp["summary"].get("reference")
+        rows = [r for r in exp["summary"].get("models", []) if r.get("kld_mean") is not None and r["model"] != reference]
+        if rows:
+            best = min(rows, key=lambda r: r["kld_mean"])
+            out["most_faithful_model"] = {
+                "model": best["model"], "reference": reference, "kld_mean": best["kld_mean"],
+                "top1_agreement": best["top1_agreement"], "ppl": best.get("ppl_test"),
+                "experiment_id": exp["id"], "measured_at": exp["finished_at"],
+            }
+            break
+    parts = []
+    if out["fastest_model"]:
+        parts.append(f"speed: {out['fastest_model']['model']} ({out['fastest_model']['gen_tps']:.1f} tok/s)")
+    if out["most_faithful_model"]:
+        f = out["most_faithful_model"]
+        parts.append(f"fidelity: {f['model']} (KLD {f['kld_mean']:.5f} vs {f['reference']})")
+    out["recommendation"] = " | ".join(parts) or None
+    if not parts:
+        out["note"] = "nothing measured yet: benchmarks run every LQMF_AUTO_BENCHMARK_EVERY requests, or run one from the shell"
+    return out

@@ -1,0 +1,455 @@
+"""One self-contained HTML report (inline CSS, inline SVG charts, no scripts) for quantized-variant experiments."""
+
+from __future__ import annotations
+
+import html
+import logging
+import math
+import os
+import re
+import time
+from dataclasses import dataclass, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Optional, Sequence, TypeGuard
+
+from agents.quantization.atomic import temp_sibling
+
+log = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class VariantRow:
+    """One quantized variant's measurements; None means not measured."""
+
+    model: str
+    format: Optional[str] = None  # gguf | hf | gptq | bnb
+    level: Optional[str] = None  # q4_k_m, nf4, ...
+    size_bytes: Optional[int] = None
+    bits_per_weight: Optional[float] = None
+    ppl: Optional[float] = None  # perplexity of the variant on held-out text
+    ppl_ref: Optional[float] = None
+    kld_mean: Optional[float] = None  # mean KL divergence vs the reference
+    kld_p99: Optional[float] = None
+    top1_agreement: Optional[float] = None  # 0..1
+    dp_rms: Optional[float] = None
+    gen_tps: Optional[float] = None  # generation tokens/s
+    prompt_tps: Optional[float] = None
+    ttft_s: Optional[float] = None
+    latency_p50_s: Optional[float] = None
+    latency_p95_s: Optional[float] = None
+    quality_heuristic: Optional[float] = None  # 0..1, a HEURISTIC score
+
+
+# ---------------------------------------------------------------------------------------------- escaping
+
+# XML 1.0 forbids these even as references; dropping them keeps the SVG parts parseable as XML.
+_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def _esc(value: object) -> str:
+    """Escape any text for element content and quoted attributes."""
+    return html.escape(_XML_INVALID.sub("\ufffd", str(value)), quote=True)
+
+
+def _truncate(text: str, limit: int = 28) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# ---------------------------------------------------------------------------------------------- numbers
+
+
+def _finite(value: Optional[float]) -> TypeGuard[float]:
+    return value is not None and isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _nonfinite(value: float) -> Optional[str]:
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "∞" if value > 0 else "−∞"
+    return None
+
+
+def _sig(value: float, digits: int) -> str:
+    """`digits` significant digits, without exponent notation for ordinary magnitudes."""
+    special = _nonfinite(value)
+    if special:
+        return special
+    if value != 0 and abs(value) >= 10**digits:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}g}"
+
+
+def _fixed(decimals: int, suffix: str = "") -> Callable[[float], str]:
+    def fmt(value: float) -> str:
+        return _nonfinite(value) or f"{value:,.{decimals}f}{suffix}"
+
+    return fmt
+
+
+def _mib(size_bytes: float) -> str:
+    special = _nonfinite(size_bytes)
+    if special:
+        return special
+    mib = size_bytes / MIB
+    # Demo models are well under 1 MiB, so small sizes need more decimals to tell variants apart.
+    decimals = 1 if abs(mib) >= 100 else 2 if abs(mib) >= 1 else 3
+    return f"{mib:,.{decimals}f}"
+
+
+def _percent(share: float) -> str:
+    return _nonfinite(share) or f"{share * 100:.2f}%"
+
+
+# (field, header, tooltip, formatter); text columns use formatter None.
+_COLUMNS: tuple[tuple[str, str, str, Optional[Callable[[float], str]]], ...] = (
+    ("model", "Model", "variant name", None),
+    ("format", "Format", "gguf | hf | gptq | bnb", None),
+    ("level", "Level", "quantization level", None),
+    ("size_bytes", "Size (MiB)", "size on disk, MiB", _mib),
+    ("bits_per_weight", "Bits/weight", "average bits per weight", _fixed(2)),
+    ("ppl", "PPL", "perplexity of the variant on held-out text", lambda v: _sig(v, 5)),
+    ("ppl_ref", "PPL (ref)", "perplexity of the reference on the same text", lambda v: _sig(v, 5)),
+    ("kld_mean", "KLD mean", "mean KL divergence vs the reference", lambda v: _sig(v, 6)),
+    ("kld_p99", "KLD p99", "99th percentile KL divergence vs the reference", lambda v: _sig(v, 6)),
+    ("top1_agreement", "Top-1 agree", "share of positions with the same top token as the reference", _percent),
+    ("dp_rms", "Δp RMS", "RMS of the change in next-token probability", lambda v: _sig(v, 5)),
+    ("gen_tps", "Gen tok/s", "generation tokens per second", _fixed(1)),
+    ("prompt_tps", "Prompt tok/s", "prompt-processing tokens per second", _fixed(1)),
+    ("ttft_s", "TTFT (s)", "time to first token, seconds", _fixed(3)),
+    ("latency_p50_s", "Latency p50 (s)", "median request latency, seconds", _fixed(3)),
+    ("latency_p95_s", "Latency p95 (s)", "95th percentile request latency, seconds", _fixed(3)),
+    (
+        "quality_heuristic",
+        "Quality (heuristic)",
+        "a heuristic 0..1 score derived from the measurements, not a benchmark",
+        _fixed(3),
+    ),
+)
+
+
+# ---------------------------------------------------------------------------------------------- scales
+
+
+@dataclass(frozen=True)
+class _Scale:
+    """Linear map from a data domain onto pixels, with round-number ticks."""
+
+    d0: float
+    d1: float
+    p0: float
+    p1: float
+    ticks: tuple[float, ...]
+    decimals: int
+
+    def __call__(self, value: float) -> float:
+        return self.p0 + (value - self.d0) / (self.d1 - self.d0) * (self.p1 - self.p0)
+
+    def label(self, tick: float) -> str:
+        text = f"{tick:,.{self.decimals}f}"
+        return "0" if float(tick) == 0 else text
+
+
+def _nice_step(span: float, target: int = 5) -> float:
+    raw = span / target
+    magnitude = 10 ** math.floor(math.log10(raw))
+    for mult in (1.0, 2.0, 2.5, 5.0):
+        if raw <= mult * magnitude:
+            return mult * magnitude
+    return 10 * magnitude
+
+
+def _scale(values: Sequence[float], p0: float, p1: float, *, include_zero: bool, margin: float = 0.0) -> _Scale:
+    """A scale covering `values` (finite, non-empty); equal values get a padded domain, never zero width."""
+    lo, hi = min(values), max(values)
+    if include_zero:
+        lo, hi = min(lo, 0.0), max(hi, 0.0)
+    # The margin keeps extreme points off the frame, but never pushes the domain across zero.
+    extra = (hi - lo) * margin
+    lo = lo - extra if lo < 0 or lo - extra >= 0 else 0.0
+    hi = hi + extra if hi > 0 or hi + extra <= 0 else 0.0
+    if hi == lo:
+        pad = abs(lo) * 0.1 or 1.0
+        lo, hi = (lo, lo + pad) if include_zero and lo == 0 else (lo - pad, hi + pad)
+    step = _nice_step(hi - lo)
+    k0, k1 = math.floor(lo / step), math.ceil(hi / step)
+    if not 0 < k1 - k0 <= 20:
+        # Float trouble with a span tiny against the magnitude: fall back to the bare ends.
+        return _Scale(lo, hi, p0, p1, (lo, hi), 6)
+    ticks = tuple(k * step for k in range(k0, k1 + 1))
+    mantissa = step / 10 ** math.floor(math.log10(step))
+    decimals = max(0, -math.floor(math.log10(step)) + (1 if math.isclose(mantissa, 2.5) else 0))
+    return _Scale(ticks[0], ticks[-1], p0, p1, ticks, decimals)
+
+
+def _n(value: float) -> str:
+    """Format an SVG coordinate."""
+    return f"{value:.2f}"
+
+
+# ---------------------------------------------------------------------------------------------- charts
+
+
+def _axes(x: _Scale, y: _Scale, *, x_title: str, y_title: str) -> list[str]:
+    left, right = x.p0, x.p1
+    bottom, top = y.p0, y.p1
+    out = [
+        f'<line class="axis" x1="{_n(left)}" y1="{_n(bottom)}" x2="{_n(right)}" y2="{_n(bottom)}"/>',
+        f'<line class="axis" x1="{_n(left)}" y1="{_n(bottom)}" x2="{_n(left)}" y2="{_n(top)}"/>',
+    ]
+    for tick in x.ticks:
+        px = x(tick)
+        out.append(f'<line class="grid" x1="{_n(px)}" y1="{_n(bottom)}" x2="{_n(px)}" y2="{_n(top)}"/>')
+        out.append(
+            f'<text class="tick x-tick" x="{_n(px)}" y="{_n(bottom + 16)}" text-anchor="middle">'
+            f"{_esc(x.label(tick))}</text>"
+        )
+    out.extend(_y_ticks(y, left, right))
+    out.append(
+        f'<text class="axis-title" x="{_n((left + right) / 2)}" y="{_n(bottom + 38)}" '
+        f'text-anchor="middle">{_esc(x_title)}</text>'
+    )
+    out.append(_y_title(y, y_title))
+    return out
+
+
+def _y_ticks(y: _Scale, left: float, right: float) -> list[str]:
+    out = []
+    for tick in y.ticks:
+        py = y(tick)
+        out.append(f'<line class="grid" x1="{_n(left)}" y1="{_n(py)}" x2="{_n(right)}" y2="{_n(py)}"/>')
+        out.append(
+            f'<text class="tick y-tick" x="{_n(left - 6)}" y="{_n(py + 4)}" text-anchor="end">'
+            f"{_esc(y.label(tick))}</text>"
+        )
+    return out
+
+
+def _y_title(y: _Scale, title: str) -> str:
+    cy = (y.p0 + y.p1) / 2
+    return (
+        f'<text class="axis-title" x="16" y="{_n(cy)}" text-anchor="middle" '
+        f'transform="rotate(-90 16 {_n(cy)})">{_esc(title)}</text>'
+    )
+
+
+def _scatter_size_kld(rows: Sequence[VariantRow]) -> str:
+    points = [
+        (r, float(r.size_bytes), float(r.kld_mean)) for r in rows if _finite(r.size_bytes) and _finite(r.kld_mean)
+    ]
+    if not points:
+        return (
+            '<p class="no-data" id="no-fidelity-data">'
+            "No fidelity data: no variant has both a size and a mean KLD.</p>"
+        )
+    width, height = 760, 420
+    left, right, top, bottom = 90, width - 30, 20, height - 60
+    x = _scale([size / MIB for _, size, _ in points], left, right, include_zero=False, margin=0.05)
+    # KLD starts at zero so a lossless variant sits on the axis and distances stay honest.
+    y = _scale([kld for _, _, kld in points], bottom, top, include_zero=True, margin=0.05)
+    parts = [
+        f'<svg id="chart-size-kld" class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+        'role="img" aria-label="Size versus mean KL divergence">'
+    ]
+    parts.extend(_axes(x, y, x_title="Size (MiB)", y_title="Mean KLD vs reference"))
+    placed: list[tuple[float, float]] = []
+    for row, size, kld in points:
+        cx, cy = x(size / MIB), y(kld)
+        tip = f"{row.model}: size {row.size_bytes} bytes ({_mib(size)} MiB), mean KLD {kld!r}"
+        parts.append(
+            f'<circle class="point" cx="{_n(cx)}" cy="{_n(cy)}" r="5" data-model="{_esc(row.model)}" '
+            f'data-size-bytes="{row.size_bytes}" data-kld="{kld!r}"><title>{_esc(tip)}</title></circle>'
+        )
+        # Labels near the right edge go to the left of their point so they stay inside the chart.
+        anchor, dx = ("end", -8) if cx > left + (right - left) * 0.7 else ("start", 8)
+        ly = cy - 8
+        # Coincident or close points (equal sizes, zero KLDs) would print their names on top of each other.
+        while any(abs(cx - px) < 80 and abs(ly - py) < 12 for px, py in placed):
+            ly += 13
+        placed.append((cx, ly))
+        parts.append(
+            f'<text class="point-label" x="{_n(cx + dx)}" y="{_n(ly)}" text-anchor="{anchor}">'
+            f"{_esc(_truncate(row.model))}</text>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _bars_tps(rows: Sequence[VariantRow]) -> str:
+    bars = [(r, float(r.gen_tps)) for r in rows if _finite(r.gen_tps)]
+    if not bars:
+        return (
+            '<p class="no-data" id="no-throughput-data">'
+            "No throughput data: no variant has a generation speed.</p>"
+        )
+    slot = 64
+    left, top = 90, 24
+    plot_w = max(560, slot * len(bars))
+    width, height = left + plot_w + 30, 430
+    bottom = height - 110  # room for rotated model names
+    y = _scale([value for _, value in bars], bottom, top, include_zero=True, margin=0.05)
+    base = y(0.0)
+    slot = plot_w / len(bars)
+    bar_w = slot * 0.6
+    parts = [
+        f'<svg id="chart-tps" class="chart" viewBox="0 0 {_n(width)} {height}" width="{_n(width)}" height="{height}" '
+        'role="img" aria-label="Generation tokens per second per variant">'
+    ]
+    parts.extend(_y_ticks(y, left, left + plot_w))
+    parts.append(f'<line class="axis" x1="{left}" y1="{_n(base)}" x2="{_n(left + plot_w)}" y2="{_n(base)}"/>')
+    parts.append(f'<line class="axis" x1="{left}" y1="{_n(bottom)}" x2="{left}" y2="{_n(top)}"/>')
+    parts.append(_y_title(y, "Generation tokens/s"))
+    for i, (row, value) in enumerate(bars):
+        cx = left + slot * (i + 0.5)
+        py = y(value)
+        bar_top, bar_h = min(py, base), abs(base - py)
+        parts.append(
+            f'<rect class="bar" data-model="{_esc(row.model)}" data-value="{value!r}" x="{_n(cx - bar_w / 2)}" '
+            f'y="{_n(bar_top)}" width="{_n(bar_w)}" height="{_n(bar_h)}">'
+            f"<title>{_esc(f'{row.model}: {value!r} tokens/s')}</title></rect>"
+        )
+        parts.append(
+            f'<text class="bar-value" x="{_n(cx)}" y="{_n(bar_top - 5)}" text-anchor="middle">'
+            f"{_esc(_fixed(1)(value))}</text>"
+        )
+        ly = bottom + 14
+        parts.append(
+            f'<text class="bar-label" x="{_n(cx)}" y="{_n(ly)}" text-anchor="end" '
+            f'transform="rotate(-35 {_n(cx)} {_n(ly)})">{_esc(_truncate(row.model, 22))}</text>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------- page
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem auto;max-width:1100px;padding:0 1rem;
+color:#1d2330;background:#fff}
+h1{margin-bottom:.2rem}h2{margin-top:2rem;border-bottom:1px solid #d8dce4;padding-bottom:.2rem}
+.meta{color:#5a6272;margin:.2rem 0}.recommendation{background:#eef6ee;border-left:4px solid #3a8a3a;padding:.6rem .8rem}
+.empty,.no-data{background:#fff6e5;border-left:4px solid #d08a00;padding:.6rem .8rem}
+.table-wrap{overflow-x:auto}table{border-collapse:collapse;font-size:.9rem}
+th,td{border:1px solid #d8dce4;padding:.3rem .55rem;white-space:nowrap}th{background:#f2f4f8;text-align:left}
+td.num{text-align:right;font-variant-numeric:tabular-nums}td.missing{color:#a0a6b2;text-align:center}
+tr.reference td{background:#f4f0fa}
+figure{margin:1rem 0}figcaption{font-weight:600;margin-bottom:.4rem}
+svg.chart{max-width:100%;height:auto;font-size:11px}svg .axis{stroke:#444;stroke-width:1}
+svg .grid{stroke:#e6e8ee;stroke-width:1}
+svg .tick{fill:#5a6272}svg .axis-title{fill:#1d2330;font-size:12px}svg .point{fill:#2f6fdb;stroke:#fff;stroke-width:1.5}
+svg .point-label,svg .bar-label{fill:#1d2330}svg .bar{fill:#2f6fdb}svg .bar-value{fill:#1d2330;font-size:10px}
+.heuristic-note{color:#5a6272;font-size:.9rem}
+"""
+
+
+def _table(rows: Sequence[VariantRow], reference: Optional[str]) -> str:
+    present = {f.name for f in fields(VariantRow) if any(getattr(r, f.name) is not None for r in rows)}
+    columns = [c for c in _COLUMNS if c[0] == "model" or c[0] in present]
+    head = "".join(f'<th scope="col" title="{_esc(tip)}">{_esc(header)}</th>' for _, header, tip, _ in columns)
+    body = []
+    for row in rows:
+        cells = []
+        for name, _, _, fmt in columns:
+            value = getattr(row, name)
+            if value is None:
+                cells.append('<td class="missing">—</td>')
+            elif fmt is None:
+                tag = "th" if name == "model" else "td"
+                scope = ' scope="row"' if name == "model" else ""
+                cells.append(f"<{tag}{scope}>{_esc(value)}</{tag}>")
+            else:
+                try:
+                    text = fmt(float(value))
+                except (TypeError, ValueError):
+                    text = str(value)
+                cells.append(f'<td class="num" data-field="{name}">{_esc(text)}</td>')
+        css = ' class="reference"' if reference is not None and row.model == reference else ""
+        body.append(f"<tr{css}>{''.join(cells)}</tr>")
+    return (
+        '<div class="table-wrap"><table id="results"><thead><tr>'
+        f"{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
+    )
+
+
+def render_report(
+    title: str,
+    rows: Sequence[VariantRow],
+    *,
+    reference: Optional[str] = None,
+    recommendation: Optional[str] = None,
+    notes: Sequence[str] = (),
+    created_at: Optional[float] = None,
+) -> str:
+    """Return the report as one self-contained HTML document."""
+    rows = list(rows)
+    stamp = time.time() if created_at is None else created_at
+    when = datetime.fromtimestamp(stamp, tz=timezone.utc)
+    parts = [
+        "<!DOCTYPE html>\n",
+        '<html lang="en"><head><meta charset="utf-8"/>',
+        '<meta name="viewport" content="width=device-width, initial-scale=1"/>',
+        # Defence in depth: even if something slipped through escaping, the page may load and run nothing.
+        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\"/>",
+        f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{_esc(title)}</h1>",
+        f'<p class="meta">Created <time datetime="{when.isoformat()}">{when:%Y-%m-%d %H:%M:%S} UTC</time></p>',
+        f'<p class="meta reference">Reference model: '
+        f"{f'<strong>{_esc(reference)}</strong>' if reference else 'not given'}</p>",
+    ]
+    if recommendation:
+        parts.append(f'<p class="recommendation"><strong>Recommendation:</strong> {_esc(recommendation)}</p>')
+    if not rows:
+        parts.append('<p class="empty" id="no-results">No results: this experiment produced no variant rows.</p>')
+    else:
+        parts.append(f"<h2>Variants ({len(rows)})</h2>")
+        parts.append(_table(rows, reference))
+        if any(r.quality_heuristic is not None for r in rows):
+            parts.append(
+                '<p class="heuristic-note">Quality (heuristic) is a heuristic 0–1 score derived from the '
+                "measurements above; it is not a benchmark result.</p>"
+            )
+        parts.append("<h2>Charts</h2>")
+        parts.append(f"<figure><figcaption>Size vs KLD</figcaption>{_scatter_size_kld(rows)}</figure>")
+        parts.append(
+            f"<figure><figcaption>Generation tokens/s per variant</figcaption>{_bars_tps(rows)}</figure>"
+        )
+    if notes:
+        items = "".join(f"<li>{_esc(note)}</li>" for note in notes)
+        parts.append(f'<h2>Notes</h2><ul class="notes">{items}</ul>')
+    parts.append("</body></html>\n")
+    log.debug("rendered report %r: %d rows", title, len(rows))
+    return "".join(parts)
+
+
+def write_report(
+    path: Path,
+    title: str,
+    rows: Sequence[VariantRow],
+    *,
+    reference: Optional[str] = None,
+    recommendation: Optional[str] = None,
+    notes: Sequence[str] = (),
+    created_at: Optional[float] = None,
+) -> Path:
+    """Write the report atomically (temp file in the same dir + os.replace); return the path."""
+    path = Path(path)
+    document = render_report(
+        title, rows, reference=reference, recommendation=recommendation, notes=notes, created_at=created_at
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # temp_sibling's hidden name is one sweep_stale_temps recognises if we die mid-write.
+    tmp = temp_sibling(path)
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(document)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    log.info("wrote report %s (%d rows)", path, len(rows))
+    return path

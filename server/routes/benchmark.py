@@ -1,0 +1,43 @@
+"""The experiment record over HTTP: the latest benchmark summary and the experiment history."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from fastapi import APIRouter, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from agents.experiment_agent import benchmark_summary
+from server.errors import APIError
+
+router = APIRouter(tags=["experiments"])
+STATUSES = ("running", "done", "failed", "incomplete")
+
+
+@router.get("/benchmark/summary")
+async def summary(request: Request) -> dict[str, Any]:
+    """The fastest model of the newest benchmark and the most faithful model of the newest fidelity figures."""
+    out = await run_in_threadpool(benchmark_summary, request.app.state.store)
+    out["auto_benchmark_every"] = request.app.state.settings.auto_benchmark_every
+    return out
+
+
+@router.get("/experiments")
+async def experiments(request: Request, kind: Optional[str] = None, model: Optional[str] = None,
+                      status: Optional[str] = None, limit: int = Query(50, ge=1, le=1000)) -> dict[str, Any]:
+    """Recorded experiments, newest first, filtered by kind, model or status."""
+    if status is not None and status not in STATUSES:
+        raise APIError(422, f"unknown status {status!r}", f"use one of {', '.join(STATUSES)}")
+    rows = await run_in_threadpool(request.app.state.store.experiments, kind, model, status, limit)
+    return {"experiments": rows}
+
+
+@router.get("/experiments/{experiment_id}")
+async def experiment(request: Request, experiment_id: int) -> dict[str, Any]:
+    """One experiment with every recorded result."""
+    store = request.app.state.store
+    row = await run_in_threadpool(store.experiment, experiment_id)
+    if row is None:
+        raise APIError(404, f"no experiment {experiment_id}", "GET /experiments lists them")
+    row["results"] = await run_in_threadpool(store.results, experiment_id)
+    return row
