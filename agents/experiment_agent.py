@@ -386,10 +386,11 @@ class ExperimentAgent:
                          chunks: int, chunk: int, progress: Optional[Progress]) -> ExperimentReport:
         text, source = self._fidelity_text(text_path)
         params = {"reference": reference, "text": source, "chunks": chunks, "chunk": chunk}
-        with self._recording(kind, [reference, *models], params) as exp:
+        involved = list(dict.fromkeys([reference, *models]))
+        with self._recording(kind, involved, params) as exp:
             stats = self.fidelity_stats(reference, models, text, chunks=chunks, chunk=chunk, progress=progress)
             rows = []
-            for name in [reference, *models]:
+            for name in involved:
                 if name in stats:
                     record = self.manager.record(name)
                     row = {"model": name, "format": record.format, "level": record.level, "bits": record.bits,
@@ -411,33 +412,39 @@ class ExperimentAgent:
 
     def fidelity_stats(self, reference: str, models: list[str], text: str, *, chunks: int = DEFAULT_CHUNKS,
                        chunk: int = DEFAULT_CHUNK, progress: Optional[Progress] = None) -> dict[str, FidelityStats]:
-        """FidelityStats of each model (and the reference against itself) from full logits, window by window."""
-        names = [reference] + [m for m in models if m != reference]
-        contexts = [self.manager.call(n, lambda b: b.context_length) for n in names]
+        """FidelityStats of each model against the reference from full logits, window by window.
+
+        Every listed model is evaluated on its own, the reference too when listed (a real
+        run-to-run check); the reference's own row, when it is not listed, is its perplexity.
+        """
+        models = list(dict.fromkeys(models))
+        contexts = [self.manager.call(n, lambda b: b.context_length) for n in [reference, *models]]
         chunk = min(chunk, *contexts)
         ids = self.manager.call(reference, lambda b: b.tokenize(text, add_special=False))
         with_bos = self.manager.call(reference, lambda b: b.tokenize("", add_special=True))
         bos = with_bos[0] if with_bos else None
-        probe = ids[: min(len(ids), 256)]
-        probe_text = self.manager.call(reference, lambda b: b.detokenize(probe))
+        probe_text = self.manager.call(reference, lambda b: b.detokenize(ids[:256]))
+
         def tokenizer_of(backend):
             return backend.vocab_size, backend.tokenize(probe_text, add_special=False)
 
         mine = self.manager.call(reference, tokenizer_of)
-        for name in names[1:]:
-            if self.manager.call(name, tokenizer_of) != mine:
+        for name in models:
+            if name != reference and self.manager.call(name, tokenizer_of) != mine:
                 raise LQMFError(f"{name} and {reference} do not share a tokenizer, so their logits cannot be compared",
                                 "compare variants made from the same model")
         windows = scoring_chunks(ids, chunk, bos)[:chunks]
         if not windows:
             raise LQMFError(f"the text is {len(ids)} tokens, shorter than one window of {chunk}",
                             "give a longer text file")
-        parts: dict[str, list[PositionStats]] = {n: [] for n in names}
+        parts: dict[str, list[PositionStats]] = {n: [] for n in [reference, *models]}
         for i, (window, first) in enumerate(windows):
             ref_logits = self.manager.call(reference, lambda b: b.logits(window))[first:-1]
             targets = window[first + 1:]
-            for name in names:
-                logits = ref_logits if name == reference else self.manager.call(name, lambda b: b.logits(window))[first:-1]
+            if reference not in models:
+                parts[reference].append(position_stats(ref_logits, ref_logits, targets))
+            for name in models:
+                logits = self.manager.call(name, lambda b: b.logits(window))[first:-1]
                 parts[name].append(position_stats(ref_logits, logits, targets))
             if progress:
                 progress(f"fidelity against {reference}", i + 1, len(windows))

@@ -161,6 +161,19 @@ CASES = [
      {"kind": "compare", "models": ["demo-q4_k_m", "demo-q8_0", "demo-f16"]}),
     ("compare q4_k_m and q8_0", E, {"kind": "compare", "models": ["demo-q4_k_m", "demo-q8_0"]}),
     ("compare chat-helper-v2 and stats-model-1", E, {"kind": "compare", "models": ["chat-helper-v2", "stats-model-1"]}),
+    # Fidelity, agreement, multi-model benchmark, conversation scripts.
+    ("fidelity of demo-q4_k_m", E, {"model": "demo-q4_k_m", "kind": "fidelity"}),
+    ("fidelity of demo-q4_k_m against demo-f16", E,
+     {"model": "demo-q4_k_m", "models": ["demo-q4_k_m", "demo-f16"], "kind": "fidelity"}),
+    ("kld q4_k_m vs demo-hf", E, {"model": "demo-q4_k_m", "models": ["demo-q4_k_m", "demo-hf"], "kind": "fidelity"}),
+    ("how faithful is q8_0", E, {"model": "demo-q8_0", "kind": "fidelity"}),
+    ("perplexity of demo-q4_k_m on notes.txt", E, {"model": "demo-q4_k_m", "kind": "fidelity", "file": "notes.txt"}),
+    ("agreement of demo-q4_k_m and demo-hf on labels.jsonl", E,
+     {"kind": "agreement", "models": ["demo-q4_k_m", "demo-hf"], "file": "labels.jsonl"}),
+    ("check agreement between demo-q4_k_m and http://127.0.0.1:8000/v1#demo-hf on labels.jsonl", E,
+     {"kind": "agreement", "models": ["demo-q4_k_m", "http://127.0.0.1:8000/v1#demo-hf"], "file": "labels.jsonl"}),
+    ("benchmark demo-q4_k_m and demo-q8_0", E, {"kind": "benchmark", "models": ["demo-q4_k_m", "demo-q8_0"]}),
+    ("conversation with demo-hf on script.txt", E, {"model": "demo-hf", "kind": "conversation", "file": "script.txt"}),
     ("list experiments", LE, {}),
     ("show experiments", LE, {}),
     ("experiments", LE, {}),
@@ -259,3 +272,9 @@ def test_llm_classifier_reads_json_from_a_completion():
     classify = llm_classifier(lambda prompt: 'Sure! {"intent": "SHOW_CONFIG", "slots": {}} done')
     assert classify("x") == {"intent": "SHOW_CONFIG", "slots": {}}
     assert llm_classifier(lambda prompt: "no json here")("x") is None
+
+
+@pytest.mark.parametrize("text", ["agreement of demo-q4_k_m and demo-hf", "agreement of demo-q4_k_m on labels.jsonl"])
+def test_agreement_asks_for_what_is_missing(agent, text):
+    command = agent.parse(text)
+    assert command.slots.kind == "agreement" and "two models" in command.question and "data.jsonl" in command.question

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import os
 import pty
 import re
@@ -325,3 +326,22 @@ def test_debug_mode_re_raises(demo_dir, tmp_path):
                 assert not result.ok and "no model named 'nope'" in result.message
         finally:
             manager.close()
+
+
+def test_experiments_from_the_shell(demo_dir, home):
+    """fidelity, benchmark, compare and the history through the real shell; progress bars, tables, a report."""
+    fidelity = cli(["--json", "-c", "fidelity of q4_k_m"], home, demo_dir)
+    assert fidelity.returncode == 0, fidelity.stderr
+    result = json.loads(fidelity.stdout)["result"]
+    assert result["type"] == "ExperimentResult" and result["reference"] == "demo-f16"
+    assert Path(result["report_path"]).is_file() and Path(result["report_path"]).parent == home / "reports"
+    drawn = cli(["-c", "benchmark demo-q4_k_m and demo-q8_0"], home, demo_dir)
+    assert drawn.returncode == 0, drawn.stderr
+    assert "Speed (ranked by generation tok/s)" in drawn.stdout and "demo-q8_0" in drawn.stdout
+    assert "fastest:" in drawn.stdout
+    history = cli(["-c", "list experiments"], home, demo_dir)
+    assert "fidelity" in history.stdout and "benchmark" in history.stdout and "done" in history.stdout
+    stats = cli(["-c", "show statistics"], home, demo_dir)
+    assert stats.returncode == 0 and "experiments" in stats.stdout
+    missing = cli(["-c", "batch demo-q4_k_m nowhere.txt"], home, demo_dir)
+    assert missing.returncode == 1 and "no file at" in missing.stdout
