@@ -426,8 +426,10 @@ def run_agreement(dataset: Path, a: Variant, b: Variant, *, labels: Optional[lis
         write_csv(csv_path, outcomes)
     except BaseException as exc:
         if experiment is not None:
+            stopped = isinstance(exc, KeyboardInterrupt)  # Ctrl-C: incomplete, not an error
             store.finish_experiment(experiment, {"error": str(exc), "type": type(exc).__name__,
-                                                 "done": len(outcomes), "examples": total}, failed=True)
+                                                 "done": len(outcomes), "examples": total},
+                                    failed=not stopped, incomplete=stopped)
         raise
     if experiment is not None:
         store.finish_experiment(experiment, report.to_dict())

@@ -58,7 +58,7 @@ LEVEL = re.compile(r"^(?:i?q[2-8](?:_k)?(?:_[sml]|_[01])?|f16|bf16|f32)$", re.I)
 BNB_LEVELS = {"nf4": 4, "fp4": 4, "int8": 8, "int4": 4}
 FILE = re.compile(r"\.(?:txt|jsonl|json|csv|md|yaml|yml)$", re.I)
 URL = re.compile(r"https?://\S+")
-TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:+\-]*|\?")
+TOKEN = re.compile(r"(?:~?/|\.{1,2}/)?[A-Za-z0-9][A-Za-z0-9._/:+\-]*|\?")  # paths may start with / ~/ ./
 PORT = re.compile(r"(?:\bport\s*[:=]?\s*|\bon\s+|:)(\d{2,5})\b", re.I)
 BITS = re.compile(r"\b(\d{1,2})\s*-?\s*bits?\b", re.I)
 CANONICAL = [

@@ -170,28 +170,28 @@ class Executor:
                                                      self.progress, source="standard prompts"))
 
     def batch(self, command: Command) -> r.Result:
-        return self._result(self.experiments.batch(command.slots.model, Path(command.slots.file), self._params(),
-                                                   self.progress))
+        path = Path(command.slots.file).expanduser()
+        return self._result(self.experiments.batch(command.slots.model, path, self._params(), self.progress))
 
     def conversation(self, command: Command) -> r.Result:
         if not command.slots.file:
             return r.ErrorResult(message="a conversation needs a script file",
                                  hint=f"conversation with {command.slots.model} on script.txt (one user turn per line)")
-        return self._result(self.experiments.conversation(command.slots.model, Path(command.slots.file),
-                                                          self._params(), self.progress))
+        path = Path(command.slots.file).expanduser()
+        return self._result(self.experiments.conversation(command.slots.model, path, self._params(), self.progress))
 
     def benchmark(self, command: Command) -> r.Result:
         models = command.slots.models or [command.slots.model]
         return self._result(self.experiments.benchmark(models, progress=self.progress))
 
     def compare(self, command: Command) -> r.Result:
-        path = Path(command.slots.file) if command.slots.file else None
+        path = Path(command.slots.file).expanduser() if command.slots.file else None
         return self._result(self.experiments.compare(command.slots.models, prompts_path=path, progress=self.progress))
 
     def fidelity(self, command: Command) -> r.Result:
         slots = command.slots
         reference = slots.models[1] if len(slots.models) > 1 else None
-        path = Path(slots.file) if slots.file else None
+        path = Path(slots.file).expanduser() if slots.file else None
         return self._result(self.experiments.fidelity(slots.model, reference, text_path=path, progress=self.progress))
 
     def agreement(self, command: Command) -> r.Result:
@@ -204,7 +204,7 @@ class Executor:
         csv_path = self.settings.reports_dir / f"agreement-{time.strftime('%Y%m%d-%H%M%S')}.csv"
         progress = (lambda done, total: self.progress("agreement", done, total)) if self.progress else None
         try:
-            report = run_agreement(Path(command.slots.file), a, b, csv_path=csv_path,
+            report = run_agreement(Path(command.slots.file).expanduser(), a, b, csv_path=csv_path,
                                    store=self.experiments.store, progress=progress)
         finally:
             for variant in (a, b):

@@ -300,13 +300,14 @@ class ExperimentAgent:
         rows, all_runs = [], []
         settings = {"repetitions": repetitions, "warmup": warmup, "max_tokens": max_tokens, "prompts": len(prompts)}
         with self._recording(kind, list(models), settings) as exp:
-            total, done = len(models) * (warmup + repetitions * len(prompts)), 0
+            per_model = (warmup + repetitions) * len(prompts)
+            total, done = len(models) * per_model, 0
             for name in models:
                 if only_loaded and not self.manager.is_loaded(name):
                     continue
                 row, runs = self._benchmark_one(exp["id"], name, prompts, repetitions, warmup, params,
                                                 lambda n: progress and progress(f"benchmark {name}", done + n, total))
-                done += warmup + repetitions * len(prompts)
+                done += per_model
                 rows.append(row)
                 all_runs.extend(runs)
                 exp["summary"] = {"models": rows, **settings}
@@ -326,7 +327,8 @@ class ExperimentAgent:
         runs: list[RunFigures] = []
         with measure_run() as measured:
             loaded = self.manager.load(name)
-            for i in range(warmup):
+            # Warm-up passes cover every prompt: llama.cpp sizes its compute graph per batch shape on first use.
+            for i in range(warmup * len(prompts)):
                 self.run_prompt(name, prompts[i % len(prompts)], params, fresh=True)
                 tick(i + 1)
             for rep in range(repetitions):
@@ -334,7 +336,7 @@ class ExperimentAgent:
                     run = self.run_prompt(name, prompt, params, fresh=True)
                     self._record_run(experiment_id, run, repetition=rep + 1)
                     runs.append(run)
-                    tick(warmup + len(runs))
+                    tick(warmup * len(prompts) + len(runs))
         row = summarize_runs(name, runs)
         record = loaded.record
         row.update(
@@ -469,7 +471,8 @@ class ExperimentAgent:
             for m_index, name in enumerate(models):
                 was_loaded = self.manager.is_loaded(name)
                 loaded = self.manager.load(name)
-                self.run_prompt(name, prompts[0], params, fresh=True)  # warm-up
+                for prompt in prompts:  # warm-up, as in benchmark()
+                    self.run_prompt(name, prompt, params, fresh=True)
                 model_runs = []
                 for p_index, prompt in enumerate(prompts):
                     run = self.run_prompt(name, prompt, params, fresh=True)
@@ -490,7 +493,7 @@ class ExperimentAgent:
                     rows[name].update(stats[name].to_dict())
                 notes.append(f"fidelity against {reference} on {source}")
             else:
-                notes.append("no fidelity: these models do not share a reference (name one: compare A and B against REF)")
+                notes.append("no fidelity: these models do not share a source model (run: fidelity of A against REF)")
             ranked = rank(list(rows.values()))
             exp["summary"] = {"models": ranked, "reference": reference, "recommendation": recommend(ranked, reference)}
         report = ExperimentReport(exp["id"], "compare", list(models), rows=ranked, runs=runs, reference=reference,

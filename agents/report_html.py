@@ -125,7 +125,7 @@ _COLUMNS: tuple[tuple[str, str, str, Optional[Callable[[float], str]]], ...] = (
     (
         "quality_heuristic",
         "Quality (heuristic)",
-        "a heuristic 0..1 score derived from the measurements, not a benchmark",
+        "a heuristic 0..1 score from the words of each response (length, prompt overlap, repetition)",
         _fixed(3),
     ),
 )
@@ -408,8 +408,8 @@ def render_report(
         parts.append(_table(rows, reference))
         if any(r.quality_heuristic is not None for r in rows):
             parts.append(
-                '<p class="heuristic-note">Quality (heuristic) is a heuristic 0–1 score derived from the '
-                "measurements above; it is not a benchmark result.</p>"
+                '<p class="heuristic-note">Quality (heuristic) is a heuristic 0–1 score from the words of each '
+                "response (length, overlap with the prompt, repetition); it does not measure correctness.</p>"
             )
         parts.append("<h2>Charts</h2>")
         parts.append(f"<figure><figcaption>Size vs KLD</figcaption>{_scatter_size_kld(rows)}</figure>")

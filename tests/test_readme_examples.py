@@ -32,7 +32,7 @@ def test_readme_documents_every_endpoint(demo_dir, tmp_path):
     documented = " ".join(readme_curls())
     missing = []
     for path in paths:
-        pattern = re.escape(path).replace(r"\{name\}", r"[A-Za-z0-9_.\-]+")
+        pattern = re.sub(r"\\\{[a-z_]+\\\}", r"[A-Za-z0-9_.\\-]+", re.escape(path))
         if not re.search(r"8000" + pattern + r"(['\s]|$)", documented):
             missing.append(path)
     assert missing == [], missing
@@ -63,6 +63,14 @@ def readme_server(demo_dir, tmp_path_factory):
     manager = ModelManager(settings)
     server = BackgroundServer(settings, manager)
     status = server.start()
+    # One recorded experiment (#1), as a person's first `experiment with ...` leaves, for /experiments/1.
+    from agents.experiment_agent import ExperimentAgent
+    from memory.store import Store
+    from server.backends.base import GenerationParams
+
+    store = Store(settings.db_path)
+    ExperimentAgent(settings, manager, store).single("demo-q4_k_m", "hello", GenerationParams(max_tokens=4))
+    store.close()
     yield status.url, manager
     server.stop()
     manager.close()

@@ -302,15 +302,20 @@ def test_unusable_model_gives_a_clear_load_error(demo_dir, tmp_path):
 def test_full_logits_agree_with_greedy_decoding(manager):
     import numpy as np
 
-    from lqmf.errors import LQMFError
+    from lqmf.errors import ContextOverflow
 
     ids = manager.call("demo-hf", lambda b: b.chat_prompt_ids(CHAT))
     logits = manager.call("demo-hf", lambda b: b.logits(ids))
     assert logits.shape == (len(ids), 2048) and np.isfinite(logits).all()
     first = manager.generate("demo-hf", ids, GenerationParams(max_tokens=1, temperature=0, ignore_eos=True))
     assert first.token_ids == [int(np.argmax(logits[-1]))]
-    with pytest.raises(LQMFError, match="cannot return full logits"):
-        manager.call("demo-q4_k_m", lambda b: b.logits(ids))
+    # GGUF: a logits_all context made for the call; its last row is what greedy decoding picks too.
+    gguf = manager.call("demo-q4_k_m", lambda b: b.logits(ids))
+    assert gguf.shape == (len(ids), 2048) and np.isfinite(gguf).all()
+    first = manager.generate("demo-q4_k_m", ids, GenerationParams(max_tokens=1, temperature=0, ignore_eos=True))
+    assert first.token_ids == [int(np.argmax(gguf[-1]))]
+    with pytest.raises(ContextOverflow):
+        manager.call("demo-q4_k_m", lambda b: b.logits([1] * (b.context_length + 2)))
 
 
 def test_fast_streams_are_handed_over_in_batches_slow_ones_at_once(demo_dir, tmp_path):

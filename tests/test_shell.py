@@ -345,3 +345,16 @@ def test_experiments_from_the_shell(demo_dir, home):
     assert stats.returncode == 0 and "experiments" in stats.stdout
     missing = cli(["-c", "batch demo-q4_k_m nowhere.txt"], home, demo_dir)
     assert missing.returncode == 1 and "no file at" in missing.stdout
+
+
+def test_agreement_from_the_shell(demo_dir, home, tmp_path):
+    data = tmp_path / "labels.jsonl"
+    data.write_text('{"text": "def f(): return 1", "label": "code"}\n{"text": "Hello there, friend.", "label": "prose"}\n')
+    out = cli(["--json", "-c", f"agreement of demo-f16 and demo-q8_0 on {data}"], home, demo_dir)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)["result"]["report"]
+    assert report["examples"] == 2 and report["labels"] == ["code", "prose"]
+    rows = Path(report["csv_path"]).read_text().splitlines()
+    assert len(rows) == 3 and rows[0].startswith("index,text,label")
+    history = json.loads(cli(["--json", "-c", "list experiments"], home, demo_dir).stdout)["result"]["experiments"]
+    assert history[0]["kind"] == "agreement" and history[0]["status"] == "done"
