@@ -203,8 +203,8 @@ class Store:
             )
 
     # -- reading -----------------------------------------------------------------------------------------
-    def experiments(self, kind: Union[str, Sequence[str], None] = None, model: Optional[str] = None, status: Optional[str] = None,
-                    limit: int = 50) -> list[dict[str, Any]]:
+    def experiments(self, kind: Union[str, Sequence[str], None] = None, model: Optional[str] = None,
+                    status: Optional[str] = None, limit: int = 50) -> list[dict[str, Any]]:
         """Experiments, newest first, filtered by kind (one or several), a model they involve, or status."""
         sql, args = "SELECT * FROM experiments WHERE 1 = 1", []
         if kind:

@@ -59,7 +59,8 @@ def create_app(settings: Settings, manager: Optional[ModelManager] = None) -> Fa
     store = Store(settings.db_path)
     app.state.store = store
     app.state.experiments = ExperimentAgent(settings, manager, store)
-    app.state.usage = Usage(app.state.metrics, store, AutoBenchmark(app.state.experiments, settings.auto_benchmark_every))
+    auto_benchmark = AutoBenchmark(app.state.experiments, settings.auto_benchmark_every)
+    app.state.usage = Usage(app.state.metrics, store, auto_benchmark)
     install_error_handlers(app)
     for router in (native.router, openai.router, ollama.router, ops.router, compare.router, benchmark.router):
         app.include_router(router)
