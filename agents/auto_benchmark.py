@@ -21,7 +21,6 @@ class AutoBenchmark:
         self.agent = agent
         self.every = every
         self.served = 0
-        self.runs = 0
         self._lock = threading.Lock()
         self._thread: Optional[threading.Thread] = None
 
@@ -66,5 +65,4 @@ class AutoBenchmark:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a", encoding="utf-8") as handle:  # one line per run: appends are atomic enough
             handle.write(json.dumps(line) + "\n")
-        self.runs += 1
         log.info("automatic benchmark #%d after %d requests: %s", report.id, request_count, report.recommendation)

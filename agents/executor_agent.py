@@ -150,10 +150,6 @@ class Executor:
     def experiment(self, command: Command) -> r.Result:
         return self.kinds[command.slots.kind or "single"](command)
 
-    @staticmethod
-    def _result(report) -> r.ExperimentResult:
-        return r.ExperimentResult(**report.to_dict())
-
     def _params(self):
         from server.backends.base import GenerationParams
 
@@ -162,37 +158,37 @@ class Executor:
     def single(self, command: Command) -> r.Result:
         slots = command.slots
         if slots.prompt:
-            return self._result(self.experiments.single(slots.model, slots.prompt, self._params()))
+            return self.experiments.single(slots.model, slots.prompt, self._params())
         from agents.experiment_agent import STANDARD_PROMPTS
 
         # No prompt given: the standard prompt set, so "experiment with NAME" always shows something.
-        return self._result(self.experiments.prompts("batch", slots.model, list(STANDARD_PROMPTS), self._params(),
-                                                     self.progress, source="standard prompts"))
+        return self.experiments.prompts("batch", slots.model, list(STANDARD_PROMPTS), self._params(), self.progress,
+                                        source="standard prompts")
 
     def batch(self, command: Command) -> r.Result:
         path = Path(command.slots.file).expanduser()
-        return self._result(self.experiments.batch(command.slots.model, path, self._params(), self.progress))
+        return self.experiments.batch(command.slots.model, path, self._params(), self.progress)
 
     def conversation(self, command: Command) -> r.Result:
         if not command.slots.file:
             return r.ErrorResult(message="a conversation needs a script file",
                                  hint=f"conversation with {command.slots.model} on script.txt (one user turn per line)")
         path = Path(command.slots.file).expanduser()
-        return self._result(self.experiments.conversation(command.slots.model, path, self._params(), self.progress))
+        return self.experiments.conversation(command.slots.model, path, self._params(), self.progress)
 
     def benchmark(self, command: Command) -> r.Result:
         models = command.slots.models or [command.slots.model]
-        return self._result(self.experiments.benchmark(models, progress=self.progress))
+        return self.experiments.benchmark(models, progress=self.progress)
 
     def compare(self, command: Command) -> r.Result:
         path = Path(command.slots.file).expanduser() if command.slots.file else None
-        return self._result(self.experiments.compare(command.slots.models, prompts_path=path, progress=self.progress))
+        return self.experiments.compare(command.slots.models, prompts_path=path, progress=self.progress)
 
     def fidelity(self, command: Command) -> r.Result:
         slots = command.slots
         reference = slots.models[1] if len(slots.models) > 1 else None
         path = Path(slots.file).expanduser() if slots.file else None
-        return self._result(self.experiments.fidelity(slots.model, reference, text_path=path, progress=self.progress))
+        return self.experiments.fidelity(slots.model, reference, text_path=path, progress=self.progress)
 
     def agreement(self, command: Command) -> r.Result:
         import time

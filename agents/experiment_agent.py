@@ -8,11 +8,12 @@ import logging
 import math
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 from agents import quality
+from agents.results import ExperimentResult
 from agents.fidelity import FidelityStats, PositionStats, position_stats, scoring_chunks, summarize
 from lqmf.errors import LQMFError
 from lqmf.settings import Settings
@@ -70,24 +71,6 @@ class RunFigures:
         return data
 
 
-@dataclass
-class ExperimentReport:
-    """What an experiment found; `rows` are per model, `runs` per generation."""
-
-    id: int
-    kind: str
-    models: list[str]
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    runs: list[dict[str, Any]] = field(default_factory=list)
-    recommendation: str = ""
-    reference: Optional[str] = None
-    report_path: Optional[str] = None
-    notes: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
 def percentile(values: Sequence[float], q: float) -> float:
     """Linear-interpolated percentile (numpy's default method), q in [0, 100]."""
     if not values:
@@ -99,15 +82,19 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 # -- inputs -------------------------------------------------------------------------------------------
-def _lines(path: Path) -> list[tuple[int, str]]:
+def _read_text(path: Path) -> str:
     path = Path(path).expanduser()
     if not path.is_file():
         raise LQMFError(f"no file at {path}", "give the path of a .txt or .jsonl file")
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise LQMFError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})", "save it as UTF-8") from None
-    return [(i, line) for i, line in enumerate(text.splitlines(), 1) if line.strip()]
+
+
+def _lines(path: Path) -> list[tuple[int, str]]:
+    """Numbered non-empty lines (numbers count blank lines too, as an editor shows them)."""
+    return [(i, line) for i, line in enumerate(_read_text(path).splitlines(), 1) if line.strip()]
 
 
 def _json_line(path: Path, number: int, line: str) -> Any:
@@ -242,18 +229,18 @@ class ExperimentAgent:
         )
 
     # -- prompts ------------------------------------------------------------------------------------------
-    def single(self, model: str, prompt: str, params: GenerationParams) -> ExperimentReport:
+    def single(self, model: str, prompt: str, params: GenerationParams) -> ExperimentResult:
         """One prompt, one answer, measured and scored."""
         return self.prompts("single", model, [prompt], params)
 
     def batch(self, model: str, path: Path, params: GenerationParams,
-              progress: Optional[Progress] = None) -> ExperimentReport:
+              progress: Optional[Progress] = None) -> ExperimentResult:
         """Every prompt of a .txt or .jsonl file."""
         prompts = load_prompts(path)
         return self.prompts("batch", model, prompts, params, progress, source=str(path))
 
     def prompts(self, kind: str, model: str, prompts: list[Prompt], params: GenerationParams,
-                progress: Optional[Progress] = None, **extra: Any) -> ExperimentReport:
+                progress: Optional[Progress] = None, **extra: Any) -> ExperimentResult:
         """Each prompt once, in order, measured, scored and recorded."""
         self._seen(model)  # an unknown name: ModelNotFound before anything is recorded
         runs: list[RunFigures] = []
@@ -265,10 +252,11 @@ class ExperimentAgent:
                 exp["summary"] = summarize_runs(model, runs)
                 if progress:
                     progress(f"{kind} on {model}", i + 1, len(prompts))
-        return ExperimentReport(exp["id"], kind, [model], rows=[exp["summary"]], runs=[r.to_dict() for r in runs])
+        return ExperimentResult(id=exp["id"], kind=kind, models=[model], rows=[exp["summary"]],
+                                runs=[r.to_dict() for r in runs])
 
     def conversation(self, model: str, path: Path, params: GenerationParams,
-                     progress: Optional[Progress] = None) -> ExperimentReport:
+                     progress: Optional[Progress] = None) -> ExperimentResult:
         """A multi-turn script: each user turn sees the whole conversation so far."""
         system, turns = load_conversation(path)
         self._seen(model)
@@ -285,13 +273,13 @@ class ExperimentAgent:
                 exp["summary"] = summarize_runs(model, runs)
                 if progress:
                     progress(f"conversation with {model}", i + 1, len(turns))
-        return ExperimentReport(exp["id"], "conversation", [model], rows=[exp["summary"]],
+        return ExperimentResult(id=exp["id"], kind="conversation", models=[model], rows=[exp["summary"]],
                                 runs=[r.to_dict() for r in runs])
 
     # -- speed ----------------------------------------------------------------------------------------------
     def benchmark(self, models: list[str], *, prompts: Sequence[Prompt] = STANDARD_PROMPTS, repetitions: int = 3,
                   warmup: int = 1, max_tokens: int = 64, kind: str = "benchmark", only_loaded: bool = False,
-                  progress: Optional[Progress] = None) -> ExperimentReport:
+                  progress: Optional[Progress] = None) -> ExperimentResult:
         """Fixed-length greedy generations (end-of-text ignored, prompt cache dropped) after a warm-up."""
         if repetitions < 1 or warmup < 0 or max_tokens < 2:
             raise LQMFError("repetitions must be >= 1, warm-up >= 0 and max_tokens >= 2", "use the defaults")
@@ -313,7 +301,7 @@ class ExperimentAgent:
                 exp["summary"] = {"models": rows, **settings}
             ranked = rank(rows)
             exp["summary"] = {"models": ranked, "recommendation": recommend(ranked), **settings}
-        return ExperimentReport(exp["id"], kind, list(models), rows=ranked, runs=all_runs,
+        return ExperimentResult(id=exp["id"], kind=kind, models=list(models), rows=ranked, runs=all_runs,
                                 recommendation=recommend(ranked))
 
     def _benchmark_one(self, experiment_id: int, name: str, prompts: Sequence[Prompt], repetitions: int,
@@ -378,14 +366,14 @@ class ExperimentAgent:
 
     def fidelity(self, model: str, reference: Optional[str] = None, *, text_path: Optional[Path] = None,
                  chunks: int = DEFAULT_CHUNKS, chunk: int = DEFAULT_CHUNK,
-                 progress: Optional[Progress] = None) -> ExperimentReport:
+                 progress: Optional[Progress] = None) -> ExperimentResult:
         """The report card of `model` against `reference` on held-out text (a windowed perplexity run)."""
         reference = reference or self.reference_for(model)
         self._seen(model, reference)
         return self._fidelity_report("fidelity", [model], reference, text_path, chunks, chunk, progress)
 
     def _fidelity_report(self, kind: str, models: list[str], reference: str, text_path: Optional[Path],
-                         chunks: int, chunk: int, progress: Optional[Progress]) -> ExperimentReport:
+                         chunks: int, chunk: int, progress: Optional[Progress]) -> ExperimentResult:
         text, source = self._fidelity_text(text_path)
         params = {"reference": reference, "text": source, "chunks": chunks, "chunk": chunk}
         involved = list(dict.fromkeys([reference, *models]))
@@ -401,7 +389,7 @@ class ExperimentAgent:
                     rows.append(row)
             verdict = fidelity_verdict(rows, reference)
             exp["summary"] = {"reference": reference, "text": source, "models": rows, "recommendation": verdict}
-        report = ExperimentReport(exp["id"], kind, models, rows=rows, reference=reference,
+        report = ExperimentResult(id=exp["id"], kind=kind, models=models, rows=rows, reference=reference,
                                   recommendation=verdict, notes=[f"text: {source}"])
         report.report_path = str(self.write_html(report))
         return report
@@ -409,8 +397,7 @@ class ExperimentAgent:
     def _fidelity_text(self, text_path: Optional[Path]) -> tuple[str, str]:
         if text_path is None:
             return heldout_text()
-        lines = _lines(Path(text_path))  # the same checks and messages as prompt files
-        return "\n".join(line for _, line in lines), str(text_path)
+        return _read_text(Path(text_path)), str(text_path)  # verbatim: blank lines are text too
 
     def fidelity_stats(self, reference: str, models: list[str], text: str, *, chunks: int = DEFAULT_CHUNKS,
                        chunk: int = DEFAULT_CHUNK, progress: Optional[Progress] = None) -> dict[str, FidelityStats]:
@@ -455,7 +442,7 @@ class ExperimentAgent:
     # -- side by side -----------------------------------------------------------------------------------------
     def compare(self, models: list[str], *, prompts_path: Optional[Path] = None, reference: Optional[str] = None,
                 max_tokens: int = 48, chunks: int = DEFAULT_CHUNKS,
-                progress: Optional[Progress] = None) -> ExperimentReport:
+                progress: Optional[Progress] = None) -> ExperimentResult:
         """The same prompts on every model, plus fidelity against a shared reference when there is one; ranked."""
         if len(set(models)) < 2:
             raise LQMFError("compare needs two or more different models", "compare A and B")
@@ -467,25 +454,15 @@ class ExperimentAgent:
         with self._recording("compare", list(models), {"prompts": len(prompts), "max_tokens": max_tokens,
                                                       "reference": reference}) as exp:
             rows, runs = {}, []
-            total = len(models) * len(prompts)
+            per_model = 2 * len(prompts)  # a warm-up pass, then one measured pass
+
+            def tick(base: int) -> Callable[[int], None]:
+                return lambda n: progress and progress("compare", base + n, len(models) * per_model)
+
             for m_index, name in enumerate(models):
-                was_loaded = self.manager.is_loaded(name)
-                loaded = self.manager.load(name)
-                for prompt in prompts:  # warm-up, as in benchmark()
-                    self.run_prompt(name, prompt, params, fresh=True)
-                model_runs = []
-                for p_index, prompt in enumerate(prompts):
-                    run = self.run_prompt(name, prompt, params, fresh=True)
-                    self._record_run(exp["id"], run)
-                    model_runs.append(run)
-                    if progress:
-                        progress("compare", m_index * len(prompts) + p_index + 1, total)
-                row = summarize_runs(name, model_runs)
-                row.update(format=loaded.record.format, level=loaded.record.level, bits=loaded.record.bits,
-                           size_bytes=loaded.record.size_bytes, load_time_s=loaded.load_time_s,
-                           loaded_by_benchmark=not was_loaded)
-                rows[name] = row
-                runs.extend(r.to_dict() for r in model_runs)
+                rows[name], model_runs = self._benchmark_one(exp["id"], name, prompts, 1, 1, params,
+                                                             tick(m_index * per_model))
+                runs.extend(model_runs)
             if reference is not None:
                 text, source = heldout_text()
                 stats = self.fidelity_stats(reference, models, text, chunks=chunks, progress=progress)
@@ -496,13 +473,13 @@ class ExperimentAgent:
                 notes.append("no fidelity: these models do not share a source model (run: fidelity of A against REF)")
             ranked = rank(list(rows.values()))
             exp["summary"] = {"models": ranked, "reference": reference, "recommendation": recommend(ranked, reference)}
-        report = ExperimentReport(exp["id"], "compare", list(models), rows=ranked, runs=runs, reference=reference,
-                                  recommendation=recommend(ranked, reference), notes=notes)
+        report = ExperimentResult(id=exp["id"], kind="compare", models=list(models), rows=ranked, runs=runs,
+                                  reference=reference, recommendation=recommend(ranked, reference), notes=notes)
         report.report_path = str(self.write_html(report))
         return report
 
     # -- pictures -------------------------------------------------------------------------------------------
-    def write_html(self, report: ExperimentReport) -> Path:
+    def write_html(self, report: ExperimentResult) -> Path:
         """The self-contained HTML report of a compare or fidelity experiment."""
         from agents.report_html import VariantRow, write_report
 

@@ -108,8 +108,8 @@ class Exit(Result):
 class ExperimentResult(Result):
     """A finished experiment: per-model rows, per-generation runs, the recommendation and the report file."""
 
-    kind: str = ""
     id: int = 0
+    kind: str = ""
     models: list[str] = field(default_factory=list)
     rows: list[dict[str, Any]] = field(default_factory=list)
     runs: list[dict[str, Any]] = field(default_factory=list)
