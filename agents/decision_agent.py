@@ -38,6 +38,9 @@ GROUPS: dict[str, frozenset[str]] = {
     "agreement": frozenset({"agreement", "agree", "consistency", "consistent", "classification"}),
     "quantize": frozenset({"quantize", "quantise", "quant", "quantization", "convert", "compress", "shrink"}),
     "download": frozenset({"download", "pull", "fetch", "grab"}),
+    "import": frozenset({"import", "adopt"}),
+    "login": frozenset({"login", "authenticate", "signin", "token"}),
+    "imatrix": frozenset({"imatrix", "importance"}),
     "experiments": frozenset({"experiments", "history", "runs", "results", "past"}),
     "stats": frozenset({"statistics", "stats", "metrics", "numbers", "usage"}),
     "config": frozenset({"config", "configuration", "settings", "setting", "env", "environment", "options"}),
@@ -54,7 +57,7 @@ FILLER = frozenset({
     "some", "all", "is", "are", "be", "into", "in", "at", "from", "quickly", "currently", "again", "new",
 })
 METHODS = {"gguf": "gguf", "gptq": "gptq", "bnb": "bnb", "bitsandbytes": "bnb", "llama.cpp": "gguf"}
-LEVEL = re.compile(r"^(?:i?q[2-8](?:_k)?(?:_[sml]|_[01])?|f16|bf16|f32)$", re.I)
+LEVEL = re.compile(r"^(?:i?q[1-8](?:_k)?(?:_(?:[sml]|[01]|xs|xxs|nl))?|f16|bf16|f32)$", re.I)
 BNB_LEVELS = {"nf4": 4, "fp4": 4, "int8": 8, "int4": 4}
 FILE = re.compile(r"\.(?:txt|jsonl|json|csv|md|yaml|yml)$", re.I)
 URL = re.compile(r"https?://\S+")
@@ -64,7 +67,8 @@ BITS = re.compile(r"\b(\d{1,2})\s*-?\s*bits?\b", re.I)
 CANONICAL = [
     "start server", "stop server", "show api status", "list models", "load model NAME", "unload model NAME",
     "chat with model NAME", "benchmark model NAME", "compare models A and B", "experiment with model NAME",
-    "quantize NAME to 4-bit gguf", "download model NAME", "list experiments", "show statistics", "show config",
+    "quantize NAME to 4-bit gguf", "download model ORG/NAME", "import PATH", "login", "list quantizations",
+    "list experiments", "show statistics", "show config",
     "help", "exit",
 ]
 
@@ -231,9 +235,13 @@ class DecisionAgent:
     @staticmethod
     def _ask_for_missing(command: Command, known: list[str]) -> None:
         needs_model = {Intent.LOAD_MODEL_API, Intent.UNLOAD_MODEL_API, Intent.CHAT_WITH_MODEL,
-                       Intent.QUANTIZE_MODEL, Intent.DOWNLOAD_MODEL}
+                       Intent.QUANTIZE_MODEL}
         slots = command.slots
-        if command.intent in needs_model and not slots.model:
+        if command.intent is Intent.DOWNLOAD_MODEL and not slots.model:
+            command.question = "Which Hugging Face repository? e.g. download Qwen/Qwen2.5-0.5B-Instruct"
+        elif command.intent is Intent.IMPORT_MODEL and not slots.model:
+            command.question = "Which folder or .gguf file? e.g. import ~/models/my-model"
+        elif command.intent in needs_model and not slots.model:
             verb = command.intent.value.split("_")[0].lower()
             command.question = f"Which model do you want to {verb}?"
             command.choices = known[:20]
@@ -274,9 +282,23 @@ def _model_slots(s: _Words, plain_names: bool = False, **extra) -> Slots:
     return Slots(model=refs[0] if refs else None, models=refs if many else [], prompt=_prompt(s), **extra)
 
 
+AS_NAME = re.compile(r"\bas\s+([A-Za-z0-9][A-Za-z0-9._\-]*)", re.I)
+YES = re.compile(r"(?:^|\s)(?:--yes|-y)\b|\byes\b", re.I)
+
+
+def _output_name(s: _Words, line: str) -> tuple[Optional[str], list[str]]:
+    """"... as NAME": the output's name, and the model references other than it."""
+    match = AS_NAME.search(line)
+    name = match.group(1).rstrip(".,!?;") if match else None
+    return name, [m for m in s.models if m != name]
+
+
 def _quantize(s: _Words, line: str) -> Optional[Command]:
     if not s.has("quantize"):
         return None
+    name, refs = _output_name(s, line)
+    if not refs and (s.has("list") or s.has("experiments")):
+        return Command(Intent.LIST_QUANTIZATIONS)
     bits = BITS.search(line)
     level = next((lv for lv in s.levels), None)
     method = s.methods[0] if s.methods else None
@@ -284,16 +306,30 @@ def _quantize(s: _Words, line: str) -> Optional[Command]:
         method = method or "bnb"
     elif level:
         method = method or "gguf"
-    slots = Slots(model=s.models[0] if s.models else None, method=method, level=level,
-                  bits=int(bits.group(1)) if bits else (BNB_LEVELS.get(level) if level in BNB_LEVELS else
-                                                          int(level[1]) if level and level[0] == "q" else None))
+    level_bits = BNB_LEVELS.get(level) if level in BNB_LEVELS else \
+        int(re.search(r"\d", level).group()) if level and "q" in level[:2] else None
+    slots = Slots(model=refs[0] if refs else None, method=method, level=level,
+                  bits=int(bits.group(1)) if bits else level_bits, file=s.files[0] if s.files else None,
+                  name=name, yes=bool(YES.search(line)), imatrix=s.has("imatrix"), fidelity=s.has("fidelity"))
     return Command(Intent.QUANTIZE_MODEL, slots)
+
+
+def _acquire(s: _Words, line: str) -> Optional[Command]:
+    """download ORG/NAME [LEVEL] [as NAME] · import PATH [as NAME] · login."""
+    if s.has("download") or s.has("import"):
+        name, refs = _output_name(s, line)
+        intent = Intent.DOWNLOAD_MODEL if s.has("download") else Intent.IMPORT_MODEL
+        return Command(intent, Slots(model=refs[0] if refs else None, level=s.levels[0] if s.levels else None,
+                                     name=name))
+    if s.has("login") or re.search(r"\blog\s+in(?:to)?\b", line, re.I):
+        return Command(Intent.LOGIN)
+    return None
 
 
 def _simple(intent: Intent, *groups: str, alone: bool = False) -> Callable[[_Words, str], Optional[Command]]:
     def rule(s: _Words, line: str) -> Optional[Command]:
         if any(s.has(g) for g in groups) and (not alone or set(s.words) <= set().union(*(GROUPS[g] for g in groups))):
-            return Command(intent, _model_slots(s) if intent is Intent.DOWNLOAD_MODEL else Slots())
+            return Command(intent)
         return None
     return rule
 
@@ -382,7 +418,7 @@ def _list_models(s: _Words, line: str) -> Optional[Command]:
 RULES: list[Callable[[_Words, str], Optional[Command]]] = [
     _exit,
     _quantize,
-    _simple(Intent.DOWNLOAD_MODEL, "download"),
+    _acquire,
     _experiment,
     _server,
     _model_action,

@@ -27,7 +27,12 @@ HELP = [
     ("fidelity of NAME [against REF]", "perplexity, KL divergence, top-1 agreement, Δp against the reference"),
     ("agreement of A and B on data.jsonl", "classify a labelled set with both: agreement, accuracy, per-example CSV"),
     ("list experiments / show statistics", "the recorded history / counts and served requests per model"),
-    ("quantize NAME to 4-bit gguf", "make a quantized variant (coming with the factory work)"),
+    ("download ORG/NAME [LEVEL] [as NAME]", "fetch a model from the Hugging Face Hub (safetensors, or one GGUF file)"),
+    ("import PATH [as NAME]", "copy a local HF folder or .gguf file into the models folder"),
+    ("login", "store a Hugging Face token in the hub's own token store (for gated or private models)"),
+    ("quantize NAME to 4-bit gguf [with imatrix] [and fidelity] [as OUT] [--yes]",
+     "plan, confirm and run a quantization (gguf q2_k..q8_0, iq*, bnb nf4/int8, gptq 4/8)"),
+    ("list quantizations", "every quantization run: plan, status, duration, peak memory"),
     ("show config", "where models, logs and the database live, and the limits"),
     ("help / exit", "this list / leave (stops the server)"),
 ]
@@ -62,8 +67,13 @@ class Executor:
             Intent.EXPERIMENT_WITH_MODEL: self.experiment,
             Intent.LIST_EXPERIMENTS: self.list_experiments,
             Intent.SHOW_STATISTICS: self.statistics,
-            Intent.QUANTIZE_MODEL: self.not_built("quantizing from the shell is"),
-            Intent.DOWNLOAD_MODEL: self.not_built("downloading models from the shell is"),
+            Intent.QUANTIZE_MODEL: self.quantize,
+            Intent.DOWNLOAD_MODEL: self.download,
+            Intent.IMPORT_MODEL: self.import_model,
+            Intent.LOGIN: lambda c: r.ErrorResult(
+                message="login asks for the token at a prompt, so it needs the interactive shell",
+                hint="run `python cli/api_cli.py` and type login, or set HF_TOKEN in the environment"),
+            Intent.LIST_QUANTIZATIONS: self.list_quantizations,
         }
 
     def execute(self, command: Command) -> r.Result:
@@ -207,6 +217,88 @@ class Executor:
                 getattr(variant, "close", lambda: None)()
         return r.AgreementResult(report=report.to_dict())
 
+    # -- the factory -----------------------------------------------------------------------------------------
+    @property
+    def factory(self):
+        """The quantization agent, sharing the experiment agent's store."""
+        from agents.quantization_agent import QuantizationAgent
+
+        return QuantizationAgent(self.settings, self.manager, self.experiments.store)
+
+    def download(self, command: Command) -> r.Result:
+        from agents.acquire import download_model
+
+        got = download_model(command.slots.model, self.settings, name=command.slots.name,
+                             level=command.slots.level, progress=self.progress)
+        return r.AcquiredResult(action="downloaded", model=_acquired_dict(got))
+
+    def import_model(self, command: Command) -> r.Result:
+        from agents.acquire import import_model
+
+        got = import_model(Path(command.slots.model).expanduser(), self.settings, name=command.slots.name,
+                           progress=self.progress)
+        return r.AcquiredResult(action="imported", model=_acquired_dict(got))
+
+    def login(self, token: str) -> r.Result:
+        """Validate and store a Hugging Face token in the hub's own store (the shell prompts for it)."""
+        from agents.acquire import login
+
+        user = login(token, self.settings)
+        from huggingface_hub import constants
+
+        return r.LoggedIn(user=user, token_path=str(constants.HF_TOKEN_PATH))
+
+    def plan_quantization(self, command: Command) -> r.PlanResult:
+        """The plan for a quantize command; a repo id not on disk is downloaded first (with progress)."""
+        from agents.quantization.plan import QuantRequest
+
+        slots = command.slots
+        model, acquired = self._local_source(slots.model)
+        request = QuantRequest(
+            model=model, method=slots.method, bits=slots.bits, level=slots.level, name=slots.name,
+            calibration_file=Path(slots.file).expanduser() if slots.file else None, imatrix=slots.imatrix,
+            fidelity=slots.fidelity,
+        )
+        plan = self.factory.plan(request)
+        result = r.PlanResult(plan=plan.to_dict(), refused=not plan.runnable, ok=plan.runnable)
+        result.plan["acquired"] = acquired
+        return result
+
+    def _local_source(self, ref: str) -> tuple[str, Optional[dict]]:
+        """A model on disk by that name; a Hub repo id (ORG/NAME) that is not is downloaded first."""
+        names = {rec.name for rec in self.manager.available()}
+        if ref in names or "/" not in ref or Path(ref).expanduser().exists():
+            return ref, None
+        from agents.acquire import download_model
+
+        got = download_model(ref, self.settings, progress=self.progress)
+        return got.name, _acquired_dict(got)
+
+    def run_quantization(self, planned: r.PlanResult) -> r.Result:
+        """Run a shown plan; then, when asked, the fidelity report card against the source."""
+        from agents.quantization.plan import QuantPlan
+
+        if planned.refused:
+            return planned
+        fields = {k: v for k, v in planned.plan.items() if k in QuantPlan.__dataclass_fields__}
+        plan = QuantPlan(**fields)
+        done = self.factory.run(plan, progress=self.progress)
+        result = r.Quantized(run_id=done.run_id, output=Path(plan.output_path).name, plan=planned.plan,
+                             manifest=done.manifest, wall_time_s=done.wall_time_s,
+                             peak_rss_bytes=done.peak_rss_bytes, acquired=planned.plan.get("acquired"))
+        if plan.fidelity:
+            name = next(rec.name for rec in self.manager.available() if str(rec.path) == plan.output_path)
+            result.fidelity = self.experiments.fidelity(name, plan.source, progress=self.progress)
+        return result
+
+    def quantize(self, command: Command) -> r.Result:
+        """Plan and run without asking (scripts, -c, the API); the shell asks between the two itself."""
+        planned = self.plan_quantization(command)
+        return self.run_quantization(planned) if planned.ok else planned
+
+    def list_quantizations(self, command: Command) -> r.Result:
+        return r.QuantizationList(runs=self.experiments.store.quantization_runs(limit=30))
+
     def list_experiments(self, command: Command) -> r.Result:
         return r.ExperimentList(experiments=self.experiments.store.experiments(model=command.slots.model, limit=30))
 
@@ -216,9 +308,13 @@ class Executor:
     def unknown(self, command: Command) -> r.Result:
         return r.Unknown(text=command.text.strip(), suggestion=command.suggestion or "help")
 
-    @staticmethod
-    def not_built(feature: str) -> Callable[[Command], r.Result]:
-        return lambda command: r.NotBuilt(feature=f"{feature} not built yet")
+
+def _acquired_dict(got) -> dict:
+    from dataclasses import asdict
+
+    data = asdict(got)
+    data["path"] = str(data["path"])
+    return data
 
 
 def model_names(manager) -> Callable[[], list[str]]:

@@ -18,6 +18,9 @@ class Intent(str, Enum):
     EXPERIMENT_WITH_MODEL = "EXPERIMENT_WITH_MODEL"
     QUANTIZE_MODEL = "QUANTIZE_MODEL"
     DOWNLOAD_MODEL = "DOWNLOAD_MODEL"
+    IMPORT_MODEL = "IMPORT_MODEL"
+    LOGIN = "LOGIN"
+    LIST_QUANTIZATIONS = "LIST_QUANTIZATIONS"
     LIST_EXPERIMENTS = "LIST_EXPERIMENTS"
     SHOW_STATISTICS = "SHOW_STATISTICS"
     SHOW_CONFIG = "SHOW_CONFIG"
@@ -39,10 +42,14 @@ class Slots:
     method: Optional[str] = None  # gguf | gptq | bnb
     bits: Optional[int] = None
     level: Optional[str] = None  # q4_k_m, nf4, ...
+    name: Optional[str] = None  # the output's name: "... as NAME"
+    yes: bool = False  # --yes: run the plan without asking
+    imatrix: bool = False  # GGUF: compute an importance matrix first
+    fidelity: bool = False  # quantize: a fidelity report card right after
 
     def to_dict(self) -> dict[str, Any]:
         """Only the slots that are set."""
-        return {k: v for k, v in asdict(self).items() if v not in (None, [], "")}
+        return {k: v for k, v in asdict(self).items() if v not in (None, [], "", False)}
 
 
 @dataclass

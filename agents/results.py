@@ -47,12 +47,6 @@ class Unknown(Result):
 
 
 @dataclass
-class NotBuilt(Result):
-    feature: str = ""
-    ok: bool = False
-
-
-@dataclass
 class ModelList(Result):
     models_dir: str = ""
     models: list[dict[str, Any]] = field(default_factory=list)
@@ -132,3 +126,44 @@ class ExperimentList(Result):
 @dataclass
 class Statistics(Result):
     values: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PlanResult(Result):
+    """A quantization plan shown before it runs (refused: `problems` say why, and it is not ok)."""
+
+    plan: dict[str, Any] = field(default_factory=dict)
+    refused: bool = False
+
+
+@dataclass
+class Quantized(Result):
+    """A finished quantization run: the plan it followed, the output's manifest and the run's measurements."""
+
+    run_id: int = 0
+    output: str = ""
+    plan: dict[str, Any] = field(default_factory=dict)
+    manifest: dict[str, Any] = field(default_factory=dict)
+    wall_time_s: float = 0.0
+    peak_rss_bytes: int = 0
+    acquired: Optional[dict[str, Any]] = None  # the download that came first, when the source was a repo id
+    fidelity: Optional[ExperimentResult] = None
+
+
+@dataclass
+class AcquiredResult(Result):
+    """A model downloaded from the Hub or imported from a local path."""
+
+    action: str = ""  # downloaded | imported
+    model: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class QuantizationList(Result):
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class LoggedIn(Result):
+    user: str = ""
+    token_path: str = ""

@@ -57,11 +57,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command or args.script:
             lines = [args.command] if args.command else Path(args.script).read_text(encoding="utf-8").splitlines()
-            shell = Shell(executor, agent, console, as_json=args.json, session=_NoSession())
+            shell = Shell(executor, agent, console, as_json=args.json, session=_NoSession(), interactive=False)
             failed = 0
             for line in lines:
                 if line.strip() and not line.lstrip().startswith("#"):
-                    result = shell.run_line(line)
+                    try:
+                        result = shell.run_line(line)
+                    except KeyboardInterrupt:
+                        # Runs record themselves incomplete and remove their partial outputs on the way out.
+                        console.print(f"[yellow]cancelled:[/yellow] {line}")
+                        return 130
                     failed += 0 if result.ok else 1
             return 1 if failed else 0
         # A pipe is read line by line; prompt_toolkit is for terminals (it would swallow piped lines).
@@ -70,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
             # Ctrl-C must stop a generation even when a parent started us with SIGINT ignored.
             signal.signal(signal.SIGINT, signal.default_int_handler)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-        Shell(executor, agent, console, as_json=args.json, session=session).loop()
+        # Piped lines are typed lines: plans are confirmed and login reads the token from the next line.
+        Shell(executor, agent, console, as_json=args.json, session=session, interactive=True).loop()
         return 0
     finally:
         server.stop()
@@ -81,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
 class _NoSession:
     """Non-interactive runs never prompt (chat with a prompt answers once; chat mode reads stdin)."""
 
-    def prompt(self, message: str) -> str:
+    def prompt(self, message: str, **_: object) -> str:
         line = sys.stdin.readline()
         if not line:
             raise EOFError

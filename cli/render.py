@@ -211,6 +211,76 @@ def statistics(res: r.Statistics, console: Console) -> None:
         console.print(table)
 
 
+def _duration(seconds: Any) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def plan_panel(res: r.PlanResult, console: Console) -> None:
+    p = res.plan
+    if p.get("acquired"):
+        acquired(r.AcquiredResult(action="downloaded", model=p["acquired"]), console)
+    lines = [
+        f"[bold]{p['source']}[/bold] ({p['source_format']}, {_params(p['parameter_count'])} parameters) → "
+        f"[bold]{p['output_name']}[/bold]",
+        f"method {p['method']}, level {p['level']} ({p['bits']:g} bits per weight nominal)",
+        f"why: {p['recommendation']}",
+        *(f"  {i}. {step}" for i, step in enumerate(p["steps"], 1)),
+    ]
+    if p.get("calibration"):
+        lines.append(f"calibration: {p['calibration']}")
+    if p.get("fidelity"):
+        lines.append(f"then: fidelity report card against {p['source']}")
+    lines += [
+        f"expected: output ≈ {_size(p['expected_size_bytes'])}, peak RAM ≈ {_size(p['expected_peak_ram_bytes'])} "
+        f"(available {_size(p['available_ram_bytes'])}), disk ≈ {_size(p['disk_needed_bytes'])} "
+        f"(free {_size(p['free_disk_bytes'])})",
+        f"time: about {_duration(p['estimated_seconds'])} ({p['estimate_basis']})",
+        *(f"note: {note}" for note in p.get("notes") or []),
+    ]
+    if res.refused:
+        lines += [f"[red]refused:[/red] {problem}" for problem in p["problems"]]
+    console.print(Panel("\n".join(lines), title="quantization plan" + (" — refused" if res.refused else "")))
+
+
+def quantized(res: r.Quantized, console: Console) -> None:
+    m = res.manifest
+    console.print(f"[green]quantized[/green] {res.plan['source']} → [bold]{res.output}[/bold] "
+                  f"({m.get('format')} {m.get('level')}, {_size(m.get('size_bytes'))}, "
+                  f"{m.get('bits_per_weight', 0):.2f} bits per weight) in {_duration(res.wall_time_s)}, "
+                  f"peak memory {_size(res.peak_rss_bytes)} — run #{res.run_id} in the history")
+    for warning in m.get("warnings") or []:
+        console.print(f"[yellow]warning:[/yellow] {warning}")
+    if res.fidelity is not None:
+        experiment_result(res.fidelity, console)
+    console.print(f"next: load model {res.output.removesuffix('.gguf')} · chat with {res.output.removesuffix('.gguf')}"
+                  f" · compare {res.output.removesuffix('.gguf')} and {res.plan['source']}")
+
+
+def acquired(res: r.AcquiredResult, console: Console) -> None:
+    m = res.model
+    if m.get("already_present"):
+        console.print(f"{m['name']} is already here ({m['path']}), from {m['source']}")
+        return
+    console.print(f"[green]{res.action}[/green] {m['source']} → [bold]{m['name']}[/bold] ({m['format']}, "
+                  f"{m['files']} files, {_size(m['size_bytes'])}) in {_duration(m['wall_time_s'])}")
+
+
+def quantization_list(res: r.QuantizationList, console: Console) -> None:
+    if not res.runs:
+        console.print("No quantization runs yet. Try: quantize NAME to 4-bit gguf")
+        return
+    table = Table(title="Quantization runs (newest first)")
+    for column in ("id", "source", "output", "method", "level", "status", "started", "took", "peak memory", "note"):
+        table.add_column(column)
+    for q in res.runs:
+        table.add_row(str(q["id"]), q["source"], q["output"], q["method"], q.get("level") or "-", q["status"],
+                      time.strftime("%Y-%m-%d %H:%M", time.localtime(q["started_at"])), _duration(q.get("wall_time_s")),
+                      _size(q.get("peak_rss_bytes")), q.get("error") or "")
+    console.print(table)
+
+
 RENDERERS: dict[type, Callable[[Any, Console], None]] = {
     r.ExperimentResult: experiment_result,
     r.AgreementResult: agreement,
@@ -226,7 +296,12 @@ RENDERERS: dict[type, Callable[[Any, Console], None]] = {
     r.Message: lambda res, c: c.print(res.text),
     r.ErrorResult: lambda res, c: c.print(f"[red]error:[/red] {res.message}" + (f"\n  → {res.hint}" if res.hint else "")),
     r.Unknown: lambda res, c: c.print(f"I did not understand '{res.text}'. Did you mean: [bold]{res.suggestion}[/bold]?"),
-    r.NotBuilt: lambda res, c: c.print(f"[yellow]{res.feature[0].upper()}{res.feature[1:]}.[/yellow]"),
+    r.PlanResult: plan_panel,
+    r.Quantized: quantized,
+    r.AcquiredResult: acquired,
+    r.QuantizationList: quantization_list,
+    r.LoggedIn: lambda res, c: c.print(f"[green]logged in[/green] as {res.user}; the token is in "
+                                       f"huggingface_hub's store ({res.token_path}), not in the project"),
     r.Exit: lambda res, c: None,
     r.ChatStart: lambda res, c: None,
 }

@@ -18,14 +18,26 @@ from agents.decision_agent import DecisionAgent
 from agents.intents import Intent
 from agents.executor_agent import Executor
 from cli.render import render
+from lqmf.errors import LQMFError
 
 log = logging.getLogger("cli")
 
 COMMAND_WORDS = [
     "list models", "load model", "unload model", "serve model", "start server", "stop server", "show api status",
     "show loaded models", "chat with", "talk to", "benchmark", "compare", "experiment with", "quantize",
-    "list experiments", "show statistics", "show config", "help", "exit",
+    "download", "import", "login", "list quantizations", "list experiments", "show statistics", "show config", "help", "exit",
 ]
+
+
+# Intents whose work advances a progress bar (the executor's progress callback).
+PROGRESS = {Intent.EXPERIMENT_WITH_MODEL, Intent.DOWNLOAD_MODEL, Intent.IMPORT_MODEL}
+
+
+def _bytes(n: int) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
 
 
 # Intents that can take seconds (loading weights, starting uvicorn): a spinner while they run.
@@ -65,8 +77,10 @@ class Shell:
     """Reads commands, runs them, draws the results. One manager, shared with the API server."""
 
     def __init__(self, executor: Executor, agent: DecisionAgent, console: Console, as_json: bool = False,
-                 session: Optional[PromptSession] = None) -> None:
+                 session: Optional[PromptSession] = None, interactive: Optional[bool] = None) -> None:
         self.executor = executor
+        # Interactive shells confirm plans and prompt for secrets; -c and --script never stop to ask.
+        self.interactive = session is None if interactive is None else interactive
         self.agent = agent
         self.console = console
         self.as_json = as_json
@@ -82,8 +96,12 @@ class Shell:
     def run_line(self, line: str) -> r.Result:
         """Parse, execute and draw one line; chat mode and one-shot prompts happen here too."""
         command = self.agent.parse(line)
-        if command.intent is Intent.EXPERIMENT_WITH_MODEL and not command.question and not self.as_json:
-            result = self._with_progress(command)
+        if command.intent is Intent.LOGIN and not command.question:
+            result = self._login()
+        elif command.intent is Intent.QUANTIZE_MODEL and not command.question and not self.as_json:
+            result = self._quantize(command)
+        elif command.intent in PROGRESS and not command.question and not self.as_json:
+            result = self._with_progress(lambda: self.executor.execute(command), command.slots.kind or "working")
         elif command.intent in SLOW and not command.question and not self.as_json:
             with self.console.status(f"{command.intent.value.replace('_', ' ').lower()} …"):
                 result = self.executor.execute(command)
@@ -101,22 +119,50 @@ class Shell:
                 self.chat_mode(chat)
         return result
 
-    def _with_progress(self, command) -> r.Result:
-        """Run an experiment under a progress bar the experiment advances (Ctrl-C stops it, recorded incomplete)."""
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    def _with_progress(self, work: Callable[[], r.Result], first: str) -> r.Result:
+        """Run work under a progress bar it advances (Ctrl-C stops it; runs are recorded incomplete)."""
+        from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=self.console, transient=True) as progress:
-            task = progress.add_task(f"{command.slots.kind or 'experiment'} (loading)", total=None)
+        with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TextColumn("{task.fields[count]}"),
+                      TimeElapsedColumn(), console=self.console, transient=True) as progress:
+            task = progress.add_task(f"{first} …", total=None, count="")
 
             def advance(what: str, done: int, total: int) -> None:
-                progress.update(task, description=what, completed=done, total=total)
+                count = f"{_bytes(done)}/{_bytes(total)}" if what.startswith("download") else f"{done}/{total}"
+                progress.update(task, description=what, completed=done, total=total or None, count=count)
 
             self.executor.progress = advance
             try:
-                return self.executor.execute(command)
+                return work()
             finally:
                 self.executor.progress = None
+
+    def _quantize(self, command) -> r.Result:
+        """Show the plan, ask unless --yes (or a script), then run it under a progress bar."""
+        planned = self._with_progress(lambda: self.executor.plan_quantization(command), "planning")
+        if not planned.ok or command.slots.yes or not self.interactive:
+            if planned.ok:
+                render(planned, self.console)
+                return self._with_progress(lambda: self.executor.run_quantization(planned), "quantizing")
+            return planned
+        render(planned, self.console)
+        answer = self.session.prompt("Run this plan? [y/N] ").strip().lower()
+        if answer not in ("y", "yes"):
+            return r.Message(text="Not run. Change the request (method, level, as NAME) and try again.")
+        return self._with_progress(lambda: self.executor.run_quantization(planned), "quantizing")
+
+    def _login(self) -> r.Result:
+        """Ask for a token without echoing it; huggingface_hub validates and stores it in its own store."""
+        if not self.interactive:
+            return self.executor.execute(self.agent.parse("login"))
+        token = self.session.prompt("Hugging Face token (hidden; make one at https://huggingface.co/settings/tokens): ",
+                                    is_password=True).strip()
+        if not token:
+            return r.Message(text="No token given; nothing stored.")
+        try:
+            return self.executor.login(token)
+        except LQMFError as exc:
+            return r.ErrorResult(message=exc.message, hint=exc.hint)
 
     # -- chat -------------------------------------------------------------------------------------------
     def reply(self, chat: ChatSession, text: str) -> None:

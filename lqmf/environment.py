@@ -20,6 +20,11 @@ def apply_environment_quirks() -> None:
     # Nothing here is allowed to phone home; downloads are explicit and go through huggingface_hub.
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     os.environ.setdefault("DO_NOT_TRACK", "1")
+    # Library tqdm bars would draw over the shell's own progress bars (downloads report through a callback).
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    # torch's own deprecation warnings (printed while bitsandbytes/transformers import) are not
+    # the user's to fix; errors still show.
+    os.environ.setdefault("TORCH_LOGS", "-all")
     # A streamed token crosses threads (model worker -> consumer). With the default 5 ms interval
     # the consumer often waits for the worker's Python code between C calls; 0.1 ms took the
     # manager's streaming from 0.91x to 0.97x of llama-cpp-python's bare loop (benchmarks/).

@@ -61,3 +61,15 @@ class ModelBusy(LQMFError):
 
 class ContextOverflow(LQMFError):
     """The prompt does not fit the model's context window."""
+
+
+class DownloadError(LQMFError):
+    """A model could not be fetched from the Hub (bad id, missing repo, network)."""
+
+
+class AccessDenied(DownloadError):
+    """The Hub refused access (401 no/invalid token, 403 gated or forbidden): the hint says how to get in."""
+
+
+class PlanRefused(LQMFError):
+    """A quantization plan cannot work on this machine (memory, disk, format): refused before work starts."""

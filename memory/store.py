@@ -82,6 +82,13 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         CREATE INDEX request_stats_by_model ON request_stats(model, created_at);
     """),
+    # The factory records the plan it ran and the whole run's measurements (a GGUF run is
+    # convert + importance matrix + quantize, so the output manifest alone does not hold them).
+    ("m002_quantization_measures", """
+        ALTER TABLE quantization_runs ADD COLUMN plan TEXT;
+        ALTER TABLE quantization_runs ADD COLUMN wall_time_s REAL;
+        ALTER TABLE quantization_runs ADD COLUMN peak_rss_bytes INTEGER;
+    """),
 ]
 EXPORTABLE = ("models", "quantization_runs", "experiments", "experiment_results", "request_stats")
 
@@ -193,6 +200,31 @@ class Store:
                 (status, json.dumps(summary), time.time(), experiment_id),
             )
 
+    def start_quantization(self, source: str, output: str, method: str, level: Optional[str],
+                           bits: Optional[float], plan: dict[str, Any]) -> int:
+        """Record a quantization run as it starts (status running, this process's pid)."""
+        with self._write():
+            cursor = self._db.execute(
+                """INSERT INTO quantization_runs (source, output, method, level, bits, status, pid, started_at, plan)
+                   VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?)""",
+                (source, output, method, level, bits, os.getpid(), time.time(), json.dumps(plan)),
+            )
+        return int(cursor.lastrowid)
+
+    def finish_quantization(self, run_id: int, status: str, *, manifest: Optional[dict] = None,
+                            error: Optional[str] = None, wall_time_s: Optional[float] = None,
+                            peak_rss_bytes: Optional[int] = None) -> None:
+        """Close a quantization run: done (with its manifest), failed (an error) or incomplete (stopped)."""
+        if status not in ("done", "failed", "incomplete"):
+            raise ValueError(f"a run finishes done, failed or incomplete, not {status!r}")
+        with self._write():
+            self._db.execute(
+                """UPDATE quantization_runs SET status = ?, manifest = ?, error = ?, wall_time_s = ?,
+                   peak_rss_bytes = ?, finished_at = ? WHERE id = ?""",
+                (status, json.dumps(manifest) if manifest is not None else None, error, wall_time_s,
+                 peak_rss_bytes, time.time(), run_id),
+            )
+
     def record_request(self, model: str, route: str, prompt_tokens: int, completion_tokens: int,
                        latency_s: float) -> None:
         with self._write():
@@ -214,6 +246,17 @@ class Store:
             sql, args = sql + " AND status = ?", args + [status]
         if model:
             sql, args = sql + " AND EXISTS (SELECT 1 FROM json_each(models) WHERE value = ?)", args + [model]
+        rows = self._db.execute(sql + " ORDER BY id DESC LIMIT ?", args + [limit]).fetchall()
+        return [self._decode(dict(row)) for row in rows]
+
+    def quantization_runs(self, method: Optional[str] = None, status: Optional[str] = None,
+                          limit: int = 50) -> list[dict[str, Any]]:
+        """Quantization runs, newest first, optionally of one method or status."""
+        sql, args = "SELECT * FROM quantization_runs WHERE 1 = 1", []
+        if method:
+            sql, args = sql + " AND method = ?", args + [method]
+        if status:
+            sql, args = sql + " AND status = ?", args + [status]
         rows = self._db.execute(sql + " ORDER BY id DESC LIMIT ?", args + [limit]).fetchall()
         return [self._decode(dict(row)) for row in rows]
 
@@ -274,7 +317,7 @@ class Store:
 
     @staticmethod
     def _decode(row: dict[str, Any]) -> dict[str, Any]:
-        for key in ("models", "params", "summary", "metrics", "manifest"):
+        for key in ("models", "params", "summary", "metrics", "manifest", "plan"):
             if isinstance(row.get(key), str):
                 row[key] = json.loads(row[key])
         return row

@@ -19,7 +19,7 @@ from tests.conftest import REPO
 SCHEMA = {
     "models": ["name", "format", "level", "bits", "size_bytes", "parameter_count", "path", "first_seen", "last_seen"],
     "quantization_runs": ["id", "source", "output", "method", "level", "bits", "status", "error", "manifest", "pid",
-                          "started_at", "finished_at"],
+                          "started_at", "finished_at", "plan", "wall_time_s", "peak_rss_bytes"],
     "experiments": ["id", "kind", "models", "params", "status", "summary", "pid", "started_at", "finished_at"],
     "experiment_results": ["id", "experiment_id", "model", "prompt", "response", "prompt_tokens", "completion_tokens",
                            "latency_s", "ttft_s", "tokens_per_second", "metrics", "created_at"],

@@ -1,0 +1,169 @@
+"""The factory: plan a quantization from a request, run it step by step with progress, record every run.
+
+The shell and the server call the same two functions: `plan()` (nothing runs) and `run()`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from agents.quantization.atomic import sweep_stale_temps, temp_sibling
+from agents.quantization.manifest import manifest_path_for, measure_run, read_manifest, tree_sha256
+from agents.quantization.plan import QuantPlan, QuantRequest, machine_now, make_plan, source_facts
+from lqmf.errors import LQMFError, PlanRefused
+from lqmf.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class QuantRun:
+    """A finished run: its record id, the plan, the output's manifest and the whole run's measurements."""
+
+    run_id: int
+    plan: QuantPlan
+    manifest: dict
+    wall_time_s: float
+    peak_rss_bytes: int
+
+
+class QuantizationAgent:
+    """Plans and runs quantizations against one models folder and one history store."""
+
+    def __init__(self, settings: Settings, manager, store) -> None:
+        self.settings = settings
+        self.manager = manager
+        self.store = store
+
+    def plan(self, request: QuantRequest) -> QuantPlan:
+        """The plan for a request (refused plans carry their problems; nothing runs)."""
+        from agents.quantization.converter import converter_dir
+
+        record = self.manager.record(request.model)
+        facts = source_facts(record)
+        models_dir = self.settings.models_dir
+        history = self.store.quantization_runs(status="done", limit=200)
+        conv = converter_dir(self.settings)
+        return make_plan(request, facts, models_dir, machine_now(models_dir), history,
+                         converter_dir=conv if conv.is_dir() else None)
+
+    def run(self, plan: QuantPlan, progress: Optional[Progress] = None) -> QuantRun:
+        """Run a plan: every step under one measurement, recorded running -> done / failed / incomplete."""
+        if not plan.runnable:
+            raise PlanRefused("; ".join(plan.problems), "change the request (see the plan) and try again")
+        sweep_stale_temps(self.settings.models_dir)
+        run_id = self.store.start_quantization(plan.source, plan.output_name, plan.method, plan.level, plan.bits,
+                                               plan.to_dict())
+        steps = _Steps(plan.steps, progress)
+        measure = None
+        try:
+            with measure_run() as measure:
+                manifest = RUNNERS[plan.method](self, plan, steps)
+        except KeyboardInterrupt:
+            self._finish(run_id, "incomplete", measure, error="stopped with Ctrl-C")
+            raise
+        except LQMFError as exc:
+            self._finish(run_id, "failed", measure, error=str(exc))
+            raise
+        except Exception as exc:
+            log.exception("quantization run %s failed", run_id)
+            self._finish(run_id, "failed", measure, error=f"{type(exc).__name__}: {exc}")
+            raise
+        self._finish(run_id, "done", measure, manifest=manifest)
+        steps.done()
+        log.info("quantization run %s: %s -> %s in %.1f s", run_id, plan.source, plan.output_name, measure.wall_time_s)
+        return QuantRun(run_id, plan, manifest, round(measure.wall_time_s, 3), measure.peak_rss_bytes)
+
+    def _finish(self, run_id: int, status: str, measure, *, manifest: Optional[dict] = None,
+                error: Optional[str] = None) -> None:
+        self.store.finish_quantization(
+            run_id, status, manifest=manifest, error=error,
+            wall_time_s=round(measure.wall_time_s, 3) if measure else None,
+            peak_rss_bytes=measure.peak_rss_bytes if measure else None,
+        )
+
+    # -- runners, one per method ------------------------------------------------------------------------
+    def _gguf(self, plan: QuantPlan, steps: "_Steps") -> dict:
+        from agents.quantization.gguf_quant import FLOAT_BITS, convert_to_gguf, quantize_gguf
+
+        src, out = Path(plan.source_path), Path(plan.output_path)
+        if plan.level in FLOAT_BITS:
+            steps.next()
+            convert_to_gguf(src, out, self.settings, plan.level, overwrite=plan.overwrite)
+            return read_manifest(out)
+        if plan.source_format == "hf":
+            float_gguf = temp_sibling(out.with_name(out.stem + "-f16.gguf"))
+            origin = {"path": str(src), "format": "hf", "sha256": tree_sha256(src), "via": "f16 GGUF (temporary)"}
+        else:
+            float_gguf, origin = src, None
+        imatrix_file = temp_sibling(out.with_name(out.stem + ".imatrix.gguf")) if plan.imatrix else None
+        try:
+            if plan.source_format == "hf":
+                steps.next()
+                convert_to_gguf(src, float_gguf, self.settings, "f16")
+            if imatrix_file is not None:
+                steps.next()
+                from agents.quantization.calibration import load_calibration
+                from agents.quantization.llama_tools import compute_imatrix
+
+                samples = load_calibration(Path(plan.calibration_file) if plan.calibration_file else None)
+                compute_imatrix(float_gguf, samples, imatrix_file, self.settings, threads=self.settings.threads)
+            steps.next()
+            quantize_gguf(float_gguf, out, plan.level, threads=self.settings.threads, overwrite=plan.overwrite,
+                          imatrix=imatrix_file, settings=self.settings, source=origin)
+        finally:
+            for temporary in (float_gguf if origin else None, imatrix_file):
+                if temporary is not None:
+                    temporary.unlink(missing_ok=True)
+                    manifest_path_for(temporary).unlink(missing_ok=True)
+        return read_manifest(out)
+
+    def _gptq(self, plan: QuantPlan, steps: "_Steps") -> dict:
+        from agents.quantization.hf_quant import quantize_gptq
+
+        steps.next()
+        quantize_gptq(
+            Path(plan.source_path), Path(plan.output_path), bits=int(plan.bits),
+            calibration_file=Path(plan.calibration_file) if plan.calibration_file else None,
+            overwrite=plan.overwrite, logs_dir=self.settings.logs_dir,
+        )
+        return read_manifest(Path(plan.output_path))
+
+    def _bnb(self, plan: QuantPlan, steps: "_Steps") -> dict:
+        from agents.quantization.hf_quant import quantize_bnb
+
+        steps.next()
+        quantize_bnb(Path(plan.source_path), Path(plan.output_path), plan.level, overwrite=plan.overwrite)
+        return read_manifest(Path(plan.output_path))
+
+
+RUNNERS: dict[str, Callable[[QuantizationAgent, QuantPlan, "_Steps"], dict]] = {
+    "gguf": QuantizationAgent._gguf,
+    "gptq": QuantizationAgent._gptq,
+    "bnb": QuantizationAgent._bnb,
+}
+
+
+class _Steps:
+    """Advances the caller's progress one plan step at a time (the step's text is the description)."""
+
+    def __init__(self, steps: list[str], progress: Optional[Progress]) -> None:
+        self.steps = steps
+        self.progress = progress
+        self.index = 0
+        self.started = time.perf_counter()
+
+    def next(self) -> None:
+        if self.progress and self.index < len(self.steps):
+            self.progress(self.steps[self.index], self.index, len(self.steps))
+        self.index += 1
+
+    def done(self) -> None:
+        if self.progress:
+            self.progress("done", len(self.steps), len(self.steps))
