@@ -316,7 +316,9 @@ def _quantize(s: _Words, line: str) -> Optional[Command]:
 
 def _acquire(s: _Words, line: str) -> Optional[Command]:
     """download ORG/NAME [LEVEL] [as NAME] · import PATH [as NAME] · login."""
-    if s.has("download") or s.has("import"):
+    # "import" only as typed: its spelling neighbours ("port") belong to other commands.
+    typed_import = any(raw.lower() in GROUPS["import"] for raw in s.raw)
+    if s.has("download") or typed_import:
         name, refs = _output_name(s, line)
         intent = Intent.DOWNLOAD_MODEL if s.has("download") else Intent.IMPORT_MODEL
         return Command(intent, Slots(model=refs[0] if refs else None, level=s.levels[0] if s.levels else None,

@@ -184,8 +184,8 @@ def test_one_command_and_exit_codes(demo_dir, home):
     assert question.returncode == 1 and "Which model" in question.stdout
     unknown = cli(["-c", "frobnicate"], home, demo_dir)
     assert unknown.returncode == 1 and "Did you mean" in unknown.stdout
-    not_built = cli(["-c", "quantize demo-hf to 4-bit gguf"], home, demo_dir)
-    assert not_built.returncode == 1 and "not built yet" in not_built.stdout
+    refused = cli(["-c", "quantize demo-hf to 4-bit gguf"], home, demo_dir)  # demo-q4_k_m.gguf is there
+    assert refused.returncode == 1 and "already exists" in refused.stdout
     once = cli(["-c", 'ask demo-q4_k_m "What does shuffle do?"'], home, demo_dir)
     assert once.returncode == 0 and re.search(r"tokens/s \((stop|length)\)", once.stdout)
 

@@ -192,6 +192,8 @@ def expected_output_bytes(facts: SourceFacts, method: str, bits: float) -> int:
     """Output size from the source's tensor shapes: matrices at `bits`, what each method keeps wide at its width."""
     if method == "bnb" and bits == 4:
         bits += 0.5  # one 32-bit absmax per 64-weight block
+    elif method == "gptq":
+        bits += 0.25  # fp16 scale and packed zero per 128-weight group
     if facts.format != "hf" or not facts.path.is_dir():
         return int(facts.parameter_count * bits / 8) + 256 * 1024
     total = 0.0
@@ -205,7 +207,9 @@ def expected_output_bytes(facts: SourceFacts, method: str, bits: float) -> int:
             if len(info["shape"]) < 2:
                 total += n * (4 if method == "gguf" else DTYPE_BYTES.get(info["dtype"], 4))  # norms, biases
             elif method != "gguf" and KEPT_WIDE.search(name):
-                total += n * DTYPE_BYTES.get(info["dtype"], 4)
+                # GPTQModel saves what it leaves unquantized in fp16; bitsandbytes keeps the source dtype.
+                width = DTYPE_BYTES.get(info["dtype"], 4)
+                total += n * (min(width, 2) if method == "gptq" else width)
             else:
                 total += n * bits / 8
     return int(total) + 256 * 1024  # config, tokenizer and manifest files
