@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-$(REQ_HASH)
 # llama-cpp-python is compiled from source by pip: use every core for it.
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: setup install converter demo run test
+.PHONY: setup install converter tools demo run test
 
 setup: install converter demo
 
@@ -28,11 +28,16 @@ $(STAMP): | $(PY)
 converter: install
 	$(PY) -m agents.quantization.converter
 
+# llama.cpp's llama-imatrix and llama-quantize (importance matrices, IQ levels): about 1.5 minutes
+# once, cached under .cache/tools. Not part of setup: users get them built on first use.
+tools: install
+	$(PY) -m agents.quantization.llama_tools
+
 demo: install converter
 	$(PY) -m lqmf.demo
 
 run: setup
 	$(PY) cli/api_cli.py
 
-test: setup
+test: setup tools
 	$(PY) -m pytest

@@ -20,6 +20,7 @@ from lqmf.settings import Settings
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
+IMATRIX_DIR = ".imatrix"  # inside the models folder; hidden, so discovery skips it
 
 
 @dataclass
@@ -102,7 +103,8 @@ class QuantizationAgent:
             origin = {"path": str(src), "format": "hf", "sha256": tree_sha256(src), "via": "f16 GGUF (temporary)"}
         else:
             float_gguf, origin = src, None
-        imatrix_file = temp_sibling(out.with_name(out.stem + ".imatrix.gguf")) if plan.imatrix else None
+        # Kept (hidden from discovery) so the manifest's imatrix hash names a file one can reuse or inspect.
+        imatrix_file = out.parent / IMATRIX_DIR / f"{out.stem}.imatrix.gguf" if plan.imatrix else None
         try:
             if plan.source_format == "hf":
                 steps.next()
@@ -113,12 +115,14 @@ class QuantizationAgent:
                 from agents.quantization.llama_tools import compute_imatrix
 
                 samples = load_calibration(Path(plan.calibration_file) if plan.calibration_file else None)
-                compute_imatrix(float_gguf, samples, imatrix_file, self.settings, threads=self.settings.threads)
+                imatrix_file.parent.mkdir(exist_ok=True)
+                compute_imatrix(float_gguf, samples, imatrix_file, self.settings, threads=self.settings.threads,
+                                calibration=plan.calibration, overwrite=True)
             steps.next()
             quantize_gguf(float_gguf, out, plan.level, threads=self.settings.threads, overwrite=plan.overwrite,
                           imatrix=imatrix_file, settings=self.settings, source=origin)
         finally:
-            for temporary in (float_gguf if origin else None, imatrix_file):
+            for temporary in (float_gguf if origin else None,):
                 if temporary is not None:
                     temporary.unlink(missing_ok=True)
                     manifest_path_for(temporary).unlink(missing_ok=True)

@@ -14,3 +14,12 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def tethered(cmd: list[str]) -> list[str]:
+    """`cmd` wrapped so the child is killed when this process dies (see lqmf.tether)."""
+    import sys
+    from pathlib import Path
+
+    # Run as a file, not `-m`: the child's sys.path need not contain the project.
+    return [sys.executable, str(Path(__file__).with_name("tether.py")), str(os.getpid()), "--", *cmd]

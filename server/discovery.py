@@ -22,7 +22,9 @@ GGUF_LEVEL_IN_NAME = re.compile(r"(?:^|[-_.])(?P<level>(?:i?q\d(?:_[a-z0-9]+)*)|
 GGUF_FILE_TYPES = {
     0: "f32", 1: "f16", 2: "q4_0", 3: "q4_1", 7: "q8_0", 8: "q5_0", 9: "q5_1", 10: "q2_k",
     11: "q3_k_s", 12: "q3_k_m", 13: "q3_k_l", 14: "q4_k_s", 15: "q4_k_m", 16: "q5_k_s",
-    17: "q5_k_m", 18: "q6_k", 32: "bf16",
+    17: "q5_k_m", 18: "q6_k", 19: "iq2_xxs", 20: "iq2_xs", 21: "q2_k_s", 22: "iq3_xs", 23: "iq3_xxs",
+    24: "iq1_s", 25: "iq4_nl", 26: "iq3_s", 27: "iq3_m", 28: "iq2_s", 29: "iq2_m", 30: "iq4_xs",
+    31: "iq1_m", 32: "bf16",
 }
 LEVEL_BITS = {"f32": 32.0, "f16": 16.0, "bf16": 16.0}
 
@@ -88,6 +90,9 @@ def inspect_gguf(path: Path, name: str) -> ModelRecord:
             f = fields.get(key)
             return f.contents() if f is not None else None
 
+        if value("general.type") == "imatrix":
+            record.usable, record.reason = False, "an importance matrix (llama-imatrix output), not a model"
+            return record
         arch = value("general.architecture")
         record.architecture = arch
         record.context_length = value(f"{arch}.context_length") if arch else None

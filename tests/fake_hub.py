@@ -53,6 +53,10 @@ class FakeHub:
         files = {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
         self.repos[repo_id] = FakeRepo(files, **flags)
 
+    def add_files(self, repo_id: str, files: dict[str, bytes], **flags) -> None:
+        """A repo made of these files (paths relative to the repo root)."""
+        self.repos[repo_id] = FakeRepo(dict(files), **flags)
+
     def start(self) -> "FakeHub":
         hub = self
 

@@ -198,3 +198,29 @@ def test_download_errors_are_explained(hub, home, tmp_path):
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert {r.name for r in discover(models)} == {"private-llama"}
     assert read_manifest(models / "private-llama")["source"]["hub"] == "lqmf-test/private-llama"
+
+
+def test_iq_level_gets_an_importance_matrix_and_a_fidelity_report_card(demo_dir, home, tmp_path):
+    """iq2_xxs needs an importance matrix: the plan adds one, the run records it, fidelity follows."""
+    models = models_with(demo_dir, tmp_path / "models", "demo-hf")
+    done = run_cli(["-c", "quantize demo-hf to iq2_xxs and fidelity --yes as tiny-iq2"], home, models)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = " ".join(done.stdout.split())
+    assert "needs an importance matrix" in out and "compute an importance matrix" in out
+    assert "Fidelity against demo-hf" in out and "KLD mean" in out
+    manifest = read_manifest(models / "tiny-iq2.gguf")
+    imatrix = manifest["details"]["imatrix"]
+    assert imatrix["chunks"] >= 2 and "built-in" in imatrix["calibration"]
+    assert Path(imatrix["path"]).is_file() and Path(imatrix["path"]).parent.name == ".imatrix"
+    assert manifest["tensor_types"].get("IQ2_XXS", 0) > 0
+    assert {r.name for r in discover(models)} == {"demo-hf", "tiny-iq2"}  # the imatrix is not listed as a model
+    (run,) = runs(home)
+    assert run["status"] == "done" and run["plan"]["imatrix"] is True
+    store = Store(home / "memory" / "lqmf.db")
+    try:
+        (fidelity,) = store.experiments(kind="fidelity")
+        assert fidelity["status"] == "done" and set(fidelity["models"]) == {"demo-hf", "tiny-iq2"}
+        kld = next(r["metrics"]["kld_mean"] for r in store.results(fidelity["id"]) if r["model"] == "tiny-iq2")
+    finally:
+        store.close()
+    assert kld > 0 and f"{kld:.6f}" in out  # the table shows the recorded, measured number

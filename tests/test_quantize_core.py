@@ -29,7 +29,8 @@ def f16(demo_dir):
     return demo_dir / "demo-f16.gguf"
 
 
-@pytest.mark.parametrize("level", sorted(GGUF_LEVELS))
+# Levels that cannot be made without an importance matrix are covered in test_imatrix.py.
+@pytest.mark.parametrize("level", sorted(n for n, s in GGUF_LEVELS.items() if not s.needs_imatrix))
 def test_every_gguf_level_quantizes_to_its_type(f16, tmp_path, level):
     out = tmp_path / f"demo-{level}.gguf"
     manifest = quantize_gguf(f16, out, level)

@@ -15,6 +15,7 @@ import tarfile
 import tempfile
 from importlib import metadata
 from pathlib import Path
+from typing import Callable
 
 from agents.quantization.atomic import atomic_output
 from lqmf.errors import (
@@ -23,6 +24,7 @@ from lqmf.errors import (
     ToolUnavailable,
     UnsupportedArchitecture,
 )
+from lqmf.processes import tethered
 from lqmf.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,7 @@ SCRIPT = "convert_hf_to_gguf.py"
 # What the converter needs from the sdist's vendor/llama.cpp, relative to that folder.
 NEEDED = (SCRIPT, "conversion/", "gguf-py/", "LICENSE")
 GGUF_OUTTYPES = ("f32", "f16", "bf16")
+VENDOR_PREFIX = "vendor/llama.cpp/"
 
 
 def llama_cpp_version() -> str:
@@ -53,38 +56,56 @@ def ensure_converter(settings: Settings) -> Path:
     version = llama_cpp_version()
     log.info("fetching llama.cpp converter from llama-cpp-python==%s sdist", version)
     with tempfile.TemporaryDirectory(prefix="lqmf-sdist-") as download:
-        cmd = [
-            sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
-            "--dest", download, f"llama-cpp-python=={version}",
-        ]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        archives = list(Path(download).glob("llama_cpp_python-*.tar.gz"))
-        if proc.returncode != 0 or not archives:
-            raise ToolUnavailable(
-                f"could not download the llama-cpp-python {version} source distribution: "
-                f"{proc.stderr.strip()[-500:]}",
-                "check access to the package registry, then run `make setup` again",
-            )
+        archive = fetch_sdist(version, Path(download))
         with atomic_output(target, is_dir=True) as tmp:
-            _extract_converter(archives[0], tmp)
+            names = extract_vendor(archive, tmp, _converter_needs)
+            if SCRIPT not in names:
+                raise ToolUnavailable(f"{archive.name} holds no {VENDOR_PREFIX}{SCRIPT}", "report this version")
     return target
 
 
-def _extract_converter(archive: Path, dest: Path) -> None:
+def fetch_sdist(version: str, dest: Path) -> Path:
+    """Download the llama-cpp-python `version` source distribution into `dest`; return the archive.
+
+    Shared by the converter and the llama.cpp tools build: both need files that only the sdist has.
+    """
+    cmd = [
+        sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
+        "--dest", str(dest), f"llama-cpp-python=={version}",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    archives = list(Path(dest).glob("llama_cpp_python-*.tar.gz"))
+    if proc.returncode != 0 or not archives:
+        raise ToolUnavailable(
+            f"could not download the llama-cpp-python {version} source distribution: "
+            f"{proc.stderr.strip()[-500:]}",
+            "check access to the package registry, then run `make setup` again",
+        )
+    return archives[0]
+
+
+def extract_vendor(archive: Path, dest: Path, wanted: Callable[[str], bool]) -> set[str]:
+    """Extract the sdist's vendor/llama.cpp files for which `wanted(relative path)` holds into `dest`.
+
+    Paths are made relative to vendor/llama.cpp; returns them. Unsafe members are refused by tarfile's
+    "data" filter.
+    """
     with tarfile.open(archive) as tar:
         members = []
         for member in tar.getmembers():
             parts = member.name.split("/", 1)
-            if len(parts) < 2 or not parts[1].startswith("vendor/llama.cpp/"):
+            if len(parts) < 2 or not parts[1].startswith(VENDOR_PREFIX):
                 continue
-            rel = parts[1][len("vendor/llama.cpp/"):]
-            if any(rel == need or (need.endswith("/") and rel.startswith(need)) for need in NEEDED):
-                if member.isfile() or member.isdir():
-                    member.name = rel
-                    members.append(member)
-        if not any(m.name == SCRIPT for m in members):
-            raise ToolUnavailable(f"{archive.name} holds no vendor/llama.cpp/{SCRIPT}", "report this version")
+            rel = parts[1][len(VENDOR_PREFIX):]
+            if rel and (member.isfile() or member.isdir()) and wanted(rel):
+                member.name = rel
+                members.append(member)
         tar.extractall(dest, members=members, filter="data")
+    return {m.name for m in members}
+
+
+def _converter_needs(rel: str) -> bool:
+    return any(rel == need or (need.endswith("/") and rel.startswith(need)) for need in NEEDED)
 
 
 def convert_hf_folder(src: Path, out_file: Path, outtype: str, settings: Settings) -> str:
@@ -96,7 +117,7 @@ def convert_hf_folder(src: Path, out_file: Path, outtype: str, settings: Setting
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(folder), env.get("PYTHONPATH", "")) if p)
     env.pop("NO_LOCAL_GGUF", None)
     cmd = [sys.executable, str(folder / SCRIPT), str(src), "--outfile", str(out_file), "--outtype", outtype]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    proc = subprocess.run(tethered(cmd), capture_output=True, text=True, env=env)
     output = proc.stdout + proc.stderr
     if proc.returncode != 0 or not out_file.is_file():
         log.error("converter failed on %s (exit %s):\n%s", src, proc.returncode, output)

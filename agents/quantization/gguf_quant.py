@@ -1,10 +1,16 @@
-"""HF folder -> f16/bf16/f32 GGUF (llama.cpp's converter) -> K-quants (llama_model_quantize)."""
+"""HF folder -> f16/bf16/f32 GGUF (llama.cpp's converter) -> K-quants and IQ types.
+
+Without an importance matrix, llama_model_quantize runs in-process. With one (see
+agents.quantization.llama_tools), llama.cpp's llama-quantize runs in a child process: the Python
+binding cannot pass an imatrix. Some IQ levels cannot be made without one at all.
+"""
 
 from __future__ import annotations
 
 import ctypes
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -17,37 +23,46 @@ from agents.quantization.manifest import (
     WeightFile,
     manifest_path_for,
     measure_run,
+    read_manifest,
     sha256_file,
     tool_versions,
     tree_sha256,
 )
 from agents.quantization.source import hf_parameter_count, require_hf_folder
 from lqmf.errors import OutputExists, QuantizationError
-from lqmf.settings import Settings
+from lqmf.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 
 K_TYPES = frozenset({"Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_K"})
+# IQ types with 256-wide blocks. IQ4_NL (32-wide) is absent on purpose: llama.cpp sends IQ tensors
+# whose rows are not divisible by 256 there, so it is a fallback unless the level asks for it.
+IQ_TYPES = frozenset({"IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS", "IQ3_S", "IQ4_XS"})
 FLOAT_TYPES = frozenset({"F32", "F16", "BF16"})
 
 
 @dataclass(frozen=True)
 class GGUFLevel:
-    """One llama.cpp quantization type that needs no importance matrix."""
+    """One llama.cpp quantization type (a llama.h LLAMA_FTYPE)."""
 
     name: str  # lower-case, as users type it: q4_k_m
     ftype: str  # llama_cpp constant
     nominal_bits: float  # llama.cpp's documented bits per weight, used for estimates only
-    main_type: str  # the ggml type most weight matrices get
+    main_type: str  # the ggml type most weight matrices get (llama_ftype_get_default_type)
+    needs_imatrix: bool = False  # llama-quantize refuses this level without an importance matrix
 
     @property
     def bits(self) -> int:
-        """The bit class users name it by: 4 for q4_k_m."""
-        return int(self.name[1])
+        """The bit class users name it by: 4 for q4_k_m and iq4_xs."""
+        return int(re.search(r"\d", self.name).group())
 
     @property
     def is_k_quant(self) -> bool:
         return self.main_type in K_TYPES
+
+    @property
+    def is_iq(self) -> bool:
+        return self.name.startswith("iq")
 
 
 GGUF_LEVELS: dict[str, GGUFLevel] = {
@@ -67,6 +82,19 @@ GGUF_LEVELS: dict[str, GGUFLevel] = {
         GGUFLevel("q3_k_m", "LLAMA_FTYPE_MOSTLY_Q3_K_M", 3.91, "Q3_K"),
         GGUFLevel("q3_k_s", "LLAMA_FTYPE_MOSTLY_Q3_K_S", 3.5, "Q3_K"),
         GGUFLevel("q2_k", "LLAMA_FTYPE_MOSTLY_Q2_K", 3.35, "Q2_K"),
+        # IQ types: bpw from llama-quantize's own list. The ones whose main type is IQ3_XXS, IQ2_* or
+        # IQ1_* are refused by llama.cpp without an importance matrix (tensor_requires_imatrix).
+        GGUFLevel("iq4_nl", "LLAMA_FTYPE_MOSTLY_IQ4_NL", 4.5, "IQ4_NL"),
+        GGUFLevel("iq4_xs", "LLAMA_FTYPE_MOSTLY_IQ4_XS", 4.25, "IQ4_XS"),
+        GGUFLevel("iq3_m", "LLAMA_FTYPE_MOSTLY_IQ3_M", 3.66, "IQ3_S"),
+        GGUFLevel("iq3_s", "LLAMA_FTYPE_MOSTLY_IQ3_S", 3.44, "IQ3_S"),
+        GGUFLevel("iq3_xxs", "LLAMA_FTYPE_MOSTLY_IQ3_XXS", 3.06, "IQ3_XXS", needs_imatrix=True),
+        GGUFLevel("iq2_m", "LLAMA_FTYPE_MOSTLY_IQ2_M", 2.7, "IQ2_S", needs_imatrix=True),
+        GGUFLevel("iq2_s", "LLAMA_FTYPE_MOSTLY_IQ2_S", 2.5, "IQ2_XS", needs_imatrix=True),
+        GGUFLevel("iq2_xs", "LLAMA_FTYPE_MOSTLY_IQ2_XS", 2.31, "IQ2_XS", needs_imatrix=True),
+        GGUFLevel("iq2_xxs", "LLAMA_FTYPE_MOSTLY_IQ2_XXS", 2.06, "IQ2_XXS", needs_imatrix=True),
+        GGUFLevel("iq1_m", "LLAMA_FTYPE_MOSTLY_IQ1_M", 1.75, "IQ1_M", needs_imatrix=True),
+        GGUFLevel("iq1_s", "LLAMA_FTYPE_MOSTLY_IQ1_S", 1.56, "IQ1_S", needs_imatrix=True),
     )
 }
 FLOAT_BITS = {"f32": 32.0, "f16": 16.0, "bf16": 16.0}
@@ -106,7 +134,10 @@ def read_gguf_tensors(path: Path) -> GGUFTensorReport:
 
 def find_fallbacks(report: GGUFTensorReport, level: GGUFLevel) -> list[dict[str, str]]:
     """Weight matrices llama.cpp stored in another type than the level asks (e.g. rows not /256)."""
-    if level.is_k_quant:
+    if level.is_iq:
+        # IQ levels mix IQ and K types by design (attn_v, output, first ffn_down layers).
+        allowed = K_TYPES | IQ_TYPES | {level.main_type}
+    elif level.is_k_quant:
         allowed = K_TYPES
     else:
         # Legacy levels keep output.weight at Q6_K by design; anything else is a fallback.
@@ -118,9 +149,11 @@ def find_fallbacks(report: GGUFTensorReport, level: GGUFLevel) -> list[dict[str,
     ]
 
 
-def _gguf_manifest(
-    final: Path, built: Path, *, method: str, level: str, bits: float, source: dict, measure: RunMeasure, **extra
+def gguf_manifest(
+    final: Path, built: Path, *, method: str, level: str, bits: float, source: dict, measure: RunMeasure,
+    packages: tuple[str, ...] = ("llama-cpp-python", "gguf", "torch", "transformers"), **extra
 ) -> Manifest:
+    """The manifest of a GGUF file built at `built` that will live at `final` (quantized, downloaded, imported)."""
     report = read_gguf_tensors(built)
     size = built.stat().st_size
     return Manifest(
@@ -130,7 +163,7 @@ def _gguf_manifest(
         bits=bits,
         level=level,
         source=source,
-        tool_versions=tool_versions("llama-cpp-python", "gguf", "torch", "transformers"),
+        tool_versions=tool_versions(*packages),
         size_bytes=size,
         parameter_count=report.parameter_count,
         bits_per_weight=round(report.bits_per_weight, 4),
@@ -142,7 +175,8 @@ def _gguf_manifest(
     )
 
 
-def _write_manifest_beside(final: Path, manifest: Manifest) -> None:
+def write_manifest_beside(final: Path, manifest: Manifest) -> None:
+    """Write a file output's manifest next to it (`<file>.lqmf.json`), atomically."""
     with atomic_output(manifest_path_for(final), overwrite=True) as tmp:
         tmp.write_text(manifest.to_json(), encoding="utf-8")
 
@@ -161,12 +195,12 @@ def convert_to_gguf(
         with measure_run() as measure:
             converter_log = convert_hf_folder(src, tmp, outtype, settings)
         log.debug("converter output for %s:\n%s", src, converter_log)
-        manifest = _gguf_manifest(
+        manifest = gguf_manifest(
             out_file, tmp, method="convert", level=outtype, bits=FLOAT_BITS[outtype],
             source={"path": str(src), "format": "hf", "sha256": tree_sha256(src)}, measure=measure,
             details={"converter": "convert_hf_to_gguf.py from the llama-cpp-python sdist"},
         )
-        _write_manifest_beside(out_file, manifest)
+        write_manifest_beside(out_file, manifest)
     log.info("converted %s -> %s (%s, %.2f bpw)", src, out_file, outtype, manifest.bits_per_weight)
     return manifest
 
@@ -177,58 +211,141 @@ def quantize_gguf(
     level: str,
     threads: Optional[int] = None,
     overwrite: bool = False,
+    imatrix: Optional[Path] = None,
+    settings: Optional[Settings] = None,
+    source: Optional[dict] = None,
 ) -> Manifest:
-    """Quantize a float GGUF to `level` (q4_k_m, q8_0, ...) in-process; return the manifest.
+    """Quantize a float GGUF to `level` (q4_k_m, iq4_xs, ...); return the manifest.
 
+    With `imatrix` (a GGUF importance matrix from llama_tools.compute_imatrix) llama-quantize runs in
+    a child process (built into `settings.tools_dir` on first use) and the manifest's details record
+    the imatrix; without one, llama_model_quantize runs in-process. `source` replaces the manifest's
+    record of where the weights came from (e.g. the HF folder behind a temporary f16 GGUF).
     Tensors llama.cpp could not store in the requested type (fallbacks) are listed in the
     manifest's `fallbacks` and `warnings`, and logged as warnings.
     """
-    import llama_cpp
-
     src_gguf, out_file = Path(src_gguf), Path(out_file)
+    imatrix = Path(imatrix) if imatrix is not None else None
+    spec = _check_quantize_request(src_gguf, out_file, level, imatrix, overwrite)
+    ensure_disk_space(
+        out_file.parent, int(src_gguf.stat().st_size * spec.nominal_bits / 16) + (16 << 20), out_file.name
+    )
+    nthreads = threads or os.cpu_count() or 1
+    details: dict = {"main_type": spec.main_type, "nominal_bpw": spec.nominal_bits, "threads": nthreads}
+    tools = None
+    if imatrix is not None:
+        from agents.quantization.llama_tools import ensure_llama_tools
+
+        details["imatrix"] = imatrix_details(imatrix)
+        tools = ensure_llama_tools(settings or load_settings())  # before timing: a first build takes minutes
+    with atomic_output(out_file, overwrite=overwrite) as tmp:
+        with measure_run() as measure:
+            if tools is None:
+                details["quantizer"] = _quantize_in_process(src_gguf, tmp, spec, nthreads)
+            else:
+                details["quantizer"] = _quantize_with_tool(tools.quantize, src_gguf, tmp, spec, nthreads, imatrix)
+        report = read_gguf_tensors(tmp)
+        fallbacks = find_fallbacks(report, spec)
+        warnings = _quantize_warnings(out_file, spec, fallbacks, imatrix)
+        manifest = gguf_manifest(
+            out_file, tmp, method="llama.cpp-quantize", level=spec.name, bits=spec.bits,
+            source=source or {"path": str(src_gguf), "format": "gguf", "sha256": sha256_file(src_gguf)},
+            measure=measure, fallbacks=fallbacks, warnings=warnings, details=details,
+        )
+        write_manifest_beside(out_file, manifest)
+    log.info("quantized %s -> %s (%s%s, %.2f bpw)", src_gguf, out_file, spec.name,
+             " with an importance matrix" if imatrix else "", manifest.bits_per_weight)
+    return manifest
+
+
+def _check_quantize_request(
+    src_gguf: Path, out_file: Path, level: str, imatrix: Optional[Path], overwrite: bool
+) -> GGUFLevel:
+    """The level's spec, once the request is known to be possible; else the error that says why."""
     key = level.lower()
     if key not in GGUF_LEVELS:
         raise QuantizationError(
             f"unknown GGUF level {level!r}", f"choose one of {', '.join(GGUF_LEVELS)}"
         )
     spec = GGUF_LEVELS[key]
+    if spec.needs_imatrix and imatrix is None:
+        raise QuantizationError(
+            f"{key} needs an importance matrix: llama.cpp will not quantize to {spec.main_type} without one",
+            "add an importance matrix (compute one from calibration text with "
+            "agents.quantization.llama_tools.compute_imatrix and pass imatrix=...), or choose iq4_xs or a "
+            "K-quant level such as q4_k_m",
+        )
+    if imatrix is not None and not imatrix.is_file():
+        raise QuantizationError(f"no importance matrix at {imatrix}", "compute one with compute_imatrix")
     if not src_gguf.is_file():
         raise QuantizationError(f"no GGUF file at {src_gguf}", "convert the HF model to f16 GGUF first")
     if out_file.exists() and not overwrite:
         raise OutputExists(f"{out_file} already exists", "choose another name or pass overwrite=True")
-    ensure_disk_space(
-        out_file.parent, int(src_gguf.stat().st_size * spec.nominal_bits / 16) + (16 << 20), out_file.name
-    )
+    return spec
+
+
+def _quantize_in_process(src_gguf: Path, tmp: Path, spec: GGUFLevel, nthreads: int) -> str:
+    import llama_cpp
+
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, spec.ftype)
-    params.nthread = threads or os.cpu_count() or 1
-    with atomic_output(out_file, overwrite=overwrite) as tmp:
-        with measure_run() as measure:
-            status = llama_cpp.llama_model_quantize(
-                str(src_gguf).encode(), str(tmp).encode(), ctypes.byref(params)
-            )
-        if status != 0 or not tmp.is_file():
-            raise QuantizationError(
-                f"llama.cpp could not quantize {src_gguf.name} to {key} (status {status})",
-                "check that the source is a complete float GGUF (see logs/lqmf.log)",
-            )
-        report = read_gguf_tensors(tmp)
-        fallbacks = find_fallbacks(report, spec)
-        warnings = []
-        if fallbacks:
-            warnings.append(
-                f"{len(fallbacks)} weight matrices fell back from {spec.main_type} "
-                f"(llama.cpp K-quants need row widths divisible by 256): "
-                + ", ".join(f"{f['tensor']}={f['type']}" for f in fallbacks[:8])
-                + (" ..." if len(fallbacks) > 8 else "")
-            )
-            log.warning("%s: %s", out_file.name, warnings[-1])
-        manifest = _gguf_manifest(
-            out_file, tmp, method="llama.cpp-quantize", level=key, bits=spec.bits,
-            source={"path": str(src_gguf), "format": "gguf", "sha256": sha256_file(src_gguf)},
-            measure=measure, fallbacks=fallbacks, warnings=warnings,
-            details={"main_type": spec.main_type, "nominal_bpw": spec.nominal_bits, "threads": params.nthread},
+    params.nthread = nthreads
+    status = llama_cpp.llama_model_quantize(str(src_gguf).encode(), str(tmp).encode(), ctypes.byref(params))
+    if status != 0 or not tmp.is_file():
+        raise QuantizationError(
+            f"llama.cpp could not quantize {src_gguf.name} to {spec.name} (status {status})",
+            "check that the source is a complete float GGUF (see logs/lqmf.log)",
         )
-        _write_manifest_beside(out_file, manifest)
-    log.info("quantized %s -> %s (%s, %.2f bpw)", src_gguf, out_file, key, manifest.bits_per_weight)
-    return manifest
+    return "llama_model_quantize (in-process)"
+
+
+def _quantize_with_tool(
+    quantize: Path, src_gguf: Path, tmp: Path, spec: GGUFLevel, nthreads: int, imatrix: Path
+) -> str:
+    from agents.quantization.llama_tools import run_child_captured
+
+    cmd = [str(quantize), "--imatrix", str(imatrix), str(src_gguf), str(tmp), spec.name.upper(), str(nthreads)]
+    code, output = run_child_captured(cmd)
+    log.debug("llama-quantize output:\n%s", output)
+    if code != 0 or not tmp.is_file():
+        tail = "\n".join(output.strip().splitlines()[-8:])
+        how = f"was killed by signal {-code}" if code < 0 else f"exited with {code}"
+        raise QuantizationError(
+            f"llama-quantize could not quantize {src_gguf.name} to {spec.name} ({how}):\n{tail}",
+            "check that the source is a complete float GGUF and the imatrix was computed on this model",
+        )
+    return "llama-quantize --imatrix (child process)"
+
+
+def imatrix_details(imatrix: Path) -> dict:
+    """What the manifest records about an importance matrix: file, hash, chunks, calibration text."""
+    from agents.quantization.llama_tools import read_imatrix
+
+    facts = read_imatrix(imatrix)
+    own = (read_manifest(imatrix) or {}).get("details", {})
+    return {
+        "path": str(Path(imatrix).resolve()),
+        "sha256": sha256_file(imatrix),
+        "chunks": facts["chunks"],
+        "chunk_size": facts["chunk_size"],
+        "calibration": own.get("calibration") or ", ".join(facts["datasets"]) or "unknown",
+    }
+
+
+def _quantize_warnings(
+    out_file: Path, spec: GGUFLevel, fallbacks: list[dict[str, str]], imatrix: Optional[Path]
+) -> list[str]:
+    warnings = []
+    if fallbacks:
+        warnings.append(
+            f"{len(fallbacks)} weight matrices fell back from {spec.main_type} "
+            f"(llama.cpp K-quant and IQ types need row widths divisible by 256): "
+            + ", ".join(f"{f['tensor']}={f['type']}" for f in fallbacks[:8])
+            + (" ..." if len(fallbacks) > 8 else "")
+        )
+    if spec.is_iq and imatrix is None:
+        warnings.append(f"{spec.name} made without an importance matrix: allowed for this level, "
+                        "though llama.cpp's IQ types are designed to be used with one")
+    for warning in warnings:
+        log.warning("%s: %s", out_file.name, warning)
+    return warnings

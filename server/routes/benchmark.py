@@ -1,4 +1,4 @@
-"""The experiment record over HTTP: the latest benchmark summary and the experiment history."""
+"""The history over HTTP: the latest benchmark summary, experiments and quantization runs."""
 
 from __future__ import annotations
 
@@ -41,3 +41,13 @@ async def experiment(request: Request, experiment_id: int) -> dict[str, Any]:
         raise APIError(404, f"no experiment {experiment_id}", "GET /experiments lists them")
     row["results"] = await run_in_threadpool(store.results, experiment_id)
     return row
+
+
+@router.get("/quantizations")
+async def quantizations(request: Request, method: Optional[str] = None, status: Optional[str] = None,
+                        limit: int = Query(50, ge=1, le=1000)) -> dict[str, Any]:
+    """Recorded quantization runs, newest first: plan, status, manifest, duration and peak memory."""
+    if status is not None and status not in STATUSES:
+        raise APIError(422, f"unknown status {status!r}", f"use one of {', '.join(STATUSES)}")
+    rows = await run_in_threadpool(request.app.state.store.quantization_runs, method, status, limit)
+    return {"quantizations": rows}
