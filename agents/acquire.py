@@ -421,7 +421,9 @@ def _fetch(listing: RepoListing, selection: Selection, staging: Path, token: Opt
 
     # huggingface_hub prints retries ("Trying to resume download...") on its own stderr handler,
     # which would draw over the shell's progress bar: send them to our log file instead.
-    hub_logging.disable_default_handler()
+    hub_root = logging.getLogger("huggingface_hub")
+    for handler in [h for h in hub_root.handlers if type(h) is logging.StreamHandler]:
+        hub_root.removeHandler(handler)
     hub_logging.enable_propagation()
     staging.mkdir(parents=True, exist_ok=True)
     snapshot_download(

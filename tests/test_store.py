@@ -127,3 +127,27 @@ def test_exports(tmp_path):
         store.export("experiments", tmp_path / "x.txt")
     assert sorted(os.listdir(tmp_path)) == ["lqmf.db", "lqmf.db-shm", "lqmf.db-wal", "r.csv", "r.jsonl"]
     store.close()
+
+
+def test_a_database_from_before_the_factory_is_upgraded_in_place(tmp_path):
+    """A database that only had m001 gains the quantization measures; its rows stay as they were."""
+    db = sqlite3.connect(tmp_path / "old.db")
+    db.execute("CREATE TABLE schema_migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
+    db.executescript(MIGRATIONS[0][1])
+    db.execute("INSERT INTO schema_migrations VALUES ('m001_initial', 0)")
+    db.execute("INSERT INTO quantization_runs (source, output, method, status, pid, started_at) "
+               "VALUES ('a', 'b', 'gguf', 'done', 1, 5.0)")
+    db.commit()
+    db.close()
+    store = Store(tmp_path / "old.db")
+    assert store.migrations() == [name for name, _ in MIGRATIONS]
+    (old,) = store.quantization_runs()
+    assert (old["source"], old["status"], old["plan"], old["wall_time_s"]) == ("a", "done", None, None)
+    run = store.start_quantization("src", "out", "bnb", "nf4", 4, {"steps": ["x"]})
+    store.finish_quantization(run, "done", manifest={"name": "out"}, wall_time_s=1.5, peak_rss_bytes=10)
+    new = store.quantization_runs(method="bnb")[0]
+    assert (new["plan"], new["manifest"], new["wall_time_s"], new["peak_rss_bytes"]) == (
+        {"steps": ["x"]}, {"name": "out"}, 1.5, 10)
+    with pytest.raises(ValueError):
+        store.finish_quantization(run, "finished")
+    store.close()
