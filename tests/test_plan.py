@@ -99,10 +99,12 @@ def test_time_estimate_scales_from_the_newest_finished_run_of_the_method(demo_di
     fresh = plan(demo_dir, "demo-hf", name="x", level="nf4")
     assert "rough default" in fresh.estimate_basis
     earlier = {"id": 7, "method": "bnb", "level": "int8", "status": "done", "wall_time_s": 115.0, "plan": {},
-               "manifest": {"parameter_count": fresh.parameter_count * 10}}
+               "peak_rss_bytes": 6 * 2**30, "manifest": {"parameter_count": fresh.parameter_count * 10}}
     scaled = plan(demo_dir, "demo-hf", history=[earlier], name="x", level="nf4")
     assert "run #7" in scaled.estimate_basis
     assert scaled.estimated_seconds == pytest.approx(15.0 + (115.0 - 15.0) / 10, rel=1e-3)
+    # A measured peak above the formula raises the RAM estimate (less the smaller model's share).
+    assert fresh.expected_peak_ram_bytes < 2 * 2**30 < scaled.expected_peak_ram_bytes <= 6 * 2**30
     other_method = {**earlier, "method": "gguf"}
     assert "rough default" in plan(demo_dir, "demo-hf", history=[other_method], name="x", level="nf4").estimate_basis
 

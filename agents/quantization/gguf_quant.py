@@ -287,6 +287,9 @@ def _check_quantize_request(
 def _quantize_in_process(src_gguf: Path, tmp: Path, spec: GGUFLevel, nthreads: int) -> str:
     import llama_cpp
 
+    # llama-cpp-python prints llama.cpp's per-tensor log to stderr unless its logger is above INFO;
+    # the shell shows its own progress and the manifest records what was written.
+    logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, spec.ftype)
     params.nthread = nthreads

@@ -41,9 +41,10 @@ WHY_LEVEL = {
 # Rough costs for a first run of a method on this kind of machine (no earlier run to scale from):
 # fixed start-up seconds, seconds per billion parameters, and RAM as fixed + bytes per parameter.
 DEFAULT_COST = {
-    "gguf": (10.0, 120.0, 512 * MIB, 2.0),
-    "bnb": (15.0, 90.0, 1 * GIB, 4.0),
-    "gptq": (60.0, 7200.0, 1536 * MIB, 5.0),
+    # RAM bases: this shell with torch and llama.cpp loaded measured 0.8-0.9 GiB on the demo model.
+    "gguf": (10.0, 120.0, 1 * GIB, 2.0),
+    "bnb": (15.0, 90.0, 1280 * MIB, 4.0),
+    "gptq": (60.0, 7200.0, 1792 * MIB, 5.0),
 }
 IMATRIX_S_PER_B = 300.0  # evaluating ~4k calibration tokens per billion parameters on 2 cores
 MARGIN = 1.15  # plans need this much headroom over the estimate
@@ -286,21 +287,39 @@ def _source_problems(method: str, level: str, facts: SourceFacts, converter_dir:
     return []
 
 
+def previous_run(method: str, imatrix: bool, history: list[dict]) -> Optional[dict]:
+    """The newest finished run of the same method (and importance-matrix use) with its measurements."""
+    for run in history:
+        manifest = run.get("manifest") or {}
+        if (run.get("method") == method and run.get("status") == "done"
+                and bool((run.get("plan") or {}).get("imatrix")) == imatrix
+                and manifest.get("parameter_count") and run.get("wall_time_s") and run.get("peak_rss_bytes")):
+            return run
+    return None
+
+
 def estimate_seconds(method: str, params: int, imatrix: bool, history: list[dict]) -> tuple[float, str]:
     """Rough time: scaled from the newest finished run of the same method, else the default rate."""
     fixed, per_b, _, _ = DEFAULT_COST[method]
     extra = IMATRIX_S_PER_B * params / 1e9 if imatrix else 0.0
-    for run in history:
-        if run.get("method") != method or bool((run.get("plan") or {}).get("imatrix")) != imatrix:
-            continue
-        manifest = run.get("manifest") or {}
-        prev_params, prev_time = manifest.get("parameter_count"), run.get("wall_time_s")
-        if run.get("status") == "done" and prev_params and prev_time:
-            rate = max(prev_time - fixed, 0.0) / prev_params
-            seconds = fixed + rate * params + extra
-            return seconds, (f"scaled from run #{run['id']} ({run['level']}, {prev_time:.0f} s for "
-                             f"{prev_params / 1e6:.1f}M parameters)")
+    run = previous_run(method, imatrix, history)
+    if run is not None:
+        prev_params, prev_time = run["manifest"]["parameter_count"], run["wall_time_s"]
+        rate = max(prev_time - fixed, 0.0) / prev_params
+        return fixed + rate * params, (f"scaled from run #{run['id']} ({run['level']}, {prev_time:.0f} s for "
+                                       f"{prev_params / 1e6:.1f}M parameters)")
     return fixed + per_b * params / 1e9 + extra, "no earlier run of this method to scale from: a rough default rate"
+
+
+def estimate_ram(method: str, params: int, imatrix: bool, history: list[dict]) -> int:
+    """Peak RAM of the whole run: the default formula, or more when an earlier run measured more."""
+    _, _, base, per_param = DEFAULT_COST[method]
+    ram = int(base + per_param * params)
+    run = previous_run(method, imatrix, history)
+    if run is not None:
+        measured = run["peak_rss_bytes"] + per_param * (params - run["manifest"]["parameter_count"])
+        ram = max(ram, int(measured))
+    return ram
 
 
 def make_plan(request: QuantRequest, facts: SourceFacts, models_dir: Path, machine: Machine,
@@ -345,9 +364,9 @@ def make_plan(request: QuantRequest, facts: SourceFacts, models_dir: Path, machi
         calibration = str(request.calibration_file) if request.calibration_file else \
             "built-in: Python standard library docstrings (general English prose)"
 
-    fixed_ram, _, base_ram, per_param = DEFAULT_COST.get(method, DEFAULT_COST["gguf"])
-    ram = int(base_ram + per_param * params)
-    seconds, basis = estimate_seconds(method, params, imatrix, history) if method in DEFAULT_COST else (0.0, "")
+    known = method in DEFAULT_COST
+    ram = estimate_ram(method, params, imatrix, history) if known else 0
+    seconds, basis = estimate_seconds(method, params, imatrix, history) if known else (0.0, "")
     if ram * MARGIN > machine.available_ram:
         problems.append(f"needs about {ram / GIB:.1f} GiB of RAM, {machine.available_ram / GIB:.1f} GiB is available: "
                         "close other programs or pick gguf, which streams tensors")
