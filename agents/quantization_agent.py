@@ -20,6 +20,7 @@ from lqmf.settings import Settings
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
+BUILD_TOOLS_STEP = "build llama.cpp's llama-imatrix and llama-quantize"
 IMATRIX_DIR = ".imatrix"  # inside the models folder; hidden, so discovery skips it
 
 
@@ -51,8 +52,14 @@ class QuantizationAgent:
         models_dir = self.settings.models_dir
         history = self.store.quantization_runs(status="done", limit=200)
         conv = converter_dir(self.settings)
-        return make_plan(request, facts, models_dir, machine_now(models_dir), history,
+        plan = make_plan(request, facts, models_dir, machine_now(models_dir), history,
                          converter_dir=conv if conv.is_dir() else None)
+        if plan.imatrix:
+            from agents.quantization.llama_tools import LlamaTools, tools_folder
+
+            if not LlamaTools.in_folder(tools_folder(self.settings)).ready():
+                plan.steps.insert(0, f"{BUILD_TOOLS_STEP} (once, about 2 minutes)")
+        return plan
 
     def run(self, plan: QuantPlan, progress: Optional[Progress] = None) -> QuantRun:
         """Run a plan: every step under one measurement, recorded running -> done / failed / incomplete."""
@@ -106,6 +113,11 @@ class QuantizationAgent:
         # Kept (hidden from discovery) so the manifest's imatrix hash names a file one can reuse or inspect.
         imatrix_file = out.parent / IMATRIX_DIR / f"{out.stem}.imatrix.gguf" if plan.imatrix else None
         try:
+            if plan.steps[0].startswith(BUILD_TOOLS_STEP):
+                from agents.quantization.llama_tools import ensure_llama_tools
+
+                steps.next()
+                ensure_llama_tools(self.settings)
             if plan.source_format == "hf":
                 steps.next()
                 convert_to_gguf(src, float_gguf, self.settings, "f16")

@@ -224,3 +224,14 @@ def test_iq_level_gets_an_importance_matrix_and_a_fidelity_report_card(demo_dir,
     finally:
         store.close()
     assert kld > 0 and f"{kld:.6f}" in out  # the table shows the recorded, measured number
+
+
+def test_plan_says_when_llama_cpp_tools_must_be_built_first(demo_dir, home, tmp_path):
+    models = models_with(demo_dir, tmp_path / "models", "demo-hf")
+    env = {**env_for(home, models), "LQMF_TOOLS_DIR": str(tmp_path / "no-tools-yet")}
+    shown = subprocess.run([sys.executable, "cli/api_cli.py"], cwd=REPO, env=env, capture_output=True, text=True,
+                           input="quantize demo-hf to q4_k_m with imatrix as with-imx\nn\nexit\n", timeout=120)
+    out = " ".join(shown.stdout.split())
+    assert "1. build llama.cpp's llama-imatrix and llama-quantize (once" in out
+    assert "3. compute an importance matrix" in out and "Not run" in out
+    assert not (tmp_path / "no-tools-yet").exists() and runs(home) == []
