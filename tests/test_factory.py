@@ -235,3 +235,19 @@ def test_plan_says_when_llama_cpp_tools_must_be_built_first(demo_dir, home, tmp_
     assert "1. build llama.cpp's llama-imatrix and llama-quantize (once" in out
     assert "3. compute an importance matrix" in out and "Not run" in out
     assert not (tmp_path / "no-tools-yet").exists() and runs(home) == []
+
+
+def test_login_in_the_shell_stores_the_token_in_the_hubs_store(hub, home, tmp_path):
+    models = tmp_path / "models"
+    hf_home = Path(os.environ["HF_HOME"])
+    refused = run_cli([], home, models, stdin="login\nnot-a-token\nexit\n")
+    assert refused.returncode == 0 and "error" in refused.stdout and not (hf_home / "token").exists()
+    accepted = run_cli([], home, models, stdin="login\ngood-token\ndownload lqmf-test/private-llama\nexit\n")
+    assert accepted.returncode == 0, accepted.stderr
+    assert "logged in" in accepted.stdout and "good-token" not in accepted.stdout
+    assert (hf_home / "token").read_text().strip() == "good-token"
+    assert "downloaded lqmf-test/private-llama" in accepted.stdout  # the stored token is used from then on
+    assert not list(home.rglob("token")) and not list(models.rglob("token"))  # only in the hub's own store
+    # -c cannot prompt, so it says how to log in instead.
+    once = run_cli(["-c", "login"], home, models)
+    assert once.returncode == 1 and "HF_TOKEN" in once.stdout
