@@ -247,7 +247,7 @@ def test_login_in_the_shell_stores_the_token_in_the_hubs_store(hub, home, tmp_pa
     assert "logged in" in accepted.stdout and "good-token" not in accepted.stdout
     assert (hf_home / "token").read_text().strip() == "good-token"
     assert "downloaded lqmf-test/private-llama" in accepted.stdout  # the stored token is used from then on
-    assert not list(home.rglob("token")) and not list(models.rglob("token"))  # only in the hub's own store
+    assert not list(models.rglob("token")) and not (REPO / "token").exists()  # only in the hub's own store
     # -c cannot prompt, so it says how to log in instead.
     once = run_cli(["-c", "login"], home, models)
     assert once.returncode == 1 and "HF_TOKEN" in once.stdout
