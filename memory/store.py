@@ -238,26 +238,27 @@ class Store:
     def experiments(self, kind: Union[str, Sequence[str], None] = None, model: Optional[str] = None,
                     status: Optional[str] = None, limit: int = 50) -> list[dict[str, Any]]:
         """Experiments, newest first, filtered by kind (one or several), a model they involve, or status."""
-        sql, args = "SELECT * FROM experiments WHERE 1 = 1", []
-        if kind:
-            kinds = [kind] if isinstance(kind, str) else list(kind)
-            sql, args = sql + f" AND kind IN ({', '.join('?' * len(kinds))})", args + kinds
-        if status:
-            sql, args = sql + " AND status = ?", args + [status]
-        if model:
-            sql, args = sql + " AND EXISTS (SELECT 1 FROM json_each(models) WHERE value = ?)", args + [model]
-        rows = self._db.execute(sql + " ORDER BY id DESC LIMIT ?", args + [limit]).fetchall()
-        return [self._decode(dict(row)) for row in rows]
+        kinds = [kind] if isinstance(kind, str) else list(kind or [])
+        return self._newest("experiments", limit, [
+            (f"kind IN ({', '.join('?' * len(kinds))})", kinds),
+            ("status = ?", [status] if status else []),
+            ("EXISTS (SELECT 1 FROM json_each(models) WHERE value = ?)", [model] if model else []),
+        ])
 
     def quantization_runs(self, method: Optional[str] = None, status: Optional[str] = None,
                           limit: int = 50) -> list[dict[str, Any]]:
         """Quantization runs, newest first, optionally of one method or status."""
-        sql, args = "SELECT * FROM quantization_runs WHERE 1 = 1", []
-        if method:
-            sql, args = sql + " AND method = ?", args + [method]
-        if status:
-            sql, args = sql + " AND status = ?", args + [status]
-        rows = self._db.execute(sql + " ORDER BY id DESC LIMIT ?", args + [limit]).fetchall()
+        return self._newest("quantization_runs", limit, [
+            ("method = ?", [method] if method else []), ("status = ?", [status] if status else []),
+        ])
+
+    def _newest(self, table: str, limit: int, filters: list[tuple[str, list]]) -> list[dict[str, Any]]:
+        """Rows of `table`, newest first; each (condition, values) filter applies only when it has values."""
+        used = [(condition, values) for condition, values in filters if values]
+        where = " AND ".join(["1 = 1", *(condition for condition, _ in used)])
+        args = [value for _, values in used for value in values]
+        rows = self._db.execute(f"SELECT * FROM {table} WHERE {where} ORDER BY id DESC LIMIT ?",
+                                args + [limit]).fetchall()
         return [self._decode(dict(row)) for row in rows]
 
     def experiment(self, experiment_id: int) -> Optional[dict[str, Any]]:
