@@ -25,7 +25,8 @@ log = logging.getLogger("cli")
 COMMAND_WORDS = [
     "list models", "load model", "unload model", "serve model", "start server", "stop server", "show api status",
     "show loaded models", "chat with", "talk to", "benchmark", "compare", "experiment with", "quantize",
-    "download", "import", "login", "list quantizations", "list experiments", "show statistics", "show config", "help", "exit",
+    "download", "import", "login", "list quantizations", "list experiments", "show statistics", "show config",
+    "help", "exit",
 ]
 
 
@@ -97,7 +98,7 @@ class Shell:
         """Parse, execute and draw one line; chat mode and one-shot prompts happen here too."""
         command = self.agent.parse(line)
         if command.intent is Intent.LOGIN and not command.question:
-            result = self._login()
+            result = self._login(command)
         elif command.intent is Intent.QUANTIZE_MODEL and not command.question and not self.as_json:
             result = self._quantize(command)
         elif command.intent in PROGRESS and not command.question and not self.as_json:
@@ -123,8 +124,9 @@ class Shell:
         """Run work under a progress bar it advances (Ctrl-C stops it; runs are recorded incomplete)."""
         from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-        with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TextColumn("{task.fields[count]}"),
-                      TimeElapsedColumn(), console=self.console, transient=True) as progress:
+        with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                      TextColumn("{task.fields[count]}"), TimeElapsedColumn(), console=self.console,
+                      transient=True) as progress:
             task = progress.add_task(f"{first} …", total=None, count="")
 
             def advance(what: str, done: int, total: int) -> None:
@@ -140,21 +142,18 @@ class Shell:
     def _quantize(self, command) -> r.Result:
         """Show the plan, ask unless --yes (or a script), then run it under a progress bar."""
         planned = self._with_progress(lambda: self.executor.plan_quantization(command), "planning")
-        if not planned.ok or command.slots.yes or not self.interactive:
-            if planned.ok:
-                render(planned, self.console)
-                return self._with_progress(lambda: self.executor.run_quantization(planned), "quantizing")
-            return planned
+        if not planned.ok:
+            return planned  # refused: run_line draws it with its reasons
         render(planned, self.console)
-        answer = self.session.prompt("Run this plan? [y/N] ").strip().lower()
-        if answer not in ("y", "yes"):
-            return r.Message(text="Not run. Change the request (method, level, as NAME) and try again.")
+        if self.interactive and not command.slots.yes:
+            if self.session.prompt("Run this plan? [y/N] ").strip().lower() not in ("y", "yes"):
+                return r.Message(text="Not run. Change the request (method, level, as NAME) and try again.")
         return self._with_progress(lambda: self.executor.run_quantization(planned), "quantizing")
 
-    def _login(self) -> r.Result:
+    def _login(self, command) -> r.Result:
         """Ask for a token without echoing it; huggingface_hub validates and stores it in its own store."""
         if not self.interactive:
-            return self.executor.execute(self.agent.parse("login"))
+            return self.executor.execute(command)  # says how to log in without a prompt
         token = self.session.prompt("Hugging Face token (hidden; make one at https://huggingface.co/settings/tokens): ",
                                     is_password=True).strip()
         if not token:
