@@ -360,12 +360,16 @@ def compute_imatrix(
     nthreads = threads or settings.threads or os.cpu_count() or 1
     # A temp sibling folder, not /tmp: sweep_stale_temps removes it if this process is killed.
     workdir = temp_sibling(out_file.with_name(out_file.name + ".calibration"))
+    text = "\n\n".join(samples)
+    # Decided here from our own token count: llama-imatrix's "too short" message is written by an
+    # asynchronous logger and is sometimes lost when it exits at once.
+    chunk = _chunk_for(count_tokens(model_gguf, text), chunk, allow_smaller=ctx is None, chars=len(text))
     try:
         workdir.mkdir(parents=True)
-        (workdir / CALIBRATION_FILE).write_text("\n\n".join(samples), encoding="utf-8")
+        (workdir / CALIBRATION_FILE).write_text(text, encoding="utf-8")
         with atomic_output(out_file, overwrite=overwrite) as tmp:
             with measure_run() as measure:
-                output = _run_imatrix(tools, model_gguf, workdir, tmp, chunk, nthreads, allow_smaller=ctx is None)
+                output = _run_imatrix(tools, model_gguf, workdir, tmp, chunk, nthreads)
             report = _imatrix_report(out_file, tmp, output, samples, calibration, measure.wall_time_s)
             _write_imatrix_manifest(out_file, tmp, model_gguf, report, measure, nthreads)
     finally:
@@ -375,29 +379,42 @@ def compute_imatrix(
     return report
 
 
-def _run_imatrix(tools: LlamaTools, model: Path, workdir: Path, out: Path, chunk: int, threads: int,
-                 allow_smaller: bool) -> str:
-    """Run llama-imatrix into `out`; with `allow_smaller`, retry once with chunks that a short text fills."""
+def count_tokens(model_gguf: Path, text: str) -> int:
+    """Tokens of `text` as llama-imatrix counts them (the model's own vocabulary, with BOS)."""
+    import llama_cpp
+
+    logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
+    vocab = llama_cpp.Llama(str(model_gguf), vocab_only=True, verbose=False)
+    try:
+        return len(vocab.tokenize(text.encode("utf-8"), add_bos=True, special=False))
+    finally:
+        vocab.close()
+
+
+def _chunk_for(tokens: int, chunk: int, allow_smaller: bool, chars: int) -> int:
+    """The chunk size a text of `tokens` fills twice (llama-imatrix's minimum), or the error that says how much more."""
+    if tokens >= 2 * chunk:
+        return chunk
+    if allow_smaller and tokens // 2 >= MIN_CHUNK:
+        log.info("the calibration text is %d tokens: chunks of %d instead of %d", tokens, tokens // 2, chunk)
+        return tokens // 2
+    needed = 2 * (min(chunk, MIN_CHUNK) if allow_smaller else chunk)
+    raise QuantizationError(
+        f"the calibration text is only {tokens} tokens; llama-imatrix needs at least {needed} "
+        f"(two chunks of {needed // 2} tokens)",
+        f"give a longer calibration text: about {int((needed - tokens) * chars / max(tokens, 1)) + 1} "
+        "more characters",
+    )
+
+
+def _run_imatrix(tools: LlamaTools, model: Path, workdir: Path, out: Path, chunk: int, threads: int) -> str:
+    """Run llama-imatrix into `out` with chunks of `chunk` tokens."""
     cmd = [
         str(tools.imatrix), "-m", str(model), "-f", CALIBRATION_FILE, "-o", str(out), "--output-format", "gguf",
         "-c", str(chunk), "-b", str(chunk), "-t", str(threads),
     ]
     code, output = run_child_captured(cmd, cwd=workdir)
     log.debug("llama-imatrix output:\n%s", output)
-    short = re.search(r"tokenizes to only (\d+) tokens", output)
-    tokens = int(short.group(1)) if short else 0
-    if code != 0 and short and allow_smaller and min(chunk, tokens // 2) >= MIN_CHUNK:
-        log.info("the calibration text is %d tokens: chunks of %d instead of %d", tokens, tokens // 2, chunk)
-        return _run_imatrix(tools, model, workdir, out, tokens // 2, threads, allow_smaller=False)
-    if code != 0 and short:
-        needed = 2 * (min(chunk, MIN_CHUNK) if allow_smaller else chunk)
-        chars = len((workdir / CALIBRATION_FILE).read_text(encoding="utf-8"))
-        raise QuantizationError(
-            f"the calibration text is only {tokens} tokens; llama-imatrix needs at least {needed} "
-            f"(two chunks of {needed // 2} tokens)",
-            f"give a longer calibration text: about {int((needed - tokens) * chars / max(tokens, 1)) + 1} "
-            "more characters",
-        )
     if code != 0 or not out.is_file():
         tail = "\n".join(output.strip().splitlines()[-8:])
         how = f"was killed by signal {-code}" if code < 0 else f"exited with {code}"
