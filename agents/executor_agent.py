@@ -241,11 +241,11 @@ class Executor:
 
     def login(self, token: str) -> r.Result:
         """Validate and store a Hugging Face token in the hub's own store (the shell prompts for it)."""
+        from huggingface_hub import constants
+
         from agents.acquire import login
 
         user = login(token, self.settings)
-        from huggingface_hub import constants
-
         return r.LoggedIn(user=user, token_path=str(constants.HF_TOKEN_PATH))
 
     def plan_quantization(self, command: Command) -> r.PlanResult:
@@ -260,9 +260,7 @@ class Executor:
             fidelity=slots.fidelity,
         )
         plan = self.factory.plan(request)
-        result = r.PlanResult(plan=plan.to_dict(), refused=not plan.runnable, ok=plan.runnable)
-        result.plan["acquired"] = acquired
-        return result
+        return r.PlanResult(plan=plan.to_dict(), refused=not plan.runnable, ok=plan.runnable, acquired=acquired)
 
     def _local_source(self, ref: str) -> tuple[str, Optional[dict]]:
         """A model on disk by that name; a Hub repo id (ORG/NAME) that is not is downloaded first."""
@@ -280,14 +278,14 @@ class Executor:
 
         if planned.refused:
             return planned
-        fields = {k: v for k, v in planned.plan.items() if k in QuantPlan.__dataclass_fields__}
-        plan = QuantPlan(**fields)
+        plan = QuantPlan(**planned.plan)
         done = self.factory.run(plan, progress=self.progress)
         result = r.Quantized(run_id=done.run_id, output=Path(plan.output_path).name, plan=planned.plan,
                              manifest=done.manifest, wall_time_s=done.wall_time_s,
-                             peak_rss_bytes=done.peak_rss_bytes, acquired=planned.plan.get("acquired"))
+                             peak_rss_bytes=done.peak_rss_bytes, acquired=planned.acquired)
         if plan.fidelity:
-            name = next(rec.name for rec in self.manager.available() if str(rec.path) == plan.output_path)
+            output = Path(plan.output_path)
+            name = output.stem if output.suffix == ".gguf" else output.name  # as discovery names it
             result.fidelity = self.experiments.fidelity(name, plan.source, progress=self.progress)
         return result
 

@@ -1,12 +1,11 @@
 """The factory: plan a quantization from a request, run it step by step with progress, record every run.
 
-The shell and the server call the same two functions: `plan()` (nothing runs) and `run()`.
+Two steps, so a face can show the plan and ask between them: `plan()` (nothing runs) and `run()`.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -173,7 +172,6 @@ class _Steps:
         self.steps = steps
         self.progress = progress
         self.index = 0
-        self.started = time.perf_counter()
 
     def next(self) -> None:
         if self.progress and self.index < len(self.steps):

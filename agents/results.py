@@ -134,6 +134,7 @@ class PlanResult(Result):
 
     plan: dict[str, Any] = field(default_factory=dict)
     refused: bool = False
+    acquired: Optional[dict[str, Any]] = None  # the download that came first, when the source was a repo id
 
 
 @dataclass

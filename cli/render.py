@@ -219,8 +219,8 @@ def _duration(seconds: Any) -> str:
 
 def plan_panel(res: r.PlanResult, console: Console) -> None:
     p = res.plan
-    if p.get("acquired"):
-        acquired(r.AcquiredResult(action="downloaded", model=p["acquired"]), console)
+    if res.acquired:
+        acquired(r.AcquiredResult(action="downloaded", model=res.acquired), console)
     lines = [
         f"[bold]{p['source']}[/bold] ({p['source_format']}, {_params(p['parameter_count'])} parameters) → "
         f"[bold]{p['output_name']}[/bold]",

@@ -7,6 +7,8 @@ in the history) and the machine (free memory and disk); nothing heavy is importe
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
 import re
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -130,8 +132,6 @@ class QuantPlan:
 
 def machine_now(folder: Path) -> Machine:
     """Available RAM, free disk under `folder` (or its nearest existing parent), and CPU count."""
-    import os
-
     import psutil
 
     probe = Path(folder)
@@ -145,8 +145,6 @@ def source_facts(record) -> SourceFacts:
     path = Path(record.path)
     model_type = None
     if path.is_dir():
-        import json
-
         config = path / "config.json"
         if config.is_file():
             model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type")
@@ -224,7 +222,7 @@ def default_output_name(source: str, method: str, level: str) -> str:
     return f"{stem}-{method}-{level}"
 
 
-def choose_method_and_level(request: QuantRequest, facts: SourceFacts) -> tuple[str, str, list[str]]:
+def choose_method_and_level(request: QuantRequest) -> tuple[str, str, list[str]]:
     """The method and level a request means; problems when it names something that does not exist."""
     problems: list[str] = []
     level = request.level.lower() if request.level else None
@@ -325,7 +323,7 @@ def estimate_ram(method: str, params: int, imatrix: bool, history: list[dict]) -
 def make_plan(request: QuantRequest, facts: SourceFacts, models_dir: Path, machine: Machine,
               history: list[dict], converter_dir: Optional[Path] = None) -> QuantPlan:
     """The plan for a request on this machine; refused plans carry their problems."""
-    method, level, problems = choose_method_and_level(request, facts)
+    method, level, problems = choose_method_and_level(request)
     problems += _source_problems(method, level, facts, converter_dir)
     params = facts.parameter_count
     bits = level_bits(method, level) if level else 0.0
