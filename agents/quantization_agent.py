@@ -1,6 +1,9 @@
 """The factory: plan a quantization from a request, run it step by step with progress, record every run.
 
 Two steps, so a face can show the plan and ask between them: `plan()` (nothing runs) and `run()`.
+Every output is loaded once by the runtime that will serve it (the plan's last step, `VERIFY_STEP`)
+while it is still in its hidden temporary; any exception in any step ends the run as `failed` with
+the step, the library's own words and the log file that holds the traceback, and leaves nothing on disk.
 """
 
 from __future__ import annotations
@@ -11,9 +14,11 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from agents.quantization.atomic import sweep_stale_temps, temp_sibling
+from agents.quantization.faults import step_failure
 from agents.quantization.manifest import manifest_path_for, measure_run, read_manifest, tree_sha256
 from agents.quantization.plan import QuantPlan, QuantRequest, machine_now, make_plan, source_facts
-from lqmf.errors import LQMFError, PlanRefused
+from agents.quantization.verify import VERIFY_STEP, verify_output
+from lqmf.errors import PlanRefused
 from lqmf.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -58,12 +63,19 @@ class QuantizationAgent:
 
             if not LlamaTools.in_folder(tools_folder(self.settings)).ready():
                 plan.steps.insert(0, f"{BUILD_TOOLS_STEP} (once, about 2 minutes)")
+        plan.steps.append(VERIFY_STEP)
         return plan
 
     def run(self, plan: QuantPlan, progress: Optional[Progress] = None) -> QuantRun:
-        """Run a plan: every step under one measurement, recorded running -> done / failed / incomplete."""
+        """Run a plan: every step under one measurement, recorded running -> done / failed / incomplete.
+
+        Any exception inside a step is re-raised as QuantizationFailed (the step, the library's message,
+        the log file); its traceback goes to the log, never to the caller's screen.
+        """
         if not plan.runnable:
             raise PlanRefused("; ".join(plan.problems), "change the request (see the plan) and try again")
+        if VERIFY_STEP not in plan.steps:  # a plan made by make_plan() directly, not by plan()
+            plan.steps.append(VERIFY_STEP)
         sweep_stale_temps(self.settings.models_dir)
         run_id = self.store.start_quantization(plan.source, plan.output_name, plan.method, plan.level, plan.bits,
                                                plan.to_dict())
@@ -75,17 +87,31 @@ class QuantizationAgent:
         except KeyboardInterrupt:
             self._finish(run_id, "incomplete", measure, error="stopped with Ctrl-C")
             raise
-        except LQMFError as exc:
-            self._finish(run_id, "failed", measure, error=str(exc))
-            raise
-        except Exception as exc:
-            log.exception("quantization run %s failed", run_id)
-            self._finish(run_id, "failed", measure, error=f"{type(exc).__name__}: {exc}")
-            raise
+        except (Exception, SystemExit) as exc:  # a library's sys.exit() is a failed step too
+            failure = step_failure(exc, steps.current, self.log_path)
+            log.error("quantization run %s (%s -> %s) failed at step %r: %s", run_id, plan.source, plan.output_name,
+                      steps.current, failure.message, exc_info=exc)
+            self._finish(run_id, "failed", measure, error=str(failure))
+            raise failure from exc
         self._finish(run_id, "done", measure, manifest=manifest)
         steps.done()
         log.info("quantization run %s: %s -> %s in %.1f s", run_id, plan.source, plan.output_name, measure.wall_time_s)
         return QuantRun(run_id, plan, manifest, round(measure.wall_time_s, 3), measure.peak_rss_bytes)
+
+    @property
+    def log_path(self) -> Path:
+        """The file lqmf.log.configure_logging writes (where a failed step's traceback goes)."""
+        return self.settings.logs_dir / "lqmf.log"
+
+    def _verifier(self, steps: "_Steps", fmt: str, output: Path) -> Callable[[Path], dict]:
+        """The plan's verify step, called by the core on the output while it is still a hidden temporary."""
+        name = output.stem if fmt == "gguf" else output.name
+
+        def verify(built: Path) -> dict:
+            steps.next()
+            return verify_output(built, fmt, name, threads=self.settings.threads)
+
+        return verify
 
     def _finish(self, run_id: int, status: str, measure, *, manifest: Optional[dict] = None,
                 error: Optional[str] = None) -> None:
@@ -100,9 +126,10 @@ class QuantizationAgent:
         from agents.quantization.gguf_quant import FLOAT_BITS, convert_to_gguf, quantize_gguf
 
         src, out = Path(plan.source_path), Path(plan.output_path)
+        verify = self._verifier(steps, "gguf", out)
         if plan.level in FLOAT_BITS:
             steps.next()
-            convert_to_gguf(src, out, self.settings, plan.level, overwrite=plan.overwrite)
+            convert_to_gguf(src, out, self.settings, plan.level, overwrite=plan.overwrite, verify=verify)
             return read_manifest(out)
         if plan.source_format == "hf":
             float_gguf = temp_sibling(out.with_name(out.stem + "-f16.gguf"))
@@ -111,6 +138,7 @@ class QuantizationAgent:
             float_gguf, origin = src, None
         # Kept (hidden from discovery) so the manifest's imatrix hash names a file one can reuse or inspect.
         imatrix_file = out.parent / IMATRIX_DIR / f"{out.stem}.imatrix.gguf" if plan.imatrix else None
+        imatrix_existed = imatrix_file is not None and imatrix_file.exists()
         try:
             if plan.steps[0].startswith(BUILD_TOOLS_STEP):
                 from agents.quantization.llama_tools import ensure_llama_tools
@@ -131,7 +159,15 @@ class QuantizationAgent:
                                 calibration=plan.calibration, overwrite=True)
             steps.next()
             quantize_gguf(float_gguf, out, plan.level, threads=self.settings.threads, overwrite=plan.overwrite,
-                          imatrix=imatrix_file, settings=self.settings, source=origin)
+                          imatrix=imatrix_file, settings=self.settings, source=origin, verify=verify)
+        except BaseException:
+            # An importance matrix made for an output that was never kept would be a stray file.
+            if imatrix_file is not None and not imatrix_existed:
+                imatrix_file.unlink(missing_ok=True)
+                manifest_path_for(imatrix_file).unlink(missing_ok=True)
+                if imatrix_file.parent.is_dir() and not any(imatrix_file.parent.iterdir()):
+                    imatrix_file.parent.rmdir()
+            raise
         finally:
             for temporary in (float_gguf if origin else None,):
                 if temporary is not None:
@@ -147,6 +183,7 @@ class QuantizationAgent:
             Path(plan.source_path), Path(plan.output_path), bits=int(plan.bits),
             calibration_file=Path(plan.calibration_file) if plan.calibration_file else None,
             overwrite=plan.overwrite, logs_dir=self.settings.logs_dir,
+            verify=self._verifier(steps, "gptq", Path(plan.output_path)),
         )
         return read_manifest(Path(plan.output_path))
 
@@ -154,7 +191,8 @@ class QuantizationAgent:
         from agents.quantization.hf_quant import quantize_bnb
 
         steps.next()
-        quantize_bnb(Path(plan.source_path), Path(plan.output_path), plan.level, overwrite=plan.overwrite)
+        quantize_bnb(Path(plan.source_path), Path(plan.output_path), plan.level, overwrite=plan.overwrite,
+                     verify=self._verifier(steps, "bnb", Path(plan.output_path)))
         return read_manifest(Path(plan.output_path))
 
 
@@ -177,6 +215,11 @@ class _Steps:
         if self.progress and self.index < len(self.steps):
             self.progress(self.steps[self.index], self.index, len(self.steps))
         self.index += 1
+
+    @property
+    def current(self) -> str:
+        """The step under way ('' before the first)."""
+        return self.steps[min(self.index, len(self.steps)) - 1] if self.index else ""
 
     def done(self) -> None:
         if self.progress:

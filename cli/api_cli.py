@@ -10,11 +10,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import logging  # noqa: E402
 import signal  # noqa: E402
 
 from lqmf.environment import apply_environment_quirks  # noqa: E402
 from lqmf.log import configure_logging  # noqa: E402
 from lqmf.settings import load_settings  # noqa: E402
+
+log = logging.getLogger("cli")
 
 
 def parse_only(texts, settings) -> int:
@@ -32,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="api_cli.py", description="LQMF: the Local Quantized Model Factory shell")
     parser.add_argument("--parse", metavar="TEXT", help='print the intent of TEXT as JSON; "-" reads lines from stdin')
     parser.add_argument("-c", dest="command", metavar="CMD", help="run one command and exit (non-zero on failure)")
-    parser.add_argument("--script", metavar="FILE", help="run the commands in FILE, one per line, in order")
+    parser.add_argument("--script", metavar="FILE",
+                        help="run the commands in FILE, one per line, in order; stop at the first that fails")
     parser.add_argument("--json", action="store_true", help="print results as JSON")
     args = parser.parse_args(argv)
     apply_environment_quirks()
@@ -58,17 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command or args.script:
             lines = [args.command] if args.command else Path(args.script).read_text(encoding="utf-8").splitlines()
             shell = Shell(executor, agent, console, as_json=args.json, session=_NoSession(), interactive=False)
-            failed = 0
-            for line in lines:
-                if line.strip() and not line.lstrip().startswith("#"):
-                    try:
-                        result = shell.run_line(line)
-                    except KeyboardInterrupt:
-                        # Runs record themselves incomplete and remove their partial outputs on the way out.
-                        console.print(f"[yellow]cancelled:[/yellow] {line}")
-                        return 130
-                    failed += 0 if result.ok else 1
-            return 1 if failed else 0
+            return run_lines(shell, lines, settings.logs_dir / "lqmf.log")
         # A pipe is read line by line; prompt_toolkit is for terminals (it would swallow piped lines).
         session = None if sys.stdin.isatty() else _NoSession()
         if sys.stdin.isatty():
@@ -82,6 +76,49 @@ def main(argv: list[str] | None = None) -> int:
         server.stop()
         executor.close()
         manager.close()
+
+
+def run_lines(shell, lines: list[str], log_path: Path) -> int:
+    """-c and --script: run the lines in order and stop at the first that fails; 0, 1 (a failure) or 130 (Ctrl-C).
+
+    A failure is a result that is not ok (an LQMF error, a question, an unknown command) or an
+    unexpected exception; the lines after it would run against a state the script did not expect.
+    An unexpected exception is reported with its line, and its traceback goes to the log file.
+    """
+    from rich.markup import escape
+
+    console = shell.console
+    numbered = [(n, line) for n, line in enumerate(lines, 1) if line.strip() and not line.lstrip().startswith("#")]
+    for index, (number, line) in enumerate(numbered):
+        try:
+            ok = shell.run_line(line).ok
+        except KeyboardInterrupt:
+            # Runs record themselves incomplete and remove their partial outputs on the way out.
+            console.print(f"[yellow]cancelled:[/yellow] {escape(line)}")
+            return 130
+        except Exception as exc:
+            if shell.executor.settings.debug:
+                raise
+            log.exception("line %d (%r) failed unexpectedly", number, line)
+            error = {"type": type(exc).__name__, "message": str(exc), "unexpected": True, "log": str(log_path)}
+            if shell.as_json:
+                console.print_json(json.dumps({"line_number": number, "line": line, "error": error}))
+            else:
+                console.print(f"[red]unexpected error on line {number}[/red] ({escape(line.strip())}): "
+                              f"{escape(error['type'])}: {escape(error['message'])}\n  → the traceback is in "
+                              f"{escape(str(log_path))}")
+            ok = False
+        if not ok:
+            not_run = len(numbered) - index - 1
+            if not_run:
+                if shell.as_json:
+                    console.print_json(json.dumps({"stopped": {"line_number": number, "line": line,
+                                                               "not_run": not_run}}))
+                else:
+                    console.print(f"[yellow]stopped at line {number}:[/yellow] the {not_run} command line"
+                                  f"{'s' if not_run > 1 else ''} after it did not run")
+            return 1
+    return 0
 
 
 class _NoSession:

@@ -141,6 +141,15 @@ class Shell:
 
     def _quantize(self, command) -> r.Result:
         """Show the plan, ask unless --yes (or a script), then run it under a progress bar."""
+        try:
+            return self._plan_and_run(command)
+        except LQMFError as exc:  # drawn like every other command's error (Executor.execute does the same)
+            if self.executor.settings.debug:
+                raise
+            log.info("command %r failed: %s", command.text, exc)
+            return r.ErrorResult(message=exc.message, hint=exc.hint)
+
+    def _plan_and_run(self, command) -> r.Result:
         planned = self._with_progress(lambda: self.executor.plan_quantization(command), "planning")
         if not planned.ok:
             return planned  # refused: run_line draws it with its reasons

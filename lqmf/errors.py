@@ -73,3 +73,11 @@ class AccessDenied(DownloadError):
 
 class PlanRefused(LQMFError):
     """A quantization plan cannot work on this machine (memory, disk, format): refused before work starts."""
+
+
+class InvalidRequest(LQMFError):
+    """A request's values are well-formed but cannot be used as given (the hint says what to send)."""
+
+
+class ShuttingDown(LQMFError):
+    """The server is stopping: work in flight is ended and no new work starts."""

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,8 +59,18 @@ class Settings(BaseSettings):
     allow_insecure_bind: bool = Field(
         default=False, description="Allow binding a non-loopback address without an API key."
     )
-    cors_origins: list[str] = Field(
-        default_factory=list, description="Browser origins allowed by CORS; empty: localhost only."
+    # NoDecode: the environment may give these as a comma list as well as JSON (parsed by the validator below).
+    origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        validation_alias=AliasChoices("LQMF_ORIGINS", "LQMF_CORS_ORIGINS", "origins"),
+        description="Web origins allowed besides the defaults (localhost, 127.0.0.1 and [::1] on any port; app://, "
+        "file://, tauri://, vscode-webview://, vscode-file://); `*` is a wildcard, `*` alone allows any. Also read "
+        "from LQMF_CORS_ORIGINS, its old name.",
+    )
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Host names the server answers besides loopback, the bound host and this machine's name "
+        "(`*.example.lan` for subdomains; `*` turns the check off).",
     )
     max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Largest request body accepted.")
     autoload: bool = Field(
@@ -79,6 +90,11 @@ class Settings(BaseSettings):
         description="Served generations between automatic background benchmarks of the loaded models (0: off).",
     )
     debug: bool = Field(default=False, description="Re-raise errors with their tracebacks.")
+
+    @field_validator("origins", "allowed_hosts", mode="before")
+    @classmethod
+    def _lists(cls, value):
+        return _comma_or_json_list(value)
 
     @property
     def root(self) -> Path:
@@ -120,6 +136,24 @@ class Settings(BaseSettings):
         if self.tools_dir_override is not None:
             return self.tools_dir_override.expanduser().resolve()
         return self.cache_dir / "tools"
+
+
+def _comma_or_json_list(value) -> list[str]:
+    """A JSON list or a comma list (from the environment), or a list (from Python) -> its non-empty entries."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not a valid JSON list ({exc.msg}); write a JSON list or a comma list") from exc
+        else:
+            value = text.split(",")
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ValueError("expected a list of strings: a JSON list or a comma list")
+    return [v.strip() for v in value if v.strip()]
 
 
 def load_settings() -> Settings:

@@ -89,8 +89,24 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE quantization_runs ADD COLUMN wall_time_s REAL;
         ALTER TABLE quantization_runs ADD COLUMN peak_rss_bytes INTEGER;
     """),
+    # How each served request ended (stop, length, cancelled, error): failures after the first
+    # streamed chunk are recorded too, not only the generations that finished.
+    ("m003_request_finish_reason", """
+        ALTER TABLE request_stats ADD COLUMN finish_reason TEXT;
+    """),
 ]
 EXPORTABLE = ("models", "quantization_runs", "experiments", "experiment_results", "request_stats")
+
+
+class CommitFailed(sqlite3.DatabaseError):
+    """A write's COMMIT failed; it was rolled back, nothing of it was saved, and later writes work."""
+
+    def __init__(self, path: Path, cause: sqlite3.Error) -> None:
+        super().__init__(
+            f"the history database {path} could not save a write ({cause}); it was rolled back, so nothing of "
+            f"it was kept and later writes are unaffected"
+        )
+        self.cause = cause
 
 
 class Store:
@@ -123,7 +139,7 @@ class Store:
                     self._db.execute("INSERT INTO schema_migrations VALUES (?, ?)", (name, time.time()))
                     self._db.execute("COMMIT")
                 except BaseException:
-                    self._db.execute("ROLLBACK")
+                    self._rollback()
                     raise
                 log.info("applied migration %s to %s", name, self.path)
 
@@ -145,15 +161,33 @@ class Store:
     # -- writing --------------------------------------------------------------------------------------
     @contextmanager
     def _write(self) -> Iterator[None]:
-        """One write transaction at a time (the store is the only writer)."""
+        """One write transaction at a time (the store is the only writer); all of it is saved or none."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise
-            self._db.execute("COMMIT")
+            try:
+                self._db.execute("COMMIT")
+            except BaseException as exc:
+                # A failed COMMIT (a deferred constraint, a full disk, an I/O error) leaves the
+                # transaction open and the write lock held: every later BEGIN would fail.
+                self._rollback()
+                if isinstance(exc, sqlite3.Error):
+                    raise CommitFailed(self.path, exc) from exc
+                raise
+
+    def _rollback(self) -> None:
+        """Roll back the open transaction, if SQLite has not already done so itself."""
+        # Some errors (SQLITE_FULL, SQLITE_IOERR, SQLITE_NOMEM) roll back on their own; a second
+        # ROLLBACK would then raise and hide the real error.
+        if self._db.in_transaction:
+            try:
+                self._db.execute("ROLLBACK")
+            except sqlite3.Error:
+                log.exception("rollback on %s failed", self.path)
 
     def record_model(self, record: Any) -> None:
         """Remember a discovered model (insert, or refresh last_seen)."""
@@ -226,12 +260,13 @@ class Store:
             )
 
     def record_request(self, model: str, route: str, prompt_tokens: int, completion_tokens: int,
-                       latency_s: float) -> None:
+                       latency_s: float, finish_reason: Optional[str] = None) -> None:
+        """One served request: tokens, latency and how it ended (stop, length, cancelled, error)."""
         with self._write():
             self._db.execute(
-                "INSERT INTO request_stats (model, route, prompt_tokens, completion_tokens, latency_s, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (model, route, prompt_tokens, completion_tokens, latency_s, time.time()),
+                "INSERT INTO request_stats (model, route, prompt_tokens, completion_tokens, latency_s, created_at, "
+                "finish_reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (model, route, prompt_tokens, completion_tokens, latency_s, time.time(), finish_reason),
             )
 
     # -- reading -----------------------------------------------------------------------------------------

@@ -20,12 +20,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="bind a non-loopback address without an API key")
     args = parser.parse_args(argv)
     apply_environment_quirks()
+    # The Host check allows the bound name, so the app must see the --host actually used.
+    settings = settings.model_copy(update={"host": args.host})
     if args.allow_insecure_bind:
         settings = settings.model_copy(update={"allow_insecure_bind": True})
     configure_logging(settings)
-    import uvicorn
-
     from server.app import create_app
+    from server.runner import make_server
     from server.security import check_bind
 
     try:
@@ -35,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"error: {exc}\n")
         return 2
     sys.stderr.write(f"LQMF API on http://{args.host}:{args.port} (models from {settings.models_dir})\n")
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning", log_config=None)
+    # SIGTERM or Ctrl-C: streams in flight end with an error event, the port is freed within seconds.
+    make_server(create_app(settings), args.host, args.port).run()
     return 0
 
 

@@ -18,16 +18,18 @@ from agents.auto_benchmark import AutoBenchmark
 from agents.experiment_agent import ExperimentAgent
 from memory.store import Store
 from lqmf.settings import Settings
-from server.errors import install_error_handlers
+from server.errors import ErrorBody, OllamaErrorBody, documented_errors, install_error_handlers
 from server.manager import ModelManager
 from server.metrics import Metrics, MetricsMiddleware
 from server.routes import benchmark, compare, native, ollama, ops, openai
+from server.streaming import InFlight
 from server.usage import Usage
-from server.security import APIKeyMiddleware, BodyLimitMiddleware, OllamaContentTypeMiddleware
+from server.security import (APIKeyMiddleware, BodyLimitMiddleware, CrossSiteMiddleware, CrossSitePolicy,
+                             OllamaContentTypeMiddleware)
 
 log = logging.getLogger(__name__)
 
-LOCALHOST_ORIGINS = r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$"
+ERROR_STATUSES = (400, 401, 403, 404, 409, 413, 422, 500, 503)
 
 
 def create_app(settings: Settings, manager: Optional[ModelManager] = None) -> FastAPI:
@@ -62,15 +64,19 @@ def create_app(settings: Settings, manager: Optional[ModelManager] = None) -> Fa
     auto_benchmark = AutoBenchmark(app.state.experiments, settings.auto_benchmark_every)
     app.state.usage = Usage(app.state.metrics, store, auto_benchmark)
     install_error_handlers(app)
-    for router in (native.router, openai.router, ollama.router, ops.router, compare.router, benchmark.router):
-        app.include_router(router)
+    app.state.in_flight = InFlight()
+    # The error bodies are part of the published contract (schemathesis checks responses against it).
+    for router in (native.router, openai.router, ops.router, compare.router, benchmark.router):
+        app.include_router(router, responses=documented_errors(ErrorBody, *ERROR_STATUSES))
+    app.include_router(ollama.router, responses=documented_errors(OllamaErrorBody, *ERROR_STATUSES))
     # Added innermost first: metrics see every response, including the ones the outer layers refuse.
-    app.add_middleware(OllamaContentTypeMiddleware)
-    app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
-                       allow_origin_regex=None if settings.cors_origins else LOCALHOST_ORIGINS,
+    cross_site = CrossSitePolicy.build(settings.host, settings.allowed_hosts, settings.origins)
+    app.add_middleware(OllamaContentTypeMiddleware, policy=cross_site)
+    app.add_middleware(CORSMiddleware, **cross_site.cors_options(),
                        allow_methods=["GET", "POST", "OPTIONS"], allow_headers=["*"])
     app.add_middleware(APIKeyMiddleware, api_key=settings.api_key.get_secret_value() if settings.api_key else None)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(CrossSiteMiddleware, policy=cross_site)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app
 

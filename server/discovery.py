@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
-from dataclasses import dataclass, field
+import threading
+import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from agents.quantization.atomic import is_temp_name
 from agents.quantization.manifest import MANIFEST_SUFFIX, read_manifest
@@ -185,23 +188,26 @@ def _inspectors() -> dict[str, Callable[[Path], list[ModelRecord]]]:
     }
 
 
-def discover(models_dir: Path) -> list[ModelRecord]:
-    """Every model in `models_dir`, sorted by name; unusable ones carry the reason. Never raises."""
-    models_dir = Path(models_dir)
-    if not models_dir.is_dir():
-        return []
-    inspectors = _inspectors()
+def _skipped(name: str) -> bool:
+    return name.startswith(".") or is_temp_name(name) or name.endswith(MANIFEST_SUFFIX)
+
+
+def inspect_entry(entry: Path) -> list[ModelRecord]:
+    """The records of one top-level entry of the models folder (unusable with the reason when odd)."""
+    kind = "dir" if entry.is_dir() else "file"
+    try:
+        return _inspectors()[kind](entry)
+    except Exception as exc:  # one odd entry must never hide the others
+        log.warning("could not inspect %s: %s", entry, exc)
+        return [ModelRecord(entry.name, entry, "unknown", usable=False, reason=f"could not inspect: {exc}")]
+
+
+def _assemble(per_entry: Iterable[list[ModelRecord]]) -> list[ModelRecord]:
+    """Fresh copies of the records, uniquely named in entry order, sorted by name."""
     records: dict[str, ModelRecord] = {}
-    for entry in sorted(models_dir.iterdir()):
-        if entry.name.startswith(".") or is_temp_name(entry.name) or entry.name.endswith(MANIFEST_SUFFIX):
-            continue
-        kind = "dir" if entry.is_dir() else "file"
-        try:
-            found = inspectors[kind](entry)
-        except Exception as exc:  # one odd entry must never hide the others
-            log.warning("could not inspect %s: %s", entry, exc)
-            found = [ModelRecord(entry.name, entry, "unknown", usable=False, reason=f"could not inspect: {exc}")]
-        for record in found:
+    for found in per_entry:
+        for original in found:
+            record = replace(original, display={})
             match = BRIEF_NAME.match(record.name)
             if match:
                 record.display = dict(match.groupdict())
@@ -211,6 +217,107 @@ def discover(models_dir: Path) -> list[ModelRecord]:
             record.name = name
             records[name] = record
     return [records[k] for k in sorted(records)]
+
+
+def discover(models_dir: Path) -> list[ModelRecord]:
+    """Every model in `models_dir`, sorted by name; unusable ones carry the reason. Never raises."""
+    models_dir = Path(models_dir)
+    if not models_dir.is_dir():
+        return []
+    entries = sorted(e for e in models_dir.iterdir() if not _skipped(e.name))
+    return _assemble(inspect_entry(e) for e in entries)
+
+
+# What an entry looked like when it was inspected: stat facts only, nothing is read.
+Signature = tuple
+
+
+def _stat_key(st: os.stat_result) -> tuple[int, int, int]:
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _entry_signature(entry: os.DirEntry, names: dict[str, os.DirEntry]) -> Signature:
+    """Stat facts that change whenever discovery could see the entry differently."""
+    if entry.is_dir():
+        # A folder's own mtime misses files rewritten in place, so its children are stat'ed too;
+        # deeper levels only show through their folder's mtime (models keep their files at the top).
+        with os.scandir(entry.path) as children:
+            inner = sorted((c.name, c.is_dir(), _stat_key(c.stat())) for c in children)
+        return ("dir", _stat_key(entry.stat()), tuple(inner))
+    sidecar = names.get(entry.name + MANIFEST_SUFFIX)  # a file's manifest lives beside it
+    return ("file", _stat_key(entry.stat()), _stat_key(sidecar.stat()) if sidecar is not None else None)
+
+
+def _copy(record: ModelRecord) -> ModelRecord:
+    """A shallow copy with its own display dict (dataclasses.replace costs several times more)."""
+    new = object.__new__(ModelRecord)
+    new.__dict__.update(record.__dict__)
+    new.display = dict(record.display)
+    return new
+
+
+@dataclass
+class _Scan:
+    folder: str
+    signatures: dict[str, Signature]
+    records: dict[str, list[ModelRecord]]
+    assembled: list[ModelRecord]
+    started: float
+
+
+class DiscoveryCache:
+    """discover(), re-inspecting only the entries whose stat signature changed since the last call.
+
+    Every call stats the folder's entries (no file is read), so a new, removed or rewritten model
+    shows up at once, while one new file does not re-parse every GGUF header. Thread-safe, and
+    single-flight: callers that arrive during a scan take its result rather than scanning again.
+    """
+
+    def __init__(self, inspect: Callable[[Path], list[ModelRecord]] = inspect_entry) -> None:
+        self._inspect = inspect
+        self._lock = threading.Lock()
+        self._scan: Optional[_Scan] = None
+        self.inspections = 0  # entries inspected (parsed) so far: what the cache saves
+
+    def records(self, models_dir: Path) -> list[ModelRecord]:
+        """Every model in `models_dir` (as discover() answers), fresh copies the caller may change."""
+        folder = str(Path(models_dir))
+        arrived = time.monotonic()
+        with self._lock:
+            scan = self._scan
+            if scan is None or scan.folder != folder or scan.started < arrived:
+                scan = self._scan = self._rescan(folder, scan if scan is not None and scan.folder == folder else None)
+            assembled = scan.assembled
+        return [_copy(r) for r in assembled]
+
+    def invalidate(self) -> None:
+        """Forget everything: the next call inspects every entry again."""
+        with self._lock:
+            self._scan = None
+
+    def _rescan(self, folder: str, previous: Optional[_Scan]) -> _Scan:
+        started = time.monotonic()
+        try:
+            with os.scandir(folder) as it:
+                entries = {e.name: e for e in it}
+        except (FileNotFoundError, NotADirectoryError):
+            return _Scan(folder, {}, {}, [], started)
+        signatures: dict[str, Signature] = {}
+        records: dict[str, list[ModelRecord]] = {}
+        for name in sorted(n for n in entries if not _skipped(n)):
+            try:
+                signature = _entry_signature(entries[name], entries)
+            except OSError as exc:  # removed while we looked, or unreadable: the inspection says why
+                signature = ("unreadable", type(exc).__name__)
+            signatures[name] = signature
+            if previous is not None and previous.signatures.get(name) == signature:
+                records[name] = previous.records[name]
+            else:
+                self.inspections += 1
+                records[name] = self._inspect(Path(folder) / name)
+        if previous is not None and previous.signatures == signatures:
+            return _Scan(folder, signatures, records, previous.assembled, started)
+        return _Scan(folder, signatures, records, _assemble(records.values()), started)
 
 
 def chat_template_of(record: ModelRecord) -> Optional[str]:

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Union
 from lqmf.errors import InsufficientMemory, LQMFError, ModelBusy, ModelNotFound, QueueFull
 from lqmf.settings import Settings
 from server.backends.base import Backend, Chunk, GenerationParams, GenerationResult, Message, Timings, collect
-from server.discovery import ModelRecord, discover
+from server.discovery import DiscoveryCache, ModelRecord
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,10 @@ class Job:
         self.work = work
         self.keep_alive_s = keep_alive_s
         self.cancel_event = threading.Event()
+        self.error: Optional[BaseException] = None  # why the job was aborted (not a consumer's own cancel)
         self.done = threading.Event()
+        self._done_lock = threading.Lock()
+        self._on_done: list[Callable[[], None]] = []
         self.enqueued_at = time.perf_counter()
         self.started_at: Optional[float] = None
         self.finished_at: Optional[float] = None
@@ -108,6 +111,30 @@ class Job:
         return len(self._pending)
 
     def cancel(self) -> None:
+        self.cancel_event.set()
+
+    def on_done(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (on the worker thread) when the job has finished; at once if it already has."""
+        with self._done_lock:
+            if not self.done.is_set():
+                self._on_done.append(callback)
+                return
+        callback()
+
+    def finish(self) -> None:
+        """Mark the job finished and run its on_done callbacks (the worker calls this last)."""
+        with self._done_lock:
+            self.done.set()
+            callbacks, self._on_done = self._on_done, []
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:  # a bookkeeping callback must never take the model's worker down
+                log.exception("an on_done callback of a job on %s failed", self.model)
+
+    def abort(self, error: BaseException) -> None:
+        """Stop the job for a reason its consumer must hear (the server is stopping): it ends with `error`."""
+        self.error = error
         self.cancel_event.set()
 
     def _unwrap(self, item: Any) -> Any:
@@ -208,12 +235,16 @@ class LoadedModel:
 class ModelManager:
     """Loads models by name on demand and runs every request on that model's single worker."""
 
-    def __init__(self, settings: Settings, discover_fn: Callable[[Any], list[ModelRecord]] = discover) -> None:
+    def __init__(self, settings: Settings, discover_fn: Optional[Callable[[Any], list[ModelRecord]]] = None) -> None:
         self.settings = settings
+        # An explicit discover_fn is called as it is; the default re-inspects only what changed on disk.
         self._discover = discover_fn
+        self.discovery = DiscoveryCache()
         self._lock = threading.RLock()
         self._loaded: dict[str, LoadedModel] = {}
         self._loading: dict[str, Future] = {}
+        # Estimated bytes of loads in flight: counted as held, so concurrent loads cannot overshoot the budget.
+        self._reserved: dict[str, int] = {}
         self._closed = threading.Event()
         self.load_counts: dict[str, int] = {}
         self._reaper = threading.Thread(target=self._reap, name="lqmf-ttl-reaper", daemon=True)
@@ -221,8 +252,10 @@ class ModelManager:
 
     # -- discovery ----------------------------------------------------------------------------
     def available(self) -> list[ModelRecord]:
-        """Every model on disk (usable or not)."""
-        return self._discover(self.settings.models_dir)
+        """Every model on disk (usable or not); blocking (stats the folder), so routes call it off the loop."""
+        if self._discover is not None:
+            return self._discover(self.settings.models_dir)
+        return self.discovery.records(self.settings.models_dir)
 
     def record(self, name: str) -> ModelRecord:
         """The discovered model called `name`, or ModelNotFound with the closest names."""
@@ -249,7 +282,14 @@ class ModelManager:
 
     # -- load / unload --------------------------------------------------------------------------
     def load(self, name: str, keep_alive_s: Optional[float] = None) -> LoadedModel:
-        """Load `name` (or return it when loaded); concurrent callers share one load."""
+        """Load `name` (or return it when loaded); concurrent callers share one load.
+
+        The load runs on a thread of its own and callers wait for it. Ctrl-C (KeyboardInterrupt,
+        which Python raises only in the main thread) then ends the wait, never the load: a library
+        import cut in half cannot be redone (torch refuses to register its types twice) and would
+        break every later load of the process. An abandoned load still completes into the loaded
+        set, where its keep_alive applies, and a later load of the same name joins it.
+        """
         with self._lock:
             if self._closed.is_set():
                 raise ModelBusy("the model manager is shutting down", "start it again")
@@ -259,25 +299,34 @@ class ModelManager:
                     model.keep_alive_s = keep_alive_s
                 return model
             future = self._loading.get(name)
-            owner = future is None
-            if owner:
+            if future is None:
                 future = Future()
                 self._loading[name] = future
-        if not owner:
-            return future.result()
+                threading.Thread(target=self._load_settling, args=(name, keep_alive_s, future),
+                                 name=f"lqmf-load-{name}", daemon=True).start()
+        return future.result()
+
+    def _load_settling(self, name: str, keep_alive_s: Optional[float], future: Future) -> None:
+        """One load, on its own thread: it ends in the loaded set or as the future's error, never half done."""
         try:
             model = self._load_now(name, keep_alive_s)
-        except BaseException as exc:
+        except BaseException as exc:  # delivered to every waiter, never lost in this thread
             with self._lock:
                 self._loading.pop(name, None)
+                self._reserved.pop(name, None)
             future.set_exception(exc)
-            raise
+            return
         with self._lock:
             self._loaded[name] = model
             self._loading.pop(name, None)
+            self._reserved.pop(name, None)
             self.load_counts[name] = self.load_counts.get(name, 0) + 1
+            closed = self._closed.is_set()
+        if closed:  # close() ran while this loaded: nobody may be left holding it
+            self.unload(name)
+            future.set_exception(ModelBusy("the model manager is shutting down", "start it again"))
+            return
         future.set_result(model)
-        return model
 
     def _load_now(self, name: str, keep_alive_s: Optional[float]) -> LoadedModel:
         from server.backends import backend_for
@@ -323,14 +372,15 @@ class ModelManager:
             )
         while True:
             with self._lock:
-                held = sum(m.footprint_bytes for m in self._loaded.values())
-                reserved = sum(1 for n in self._loading if n != name)
-                too_many = len(self._loaded) + reserved >= self.settings.max_models
+                loading = {n: b for n, b in self._reserved.items() if n != name}
+                held = sum(m.footprint_bytes for m in self._loaded.values()) + sum(loading.values())
+                too_many = len(self._loaded) + len(loading) >= self.settings.max_models
                 if held + need <= budget and not too_many:
+                    self._reserved[name] = need
                     return
                 idle = sorted((m for m in self._loaded.values() if not m.busy), key=lambda m: m.last_used)
                 if not idle:
-                    busy = ", ".join(self._loaded) or "none"
+                    busy = ", ".join([*self._loaded, *(f"{n} (loading)" for n in loading)]) or "none"
                     reason = (
                         f"{len(self._loaded)} models are loaded (the maximum is {self.settings.max_models})"
                         if too_many else
@@ -402,11 +452,14 @@ class ModelManager:
             model.active = job
             job.started_at = time.perf_counter()
             try:
-                if not job.cancel_event.is_set():
+                if job.cancel_event.is_set():  # cancelled while it waited: say so, never end without an output
+                    job.emit(_Failure(job.error or ModelBusy("the request was cancelled before it started",
+                                                             "send it again")))
+                else:
                     self._deliver(job, job.work(model.backend, job.cancel_event))
             except BaseException as exc:  # delivered to the caller, never lost in the worker
-                if not isinstance(exc, (LQMFError, ValueError)):
-                    log.exception("request on %s failed", model.name)
+                if not isinstance(exc, LQMFError):
+                    log.error("request on %s failed", model.name, exc_info=exc)
                 job.emit(_Failure(exc))
             finally:
                 model.requests_served += 1
@@ -416,7 +469,7 @@ class ModelManager:
                 model.active = None
                 job.finished_at = time.perf_counter()
                 job.emit(_DONE)
-                job.done.set()
+                job.finish()
 
     def _deliver(self, job: Job, items: Iterable[Any]) -> None:
         """Hand a job's outputs to its consumer, batching fast streams.
@@ -458,12 +511,18 @@ class ModelManager:
         self, name: str, prompt: Prompt, params: GenerationParams, keep_alive_s: Optional[float] = None
     ) -> GenerationResult:
         """Non-streaming generation: the same stream, collected on the worker (no per-token hand-off)."""
+        return self.generate_job(name, prompt, params, keep_alive_s).result()[0]
+
+    def generate_job(
+        self, name: str, prompt: Prompt, params: GenerationParams, keep_alive_s: Optional[float] = None, loop=None
+    ) -> Job:
+        """A job whose one output is the whole GenerationResult (cancel() ends it early, as 'cancelled')."""
 
         def work(backend: Backend, cancel: threading.Event) -> Iterator[GenerationResult]:
             ids = prompt_ids(backend, prompt)
             yield collect(backend.stream(ids, params, cancel))
 
-        return self.submit(name, work, keep_alive_s).result()[0]
+        return self.submit(name, work, keep_alive_s, loop)
 
     def call(self, name: str, fn: Callable[[Backend], Any], keep_alive_s: Optional[float] = None) -> Any:
         """Run `fn(backend)` on the model's worker (tokenize, embed, logits) and return its value."""

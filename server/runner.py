@@ -21,6 +21,29 @@ class ServerStartError(LQMFError):
     """The server did not come up."""
 
 
+GRACEFUL_SHUTDOWN_S = 5
+
+
+def make_server(app, host: str, port: int):
+    """A uvicorn server for `app` that, when told to stop (SIGTERM, Ctrl-C, stop()), first ends every
+    generation in flight with an error event, so streams close at once and the port is freed quickly."""
+    import uvicorn
+
+    from lqmf.errors import ShuttingDown
+
+    class _Server(uvicorn.Server):
+        async def shutdown(self, sockets=None) -> None:
+            ended = app.state.in_flight.abort_all(
+                ShuttingDown("the server is shutting down", "send the request again when it is back"))
+            if ended:
+                log.info("shutting down: ended %d request(s) in flight", ended)
+            await super().shutdown(sockets)
+
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on",
+                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, log_config=None)
+    return _Server(config)
+
+
 @dataclass
 class ServerStatus:
     running: bool
@@ -58,8 +81,6 @@ class BackgroundServer:
 
     def start(self, host: Optional[str] = None, port: Optional[int] = None, timeout_s: float = 30.0) -> ServerStatus:
         """Start serving; raise ServerStartError with the reason when it cannot."""
-        import uvicorn
-
         from server.app import create_app
 
         if self.running:
@@ -71,10 +92,9 @@ class BackgroundServer:
         if port and not _port_free(host, port):
             raise ServerStartError(f"port {port} on {host} is already in use",
                                    "stop whatever uses it, or start the server on another port")
-        app = create_app(self.settings, self.manager)
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                                lifespan="on", timeout_graceful_shutdown=5, log_config=None)
-        self._server = uvicorn.Server(config)
+        # The Host check allows the bound name, so the app must see the host actually bound.
+        app = create_app(self.settings.model_copy(update={"host": host}), self.manager)
+        self._server = make_server(app, host, port)
         self._thread = threading.Thread(target=self._server.run, name="lqmf-api-server", daemon=True)
         self._started_at = time.time()
         self._thread.start()
@@ -106,11 +126,12 @@ class BackgroundServer:
 
     def stop(self, timeout_s: float = 10.0) -> bool:
         """Stop serving and free the port; False when it was not running."""
-        if self._server is None or self._thread is None:
+        server, thread = self._server, self._thread  # locals: a second stop() may run at the same time
+        if server is None or thread is None:
             return False
-        self._server.should_exit = True
-        self._thread.join(timeout_s)
-        stopped = not self._thread.is_alive()
+        server.should_exit = True
+        thread.join(timeout_s)
+        stopped = not thread.is_alive()
         self._server = self._thread = None
         log.info("API server stopped")
         return stopped

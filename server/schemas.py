@@ -3,13 +3,45 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Optional, Union
+from typing import Annotated, Any, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from fastapi import Path
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from server.backends.base import GenerationParams
 
-MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+\-]{0,199}$")
+# One or more runs of name characters joined by single dots: a discovered model's name, never a path.
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_+\-]*(\.[A-Za-z0-9_+\-]+)*(:latest)?$"
+MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
+MODEL_NAME_MAX = 200
+TEXT_MAX = 1_048_576  # characters; the body limit (LQMF_MAX_BODY_BYTES, 1 MiB) bounds it first
+MAX_KEEP_ALIVE_S = 10 * 365 * 86400.0  # ten years: far enough to mean "forever", near enough for dates
+# Ollama's / Go's durations ("5m", "1h30m", "250ms", "24h0m0s") or a plain number of seconds.
+DURATION_PATTERN = r"^-?([0-9]{1,9}(\.[0-9]{1,9})?|([0-9]{1,6}(\.[0-9]{1,6})?(ms|s|m|h)){1,4})$"
+EXAMPLE_MODEL = "demo-q4_k_m"
+# OpenAPI carries numeric bounds as doubles: past 2^53 a published bound is not the one enforced.
+JSON_SAFE_INT = 2**53
+
+ModelPath = Annotated[str, Path(min_length=1, max_length=MODEL_NAME_MAX + 7, pattern=MODEL_NAME_PATTERN,
+                                description="A discovered model's name (GET /models/available).",
+                                examples=[EXAMPLE_MODEL])]
+ModelName = Annotated[str, Field(min_length=1, max_length=MODEL_NAME_MAX + 7, pattern=MODEL_NAME_PATTERN,
+                                 description="A discovered model's name (GET /models/available); "
+                                 "an Ollama ':latest' tag is accepted.", examples=[EXAMPLE_MODEL])]
+Text = Annotated[str, Field(max_length=TEXT_MAX)]
+StopString = Annotated[str, Field(max_length=256)]
+KeepAlive = Union[
+    Annotated[float, Field(ge=-MAX_KEEP_ALIVE_S, le=MAX_KEEP_ALIVE_S, allow_inf_nan=False)],
+    Annotated[str, Field(max_length=40, pattern=DURATION_PATTERN)],
+    None,
+]
+KEEP_ALIVE_DOC = ("Seconds, or a duration like '5m' / '1h30m' / '250ms', to keep the model loaded after this "
+                  "request; negative: forever; 0: unload at once. At most ten years.")
+
+
+def either(*fields: str) -> dict[str, Any]:
+    """JSON Schema extra: at least one of `fields` is present and not null (what the model's validator enforces)."""
+    return {"anyOf": [{"required": [f], "properties": {f: {"not": {"type": "null"}}}} for f in fields]}
 
 
 def check_model_name(name: str) -> str:
@@ -17,8 +49,8 @@ def check_model_name(name: str) -> str:
     from server.errors import APIError
 
     bare = name[:-7] if name.endswith(":latest") else name
-    if not MODEL_NAME.match(bare) or ".." in bare:
-        raise APIError(422, f"invalid model name {name!r}",
+    if len(bare) > MODEL_NAME_MAX or not MODEL_NAME.match(bare):
+        raise APIError(422, f"invalid model name {name[:MODEL_NAME_MAX]!r}",
                        "model names are letters, digits and . _ + - (no paths); see GET /models/available")
     return bare
 
@@ -43,23 +75,32 @@ def build_params(body: Any, defaults: dict[str, Any]) -> GenerationParams:
     return GenerationParams(**values)
 
 
-class ChatMessage(BaseModel):
+class Body(BaseModel):
+    """Every request body: unknown fields ignored (clients send more than we use), no NaN or infinity."""
+
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+
+
+class ChatMessage(Body):
     role: str = Field(pattern="^(system|user|assistant|tool)$")
-    content: str
+    content: Text
 
 
-class SamplerFields(BaseModel):
+Messages = Annotated[list[ChatMessage], Field(min_length=1, max_length=4096)]
+
+
+class SamplerFields(Body):
     """The sampling knobs every API shares (Ollama's go in `options`)."""
 
-    model_config = ConfigDict(extra="ignore")
-
-    temperature: Optional[float] = Field(default=None, ge=0, le=5)
+    temperature: Optional[float] = Field(
+        default=None, ge=0, le=5, description="0 (or below 1e-5) decodes greedily.")
     top_p: Optional[float] = Field(default=None, gt=0, le=1)
-    top_k: Optional[int] = Field(default=None, ge=0)
+    top_k: Optional[int] = Field(default=None, ge=0, le=1 << 20, description="0: off.")
     min_p: Optional[float] = Field(default=None, ge=0, lt=1)
-    seed: Optional[int] = None
-    stop: Union[str, list[str], None] = None
-    repeat_penalty: Optional[float] = Field(default=None, gt=0, le=5)
+    seed: Optional[int] = Field(default=None, ge=-JSON_SAFE_INT, le=JSON_SAFE_INT,
+                                description="Any integer JSON carries exactly (|seed| <= 2^53).")
+    stop: Union[StopString, Annotated[list[StopString], Field(max_length=16)], None] = None
+    repeat_penalty: Optional[float] = Field(default=None, ge=0.01, le=5)
 
 
 class SamplingFields(SamplerFields):
@@ -72,36 +113,44 @@ class SamplingFields(SamplerFields):
         return build_params(self, {**defaults, "ignore_eos": self.ignore_eos})
 
 
+def _has_text(value: Optional[str]) -> bool:
+    return value is not None and bool(value.strip())
+
+
 class NativeChatRequest(SamplingFields):
     """POST /models/{name}/chat: one message (or a whole conversation)."""
 
-    message: Optional[str] = Field(default=None, description="The user's message.")
-    messages: Optional[list[ChatMessage]] = Field(default=None, description="A whole conversation instead.")
-    system: Optional[str] = Field(default=None, description="A system prompt placed first.")
+    model_config = ConfigDict(json_schema_extra=either("message", "messages"))
+
+    message: Optional[Text] = Field(default=None, pattern=r"\S", description="The user's message.")
+    messages: Optional[Messages] = Field(default=None, description="A whole conversation instead.")
+    system: Optional[Text] = Field(default=None, description="A system prompt placed first.")
     stream: bool = False
-    keep_alive: Union[float, str, None] = None
+    keep_alive: KeepAlive = Field(default=None, description=KEEP_ALIVE_DOC)
+
+    @model_validator(mode="after")
+    def _something_to_say(self) -> "NativeChatRequest":
+        if not self.messages and not _has_text(self.message):
+            raise ValueError('send a non-empty "message" or a "messages" list, e.g. {"message": "hello"}')
+        return self
 
     def conversation(self) -> list[dict[str, str]]:
-        from server.errors import APIError
-
         if self.messages:
             convo = [m.model_dump() for m in self.messages]
-        elif self.message is not None and self.message.strip():
-            convo = [{"role": "user", "content": self.message}]
         else:
-            raise APIError(422, "send a non-empty 'message' or a 'messages' list", 'e.g. {"message": "hello"}')
+            convo = [{"role": "user", "content": self.message or ""}]
         if self.system:
             convo.insert(0, {"role": "system", "content": self.system})
         return convo
 
 
-class StreamOptions(BaseModel):
+class StreamOptions(Body):
     include_usage: bool = False
 
 
 class OpenAIChatRequest(SamplingFields):
-    model: str
-    messages: list[ChatMessage] = Field(min_length=1)
+    model: ModelName
+    messages: Messages
     stream: bool = False
     stream_options: Optional[StreamOptions] = None
     max_completion_tokens: Optional[int] = Field(default=None, ge=1, le=32768)
@@ -111,81 +160,102 @@ class OpenAIChatRequest(SamplingFields):
 
 
 class OpenAICompletionRequest(SamplingFields):
-    model: str
-    prompt: Union[str, list[str]]
+    model: ModelName
+    prompt: Union[Text, Annotated[list[Text], Field(min_length=1, max_length=1)]] = Field(
+        description="The prompt: a string, or a list of exactly one (use /batch for many).")
     stream: bool = False
     stream_options: Optional[StreamOptions] = None
     n: int = Field(default=1, ge=1, le=1)
     echo: bool = False
 
     def text(self) -> str:
-        from server.errors import APIError
-
-        if isinstance(self.prompt, str):
-            return self.prompt
-        if len(self.prompt) != 1:
-            raise APIError(422, f"{len(self.prompt)} prompts in one request; send one", "use /batch for many")
-        return self.prompt[0]
+        return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
 
 
-class OpenAIEmbeddingRequest(BaseModel):
-    model: str
-    input: Union[str, list[str]] = Field(min_length=1)
+class OpenAIEmbeddingRequest(Body):
+    model: ModelName
+    input: Union[Annotated[Text, Field(min_length=1)],
+                 Annotated[list[Annotated[Text, Field(min_length=1)]], Field(min_length=1, max_length=256)]]
     encoding_format: str = Field(default="float", pattern="^(float|base64)$")
 
 
 class OllamaOptions(SamplerFields):
-    num_predict: Optional[int] = None
-    num_ctx: Optional[int] = None
+    num_predict: Optional[int] = Field(default=None, ge=-2, le=1 << 20,
+                                       description="Tokens to generate; -1 or -2: until the end (or the context).")
+    num_ctx: Optional[int] = Field(default=None, ge=1, le=1 << 20)
 
     def params(self) -> GenerationParams:
         # Ollama's defaults: temperature 0.8, top_k 40, top_p 0.9, num_predict -1 (until the end).
         values: dict[str, Any] = {"temperature": 0.8, "top_k": 40, "top_p": 0.9, "min_p": 0.0,
                                   "max_tokens": 32768}
         if self.num_predict is not None and self.num_predict > 0:
-            values["max_tokens"] = self.num_predict
+            values["max_tokens"] = min(self.num_predict, 32768)
         return build_params(self, values)
 
 
-class OllamaGenerateRequest(BaseModel):
-    model: str
-    prompt: Optional[str] = None
-    system: Optional[str] = None
+class OllamaGenerateRequest(Body):
+    model: ModelName
+    prompt: Optional[Text] = None
+    system: Optional[Text] = None
     raw: bool = False
     stream: bool = True
     options: Optional[OllamaOptions] = None
-    keep_alive: Union[float, str, None] = None
+    keep_alive: KeepAlive = Field(default=None, description=KEEP_ALIVE_DOC)
 
 
-class OllamaChatRequest(BaseModel):
-    model: str
-    messages: Optional[list[ChatMessage]] = None
+class OllamaChatRequest(Body):
+    model: ModelName
+    messages: Optional[Annotated[list[ChatMessage], Field(max_length=4096)]] = None
     stream: bool = True
     options: Optional[OllamaOptions] = None
-    keep_alive: Union[float, str, None] = None
+    keep_alive: KeepAlive = Field(default=None, description=KEEP_ALIVE_DOC)
 
 
-class OllamaShowRequest(BaseModel):
-    model: Optional[str] = None
-    name: Optional[str] = None
+class OllamaShowRequest(Body):
+    model_config = ConfigDict(json_schema_extra=either("model", "name"))
+
+    model: Optional[ModelName] = None
+    name: Optional[ModelName] = None
+
+    @model_validator(mode="after")
+    def _named(self) -> "OllamaShowRequest":
+        if not (self.model or self.name):
+            raise ValueError('name the model: {"model": "NAME"}')
+        return self
 
 
-class TokenizeRequest(BaseModel):
-    model: str
-    text: Optional[str] = None
-    content: Optional[str] = Field(default=None, description="Alias of text (llama.cpp's server name).")
+class LoadRequest(Body):
+    """POST /models/{name}/load (the body is optional)."""
+
+    keep_alive: KeepAlive = Field(default=None, description=KEEP_ALIVE_DOC)
+
+
+class TokenizeRequest(Body):
+    model_config = ConfigDict(json_schema_extra=either("text", "content"))
+
+    model: ModelName
+    text: Optional[Text] = None
+    content: Optional[Text] = Field(default=None, description="Alias of text (llama.cpp's server name).")
     add_special: bool = True
 
+    @model_validator(mode="after")
+    def _has_input(self) -> "TokenizeRequest":
+        if self.text is None and self.content is None:
+            raise ValueError('send "text" to tokenize, e.g. {"model": "...", "text": "hello"}')
+        return self
 
-class DetokenizeRequest(BaseModel):
-    model: str
-    tokens: list[int]
+
+class DetokenizeRequest(Body):
+    model: ModelName
+    tokens: list[Annotated[int, Field(ge=0, le=2**31 - 1)]] = Field(max_length=131072)
 
 
 class CompareRequest(SamplingFields):
-    models: list[str] = Field(min_length=2, max_length=8)
-    prompt: Optional[str] = None
-    messages: Optional[list[ChatMessage]] = None
+    model_config = ConfigDict(json_schema_extra=either("prompt", "messages"))
+
+    models: list[ModelName] = Field(min_length=2, max_length=8, json_schema_extra={"uniqueItems": True})
+    prompt: Optional[Annotated[Text, Field(min_length=1)]] = None
+    messages: Optional[Messages] = None
 
     @field_validator("models")
     @classmethod
@@ -194,32 +264,47 @@ class CompareRequest(SamplingFields):
             raise ValueError("list each model once")
         return value
 
+    @model_validator(mode="after")
+    def _has_prompt(self) -> "CompareRequest":
+        if not self.prompt and not self.messages:
+            raise ValueError('send a "prompt" or "messages"')
+        return self
+
 
 class BatchItem(SamplingFields):
-    model: str
-    prompt: Optional[str] = None
-    messages: Optional[list[ChatMessage]] = None
+    model_config = ConfigDict(json_schema_extra=either("prompt", "messages"))
+
+    model: ModelName
+    prompt: Optional[Annotated[Text, Field(min_length=1)]] = None
+    messages: Optional[Messages] = None
+
+    @model_validator(mode="after")
+    def _has_prompt(self) -> "BatchItem":
+        if not self.prompt and not self.messages:
+            raise ValueError('send a "prompt" or "messages" in every item')
+        return self
 
 
-class BatchRequest(BaseModel):
+class BatchRequest(Body):
     items: list[BatchItem] = Field(min_length=1, max_length=256)
 
 
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
 def parse_keep_alive(value: Union[float, str, None]) -> Optional[float]:
-    """Ollama's keep_alive: seconds as a number, a duration like '5m' / '1h30m' / '250ms', -1 forever, 0 now."""
+    """Ollama's keep_alive in seconds: -1 forever, 0 now; the body's schema has already bounded its form."""
+    from lqmf.errors import InvalidRequest
+
     if value is None:
         return None
-    if isinstance(value, (int, float)):
-        return float(value) if value >= 0 else -1.0
-    text = value.strip().lower()
-    try:
-        number = float(text)
-        return number if number >= 0 else -1.0
-    except ValueError:
-        pass
-    parts = re.findall(r"(-?\d+(?:\.\d+)?)(ms|s|m|h)", text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"keep_alive {value!r} is not a duration: use seconds, '5m', '1h', '-1' or 0")
-    unit = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
-    total = sum(float(n) * unit[u] for n, u in parts)
-    return total if total >= 0 else -1.0
+    if isinstance(value, str):
+        negative = value.startswith("-")
+        text = value.lstrip("-")
+        parts = re.findall(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)?", text)
+        total = sum(float(n) * _UNIT_S[u or "s"] for n, u in parts)
+        value = -total if negative else total
+    if value > MAX_KEEP_ALIVE_S:
+        raise InvalidRequest(f"keep_alive of {value:.0f} s is more than ten years",
+                             "use a negative keep_alive (e.g. -1) to keep the model loaded for good")
+    return float(value) if value >= 0 else -1.0

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import threading
 from typing import Any, AsyncIterator, Callable, Optional
 
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
 
-from server.backends.base import Chunk, GenerationParams, GenerationResult
+from lqmf.errors import LQMFError, ShuttingDown
+from server.backends.base import Chunk, GenerationParams, GenerationResult, Timings
 from server.manager import Job, ModelManager, Prompt
 
 
@@ -21,7 +24,7 @@ async def ensure_loaded(request: Request, name: str, keep_alive_s: Optional[floa
     manager: ModelManager = request.app.state.manager
     if manager.is_loaded(name):
         return
-    manager.record(name)  # 404 with suggestions before anything else
+    await run_in_threadpool(manager.record, name)  # 404 with suggestions before anything else
     if not request.app.state.settings.autoload:
         raise APIError(409, f"{name} is not loaded", f"POST /models/{name}/load first (autoload is off)")
     await run_in_threadpool(manager.load, name, keep_alive_s)
@@ -33,6 +36,45 @@ def route_of(request: Request) -> str:
     return getattr(route, "path", None) or request.url.path
 
 
+class InFlight:
+    """The HTTP face's jobs not yet finished, so a stopping server can end them with a reason."""
+
+    def __init__(self) -> None:
+        self._jobs: set[Job] = set()
+        self._lock = threading.Lock()
+
+    def track(self, job: Job) -> None:
+        with self._lock:
+            self._jobs.add(job)
+        job.on_done(lambda: self._forget(job))
+
+    def _forget(self, job: Job) -> None:
+        with self._lock:
+            self._jobs.discard(job)
+
+    def abort_all(self, error: BaseException) -> int:
+        """End every job in flight with `error`; how many there were."""
+        with self._lock:
+            jobs = list(self._jobs)
+        for job in jobs:
+            job.abort(error)
+        return len(jobs)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._jobs)
+
+
+def _track(request: Request, job: Job) -> None:
+    request.app.state.in_flight.track(job)
+
+
+def _ended(job: Job, chunk_or_result) -> None:
+    """A generation that ended 'cancelled' because the job was aborted ends with the abort's error."""
+    if job.error is not None and chunk_or_result.finish_reason == "cancelled":
+        raise job.error
+
+
 async def start_stream(
     request: Request, name: str, prompt: Prompt, params: GenerationParams, keep_alive_s: Optional[float]
 ) -> tuple[Job, AsyncIterator[Chunk]]:
@@ -40,6 +82,7 @@ async def start_stream(
     await ensure_loaded(request, name, keep_alive_s)
     manager: ModelManager = request.app.state.manager
     job = await run_in_threadpool(manager.stream, name, prompt, params, keep_alive_s, asyncio.get_running_loop())
+    _track(request, job)
     chunks = job.__aiter__()
     try:
         first = await chunks.__anext__()
@@ -57,6 +100,7 @@ async def start_stream(
         try:
             while True:
                 if chunk.finish_reason is not None:
+                    _ended(job, chunk)
                     ended = True
                     usage.record(name, route, chunk.finish_reason, chunk.timings)
                 yield chunk
@@ -68,32 +112,90 @@ async def start_stream(
             if not ended:  # the client went away mid-generation
                 metrics.generations.labels(name, "cancelled").inc()
             raise
+        except Exception:
+            if not ended:  # failed after the first chunk: the body ends with an error event (see _coalesced)
+                usage.record(name, route, "error", Timings())
+            raise
         finally:
             await chunks.aclose()  # a disconnect closes this generator: cancel the generation
 
     return job, all_chunks()
 
 
+async def _client_gone(request: Request) -> None:
+    """Return when the client disconnects (the body is read already, so the next message is the disconnect)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
 async def generate(
     request: Request, name: str, prompt: Prompt, params: GenerationParams, keep_alive_s: Optional[float]
 ) -> GenerationResult:
-    """A whole generation for a non-streaming request, collected on the model's worker."""
+    """A whole generation for a non-streaming request, collected on the model's worker.
+
+    A client that disconnects while it waits cancels the generation (ClientGone, answered 499).
+    """
+    from server.errors import ClientGone
+
     await ensure_loaded(request, name, keep_alive_s)
-    result = await run_in_threadpool(request.app.state.manager.generate, name, prompt, params, keep_alive_s)
-    request.app.state.usage.record(name, route_of(request), result.finish_reason, result.timings)
+    manager: ModelManager = request.app.state.manager
+    route = route_of(request)
+    job = await run_in_threadpool(manager.generate_job, name, prompt, params, keep_alive_s,
+                                  asyncio.get_running_loop())
+    _track(request, job)
+    outputs = job.__aiter__()
+    result_task = asyncio.ensure_future(outputs.__anext__())
+    gone = asyncio.ensure_future(_client_gone(request))
+    try:
+        await asyncio.wait({result_task, gone}, return_when=asyncio.FIRST_COMPLETED)
+        if not result_task.done():
+            job.cancel()
+            await asyncio.wait({result_task})
+            if result_task.exception() is None:
+                result: GenerationResult = result_task.result()
+                request.app.state.usage.record(name, route, result.finish_reason, result.timings)
+            raise ClientGone(f"the client left before {name} finished", "nothing to do: nobody is waiting")
+        try:
+            result = result_task.result()
+            _ended(job, result)
+        except Exception as exc:
+            if not isinstance(exc, LQMFError) or isinstance(exc, ShuttingDown):
+                # A failed generation; a core error before any output (a prompt too long, a full queue) is
+                # only the 4xx/503 it answers, counted with the requests.
+                request.app.state.usage.record(name, route, "error", Timings())
+            raise
+    finally:
+        gone.cancel()
+        if not result_task.done():  # this request itself was cancelled: stop the job, then close its outputs
+            job.cancel()
+            result_task.cancel()
+            with contextlib.suppress(BaseException):
+                await result_task
+        await outputs.aclose()
+    request.app.state.usage.record(name, route, result.finish_reason, result.timings)
     return result
 
 
-def _coalesced(events: AsyncIterator[Any], job: Job, encode: Callable[[Any], str], tail: str) -> AsyncIterator[bytes]:
-    """Encoded events, joined into one write while the job already has more output waiting."""
+def _coalesced(events: AsyncIterator[Any], job: Job, encode: Callable[[Any], str], tail: str,
+               error_event: Callable[[BaseException], str]) -> AsyncIterator[bytes]:
+    """Encoded events, joined into one write while the job already has more output waiting.
+
+    An error after the response has started cannot change the status any more: the body ends with
+    `error_event(exc)` instead of its usual tail, so the client sees why it stopped.
+    """
 
     async def body() -> AsyncIterator[bytes]:
         buffer: list[str] = []
-        async for event in events:
-            buffer.append(event if isinstance(event, str) else encode(event))  # str: encoded already
-            if not job.pending():
-                yield "".join(buffer).encode()
-                buffer.clear()
+        try:
+            async for event in events:
+                buffer.append(event if isinstance(event, str) else encode(event))  # str: encoded already
+                if not job.pending():
+                    yield "".join(buffer).encode()
+                    buffer.clear()
+        except Exception as exc:
+            buffer.append(error_event(exc))
+            yield "".join(buffer).encode()
+            return
         buffer.append(tail)
         yield "".join(buffer).encode()
 
@@ -104,17 +206,24 @@ def sse_line(event: Any) -> str:
     return f"data: {json.dumps(event, separators=(',', ':'))}\n\n"
 
 
-def sse(events: AsyncIterator[Any], job: Job, done_marker: bool = True) -> StreamingResponse:
-    """Server-sent events: one `data: <json>` per item, then `data: [DONE]`."""
-    body = _coalesced(events, job, sse_line,
-                      "data: [DONE]\n\n" if done_marker else "")
+def _error_payload(request: Request, exc: BaseException) -> dict[str, Any]:
+    from server.errors import error_payload
+
+    return error_payload(request.url.path, exc)[1]
+
+
+def sse(request: Request, events: AsyncIterator[Any], job: Job, done_marker: bool = True) -> StreamingResponse:
+    """Server-sent events: one `data: <json>` per item, then `data: [DONE]` (or an error event)."""
+    body = _coalesced(events, job, sse_line, "data: [DONE]\n\n" if done_marker else "",
+                      lambda exc: sse_line(_error_payload(request, exc)))
     return StreamingResponse(body, media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-def ndjson(events: AsyncIterator[Any], job: Job) -> StreamingResponse:
-    """Newline-delimited JSON, the Ollama streaming format."""
-    body = _coalesced(events, job, lambda e: json.dumps(e, separators=(",", ":")) + "\n", "")
+def ndjson(request: Request, events: AsyncIterator[Any], job: Job) -> StreamingResponse:
+    """Newline-delimited JSON, the Ollama streaming format; an error ends it with Ollama's {"error": ...}."""
+    line = lambda e: json.dumps(e, separators=(",", ":")) + "\n"  # noqa: E731
+    body = _coalesced(events, job, line, "", lambda exc: line(_error_payload(request, exc)))
     return StreamingResponse(body, media_type="application/x-ndjson")
 
 

@@ -22,11 +22,12 @@ class Usage:
 
     def record(self, model: str, route: str, finish_reason: str, timings: Timings) -> None:
         self.metrics.record_generation(model, finish_reason, timings)
-        self._writer.submit(self._write, model, route, timings)
+        self._writer.submit(self._write, model, route, finish_reason, timings)
 
-    def _write(self, model: str, route: str, timings: Timings) -> None:
+    def _write(self, model: str, route: str, finish_reason: str, timings: Timings) -> None:
         try:
-            self.store.record_request(model, route, timings.prompt_tokens, timings.completion_tokens, timings.total_s)
+            self.store.record_request(model, route, timings.prompt_tokens, timings.completion_tokens, timings.total_s,
+                                      finish_reason)
         except Exception:  # a full disk must not fail requests that were served
             log.exception("could not record a request on %s", model)
         self.auto_benchmark.observe()

@@ -217,10 +217,13 @@ def test_compare_and_batch(http):
     batch = http.post("/batch", json={"items": [
         {"model": "demo-q4_k_m", "prompt": "hi", "max_tokens": 4},
         {"model": "demo-f16", "prompt": "hello", "max_tokens": 4},
-        {"model": "demo-q4_k_m", "max_tokens": 4},
+        {"model": "nope", "prompt": "hi", "max_tokens": 4},
     ]}).json()
     assert [r["index"] for r in batch["results"]] == [0, 1, 2] and batch["errors"] == 1
-    assert batch["results"][2]["status"] == 422 and batch["results"][0]["usage"]["completion_tokens"] > 0
+    assert batch["results"][2]["status"] == 404 and batch["results"][0]["usage"]["completion_tokens"] > 0
+    # An item the schema refuses (no prompt) refuses the whole batch, before anything runs.
+    refused = http.post("/batch", json={"items": [{"model": "demo-q4_k_m", "prompt": "hi"}, {"model": "demo-f16"}]})
+    assert refused.status_code == 422 and "items.1" in refused.json()["error"]["message"]
 
 
 # -- errors: never a 500 ------------------------------------------------------------------------------------
@@ -241,7 +244,7 @@ def test_compare_and_batch(http):
         ("POST", "/v1/chat/completions", {"model": "demo-q4_k_m", "messages": CHAT, "n": 2}, 422, "n"),
         ("POST", "/v1/chat/completions", {"model": "demo-q4_k_m", "messages": [{"role": "wizard", "content": "x"}]},
          422, "role"),
-        ("POST", "/v1/completions", {"model": "demo-q4_k_m", "prompt": ["a", "b"]}, 422, "2 prompts"),
+        ("POST", "/v1/completions", {"model": "demo-q4_k_m", "prompt": ["a", "b"]}, 422, "at most 1 item"),
         ("POST", "/api/generate", {"model": "demo-q4_k_m", "prompt": "x", "keep_alive": "soon"}, 422, "keep_alive"),
         ("POST", "/compare", {"models": ["demo-q4_k_m"], "prompt": "x"}, 422, "models"),
         ("GET", "/models/demo-q4_k_m/chat", None, 405, "Method Not Allowed"),

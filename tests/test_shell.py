@@ -358,3 +358,105 @@ def test_agreement_from_the_shell(demo_dir, home, tmp_path):
     assert len(rows) == 3 and rows[0].startswith("index,text,label")
     history = json.loads(cli(["--json", "-c", "list experiments"], home, demo_dir).stdout)["result"]["experiments"]
     assert history[0]["kind"] == "agreement" and history[0]["status"] == "done"
+
+
+def json_objects(text: str) -> list[dict]:
+    """Every JSON document printed one after another (--json pretty-prints each)."""
+    decoder, objects, at = json.JSONDecoder(), [], 0
+    while text[at:].strip():
+        at += len(text[at:]) - len(text[at:].lstrip())
+        obj, at = decoder.raw_decode(text, at)
+        objects.append(obj)
+    return objects
+
+
+def test_a_script_stops_at_its_first_failure_and_names_an_unexpected_error(demo_dir, tmp_path):
+    """A handler that raises something that is no LQMF error: its line, the message, the log path; no traceback."""
+    import io
+    import logging
+
+    from rich.console import Console
+
+    from agents.decision_agent import DecisionAgent
+    from agents.executor_agent import Executor
+    from agents.intents import Intent
+    from cli.api_cli import _NoSession, run_lines
+    from cli.shell import Shell
+    from lqmf.log import configure_logging
+    from lqmf.settings import Settings
+    from server.manager import ModelManager
+    from server.runner import BackgroundServer
+
+    settings = Settings(home=tmp_path, models_dir_override=demo_dir)
+    handler = configure_logging(settings)
+    log_path = settings.logs_dir / "lqmf.log"
+    manager = ModelManager(settings)
+    executor = Executor(settings, manager, BackgroundServer(settings, manager))
+
+    def broken(command):
+        raise RuntimeError("the config fell over")
+
+    executor.handlers[Intent.SHOW_CONFIG] = broken
+    agent = DecisionAgent(lambda: [rec.name for rec in manager.available()])
+
+    def run(lines: list[str], as_json: bool = False) -> tuple[int, str]:
+        out = io.StringIO()
+        console = Console(file=out, width=200, color_system=None, highlight=False)
+        shell = Shell(executor, agent, console, as_json=as_json, session=_NoSession(), interactive=False)
+        return run_lines(shell, lines, log_path), out.getvalue()
+
+    try:
+        code, out = run(["# set-up", "help", "show config", "list models", "", "show api status"])
+        assert code == 1
+        assert "unexpected error on line 3 (show config): RuntimeError: the config fell over" in out
+        assert f"the traceback is in {log_path}" in out
+        assert "stopped at line 3: the 2 command lines after it did not run" in out
+        assert "Commands (" in out and "demo-q4_k_m" not in out and "API server" not in out  # 2 ran, 4 and 6 not
+        assert "Traceback" not in out
+        logged = log_path.read_text()
+        assert "line 3 ('show config') failed unexpectedly" in logged
+        assert "Traceback" in logged and "RuntimeError: the config fell over" in logged
+
+        code, out = run(["help", "show config", "list models"], as_json=True)
+        first, error, stopped = json_objects(out)
+        assert code == 1 and first["command"]["intent"] == "SHOW_HELP"
+        assert error == {"line_number": 2, "line": "show config", "error": {
+            "type": "RuntimeError", "message": "the config fell over", "unexpected": True, "log": str(log_path)}}
+        assert stopped == {"stopped": {"line_number": 2, "line": "show config", "not_run": 1}}
+
+        # An LQMF error stops the script the same way; the last line failing leaves nothing to report.
+        code, out = run(["load nope", "help"])
+        assert code == 1 and "no model named 'nope'" in out and "Commands (" not in out
+        assert "stopped at line 1: the 1 command line after it did not run" in out
+        code, out = run(["help", "show config"])
+        assert code == 1 and "unexpected error on line 2" in out and "stopped" not in out
+        assert run(["help", "# done"])[0] == 0
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+        manager.close()
+
+
+def test_a_broken_history_database_is_reported_for_its_line(demo_dir, home, tmp_path):
+    """End to end: a corrupt lqmf.db makes `list experiments` raise sqlite3's own error."""
+    (home / "memory").mkdir()
+    (home / "memory" / "lqmf.db").write_bytes(b"this is not a database, it is a text file" * 100)
+    script = tmp_path / "script.txt"
+    script.write_text("list models\nlist experiments\nshow config\n")
+    log_path = home / "logs" / "lqmf.log"
+    run = cli(["--script", str(script)], home, demo_dir)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "demo-q4_k_m" in run.stdout  # line 1 ran
+    assert "unexpected error on line 2 (list experiments): DatabaseError: file is not a database" in run.stdout
+    assert str(log_path) in run.stdout.replace("\n", "")
+    assert "stopped at line 2: the 1 command line after it did not run" in run.stdout
+    assert "models_dir" not in run.stdout  # line 3 did not run
+    assert "Traceback" not in run.stdout + run.stderr
+    assert "Traceback" in log_path.read_text() and "file is not a database" in log_path.read_text()
+    as_json = cli(["--json", "--script", str(script)], home, demo_dir)
+    assert as_json.returncode == 1 and "Traceback" not in as_json.stderr
+    listed, error, stopped = json_objects(as_json.stdout)
+    assert listed["command"]["intent"] == "LIST_MODELS"
+    assert error["line_number"] == 2 and error["line"] == "list experiments"
+    assert error["error"]["type"] == "DatabaseError" and error["error"]["message"] == "file is not a database"
+    assert error["error"]["log"] == str(log_path) and stopped["stopped"]["not_run"] == 1

@@ -23,7 +23,8 @@ SCHEMA = {
     "experiments": ["id", "kind", "models", "params", "status", "summary", "pid", "started_at", "finished_at"],
     "experiment_results": ["id", "experiment_id", "model", "prompt", "response", "prompt_tokens", "completion_tokens",
                            "latency_s", "ttft_s", "tokens_per_second", "metrics", "created_at"],
-    "request_stats": ["id", "model", "route", "prompt_tokens", "completion_tokens", "latency_s", "created_at"],
+    "request_stats": ["id", "model", "route", "prompt_tokens", "completion_tokens", "latency_s", "created_at",
+                      "finish_reason"],
     "schema_migrations": ["name", "applied_at"],
 }
 
@@ -150,4 +151,33 @@ def test_a_database_from_before_the_factory_is_upgraded_in_place(tmp_path):
         {"steps": ["x"]}, {"name": "out"}, 1.5, 10)
     with pytest.raises(ValueError):
         store.finish_quantization(run, "finished")
+    store.close()
+
+
+def test_a_failed_commit_rolls_back_and_the_next_write_works(tmp_path):
+    """A real COMMIT failure (a deferred foreign key checked only at COMMIT) must not wedge the store."""
+    from memory.store import CommitFailed
+
+    path = tmp_path / "lqmf.db"
+    store = Store(path)
+    outside = sqlite3.connect(path, timeout=1)
+    # Another connection arms the fault: a 'poison' request also writes a row whose deferred
+    # foreign key points nowhere, so each statement succeeds and only COMMIT fails.
+    outside.executescript("""
+        CREATE TABLE audit (experiment_id INTEGER REFERENCES experiments(id) DEFERRABLE INITIALLY DEFERRED);
+        CREATE TRIGGER poison AFTER INSERT ON request_stats WHEN NEW.model = 'poison'
+        BEGIN INSERT INTO audit VALUES (424242); END;
+    """)
+    store.record_request("before", "/x", 1, 1, 0.1)
+    with pytest.raises(CommitFailed, match="could not save a write .*FOREIGN KEY.*rolled back") as failed:
+        store.record_request("poison", "/x", 2, 2, 0.2)
+    assert isinstance(failed.value.cause, sqlite3.IntegrityError)
+    store.record_request("after", "/x", 3, 3, 0.3)  # the store's own next write
+    outside.execute("INSERT INTO request_stats (model, route, prompt_tokens, completion_tokens, latency_s, "
+                    "created_at) VALUES ('outside', '/x', 4, 4, 0.4, 0)")  # the write lock was released
+    outside.commit()
+    assert sorted(row["model"] for row in store.statistics()["per_model"]) == ["after", "before", "outside"]
+    assert outside.execute("SELECT COUNT(*) FROM audit").fetchone()[0] == 0  # nothing of the failed write
+    assert store.integrity() == "ok"
+    outside.close()
     store.close()

@@ -34,6 +34,7 @@ SCRIPT = "convert_hf_to_gguf.py"
 NEEDED = (SCRIPT, "conversion/", "gguf-py/", "LICENSE")
 GGUF_OUTTYPES = ("f32", "f16", "bf16")
 VENDOR_PREFIX = "vendor/llama.cpp/"
+EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception|Exit|Interrupt)\b(?::|$)")
 
 
 def llama_cpp_version() -> str:
@@ -125,8 +126,20 @@ def convert_hf_folder(src: Path, out_file: Path, outtype: str, settings: Setting
     return output
 
 
+def converter_reason(output: str) -> str:
+    """What the converter said when it failed: its exception line(s), never the traceback around them."""
+    from agents.quantization.faults import strip_traceback
+
+    lines = [line for line in strip_traceback(output).splitlines() if line.strip()]
+    raised = [line for line in lines if EXCEPTION_LINE.match(line)]
+    if raised:
+        return raised[-1].strip()
+    errors = [line for line in lines if line.startswith(("ERROR:", "CRITICAL:"))]
+    return "\n".join((errors or lines)[-3:]).strip() or "no output"
+
+
 def _explain_converter_failure(output: str, src: Path) -> QuantizationError:
-    tail = "\n".join(output.strip().splitlines()[-8:])
+    tail = converter_reason(output)
     if "pre-tokenizer was not recognized" in output:
         return TokenizerNotSupported(
             f"llama.cpp's converter does not know the BPE pre-tokenizer of {src.name}",
@@ -138,7 +151,8 @@ def _explain_converter_failure(output: str, src: Path) -> QuantizationError:
             f"llama.cpp's converter does not support the architecture {arch.group(1)} of {src.name}",
             "use the gptq or bnb method for this model",
         )
-    return QuantizationError(f"GGUF conversion of {src.name} failed:\n{tail}", "see logs/lqmf.log for the full output")
+    return QuantizationError(f"llama.cpp's converter failed on {src.name}: {tail}",
+                             "see logs/lqmf.log for the converter's full output")
 
 
 def main() -> int:

@@ -11,9 +11,10 @@ import ctypes
 import logging
 import os
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Iterator, Optional
 
 from agents.quantization.atomic import atomic_output, ensure_disk_space
 from agents.quantization.converter import GGUF_OUTTYPES, convert_hf_folder
@@ -33,6 +34,10 @@ from lqmf.errors import OutputExists, QuantizationError
 from lqmf.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
+
+# Called on the finished output while it is still in its hidden temporary (agents.quantization.verify):
+# returns facts for the manifest, or raises, and then nothing is renamed into place.
+Verifier = Callable[[Path], dict]
 
 K_TYPES = frozenset({"Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_K"})
 # IQ types with 256-wide blocks. IQ4_NL (32-wide) is absent on purpose: llama.cpp sends IQ tensors
@@ -181,24 +186,44 @@ def write_manifest_beside(final: Path, manifest: Manifest) -> None:
         tmp.write_text(manifest.to_json(), encoding="utf-8")
 
 
+@contextmanager
+def file_output(final: Path, overwrite: bool) -> Iterator[Path]:
+    """atomic_output for a file whose manifest is written beside it: a failure after that write removes it too."""
+    had_manifest = manifest_path_for(final).exists()
+    try:
+        with atomic_output(final, overwrite=overwrite) as tmp:
+            yield tmp
+    except BaseException:
+        if not had_manifest or not final.exists():
+            manifest_path_for(final).unlink(missing_ok=True)
+        raise
+
+
 def convert_to_gguf(
-    src: Path, out_file: Path, settings: Settings, outtype: str = "f16", overwrite: bool = False
+    src: Path, out_file: Path, settings: Settings, outtype: str = "f16", overwrite: bool = False,
+    verify: Optional[Verifier] = None,
 ) -> Manifest:
-    """Convert an HF folder to a float GGUF file with llama.cpp's converter; return its manifest."""
+    """Convert an HF folder to a float GGUF file with llama.cpp's converter; return its manifest.
+
+    `verify`, when given, checks the file before it is renamed into place (its facts go in the manifest).
+    """
     src, out_file = Path(src), Path(out_file)
     require_hf_folder(src)
     if outtype not in GGUF_OUTTYPES:
         raise QuantizationError(f"unknown GGUF outtype {outtype!r}", f"use one of {', '.join(GGUF_OUTTYPES)}")
     n_params = hf_parameter_count(src)
     ensure_disk_space(out_file.parent, int(n_params * FLOAT_BITS[outtype] / 8) + (16 << 20), out_file.name)
-    with atomic_output(out_file, overwrite=overwrite) as tmp:
+    with file_output(out_file, overwrite) as tmp:
         with measure_run() as measure:
             converter_log = convert_hf_folder(src, tmp, outtype, settings)
         log.debug("converter output for %s:\n%s", src, converter_log)
+        details: dict = {"converter": "convert_hf_to_gguf.py from the llama-cpp-python sdist"}
+        if verify is not None:
+            details["verified"] = verify(tmp)
         manifest = gguf_manifest(
             out_file, tmp, method="convert", level=outtype, bits=FLOAT_BITS[outtype],
             source={"path": str(src), "format": "hf", "sha256": tree_sha256(src)}, measure=measure,
-            details={"converter": "convert_hf_to_gguf.py from the llama-cpp-python sdist"},
+            details=details,
         )
         write_manifest_beside(out_file, manifest)
     log.info("converted %s -> %s (%s, %.2f bpw)", src, out_file, outtype, manifest.bits_per_weight)
@@ -214,6 +239,7 @@ def quantize_gguf(
     imatrix: Optional[Path] = None,
     settings: Optional[Settings] = None,
     source: Optional[dict] = None,
+    verify: Optional[Verifier] = None,
 ) -> Manifest:
     """Quantize a float GGUF to `level` (q4_k_m, iq4_xs, ...); return the manifest.
 
@@ -222,7 +248,8 @@ def quantize_gguf(
     the imatrix; without one, llama_model_quantize runs in-process. `source` replaces the manifest's
     record of where the weights came from (e.g. the HF folder behind a temporary f16 GGUF).
     Tensors llama.cpp could not store in the requested type (fallbacks) are listed in the
-    manifest's `fallbacks` and `warnings`, and logged as warnings.
+    manifest's `fallbacks` and `warnings`, and logged as warnings. `verify`, when given, checks the
+    file before it is renamed into place (its facts go in the manifest's details).
     """
     src_gguf, out_file = Path(src_gguf), Path(out_file)
     imatrix = Path(imatrix) if imatrix is not None else None
@@ -238,7 +265,7 @@ def quantize_gguf(
 
         details["imatrix"] = imatrix_details(imatrix)
         tools = ensure_llama_tools(settings or load_settings())  # before timing: a first build takes minutes
-    with atomic_output(out_file, overwrite=overwrite) as tmp:
+    with file_output(out_file, overwrite) as tmp:
         with measure_run() as measure:
             if tools is None:
                 details["quantizer"] = _quantize_in_process(src_gguf, tmp, spec, nthreads)
@@ -247,6 +274,8 @@ def quantize_gguf(
         report = read_gguf_tensors(tmp)
         fallbacks = find_fallbacks(report, spec)
         warnings = _quantize_warnings(out_file, spec, fallbacks, imatrix)
+        if verify is not None:
+            details["verified"] = verify(tmp)
         manifest = gguf_manifest(
             out_file, tmp, method="llama.cpp-quantize", level=spec.name, bits=spec.bits,
             source=source or {"path": str(src_gguf), "format": "gguf", "sha256": sha256_file(src_gguf)},

@@ -68,8 +68,9 @@ def copy_tokenizer_files(src: Path, dest: Path) -> None:
 def _quantize_folder(
     src: Path, out_dir: Path, overwrite: bool, estimate_bytes: int,
     build: Callable[[Path], None], describe: Callable[[Path, Path, RunMeasure], Manifest],
+    verify: Optional[Callable[[Path], dict]] = None,
 ) -> Manifest:
-    """Shared frame: check source and disk, build in a temporary sibling, write the manifest, rename."""
+    """Shared frame: check source and disk, build in a temporary sibling, verify, write the manifest, rename."""
     src, out_dir = Path(src), Path(out_dir)
     require_hf_folder(src)
     ensure_disk_space(out_dir.parent, estimate_bytes + (16 << 20), out_dir.name)
@@ -79,14 +80,21 @@ def _quantize_folder(
         copy_tokenizer_files(src, tmp)
         if not any(tmp.glob("*.safetensors")):
             raise QuantizationError(f"the quantizer wrote no weights for {out_dir.name}", "see logs/lqmf.log")
+        verified = verify(tmp) if verify is not None else None
         manifest = describe(out_dir, tmp, measure)
+        if verified is not None:
+            manifest.details["verified"] = verified
         write_manifest_inside(tmp, manifest)
     log.info("wrote %s (%s %s, %.2f bpw)", out_dir, manifest.method, manifest.level, manifest.bits_per_weight)
     return manifest
 
 
-def quantize_bnb(src: Path, out_dir: Path, mode: str = "nf4", overwrite: bool = False) -> Manifest:
-    """Quantize an HF folder with bitsandbytes (nf4, fp4 or int8) on CPU and save it pre-quantized."""
+def quantize_bnb(src: Path, out_dir: Path, mode: str = "nf4", overwrite: bool = False,
+                 verify: Optional[Callable[[Path], dict]] = None) -> Manifest:
+    """Quantize an HF folder with bitsandbytes (nf4, fp4 or int8) on CPU and save it pre-quantized.
+
+    `verify`, when given, checks the folder before it is renamed into place.
+    """
     mode = mode.lower()
     if mode not in BNB_MODES:
         raise QuantizationError(f"unknown bitsandbytes mode {mode!r}", f"choose one of {', '.join(BNB_MODES)}")
@@ -114,7 +122,7 @@ def quantize_bnb(src: Path, out_dir: Path, mode: str = "nf4", overwrite: bool = 
         )
 
     estimate = hf_parameter_count(src) * bits // 8 + hf_weight_bytes(src) // 8
-    return _quantize_folder(src, out_dir, overwrite, estimate, build, describe)
+    return _quantize_folder(src, out_dir, overwrite, estimate, build, describe, verify)
 
 
 def quantize_gptq(
@@ -126,10 +134,12 @@ def quantize_gptq(
     max_samples: int = 64,
     overwrite: bool = False,
     logs_dir: Optional[Path] = None,
+    verify: Optional[Callable[[Path], dict]] = None,
 ) -> Manifest:
     """Quantize an HF folder with GPTQ through GPTQModel on CPU; calibration from a file or the default.
 
     GPTQModel's per-layer logs go to `logs_dir`/gptqmodel (default: the settings' logs folder).
+    `verify`, when given, checks the folder before it is renamed into place.
     """
     if bits not in GPTQ_BITS:
         raise QuantizationError(f"GPTQ supports {GPTQ_BITS} bits here, not {bits}", "use bits=4 or bits=8")
@@ -160,4 +170,4 @@ def quantize_gptq(
         )
 
     estimate = hf_parameter_count(src) * bits // 8 + hf_weight_bytes(src) // 4
-    return _quantize_folder(src, out_dir, overwrite, estimate, build, describe)
+    return _quantize_folder(src, out_dir, overwrite, estimate, build, describe, verify)

@@ -8,14 +8,18 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Optional, Sequence
 
-from lqmf.errors import ContextOverflow, LQMFError
+from lqmf.errors import ContextOverflow, InvalidRequest, LQMFError
 
 Message = dict[str, str]
+
+# Below this, logits / temperature overflow float32 (and sampling turns into inf/nan); such a
+# temperature means "the most likely token" anyway, so it decodes greedily, as 0 does.
+GREEDY_BELOW = 1e-5
 
 
 @dataclass(frozen=True)
 class GenerationParams:
-    """Sampling settings; temperature 0 means greedy decoding."""
+    """Sampling settings; temperature 0 (or below GREEDY_BELOW) means greedy decoding."""
 
     max_tokens: int = 256
     temperature: float = 0.8
@@ -46,7 +50,11 @@ class GenerationParams:
 
     @property
     def greedy(self) -> bool:
-        return self.temperature == 0
+        return self.temperature < GREEDY_BELOW
+
+    def seed_bits(self, bits: int) -> Optional[int]:
+        """The seed folded into an unsigned `bits`-bit integer (llama.cpp takes 32 bits, torch 64)."""
+        return None if self.seed is None else self.seed % (1 << bits)
 
 
 @dataclass
@@ -194,6 +202,8 @@ class Backend(ABC):
 
     def check_fits(self, prompt_ids: Sequence[int]) -> None:
         """Raise ContextOverflow with the numbers when the prompt leaves no room to generate."""
+        if not prompt_ids:
+            raise InvalidRequest("the prompt is empty (no tokens to start from)", "send some text to continue")
         n_ctx = self.context_length
         if len(prompt_ids) >= n_ctx:
             raise ContextOverflow(

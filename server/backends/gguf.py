@@ -95,7 +95,11 @@ class GGUFBackend(Backend):
 
     @property
     def context_length(self) -> int:
-        return int(self.llm.n_ctx()) if self.llm is not None else int(self.record.context_length or DEFAULT_CTX)
+        if self.llm is None:
+            return int(self.record.context_length or DEFAULT_CTX)
+        # llama.cpp pads its context (to a multiple of 256), while llama-cpp-python's token buffer keeps
+        # the size that was asked for: a prompt between the two overflowed that buffer (found by fuzzing).
+        return min(int(self.llm.n_ctx()), int(self.llm.input_ids.shape[0]))
 
     @property
     def vocab_size(self) -> int:
@@ -138,12 +142,12 @@ class GGUFBackend(Backend):
         import llama_cpp
 
         if params.seed is not None:
-            self.llm.set_seed(params.seed)
+            self.llm.set_seed(params.seed_bits(32))
         vocab = self.llm._model.vocab
         # reset=True still reuses the longest cached prefix of the previous prompt (llama-cpp-python).
         for token in self.llm.generate(
             prompt_ids, top_k=params.top_k, top_p=params.top_p, min_p=params.min_p,
-            temp=params.temperature, repeat_penalty=params.repeat_penalty, reset=True,
+            temp=0.0 if params.greedy else params.temperature, repeat_penalty=params.repeat_penalty, reset=True,
         ):
             if not params.ignore_eos and llama_cpp.llama_vocab_is_eog(vocab, token):
                 return

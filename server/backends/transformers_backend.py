@@ -121,7 +121,8 @@ class TransformersBackend(Backend):
     def _token_stream(self, prompt_ids: list[int], params: GenerationParams) -> Iterator[int]:
         import torch
 
-        generator = torch.Generator().manual_seed(params.seed if params.seed is not None else int.from_bytes(os.urandom(4), "little"))
+        seed = params.seed_bits(64)
+        generator = torch.Generator().manual_seed(seed if seed is not None else int.from_bytes(os.urandom(4), "little"))
         seen = torch.tensor(prompt_ids, dtype=torch.long)
         with torch.inference_mode():
             out = self.model(input_ids=torch.tensor([prompt_ids]), use_cache=True)

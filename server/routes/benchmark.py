@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from agents.experiment_agent import benchmark_summary
 from server.errors import APIError
+from server.schemas import JSON_SAFE_INT
 
 router = APIRouter(tags=["experiments"])
-STATUSES = ("running", "done", "failed", "incomplete")
+Status = Literal["running", "done", "failed", "incomplete"]
 
 
 @router.get("/benchmark/summary")
@@ -23,17 +24,16 @@ async def summary(request: Request) -> dict[str, Any]:
 
 
 @router.get("/experiments")
-async def experiments(request: Request, kind: Optional[str] = None, model: Optional[str] = None,
-                      status: Optional[str] = None, limit: int = Query(50, ge=1, le=1000)) -> dict[str, Any]:
+async def experiments(request: Request, kind: Optional[str] = Query(None, max_length=64),
+                      model: Optional[str] = Query(None, max_length=256),
+                      status: Optional[Status] = None, limit: int = Query(50, ge=1, le=1000)) -> dict[str, Any]:
     """Recorded experiments, newest first, filtered by kind, model or status."""
-    if status is not None and status not in STATUSES:
-        raise APIError(422, f"unknown status {status!r}", f"use one of {', '.join(STATUSES)}")
     rows = await run_in_threadpool(request.app.state.store.experiments, kind, model, status, limit)
     return {"experiments": rows}
 
 
 @router.get("/experiments/{experiment_id}")
-async def experiment(request: Request, experiment_id: int) -> dict[str, Any]:
+async def experiment(request: Request, experiment_id: int = Path(ge=1, le=JSON_SAFE_INT)) -> dict[str, Any]:
     """One experiment with every recorded result."""
     store = request.app.state.store
     row = await run_in_threadpool(store.experiment, experiment_id)
@@ -44,10 +44,8 @@ async def experiment(request: Request, experiment_id: int) -> dict[str, Any]:
 
 
 @router.get("/quantizations")
-async def quantizations(request: Request, method: Optional[str] = None, status: Optional[str] = None,
-                        limit: int = Query(50, ge=1, le=1000)) -> dict[str, Any]:
+async def quantizations(request: Request, method: Optional[str] = Query(None, max_length=64),
+                        status: Optional[Status] = None, limit: int = Query(50, ge=1, le=1000)) -> dict[str, Any]:
     """Recorded quantization runs, newest first: plan, status, manifest, duration and peak memory."""
-    if status is not None and status not in STATUSES:
-        raise APIError(422, f"unknown status {status!r}", f"use one of {', '.join(STATUSES)}")
     rows = await run_in_threadpool(request.app.state.store.quantization_runs, method, status, limit)
     return {"quantizations": rows}

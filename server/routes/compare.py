@@ -9,8 +9,7 @@ from typing import Any, Optional
 
 from fastapi import APIRouter, Request
 
-from lqmf.errors import LQMFError
-from server.errors import to_response
+from server.errors import ClientGone, to_response
 from server.routes.native import NATIVE_DEFAULTS
 from server.schemas import BatchRequest, ChatMessage, CompareRequest, SamplingFields, check_model_name
 from server.streaming import generate
@@ -19,13 +18,10 @@ router = APIRouter(tags=["side-by-side"])
 
 
 def _prompt(prompt: Optional[str], messages: Optional[list[ChatMessage]]):
-    from server.errors import APIError
-
+    """The conversation of a body that has a prompt or messages (its schema requires one of them)."""
     if messages:
         return [m.model_dump() for m in messages]
-    if prompt:
-        return [{"role": "user", "content": prompt}]
-    raise APIError(422, "send a 'prompt' or 'messages'", '{"prompt": "hello", ...}')
+    return [{"role": "user", "content": prompt or ""}]
 
 
 async def _run_one(request: Request, model: str, convo, fields: SamplingFields) -> dict[str, Any]:
@@ -34,7 +30,9 @@ async def _run_one(request: Request, model: str, convo, fields: SamplingFields) 
     try:
         name = check_model_name(model)
         result = await generate(request, name, convo, fields.params(**NATIVE_DEFAULTS), None)
-    except (LQMFError, ValueError) as exc:
+    except ClientGone:
+        raise
+    except Exception as exc:  # one model's failure is its row's error; a bug is logged with an id by to_response
         response = to_response(request, exc)
         return {"model": model, "error": json.loads(response.body)["error"], "status": response.status_code}
     t = result.timings
@@ -75,13 +73,7 @@ async def batch(request: Request, body: BatchRequest) -> dict[str, Any]:
     async def run_model(indices: list[int]) -> None:
         for index in indices:
             item = body.items[index]
-            try:
-                convo = _prompt(item.prompt, item.messages)
-            except LQMFError as exc:
-                results[index] = {"model": item.model, "status": 422,
-                                  "error": {"message": exc.message, "hint": exc.hint}}
-                continue
-            results[index] = await _run_one(request, item.model, convo, item)
+            results[index] = await _run_one(request, item.model, _prompt(item.prompt, item.messages), item)
 
     await asyncio.gather(*(run_model(indices) for indices in by_model.values()))
     return {"results": [{"index": i, **r} for i, r in enumerate(results)],

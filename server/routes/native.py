@@ -5,12 +5,13 @@ from __future__ import annotations
 import time
 from typing import Any, Optional
 
-from fastapi import APIRouter, Body, Request
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 import lqmf
 from server.errors import APIError
-from server.schemas import NativeChatRequest, check_model_name, parse_keep_alive
+from server.schemas import LoadRequest, ModelPath, NativeChatRequest, check_model_name, parse_keep_alive
 from server.streaming import generate, sse, start_stream
 
 router = APIRouter(tags=["native"])
@@ -50,32 +51,36 @@ async def loaded_models(request: Request) -> dict[str, Any]:
 async def available_models(request: Request) -> dict[str, Any]:
     """Every model discovered on disk, with a usable flag and the reason when it is not."""
     manager = request.app.state.manager
-    records = await run_in_threadpool(manager.available)
-    return {"models": [{**r.to_dict(), "loaded": manager.is_loaded(r.name)} for r in records]}
+
+    def listing() -> JSONResponse:  # built and encoded off the loop: hundreds of models take milliseconds
+        return JSONResponse({"models": [{**r.to_dict(), "loaded": manager.is_loaded(r.name)}
+                                        for r in manager.available()]})
+
+    return await run_in_threadpool(listing)
 
 
 @router.post("/models/{name}/load")
-async def load_model(request: Request, name: str, body: Optional[dict] = Body(default=None)) -> dict[str, Any]:
+async def load_model(request: Request, name: ModelPath, body: Optional[LoadRequest] = None) -> dict[str, Any]:
     """Load a model; answers when it is loaded, or with the error."""
     name = check_model_name(name)
-    keep_alive = parse_keep_alive((body or {}).get("keep_alive"))
+    keep_alive = parse_keep_alive(body.keep_alive if body else None)
     model = await run_in_threadpool(request.app.state.manager.load, name, keep_alive)
     return {"status": "loaded", "model": model.info()}
 
 
 @router.post("/models/{name}/unload")
-async def unload_model(request: Request, name: str) -> dict[str, Any]:
+async def unload_model(request: Request, name: ModelPath) -> dict[str, Any]:
     """Unload a model after its running requests finish."""
     name = check_model_name(name)
     manager = request.app.state.manager
     if not await run_in_threadpool(manager.unload, name):
-        manager.record(name)  # unknown -> 404 with suggestions
+        await run_in_threadpool(manager.record, name)  # unknown -> 404 with suggestions
         raise APIError(404, f"{name} is not loaded", "GET /models lists the loaded models")
     return {"status": "unloaded", "model_name": name}
 
 
 @router.post("/models/{name}/chat")
-async def chat(request: Request, name: str, body: NativeChatRequest):
+async def chat(request: Request, name: ModelPath, body: NativeChatRequest):
     """Chat with a model: {"message": ...} -> {"response", "tokens_generated", "time_taken", "model_name", ...}."""
     name = check_model_name(name)
     params = body.params(**NATIVE_DEFAULTS)
@@ -93,4 +98,4 @@ async def chat(request: Request, name: str, body: NativeChatRequest):
             if chunk.finish_reason is not None:
                 yield {"done": True, **chat_summary(name, chunk.finish_reason, chunk.timings)}
 
-    return sse(events(), job)
+    return sse(request, events(), job)

@@ -7,12 +7,14 @@ from datetime import datetime, timezone
 from typing import Any, Optional
 
 from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 import lqmf
 from server.backends.base import Chunk
 from server.discovery import ModelRecord, chat_template_of
 from server.schemas import (
+    MAX_KEEP_ALIVE_S,
     OllamaChatRequest,
     OllamaGenerateRequest,
     OllamaOptions,
@@ -65,12 +67,21 @@ async def version() -> dict[str, str]:
 @router.get("/tags")
 async def tags(request: Request) -> dict[str, Any]:
     """Models available locally."""
-    records = await run_in_threadpool(request.app.state.manager.available)
-    return {"models": [
-        {"name": r.name, "model": r.name, "modified_at": iso(r.path.stat().st_mtime), "size": r.size_bytes,
-         "digest": digest(r), "details": details(r)}
-        for r in records if r.usable
-    ]}
+
+    def listing() -> JSONResponse:  # built (a stat per model) and encoded off the loop
+        models = []
+        for r in request.app.state.manager.available():
+            if not r.usable:
+                continue
+            try:
+                modified = r.path.stat().st_mtime
+            except OSError:  # removed since discovery looked: no longer local
+                continue
+            models.append({"name": r.name, "model": r.name, "modified_at": iso(modified), "size": r.size_bytes,
+                           "digest": digest(r), "details": details(r)})
+        return JSONResponse({"models": models})
+
+    return await run_in_threadpool(listing)
 
 
 @router.get("/ps")
@@ -81,7 +92,8 @@ async def ps(request: Request) -> dict[str, Any]:
     for info in manager.loaded():
         record = manager.get(info["name"]).record
         keep = info["keep_alive_s"]
-        expires = FOREVER if keep < 0 else iso(info["last_used"] + keep)
+        # A keep_alive from the environment may be past any date the calendar can write: that is forever too.
+        expires = FOREVER if keep < 0 or keep > MAX_KEEP_ALIVE_S else iso(info["last_used"] + keep)
         out.append({"name": info["name"], "model": info["name"], "size": info["memory_bytes"], "size_vram": 0,
                     "digest": digest(record), "expires_at": expires, "details": details(record),
                     "context_length": info["context_length"]})
@@ -92,7 +104,7 @@ async def ps(request: Request) -> dict[str, Any]:
 async def show(request: Request, body: OllamaShowRequest) -> dict[str, Any]:
     """A model's details, template and capabilities."""
     name = check_model_name(body.model or body.name or "")
-    record = request.app.state.manager.record(name)
+    record = await run_in_threadpool(request.app.state.manager.record, name)
     template = await run_in_threadpool(chat_template_of, record)
     arch = (record.architecture or "unknown").lower()
     info = {"general.architecture": arch, "general.parameter_count": record.parameter_count,
@@ -143,7 +155,7 @@ async def _ollama_stream(request: Request, name: str, prompt, options: Optional[
     def on_final(chunk: Chunk) -> list[dict]:
         return [{**shape(""), **final_stats(name, chunk, started, load_s, reason[chunk.finish_reason])}]
 
-    return ndjson(map_chunks(chunks, lambda c: shape(c.text) if c.text else None, on_final), job)
+    return ndjson(request, map_chunks(chunks, lambda c: shape(c.text) if c.text else None, on_final), job)
 
 
 @router.post("/generate")

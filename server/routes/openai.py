@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from server.backends.base import Chunk
@@ -17,6 +18,7 @@ from server.errors import APIError
 from server.schemas import (
     OpenAIChatRequest,
     OpenAICompletionRequest,
+    ModelPath,
     OpenAIEmbeddingRequest,
     check_model_name,
 )
@@ -40,16 +42,20 @@ def finish(reason: str) -> str:
 @router.get("/models")
 async def list_models(request: Request) -> dict[str, Any]:
     """Every usable model on disk, loaded or not (a request naming one loads it)."""
-    records = await run_in_threadpool(request.app.state.manager.available)
     created = int(request.app.state.started_at)
-    return {"object": "list", "data": [
-        {"id": r.name, "object": "model", "created": created, "owned_by": "lqmf"} for r in records if r.usable
-    ]}
+
+    def listing() -> JSONResponse:  # built and encoded off the loop: hundreds of models take milliseconds
+        return JSONResponse({"object": "list", "data": [
+            {"id": r.name, "object": "model", "created": created, "owned_by": "lqmf"}
+            for r in request.app.state.manager.available() if r.usable
+        ]})
+
+    return await run_in_threadpool(listing)
 
 
 @router.get("/models/{name}")
-async def get_model(request: Request, name: str) -> dict[str, Any]:
-    record = request.app.state.manager.record(check_model_name(name))
+async def get_model(request: Request, name: ModelPath) -> dict[str, Any]:
+    record = await run_in_threadpool(request.app.state.manager.record, check_model_name(name))
     return {"id": record.name, "object": "model", "created": int(request.app.state.started_at), "owned_by": "lqmf"}
 
 
@@ -95,7 +101,7 @@ async def chat_completions(request: Request, body: OpenAIChatRequest):
                 if include_usage:
                     yield event({}, choices=False, extra={"usage": usage(chunk.timings)})
 
-    return sse(events(), job)
+    return sse(request, events(), job)
 
 
 @router.post("/completions")
@@ -133,7 +139,7 @@ async def completions(request: Request, body: OpenAICompletionRequest):
         async for e in map_chunks(chunks, lambda c: event(c.text) if c.text else None, on_final):
             yield e
 
-    return sse(events(), job)
+    return sse(request, events(), job)
 
 
 @router.post("/embeddings")
@@ -141,7 +147,7 @@ async def embeddings(request: Request, body: OpenAIEmbeddingRequest) -> dict[str
     """Embeddings from models that can make them (transformers models: mean-pooled last hidden state)."""
     name = check_model_name(body.model)
     manager = request.app.state.manager
-    record = manager.record(name)
+    record = await run_in_threadpool(manager.record, name)
     if record.format == "gguf":
         raise APIError(422, f"{name} (GGUF) cannot make embeddings here",
                        "use a transformers model (hf, bnb, gptq) for /v1/embeddings")

@@ -1,0 +1,150 @@
+"""Verify an output before a run is declared done: the runtime that will serve it loads it and decodes one token.
+
+A GGUF is checked by llama.cpp in a tethered child process (gguf_check.py): llama.cpp states why a
+load failed only on its log, and a file it cannot read may abort the process outright; a child
+turns both into a readable reason without risking the shell. GPTQ and bitsandbytes folders are
+loaded in-process through the server's own TransformersBackend (the quantizer already imported
+torch and the library, and GPTQModel's CPU kernel is compiled once per machine).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+from lqmf.errors import QuantizationError
+from lqmf.processes import tethered
+
+log = logging.getLogger(__name__)
+
+VERIFY_STEP = "verify: load the output and decode one token"
+GGUF_CHECK = Path(__file__).with_name("gguf_check.py")
+GGUF_TIMEOUT_S = 300.0
+PROMPT = "def main"
+# llama.cpp's log lines that carry a reason (loader errors, asserts); the rest is metadata chatter.
+REASON_LINE = re.compile(r"error|failed|GGML_ASSERT|exception|abort|terminate", re.I)
+METADATA_LINE = re.compile(r"^(?:llama_model_loader: - |print_info: |load: |llama_context: |llama_kv_cache)")
+GENERIC_REASONS = ("failed to load model",)
+STAGES = {
+    "vocabulary": "reading its vocabulary",
+    "weights": "loading its weights",
+    "decode": "decoding one token",
+    "import llama_cpp": "importing llama-cpp-python",
+}
+
+
+class VerificationFailed(QuantizationError):
+    """The output was written but the runtime that should serve it cannot load it or decode with it."""
+
+
+def verify_output(built: Path, fmt: str, name: str, threads: Optional[int] = None) -> dict:
+    """Load `built` (an output still in its temporary) as `fmt`, decode one token; facts, or VerificationFailed."""
+    if fmt == "gguf":
+        return verify_gguf(built, name, threads)
+    return verify_folder(built, fmt, name, threads)
+
+
+def verify_gguf(path: Path, name: str, threads: Optional[int] = None) -> dict:
+    """llama.cpp loads the GGUF (vocabulary, then weights) and decodes one token, in a child process."""
+    cmd = tethered([sys.executable, str(GGUF_CHECK), str(path), str(max(1, threads or 1))])
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace", timeout=GGUF_TIMEOUT_S)
+    except subprocess.TimeoutExpired as exc:
+        raise VerificationFailed(
+            f"llama.cpp did not finish loading {name} within {GGUF_TIMEOUT_S:.0f} s",
+            "the file may be damaged; quantize again",
+        ) from exc
+    log.debug("llama.cpp check of %s (exit %s):\n%s", name, proc.returncode, proc.stderr)
+    result = _last_json(proc.stdout)
+    if proc.returncode == 0 and result.get("ok"):
+        facts = {k: result[k] for k in ("n_vocab", "load_s", "token", "piece", "prompt_tokens") if k in result}
+        facts.update(runtime="llama.cpp (llama-cpp-python)", wall_s=round(time.perf_counter() - start, 3))
+        return facts
+    log.error("llama.cpp cannot load %s (exit %s):\n%s", name, proc.returncode, proc.stderr[-20000:])
+    stage = STAGES.get(result.get("stage", ""), "loading it")
+    reason = llama_cpp_reason(proc.stderr) or result.get("error") or _exit_words(proc.returncode)
+    raise VerificationFailed(
+        f"llama.cpp cannot load {name} ({stage}): {reason}",
+        "the GGUF was not kept; the source's tokenizer or config may not fit its architecture for llama.cpp "
+        "(try gptq or bnb for this model)",
+    )
+
+
+def llama_cpp_reason(stderr: str) -> str:
+    """The lines of llama.cpp's log that say why a load failed, without the function-name prefixes."""
+    reasons: list[str] = []
+    for line in stderr.splitlines():
+        text = line.strip()
+        if not text or METADATA_LINE.match(text) or not REASON_LINE.search(text):
+            continue
+        text = re.sub(r"^(?:[a-z_0-9]+:\s+)+", "", text)  # "llama_model_load: error loading model: ..."
+        if text and text not in reasons:
+            reasons.append(text)
+    # The loader repeats the cause up the call chain ("failed to load model"); keep only what says why.
+    specific = [r for r in reasons if r not in GENERIC_REASONS]
+    return "; ".join((specific or reasons)[:3])
+
+
+def _exit_words(code: int) -> str:
+    return f"the checking process was killed by signal {-code}" if code < 0 else f"the check exited with {code}"
+
+
+def _last_json(stdout: str) -> dict:
+    for line in reversed(stdout.strip().splitlines()):
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except json.JSONDecodeError:
+                return {}
+    return {}
+
+
+def verify_folder(folder: Path, fmt: str, name: str, threads: Optional[int] = None) -> dict:
+    """The server's TransformersBackend loads the folder as `fmt` and decodes one token (greedy)."""
+    from server.backends import backend_for
+    from server.backends.base import GenerationParams
+    from server.discovery import inspect_folder
+
+    records = inspect_folder(folder)
+    if len(records) != 1 or records[0].format != fmt or not records[0].usable:
+        seen = ", ".join(f"{r.format}{'' if r.usable else ' (' + r.reason + ')'}" for r in records) or "no model"
+        raise VerificationFailed(f"{name} does not read back as a {fmt} model: found {seen}",
+                                 "the quantizer wrote an incomplete folder; see the log")
+    record = records[0]
+    record.name = name  # messages name the output, not its hidden temporary
+    backend = backend_for(record, n_ctx=64, threads=threads)
+    start = time.perf_counter()
+    try:
+        backend.load()  # ModelLoadError carries the library's reason
+        load_s = time.perf_counter() - start
+        ids = backend.tokenize(PROMPT)
+        if not ids:
+            raise VerificationFailed(f"{name}'s tokenizer turns {PROMPT!r} into no tokens", "check the tokenizer files")
+        last = backend.logits(ids)[-1]
+        bad = int(sum(1 for x in last.tolist() if not math.isfinite(x)))
+        if bad:
+            raise VerificationFailed(f"{name} decodes to non-finite logits ({bad} NaN or inf values)",
+                                     "the quantized weights are broken; try another method or level")
+        out = backend.generate(ids, GenerationParams(max_tokens=1, temperature=0.0, ignore_eos=True))
+        if len(out.token_ids) != 1:
+            raise VerificationFailed(f"{name} produced {len(out.token_ids)} tokens where one was asked",
+                                     "see the log")
+    except VerificationFailed:
+        raise
+    except Exception as exc:
+        log.error("%s cannot be loaded back", name, exc_info=True)
+        message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+        raise VerificationFailed(f"the {fmt} output cannot be loaded back: {message}",
+                                 "the folder was not kept; see the log") from exc
+    finally:
+        backend.unload()
+    return {"runtime": f"transformers ({fmt})", "load_s": round(load_s, 3), "token": int(out.token_ids[0]),
+            "piece": out.text, "prompt_tokens": len(ids), "wall_s": round(time.perf_counter() - start, 3)}
