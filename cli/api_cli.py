@@ -94,7 +94,10 @@ def run_lines(shell, lines: list[str], log_path: Path) -> int:
             ok = shell.run_line(line).ok
         except KeyboardInterrupt:
             # Runs record themselves incomplete and remove their partial outputs on the way out.
-            console.print(f"[yellow]cancelled:[/yellow] {escape(line)}")
+            if shell.as_json:
+                console.print_json(json.dumps({"line_number": number, "line": line, "cancelled": True}))
+            else:
+                console.print(f"[yellow]cancelled:[/yellow] {escape(line)}")
             return 130
         except Exception as exc:
             if shell.executor.settings.debug:

@@ -301,13 +301,23 @@ class ModelManager:
             future = self._loading.get(name)
             if future is None:
                 future = Future()
+                loader = threading.Thread(target=self._load_settling, args=(name, keep_alive_s, future),
+                                          name=f"lqmf-load-{name}", daemon=True)
                 self._loading[name] = future
-                threading.Thread(target=self._load_settling, args=(name, keep_alive_s, future),
-                                 name=f"lqmf-load-{name}", daemon=True).start()
+                try:
+                    loader.start()
+                except BaseException:
+                    # Ctrl-C inside start(): withdraw the load (still holding the lock, so nobody has
+                    # joined it); a loader thread that did start sees that and does nothing.
+                    self._loading.pop(name, None)
+                    raise
         return future.result()
 
     def _load_settling(self, name: str, keep_alive_s: Optional[float], future: Future) -> None:
         """One load, on its own thread: it ends in the loaded set or as the future's error, never half done."""
+        with self._lock:
+            if self._loading.get(name) is not future:  # withdrawn before it began
+                return
         try:
             model = self._load_now(name, keep_alive_s)
         except BaseException as exc:  # delivered to every waiter, never lost in this thread

@@ -60,10 +60,6 @@ class InFlight:
             job.abort(error)
         return len(jobs)
 
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._jobs)
-
 
 def _track(request: Request, job: Job) -> None:
     request.app.state.in_flight.track(job)

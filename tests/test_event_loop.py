@@ -34,7 +34,7 @@ LISTINGS = ("/v1/models", "/api/tags", "/models/available")
 HAMMER = r"""
 import json, sys, threading, time
 import httpx
-url, seconds, per_path = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+url, seconds, per_path, interval = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 paths = ["/v1/models", "/api/tags", "/models/available"]
 counts = {p: 0 for p in paths}
 bad = []
@@ -42,10 +42,12 @@ start = time.time()
 def hammer(path):
     with httpx.Client(base_url=url, timeout=60) as client:
         while time.time() - start < seconds:
+            sent = time.time()
             r = client.get(path)
             if r.status_code != 200:
                 bad.append((path, r.status_code))
             counts[path] += 1
+            time.sleep(max(0.0, interval - (time.time() - sent)))
 threads = [threading.Thread(target=hammer, args=(p,)) for p in paths for _ in range(per_path)]
 for t in threads: t.start()
 for t in threads: t.join()
@@ -160,7 +162,7 @@ def _stream_arrivals(url: str, stop: threading.Event, streams: list[list[float]]
             streams.append(arrivals[1:])  # from the first chunk on: time to first token is not a gap
 
 
-def measure_gaps(url: str, per_path: int = 1) -> dict:
+def measure_gaps(url: str, per_path: int = 1, interval_s: float = 0.0) -> dict:
     """Stream while another process hammers the listings; the gaps that fell inside the hammering."""
     stop = threading.Event()
     streams: list[list[float]] = []
@@ -168,7 +170,7 @@ def measure_gaps(url: str, per_path: int = 1) -> dict:
     reader.start()
     time.sleep(0.5)
     try:
-        out = subprocess.run([sys.executable, "-c", HAMMER, url, str(HAMMER_S), str(per_path)],
+        out = subprocess.run([sys.executable, "-c", HAMMER, url, str(HAMMER_S), str(per_path), str(interval_s)],
                              capture_output=True, text=True, timeout=HAMMER_S + 120, cwd=REPO)
     finally:
         stop.set()

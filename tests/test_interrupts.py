@@ -86,7 +86,8 @@ def test_ctrl_c_during_a_first_load_leaves_the_shell_able_to_load(demo_dir, home
     term.expect(r"lqmf> ")
     for model in ("demo-hf", "demo-bnb-int8"):
         term.send(f'ask {model} "What does shuffle do?"\r')
-        term.expect(r"\d+ tokens in [\d.]+ s, [\d.]+ tokens/s \((stop|length)\)", timeout=120)
+        answer = term.expect(r"\d+ tokens in [\d.]+ s, [\d.]+ tokens/s \((stop|length)\)|error: .*", timeout=120)
+        assert not answer.group(0).startswith("error"), answer.group(0)
         term.expect(r"lqmf> ")
     term.send("exit\r")
     assert term.wait() == 0
