@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Optional
 
+from agents.classifiers.parse import classifier_command
 from agents.intents import Command, Intent, Slots
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ GROUPS: dict[str, frozenset[str]] = {
     "import": frozenset({"import", "adopt"}),
     "login": frozenset({"login", "authenticate", "signin", "token"}),
     "imatrix": frozenset({"imatrix", "importance"}),
+    "embed": frozenset({"embed", "embedding", "embeddings", "vectorize", "vectorise"}),
     "experiments": frozenset({"experiments", "history", "runs", "results", "past"}),
     "stats": frozenset({"statistics", "stats", "metrics", "numbers", "usage"}),
     "config": frozenset({"config", "configuration", "settings", "setting", "env", "environment", "options"}),
@@ -68,7 +70,7 @@ CANONICAL = [
     "start server", "stop server", "show api status", "list models", "load model NAME", "unload model NAME",
     "chat with model NAME", "benchmark model NAME", "compare models A and B", "experiment with model NAME",
     "quantize NAME to 4-bit gguf", "download model ORG/NAME", "import PATH", "login", "list quantizations",
-    "list experiments", "show statistics", "show config",
+    "list experiments", "show statistics", "show config", 'embed NAME "text"',
     "help", "exit",
 ]
 
@@ -241,6 +243,9 @@ class DecisionAgent:
             command.question = "Which Hugging Face repository? e.g. download Qwen/Qwen2.5-0.5B-Instruct"
         elif command.intent is Intent.IMPORT_MODEL and not slots.model:
             command.question = "Which folder or .gguf file? e.g. import ~/models/my-model"
+        elif command.intent is Intent.EMBED_TEXT and not (slots.model and slots.prompt):
+            command.question = 'Embed what, with which model? e.g. embed NAME "def f(x):"'
+            command.choices = [] if slots.model else known[:20]
         elif command.intent in needs_model and not slots.model:
             verb = command.intent.value.split("_")[0].lower()
             command.question = f"Which model do you want to {verb}?"
@@ -326,6 +331,17 @@ def _acquire(s: _Words, line: str) -> Optional[Command]:
     if s.has("login") or re.search(r"\blog\s+in(?:to)?\b", line, re.I):
         return Command(Intent.LOGIN)
     return None
+
+
+def _embed(s: _Words, line: str) -> Optional[Command]:
+    """embed NAME "text" ["text" ...]: every quoted text is embedded."""
+    # Only a line that starts with the verb ("embed ...", "show embeddings ..."): other commands may
+    # mention embeddings ("... classifier on embeddings of NAME") and keep their own meaning.
+    verb = next((w for w in s.words if w not in GROUPS["list"]), None)
+    if verb not in GROUPS["embed"]:
+        return None
+    slots = _model_slots(s)
+    return Command(Intent.EMBED_TEXT, Slots(model=slots.model, prompt=slots.prompt, texts=list(s.quoted)))
 
 
 def _simple(intent: Intent, *groups: str, alone: bool = False) -> Callable[[_Words, str], Optional[Command]]:
@@ -419,8 +435,10 @@ def _list_models(s: _Words, line: str) -> Optional[Command]:
 # model actions, listings; statistics and config last (their words appear in other commands).
 RULES: list[Callable[[_Words, str], Optional[Command]]] = [
     _exit,
+    lambda s, line: classifier_command(line),  # "classifier" / "classify" lines read as typed
     _quantize,
     _acquire,
+    _embed,
     _experiment,
     _server,
     _model_action,

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from agents import results as r
+from agents.classifiers.commands import HELP as CLASSIFIER_HELP, ClassifierCommands
 from agents.intents import Command, Intent
 from lqmf.errors import LQMFError
 from lqmf.settings import Settings
@@ -33,6 +34,8 @@ HELP = [
     ("quantize NAME to 4-bit gguf [with imatrix] [and fidelity] [as OUT] [--yes]",
      "plan, confirm and run a quantization (gguf q2_k..q8_0, iq*, bnb nf4/int8, gptq 4/8)"),
     ("list quantizations", "every quantization run: plan, status, duration, peak memory"),
+    ('embed NAME "text" ["text" ...]', "a text's embedding: dimensions, norm and first values (--json: all)"),
+    *CLASSIFIER_HELP,
     ("show config", "where models, logs and the database live, and the limits"),
     ("help / exit", "this list / leave (stops the server)"),
 ]
@@ -74,7 +77,9 @@ class Executor:
                 message="login asks for the token at a prompt, so it needs the interactive shell",
                 hint="run `python cli/api_cli.py` and type login, or set HF_TOKEN in the environment"),
             Intent.LIST_QUANTIZATIONS: self.list_quantizations,
+            Intent.EMBED_TEXT: self.embed,
         }
+        self.handlers.update(ClassifierCommands(self).handlers())
 
     def execute(self, command: Command) -> r.Result:
         """Run one command; core errors become ErrorResult (LQMF_DEBUG=1 re-raises)."""
@@ -141,6 +146,22 @@ class Executor:
             "api_key": "set" if s.api_key else "not set", "autoload": s.autoload,
         }
         return r.Config(values=values)
+
+    def embed(self, command: Command) -> r.Result:
+        """Raw embeddings of the quoted texts, batched on the model's worker (a bar for many)."""
+        import numpy as np
+
+        from agents.embeddings import embed_texts
+
+        texts = command.slots.texts or [command.slots.prompt]
+        progress = (lambda done, total: self.progress("embedding", done, total)) if self.progress else None
+        # Unnormalised, so the norm shown says something; cosine similarity normalises anyway.
+        result = embed_texts(self.manager, command.slots.model, texts, normalize=False, progress=progress)
+        norms = np.linalg.norm(result.vectors, axis=1)
+        items = [{"text": text, "tokens": count, "norm": float(norm), "vector": row.tolist()}
+                 for text, count, norm, row in zip(texts, result.token_counts, norms, result.vectors)]
+        return r.EmbeddingResult(model=result.model, dim=result.dim, pooling=result.pooling, seconds=result.seconds,
+                                 items=items)
 
     # -- experiments -------------------------------------------------------------------------------------
     @property

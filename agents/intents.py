@@ -21,6 +21,11 @@ class Intent(str, Enum):
     IMPORT_MODEL = "IMPORT_MODEL"
     LOGIN = "LOGIN"
     LIST_QUANTIZATIONS = "LIST_QUANTIZATIONS"
+    EMBED_TEXT = "EMBED_TEXT"
+    TRAIN_CLASSIFIER = "TRAIN_CLASSIFIER"
+    CLASSIFY_TEXT = "CLASSIFY_TEXT"
+    CHECK_CLASSIFIER = "CHECK_CLASSIFIER"
+    LIST_CLASSIFIERS = "LIST_CLASSIFIERS"
     LIST_EXPERIMENTS = "LIST_EXPERIMENTS"
     SHOW_STATISTICS = "SHOW_STATISTICS"
     SHOW_CONFIG = "SHOW_CONFIG"
@@ -46,6 +51,12 @@ class Slots:
     yes: bool = False  # --yes: run the plan without asking
     imatrix: bool = False  # GGUF: compute an importance matrix first
     fidelity: bool = False  # quantize: a fidelity report card right after
+    texts: list[str] = field(default_factory=list)  # embed: every quoted text
+    classifier: Optional[str] = None  # an embedding classifier's name
+    text_column: Optional[str] = None  # train classifier: the data's text column (default "text")
+    label_column: Optional[str] = None  # train classifier: the data's label column (default "label")
+    algorithm: Optional[str] = None  # train classifier: svm | logreg
+    pca: Optional[float] = None  # train classifier: PCA's share of variance (0..1) or number of components
 
     def to_dict(self) -> dict[str, Any]:
         """Only the slots that are set."""

@@ -41,6 +41,13 @@ class VariantRow:
     latency_p50_s: Optional[float] = None
     latency_p95_s: Optional[float] = None
     quality_heuristic: Optional[float] = None  # 0..1, a HEURISTIC score
+    # An embedding classifier checked on this variant's embeddings (agents/classifiers/check.py).
+    clf_accuracy: Optional[float] = None  # 0..1 on the held-out split
+    clf_f1: Optional[float] = None  # macro F1, 0..1
+    clf_agreement: Optional[float] = None  # 0..1, labels equal to the reference's
+    emb_cosine_mean: Optional[float] = None  # vs the reference's embedding of the same text
+    emb_cosine_p5: Optional[float] = None
+    emb_texts_per_s: Optional[float] = None
 
 
 # ---------------------------------------------------------------------------------------------- escaping
@@ -128,6 +135,12 @@ _COLUMNS: tuple[tuple[str, str, str, Optional[Callable[[float], str]]], ...] = (
         "a heuristic 0..1 score from the words of each response (length, prompt overlap, repetition)",
         _fixed(3),
     ),
+    ("clf_accuracy", "Classifier accuracy", "accuracy of the embedding classifier on the held-out split", _percent),
+    ("clf_f1", "Classifier F1", "macro F1 of the embedding classifier on the held-out split", _percent),
+    ("clf_agreement", "Agreement", "share of held-out texts labelled as with the reference's embeddings", _percent),
+    ("emb_cosine_mean", "Cosine mean", "mean cosine similarity to the reference's embeddings", _fixed(4)),
+    ("emb_cosine_p5", "Cosine p5", "5th percentile cosine similarity to the reference's embeddings", _fixed(4)),
+    ("emb_texts_per_s", "Texts/s", "embedding throughput, texts per second", _fixed(1)),
 )
 
 
@@ -324,6 +337,48 @@ def _bars_tps(rows: Sequence[VariantRow]) -> str:
     return "".join(parts)
 
 
+def _bars_share(rows: Sequence[VariantRow], key: str, chart_id: str, y_title: str) -> str:
+    """Bars of a 0..1 figure per variant (classifier accuracy, agreement), on a fixed 0..1 axis."""
+    bars = [(r, float(getattr(r, key))) for r in rows if _finite(getattr(r, key))]
+    left, top, slot = 90, 24, 64
+    plot_w = max(560, slot * len(bars))
+    width, height = left + plot_w + 30, 400
+    bottom = height - 110  # room for rotated model names
+    y = _scale([0.0, 1.0], bottom, top, include_zero=True)
+    slot = plot_w / max(1, len(bars))
+    parts = [f'<svg id="{chart_id}" class="chart" viewBox="0 0 {_n(width)} {height}" width="{_n(width)}" '
+             f'height="{height}" role="img" aria-label="{_esc(y_title)} per variant">']
+    parts.extend(_y_ticks(y, left, left + plot_w))
+    parts.append(f'<line class="axis" x1="{left}" y1="{_n(bottom)}" x2="{_n(left + plot_w)}" y2="{_n(bottom)}"/>')
+    parts.append(_y_title(y, y_title))
+    for i, (row, value) in enumerate(bars):
+        cx, py = left + slot * (i + 0.5), y(value)
+        parts.append(
+            f'<rect class="bar" data-model="{_esc(row.model)}" data-value="{value!r}" x="{_n(cx - slot * 0.3)}" '
+            f'y="{_n(py)}" width="{_n(slot * 0.6)}" height="{_n(bottom - py)}">'
+            f"<title>{_esc(f'{row.model}: {_percent(value)}')}</title></rect>"
+            f'<text class="bar-value" x="{_n(cx)}" y="{_n(py - 5)}" text-anchor="middle">{_esc(_percent(value))}</text>'
+            f'<text class="bar-label" x="{_n(cx)}" y="{_n(bottom + 14)}" text-anchor="end" '
+            f'transform="rotate(-35 {_n(cx)} {_n(bottom + 14)})">{_esc(_truncate(row.model, 22))}</text>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _classifier_figures(rows: Sequence[VariantRow]) -> str:
+    return "".join(
+        f"<figure><figcaption>{caption}</figcaption>{_bars_share(rows, key, chart_id, title)}</figure>"
+        for key, chart_id, caption, title in (
+            ("clf_accuracy", "chart-classifier-accuracy", "Classifier accuracy per variant (held-out split)",
+             "Accuracy"),
+            ("clf_agreement", "chart-classifier-agreement", "Agreement with the reference's labels", "Agreement"),
+            ("emb_cosine_mean", "chart-embedding-cosine", "Mean cosine similarity to the reference's embeddings",
+             "Cosine"),
+        )
+        if any(_finite(getattr(r, key)) for r in rows)
+    )
+
+
 # ---------------------------------------------------------------------------------------------- page
 
 _CSS = """
@@ -412,10 +467,14 @@ def render_report(
                 "response (length, overlap with the prompt, repetition); it does not measure correctness.</p>"
             )
         parts.append("<h2>Charts</h2>")
-        parts.append(f"<figure><figcaption>Size vs KLD</figcaption>{_scatter_size_kld(rows)}</figure>")
-        parts.append(
-            f"<figure><figcaption>Generation tokens/s per variant</figcaption>{_bars_tps(rows)}</figure>"
-        )
+        classifier = _classifier_figures(rows)
+        parts.append(classifier)
+        # A classifier check measures no generation: its report leaves out the two empty generation charts.
+        if not classifier or any(_finite(r.kld_mean) or _finite(r.gen_tps) for r in rows):
+            parts.append(f"<figure><figcaption>Size vs KLD</figcaption>{_scatter_size_kld(rows)}</figure>")
+            parts.append(
+                f"<figure><figcaption>Generation tokens/s per variant</figcaption>{_bars_tps(rows)}</figure>"
+            )
     if notes:
         items = "".join(f"<li>{_esc(note)}</li>" for note in notes)
         parts.append(f'<h2>Notes</h2><ul class="notes">{items}</ul>')

@@ -168,3 +168,41 @@ class QuantizationList(Result):
 class LoggedIn(Result):
     user: str = ""
     token_path: str = ""
+
+
+@dataclass
+class EmbeddingResult(Result):
+    """Raw (unnormalised) embeddings of one or more texts: per text its tokens, norm and whole vector."""
+
+    model: str = ""
+    dim: int = 0
+    pooling: str = ""
+    seconds: float = 0.0
+    items: list[dict[str, Any]] = field(default_factory=list)  # text, tokens, norm, vector
+
+
+@dataclass
+class ClassifierTrained(Result):
+    """A trained embedding classifier: its folder, manifest (metrics, embedding model, data) and history id."""
+
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ClassifierList(Result):
+    folder: str = ""
+    classifiers: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Classification(Result):
+    """Labels and probabilities of texts by a classifier, with its embedding model and the latency."""
+
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ClassifierCheckResult(Result):
+    """A classifier checked on quantized variants' embeddings: one row per model, the report file."""
+
+    report: dict[str, Any] = field(default_factory=dict)

@@ -66,6 +66,7 @@ class Outcome:
     status: int  # 0: no HTTP status (a transport error)
     seconds: float
     problem: str = ""
+    note: str = ""  # why an accepted 503 was answered
 
 
 @dataclass
@@ -90,11 +91,14 @@ class Report:
     duration_s: float
     clients: int
     models: list[str]
+    mix: dict[str, int] = field(default_factory=lambda: dict(MIX))
     outcomes: list[Outcome] = field(default_factory=list)
     before: Optional[Resources] = None
     after: Optional[Resources] = None
-    server_5xx: int = 0
+    server_5xx: int = 0  # other than 503
     server_cancelled: int = 0
+    rss_samples: list[tuple[float, int]] = field(default_factory=list)  # (seconds into the load, bytes)
+    log_errors: list[str] = field(default_factory=list)  # ERROR lines of the server's log
     server_alive: bool = True
     failures: list[str] = field(default_factory=list)
 
@@ -115,8 +119,10 @@ class Report:
             "problems": [asdict(o) for o in self.outcomes if o.problem][:200],
             "before": asdict(self.before) if self.before else None,
             "after": asdict(self.after) if self.after else None,
+            "busy_503": dict(Counter(o.note for o in self.outcomes if o.status == BUSY and not o.problem)),
+            "rss_samples": self.rss_samples,
             "server_5xx": self.server_5xx, "server_cancelled_generations": self.server_cancelled,
-            "server_alive": self.server_alive, "failures": self.failures,
+            "server_alive": self.server_alive, "log_errors": self.log_errors[:50], "failures": self.failures,
         }
 
 
@@ -193,6 +199,14 @@ class ServerProcess:
         except OSError:
             return ""
 
+    def log_text(self) -> str:
+        """The server's own log (logs/lqmf.log in its LQMF_HOME)."""
+        assert self.home is not None
+        try:
+            return (Path(self.home.name) / "logs" / "lqmf.log").read_text(errors="replace")
+        except OSError:
+            return ""
+
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
@@ -210,6 +224,18 @@ class ServerProcess:
 
 # -- request kinds ------------------------------------------------------------------------------------
 
+def _error_text(response: httpx.Response) -> str:
+    """The error message of an error body, its numbers masked so that like reasons count together."""
+    import re
+
+    try:
+        error = response.json().get("error")
+    except ValueError:
+        return response.text[:120]
+    text = error.get("message", "") if isinstance(error, dict) else str(error)
+    return re.sub(r"\d+", "N", text)[:160]
+
+
 class Kinds:
     """Each request kind: send it, check the status and the body, return Outcomes."""
 
@@ -217,6 +243,7 @@ class Kinds:
         self.client = client
         self.rng = rng
         self.models = models
+        self.busy_reason = ""
 
     def _messages(self) -> list[dict[str, str]]:
         return [{"role": "user", "content": self.rng.choice(PROMPTS)}]
@@ -224,22 +251,28 @@ class Kinds:
     def _tokens(self) -> int:
         return self.rng.randint(8, 48)
 
-    @staticmethod
-    def _status_problem(response: httpx.Response, allowed: set[int]) -> str:
+    def _status_problem(self, response: httpx.Response, allowed: set[int]) -> str:
         """'' when the status is one this kind accepts (503 only with Retry-After)."""
         if response.status_code in allowed:
             return ""
         if response.status_code == BUSY and "retry-after" in response.headers:
+            self.busy_reason = _error_text(response)
             return ""
         return f"unexpected status {response.status_code}: {response.text[:300]!r}"
 
     async def _timed(self, kind: str, route: str, call: Callable[[], Awaitable[tuple[int, str]]]) -> Outcome:
         start = time.perf_counter()
+        self.busy_reason = ""
         try:
             status, problem = await call()
         except httpx.HTTPError as exc:
             status, problem = 0, f"{type(exc).__name__}: {exc}"
-        return Outcome(kind, route, status, time.perf_counter() - start, problem)
+        except ValueError as exc:  # a body that is not the JSON it should be
+            status, problem = -1, f"malformed body: {exc}"
+        except Exception as exc:  # noqa: BLE001 - a fault of this script: counted, so that the run fails visibly
+            log.exception("the %s request failed inside the load test", kind)
+            status, problem = -1, f"load-test error: {type(exc).__name__}: {exc}"
+        return Outcome(kind, route, status, time.perf_counter() - start, problem, self.busy_reason)
 
     async def sse_chat(self, model: str) -> list[Outcome]:
         body = {"model": model, "messages": self._messages(), "stream": True, "max_tokens": self._tokens(),
@@ -321,13 +354,13 @@ class Kinds:
 
     async def disconnect(self, model: str) -> list[Outcome]:
         """Read the first events of a long stream, then drop the connection."""
-        ndjson = self.rng.random() < 0.5
+        ndjson = self.rng.random() < 0.3
         path = "/api/chat" if ndjson else "/v1/chat/completions"
         body: dict[str, Any] = {"model": model, "messages": self._messages()}
-        if ndjson:
+        if ndjson:  # Ollama has no ignore_eos: this one may end by itself before the client leaves
             body["options"] = {"num_predict": 400}
         else:
-            body.update(stream=True, max_tokens=400)
+            body.update(stream=True, max_tokens=400, ignore_eos=True)
         keep = self.rng.randint(1, 4)
 
         async def call() -> tuple[int, str]:
@@ -342,7 +375,7 @@ class Kinds:
                         break  # leaving the block closes the connection mid-stream
                 return 200, "" if seen else "the stream ended before its first event"
 
-        return [await self._timed("disconnect", path, call)]
+        return [await self._timed("disconnect", path if ndjson else f"{path} (ignore_eos)", call)]
 
     def bad_bodies(self, model: str) -> list[tuple[str, str, dict[str, Any], set[int]]]:
         """(method, path, httpx kwargs, statuses accepted): inputs a client may send by mistake or malice."""
@@ -445,8 +478,9 @@ def _client(url: str, clients: int) -> httpx.AsyncClient:
                              limits=httpx.Limits(max_connections=clients * 2 + 8, max_keepalive_connections=clients * 2))
 
 
-async def _one_client(kinds: Kinds, model: str, deadline: float, outcomes: list[Outcome]) -> None:
-    names, weights = list(MIX), list(MIX.values())
+async def _one_client(kinds: Kinds, model: str, deadline: float, outcomes: list[Outcome],
+                      mix: dict[str, int]) -> None:
+    names, weights = list(mix), list(mix.values())
     while time.monotonic() < deadline:
         kind = kinds.rng.choices(names, weights)[0]
         outcomes.extend(await getattr(kinds, kind)(model))
@@ -493,7 +527,7 @@ async def _server_counts(url: str) -> tuple[int, int]:
         text = (await client.get("/metrics")).text
     five, cancelled = 0, 0
     for line in text.splitlines():
-        if line.startswith("lqmf_requests_total{") and 'status="5' in line:
+        if line.startswith("lqmf_requests_total{") and 'status="5' in line and 'status="503"' not in line:
             five += int(float(line.rsplit(" ", 1)[1]))
         if line.startswith("lqmf_generations_total{") and 'finish_reason="cancelled"' in line:
             cancelled += int(float(line.rsplit(" ", 1)[1]))
@@ -501,18 +535,26 @@ async def _server_counts(url: str) -> tuple[int, int]:
 
 
 async def run_load(url: str, pid: int, models: list[str], clients: int, duration_s: float, settle_s: float,
-                   seed: int) -> Report:
+                   seed: int, mix: Optional[dict[str, int]] = None) -> Report:
     """Warm up, count the server's resources, run the mix, settle, count again, judge."""
-    report = Report(duration_s, clients, models)
+    mix = mix or MIX
+    report = Report(duration_s, clients, models, mix=mix)
     await _warm_up(url, models)
     report.before = Resources.of(pid)
     log.info("before: %s", report.before)
-    deadline = time.monotonic() + duration_s
+    began = time.monotonic()
+    deadline = began + duration_s
+
+    async def sample_rss() -> None:
+        while time.monotonic() < deadline:
+            report.rss_samples.append((round(time.monotonic() - began, 1), psutil.Process(pid).memory_info().rss))
+            await asyncio.sleep(max(1.0, duration_s / 12))
+
     async with _client(url, clients * len(models)) as client:
-        tasks = []
+        tasks = [sample_rss()]
         for i in range(clients * len(models)):
             kinds = Kinds(client, random.Random(seed * 1000 + i), models)
-            tasks.append(_one_client(kinds, models[i % len(models)], deadline, report.outcomes))
+            tasks.append(_one_client(kinds, models[i % len(models)], deadline, report.outcomes, mix))
         await asyncio.gather(*tasks)
     log.info("load done: %d requests; settling", len(report.outcomes))
     report.failures.extend(await _settle(url, models, settle_s))
@@ -527,9 +569,15 @@ def _judge(report: Report) -> None:
     for text, count in problems.most_common():
         report.failures.append(f"{count} x {text}")
     if report.server_5xx:
-        report.failures.append(f"the server's /metrics counted {report.server_5xx} responses with a 5xx status")
+        report.failures.append(f"the server's /metrics counted {report.server_5xx} responses with a 5xx status "
+                               "other than 503")
+    dropped = sum(1 for o in report.outcomes if o.kind == "disconnect" and o.status == 200 and not o.problem
+                  and o.route.endswith("(ignore_eos)"))
+    if dropped and report.server_cancelled < dropped // 2:
+        report.failures.append(f"only {report.server_cancelled} generations were cancelled for {dropped} streams "
+                               "of 400 tokens the client left after a few events: disconnects are not noticed")
     kinds = {o.kind for o in report.outcomes}
-    missing = set(MIX) - kinds
+    missing = set(report.mix) - kinds
     if missing:
         report.failures.append(f"request kinds never sent (run too short?): {sorted(missing)}")
     b, a = report.before, report.after
@@ -559,8 +607,15 @@ def render(report: Report) -> str:
         lines.append(f"server threads {b.threads} -> {a.threads}, fds {b.fds} -> {a.fds}, "
                      f"children {b.children} -> {a.children}, RSS {b.rss_bytes / 2**20:.0f} -> "
                      f"{a.rss_bytes / 2**20:.0f} MiB ({(a.rss_bytes - b.rss_bytes) / 2**20:+.0f} MiB)")
-    lines.append(f"server-side 5xx (from /metrics): {report.server_5xx}; generations cancelled by disconnects: "
-                 f"{report.server_cancelled}")
+        if report.rss_samples:
+            trend = ", ".join(f"{t:.0f}s {rss / 2**20:.0f}" for t, rss in report.rss_samples)
+            lines.append(f"RSS during the load (MiB): {trend}")
+    for reason, count in data["busy_503"].items():
+        lines.append(f"accepted 503 + Retry-After x{count}: {reason}")
+    lines.append(f"server-side 5xx other than 503 (from /metrics): {report.server_5xx}; generations cancelled by "
+                 f"disconnects: {report.server_cancelled}")
+    if report.log_errors:
+        lines.append(f"ERROR lines in the server's log: {len(report.log_errors)}, e.g. {report.log_errors[0][:200]}")
     lines.append("PASS" if report.passed else "FAIL")
     lines += [f"  - {f}" for f in report.failures[:40]]
     return "\n".join(lines)
@@ -578,8 +633,10 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="idle seconds before the resources are counted again (AnyIO retires workers after 10)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", type=Path, help="also write the report as JSON here")
+    parser.add_argument("--kinds", help=f"only these request kinds, comma-separated (default all: {','.join(MIX)})")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request would drown the summary
     duration = 15.0 if args.quick else args.duration
     models = args.model or ["demo-q4_k_m", "demo-q8_0"]
     missing = [m for m in models if not (args.models_dir / m).exists() and not (args.models_dir / f"{m}.gguf").exists()]
@@ -588,11 +645,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     with ServerProcess(args.models_dir) as server:
         log.info("server pid %d on %s", server.pid, server.url)
-        report = asyncio.run(run_load(server.url, server.pid, models, args.clients, duration, args.settle, args.seed))
+        mix = {k: MIX[k] for k in args.kinds.split(",")} if args.kinds else MIX
+        report = asyncio.run(run_load(server.url, server.pid, models, args.clients, duration, args.settle,
+                                      args.seed, mix))
         report.server_alive = server.alive()
-        tracebacks = server.output().count("Traceback")
+        tracebacks = server.output().count("Traceback") + server.log_text().count("Traceback")
         if tracebacks:
-            report.failures.append(f"the server printed {tracebacks} tracebacks on stderr")
+            report.failures.append(f"the server logged {tracebacks} tracebacks (stderr and logs/lqmf.log)")
+        report.log_errors = [line for line in server.log_text().splitlines() if " ERROR " in line]
     if not report.server_alive:
         report.failures.append("the server process died")
     print(render(report))

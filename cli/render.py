@@ -10,6 +10,10 @@ from rich.panel import Panel
 from rich.table import Table
 
 from agents import results as r
+from cli.render_classifiers import RENDERERS as CLASSIFIER_RENDERERS
+
+
+EMBED_SHOWN = 5  # values of each embedding drawn; --json prints them all
 
 
 def _size(n: Any) -> str:
@@ -281,7 +285,19 @@ def quantization_list(res: r.QuantizationList, console: Console) -> None:
     console.print(table)
 
 
+def embeddings(res: r.EmbeddingResult, console: Console) -> None:
+    table = Table(title=f"{res.model}: {res.dim}-dimensional, {res.pooling} pooling, raw, {res.seconds:.2f} s")
+    for column in ("text", "tokens", "norm", "first values"):
+        table.add_column(column)
+    for item in res.items:
+        text = item["text"] if len(item["text"]) <= 40 else item["text"][:39] + "…"
+        first = " ".join(f"{v:+.4f}" for v in item["vector"][:EMBED_SHOWN]) + (" …" if res.dim > EMBED_SHOWN else "")
+        table.add_row(text, str(item["tokens"]), f"{item['norm']:.4f}", first)
+    console.print(table)
+
+
 RENDERERS: dict[type, Callable[[Any, Console], None]] = {
+    r.EmbeddingResult: embeddings,
     r.ExperimentResult: experiment_result,
     r.AgreementResult: agreement,
     r.ExperimentList: experiment_list,
@@ -304,6 +320,7 @@ RENDERERS: dict[type, Callable[[Any, Console], None]] = {
                                        f"huggingface_hub's store ({res.token_path}), not in the project"),
     r.Exit: lambda res, c: None,
     r.ChatStart: lambda res, c: None,
+    **CLASSIFIER_RENDERERS,
 }
 
 

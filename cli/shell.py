@@ -26,12 +26,14 @@ COMMAND_WORDS = [
     "list models", "load model", "unload model", "serve model", "start server", "stop server", "show api status",
     "show loaded models", "chat with", "talk to", "benchmark", "compare", "experiment with", "quantize",
     "download", "import", "login", "list quantizations", "list experiments", "show statistics", "show config",
+    "embed", "train classifier", "classify", "check classifier", "list classifiers",
     "help", "exit",
 ]
 
 
 # Intents whose work advances a progress bar (the executor's progress callback).
-PROGRESS = {Intent.EXPERIMENT_WITH_MODEL, Intent.DOWNLOAD_MODEL, Intent.IMPORT_MODEL}
+PROGRESS = {Intent.EXPERIMENT_WITH_MODEL, Intent.DOWNLOAD_MODEL, Intent.IMPORT_MODEL, Intent.EMBED_TEXT,
+            Intent.TRAIN_CLASSIFIER, Intent.CHECK_CLASSIFIER}
 
 
 def _bytes(n: int) -> str:

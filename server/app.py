@@ -15,13 +15,14 @@ from starlette.concurrency import run_in_threadpool
 
 import lqmf
 from agents.auto_benchmark import AutoBenchmark
+from agents.classifiers.registry import ClassifierRegistry
 from agents.experiment_agent import ExperimentAgent
 from memory.store import Store
 from lqmf.settings import Settings
 from server.errors import ErrorBody, OllamaErrorBody, documented_errors, install_error_handlers
 from server.manager import ModelManager
 from server.metrics import Metrics, MetricsMiddleware
-from server.routes import benchmark, compare, native, ollama, ops, openai
+from server.routes import benchmark, classifiers, compare, native, ollama, ops, openai
 from server.streaming import InFlight
 from server.usage import Usage
 from server.security import (APIKeyMiddleware, BodyLimitMiddleware, CrossSiteMiddleware, CrossSitePolicy,
@@ -61,12 +62,13 @@ def create_app(settings: Settings, manager: Optional[ModelManager] = None) -> Fa
     store = Store(settings.db_path)
     app.state.store = store
     app.state.experiments = ExperimentAgent(settings, manager, store)
+    app.state.classifiers = ClassifierRegistry(settings, manager)
     auto_benchmark = AutoBenchmark(app.state.experiments, settings.auto_benchmark_every)
     app.state.usage = Usage(app.state.metrics, store, auto_benchmark)
     install_error_handlers(app)
     app.state.in_flight = InFlight()
     # The error bodies are part of the published contract (schemathesis checks responses against it).
-    for router in (native.router, openai.router, ops.router, compare.router, benchmark.router):
+    for router in (native.router, openai.router, ops.router, compare.router, benchmark.router, classifiers.router):
         app.include_router(router, responses=documented_errors(ErrorBody, *ERROR_STATUSES))
     app.include_router(ollama.router, responses=documented_errors(OllamaErrorBody, *ERROR_STATUSES))
     # Added innermost first: metrics see every response, including the ones the outer layers refuse.

@@ -230,22 +230,29 @@ def discover(models_dir: Path) -> list[ModelRecord]:
 
 # What an entry looked like when it was inspected: stat facts only, nothing is read.
 Signature = tuple
+# A file changed this soon after it was inspected may have changed again within the filesystem's
+# timestamp granularity without changing its stat: such an entry is inspected again (git's "racy clean").
+RACY_NS = 100_000_000
 
 
 def _stat_key(st: os.stat_result) -> tuple[int, int, int]:
     return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def _entry_signature(entry: os.DirEntry, names: dict[str, os.DirEntry]) -> Signature:
-    """Stat facts that change whenever discovery could see the entry differently."""
+def _entry_signature(entry: os.DirEntry, names: dict[str, os.DirEntry]) -> tuple[Signature, int]:
+    """Stat facts that change whenever discovery could see the entry differently, and the newest mtime."""
+    own = entry.stat()
     if entry.is_dir():
         # A folder's own mtime misses files rewritten in place, so its children are stat'ed too;
         # deeper levels only show through their folder's mtime (models keep their files at the top).
         with os.scandir(entry.path) as children:
             inner = sorted((c.name, c.is_dir(), _stat_key(c.stat())) for c in children)
-        return ("dir", _stat_key(entry.stat()), tuple(inner))
+        newest = max([own.st_mtime_ns] + [key[2] for _, _, key in inner])
+        return ("dir", _stat_key(own), tuple(inner)), newest
     sidecar = names.get(entry.name + MANIFEST_SUFFIX)  # a file's manifest lives beside it
-    return ("file", _stat_key(entry.stat()), _stat_key(sidecar.stat()) if sidecar is not None else None)
+    side = sidecar.stat() if sidecar is not None else None
+    newest = max(own.st_mtime_ns, side.st_mtime_ns if side is not None else 0)
+    return ("file", _stat_key(own), _stat_key(side) if side is not None else None), newest
 
 
 def _copy(record: ModelRecord) -> ModelRecord:
@@ -261,6 +268,7 @@ class _Scan:
     folder: str
     signatures: dict[str, Signature]
     records: dict[str, list[ModelRecord]]
+    racy: set[str]  # entries to inspect again even if their signature holds
     assembled: list[ModelRecord]
     started: float
 
@@ -296,28 +304,35 @@ class DiscoveryCache:
             self._scan = None
 
     def _rescan(self, folder: str, previous: Optional[_Scan]) -> _Scan:
-        started = time.monotonic()
+        started, wall_ns = time.monotonic(), time.time_ns()
         try:
             with os.scandir(folder) as it:
                 entries = {e.name: e for e in it}
-        except (FileNotFoundError, NotADirectoryError):
-            return _Scan(folder, {}, {}, [], started)
+        except FileNotFoundError:
+            entries = {}
+        except OSError as exc:  # not a folder, or unreadable: no models, and the log says why
+            log.warning("cannot list the models folder %s: %s", folder, exc)
+            entries = {}
         signatures: dict[str, Signature] = {}
         records: dict[str, list[ModelRecord]] = {}
+        racy: set[str] = set()
+        changed = previous is None or previous.signatures.keys() != {n for n in entries if not _skipped(n)}
         for name in sorted(n for n in entries if not _skipped(n)):
             try:
-                signature = _entry_signature(entries[name], entries)
+                signature, newest = _entry_signature(entries[name], entries)
             except OSError as exc:  # removed while we looked, or unreadable: the inspection says why
-                signature = ("unreadable", type(exc).__name__)
+                signature, newest = ("unreadable", type(exc).__name__), 0
             signatures[name] = signature
-            if previous is not None and previous.signatures.get(name) == signature:
+            if previous is not None and previous.signatures.get(name) == signature and name not in previous.racy:
                 records[name] = previous.records[name]
-            else:
-                self.inspections += 1
-                records[name] = self._inspect(Path(folder) / name)
-        if previous is not None and previous.signatures == signatures:
-            return _Scan(folder, signatures, records, previous.assembled, started)
-        return _Scan(folder, signatures, records, _assemble(records.values()), started)
+                continue
+            self.inspections += 1
+            records[name] = self._inspect(Path(folder) / name)
+            changed = True
+            if newest >= wall_ns - RACY_NS:
+                racy.add(name)
+        assembled = _assemble(records.values()) if changed or previous is None else previous.assembled
+        return _Scan(folder, signatures, records, racy, assembled, started)
 
 
 def chat_template_of(record: ModelRecord) -> Optional[str]:

@@ -55,6 +55,15 @@ def check_model_name(name: str) -> str:
     return bare
 
 
+def check_dimensions(name: str, dim: int, wanted: Optional[int]) -> None:
+    """Refuse a `dimensions` other than the model's own (see DIMENSIONS_DOC for why)."""
+    from server.errors import APIError
+
+    if wanted is not None and wanted != dim:
+        raise APIError(400, f"{name} makes {dim}-dimensional embeddings, not {wanted}",
+                       f"leave out dimensions or send {dim}: this model was not trained for shortened vectors")
+
+
 def stops(value: Union[str, list[str], None]) -> tuple[str, ...]:
     if value is None:
         return ()
@@ -172,11 +181,38 @@ class OpenAICompletionRequest(SamplingFields):
         return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
 
 
+EMBED_INPUTS_MAX = 2048  # inputs per embedding request (OpenAI's limit)
+TOKEN_IDS_MAX = 131072
+TokenId = Annotated[int, Field(ge=0, le=2**31 - 1)]
+TokenIds = Annotated[list[TokenId], Field(min_length=1, max_length=TOKEN_IDS_MAX)]
+NORMALIZE_DOC = "LQMF extension: L2-normalise each vector (unit length)."
+DIMENSIONS_DOC = ("Must equal the model's embedding size when given: these models were not trained to be cut "
+                  "short (Matryoshka), so a shortened vector is refused rather than silently degraded.")
+
+
 class OpenAIEmbeddingRequest(Body):
     model: ModelName
-    input: Union[Annotated[Text, Field(min_length=1)],
-                 Annotated[list[Annotated[Text, Field(min_length=1)]], Field(min_length=1, max_length=256)]]
-    encoding_format: str = Field(default="float", pattern="^(float|base64)$")
+    input: Union[
+        Annotated[Text, Field(min_length=1)],
+        Annotated[list[Annotated[Text, Field(min_length=1)]], Field(min_length=1, max_length=EMBED_INPUTS_MAX)],
+        TokenIds,
+        Annotated[list[TokenIds], Field(min_length=1, max_length=EMBED_INPUTS_MAX)],
+    ] = Field(description="A text, a list of texts, a list of token ids, or a list of token-id lists.")
+    encoding_format: str = Field(default="float", pattern="^(float|base64)$",
+                                 description="base64: the little-endian float32 bytes of each vector.")
+    dimensions: Optional[int] = Field(default=None, ge=1, le=65536, description=DIMENSIONS_DOC)
+    user: Optional[Annotated[str, Field(max_length=256)]] = Field(default=None, description="Ignored.")
+    normalize: bool = Field(default=True, description=NORMALIZE_DOC)
+    truncate: bool = Field(default=False, description="LQMF extension: cut inputs longer than the context "
+                           "window to their first tokens instead of refusing them (400).")
+
+    def inputs(self) -> list[Union[str, list[int]]]:
+        """The inputs as a list: texts or token-id lists."""
+        if isinstance(self.input, str):
+            return [self.input]
+        if self.input and isinstance(self.input[0], int):
+            return [list(self.input)]  # one pre-tokenized input
+        return list(self.input)
 
 
 class OllamaOptions(SamplerFields):
@@ -209,6 +245,36 @@ class OllamaChatRequest(Body):
     stream: bool = True
     options: Optional[OllamaOptions] = None
     keep_alive: KeepAlive = Field(default=None, description=KEEP_ALIVE_DOC)
+
+
+class OllamaEmbedRequest(Body):
+    """Ollama's /api/embed."""
+
+    model: ModelName
+    input: Union[Text, Annotated[list[Text], Field(max_length=EMBED_INPUTS_MAX)]] = Field(
+        default="", description="A text or a list of texts; empty: only load the model.")
+    truncate: bool = Field(default=True, description="Cut inputs longer than the context window to their first "
+                           "tokens (Ollama's default); false: refuse them (400).")
+    options: Optional[OllamaOptions] = None
+    keep_alive: KeepAlive = Field(default=None, description=KEEP_ALIVE_DOC)
+    dimensions: Optional[int] = Field(default=None, ge=1, le=65536, description=DIMENSIONS_DOC)
+    normalize: bool = Field(default=True, description=NORMALIZE_DOC)
+
+    def inputs(self) -> list[str]:
+        """The non-empty inputs (Ollama skips an empty string)."""
+        items = [self.input] if isinstance(self.input, str) else list(self.input)
+        return [t for t in items if t]
+
+
+class OllamaEmbeddingsRequest(Body):
+    """Ollama's older /api/embeddings: one prompt, one vector (not normalised, as Ollama's)."""
+
+    model: ModelName
+    prompt: Text = Field(default="", description="The text; empty: only load the model.")
+    options: Optional[OllamaOptions] = None
+    keep_alive: KeepAlive = Field(default=None, description=KEEP_ALIVE_DOC)
+    truncate: bool = Field(default=True, description="Cut a prompt longer than the context window; false: 400.")
+    normalize: bool = Field(default=False, description=NORMALIZE_DOC)
 
 
 class OllamaShowRequest(Body):
@@ -287,6 +353,35 @@ class BatchItem(SamplingFields):
 
 class BatchRequest(Body):
     items: list[BatchItem] = Field(min_length=1, max_length=256)
+
+
+# An embedding classifier's name (agents/classifiers/artifact.py NAME_PATTERN): never a path.
+CLASSIFIER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_+\-]*(\.[A-Za-z0-9_+\-]+)*$"
+ClassifierPath = Annotated[str, Path(min_length=1, max_length=100, pattern=CLASSIFIER_NAME_PATTERN,
+                                     description="A saved classifier's name (GET /classifiers).",
+                                     examples=["code-vs-prose"])]
+ClassifierText = Annotated[str, Field(min_length=1, max_length=TEXT_MAX, pattern=r"\S")]
+
+
+class ClassifyRequest(Body):
+    """POST /classifiers/{name}/predict: one text or a list of texts."""
+
+    # Exactly one of the two, as the validator below enforces.
+    model_config = ConfigDict(json_schema_extra={"oneOf": either("text", "texts")["anyOf"]})
+
+    text: Optional[ClassifierText] = Field(default=None, description="One text to classify.")
+    texts: Optional[Annotated[list[ClassifierText], Field(min_length=1, max_length=256)]] = Field(
+        default=None, description="Several texts (at most 256), classified in one batch.")
+    keep_alive: KeepAlive = Field(default=None, description=KEEP_ALIVE_DOC + " (The classifier's embedding model.)")
+
+    @model_validator(mode="after")
+    def _one_input(self) -> "ClassifyRequest":
+        if (self.text is None) == (self.texts is None):
+            raise ValueError('send "text" (one) or "texts" (a list), not both, e.g. {"text": "def f(): pass"}')
+        return self
+
+    def inputs(self) -> list[str]:
+        return [self.text] if self.text is not None else list(self.texts or [])
 
 
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}

@@ -71,6 +71,12 @@ def readme_server(demo_dir, tmp_path_factory):
     store = Store(settings.db_path)
     ExperimentAgent(settings, manager, store).single("demo-q4_k_m", "hello", GenerationParams(max_tokens=4))
     store.close()
+    # The README's classifier, trained on a small cut of its demo data, for /classifiers/code-vs-prose.
+    from agents.classifiers.train import TrainRequest, train_classifier
+    from lqmf.demo.classify_data import make_rows, write_csv
+
+    data = write_csv(settings.root / "code-vs-prose.csv", make_rows(per_label=20))
+    train_classifier(TrainRequest("code-vs-prose", data, "demo-hf"), settings=settings, manager=manager)
     yield status.url, manager
     server.stop()
     manager.close()

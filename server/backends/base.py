@@ -6,7 +6,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Optional, Sequence
+from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 
 from lqmf.errors import ContextOverflow, InvalidRequest, LQMFError
 
@@ -102,6 +102,18 @@ class GenerationResult:
     @property
     def completion_tokens(self) -> int:
         return self.timings.completion_tokens
+
+
+@dataclass
+class EmbeddingBatch:
+    """Pooled vectors of a batch of inputs, one row each, with the tokens each one used."""
+
+    vectors: Any  # numpy float32 [n_inputs, dim]
+    token_counts: list[int]
+    pooling: str  # how token states became one vector: mean | cls | last
+
+
+EmbeddingInput = Union[str, Sequence[int]]
 
 
 class StopMatcher:
@@ -266,8 +278,60 @@ class Backend(ABC):
     def reset_cache(self) -> None:
         """Forget any prompt prefix kept from the last generation (benchmarks time the prompt in full)."""
 
-    def embed(self, texts: list[str]) -> list[list[float]]:
-        raise LQMFError(f"{self.record.name} cannot make embeddings", "use a model that can embed")
+    # -- embeddings ---------------------------------------------------------------------------
+    @property
+    def embedding_pooling(self) -> str:
+        """How token states become one vector (mean unless the model says otherwise)."""
+        return "mean"
+
+    def embed(self, texts: Sequence[EmbeddingInput], *, normalize: bool = True,
+              truncate: bool = False) -> list[list[float]]:
+        """One vector per input (a text or a list of token ids), optionally L2-normalised."""
+        return self.embed_batch(texts, normalize=normalize, truncate=truncate).vectors.tolist()
+
+    def embed_batch(self, inputs: Sequence[EmbeddingInput], *, normalize: bool = True, truncate: bool = False,
+                    offset: int = 0) -> EmbeddingBatch:
+        """Vectors (numpy float32) and token counts; `offset` numbers the inputs in errors."""
+        import numpy as np
+
+        if not self.can_embed:
+            raise LQMFError(f"{self.record.name} ({self.format}) cannot make embeddings",
+                            "use a model that can embed")
+        ids = [self.embedding_ids(item, truncate=truncate, index=offset + i) for i, item in enumerate(inputs)]
+        if not ids:
+            return EmbeddingBatch(np.zeros((0, 0), dtype=np.float32), [], self.embedding_pooling)
+        vectors = np.asarray(self._embed_ids(ids), dtype=np.float32)
+        if normalize:
+            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+            vectors = vectors / np.maximum(norms, np.finfo(np.float32).tiny)
+        return EmbeddingBatch(vectors, [len(x) for x in ids], self.embedding_pooling)
+
+    def embedding_ids(self, item: EmbeddingInput, *, truncate: bool, index: int = 0) -> list[int]:
+        """Token ids of one input, checked against the vocabulary and the context window."""
+        if isinstance(item, str):
+            ids = self.tokenize(item)
+        else:
+            ids = [int(t) for t in item]
+            vocab = self.vocab_size
+            bad = [t for t in ids if not 0 <= t < vocab]
+            if bad:
+                raise InvalidRequest(f"input {index} has token id {bad[0]}, outside {self.record.name}'s "
+                                     f"vocabulary of {vocab}", f"send token ids from 0 to {vocab - 1}")
+        if not ids:
+            raise InvalidRequest(f"input {index} has no tokens", "send some text (or token ids) to embed")
+        limit = self.context_length
+        if len(ids) > limit:
+            if not truncate:
+                raise ContextOverflow(
+                    f"input {index} is {len(ids)} tokens but {self.record.name}'s context window holds {limit}",
+                    "shorten it, or ask for truncation (truncate=true) to embed its first tokens only",
+                )
+            ids = ids[:limit]
+        return ids
+
+    def _embed_ids(self, batch: list[list[int]]):
+        """Pooled, unnormalised vectors [len(batch), dim] of token-id lists that fit the context."""
+        raise LQMFError(f"{self.record.name} ({self.format}) cannot make embeddings", "use a model that can embed")
 
     def logits(self, ids: Sequence[int]):
         """Full next-token logits for every position of `ids` (numpy array [len(ids), vocab])."""

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import codecs
+import contextlib
 import ctypes
 import logging
 import os
 from typing import Iterator, Optional, Sequence
 
-from lqmf.errors import ModelLoadError
+from lqmf.errors import LQMFError, ModelLoadError
 from server.backends.base import Backend, GenerationParams, IncrementalDecoder, Message
 from server.backends.chat import render_chat
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CTX = 4096
+
+# GGUF `<arch>.pooling_type` values (llama.cpp's enum llama_pooling_type) that give one vector per input.
+# Absent, NONE (per-token) and RANK (a reranker's score) fall back to mean pooling.
+POOLING_NAMES = {1: "mean", 2: "cls", 3: "last"}
+EMBED_CTX_STEP = 256  # embedding contexts are sized in these steps (see _embed_ids)
+EMBED_PACK_TOKENS = 512  # tokens of several short inputs decoded together (see _embed_ids)
 
 
 def default_threads() -> int:
@@ -29,6 +36,24 @@ def default_threads() -> int:
     logical = os.cpu_count() or 1
     physical = psutil.cpu_count(logical=False) or logical
     return max(1, min(physical, logical - 1))
+
+
+@contextlib.contextmanager
+def quiet_llama_log():
+    """Silence llama.cpp's log for a moment.
+
+    llama-cpp-python 0.3.36 maps ggml's WARN level to logging.ERROR, so the warning every embedding
+    context of a model without pooling metadata gets ("model default pooling_type is [-1], but [1]
+    was specified") reaches stderr, i.e. the shell's screen. Its logger level is the library's own
+    global switch; a concurrent Llama() may reset it, which only lets a warning through.
+    """
+    llama_log = logging.getLogger("llama-cpp-python")
+    before = llama_log.level
+    llama_log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        llama_log.setLevel(before)
 
 
 class PieceDecoder(IncrementalDecoder):
@@ -49,12 +74,13 @@ class GGUFBackend(Backend):
     """A .gguf file loaded with llama_cpp.Llama."""
 
     format = "gguf"
-    can_embed = False
+    can_embed = True
 
     def __init__(self, record, *, n_ctx: Optional[int] = None, threads: Optional[int] = None) -> None:
         super().__init__(record, n_ctx=n_ctx, threads=threads)
         self.llm = None
         self._template: Optional[str] = None
+        self._n_ctx: Optional[int] = None
 
     def load(self) -> None:
         from llama_cpp import Llama
@@ -74,6 +100,9 @@ class GGUFBackend(Backend):
                 "the file may be truncated or not a llama.cpp model; re-create it or remove it",
             ) from exc
         self._template = self.llm.metadata.get("tokenizer.chat_template")
+        # llama.cpp pads its context (to a multiple of 256), while llama-cpp-python's token buffer keeps
+        # the size that was asked for: a prompt between the two overflowed that buffer (found by fuzzing).
+        self._n_ctx = min(int(self.llm.n_ctx()), int(self.llm.input_ids.shape[0]))
         self.loaded = True
 
     def unload(self) -> None:
@@ -95,11 +124,11 @@ class GGUFBackend(Backend):
 
     @property
     def context_length(self) -> int:
-        if self.llm is None:
+        # Read once at load: info() asks from any thread, and a concurrent unload frees the context
+        # (calling n_ctx() on it then was a segfault, found by the load test).
+        if self.llm is None or self._n_ctx is None:
             return int(self.record.context_length or DEFAULT_CTX)
-        # llama.cpp pads its context (to a multiple of 256), while llama-cpp-python's token buffer keeps
-        # the size that was asked for: a prompt between the two overflowed that buffer (found by fuzzing).
-        return min(int(self.llm.n_ctx()), int(self.llm.input_ids.shape[0]))
+        return self._n_ctx
 
     @property
     def vocab_size(self) -> int:
@@ -176,3 +205,91 @@ class GGUFBackend(Backend):
             return np.array(scorer.scores[: len(ids)], dtype=np.float32, copy=True)
         finally:
             scorer.close()
+
+    @property
+    def embedding_pooling(self) -> str:
+        """The pooling the GGUF metadata names (`<arch>.pooling_type`), else mean."""
+        meta = self.llm.metadata if self.llm is not None else {}
+        arch = meta.get("general.architecture", "")
+        try:
+            value = int(meta.get(f"{arch}.pooling_type", 1))
+        except ValueError:
+            value = 1
+        return POOLING_NAMES.get(value, "mean")
+
+    def _embed_ids(self, batch: list[list[int]]):
+        """Pooled vectors from a short-lived embedding context on the already loaded weights.
+
+        The serving context keeps no per-token states, so embeddings need a context made with
+        embeddings on and a pooling type; it shares the loaded model (no second load, no second copy
+        of the weights) and takes ~10 ms to make, so one is made per call, sized to its inputs, and
+        freed at once: its KV cache and compute buffers never outlive the call and never need to be
+        counted in footprint(). Each decode holds whole sequences (llama.cpp pools per micro-batch, so
+        n_ubatch = n_ctx), packed up to that size and llama.cpp's sequence limit.
+        """
+        import llama_cpp
+        import numpy as np
+        from llama_cpp import _internals
+
+        pooling = {v: k for k, v in POOLING_NAMES.items()}[self.embedding_pooling]
+        limit = self.context_length
+        # Packed sequences share one unified KV cache, so attention (and its scores buffer) grows with the
+        # square of the pack: packs stay small unless one input alone needs more. A multiple of 256:
+        # llama.cpp pads n_ctx to one, and a smaller n_ubatch then fails a GGML_ASSERT (an abort of the
+        # whole process) while pooling. No input exceeds `limit`, so every one fits.
+        lengths = [len(ids) for ids in batch]
+        wanted = min(limit, max(max(lengths), min(EMBED_PACK_TOKENS, sum(lengths))))
+        n_ctx = max(EMBED_CTX_STEP, -(-wanted // EMBED_CTX_STEP) * EMBED_CTX_STEP)
+        max_seqs = min(n_ctx, int(llama_cpp.llama_max_parallel_sequences()))
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = params.n_batch = params.n_ubatch = n_ctx
+        params.n_seq_max, params.kv_unified = max_seqs, True
+        params.embeddings, params.pooling_type = True, pooling
+        params.n_threads = params.n_threads_batch = self.threads or default_threads()
+        # Exact attention, as the serving context and transformers compute it (flash attention rounds through f16).
+        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        # The raw context, not _internals.LlamaContext: that one registers itself on the model's exit
+        # stack, so one made per call would pile up there until the model unloads.
+        with quiet_llama_log():
+            ctx = llama_cpp.llama_init_from_model(self.llm.model, params)
+        if ctx is None:
+            raise LQMFError(f"llama.cpp could not make an embedding context for {self.record.name}",
+                            "see logs/lqmf.log; memory may be short")
+        dim = int(self.llm.n_embd())
+        out = np.empty((len(batch), dim), dtype=np.float32)
+        tokens = None
+        try:
+            tokens = _internals.LlamaBatch(n_tokens=n_ctx, embd=0, n_seq_max=1, verbose=False)
+            memory = llama_cpp.llama_get_memory(ctx)
+            packed: list[int] = []  # rows of `batch` in the pending decode, in sequence-id order
+            used = 0
+
+            def decode() -> None:
+                if memory:
+                    llama_cpp.llama_memory_clear(memory, True)
+                code = llama_cpp.llama_decode(ctx, tokens.batch)
+                if code != 0:
+                    raise LQMFError(f"llama.cpp failed to embed with {self.record.name} (llama_decode returned {code})",
+                                    "see logs/lqmf.log")
+                for seq, row in enumerate(packed):
+                    pooled = llama_cpp.llama_get_embeddings_seq(ctx, seq)
+                    if not pooled:
+                        raise LQMFError(f"llama.cpp returned no pooled embedding for {self.record.name}",
+                                        "see logs/lqmf.log")
+                    out[row] = np.ctypeslib.as_array(pooled, shape=(dim,))
+                tokens.reset()
+
+            for row, ids in enumerate(batch):
+                if packed and (used + len(ids) > n_ctx or len(packed) >= max_seqs):
+                    decode()
+                    packed, used = [], 0
+                # Every token an output: llama.cpp would mark them itself, logging a warning per decode.
+                tokens.add_sequence(ids, len(packed), True)
+                packed.append(row)
+                used += len(ids)
+            decode()
+        finally:
+            if tokens is not None:
+                tokens.close()
+            llama_cpp.llama_free(ctx)
+        return out

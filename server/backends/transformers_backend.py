@@ -14,6 +14,7 @@ from server.backends.chat import render_chat, validate_messages
 log = logging.getLogger(__name__)
 
 CONTEXT_TOKENS = 4  # prompt tokens kept in the decoder's window so the first piece keeps its space
+EMBED_BATCH_TOKENS = 8192  # padded tokens per embedding forward pass (bounds its activations)
 
 
 class WindowDecoder(IncrementalDecoder):
@@ -143,19 +144,45 @@ class TransformersBackend(Backend):
         with torch.inference_mode():
             return self.model(input_ids=torch.tensor([list(ids)])).logits[0].float().numpy()
 
-    def embed(self, texts: list[str]) -> list[list[float]]:
-        """Mean-pooled last hidden states, L2-normalised (one vector per text)."""
+    def _embed_ids(self, batch: list[list[int]]):
+        """Mean of the last hidden states over the attention mask, in padded batches.
+
+        Right padding keeps every real token at its own position, so with the mask (causal
+        attention never looks ahead to the padding anyway) a padded row computes what it would alone.
+        Rows are sorted by length so a batch pads little, and a batch is cut at EMBED_BATCH_TOKENS
+        padded tokens to bound the activations.
+        """
+        import numpy as np
         import torch
 
-        vectors = []
+        pad = self.tokenizer.pad_token_id
+        pad = int(pad if pad is not None else (self.tokenizer.eos_token_id or 0))  # masked out: any id will do
+        # The base model returns the final-normed last hidden state without computing [tokens, vocab] logits.
+        body = getattr(self.model, "base_model", None) or self.model
+        order = sorted(range(len(batch)), key=lambda i: len(batch[i]))
+        out = None
+        start = 0
         with torch.inference_mode():
-            for text in texts:
-                ids = self.tokenize(text)
-                self.check_fits(ids)
-                hidden = self.model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states[-1][0]
-                vector = hidden.float().mean(dim=0)
-                vectors.append(torch.nn.functional.normalize(vector, dim=0).tolist())
-        return vectors
+            while start < len(order):
+                end = start + 1
+                while end < len(order) and (end - start + 1) * len(batch[order[end]]) <= EMBED_BATCH_TOKENS:
+                    end += 1
+                rows = order[start:end]
+                width = len(batch[rows[-1]])
+                ids = torch.full((len(rows), width), pad, dtype=torch.long)
+                mask = torch.zeros((len(rows), width), dtype=torch.long)
+                for r, row in enumerate(rows):
+                    ids[r, : len(batch[row])] = torch.tensor(batch[row])
+                    mask[r, : len(batch[row])] = 1
+                hidden = body(input_ids=ids, attention_mask=mask).last_hidden_state.float()
+                # masked_fill, not a product: whatever a padding position holds (even NaN) must not leak in.
+                hidden = hidden.masked_fill(mask.unsqueeze(-1) == 0, 0.0)
+                pooled = (hidden.sum(dim=1) / mask.sum(dim=1, keepdim=True).to(hidden.dtype)).numpy()
+                if out is None:
+                    out = np.empty((len(batch), pooled.shape[1]), dtype=np.float32)
+                out[rows] = pooled
+                start = end
+        return out
 
 
 def sample_next(logits, params: GenerationParams, seen, generator) -> int:

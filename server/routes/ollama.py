@@ -1,4 +1,5 @@
-"""Ollama-compatible API: /api/tags, /api/ps, /api/show, /api/generate, /api/chat, /api/version."""
+"""Ollama-compatible API: /api/tags, /api/ps, /api/show, /api/generate, /api/chat, /api/embed, /api/embeddings,
+/api/version."""
 
 from __future__ import annotations
 
@@ -11,14 +12,18 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 import lqmf
+from agents.embeddings import embed_texts
 from server.backends.base import Chunk
 from server.discovery import ModelRecord, chat_template_of
 from server.schemas import (
     MAX_KEEP_ALIVE_S,
     OllamaChatRequest,
+    OllamaEmbeddingsRequest,
+    OllamaEmbedRequest,
     OllamaGenerateRequest,
     OllamaOptions,
     OllamaShowRequest,
+    check_dimensions,
     check_model_name,
     parse_keep_alive,
 )
@@ -112,7 +117,7 @@ async def show(request: Request, body: OllamaShowRequest) -> dict[str, Any]:
     return {
         "modelfile": f"# LQMF model\nFROM {record.path}\n", "parameters": "", "template": template or "",
         "details": details(record), "model_info": info, "modified_at": iso(record.path.stat().st_mtime),
-        "capabilities": ["completion"] + ([] if record.format == "gguf" else ["embedding"]),
+        "capabilities": ["completion", "embedding"],
     }
 
 
@@ -194,3 +199,52 @@ async def api_chat(request: Request, body: OllamaChatRequest):
 
     messages = [m.model_dump() for m in body.messages]
     return await _ollama_stream(request, name, messages, body.options, keep_alive, body.stream, shape)
+
+
+async def _embed(request: Request, name: str, texts: list[str], keep_alive: Optional[float], *, normalize: bool,
+                 truncate: bool):
+    """Load (timed, for load_duration) and embed on the model's worker; returns (Embeddings, load seconds)."""
+    manager = request.app.state.manager
+    load_start = time.perf_counter()
+    was_loaded = manager.is_loaded(name)
+    await ensure_loaded(request, name, keep_alive)
+    load_s = 0.0 if was_loaded else time.perf_counter() - load_start
+    result = await run_in_threadpool(
+        lambda: embed_texts(manager, name, texts, normalize=normalize, truncate=truncate, keep_alive_s=keep_alive))
+    return result, load_s
+
+
+@router.post("/embed")
+async def api_embed(request: Request, body: OllamaEmbedRequest):
+    """Embeddings of one or more texts, L2-normalised; too-long inputs are cut to the context unless truncate is false."""
+    started = time.perf_counter()
+    name = check_model_name(body.model)
+    keep_alive = parse_keep_alive(body.keep_alive)
+    texts = body.inputs()
+    if not texts:
+        await _load_or_unload(request, name, keep_alive)
+        return {"model": name, "embeddings": []}
+    result, load_s = await _embed(request, name, texts, keep_alive, normalize=body.normalize, truncate=body.truncate)
+    check_dimensions(name, result.dim, body.dimensions)
+
+    def response() -> JSONResponse:  # thousands of floats per vector: encoded off the loop
+        return JSONResponse({
+            "model": name, "embeddings": result.vectors.tolist(),
+            "total_duration": int((time.perf_counter() - started) * NS), "load_duration": int(load_s * NS),
+            "prompt_eval_count": result.total_tokens,
+        })
+
+    return await run_in_threadpool(response)
+
+
+@router.post("/embeddings")
+async def api_embeddings(request: Request, body: OllamaEmbeddingsRequest):
+    """Ollama's older endpoint: one prompt's embedding, not normalised (as Ollama's is not)."""
+    name = check_model_name(body.model)
+    keep_alive = parse_keep_alive(body.keep_alive)
+    if not body.prompt:
+        await _load_or_unload(request, name, keep_alive)
+        return {"embedding": []}
+    result, _ = await _embed(request, name, [body.prompt], keep_alive, normalize=body.normalize,
+                             truncate=body.truncate)
+    return await run_in_threadpool(lambda: JSONResponse({"embedding": result.vectors[0].tolist()}))

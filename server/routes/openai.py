@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import struct
 import time
 import uuid
 from typing import Any
@@ -13,13 +12,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from agents.embeddings import embed_texts
 from server.backends.base import Chunk
-from server.errors import APIError
 from server.schemas import (
     OpenAIChatRequest,
     OpenAICompletionRequest,
     ModelPath,
     OpenAIEmbeddingRequest,
+    check_dimensions,
     check_model_name,
 )
 from server.streaming import ensure_loaded, generate, map_chunks, sse, sse_line, start_stream
@@ -144,27 +144,24 @@ async def completions(request: Request, body: OpenAICompletionRequest):
 
 @router.post("/embeddings")
 async def embeddings(request: Request, body: OpenAIEmbeddingRequest) -> dict[str, Any]:
-    """Embeddings from models that can make them (transformers models: mean-pooled last hidden state)."""
+    """Embeddings from any model (GGUF through llama.cpp's embedding mode, transformers: mean-pooled
+    last hidden state), L2-normalised unless normalize is false; an input past the context is a 400."""
     name = check_model_name(body.model)
     manager = request.app.state.manager
-    record = await run_in_threadpool(manager.record, name)
-    if record.format == "gguf":
-        raise APIError(422, f"{name} (GGUF) cannot make embeddings here",
-                       "use a transformers model (hf, bnb, gptq) for /v1/embeddings")
-    texts = [body.input] if isinstance(body.input, str) else list(body.input)
-    if any(not t for t in texts):
-        raise APIError(422, "an input text is empty", "send non-empty strings")
     await ensure_loaded(request, name)
+    result = await run_in_threadpool(
+        lambda: embed_texts(manager, name, body.inputs(), normalize=body.normalize, truncate=body.truncate))
+    check_dimensions(name, result.dim, body.dimensions)
 
-    def work(backend):
-        counts = [len(backend.tokenize(t)) for t in texts]
-        return backend.embed(texts), counts
+    def response() -> JSONResponse:  # thousands of floats per vector: encoded off the loop
+        if body.encoding_format == "base64":  # little-endian float32, what the official client asks for
+            vectors: list[Any] = [base64.b64encode(row.astype("<f4").tobytes()).decode() for row in result.vectors]
+        else:
+            vectors = result.vectors.tolist()
+        return JSONResponse({
+            "object": "list", "model": name,
+            "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
+            "usage": {"prompt_tokens": result.total_tokens, "total_tokens": result.total_tokens},
+        })
 
-    vectors, counts = await run_in_threadpool(manager.call, name, work)
-    if body.encoding_format == "base64":  # little-endian float32, what the official client asks for
-        vectors = [base64.b64encode(struct.pack(f"<{len(v)}f", *v)).decode() for v in vectors]
-    return {
-        "object": "list", "model": name,
-        "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
-        "usage": {"prompt_tokens": sum(counts), "total_tokens": sum(counts)},
-    }
+    return await run_in_threadpool(response)

@@ -1,0 +1,18 @@
+"""The classifier errors: each boundary maps them to its own words (HTTP 404 / 409 / 422, the shell's message)."""
+
+from __future__ import annotations
+
+from lqmf.errors import LQMFError
+
+
+class DataError(LQMFError):
+    """A labelled data file that cannot be used as given; the message names the file, line or column."""
+
+
+class ClassifierNotFound(LQMFError):
+    """No saved classifier by that name."""
+
+
+class ClassifierRefused(LQMFError):
+    """A classifier that must not be used: a failed safety check, a missing or changed embedding model, a dimension
+    mismatch."""

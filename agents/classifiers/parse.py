@@ -1,0 +1,124 @@
+"""The shell's classifier commands, read from the line as typed (the decision agent's first rule).
+
+    train classifier NAME on data.csv with MODEL [text column T, label column L] [svm|logreg] [pca 0.95]
+    classify "text" with NAME
+    check classifier NAME on VARIANT [and VARIANT ...]
+    list classifiers
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Optional
+
+from agents.intents import Command, Intent, Slots
+
+TRIGGERS = ("classifier", "classifiers", "classify")
+NAME = r"[A-Za-z0-9][A-Za-z0-9_.+\-]*"
+ARG = r"\"[^\"]+\"|'[^']+'|[^\s,;]+"
+KEYWORDS = {"on", "with", "using", "for", "from", "named", "called", "as", "and", "a", "the", "new"}
+VERBS: dict[str, tuple[str, ...]] = {
+    "train": ("train", "fit", "build", "make", "create", "learn"),
+    "check": ("check", "evaluate", "eval", "test", "compare", "validate"),
+    "list": ("list", "show", "ls", "display", "which", "what"),
+}
+ALGORITHM = re.compile(r"\b(svm|svc|support[\s-]+vector(?:[\s-]+machine)?|logreg|logistic(?:[\s_-]*regression)?)\b",
+                       re.I)
+QUOTED = re.compile(r"\"([^\"]*)\"|'([^']*)'")
+PCA = re.compile(r"\bpca\b(?:\s*[=:]?\s*(\d*\.\d+|\d+))?", re.I)
+
+
+def _words(line: str) -> list[str]:
+    return re.findall(r"[a-z]+", line.lower())
+
+
+def _close(word: str, choices: tuple[str, ...]) -> bool:
+    """The word, or a typo of it (swapped or dropped letters)."""
+    if word in choices or (len(word) > 3 and any(sorted(word) == sorted(c) for c in choices)):
+        return True
+    return len(word) > 4 and bool(difflib.get_close_matches(word, choices, n=1, cutoff=0.85))
+
+
+def _unquote(value: Optional[str]) -> Optional[str]:
+    if value is None:
+        return None
+    value = value.strip().rstrip(",;")
+    return value[1:-1] if len(value) > 1 and value[0] == value[-1] and value[0] in "\"'" else value
+
+
+def _after(pattern: str, line: str) -> Optional[str]:
+    match = re.search(pattern, line, re.I)
+    return _unquote(match.group(1)) if match else None
+
+
+def _classifier_name(line: str, noun: str) -> Optional[str]:
+    """NAME in 'classifier NAME', 'classifier named NAME' or '... as NAME' (`noun`: "classifier" as typed)."""
+    for pattern in (rf"\b{re.escape(noun)}\s+(?:named\s+|called\s+)?({NAME})", rf"\b(?:named|called|as)\s+({NAME})"):
+        for match in re.finditer(pattern, line, re.I):
+            if match.group(1).lower() not in KEYWORDS:
+                return match.group(1).rstrip(".,;")
+    return None
+
+
+def _train(line: str, noun: str) -> Command:
+    algorithm = ALGORITHM.search(line)
+    pca = PCA.search(line)
+    slots = Slots(
+        classifier=_classifier_name(line, noun),
+        file=_after(rf"\bon\s+({ARG})", line),
+        model=_after(rf"\b(?:with|using)\s+(?:model\s+)?({ARG})", line),
+        text_column=_after(rf"\btext[\s_-]*col(?:umn)?\s*[=:]?\s*({ARG})", line),
+        label_column=_after(rf"\blabels?[\s_-]*col(?:umn)?\s*[=:]?\s*({ARG})", line),
+        algorithm=("logreg" if algorithm.group(1).lower().startswith("log") else "svm") if algorithm else None,
+        pca=(float(pca.group(1)) if pca.group(1) else 0.95) if pca else None,
+    )
+    command = Command(Intent.TRAIN_CLASSIFIER, slots)
+    usage = "train classifier NAME on data.csv with MODEL [text column T, label column L] [svm|logreg] [pca 0.95]"
+    missing = [what for what, value in (("a name", slots.classifier), ("a labelled .csv or .jsonl file", slots.file),
+                                        ("an embedding model", slots.model)) if not value]
+    if missing:
+        command.question = f"The classifier needs {' and '.join(missing)}: {usage}"
+    return command
+
+
+def _classify(line: str, quoted: list[str]) -> Command:
+    # The classifier comes after the last "with": the text itself may say "with".
+    rest = QUOTED.sub(" ", line)
+    names = re.findall(rf"\b(?:with|using|by)\s+(?:classifier\s+)?({ARG})", rest, re.I)
+    slots = Slots(classifier=_unquote(names[-1]) if names else None, prompt=quoted[0] if quoted else None,
+                  texts=list(quoted))
+    command = Command(Intent.CLASSIFY_TEXT, slots)
+    if not slots.classifier or not quoted:
+        command.question = 'Classify which text with which classifier? e.g. classify "def f(x): return x" with NAME'
+    return command
+
+
+def _check(line: str, noun: str) -> Command:
+    tail = _after(r"\bon\s+(.+)$", line) or ""
+    variants = [_unquote(v) for v in re.split(r"\s*(?:,|;|&|\band\b)\s*", tail, flags=re.I) if v.strip()]
+    slots = Slots(classifier=_classifier_name(line, noun), models=[v for v in variants if v])
+    command = Command(Intent.CHECK_CLASSIFIER, slots)
+    if not slots.classifier or not slots.models:
+        command.question = ("Check which classifier on which variants? e.g. check classifier NAME on demo-q8_0 and "
+                            "demo-q4_k_m")
+    return command
+
+
+def classifier_command(line: str) -> Optional[Command]:
+    """The classifier command a line asks for, or None when it names no classifier."""
+    words = _words(QUOTED.sub(" ", line))
+    if not any(_close(w, TRIGGERS) for w in words):
+        return None
+    quoted = [a or b for a, b in QUOTED.findall(line)]
+    # The first command word decides: "classify 'x' with test-set" classifies, whatever the name says.
+    kinds = {"classify": ("classify",), **VERBS}
+    kind = next((k for w in words for k, forms in kinds.items() if _close(w, forms)), None)
+    if kind is None and words in (["classifiers"], ["classifier"]):
+        kind = "list"
+    noun = next((w for w in words if _close(w, ("classifier",))), "classifier")
+    readers = {"train": lambda: _train(line, noun), "check": lambda: _check(line, noun),
+               "classify": lambda: _classify(line, quoted), "list": lambda: Command(Intent.LIST_CLASSIFIERS)}
+    if kind is None:
+        return Command(Intent.UNKNOWN, confidence=0.0, suggestion="list classifiers")
+    return readers[kind]()
