@@ -129,14 +129,14 @@ def test_cache_inspects_only_what_changed(demo_dir, tmp_path):
     assert "newcomer" not in {r.name for r in cache.records(tmp_path)}
     assert cache.inspections == ENTRIES + 1
 
-    # Rewritten in place (same name, same folder mtime): the file's own stat gives it away.
+    # Replaced by a truncated file of the same name (unlinked first: it is a hard link to the demo model).
     data = (tmp_path / "copy-007-q8_0.gguf").read_bytes()
     (tmp_path / "copy-007-q8_0.gguf").unlink()
     (tmp_path / "copy-007-q8_0.gguf").write_bytes(data[: len(data) // 3])
     broken = {r.name: r for r in cache.records(tmp_path)}["copy-007-q8_0"]
     assert not broken.usable and "unreadable GGUF" in broken.reason
 
-    # A file inside a model folder changes: the folder is inspected again.
+    # A file inside a model folder is rewritten in place (the folder's own mtime stays): inspected again.
     config = tmp_path / "hf-000" / "config.json"
     config.write_text(json.dumps({**json.loads(config.read_text()),
                                   "quantization_config": {"quant_method": "bitsandbytes", "load_in_8bit": True}}))

@@ -50,6 +50,7 @@ LOOKUP_SLICE = 500
 
 
 def text_sha(text: str) -> str:
+    """The cache key of a text."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 

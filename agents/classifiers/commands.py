@@ -27,11 +27,13 @@ class ClassifierCommands:
         self._registry = None
 
     def handlers(self) -> dict[Intent, Callable[[Command], r.Result]]:
+        """The intents these handlers answer (merged into the executor's table)."""
         return {Intent.TRAIN_CLASSIFIER: self.train, Intent.CLASSIFY_TEXT: self.classify,
                 Intent.CHECK_CLASSIFIER: self.check, Intent.LIST_CLASSIFIERS: self.list}
 
     @property
     def registry(self):
+        """The shell's loaded classifiers, made on first use (sklearn stays out of the start-up)."""
         if self._registry is None:
             from agents.classifiers.registry import ClassifierRegistry
 

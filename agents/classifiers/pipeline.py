@@ -86,6 +86,7 @@ def folds_for(labels: Sequence[str]) -> int:
 
 
 def cv_splitter(labels: Sequence[str], seed: int):
+    """The shuffled, stratified k-fold splitter training uses (and a reader can rebuild from the manifest)."""
     from sklearn.model_selection import StratifiedKFold
 
     return StratifiedKFold(n_splits=folds_for(labels), shuffle=True, random_state=seed)

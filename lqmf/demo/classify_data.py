@@ -120,6 +120,7 @@ def write_csv(path: Path, rows: list[Row]) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Write the demo set to the file named on the command line."""
     parser = argparse.ArgumentParser(prog="python -m lqmf.demo.classify_data",
                                      description="Write the offline code-vs-prose demo set for embedding classifiers.")
     parser.add_argument("out", type=Path, help="the CSV file to write (columns text, label, source)")
