@@ -24,23 +24,16 @@ import pytest
 from lqmf.settings import Settings
 from server.backends.gguf import GGUFBackend
 from server.manager import ModelManager
-from server.runner import BackgroundServer
 from tests.conftest import REPO
+from tests.test_server import start_server
 
 CHAT = [{"role": "user", "content": "What does shuffle do?"}]
-
-
-def start(models: Path, home: Path, **overrides):
-    settings = Settings(home=home, models_dir_override=models, port=0, **overrides)
-    manager = ModelManager(settings)
-    server = BackgroundServer(settings, manager)
-    return server, manager, server.start().url
 
 
 @pytest.fixture(scope="module")
 def served(demo_dir, tmp_path_factory):
     home = tmp_path_factory.mktemp("hardening-home")
-    server, manager, url = start(demo_dir, home)
+    server, manager, url = start_server(demo_dir, home)
     yield url, manager, home
     server.stop()
     manager.close()
@@ -309,7 +302,7 @@ def test_broken_model_files_are_listed_unusable_and_others_keep_serving(demo_dir
     (models / "broken-config").mkdir()
     (models / "broken-config" / "config.json").write_text("{ not json")
     (models / "broken-config" / "model.safetensors").write_bytes(b"\0" * 64)
-    server, manager, url = start(models, tmp_path / "home")
+    server, manager, url = start_server(models, tmp_path / "home")
     try:
         with httpx.Client(base_url=url, timeout=60) as http:
             listed = {m["name"]: m for m in http.get("/models/available").json()["models"]}
@@ -408,7 +401,7 @@ def test_sigterm_ends_streams_with_an_error_event_and_frees_the_port(demo_dir, t
 
 
 def test_stopping_the_server_ends_an_ndjson_stream_with_ollama_s_error(demo_dir, tmp_path, slow_gguf):
-    server, manager, url = start(demo_dir, tmp_path)
+    server, manager, url = start_server(demo_dir, tmp_path)
     try:
         lines: list[str] = []
         with httpx.stream("POST", f"{url}/api/chat", timeout=30, json={

@@ -20,6 +20,7 @@ from agents.classifiers.artifact import read_eval_rows
 from agents.classifiers.errors import ClassifierRefused
 from agents.classifiers.pipeline import scores
 from agents.classifiers.registry import ClassifierRegistry, LoadedClassifier, check_dimension
+from agents.classifiers.train import record_failure
 from lqmf.errors import LQMFError
 
 log = logging.getLogger(__name__)
@@ -201,10 +202,7 @@ def check_classifier(registry: ClassifierRegistry, name: str, variants: Sequence
         if reports_dir is not None:
             report.report_path = str(write_check_report(report, Path(reports_dir)))
     except BaseException as exc:
-        if experiment is not None:
-            stopped = isinstance(exc, KeyboardInterrupt)
-            store.finish_experiment(experiment, {"error": str(exc), "type": type(exc).__name__, "classifier": name},
-                                    failed=not stopped, incomplete=stopped)
+        record_failure(store, experiment, exc, name)
         raise
     if experiment is not None:
         for row in report.rows:

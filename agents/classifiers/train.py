@@ -50,6 +50,15 @@ class TrainReport:
         return asdict(self)
 
 
+def record_failure(store, experiment: Optional[int], exc: BaseException, classifier: str) -> None:
+    """Close a classifier experiment that raised: incomplete on Ctrl-C, failed otherwise (no row: nothing)."""
+    if experiment is None:
+        return
+    stopped = isinstance(exc, KeyboardInterrupt)
+    store.finish_experiment(experiment, {"error": str(exc), "type": type(exc).__name__, "classifier": classifier},
+                            failed=not stopped, incomplete=stopped)
+
+
 def split_rows(labels: list[str], test_size: float, seed: int) -> tuple[list[int], list[int]]:
     """Stratified (train, eval) row indices, each in file order; every label keeps a row in each part."""
     from sklearn.model_selection import train_test_split
@@ -120,10 +129,7 @@ def train_classifier(request: TrainRequest, *, settings, manager, store=None, ca
         replaced = folder.exists()
         save_classifier(folder, pipeline, manifest, eval_rows)
     except BaseException as exc:
-        if experiment is not None:
-            stopped = isinstance(exc, KeyboardInterrupt)
-            store.finish_experiment(experiment, {"error": str(exc), "type": type(exc).__name__, "classifier": name},
-                                    failed=not stopped, incomplete=stopped)
+        record_failure(store, experiment, exc, name)
         raise
     report = TrainReport(name=name, path=str(folder), manifest=manifest.to_dict(), experiment_id=experiment,
                          replaced=replaced, seconds=round(time.perf_counter() - started, 3))
