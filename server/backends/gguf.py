@@ -7,6 +7,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import threading
 from typing import Iterator, Optional, Sequence
 
 from lqmf.errors import LQMFError, ModelLoadError
@@ -75,6 +76,10 @@ class GGUFBackend(Backend):
 
     format = "gguf"
     can_embed = True
+    # llama-cpp-python's quiet mode (verbose=False) swaps the whole process's stdout/stderr file
+    # descriptors while a Llama is made or closed; two at once on different threads can leave both
+    # pointing at /dev/null for good (seen under the load test). Every make and close takes this lock.
+    _native_lock = threading.Lock()
 
     def __init__(self, record, *, n_ctx: Optional[int] = None, threads: Optional[int] = None) -> None:
         super().__init__(record, n_ctx=n_ctx, threads=threads)
@@ -90,10 +95,11 @@ class GGUFBackend(Backend):
         trained = self.record.context_length or DEFAULT_CTX
         n_ctx = min(self.requested_ctx or DEFAULT_CTX, trained)
         try:
-            self.llm = Llama(
-                model_path=str(self.record.path), n_ctx=n_ctx, n_threads=self.threads or default_threads(),
-                n_batch=min(512, n_ctx), verbose=False,
-            )
+            with self._native_lock:
+                self.llm = Llama(
+                    model_path=str(self.record.path), n_ctx=n_ctx, n_threads=self.threads or default_threads(),
+                    n_batch=min(512, n_ctx), verbose=False,
+                )
         except Exception as exc:  # llama.cpp reports every load failure as a bare ValueError
             raise ModelLoadError(
                 f"llama.cpp could not load {self.record.name} ({self.record.path.name}): {exc}",
@@ -107,7 +113,8 @@ class GGUFBackend(Backend):
 
     def unload(self) -> None:
         if self.llm is not None:
-            self.llm.close()
+            with self._native_lock:
+                self.llm.close()
         self.llm = None
         self.loaded = False
 
@@ -196,15 +203,17 @@ class GGUFBackend(Backend):
         if not ids:
             raise ValueError("no tokens to score")
         self.check_fits(ids[:-1])
-        scorer = Llama(
-            model_path=str(self.record.path), n_ctx=len(ids), n_batch=min(512, len(ids)), logits_all=True,
-            n_threads=self.threads or default_threads(), verbose=False,
-        )
+        with self._native_lock:
+            scorer = Llama(
+                model_path=str(self.record.path), n_ctx=len(ids), n_batch=min(512, len(ids)), logits_all=True,
+                n_threads=self.threads or default_threads(), verbose=False,
+            )
         try:
             scorer.eval(ids)
             return np.array(scorer.scores[: len(ids)], dtype=np.float32, copy=True)
         finally:
-            scorer.close()
+            with self._native_lock:
+                scorer.close()
 
     @property
     def embedding_pooling(self) -> str:
