@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -35,6 +36,11 @@ def _snapshot_checkout() -> dict[str, tuple[int, int]]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # A suite started in the background by a non-interactive shell (`make test &`) inherits SIGINT
+    # ignored, and so would every child it starts: the Ctrl-C tests would then test nothing real.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     # Before any test module imports the settings: nothing may land in the checkout.
     home = Path(tempfile.mkdtemp(prefix="lqmf-test-home-"))
     config._lqmf_home = home  # type: ignore[attr-defined]

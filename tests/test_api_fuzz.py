@@ -27,17 +27,21 @@ from server.runner import BackgroundServer
 # context is kept small, so the longest generation the fuzzer can ask for stays short.
 FUZZ_MODELS = ["demo-q4_k_m", "demo-q8_0", "demo-f16", "demo-hf"]
 CHECKS = "not_a_server_error,response_schema_conformance"
+FUZZ_CLASSIFIER = "code-vs-prose"
 
 
 def _config(path: Path, experiment_ids: list[int]) -> Path:
-    """A schemathesis.toml that binds real names and ids into the generated requests (with some probability)."""
-    names = json.dumps(FUZZ_MODELS)
+    """A schemathesis.toml that binds real names and ids into the generated requests (with some probability).
+
+    `path.name` is a model in most routes and a classifier in /classifiers/{name}: both lists feed it.
+    """
     bound = {
-        "path.name": "models", "body.model": "models", "body.name": "models", "body.models[*]": "models",
+        "path.name": "names", "body.model": "models", "body.name": "models", "body.models[*]": "models",
         "body.items[*].model": "models", "query.model": "models", "path.experiment_id": "ids",
     }
-    lines = [f"[dictionaries.models]\nvalues = {names}\n", f"[dictionaries.ids]\nvalues = {json.dumps(experiment_ids)}\n",
-             "[parameters]"]
+    lines = [f"[dictionaries.models]\nvalues = {json.dumps(FUZZ_MODELS)}\n",
+             f"[dictionaries.names]\nvalues = {json.dumps(FUZZ_MODELS + [FUZZ_CLASSIFIER])}\n",
+             f"[dictionaries.ids]\nvalues = {json.dumps(experiment_ids)}\n", "[parameters]"]
     lines += [f'"{key}" = {{ dictionary = "{name}", probability = 0.7 }}' for key, name in bound.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -56,6 +60,12 @@ def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(demo_dir, tmp
     settings = Settings(home=home, models_dir_override=demo_dir, port=0, context_length=128, queue_size=64,
                         auto_benchmark_every=0)
     manager = ModelManager(settings)
+    # A real classifier, so /classifiers/{name}/predict is reached with fuzzed texts, not only 404s.
+    from agents.classifiers.train import TrainRequest, train_classifier
+    from lqmf.demo.classify_data import make_rows, write_csv
+
+    data = write_csv(home / "code-vs-prose.csv", make_rows(per_label=12))
+    train_classifier(TrainRequest(FUZZ_CLASSIFIER, data, "demo-q4_k_m"), settings=settings, manager=manager)
     server = BackgroundServer(settings, manager)
     url = server.start().url
     examples = int(os.environ.get("LQMF_FUZZ_EXAMPLES", "12"))
@@ -84,4 +94,6 @@ def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(demo_dir, tmp
                 if line.startswith("lqmf_requests_total{") and 'status="' in line}
     assert "200" in statuses and not any(s.startswith("5") for s in statuses), statuses
     assert "/models/{name}/load" in metrics and "/models/{name}/unload" in metrics
+    assert any('route="/classifiers/{name}/predict"' in line and 'status="200"' in line
+               for line in metrics.splitlines() if line.startswith("lqmf_requests_total{"))
     assert summary, "schemathesis wrote no report"
