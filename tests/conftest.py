@@ -103,3 +103,12 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("LQMF_HOME", str(tmp_path))
     monkeypatch.delenv("LQMF_MODELS_DIR", raising=False)
     return tmp_path
+
+
+@pytest.fixture
+def http(served):
+    """An HTTP client of the module's `served` server (a module fixture yielding (url, manager, ...))."""
+    import httpx
+
+    with httpx.Client(base_url=served[0], timeout=120) as client:
+        yield client

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 
-import httpx
 import numpy as np
 import pytest
 
@@ -31,12 +30,6 @@ def served(demo_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def manager(served):
     return served[1]
-
-
-@pytest.fixture
-def http(served):
-    with httpx.Client(base_url=served[0], timeout=120) as client:
-        yield client
 
 
 def unit(rows) -> np.ndarray:

@@ -39,12 +39,6 @@ def served(demo_dir, tmp_path_factory):
     manager.close()
 
 
-@pytest.fixture
-def http(served):
-    with httpx.Client(base_url=served[0], timeout=120) as client:
-        yield client
-
-
 def metric(http: httpx.Client, name: str, **labels: str) -> float:
     """The value of one Prometheus sample (0 when absent)."""
     want = {f'{k}="{v}"' for k, v in labels.items()}

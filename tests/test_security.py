@@ -33,12 +33,6 @@ def served(demo_dir, tmp_path_factory):
     manager.close()
 
 
-@pytest.fixture
-def http(served):
-    with httpx.Client(base_url=served[0], timeout=120) as client:
-        yield client
-
-
 def _loaded(http) -> set[str]:
     return {m["name"] for m in http.get("/models").json()["models"]}
 
