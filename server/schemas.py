@@ -8,6 +8,8 @@ from typing import Annotated, Any, Optional, Union
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from agents.classifiers.artifact import NAME_MAX as CLASSIFIER_NAME_MAX
+from agents.classifiers.artifact import NAME_PATTERN as CLASSIFIER_NAME_PATTERN
 from server.backends.base import GenerationParams
 
 # One or more runs of name characters joined by single dots: a discovered model's name, never a path.
@@ -316,12 +318,23 @@ class DetokenizeRequest(Body):
     tokens: list[Annotated[int, Field(ge=0, le=2**31 - 1)]] = Field(max_length=131072)
 
 
-class CompareRequest(SamplingFields):
+class PromptOrMessages(SamplingFields):
+    """A generation given a prompt or a whole conversation (at least one of them)."""
+
     model_config = ConfigDict(json_schema_extra=either("prompt", "messages"))
 
-    models: list[ModelName] = Field(min_length=2, max_length=8, json_schema_extra={"uniqueItems": True})
     prompt: Optional[Annotated[Text, Field(min_length=1)]] = None
     messages: Optional[Messages] = None
+
+    @model_validator(mode="after")
+    def _has_prompt(self) -> "PromptOrMessages":
+        if not self.prompt and not self.messages:
+            raise ValueError('send a "prompt" or "messages"')
+        return self
+
+
+class CompareRequest(PromptOrMessages):
+    models: list[ModelName] = Field(min_length=2, max_length=8, json_schema_extra={"uniqueItems": True})
 
     @field_validator("models")
     @classmethod
@@ -330,34 +343,16 @@ class CompareRequest(SamplingFields):
             raise ValueError("list each model once")
         return value
 
-    @model_validator(mode="after")
-    def _has_prompt(self) -> "CompareRequest":
-        if not self.prompt and not self.messages:
-            raise ValueError('send a "prompt" or "messages"')
-        return self
 
-
-class BatchItem(SamplingFields):
-    model_config = ConfigDict(json_schema_extra=either("prompt", "messages"))
-
+class BatchItem(PromptOrMessages):
     model: ModelName
-    prompt: Optional[Annotated[Text, Field(min_length=1)]] = None
-    messages: Optional[Messages] = None
-
-    @model_validator(mode="after")
-    def _has_prompt(self) -> "BatchItem":
-        if not self.prompt and not self.messages:
-            raise ValueError('send a "prompt" or "messages" in every item')
-        return self
 
 
 class BatchRequest(Body):
     items: list[BatchItem] = Field(min_length=1, max_length=256)
 
 
-# An embedding classifier's name (agents/classifiers/artifact.py NAME_PATTERN): never a path.
-CLASSIFIER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_+\-]*(\.[A-Za-z0-9_+\-]+)*$"
-ClassifierPath = Annotated[str, Path(min_length=1, max_length=100, pattern=CLASSIFIER_NAME_PATTERN,
+ClassifierPath = Annotated[str, Path(min_length=1, max_length=CLASSIFIER_NAME_MAX, pattern=CLASSIFIER_NAME_PATTERN,
                                      description="A saved classifier's name (GET /classifiers).",
                                      examples=["code-vs-prose"])]
 ClassifierText = Annotated[str, Field(min_length=1, max_length=TEXT_MAX, pattern=r"\S")]

@@ -18,6 +18,12 @@ PROMPT = b"The"
 N_CTX = 16  # the smallest context that holds a prompt and one token; keeps the KV cache negligible
 
 
+def _answer(facts: dict) -> None:
+    """The one line of stdout the parent reads: this process's result, not a log message."""
+    sys.stdout.write(json.dumps(facts) + "\n")
+    sys.stdout.flush()
+
+
 def main(argv: list[str]) -> int:
     path, threads = argv[0], int(argv[1])
     # Run as a file, sys.path[0] is this folder, whose module names (source, plan, ...) could shadow others.
@@ -48,9 +54,9 @@ def main(argv: list[str]) -> int:
                      prompt_tokens=len(tokens))
         llm.close()
     except Exception as exc:  # the parent turns this into llama.cpp's reason; stderr has the details
-        print(json.dumps({"ok": False, "stage": stage, "error": f"{type(exc).__name__}: {exc}"}), flush=True)
+        _answer({"ok": False, "stage": stage, "error": f"{type(exc).__name__}: {exc}"})
         return 1
-    print(json.dumps({"ok": True, **facts}), flush=True)
+    _answer({"ok": True, **facts})
     return 0
 
 
