@@ -118,13 +118,29 @@ class Store:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
         self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._enable_wal()
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._migrate()
         self.recovered = self._mark_abandoned()
 
     # -- schema -------------------------------------------------------------------------------------
+    def _enable_wal(self, timeout_s: float = 30.0) -> None:
+        """Switch to WAL, waiting while another process opening the same new file switches it.
+
+        SQLite answers "database is locked" at once to a journal-mode change it cannot make now
+        (its busy handler is not consulted), so concurrent first opens retry here.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01)
+
     def _migrate(self) -> None:
         with self._lock:
             self._db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
@@ -134,6 +150,11 @@ class Store:
                     continue
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
+                    # Look again under the write lock: another process opening the same new database
+                    # may have applied it since (two openers once both ran m001: "table models already exists").
+                    if self._db.execute("SELECT 1 FROM schema_migrations WHERE name = ?", (name,)).fetchone():
+                        self._db.execute("COMMIT")
+                        continue
                     for statement in filter(str.strip, sql.split(";")):
                         self._db.execute(statement)
                     self._db.execute("INSERT INTO schema_migrations VALUES (?, ?)", (name, time.time()))

@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -181,3 +182,30 @@ def test_a_failed_commit_rolls_back_and_the_next_write_works(tmp_path):
     assert store.integrity() == "ok"
     outside.close()
     store.close()
+
+
+def _open_and_close(path: str, barrier) -> None:
+    barrier.wait()
+    Store(Path(path)).close()
+
+
+def test_processes_opening_a_new_database_at_once_all_succeed(tmp_path):
+    """Four processes open the same new file together, twenty times: before, one in a few rounds
+    failed ("database is locked" switching to WAL, or "table models already exists" migrating)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    failures = []
+    for round_ in range(20):
+        path = tmp_path / f"race-{round_}.db"
+        barrier = context.Barrier(4)
+        openers = [context.Process(target=_open_and_close, args=(str(path), barrier)) for _ in range(4)]
+        for process in openers:
+            process.start()
+        for process in openers:
+            process.join(60)
+        failures += [round_ for process in openers if process.exitcode != 0]
+        store = Store(path)
+        assert store.migrations() == [name for name, _ in MIGRATIONS]
+        store.close()
+    assert failures == []
