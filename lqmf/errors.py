@@ -81,3 +81,11 @@ class InvalidRequest(LQMFError):
 
 class ShuttingDown(LQMFError):
     """The server is stopping: work in flight is ended and no new work starts."""
+
+
+class FeatureUnsupported(LQMFError):
+    """The model or its format cannot do what the request asks (tools, a JSON schema, logprobs, a context size)."""
+
+
+class EngineUnavailable(LQMFError):
+    """A model's engine process is down (it died or is restarting); the message says why."""

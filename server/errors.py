@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lqmf.errors import (
     ContextOverflow,
+    EngineUnavailable,
     InsufficientMemory,
     InvalidRequest,
     LQMFError,
@@ -51,6 +52,7 @@ STATUS_FOR: list[tuple[type[BaseException], int, dict[str, str]]] = [
     (ModelBusy, 503, {"Retry-After": RETRY_AFTER_S}),
     (InsufficientMemory, 503, {"Retry-After": RETRY_AFTER_S}),
     (ShuttingDown, 503, {}),
+    (EngineUnavailable, 503, {"Retry-After": RETRY_AFTER_S}),
     (ModelLoadError, 422, {}),
     (InvalidRequest, 422, {}),
     (LQMFError, 400, {}),

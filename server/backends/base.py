@@ -30,6 +30,12 @@ class GenerationParams:
     stop: tuple[str, ...] = ()
     repeat_penalty: float = 1.0
     ignore_eos: bool = False  # keep generating past end-of-generation tokens (fixed-length benchmarks)
+    # Constrained output: the text must be one JSON value valid against this JSON schema (JSON text,
+    # canonical). A backend that cannot enforce it refuses the request (FeatureUnsupported), never
+    # generates unconstrained.
+    json_schema: Optional[str] = None
+    # Per-token log-probabilities: None = off; n >= 0 = the chosen token's plus the n most likely.
+    logprobs: Optional[int] = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -77,6 +83,20 @@ class Timings:
 
 
 @dataclass
+class TokenLogprob:
+    """One generated token's log-probability and its most likely alternatives (OpenAI's shape)."""
+
+    token: str
+    logprob: float
+    bytes: list[int]
+    top: list[tuple[str, float, list[int]]] = field(default_factory=list)  # (token, logprob, bytes)
+
+    def openai(self) -> dict[str, Any]:
+        return {"token": self.token, "logprob": self.logprob, "bytes": self.bytes,
+                "top_logprobs": [{"token": t, "logprob": lp, "bytes": b} for t, lp, b in self.top]}
+
+
+@dataclass
 class Chunk:
     """One step of a stream: new text and token ids; the last chunk has finish_reason and timings."""
 
@@ -84,6 +104,7 @@ class Chunk:
     token_ids: list[int] = field(default_factory=list)
     finish_reason: Optional[str] = None  # stop | length | cancelled
     timings: Optional[Timings] = None
+    logprobs: list[TokenLogprob] = field(default_factory=list)  # one per token in token_ids, when asked
 
 
 @dataclass
@@ -94,6 +115,7 @@ class GenerationResult:
     token_ids: list[int]
     finish_reason: str
     timings: Timings
+    logprobs: list[TokenLogprob] = field(default_factory=list)
 
     @property
     def prompt_tokens(self) -> int:
@@ -355,11 +377,13 @@ def collect(chunks: Iterable[Chunk]) -> GenerationResult:
     """Join a stream of chunks into one result."""
     parts: list[str] = []
     ids: list[int] = []
+    logprobs: list[TokenLogprob] = []
     last: Optional[Chunk] = None
     for chunk in chunks:
         parts.append(chunk.text)
         ids.extend(chunk.token_ids)
+        logprobs.extend(chunk.logprobs)
         last = chunk
     if last is None or last.timings is None or last.finish_reason is None:
         raise LQMFError("the generation ended without a final chunk", "see logs/lqmf.log")
-    return GenerationResult("".join(parts), ids, last.finish_reason, last.timings)
+    return GenerationResult("".join(parts), ids, last.finish_reason, last.timings, logprobs)
