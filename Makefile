@@ -12,7 +12,7 @@ export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 
 .PHONY: setup install converter tools demo run test
 
-setup: install converter demo
+setup: install converter tools demo
 
 install: $(STAMP)
 
@@ -28,10 +28,11 @@ $(STAMP): | $(PY)
 converter: install
 	$(PY) -m agents.quantization.converter
 
-# llama.cpp's llama-imatrix and llama-quantize (importance matrices, IQ levels): about 1.5 minutes
-# once, cached under .cache/tools. Not part of setup: users get them built on first use.
+# llama.cpp's llama-imatrix, llama-quantize (importance matrices, IQ levels) and llama-server (the GGUF
+# engine): about 4 minutes once, cached under .cache/tools. A machine that cannot build them is told
+# why and serves GGUF in-process.
 tools: install
-	$(PY) -m agents.quantization.llama_tools
+	$(PY) -m agents.quantization.llama_tools --optional
 
 demo: install converter
 	$(PY) -m lqmf.demo

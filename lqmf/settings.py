@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -50,7 +50,14 @@ class Settings(BaseSettings):
     keep_alive_s: float = Field(
         default=300.0, description="Seconds an idle model stays loaded; -1 forever, 0 unload after each request."
     )
-    threads: Optional[int] = Field(default=None, ge=1, description="CPU threads per GGUF model (default: physical cores, one logical core left free).")
+    threads: Optional[int] = Field(default=None, ge=1, description="CPU threads per GGUF model (default: physical cores; in-process, one logical core left free).")
+    gguf_engine: Literal["auto", "server", "in-process"] = Field(
+        default="auto",
+        description="How GGUF models are served: 'server' (a llama-server child per model: parallel slots, "
+                    "continuous batching, tools, JSON schemas, logprobs), 'in-process' (llama-cpp-python), or "
+                    "'auto' (the server engine when it is built, else in-process, said once).")
+    parallel: int = Field(default=4, ge=1, le=256,
+                          description="Parallel slots per GGUF model on the server engine (requests decoded at once).")
     host: str = Field(default="127.0.0.1", description="Address the API server binds.")
     port: int = Field(default=8000, ge=0, le=65535, description="Port the API server binds (0: any free port).")
     api_key: Optional[SecretStr] = Field(

@@ -10,12 +10,15 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, Sequence, Union
 
 from lqmf.errors import InsufficientMemory, LQMFError, ModelBusy, ModelNotFound, QueueFull
 from lqmf.settings import Settings
 from server.backends.base import Backend, Chunk, GenerationParams, GenerationResult, Message, Timings, collect
 from server.discovery import DiscoveryCache, ModelRecord
+
+if TYPE_CHECKING:
+    from server.engine import EngineChoice
 
 log = logging.getLogger(__name__)
 
@@ -202,9 +205,10 @@ class LoadedModel:
     loaded_at: float = field(default_factory=time.time)
     last_used: float = field(default_factory=time.monotonic)
     last_used_wall: float = field(default_factory=time.time)
-    active: Optional[Job] = None
+    # Jobs running now, at most backend.parallel (one per worker); further ones wait in `jobs`, FIFO.
+    active: set = field(default_factory=set)
     requests_served: int = 0
-    worker: Optional[threading.Thread] = None
+    workers: list = field(default_factory=list)
     closing: bool = False
 
     @property
@@ -213,7 +217,7 @@ class LoadedModel:
 
     @property
     def busy(self) -> bool:
-        return self.active is not None or not self.jobs.empty()
+        return bool(self.active) or not self.jobs.empty()
 
     def expired(self, now: float) -> bool:
         if self.keep_alive_s < 0 or self.busy:
@@ -226,9 +230,9 @@ class LoadedModel:
             "level": self.record.level, "memory_bytes": self.footprint_bytes,
             "estimate_bytes": self.estimate_bytes, "load_time_s": round(self.load_time_s, 3),
             "loaded_at": self.loaded_at, "last_used": self.last_used_wall,
-            "queue_depth": self.jobs.qsize() + (1 if self.active else 0),
-            "keep_alive_s": self.keep_alive_s, "requests_served": self.requests_served,
-            "context_length": self.backend.context_length,
+            "queue_depth": self.jobs.qsize() + len(self.active), "running": len(self.active),
+            "waiting": self.jobs.qsize(), "keep_alive_s": self.keep_alive_s, "requests_served": self.requests_served,
+            "context_length": self.backend.context_length, **self.backend.engine_info(),
         }
 
 
@@ -247,6 +251,7 @@ class ModelManager:
         self._reserved: dict[str, int] = {}
         self._closed = threading.Event()
         self.load_counts: dict[str, int] = {}
+        self._engine: Optional[EngineChoice] = None
         self._reaper = threading.Thread(target=self._reap, name="lqmf-ttl-reaper", daemon=True)
         self._reaper.start()
 
@@ -279,6 +284,16 @@ class ModelManager:
             if name not in self._loaded:
                 raise ModelNotFound(f"{name} is not loaded", f"load it first (load model {name})")
             return self._loaded[name]
+
+    def engine(self) -> "EngineChoice":
+        """How GGUF models are served here, decided at the first GGUF load and said once."""
+        from server.engine import choose_engine
+
+        with self._lock:
+            if self._engine is None:
+                self._engine = choose_engine(self.settings)
+                (log.info if self._engine.server else log.warning)("%s", self._engine.reason)
+            return self._engine
 
     # -- load / unload --------------------------------------------------------------------------
     def load(self, name: str, keep_alive_s: Optional[float] = None) -> LoadedModel:
@@ -347,9 +362,12 @@ class ModelManager:
 
             raise ModelLoadError(f"{name} cannot be loaded: {record.reason}", "fix or remove the file, then retry")
         n_ctx = min(self.settings.context_length, record.context_length or self.settings.context_length)
-        need = estimate_bytes(record, n_ctx)
+        engine = self.engine() if record.format == "gguf" else None
+        slots = self.settings.parallel if engine is not None and engine.server else 1
+        need = estimate_bytes(record, n_ctx * slots)  # every slot holds a KV cache of its own
         self._make_room(name, need)
-        backend = backend_for(record, n_ctx=n_ctx, threads=self.settings.threads)
+        backend = backend_for(record, n_ctx=n_ctx, threads=self.settings.threads, engine=engine, slots=slots,
+                              logs_dir=self.settings.logs_dir)
         start = time.perf_counter()
         backend.load()
         load_time = time.perf_counter() - start
@@ -358,8 +376,10 @@ class ModelManager:
             record=record, backend=backend, load_time_s=load_time, footprint_bytes=backend.footprint(),
             estimate_bytes=need, keep_alive_s=keep, jobs=queue.Queue(maxsize=self.settings.queue_size),
         )
-        model.worker = threading.Thread(target=self._work, args=(model,), name=f"lqmf-worker-{name}", daemon=True)
-        model.worker.start()
+        for slot in range(backend.parallel):
+            worker = threading.Thread(target=self._work, args=(model,), name=f"lqmf-worker-{name}-{slot}", daemon=True)
+            model.workers.append(worker)
+            worker.start()
         log.info("loaded %s (%s) in %.2fs, %.1f MiB", name, record.format, load_time, model.footprint_bytes / MiB)
         return model
 
@@ -412,9 +432,11 @@ class ModelManager:
             if model is None:
                 return False
             model.closing = True
-        model.jobs.put(_STOP)
-        if model.worker is not None and model.worker is not threading.current_thread():
-            model.worker.join()
+        for _ in model.workers:
+            model.jobs.put(_STOP)
+        for worker in model.workers:
+            if worker is not threading.current_thread():
+                worker.join()
         model.backend.unload()
         log.info("unloaded %s", name)
         return True
@@ -459,7 +481,7 @@ class ModelManager:
             job = model.jobs.get()
             if job is _STOP:
                 return
-            model.active = job
+            model.active.add(job)
             job.started_at = time.perf_counter()
             try:
                 if job.cancel_event.is_set():  # cancelled while it waited: say so, never end without an output
@@ -476,7 +498,7 @@ class ModelManager:
                 model.last_used, model.last_used_wall = time.monotonic(), time.time()
                 if job.keep_alive_s is not None:
                     model.keep_alive_s = job.keep_alive_s
-                model.active = None
+                model.active.discard(job)
                 job.finished_at = time.perf_counter()
                 job.emit(_DONE)
                 job.finish()

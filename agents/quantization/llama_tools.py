@@ -1,8 +1,8 @@
-"""llama.cpp's `llama-imatrix` and `llama-quantize`, built once from the pinned llama-cpp-python sdist.
+"""llama.cpp's `llama-imatrix`, `llama-quantize` and `llama-server`, built once from the pinned llama-cpp-python sdist.
 
-An importance matrix (imatrix) needs llama.cpp's command-line tools, which the wheel does not ship.
-They are compiled from the same source distribution the converter comes from, and cached under
-`settings.tools_dir / llama.cpp-tools-<version>`.
+An importance matrix (imatrix) needs llama.cpp's command-line tools, and GGUF serving runs on
+llama.cpp's own server engine; the wheel ships neither. They are compiled from the same source
+distribution the converter comes from, and cached under `settings.tools_dir / llama.cpp-tools-<version>`.
 
 Fast path: compile only llama.cpp's `common/` library and the two tools, and link them against the
 shared libraries the installed wheel already has (libllama, libggml*: built from this very sdist, so
@@ -38,12 +38,13 @@ log = logging.getLogger(__name__)
 
 IMATRIX = "llama-imatrix"
 QUANTIZE = "llama-quantize"
-TARGETS = (IMATRIX, QUANTIZE)
+SERVER = "llama-server"
+TARGETS = (IMATRIX, QUANTIZE, SERVER)
 BUILD_RECORD = "build.json"
 # The vocab models, docs and media are ~120 MB of the sdist that no build step reads.
 SKIPPED_SOURCES = ("models/", "docs/", "media/")
 # The wheel's libraries under the names the loader asks for (their SONAMEs): libllama.so.0, ...
-WHEEL_LIBRARY = re.compile(r"^lib(?:llama|ggml[\w-]*)\.so\.\d+$")
+WHEEL_LIBRARY = re.compile(r"^lib(?:llama|mtmd|ggml[\w-]*)\.so\.\d+$")
 # common/ is argument parsing, logging and tokenizer glue, not the hot loop: -O1 compiles it about
 # 40% faster than -O3. The two tools' own sources (imatrix collects activations) keep -O2.
 FAST_FLAGS = "-O1 -DNDEBUG"
@@ -56,6 +57,7 @@ project(lqmf_llama_tools C CXX)
 
 set(LLAMA_BUILD_COMMON ON)
 set(LLAMA_OPENSSL OFF)  # https is only for model downloads, which these tools never do
+set(LLAMA_SUBPROCESS ON)  # llama-server's common/ code expects it
 set(LLAMA_BUILD_NUMBER 0)
 set(LLAMA_BUILD_COMMIT "lqmf")
 set(BUILD_COMPILER "${CMAKE_CXX_COMPILER_ID} ${CMAKE_CXX_COMPILER_VERSION}")
@@ -78,6 +80,10 @@ add_library(llama SHARED IMPORTED)
 set_target_properties(llama PROPERTIES IMPORTED_LOCATION "${LQMF_PREBUILT}/libllama.so.0"
     INTERFACE_INCLUDE_DIRECTORIES "${LQMF_LLAMA_DIR}/include" INTERFACE_LINK_LIBRARIES ggml)
 
+add_library(mtmd SHARED IMPORTED)
+set_target_properties(mtmd PROPERTIES IMPORTED_LOCATION "${LQMF_PREBUILT}/libmtmd.so.0"
+    INTERFACE_INCLUDE_DIRECTORIES "${LQMF_LLAMA_DIR}/tools/mtmd" INTERFACE_LINK_LIBRARIES llama)
+
 set(CMAKE_RUNTIME_OUTPUT_DIRECTORY "${CMAKE_BINARY_DIR}/bin")
 set(CMAKE_BUILD_WITH_INSTALL_RPATH ON)
 set(CMAKE_INSTALL_RPATH "$ORIGIN")
@@ -90,16 +96,33 @@ add_subdirectory("${LQMF_LLAMA_DIR}/tools/imatrix" imatrix)
 add_subdirectory("${LQMF_LLAMA_DIR}/tools/quantize" quantize)
 target_compile_options(llama-imatrix PRIVATE -O2)
 target_compile_options(llama-quantize-impl PRIVATE -O2)
+
+# llama-server embeds a web UI; LQMF serves none, so its asset table is generated empty (no npm, no
+# download). tools/ui's own CMakeLists cannot be used: it finds its script under PROJECT_SOURCE_DIR.
+set(LQMF_UI_DIR "${CMAKE_BINARY_DIR}/ui")
+execute_process(COMMAND ${CMAKE_COMMAND} "-DUI_SOURCE_DIR=${LQMF_LLAMA_DIR}/tools/ui" "-DUI_BINARY_DIR=${LQMF_UI_DIR}"
+    "-DLLAMA_SOURCE_DIR=${LQMF_LLAMA_DIR}" -DLLAMA_BUILD_NUMBER=0 -DHF_BUCKET=none -DHF_VERSION=b0 -DHF_ENABLED=OFF
+    -DBUILD_UI=OFF -DLLAMA_UI_GZIP=OFF -P "${LQMF_LLAMA_DIR}/scripts/ui-assets.cmake" RESULT_VARIABLE LQMF_UI_RESULT)
+if(NOT LQMF_UI_RESULT EQUAL 0)
+    message(FATAL_ERROR "could not generate llama-server's (empty) web UI table")
+endif()
+add_library(llama-ui STATIC "${LQMF_UI_DIR}/ui.cpp")
+target_include_directories(llama-ui PUBLIC "${LQMF_UI_DIR}")
+add_custom_target(llama-ui-assets)
+add_subdirectory("${LQMF_LLAMA_DIR}/tools/server" server)
+# The request loop, sampling and JSON of every token run here: optimised like the tools' own code.
+target_compile_options(server-context PRIVATE -O2)
+target_compile_options(llama-server-impl PRIVATE -O2)
 """
 
 STATIC_OPTIONS = (
     "-DBUILD_SHARED_LIBS=OFF", "-DLLAMA_CURL=OFF", "-DLLAMA_OPENSSL=OFF", "-DLLAMA_BUILD_TESTS=OFF",
-    "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_SERVER=OFF",
+    "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_SERVER=ON", "-DLLAMA_BUILD_UI=OFF", "-DLLAMA_USE_PREBUILT_UI=OFF",
 )
 
 BUILD_KINDS = {
-    "shared": "common/ and the tools, linked against the llama-cpp-python wheel's libraries",
-    "static": "ggml, llama, common/ and the tools, all built from the sdist",
+    "shared": "common/, the tools and the server, linked against the llama-cpp-python wheel's libraries",
+    "static": "ggml, llama, common/, the tools and the server, all built from the sdist",
 }
 
 DEFAULT_CHUNK = 512  # llama-imatrix's own default context per chunk
@@ -113,13 +136,14 @@ class LlamaTools:
     folder: Path
     imatrix: Path
     quantize: Path
+    server: Path
 
     @classmethod
     def in_folder(cls, folder: Path) -> "LlamaTools":
-        return cls(folder, folder / IMATRIX, folder / QUANTIZE)
+        return cls(folder, folder / IMATRIX, folder / QUANTIZE, folder / SERVER)
 
     def ready(self) -> bool:
-        return all(p.is_file() and os.access(p, os.X_OK) for p in (self.imatrix, self.quantize))
+        return all(p.is_file() and os.access(p, os.X_OK) for p in (self.imatrix, self.quantize, self.server))
 
 
 @dataclass(frozen=True)
@@ -147,7 +171,7 @@ def tools_folder(settings: Settings) -> Path:
 
 
 def ensure_llama_tools(settings: Settings) -> LlamaTools:
-    """Return the cached llama-imatrix / llama-quantize, building them the first time (~1.5 min on 2 cores).
+    """Return the cached llama-imatrix / llama-quantize / llama-server, building them the first time (~4 min on 2 cores).
 
     The build log goes to `settings.logs_dir`; a missing compiler or a failed build raises ToolUnavailable.
     """
@@ -167,7 +191,8 @@ def ensure_llama_tools(settings: Settings) -> LlamaTools:
         source = work / "llama.cpp"
         extract_vendor(archive, source, lambda rel: not rel.startswith(SKIPPED_SOURCES))
         archive.unlink()
-        with atomic_output(target, is_dir=True) as out:
+        # overwrite: a folder from an older LQMF may hold only some of the programs.
+        with atomic_output(target, is_dir=True, overwrite=True) as out:
             how = _build(source, work, out, build_log, log_path)
             record = {"version": version, "how": how, "detail": BUILD_KINDS[how],
                       "build_seconds": round(time.perf_counter() - start, 1)}
@@ -182,9 +207,9 @@ def _require_build_programs() -> None:
         missing.append("a C++ compiler")
     if missing:
         raise ToolUnavailable(
-            f"building llama.cpp's importance-matrix tools needs {' and '.join(missing)}",
-            "install them (Debian/Ubuntu: apt-get install cmake ninja-build g++), or quantize without an "
-            "importance matrix (K-quant levels such as q4_k_m)",
+            f"building llama.cpp's tools and server needs {' and '.join(missing)}",
+            "install them (Debian/Ubuntu: apt-get install cmake ninja-build g++); until then GGUF models are "
+            "served in-process and quantization works without an importance matrix (K-quant levels such as q4_k_m)",
         )
 
 
@@ -204,7 +229,8 @@ def _build(source: Path, work: Path, out: Path, build_log: IO[str], log_path: Pa
     except _BuildFailed as exc:
         raise ToolUnavailable(
             f"could not build llama.cpp's {' and '.join(TARGETS)}: {exc}",
-            f"see {log_path}; importance matrices and IQ levels need these tools, K-quant levels do not",
+            f"see {log_path}; importance matrices and IQ levels need these tools, K-quant levels do not, and "
+            "GGUF serving falls back to the in-process engine",
         ) from exc
     return "static"
 
@@ -220,8 +246,9 @@ def wheel_library_dir() -> Path:
 def _build_against_wheel(source: Path, build_dir: Path, out: Path, build_log: IO[str]) -> None:
     libraries = wheel_library_dir()
     copied = [p for p in sorted(libraries.glob("lib*.so.*")) if WHEEL_LIBRARY.match(p.name)]
-    if not {"libllama.so.0", "libggml.so.0", "libggml-base.so.0"} <= {p.name for p in copied}:
-        raise _BuildFailed(f"{libraries} does not hold libllama.so.0, libggml.so.0 and libggml-base.so.0")
+    needed = {"libllama.so.0", "libggml.so.0", "libggml-base.so.0", "libmtmd.so.0"}
+    if not needed <= {p.name for p in copied}:
+        raise _BuildFailed(f"{libraries} does not hold {', '.join(sorted(needed))}")
     for library in copied:
         shutil.copy2(library, out / library.name)
     wrapper = build_dir.parent / "wrapper"
@@ -254,14 +281,14 @@ def _cmake(source: Path, build_dir: Path, build_log: IO[str], options: tuple[str
 
 
 def _install_binaries(bin_dir: Path, out: Path) -> None:
-    """Copy the two executables into `out` and check that they start (every symbol resolves)."""
+    """Copy the executables into `out` and check that they start (every symbol resolves)."""
     for name in TARGETS:
         if not (bin_dir / name).is_file():
             raise _BuildFailed(f"the build produced no {name}")
         shutil.copy2(bin_dir / name, out / name)
     # LD_BIND_NOW resolves every symbol at start-up, so a library mismatch fails here, not mid-run.
     env = {**os.environ, "LD_BIND_NOW": "1"}
-    probes = ((IMATRIX, "--version", "version:"), (QUANTIZE, "--help", "usage:"))
+    probes = ((IMATRIX, "--version", "version:"), (QUANTIZE, "--help", "usage:"), (SERVER, "--version", "version:"))
     for name, flag, expected in probes:
         proc = subprocess.run([str(out / name), flag], capture_output=True, text=True, env=env, timeout=60)
         if expected not in proc.stdout + proc.stderr:
@@ -478,8 +505,13 @@ def read_imatrix(path: Path) -> dict:
     }
 
 
-def main() -> int:
-    """`python -m agents.quantization.llama_tools`: build (or confirm) the cached llama.cpp tools."""
+def main(argv: Optional[list[str]] = None) -> int:
+    """`python -m agents.quantization.llama_tools [--optional]`: build (or confirm) the cached llama.cpp tools.
+
+    --optional (what `make setup` passes): a machine that cannot build them is told why and what it
+    loses, and setup goes on (GGUF is then served in-process).
+    """
+    optional = "--optional" in (sys.argv[1:] if argv is None else argv)
     from lqmf.environment import apply_environment_quirks
     from lqmf.log import configure_logging
     from lqmf.settings import load_settings
@@ -492,8 +524,8 @@ def main() -> int:
         tools = ensure_llama_tools(settings)
     except ToolUnavailable as exc:
         sys.stderr.write(f"[llama-tools] {exc}\n")
-        return 1
-    sys.stderr.write(f"[llama-tools] {IMATRIX} and {QUANTIZE} ready in {tools.folder} "
+        return 0 if optional else 1
+    sys.stderr.write(f"[llama-tools] {', '.join(TARGETS)} ready in {tools.folder} "
                      f"({time.perf_counter() - start:.0f} s)\n")
     return 0
 

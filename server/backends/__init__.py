@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Optional
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from server.backends.base import Backend
     from server.discovery import ModelRecord
+    from server.engine import EngineChoice
 
 
-def backend_for(record: "ModelRecord", **options) -> "Backend":
-    """The backend class for a discovered model's format (not loaded yet)."""
+def backend_for(record: "ModelRecord", *, engine: "Optional[EngineChoice]" = None, slots: int = 1,
+                logs_dir: "Optional[Path]" = None, **options) -> "Backend":
+    """The backend class for a discovered model's format (not loaded yet).
+
+    GGUF goes to a llama-server child with `slots` parallel slots when `engine` is the server
+    engine, else in-process.
+    """
     from server.backends.gguf import GGUFBackend
     from server.backends.transformers_backend import TransformersBackend
+
+    if record.format == "gguf" and engine is not None and engine.server:
+        from server.backends.gguf_engine import EngineBackend
+        from server.engine import engine_log_path
+
+        return EngineBackend(record, binary=engine.binary, slots=slots,
+                             log_path=engine_log_path(logs_dir, record.name), **options)
 
     table: dict[str, Callable[..., "Backend"]] = {
         "gguf": GGUFBackend,

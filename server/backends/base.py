@@ -178,6 +178,9 @@ class Backend(ABC):
 
     format: str = ""
     can_embed: bool = False
+    # Requests this backend runs at once (the manager gives it that many workers); only an engine
+    # with parallel slots is safe to call from several threads.
+    parallel: int = 1
 
     def __init__(self, record: Any, *, n_ctx: Optional[int] = None, threads: Optional[int] = None) -> None:
         self.record = record
@@ -197,6 +200,10 @@ class Backend(ABC):
     @abstractmethod
     def footprint(self) -> int:
         """Bytes this model holds in memory now (weights + caches), as measured or reported."""
+
+    def engine_info(self) -> dict[str, Any]:
+        """How this model is executed, for /models (the server engine adds its process and slots)."""
+        return {"engine": "in-process", "slots": self.parallel}
 
     # -- text ----------------------------------------------------------------------------------
     @property
@@ -227,8 +234,10 @@ class Backend(ABC):
 
     # -- generation -----------------------------------------------------------------------------
     @abstractmethod
-    def _token_stream(self, prompt_ids: list[int], params: GenerationParams) -> Iterator[int]:
-        """Yield sampled token ids one by one; stop at an end-of-generation token (not yielded)."""
+    def _token_stream(self, prompt_ids: list[int],
+                      params: GenerationParams) -> Iterator[Union[int, tuple[int, TokenLogprob]]]:
+        """Yield sampled token ids one by one (with their TokenLogprob when params.logprobs is set);
+        stop at an end-of-generation token (not yielded)."""
 
     @abstractmethod
     def _decoder(self, prompt_ids: list[int]) -> "IncrementalDecoder":
@@ -261,12 +270,13 @@ class Backend(ABC):
         generated: list[int] = []
         tokens = self._token_stream(prompt_ids, params)
         try:
-            for token in tokens:
+            for item in tokens:
                 if first_at is None:
                     first_at = time.perf_counter()
+                token, logprob = item if isinstance(item, tuple) else (item, None)  # (id, TokenLogprob) when asked
                 generated.append(token)
                 text, hit_stop_string = stops.feed(decoder.add(token))
-                yield Chunk(text, [token])
+                yield Chunk(text, [token], logprobs=[logprob] if logprob is not None else [])
                 if hit_stop_string:
                     break
                 if cancel is not None and cancel.is_set():

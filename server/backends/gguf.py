@@ -215,6 +215,10 @@ class GGUFBackend(Backend):
             with self._native_lock:
                 scorer.close()
 
+    def _weights_llm(self):
+        """The handle whose weights embeddings run on (the serving one here)."""
+        return self.llm
+
     @property
     def embedding_pooling(self) -> str:
         """The pooling the GGUF metadata names (`<arch>.pooling_type`), else mean."""
@@ -240,6 +244,7 @@ class GGUFBackend(Backend):
         import numpy as np
         from llama_cpp import _internals
 
+        llm = self._weights_llm()
         pooling = {v: k for k, v in POOLING_NAMES.items()}[self.embedding_pooling]
         limit = self.context_length
         # Packed sequences share one unified KV cache, so attention (and its scores buffer) grows with the
@@ -260,11 +265,11 @@ class GGUFBackend(Backend):
         # The raw context, not _internals.LlamaContext: that one registers itself on the model's exit
         # stack, so one made per call would pile up there until the model unloads.
         with quiet_llama_log():
-            ctx = llama_cpp.llama_init_from_model(self.llm.model, params)
+            ctx = llama_cpp.llama_init_from_model(llm.model, params)
         if ctx is None:
             raise LQMFError(f"llama.cpp could not make an embedding context for {self.record.name}",
                             "see logs/lqmf.log; memory may be short")
-        dim = int(self.llm.n_embd())
+        dim = int(llm.n_embd())
         out = np.empty((len(batch), dim), dtype=np.float32)
         tokens = None
         try:

@@ -5,16 +5,21 @@ from __future__ import annotations
 import gc
 import logging
 import os
-from typing import Iterator, Optional, Sequence
+import re
+from typing import TYPE_CHECKING, Iterator, Optional, Sequence, Union
 
 from lqmf.errors import ModelLoadError
-from server.backends.base import Backend, GenerationParams, IncrementalDecoder, Message
+from server.backends.base import Backend, GenerationParams, IncrementalDecoder, Message, TokenLogprob
 from server.backends.chat import render_chat, validate_messages
+
+if TYPE_CHECKING:
+    from server.constrained import GrammarTokenizer
 
 log = logging.getLogger(__name__)
 
 CONTEXT_TOKENS = 4  # prompt tokens kept in the decoder's window so the first piece keeps its space
 EMBED_BATCH_TOKENS = 8192  # padded tokens per embedding forward pass (bounds its activations)
+BYTE_PIECE = re.compile(r"<0x([0-9A-Fa-f]{2})>")  # SentencePiece's byte-fallback tokens
 
 
 class WindowDecoder(IncrementalDecoder):
@@ -56,11 +61,13 @@ class TransformersBackend(Backend):
         self.model = None
         self.tokenizer = None
         self.eos_ids: set[int] = set()
+        self._grammar_tokenizer: Optional["GrammarTokenizer"] = None  # built on the first json_schema request
 
     def load(self) -> None:
         if not self.record.usable:
             raise ModelLoadError(f"{self.record.name} is not usable: {self.record.reason}", "see `list models`")
         path = self.record.path
+        self._grammar_tokenizer = None  # it belongs to the tokenizer loaded below
         try:
             from transformers import AutoTokenizer
 
@@ -86,7 +93,7 @@ class TransformersBackend(Backend):
         self.loaded = True
 
     def unload(self) -> None:
-        self.model = self.tokenizer = None
+        self.model = self.tokenizer = self._grammar_tokenizer = None
         self.loaded = False
         gc.collect()
 
@@ -119,24 +126,85 @@ class TransformersBackend(Backend):
     def _decoder(self, prompt_ids: list[int]) -> IncrementalDecoder:
         return WindowDecoder(self.tokenizer, prompt_ids)
 
-    def _token_stream(self, prompt_ids: list[int], params: GenerationParams) -> Iterator[int]:
+    def grammar_tokenizer(self) -> "GrammarTokenizer":
+        """llguidance's view of this model's tokenizer, built once per load (constrained decoding)."""
+        if self._grammar_tokenizer is None:
+            from server.constrained import GrammarTokenizer
+
+            width = max(len(self.tokenizer), int(getattr(self.model.config, "vocab_size", 0) or 0))
+            self._grammar_tokenizer = GrammarTokenizer.from_hf(self.tokenizer, width, self.eos_ids)
+        return self._grammar_tokenizer
+
+    def _token_stream(self, prompt_ids: list[int],
+                      params: GenerationParams) -> Iterator[Union[int, tuple[int, TokenLogprob]]]:
+        """Sampled ids, each with its TokenLogprob when params.logprobs is set.
+
+        Under a json_schema the logits are masked before sampling (greedy or not), end-of-generation
+        is allowed only once the value is complete, and the stream ends as soon as nothing else can
+        follow. Log-probabilities are the model's own distribution (log_softmax of the raw logits,
+        before repeat penalty, temperature or mask), as OpenAI reports them.
+        """
         import torch
 
+        constraint = None
+        if params.json_schema is not None:
+            from server.constrained import JsonConstraint
+
+            constraint = JsonConstraint.for_backend(self, params.json_schema)
+        pieces: dict[int, tuple[str, list[int]]] = {}  # token text and bytes, per generation
         seed = params.seed_bits(64)
         generator = torch.Generator().manual_seed(seed if seed is not None else int.from_bytes(os.urandom(4), "little"))
         seen = torch.tensor(prompt_ids, dtype=torch.long)
         with torch.inference_mode():
             out = self.model(input_ids=torch.tensor([prompt_ids]), use_cache=True)
             while True:
-                logits = out.logits[0, -1].float()
+                # sample_next and the mask edit in place: a copy when the raw row is still needed (logprobs).
+                raw = out.logits[0, -1].float()
+                logits = raw.clone() if params.logprobs is not None else raw
+                if constraint is not None:
+                    constraint.apply(logits)
                 token = sample_next(logits, params, seen, generator)
-                if token in self.eos_ids and not params.ignore_eos:
+                if token in self.eos_ids and (constraint is not None or not params.ignore_eos):
+                    return  # under a schema the mask lets EOS through only once the value is complete
+                if constraint is not None:
+                    constraint.advance(token)
+                if params.logprobs is None:
+                    yield token
+                else:
+                    yield token, self._token_logprob(raw, token, params.logprobs, pieces)
+                if constraint is not None and constraint.done:
                     return
-                yield token
                 seen = torch.cat([seen, torch.tensor([token])])
                 out = self.model(
                     input_ids=torch.tensor([[token]]), past_key_values=out.past_key_values, use_cache=True
                 )
+
+    def _token_logprob(self, raw_logits, token: int, top_n: int,
+                       pieces: dict[int, tuple[str, list[int]]]) -> TokenLogprob:
+        """The chosen token's log-probability and the top_n most likely tokens', most likely first."""
+        import torch
+
+        logprobs = torch.log_softmax(raw_logits, dim=-1)
+        top: list[tuple[str, float, list[int]]] = []
+        if top_n > 0:
+            values, ids = torch.topk(logprobs, min(top_n, logprobs.numel()))
+            for value, tid in zip(values.tolist(), ids.tolist()):
+                text, data = self._piece(tid, pieces)
+                top.append((text, float(value), data))
+        text, data = self._piece(token, pieces)
+        return TokenLogprob(text, float(logprobs[token]), data, top)
+
+    def _piece(self, token: int, cache: dict[int, tuple[str, list[int]]]) -> tuple[str, list[int]]:
+        """A token's text (decoded alone, special tokens by name) and its bytes.
+
+        The bytes are the UTF-8 of the text, except for a byte-fallback token (<0xE2>): its one raw
+        byte, since alone it is only part of a character (the text is then U+FFFD).
+        """
+        if token not in cache:
+            text = self.tokenizer.decode([token], skip_special_tokens=False, clean_up_tokenization_spaces=False)
+            piece = BYTE_PIECE.fullmatch(self.tokenizer.convert_ids_to_tokens(token) or "")
+            cache[token] = (text, [int(piece.group(1), 16)] if piece else list(text.encode("utf-8")))
+        return cache[token]
 
     def logits(self, ids: Sequence[int]):
         import torch

@@ -1,0 +1,243 @@
+"""GGUF models served by their own llama-server child: parallel slots and continuous batching.
+
+The parent keeps only the model's vocabulary (a vocab-only llama-cpp-python handle, a few MB): it
+tokenizes and renders chat templates itself, exactly as the in-process engine does, and sends token
+ids to the child's native /completion route, whose stream carries the token ids, the text, the
+log-probabilities and, at the end, the engine's own timings. Stop strings, JSON-schema grammars,
+sampling and detokenization all happen in the child.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator, Optional, Sequence
+
+from lqmf.errors import EngineUnavailable, InvalidRequest, LQMFError, ModelLoadError
+from server.backends.base import Chunk, GenerationParams, IncrementalDecoder, Timings, TokenLogprob
+from server.backends.gguf import DEFAULT_CTX, GGUFBackend
+from server.engine import ChildSpec, EngineChild
+
+log = logging.getLogger(__name__)
+
+# llama-server's stop_type -> our finish_reason
+FINISH = {"eos": "stop", "word": "stop", "limit": "length", "none": "stop"}
+CONNECT_TIMEOUT_S = 5.0
+
+
+class EngineBackend(GGUFBackend):
+    """A .gguf file served by a llama-server child with `slots` parallel slots."""
+
+    def __init__(self, record, *, binary: Path, slots: int, log_path: Path, n_ctx: Optional[int] = None,
+                 threads: Optional[int] = None) -> None:
+        super().__init__(record, n_ctx=n_ctx, threads=threads)
+        self.binary = binary
+        self.parallel = slots
+        self.log_path = log_path
+        self.child: Optional[EngineChild] = None
+        self._client = None
+        self._vocab_lock = threading.Lock()
+        self._weights = None  # a full in-process handle, made only for embeddings (memory-mapped: shared pages)
+        self._weights_lock = threading.Lock()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def load(self) -> None:
+        import httpx
+        from llama_cpp import Llama
+
+        if not self.record.usable:
+            raise ModelLoadError(f"{self.record.name} is not usable: {self.record.reason}", "see `list models`")
+        trained = self.record.context_length or DEFAULT_CTX
+        self._n_ctx = min(self.requested_ctx or DEFAULT_CTX, trained)
+        try:
+            with self._native_lock:
+                self.llm = Llama(model_path=str(self.record.path), vocab_only=True, verbose=False)
+        except Exception as exc:  # llama.cpp reports every load failure as a bare ValueError
+            raise ModelLoadError(
+                f"llama.cpp could not read {self.record.name} ({self.record.path.name}): {exc}",
+                "the file may be truncated or not a llama.cpp model; re-create it or remove it",
+            ) from exc
+        self._template = self.llm.metadata.get("tokenizer.chat_template")
+        threads = self.threads or engine_threads()
+        self.child = EngineChild(ChildSpec(self.binary, Path(self.record.path), self.record.name, self.parallel,
+                                           self._n_ctx, threads, self.log_path))
+        try:
+            self.child.start()
+        except BaseException:
+            self._close_vocab()
+            raise
+        limits = httpx.Limits(max_connections=self.parallel * 2 + 4, max_keepalive_connections=self.parallel + 2)
+        self._client = httpx.Client(limits=limits, timeout=httpx.Timeout(None, connect=CONNECT_TIMEOUT_S))
+        self.loaded = True
+
+    def unload(self) -> None:
+        if self.child is not None:
+            self.child.stop()
+        if self._client is not None:
+            self._client.close()
+        with self._weights_lock:
+            if self._weights is not None:
+                with self._native_lock:
+                    self._weights.close()
+                self._weights = None
+        self._close_vocab()
+        self._client = None
+        self.loaded = False
+
+    def _close_vocab(self) -> None:
+        if self.llm is not None:
+            with self._native_lock:
+                self.llm.close()
+        self.llm = None
+
+    def footprint(self) -> int:
+        """Weights plus every slot's f16 KV cache (what the child allocates at start)."""
+        layers = int(self.record.block_count or 0)
+        kv = 2 * 2 * layers * self.context_length * self.parallel * int(self.record.kv_width or 0)
+        return int(self.record.size_bytes) + kv
+
+    def engine_info(self) -> dict[str, Any]:
+        """What /models shows about the engine: its process, slots, restarts and why it last died."""
+        child = self.child
+        return {"engine": "llama-server", "slots": self.parallel, "pid": child.pid if child else None,
+                "alive": bool(child and child.alive()), "restarts": child.restarts if child else 0,
+                "died": child.died if child else None}
+
+    # -- text (the vocabulary handle is shared by every slot's worker thread) --------------------
+    def tokenize(self, text: str, add_special: bool = True) -> list[int]:
+        with self._vocab_lock:
+            return super().tokenize(text, add_special)
+
+    def detokenize(self, ids: Sequence[int]) -> str:
+        with self._vocab_lock:
+            return super().detokenize(ids)
+
+    def _decoder(self, prompt_ids: list[int]) -> IncrementalDecoder:
+        raise LQMFError("the server engine detokenizes in the child", "use stream()")
+
+    def _token_stream(self, prompt_ids: list[int], params: GenerationParams) -> Iterator[int]:
+        raise LQMFError("the server engine samples in the child", "use stream()")
+
+    def reset_cache(self) -> None:
+        """Nothing to do: llama-server reuses a slot's cached prefix only where it matches the prompt."""
+
+    # -- generation ---------------------------------------------------------------------------
+    def stream(self, prompt_ids: list[int], params: GenerationParams,
+               cancel: Optional[threading.Event] = None) -> Iterator[Chunk]:
+        """Generate on a free slot of the child; chunks as the engine streams them, timings its own."""
+        import httpx
+
+        self.check_fits(prompt_ids)
+        budget = min(params.max_tokens, self.context_length - len(prompt_ids))
+        child = self.child
+        child.ensure_running()
+        body = completion_body(prompt_ids, params, budget)
+        start = time.perf_counter()
+        produced = 0
+        try:
+            with self._client.stream("POST", f"{child.url}/completion", json=body,
+                                     headers={"Authorization": f"Bearer {child.key}"}) as response:
+                if response.status_code != 200:
+                    raise self._refusal(response)
+                for line in response.iter_lines():
+                    if not line.startswith("data: "):
+                        continue
+                    event = json.loads(line[6:])
+                    if "error" in event:
+                        raise self._event_error(event["error"])
+                    if event.get("stop"):
+                        yield final_chunk(event, params)
+                        return
+                    tokens = event.get("tokens") or []
+                    produced += len(tokens)
+                    yield Chunk(event.get("content", ""), tokens, logprobs=token_logprobs(event, params))
+                    if cancel is not None and cancel.is_set():
+                        # Leaving the `with` closes the connection: llama-server sees it and frees the slot.
+                        elapsed = time.perf_counter() - start
+                        yield Chunk("", [], finish_reason="cancelled",
+                                    timings=Timings(len(prompt_ids), produced, 0.0, elapsed, elapsed))
+                        return
+        except (httpx.HTTPError, json.JSONDecodeError) as exc:
+            time.sleep(0.05)  # let the watcher record why the child died, when it did
+            reason = child.died or f"{type(exc).__name__}: {exc}"
+            raise EngineUnavailable(f"{self.record.name}'s engine stopped in the middle of the request ({reason})",
+                                    "send the request again: the next one restarts the engine") from exc
+        raise EngineUnavailable(f"{self.record.name}'s engine ended the stream without a final event",
+                                f"see {self.log_path}")
+
+    def _refusal(self, response) -> LQMFError:
+        response.read()
+        try:
+            message = response.json().get("error", {}).get("message", response.text)
+        except ValueError:
+            message = response.text
+        if response.status_code == 400:
+            return InvalidRequest(f"llama-server refused the request: {message}", "check the request's values")
+        return EngineUnavailable(f"llama-server answered {response.status_code}: {message}", f"see {self.log_path}")
+
+    def _event_error(self, error: Any) -> LQMFError:
+        message = error.get("message", str(error)) if isinstance(error, dict) else str(error)
+        return LQMFError(f"llama-server failed the request: {message}", f"see {self.log_path}")
+
+    # -- embeddings: a full in-process handle on the same (memory-mapped) file --------------------
+    def _weights_llm(self):
+        from llama_cpp import Llama
+
+        with self._weights_lock:
+            if self._weights is None:
+                with self._native_lock:
+                    self._weights = Llama(model_path=str(self.record.path), n_ctx=256, n_batch=256,
+                                          n_threads=self.threads or engine_threads(), verbose=False)
+            return self._weights
+
+
+def engine_threads() -> int:
+    """Physical cores: the child's threads spin at barriers, and the parent's per-token work is small."""
+    import os
+
+    import psutil
+
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
+def completion_body(prompt_ids: list[int], params: GenerationParams, budget: int) -> dict[str, Any]:
+    """The llama-server /completion request for a generation."""
+    body: dict[str, Any] = {
+        "prompt": prompt_ids, "n_predict": budget, "stream": True, "return_tokens": True, "cache_prompt": True,
+        "temperature": 0.0 if params.greedy else params.temperature, "top_k": params.top_k, "top_p": params.top_p,
+        "min_p": params.min_p, "repeat_penalty": params.repeat_penalty, "ignore_eos": params.ignore_eos,
+        "stop": list(params.stop),
+    }
+    if params.seed is not None:
+        body["seed"] = params.seed_bits(32)
+    if params.json_schema is not None:
+        body["json_schema"] = json.loads(params.json_schema)
+    if params.logprobs is not None:
+        body["n_probs"] = max(1, params.logprobs)  # 0 turns them off in llama-server: trimmed below
+    return body
+
+
+def token_logprobs(event: dict[str, Any], params: GenerationParams) -> list[TokenLogprob]:
+    if params.logprobs is None:
+        return []
+    out = []
+    for entry in event.get("completion_probabilities") or []:
+        top = [(t["token"], float(t["logprob"]), list(t.get("bytes", []))) for t in entry.get("top_logprobs", [])]
+        out.append(TokenLogprob(entry["token"], float(entry["logprob"]), list(entry.get("bytes", [])),
+                                top[: params.logprobs]))
+    return out
+
+
+def final_chunk(event: dict[str, Any], params: GenerationParams) -> Chunk:
+    """The stream's last chunk: the engine's own counts and timings."""
+    t = event.get("timings") or {}
+    prompt_s, predicted_s = float(t.get("prompt_ms", 0.0)) / 1000, float(t.get("predicted_ms", 0.0)) / 1000
+    timings = Timings(
+        prompt_tokens=int(event.get("tokens_evaluated", 0)), completion_tokens=int(event.get("tokens_predicted", 0)),
+        prompt_eval_s=prompt_s, eval_s=predicted_s, total_s=prompt_s + predicted_s,
+    )
+    return Chunk(event.get("content", ""), event.get("tokens") or [], finish_reason=FINISH.get(event.get("stop_type"),
+                 "stop"), timings=timings, logprobs=token_logprobs(event, params))
