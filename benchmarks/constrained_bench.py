@@ -7,12 +7,14 @@ and correctness: --samples sampled generations (plus one greedy) by the model un
 each output parsed and validated with jsonschema_rs. Both libraries emit compact JSON (no free
 whitespace). The tokenizer set-up (once per tokenizer) is timed too.
 
+    .venv/bin/pip install xgrammar==0.2.8   # not a project dependency: only this comparison uses it
     .venv/bin/python benchmarks/constrained_bench.py [--model demo-hf] [--samples 8] [--tokens 96]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import statistics
 import sys
@@ -73,6 +75,7 @@ ANY_OBJECT = {"type": "object"}
 
 SCHEMAS = {"small object": SMALL, "anyOf 3 tools": TOOLS, "any object": ANY_OBJECT}
 PROMPT = [{"role": "user", "content": "Answer in JSON."}]
+PAIRED = {"llguidance": "1.9.1", "xgrammar": "0.2.8"}  # the versions compared in docs/ARCHITECTURE.md
 
 
 class Llg:
@@ -292,7 +295,12 @@ def main() -> int:
     prompt_ids = tokenizer.apply_chat_template(PROMPT, add_generation_prompt=True, tokenize=True)
     if isinstance(prompt_ids, dict) or hasattr(prompt_ids, "keys"):
         prompt_ids = prompt_ids["input_ids"]
-    rows = {cls.name: measure(cls, tokenizer, model, list(prompt_ids), vocab, eos, args) for cls in (Llg, Xgr)}
+    rows = {}
+    for cls in (Llg, Xgr):
+        if importlib.util.find_spec(cls.name) is None:  # only llguidance is a project dependency
+            print(f"{cls.name} is not installed: .venv/bin/pip install {cls.name}=={PAIRED[cls.name]} to compare")
+            continue
+        rows[cls.name] = measure(cls, tokenizer, model, list(prompt_ids), vocab, eos, args)
 
     names = list(rows)
     print(f"model {args.model}, vocab {vocab}, {args.samples} sampled + 1 greedy generation(s) per schema, "

@@ -531,6 +531,7 @@ class ModelManager:
         """A job whose outputs are Chunks (the last with finish_reason and timings)."""
 
         def work(backend: Backend, cancel: threading.Event) -> Iterator[Chunk]:
+            backend.require(params)
             ids = prompt_ids(backend, prompt)
             if cancel.is_set():
                 yield Chunk("", [], finish_reason="cancelled", timings=Timings(prompt_tokens=len(ids)))
@@ -551,6 +552,7 @@ class ModelManager:
         """A job whose one output is the whole GenerationResult (cancel() ends it early, as 'cancelled')."""
 
         def work(backend: Backend, cancel: threading.Event) -> Iterator[GenerationResult]:
+            backend.require(params)
             ids = prompt_ids(backend, prompt)
             yield collect(backend.stream(ids, params, cancel))
 

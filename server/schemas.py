@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
-from typing import Annotated, Any, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -23,6 +24,8 @@ DURATION_PATTERN = r"^-?([0-9]{1,9}(\.[0-9]{1,9})?|([0-9]{1,6}(\.[0-9]{1,6})?(ms
 EXAMPLE_MODEL = "demo-q4_k_m"
 # OpenAPI carries numeric bounds as doubles: past 2^53 a published bound is not the one enforced.
 JSON_SAFE_INT = 2**53
+TOOL_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"  # OpenAI's rule for function names
+TOOL_NAME_MAX = 64
 
 ModelPath = Annotated[str, Path(min_length=1, max_length=MODEL_NAME_MAX + 7, pattern=MODEL_NAME_PATTERN,
                                 description="A discovered model's name (GET /models/available).",
@@ -92,9 +95,107 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
 
+class FunctionCall(Body):
+    name: Annotated[str, Field(min_length=1, max_length=TOOL_NAME_MAX)]
+    arguments: Union[Text, dict[str, Any]] = Field(default="{}", description="JSON text (OpenAI) or an object (Ollama).")
+
+
+class ToolCallIn(Body):
+    """A tool call an assistant message made earlier in the conversation."""
+
+    id: Optional[Annotated[str, Field(max_length=256)]] = None
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(Body):
+    model_config = ConfigDict(json_schema_extra=either("content", "tool_calls"))
+
     role: str = Field(pattern="^(system|user|assistant|tool)$")
-    content: Text
+    content: Optional[Text] = None
+    tool_calls: Optional[Annotated[list[ToolCallIn], Field(min_length=1, max_length=64)]] = Field(
+        default=None, description="The calls an assistant message made (its content may then be null).")
+    tool_call_id: Optional[Annotated[str, Field(max_length=256)]] = None
+
+    @model_validator(mode="after")
+    def _says_something(self) -> "ChatMessage":
+        if self.content is None and not self.tool_calls:
+            raise ValueError('a message needs "content" (text), or "tool_calls" on an assistant message')
+        if self.tool_calls and self.role != "assistant":
+            raise ValueError('only assistant messages carry "tool_calls"')
+        return self
+
+    def plain(self) -> dict[str, Any]:
+        """role and content (tool calls kept for the tool-call format, which writes them as JSON)."""
+        out: dict[str, Any] = {"role": self.role, "content": self.content or ""}
+        if self.tool_calls:
+            out["tool_calls"] = [c.model_dump() for c in self.tool_calls]
+        return out
+
+
+class FunctionSpec(Body):
+    name: str = Field(pattern=TOOL_NAME_PATTERN, description="Letters, digits, _ and -, at most 64.")
+    description: Optional[Annotated[str, Field(max_length=TEXT_MAX)]] = None
+    parameters: Optional[dict[str, Any]] = Field(default=None, description="A JSON schema for the arguments.")
+
+
+class ToolSpec(Body):
+    type: Literal["function"] = "function"
+    function: FunctionSpec
+
+
+class NamedToolChoice(Body):
+    class Name(Body):
+        name: str = Field(pattern=TOOL_NAME_PATTERN)
+
+    type: Literal["function"] = "function"
+    function: Name
+
+
+Tools = Annotated[list[ToolSpec], Field(min_length=1, max_length=128)]
+ToolChoice = Union[Literal["none", "auto", "required"], NamedToolChoice, None]
+
+
+class JsonSchemaFormat(Body):
+    name: Annotated[str, Field(max_length=64)] = "response"
+    schema_: dict[str, Any] = Field(alias="schema", description="The JSON schema the reply must meet.")
+    strict: Optional[bool] = None
+
+
+class ResponseFormat(Body):
+    type: Literal["text", "json_object", "json_schema"] = "text"
+    json_schema: Optional[JsonSchemaFormat] = None
+
+    @model_validator(mode="after")
+    def _schema_given(self) -> "ResponseFormat":
+        if self.type == "json_schema" and self.json_schema is None:
+            raise ValueError('response_format type "json_schema" needs a "json_schema": {"name": ..., "schema": {...}}')
+        return self
+
+    def schema_text(self) -> Optional[str]:
+        """The constraint as JSON text, or None for plain text."""
+        if self.type == "json_object":
+            return json.dumps(ANY_JSON_OBJECT)
+        if self.type == "json_schema" and self.json_schema is not None:
+            return json.dumps(self.json_schema.schema_)
+        return None
+
+
+ANY_JSON_OBJECT = {"type": "object"}
+
+
+def conversation(messages: list[ChatMessage]) -> list[dict[str, str]]:
+    """Role/content pairs for the chat template; earlier tool calls written in LQMF's tool-call format."""
+    from server.tool_calls import rendered_history
+
+    return rendered_history([m.plain() for m in messages])
+
+
+def ollama_format(value: Union[str, dict[str, Any], None]) -> Optional[str]:
+    """Ollama's `format`: "json" (any JSON object) or a JSON schema, as constraint text."""
+    if value is None or value == "":
+        return None
+    return json.dumps(ANY_JSON_OBJECT if value == "json" else value)
 
 
 Messages = Annotated[list[ChatMessage], Field(min_length=1, max_length=4096)]
@@ -147,7 +248,7 @@ class NativeChatRequest(SamplingFields):
 
     def conversation(self) -> list[dict[str, str]]:
         if self.messages:
-            convo = [m.model_dump() for m in self.messages]
+            convo = conversation(self.messages)
         else:
             convo = [{"role": "user", "content": self.message or ""}]
         if self.system:
@@ -165,6 +266,13 @@ class OpenAIChatRequest(SamplingFields):
     stream: bool = False
     stream_options: Optional[StreamOptions] = None
     max_completion_tokens: Optional[int] = Field(default=None, ge=1, le=32768)
+    tools: Optional[Tools] = None
+    tool_choice: ToolChoice = Field(default=None, description="auto (default with tools), none, required, or "
+                                    '{"type": "function", "function": {"name": ...}} to force one tool.')
+    parallel_tool_calls: Optional[bool] = None
+    response_format: Optional[ResponseFormat] = None
+    logprobs: Optional[bool] = None
+    top_logprobs: Optional[int] = Field(default=None, ge=0, le=20)
     n: int = Field(default=1, ge=1, le=1, description="Only one choice per request is supported.")
     frequency_penalty: float = Field(default=0.0, ge=0, le=0, description="Not supported: use repeat_penalty.")
     presence_penalty: float = Field(default=0.0, ge=0, le=0, description="Not supported: use repeat_penalty.")
@@ -178,6 +286,8 @@ class OpenAICompletionRequest(SamplingFields):
     stream_options: Optional[StreamOptions] = None
     n: int = Field(default=1, ge=1, le=1)
     echo: bool = False
+    logprobs: Optional[int] = Field(default=None, ge=0, le=20,
+                                    description="Log-probabilities of each token and this many alternatives.")
 
     def text(self) -> str:
         return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
@@ -231,9 +341,14 @@ class OllamaOptions(SamplerFields):
         return build_params(self, values)
 
 
+OllamaFormat = Union[Literal["json", ""], dict[str, Any], None]
+FORMAT_DOC = '"json" (any JSON object) or a JSON schema the reply must meet.'
+
+
 class OllamaGenerateRequest(Body):
     model: ModelName
     prompt: Optional[Text] = None
+    format: OllamaFormat = Field(default=None, description=FORMAT_DOC)
     system: Optional[Text] = None
     raw: bool = False
     stream: bool = True
@@ -244,6 +359,8 @@ class OllamaGenerateRequest(Body):
 class OllamaChatRequest(Body):
     model: ModelName
     messages: Optional[Annotated[list[ChatMessage], Field(max_length=4096)]] = None
+    format: OllamaFormat = Field(default=None, description=FORMAT_DOC)
+    tools: Optional[Tools] = None
     stream: bool = True
     options: Optional[OllamaOptions] = None
     keep_alive: KeepAlive = Field(default=None, description=KEEP_ALIVE_DOC)

@@ -223,6 +223,16 @@ def ndjson(request: Request, events: AsyncIterator[Any], job: Job) -> StreamingR
     return StreamingResponse(body, media_type="application/x-ndjson")
 
 
+async def collect_chunks(chunks: AsyncIterator[Chunk]) -> tuple[str, Chunk]:
+    """All of a stream's text, and its final chunk (for replies that mean something only whole)."""
+    parts: list[str] = []
+    async for chunk in chunks:
+        parts.append(chunk.text)
+        if chunk.finish_reason is not None:
+            return "".join(parts), chunk
+    raise LQMFError("the generation ended without a final chunk", "see logs/lqmf.log")
+
+
 async def map_chunks(
     chunks: AsyncIterator[Chunk], make: Callable[[Chunk], Optional[Any]], on_final: Callable[[Chunk], list[Any]]
 ) -> AsyncIterator[Any]:

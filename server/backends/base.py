@@ -8,13 +8,15 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 
-from lqmf.errors import ContextOverflow, InvalidRequest, LQMFError
+from lqmf.errors import ContextOverflow, FeatureUnsupported, InvalidRequest, LQMFError
 
 Message = dict[str, str]
 
 # Below this, logits / temperature overflow float32 (and sampling turns into inf/nan); such a
 # temperature means "the most likely token" anyway, so it decodes greedily, as 0 does.
 GREEDY_BELOW = 1e-5
+FEATURE_WORDS = {"json_schema": "JSON-schema constrained output (response_format, format, tools)",
+                 "logprobs": "log-probabilities (logprobs)"}
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,14 @@ class GenerationParams:
     json_schema: Optional[str] = None
     # Per-token log-probabilities: None = off; n >= 0 = the chosen token's plus the n most likely.
     logprobs: Optional[int] = None
+    # The request's own context window (Ollama's num_ctx): prompt + generation must fit it. At most the
+    # loaded context; a larger one is refused, never silently ignored.
+    num_ctx: Optional[int] = None
+
+    def features(self) -> list[str]:
+        """The optional features these parameters ask of a backend (see Backend.features)."""
+        return [name for name, on in (("json_schema", self.json_schema is not None),
+                                      ("logprobs", self.logprobs is not None)) if on]
 
     def __post_init__(self) -> None:
         problems = []
@@ -178,6 +188,8 @@ class Backend(ABC):
 
     format: str = ""
     can_embed: bool = False
+    # Optional generation features this backend enforces (GenerationParams.features names them).
+    features: frozenset[str] = frozenset()
     # Requests this backend runs at once (the manager gives it that many workers); only an engine
     # with parallel slots is safe to call from several threads.
     parallel: int = 1
@@ -243,11 +255,35 @@ class Backend(ABC):
     def _decoder(self, prompt_ids: list[int]) -> "IncrementalDecoder":
         ...
 
-    def check_fits(self, prompt_ids: Sequence[int]) -> None:
+    def require(self, params: GenerationParams) -> None:
+        """FeatureUnsupported, naming what is missing, when this backend cannot do all that `params` ask."""
+        missing = [f for f in params.features() if f not in self.features]
+        if missing:
+            raise FeatureUnsupported(
+                f"{self.record.name} ({self.describe()}) cannot do {' and '.join(FEATURE_WORDS[f] for f in missing)}",
+                self.feature_hint(missing))
+        if params.num_ctx is not None and params.num_ctx > self.context_length:
+            raise FeatureUnsupported(
+                f"num_ctx {params.num_ctx} is larger than the context {self.record.name} is loaded with "
+                f"({self.context_length} tokens per request)",
+                f"ask for at most {self.context_length}, or reload the model with a larger LQMF_CONTEXT_LENGTH")
+
+    def describe(self) -> str:
+        """The format and engine, in words, for error messages."""
+        return f"{self.format}"
+
+    def feature_hint(self, missing: list[str]) -> str:
+        return "leave those fields out for this model"
+
+    def window(self, params: GenerationParams) -> int:
+        """Tokens this request's prompt and generation may use together."""
+        return min(self.context_length, params.num_ctx) if params.num_ctx else self.context_length
+
+    def check_fits(self, prompt_ids: Sequence[int], window: Optional[int] = None) -> None:
         """Raise ContextOverflow with the numbers when the prompt leaves no room to generate."""
         if not prompt_ids:
             raise InvalidRequest("the prompt is empty (no tokens to start from)", "send some text to continue")
-        n_ctx = self.context_length
+        n_ctx = window or self.context_length
         if len(prompt_ids) >= n_ctx:
             raise ContextOverflow(
                 f"the prompt is {len(prompt_ids)} tokens but {self.record.name}'s context window holds "
@@ -259,8 +295,9 @@ class Backend(ABC):
         self, prompt_ids: list[int], params: GenerationParams, cancel: Optional[threading.Event] = None
     ) -> Iterator[Chunk]:
         """Generate from prompt ids, yielding text deltas; the final chunk carries finish_reason and timings."""
-        self.check_fits(prompt_ids)
-        budget = min(params.max_tokens, self.context_length - len(prompt_ids))
+        window = self.window(params)
+        self.check_fits(prompt_ids, window)
+        budget = min(params.max_tokens, window - len(prompt_ids))
         timings = Timings(prompt_tokens=len(prompt_ids))
         decoder = self._decoder(prompt_ids)
         stops = StopMatcher(params.stop)

@@ -13,6 +13,7 @@ from typing import Iterator, Optional, Sequence
 from lqmf.errors import LQMFError, ModelLoadError
 from server.backends.base import Backend, GenerationParams, IncrementalDecoder, Message
 from server.backends.chat import render_chat
+from server.backends.grammar import gbnf_for
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ class GGUFBackend(Backend):
 
     format = "gguf"
     can_embed = True
+    features = frozenset({"json_schema"})
     # llama-cpp-python's quiet mode (verbose=False) swaps the whole process's stdout/stderr file
     # descriptors while a Llama is made or closed; two at once on different threads can leave both
     # pointing at /dev/null for good (seen under the load test). Every make and close takes this lock.
@@ -86,6 +88,13 @@ class GGUFBackend(Backend):
         self.llm = None
         self._template: Optional[str] = None
         self._n_ctx: Optional[int] = None
+
+    def describe(self) -> str:
+        return "gguf, in-process engine"
+
+    def feature_hint(self, missing: list[str]) -> str:
+        return ("the llama-server engine does it: build it with `make tools` (LQMF_GGUF_ENGINE=server), "
+                "or leave those fields out")
 
     def load(self) -> None:
         from llama_cpp import Llama
@@ -179,11 +188,17 @@ class GGUFBackend(Backend):
 
         if params.seed is not None:
             self.llm.set_seed(params.seed_bits(32))
+        grammar = None
+        if params.json_schema is not None:
+            from llama_cpp import LlamaGrammar
+
+            grammar = LlamaGrammar.from_string(gbnf_for(params.json_schema), verbose=False)
         vocab = self.llm._model.vocab
         # reset=True still reuses the longest cached prefix of the previous prompt (llama-cpp-python).
         for token in self.llm.generate(
             prompt_ids, top_k=params.top_k, top_p=params.top_p, min_p=params.min_p,
             temp=0.0 if params.greedy else params.temperature, repeat_penalty=params.repeat_penalty, reset=True,
+            grammar=grammar,
         ):
             if not params.ignore_eos and llama_cpp.llama_vocab_is_eog(vocab, token):
                 return

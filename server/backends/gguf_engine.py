@@ -19,6 +19,7 @@ from typing import Any, Iterator, Optional, Sequence
 from lqmf.errors import EngineUnavailable, InvalidRequest, LQMFError, ModelLoadError
 from server.backends.base import Chunk, GenerationParams, IncrementalDecoder, Timings, TokenLogprob
 from server.backends.gguf import DEFAULT_CTX, GGUFBackend
+from server.backends.grammar import gbnf_for
 from server.engine import ChildSpec, EngineChild
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,8 @@ CONNECT_TIMEOUT_S = 5.0
 
 class EngineBackend(GGUFBackend):
     """A .gguf file served by a llama-server child with `slots` parallel slots."""
+
+    features = frozenset({"json_schema", "logprobs"})
 
     def __init__(self, record, *, binary: Path, slots: int, log_path: Path, n_ctx: Optional[int] = None,
                  threads: Optional[int] = None) -> None:
@@ -99,6 +102,9 @@ class EngineBackend(GGUFBackend):
         kv = 2 * 2 * layers * self.context_length * self.parallel * int(self.record.kv_width or 0)
         return int(self.record.size_bytes) + kv
 
+    def describe(self) -> str:
+        return "gguf on llama-server"
+
     def engine_info(self) -> dict[str, Any]:
         """What /models shows about the engine: its process, slots, restarts and why it last died."""
         child = self.child
@@ -130,8 +136,9 @@ class EngineBackend(GGUFBackend):
         """Generate on a free slot of the child; chunks as the engine streams them, timings its own."""
         import httpx
 
-        self.check_fits(prompt_ids)
-        budget = min(params.max_tokens, self.context_length - len(prompt_ids))
+        window = self.window(params)
+        self.check_fits(prompt_ids, window)
+        budget = min(params.max_tokens, window - len(prompt_ids))
         child = self.child
         child.ensure_running()
         body = completion_body(prompt_ids, params, budget)
@@ -214,7 +221,7 @@ def completion_body(prompt_ids: list[int], params: GenerationParams, budget: int
     if params.seed is not None:
         body["seed"] = params.seed_bits(32)
     if params.json_schema is not None:
-        body["json_schema"] = json.loads(params.json_schema)
+        body["grammar"] = gbnf_for(params.json_schema)
     if params.logprobs is not None:
         body["n_probs"] = max(1, params.logprobs)  # 0 turns them off in llama-server: trimmed below
     return body

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 
 from server.errors import ClientGone, to_response
 from server.routes.native import NATIVE_DEFAULTS
-from server.schemas import BatchRequest, ChatMessage, CompareRequest, SamplingFields, check_model_name
+from server.schemas import BatchRequest, ChatMessage, CompareRequest, SamplingFields, check_model_name, conversation
 from server.streaming import generate
 
 router = APIRouter(tags=["side-by-side"])
@@ -20,7 +20,7 @@ router = APIRouter(tags=["side-by-side"])
 def _prompt(prompt: Optional[str], messages: Optional[list[ChatMessage]]):
     """The conversation of a body that has a prompt or messages (its schema requires one of them)."""
     if messages:
-        return [m.model_dump() for m in messages]
+        return conversation(messages)
     return [{"role": "user", "content": prompt or ""}]
 
 

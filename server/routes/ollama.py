@@ -197,7 +197,7 @@ async def api_chat(request: Request, body: OllamaChatRequest):
         return {"model": name, "created_at": now_iso(), "message": {"role": "assistant", "content": text},
                 "done": False}
 
-    messages = [m.model_dump() for m in body.messages]
+    messages = [m.plain() for m in body.messages]
     return await _ollama_stream(request, name, messages, body.options, keep_alive, body.stream, shape)
 
 
