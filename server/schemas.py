@@ -152,7 +152,7 @@ class NamedToolChoice(Body):
     function: Name
 
 
-Tools = Annotated[list[ToolSpec], Field(min_length=1, max_length=128)]
+Tools = Annotated[list[ToolSpec], Field(max_length=128, description="Empty: no tools.")]
 ToolChoice = Union[Literal["none", "auto", "required"], NamedToolChoice, None]
 
 

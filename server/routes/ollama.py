@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any, Optional
 
@@ -12,6 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 import lqmf
+from lqmf.errors import InvalidRequest
 from agents.embeddings import embed_texts
 from server.backends.base import Chunk
 from server.discovery import ModelRecord, chat_template_of
@@ -25,9 +27,11 @@ from server.schemas import (
     OllamaShowRequest,
     check_dimensions,
     check_model_name,
+    ollama_format,
     parse_keep_alive,
 )
-from server.streaming import ensure_loaded, generate, map_chunks, ndjson, start_stream
+from server.streaming import collect_chunks, ensure_loaded, generate, map_chunks, ndjson, start_stream
+from server.tool_calls import ToolPlan, parse_tools, plan, read_reply, rendered_history
 
 router = APIRouter(prefix="/api", tags=["ollama"])
 NS = 1_000_000_000
@@ -117,7 +121,7 @@ async def show(request: Request, body: OllamaShowRequest) -> dict[str, Any]:
     return {
         "modelfile": f"# LQMF model\nFROM {record.path}\n", "parameters": "", "template": template or "",
         "details": details(record), "model_info": info, "modified_at": iso(record.path.stat().st_mtime),
-        "capabilities": ["completion", "embedding"],
+        "capabilities": ["completion", "embedding", "tools"],
     }
 
 
@@ -142,25 +146,44 @@ async def _load_or_unload(request: Request, name: str, keep_alive: Optional[floa
 
 
 async def _ollama_stream(request: Request, name: str, prompt, options: Optional[OllamaOptions],
-                         keep_alive: Optional[float], stream: bool, shape):
-    """Shared body of /api/generate and /api/chat: `shape(text, done)` makes each object."""
+                         keep_alive: Optional[float], stream: bool, shape, json_schema: Optional[str] = None,
+                         tool_plan: Optional[ToolPlan] = None):
+    """Shared body of /api/generate and /api/chat: `shape(text, calls)` makes each object.
+
+    `format` (json_schema) and tools (tool_plan) constrain the reply; options.num_ctx is the request's
+    own context window, refused with a 400 when larger than the loaded one.
+    """
     started = time.perf_counter()
     load_start = time.perf_counter()
     was_loaded = request.app.state.manager.is_loaded(name)
     await ensure_loaded(request, name, keep_alive)
     load_s = 0.0 if was_loaded else time.perf_counter() - load_start
-    params = (options or OllamaOptions()).params()
+    options = options or OllamaOptions()
+    params = replace(options.params(), num_ctx=options.num_ctx,
+                     json_schema=tool_plan.schema if tool_plan is not None else json_schema)
+    if tool_plan is not None:
+        prompt = tool_plan.messages
     reason = {"stop": "stop", "length": "length", "cancelled": "stop"}
+
+    def whole(text: str, final: Chunk) -> dict[str, Any]:
+        content, calls = read_reply(text, final.finish_reason) if tool_plan is not None else (text, [])
+        return {**shape(content or "", calls), **final_stats(name, final, started, load_s, reason[final.finish_reason])}
+
     if not stream:
         result = await generate(request, name, prompt, params, keep_alive)
-        final = Chunk("", [], result.finish_reason, result.timings)
-        return {**shape(result.text), **final_stats(name, final, started, load_s, reason[result.finish_reason])}
+        return whole(result.text, Chunk("", [], result.finish_reason, result.timings))
     job, chunks = await start_stream(request, name, prompt, params, keep_alive)
+    if tool_plan is not None:  # a tool-call reply means something only whole: one object at the end
+        async def at_end():
+            text, final = await collect_chunks(chunks)
+            yield whole(text, final)
+
+        return ndjson(request, at_end(), job)
 
     def on_final(chunk: Chunk) -> list[dict]:
-        return [{**shape(""), **final_stats(name, chunk, started, load_s, reason[chunk.finish_reason])}]
+        return [{**shape("", []), **final_stats(name, chunk, started, load_s, reason[chunk.finish_reason])}]
 
-    return ndjson(request, map_chunks(chunks, lambda c: shape(c.text) if c.text else None, on_final), job)
+    return ndjson(request, map_chunks(chunks, lambda c: shape(c.text, []) if c.text else None, on_final), job)
 
 
 @router.post("/generate")
@@ -177,10 +200,11 @@ async def api_generate(request: Request, body: OllamaGenerateRequest):
         prompt = ([{"role": "system", "content": body.system}] if body.system else []) + [
             {"role": "user", "content": body.prompt}]
 
-    def shape(text: str) -> dict[str, Any]:
+    def shape(text: str, calls: list) -> dict[str, Any]:
         return {"model": name, "created_at": now_iso(), "response": text, "done": False}
 
-    return await _ollama_stream(request, name, prompt, body.options, keep_alive, body.stream, shape)
+    return await _ollama_stream(request, name, prompt, body.options, keep_alive, body.stream, shape,
+                                json_schema=ollama_format(body.format))
 
 
 @router.post("/chat")
@@ -193,12 +217,22 @@ async def api_chat(request: Request, body: OllamaChatRequest):
         return {"model": name, "created_at": now_iso(), "message": {"role": "assistant", "content": ""},
                 "done": True, **done}
 
-    def shape(text: str) -> dict[str, Any]:
-        return {"model": name, "created_at": now_iso(), "message": {"role": "assistant", "content": text},
-                "done": False}
+    def shape(text: str, calls: list) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        if calls:
+            message["tool_calls"] = [c.ollama() for c in calls]
+        return {"model": name, "created_at": now_iso(), "message": message, "done": False}
 
     messages = [m.plain() for m in body.messages]
-    return await _ollama_stream(request, name, messages, body.options, keep_alive, body.stream, shape)
+    tool_plan = None
+    if body.tools:
+        if body.format:
+            raise InvalidRequest("send tools or a format, not both", "a reply is either tool calls or JSON")
+        tool_plan = plan(messages, parse_tools([t.model_dump() for t in body.tools]), "auto")
+    else:
+        messages = rendered_history(messages)
+    return await _ollama_stream(request, name, messages, body.options, keep_alive, body.stream, shape,
+                                json_schema=ollama_format(body.format), tool_plan=tool_plan)
 
 
 async def _embed(request: Request, name: str, texts: list[str], keep_alive: Optional[float], *, normalize: bool,
