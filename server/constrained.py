@@ -49,6 +49,16 @@ class GrammarTokenizer:
                                      "use a model folder with a tokenizer.json") from exc
         return cls(lltokenizer, vocab_size, eos)
 
+    @classmethod
+    def from_llama(cls, vocab, eos_ids: Iterable[int]) -> "GrammarTokenizer":
+        """From a llama.cpp vocab (llama-cpp-python's `Llama._model.vocab`), for the in-process GGUF backend."""
+        import llama_cpp
+        import llguidance.llamacpp
+
+        size = int(llama_cpp.llama_vocab_n_tokens(vocab))
+        eos = tuple(sorted(eos_ids)) or (int(llama_cpp.llama_vocab_eos(vocab)),)
+        return cls(llguidance.llamacpp.lltokenizer_from_vocab(vocab, eos_token=list(eos)), size, eos)
+
 
 def parse_schema(schema_text: str) -> dict:
     """The schema as a dict, or InvalidRequest saying why it cannot be one."""
@@ -70,17 +80,17 @@ class JsonConstraint:
     """One generation's grammar state: mask the logits, advance by the chosen token, tell when done.
 
     Not thread-safe (a generation is one thread's work). The mask is computed into a preallocated
-    bitmask, 32 tokens per int32, and expanded against a fixed shift vector.
+    bitmask (token i is bit i % 32 of int32 word i // 32, little-endian, so numpy's little-order
+    unpackbits reads it token by token) and works on torch tensors and numpy arrays alike.
     """
 
     def __init__(self, matcher, grammar_tokenizer: GrammarTokenizer) -> None:
-        import torch
+        import numpy as np
 
         self.matcher = matcher
         self.vocab_size = grammar_tokenizer.vocab_size
         self.eos_ids = grammar_tokenizer.eos_ids
-        self._bitmask = torch.zeros((self.vocab_size + 31) // 32, dtype=torch.int32)
-        self._shifts = torch.arange(32, dtype=torch.int32)
+        self._bitmask = np.zeros((self.vocab_size + 31) // 32, dtype="<i4")
 
     @classmethod
     def compile(cls, grammar_tokenizer: GrammarTokenizer, schema_text: str) -> "JsonConstraint":
@@ -107,17 +117,23 @@ class JsonConstraint:
 
     # -- per step ---------------------------------------------------------------------------------
     def allowed_mask(self):
-        """Bool tensor [vocab_size]: the tokens the grammar allows next (EOS only when complete)."""
-        self.matcher.unsafe_compute_mask_ptr(self._bitmask.data_ptr(), self._bitmask.numel() * 4)
+        """numpy bool [vocab_size]: the tokens the grammar allows next (EOS only when complete)."""
+        import numpy as np
+
+        self.matcher.unsafe_compute_mask_ptr(self._bitmask.ctypes.data, self._bitmask.nbytes)
         self._check()
-        bits = (self._bitmask.unsqueeze(-1) >> self._shifts) & 1
-        return bits.reshape(-1)[: self.vocab_size].bool()
+        return np.unpackbits(self._bitmask.view(np.uint8), bitorder="little")[: self.vocab_size].astype(bool)
 
     def apply(self, logits):
-        """Set disallowed tokens' logits to -inf, in place (1-D logits); returns them."""
-        allowed = self.allowed_mask()
+        """Set disallowed tokens' logits to -inf, in place (1-D torch tensor or numpy array); returns them."""
+        blocked = ~self.allowed_mask()
         width = min(int(logits.shape[-1]), self.vocab_size)
-        logits[:width].masked_fill_(~allowed[:width], float("-inf"))
+        if hasattr(logits, "masked_fill_"):  # torch
+            import torch
+
+            logits[:width].masked_fill_(torch.from_numpy(blocked[:width]), float("-inf"))
+        else:
+            logits[:width][blocked[:width]] = float("-inf")
         logits[width:] = float("-inf")  # padding rows of the embedding matrix are never JSON
         return logits
 

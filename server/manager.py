@@ -208,6 +208,7 @@ class LoadedModel:
     # Jobs running now, at most backend.parallel (one per worker); further ones wait in `jobs`, FIFO.
     active: set = field(default_factory=set)
     requests_served: int = 0
+    admitted: int = 0  # jobs running or waiting: at most backend.parallel + queue_size (admission control)
     workers: list = field(default_factory=list)
     closing: bool = False
 
@@ -374,7 +375,7 @@ class ModelManager:
         keep = self.settings.keep_alive_s if keep_alive_s is None else keep_alive_s
         model = LoadedModel(
             record=record, backend=backend, load_time_s=load_time, footprint_bytes=backend.footprint(),
-            estimate_bytes=need, keep_alive_s=keep, jobs=queue.Queue(maxsize=self.settings.queue_size),
+            estimate_bytes=need, keep_alive_s=keep, jobs=queue.Queue(),
         )
         for slot in range(backend.parallel):
             worker = threading.Thread(target=self._work, args=(model,), name=f"lqmf-worker-{name}-{slot}", daemon=True)
@@ -467,13 +468,16 @@ class ModelManager:
             with self._lock:
                 if model.closing:  # unloaded between load() and here: load again
                     continue
-                try:
-                    model.jobs.put_nowait(job)
-                except queue.Full:
+                # Counted from admission to the end of the job, so a burst that arrives before the
+                # workers wake is still held to the slots plus the queue.
+                if model.admitted >= model.backend.parallel + self.settings.queue_size:
                     raise QueueFull(
-                        f"{name} already has {self.settings.queue_size} requests waiting",
+                        f"{name} already has {self.settings.queue_size} requests waiting "
+                        f"(and {model.backend.parallel} running)",
                         "retry in a few seconds or raise LQMF_QUEUE_SIZE",
-                    ) from None
+                    )
+                model.admitted += 1
+                model.jobs.put_nowait(job)
             return job
 
     def _work(self, model: LoadedModel) -> None:
@@ -494,6 +498,8 @@ class ModelManager:
                     log.error("request on %s failed", model.name, exc_info=exc)
                 job.emit(_Failure(exc))
             finally:
+                with self._lock:
+                    model.admitted -= 1
                 model.requests_served += 1
                 model.last_used, model.last_used_wall = time.monotonic(), time.time()
                 if job.keep_alive_s is not None:

@@ -129,7 +129,7 @@ def test_json_object_admits_any_object_and_ends_with_it(hf):
         assert not constraint.done and constraint.allowed_mask()[token], hf.detokenize(ids[: i + 1])
         constraint.advance(token)
     assert constraint.done and constraint.accepts_eos
-    assert set(np.flatnonzero(constraint.allowed_mask().numpy())) <= hf.eos_ids
+    assert set(np.flatnonzero(constraint.allowed_mask())) <= hf.eos_ids
 
 
 def test_eos_is_allowed_only_when_complete_and_ignore_eos_cannot_extend(hf):

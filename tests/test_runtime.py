@@ -181,7 +181,7 @@ def test_a_consumer_that_goes_away_cancels(manager):
 
 
 def test_queue_full_is_an_error_not_a_wait(demo_dir, tmp_path):
-    m = make_manager(subset(demo_dir, tmp_path, "demo-q4_k_m"), tmp_path, queue_size=1)
+    m = make_manager(subset(demo_dir, tmp_path, "demo-q4_k_m"), tmp_path, queue_size=1, parallel=1)
     try:
         running, release = hold(m, "demo-q4_k_m")
         waiting = m.stream("demo-q4_k_m", "x", GREEDY)  # fills the queue

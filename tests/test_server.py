@@ -327,23 +327,28 @@ def test_sixteen_concurrent_clients_across_two_models(url):
 
 
 def test_queue_full_answers_503_with_retry_after(demo_dir, tmp_path):
-    server, manager, url = start_server(demo_dir, tmp_path, queue_size=1)
+    """Admission control: `parallel` requests run at once, queue_size more wait, the next gets a 503."""
+    server, manager, url = start_server(demo_dir, tmp_path, queue_size=1, parallel=3)
     try:
-        release, started = threading.Event(), threading.Event()
+        release = threading.Event()
+        started = threading.Semaphore(0)
 
         def hold(backend, cancel):
-            started.set()
+            started.release()
             release.wait(30)
             yield "released"
 
-        held = manager.submit("demo-q4_k_m", hold)
-        assert started.wait(30)
+        slots = manager.load("demo-q4_k_m").backend.parallel
+        assert slots == (3 if manager.engine().server else 1)
+        held = [manager.submit("demo-q4_k_m", hold) for _ in range(slots)]
+        for _ in range(slots):  # every slot busy at once: they run in parallel, not one after another
+            assert started.acquire(timeout=30)
         waiting = manager.stream("demo-q4_k_m", "x", GenerationParams(max_tokens=2))
         response = httpx.post(f"{url}/models/demo-q4_k_m/chat", json={"message": "x"}, timeout=30)
         assert response.status_code == 503 and response.headers["retry-after"]
         assert "requests waiting" in response.json()["error"]["message"]
         release.set()
-        assert held.result() == ["released"] and waiting.result()
+        assert all(job.result() == ["released"] for job in held) and waiting.result()
     finally:
         server.stop()
         manager.close()
