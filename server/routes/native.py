@@ -43,7 +43,7 @@ async def status(request: Request) -> dict[str, Any]:
 
 @router.get("/models")
 async def loaded_models(request: Request) -> dict[str, Any]:
-    """Loaded models: format, bits, memory, load time, last used, queue depth."""
+    """Loaded models: format, bits, memory, load time, last used, queue depth, engine (process, slots, health)."""
     return {"models": request.app.state.manager.loaded()}
 
 

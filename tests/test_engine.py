@@ -1,0 +1,391 @@
+"""GGUF serving on llama.cpp's llama-server: real children, the real server, the unmodified openai and
+ollama clients, tools and JSON schemas guaranteed by the grammar, slots, cancel, crashes, kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import jsonschema_rs
+import psutil
+import pytest
+
+from lqmf.errors import EngineUnavailable, ModelLoadError
+from lqmf.settings import Settings
+from server.backends.base import GenerationParams
+from server.engine import ChildSpec, EngineChild, choose_engine, free_port
+from server.manager import ModelManager
+from tests.test_server import start_server
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL = "demo-q4_k_m"
+WEATHER = {"type": "object", "properties": {
+    "city": {"type": "string"}, "unit": {"type": "string", "enum": ["c", "f"]}, "days": {"type": "integer"}},
+    "required": ["city", "unit", "days"]}
+ADD = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}, "required": ["a", "b"]}
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "The weather of a city",
+                                            "parameters": WEATHER}},
+         {"type": "function", "function": {"name": "add", "description": "Add two numbers", "parameters": ADD}}]
+REPLY = {"type": "object", "properties": {
+    "answer": {"type": "string", "enum": ["yes", "no"]}, "score": {"type": "integer"}, "ok": {"type": "boolean"},
+    "tags": {"type": "array", "items": {"type": "string", "enum": ["a", "b", "c"]}, "maxItems": 3}},
+    "required": ["answer", "score", "ok", "tags"], "additionalProperties": False}
+ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
+
+
+@pytest.fixture(scope="module")
+def served(demo_dir, tmp_path_factory):
+    server, manager, url = start_server(demo_dir, tmp_path_factory.mktemp("engine-home"), parallel=4)
+    assert manager.engine().server, manager.engine().reason  # `make test` builds llama-server first
+    yield url, manager
+    server.stop()
+    manager.close()
+
+
+@pytest.fixture(scope="module")
+def openai_client(served):
+    import openai
+
+    return openai.OpenAI(base_url=f"{served[0]}/v1", api_key="unused", max_retries=0)
+
+
+@pytest.fixture(scope="module")
+def ollama_client(served):
+    import ollama
+
+    return ollama.Client(host=served[0])
+
+
+def child_of(manager: ModelManager, name: str = MODEL) -> EngineChild:
+    return manager.load(name).backend.child
+
+
+def slots(child: EngineChild) -> list[dict]:
+    return httpx.get(f"{child.url}/slots", headers={"Authorization": f"Bearer {child.key}"}, timeout=10).json()
+
+
+def busy_slots(child: EngineChild) -> int:
+    return sum(1 for s in slots(child) if s.get("is_processing"))
+
+
+def wait_until(check, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+# -- the engine itself -------------------------------------------------------------------------------
+def test_loaded_model_runs_in_its_own_locked_down_child(served):
+    url, manager = served
+    child = child_of(manager)
+    info = next(m for m in httpx.get(f"{url}/models").json()["models"] if m["name"] == MODEL)
+    assert info["engine"] == "llama-server" and info["slots"] == 4 and info["alive"] and info["pid"] == child.pid
+    cmd = psutil.Process(child.pid).cmdline()
+    assert cmd[0].endswith("llama-server") and cmd[cmd.index("--host") + 1] == "127.0.0.1"
+    assert child.key not in " ".join(cmd)  # the key travels in the environment, not where `ps` shows it
+    # Nothing else on the machine can use the child: no key, no service.
+    assert httpx.get(f"{child.url}/slots", timeout=10).status_code == 401
+    assert httpx.post(f"{child.url}/completion", json={"prompt": "x"}, timeout=10).status_code == 401
+
+
+def test_usage_and_timings_are_the_engines_own(served, openai_client):
+    url, manager = served
+    r = openai_client.completions.create(model=MODEL, prompt="def shuffle(items):", max_tokens=12, temperature=0,
+                                         extra_body={"ignore_eos": True})
+    ids = manager.call(MODEL, lambda b: b.tokenize("def shuffle(items):"))
+    assert r.usage.completion_tokens == 12 and r.usage.prompt_tokens == len(ids)
+    native = httpx.post(f"{url}/models/{MODEL}/chat", json={"message": "hi", "max_tokens": 8, "temperature": 0,
+                                                            "ignore_eos": True}, timeout=60).json()
+    assert native["tokens_generated"] == 8 and native["tokens_per_second"] > 0
+
+
+def test_openai_chat_and_stream_agree(openai_client):
+    whole = openai_client.chat.completions.create(model=MODEL, messages=ASK, max_tokens=24, temperature=0)
+    parts = openai_client.chat.completions.create(model=MODEL, messages=ASK, max_tokens=24, temperature=0,
+                                                  stream=True, stream_options={"include_usage": True})
+    text, usage = "", None
+    for event in parts:
+        if event.choices and event.choices[0].delta.content:
+            text += event.choices[0].delta.content
+        usage = event.usage or usage
+    assert text == whole.choices[0].message.content and text
+    assert usage.completion_tokens == whole.usage.completion_tokens
+
+
+# -- tools and structured output: the grammar guarantees them, even from the tiny demo model ---------
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_forced_tool_choice_yields_a_valid_call(openai_client, seed):
+    r = openai_client.chat.completions.create(
+        model=MODEL, messages=ASK, tools=TOOLS, tool_choice={"type": "function", "function": {"name": "get_weather"}},
+        max_tokens=1024, temperature=0.9, seed=seed)
+    choice = r.choices[0]
+    assert choice.finish_reason == "tool_calls" and len(choice.message.tool_calls) == 1
+    call = choice.message.tool_calls[0]
+    assert call.function.name == "get_weather" and call.id.startswith("call_")
+    jsonschema_rs.validate(WEATHER, json.loads(call.function.arguments))
+
+
+def test_required_tool_choice_streams_tool_call_deltas(openai_client):
+    stream = openai_client.chat.completions.create(model=MODEL, messages=ASK, tools=TOOLS, tool_choice="required",
+                                                   max_tokens=2048, temperature=0, stream=True)
+    calls, reasons = [], []
+    for event in stream:
+        delta = event.choices[0].delta
+        calls += delta.tool_calls or []
+        reasons.append(event.choices[0].finish_reason)
+    assert calls and reasons[-1] == "tool_calls"
+    schemas = {"get_weather": WEATHER, "add": ADD}
+    for call in calls:
+        jsonschema_rs.validate(schemas[call.function.name], json.loads(call.function.arguments))
+
+
+def test_tool_results_go_back_into_the_conversation(openai_client):
+    history = ASK + [
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "call_1", "type": "function", "function": {
+            "name": "get_weather", "arguments": json.dumps({"city": "Paris", "unit": "c", "days": 1})}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny, 21 C"},
+    ]
+    r = openai_client.chat.completions.create(model=MODEL, messages=history, tools=TOOLS, max_tokens=1024,
+                                              temperature=0)
+    message = r.choices[0].message
+    assert (message.tool_calls and r.choices[0].finish_reason == "tool_calls") or isinstance(message.content, str)
+
+
+def test_json_schema_response_validates(openai_client):
+    for seed in range(3):
+        r = openai_client.chat.completions.create(
+            model=MODEL, messages=ASK, max_tokens=512, temperature=0.9, seed=seed,
+            response_format={"type": "json_schema", "json_schema": {"name": "reply", "schema": REPLY}})
+        assert r.choices[0].finish_reason == "stop"
+        jsonschema_rs.validate(REPLY, json.loads(r.choices[0].message.content))  # strict JSON: no raw newlines
+
+
+def test_bad_feature_requests_are_refused_clearly(served):
+    url, _ = served
+    bad_schema = {"model": MODEL, "messages": ASK, "response_format": {
+        "type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object", "properties": 5}}}}
+    assert httpx.post(f"{url}/v1/chat/completions", json=bad_schema, timeout=30).status_code in (400, 422)
+    unknown_tool = {"model": MODEL, "messages": ASK, "tools": TOOLS,
+                    "tool_choice": {"type": "function", "function": {"name": "nope"}}}
+    r = httpx.post(f"{url}/v1/chat/completions", json=unknown_tool, timeout=30)
+    assert r.status_code == 422 and "get_weather" in r.json()["error"]["hint"]
+    no_tools = {"model": MODEL, "messages": ASK, "tool_choice": "required"}
+    assert httpx.post(f"{url}/v1/chat/completions", json=no_tools, timeout=30).status_code == 422
+
+
+def test_logprobs_on_chat_and_completions(openai_client):
+    r = openai_client.chat.completions.create(model=MODEL, messages=ASK, max_tokens=6, temperature=0,
+                                              logprobs=True, top_logprobs=3, extra_body={"ignore_eos": True})
+    entries = r.choices[0].logprobs.content
+    assert len(entries) == r.usage.completion_tokens == 6
+    for e in entries:
+        tops = [t.logprob for t in e.top_logprobs]
+        assert len(tops) == 3 and tops == sorted(tops, reverse=True) and e.logprob <= 0
+        assert e.logprob == pytest.approx(tops[0], abs=1e-4)  # greedy: the chosen token is the most likely
+    c = openai_client.completions.create(model=MODEL, prompt="def ", max_tokens=5, temperature=0, logprobs=2,
+                                         extra_body={"ignore_eos": True})
+    lp = c.choices[0].logprobs
+    assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.top_logprobs) == 5
+    assert "".join(lp.tokens) == c.choices[0].text and lp.text_offset[0] == 0
+
+
+def test_seed_and_stop_are_honoured(openai_client):
+    runs = [openai_client.chat.completions.create(model=MODEL, messages=ASK, max_tokens=24, temperature=1.0,
+                                                  seed=42).choices[0].message.content for _ in range(2)]
+    assert runs[0] == runs[1]
+    full = openai_client.completions.create(model=MODEL, prompt="def ", max_tokens=24, temperature=0,
+                                            extra_body={"ignore_eos": True}).choices[0].text
+    stop = full[len(full) // 2: len(full) // 2 + 2]
+    cut = openai_client.completions.create(model=MODEL, prompt="def ", max_tokens=24, temperature=0, stop=[stop],
+                                           extra_body={"ignore_eos": True})
+    assert cut.choices[0].text == full[: full.index(stop)] and cut.choices[0].finish_reason == "stop"
+
+
+def test_ollama_client_format_tools_and_num_ctx(ollama_client):
+    import ollama
+
+    r = ollama_client.chat(model=MODEL, messages=ASK, format=REPLY, options={"temperature": 0, "num_predict": 512})
+    jsonschema_rs.validate(REPLY, json.loads(r.message.content))
+    r = ollama_client.chat(model=MODEL, messages=ASK, tools=TOOLS, options={"temperature": 0, "num_predict": 2048})
+    if r.message.tool_calls:  # tool_choice is always auto on Ollama: the model may answer in text
+        for call in r.message.tool_calls:
+            jsonschema_rs.validate({"get_weather": WEATHER, "add": ADD}[call.function.name], call.function.arguments)
+    else:
+        assert r.message.content
+    parts = list(ollama_client.chat(model=MODEL, messages=ASK, stream=True, options={"temperature": 0,
+                                                                                     "num_predict": 8}))
+    assert parts[-1].done and parts[-1].eval_count == 8 or parts[-1].done_reason == "stop"
+    # num_ctx is the request's own window: a prompt past it is refused, a num_ctx past the loaded one too.
+    with pytest.raises(ollama.ResponseError) as small:
+        ollama_client.generate(model=MODEL, prompt="word " * 100, options={"num_ctx": 32})
+    assert small.value.status_code == 400 and "32" in str(small.value)
+    with pytest.raises(ollama.ResponseError) as large:
+        ollama_client.generate(model=MODEL, prompt="hi", options={"num_ctx": 1 << 20})
+    assert large.value.status_code == 400 and "num_ctx" in str(large.value)
+    ok = ollama_client.generate(model=MODEL, prompt="hi", options={"num_ctx": 64, "num_predict": 500,
+                                                                  "temperature": 0})
+    assert ok.prompt_eval_count + ok.eval_count <= 64
+
+
+# -- parallel slots, cancel, crashes -------------------------------------------------------------------
+def test_four_requests_decode_concurrently(served):
+    """The engine's own timings: four requests' decode times together exceed the wall time they took."""
+    url, manager = served
+    budget = manager.load(MODEL).backend.context_length - 8
+    together = threading.Barrier(4)
+    took: list[float] = []
+
+    def one(i: int) -> None:
+        body = {"message": f"story {i}", "max_tokens": budget, "temperature": 0, "ignore_eos": True}
+        together.wait()
+        took.append(httpx.post(f"{url}/models/{MODEL}/chat", json=body, timeout=120).json()["time_taken"])
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(4)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - start
+    assert len(took) == 4
+    # One at a time, the engine-measured times would add up to less than the wall time.
+    assert sum(took) > 2.0 * wall, (took, wall)
+
+
+def predicted_total(child: EngineChild) -> float:
+    """llama-server's own count of tokens it generated (Prometheus)."""
+    text = httpx.get(f"{child.url}/metrics", headers={"Authorization": f"Bearer {child.key}"}, timeout=10).text
+    return float(next(line.split()[-1] for line in text.splitlines()
+                      if line.startswith("llamacpp:tokens_predicted_total")))
+
+
+def test_client_disconnect_frees_the_slot(served):
+    url, manager = served
+    child = child_of(manager)
+    budget = manager.load(MODEL).backend.context_length - 2  # as long as the slot's context allows
+    body = {"model": MODEL, "prompt": "x", "max_tokens": budget, "temperature": 0, "ignore_eos": True}
+    before = predicted_total(child)
+    assert httpx.post(f"{url}/v1/completions", json=body, timeout=60).json()["usage"]["completion_tokens"] == budget
+    assert predicted_total(child) - before == budget  # the engine counts what it generates
+    before = predicted_total(child)
+    with httpx.stream("POST", f"{url}/v1/completions", json={**body, "stream": True}, timeout=60) as r:
+        lines = r.iter_lines()
+        for _ in range(3):
+            next(lines)
+    # The client went away: LQMF closes its connection to the child, which stops that slot's generation.
+    assert wait_until(lambda: busy_slots(child) == 0, 10)
+    time.sleep(0.5)
+    generated = predicted_total(child) - before
+    assert generated < budget, f"the slot generated {generated} of {budget} tokens: the disconnect did not stop it"
+
+
+def test_child_killed_mid_stream_ends_the_stream_and_restarts(served):
+    url, manager = served
+    child = child_of(manager)
+    body = {"model": MODEL, "prompt": "x", "max_tokens": 30000, "temperature": 0, "ignore_eos": True, "stream": True}
+    events = []
+    with httpx.stream("POST", f"{url}/v1/completions", json=body, timeout=30) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: "):
+                events.append(line[6:])
+                if len(events) == 1:  # the demo model is fast: kill while the generation surely runs
+                    os.kill(child.pid, signal.SIGKILL)
+    assert events[-1] != "[DONE]"
+    error = json.loads(events[-1])["error"]
+    assert "engine" in error["message"] and "signal 9" in error["message"]
+    info = next(m for m in httpx.get(f"{url}/models").json()["models"] if m["name"] == MODEL)
+    assert not info["alive"] and "signal 9" in info["died"]
+    again = httpx.post(f"{url}/v1/completions", json={"model": MODEL, "prompt": "x", "max_tokens": 4}, timeout=60)
+    assert again.status_code == 200 and child.alive() and child.restarts == 1
+
+
+def test_restart_backoff_reports_why(tmp_path):
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF" + b"\0" * 64)
+    tools = choose_engine(Settings(home=tmp_path))
+    child = EngineChild(ChildSpec(tools.binary, bad, "broken", 1, 64, 1, tmp_path / "broken.log"))
+    with pytest.raises(ModelLoadError, match="could not serve broken"):
+        child.start()
+    with pytest.raises(EngineUnavailable, match="restarting broken's engine failed") as first:
+        child.ensure_running()
+    assert "retry in 0 s" in str(first.value) or "retry in 1 s" in str(first.value)
+    with pytest.raises(EngineUnavailable, match="next restart in"):  # inside the backoff: not tried again
+        child.ensure_running()
+    assert not child.alive()
+
+
+@pytest.mark.parametrize("face", ["server", "shell"])
+def test_no_child_outlives_kill_9(demo_dir, tmp_path, face):
+    env = {**os.environ, "LQMF_HOME": str(tmp_path), "LQMF_MODELS_DIR": str(demo_dir), "LQMF_PARALLEL": "2"}
+    port = free_port()
+    if face == "server":
+        cmd = [sys.executable, "-m", "server", "--port", str(port)]
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    else:
+        cmd = [sys.executable, "cli/api_cli.py"]
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        proc.stdin.write(f"load model {MODEL}\n")
+        proc.stdin.flush()
+    try:
+        def engine_children() -> list[psutil.Process]:
+            try:
+                return [c for c in psutil.Process(proc.pid).children(recursive=True) if "llama-server" in c.name()]
+            except psutil.NoSuchProcess:
+                return []
+
+        if face == "server":
+            url = f"http://127.0.0.1:{port}"
+
+            def serving() -> bool:
+                try:
+                    return httpx.get(f"{url}/", timeout=2).status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            assert wait_until(serving, 60)
+            assert httpx.post(f"{url}/models/{MODEL}/load", timeout=60).status_code == 200
+        assert wait_until(lambda: len(engine_children()) == 1, 60)
+        child = engine_children()[0]
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        assert wait_until(lambda: not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, 10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+# -- without the engine -----------------------------------------------------------------------------
+def test_in_process_fallback_serves_and_says_what_it_cannot(demo_dir, tmp_path):
+    manager = ModelManager(Settings(home=tmp_path, models_dir_override=demo_dir, gguf_engine="in-process"))
+    try:
+        assert not manager.engine().server and "LQMF_GGUF_ENGINE=in-process" in manager.engine().reason
+        info = manager.load(MODEL).info()
+        assert info["engine"] == "in-process" and info["slots"] == 1
+        out = manager.generate(MODEL, ASK, GenerationParams(max_tokens=512, temperature=0,
+                                                            json_schema=json.dumps(REPLY)))
+        jsonschema_rs.validate(REPLY, json.loads(out.text))  # the same grammar, in-process
+        from lqmf.errors import FeatureUnsupported
+
+        with pytest.raises(FeatureUnsupported, match="log-probabilities") as refused:
+            manager.generate(MODEL, ASK, GenerationParams(max_tokens=4, logprobs=2))
+        assert "make tools" in refused.value.hint
+    finally:
+        manager.close()
+
+
+def test_auto_engine_without_the_binary_says_how_to_get_it(tmp_path):
+    auto = choose_engine(Settings(home=tmp_path, tools_dir_override=tmp_path / "no-tools"))
+    assert not auto.server and "make tools" in auto.reason and "in-process" in auto.reason
+    with pytest.raises(ModelLoadError, match="LQMF_GGUF_ENGINE=server"):
+        choose_engine(Settings(home=tmp_path, tools_dir_override=tmp_path / "no-tools", gguf_engine="server"))
