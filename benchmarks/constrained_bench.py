@@ -98,9 +98,9 @@ class Llg:
         return matcher
 
     def fill(self, matcher, bitmask) -> None:
-        from llguidance.torch import fill_next_token_bitmask
-
-        fill_next_token_bitmask(matcher, bitmask)
+        # What llguidance.torch.fill_next_token_bitmask does, without importing that module (its
+        # torch.compile decorator costs half a second at import, which would land in the first mask).
+        matcher.unsafe_compute_mask_ptr(bitmask.data_ptr(), bitmask.numel() * 4)
 
     def accept(self, matcher, token: int) -> None:
         if not matcher.consume_token(token):

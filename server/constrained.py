@@ -13,6 +13,7 @@ spend its whole budget on newlines and spaces.
 from __future__ import annotations
 
 import json
+import warnings
 import logging
 import re
 from dataclasses import dataclass
@@ -57,7 +58,10 @@ class GrammarTokenizer:
 
         size = int(llama_cpp.llama_vocab_n_tokens(vocab))
         eos = tuple(sorted(eos_ids)) or (int(llama_cpp.llama_vocab_eos(vocab)),)
-        return cls(llguidance.llamacpp.lltokenizer_from_vocab(vocab, eos_token=list(eos)), size, eos)
+        with warnings.catch_warnings():  # llguidance calls a deprecated llama_cpp alias once per token
+            warnings.simplefilter("ignore", DeprecationWarning)
+            tokenizer = llguidance.llamacpp.lltokenizer_from_vocab(vocab, eos_token=list(eos))
+        return cls(tokenizer, size, eos)
 
 
 def parse_schema(schema_text: str) -> dict:

@@ -97,7 +97,7 @@ def selected(tools: list[Tool], choice: Any) -> tuple[Optional[str], list[Tool]]
 
 
 def bounded(schema: Any) -> Any:
-    """A copy of a JSON schema with STRING_CAP / ARRAY_CAP on strings and arrays that have no bound."""
+    """A copy of a JSON schema with STRING_CAP / ARRAY_CAP on unbounded strings and arrays, no unnamed keys."""
     if isinstance(schema, list):
         return [bounded(s) for s in schema]
     if not isinstance(schema, dict):
@@ -114,6 +114,10 @@ def bounded(schema: Any) -> Any:
         out["maxLength"] = max(STRING_CAP, int(schema.get("minLength", 0)))
     if "array" in kinds and "maxItems" not in schema:
         out["maxItems"] = max(ARRAY_CAP, int(schema.get("minItems", 0)))
+    if "properties" in schema and "additionalProperties" not in schema:
+        # Only the named arguments, as llama.cpp's grammar converter does by default: every engine then
+        # constrains alike, and a model cannot wander into keys of its own.
+        out["additionalProperties"] = False
     return out
 
 

@@ -34,7 +34,8 @@ TOOLS = [{"type": "function", "function": {"name": "get_weather", "description":
                                             "parameters": WEATHER}},
          {"type": "function", "function": {"name": "add", "description": "Add two numbers", "parameters": ADD}}]
 REPLY = {"type": "object", "properties": {
-    "answer": {"type": "string", "enum": ["yes", "no"]}, "score": {"type": "integer"}, "ok": {"type": "boolean"},
+    "answer": {"type": "string", "enum": ["yes", "no"]}, "score": {"type": "integer", "minimum": 0, "maximum": 100},
+    "ok": {"type": "boolean"},
     "tags": {"type": "array", "items": {"type": "string", "enum": ["a", "b", "c"]}, "maxItems": 3}},
     "required": ["answer", "score", "ok", "tags"], "additionalProperties": False}
 ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
@@ -137,6 +138,7 @@ def test_forced_tool_choice_yields_a_valid_call(openai_client, seed):
 
 def test_required_tool_choice_streams_tool_call_deltas(openai_client):
     stream = openai_client.chat.completions.create(model=MODEL, messages=ASK, tools=TOOLS, tool_choice="required",
+                                                   parallel_tool_calls=False,
                                                    max_tokens=2048, temperature=0, stream=True)
     calls, reasons = [], []
     for event in stream:
@@ -389,3 +391,19 @@ def test_auto_engine_without_the_binary_says_how_to_get_it(tmp_path):
     assert not auto.server and "make tools" in auto.reason and "in-process" in auto.reason
     with pytest.raises(ModelLoadError, match="LQMF_GGUF_ENGINE=server"):
         choose_engine(Settings(home=tmp_path, tools_dir_override=tmp_path / "no-tools", gguf_engine="server"))
+
+
+# -- the same features on transformers formats, through llguidance ------------------------------------
+@pytest.mark.parametrize("name", ["demo-hf", "demo-gptq-4bit"])
+def test_transformers_formats_get_tools_and_schemas(openai_client, name):
+    r = openai_client.chat.completions.create(
+        model=name, messages=ASK, tools=TOOLS, tool_choice={"type": "function", "function": {"name": "add"}},
+        max_tokens=256, temperature=0)
+    call = r.choices[0].message.tool_calls[0]
+    assert r.choices[0].finish_reason == "tool_calls" and call.function.name == "add"
+    jsonschema_rs.validate(ADD, json.loads(call.function.arguments))
+    r = openai_client.chat.completions.create(
+        model=name, messages=ASK, max_tokens=256, temperature=0, logprobs=True, top_logprobs=2,
+        response_format={"type": "json_schema", "json_schema": {"name": "reply", "schema": REPLY}})
+    jsonschema_rs.validate(REPLY, json.loads(r.choices[0].message.content))
+    assert len(r.choices[0].logprobs.content) == r.usage.completion_tokens

@@ -19,7 +19,6 @@ from typing import Any, Iterator, Optional, Sequence
 from lqmf.errors import EngineUnavailable, InvalidRequest, LQMFError, ModelLoadError
 from server.backends.base import Chunk, GenerationParams, IncrementalDecoder, Timings, TokenLogprob
 from server.backends.gguf import DEFAULT_CTX, GGUFBackend
-from server.backends.grammar import gbnf_for
 from server.engine import ChildSpec, EngineChild
 
 log = logging.getLogger(__name__)
@@ -221,7 +220,9 @@ def completion_body(prompt_ids: list[int], params: GenerationParams, budget: int
     if params.seed is not None:
         body["seed"] = params.seed_bits(32)
     if params.json_schema is not None:
-        body["grammar"] = gbnf_for(params.json_schema)
+        # llama.cpp's own converter: it enforces every keyword (numeric bounds included), where the
+        # Python port that the in-process engine uses ignores some (see server.backends.grammar).
+        body["json_schema"] = json.loads(params.json_schema)
     if params.logprobs is not None:
         body["n_probs"] = max(1, params.logprobs)  # 0 turns them off in llama-server: trimmed below
     return body

@@ -54,6 +54,7 @@ class TransformersBackend(Backend):
     """A model folder (plain HF, bitsandbytes, or GPTQ) on CPU."""
 
     can_embed = True
+    features = frozenset({"json_schema", "logprobs"})  # llguidance masks; log-softmax of the logits
 
     def __init__(self, record, *, n_ctx: Optional[int] = None, threads: Optional[int] = None) -> None:
         super().__init__(record, n_ctx=n_ctx, threads=threads)
