@@ -28,12 +28,16 @@ from tests.conftest import REPO
 from tests.test_server import start_server
 
 CHAT = [{"role": "user", "content": "What does shuffle do?"}]
+# The fault-injection tests below patch the in-process GGUF loop (GGUFBackend._token_stream / load), so
+# their servers use that engine; the server engine's own failures (a child killed mid-stream, a
+# disconnect) are tested against real children in test_engine.py.
+IN_PROCESS = {"gguf_engine": "in-process"}
 
 
 @pytest.fixture(scope="module")
 def served(demo_dir, tmp_path_factory):
     home = tmp_path_factory.mktemp("hardening-home")
-    server, manager, url = start_server(demo_dir, home)
+    server, manager, url = start_server(demo_dir, home, **IN_PROCESS)
     yield url, manager, home
     server.stop()
     manager.close()
@@ -252,7 +256,8 @@ def test_concurrent_loads_cannot_overshoot_the_memory_budget(demo_dir, tmp_path)
     finally:
         probe.close()
     budget_mb = int((max(needs.values()) * 1.5) / 2**20)  # room for either, never both
-    manager = ModelManager(Settings(home=tmp_path, models_dir_override=demo_dir, max_memory_mb=budget_mb))
+    manager = ModelManager(Settings(home=tmp_path, models_dir_override=demo_dir, max_memory_mb=budget_mb,
+                                    **IN_PROCESS))
     original = GGUFBackend.load
     gate = threading.Barrier(2)
 
@@ -395,7 +400,7 @@ def test_sigterm_ends_streams_with_an_error_event_and_frees_the_port(demo_dir, t
 
 
 def test_stopping_the_server_ends_an_ndjson_stream_with_ollama_s_error(demo_dir, tmp_path, slow_gguf):
-    server, manager, url = start_server(demo_dir, tmp_path)
+    server, manager, url = start_server(demo_dir, tmp_path, **IN_PROCESS)
     try:
         lines: list[str] = []
         with httpx.stream("POST", f"{url}/api/chat", timeout=30, json={
