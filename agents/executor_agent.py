@@ -101,7 +101,7 @@ class Executor:
 
     def load(self, command: Command) -> r.Result:
         model = self.manager.load(command.slots.model)
-        return r.Loaded(model=model.info())
+        return r.Loaded(model=model.info(), note=self.manager.engine_notice() or "")
 
     def unload(self, command: Command) -> r.Result:
         name = command.slots.model

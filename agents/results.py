@@ -55,6 +55,7 @@ class ModelList(Result):
 @dataclass
 class Loaded(Result):
     model: dict[str, Any] = field(default_factory=dict)
+    note: str = ""  # said once: GGUF is served in-process because the server engine is not built
 
 
 @dataclass

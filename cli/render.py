@@ -76,8 +76,11 @@ def server_info(res: r.ServerInfo, console: Console) -> None:
 
 def loaded(res: r.Loaded, console: Console) -> None:
     m = res.model
+    engine = f", on llama-server with {m['slots']} parallel slots" if m.get("engine") == "llama-server" else ""
     console.print(f"[green]loaded[/green] {m['name']} ({m['format']} {m.get('level') or ''}) in "
-                  f"{m['load_time_s']:.2f} s, {_size(m['memory_bytes'])}, context {m['context_length']}")
+                  f"{m['load_time_s']:.2f} s, {_size(m['memory_bytes'])}, context {m['context_length']}{engine}")
+    if res.note:
+        console.print(f"[yellow]note:[/yellow] {res.note}")
 
 
 def config(res: r.Config, console: Console) -> None:

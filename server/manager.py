@@ -36,6 +36,10 @@ def _wake(waiter) -> None:
         waiter.set_result(None)
 
 
+class NotLoadedNow(Exception):
+    """submit(block=False) found the model not loaded (internal: the caller retries on a thread)."""
+
+
 @dataclass
 class _Failure:
     error: BaseException
@@ -253,6 +257,7 @@ class ModelManager:
         self._closed = threading.Event()
         self.load_counts: dict[str, int] = {}
         self._engine: Optional[EngineChoice] = None
+        self._engine_noticed = False
         self._reaper = threading.Thread(target=self._reap, name="lqmf-ttl-reaper", daemon=True)
         self._reaper.start()
 
@@ -295,6 +300,14 @@ class ModelManager:
                 self._engine = choose_engine(self.settings)
                 (log.info if self._engine.server else log.warning)("%s", self._engine.reason)
             return self._engine
+
+    def engine_notice(self) -> Optional[str]:
+        """Once per manager, after a GGUF load on the in-process fallback: why, and how to get the engine."""
+        with self._lock:
+            if self._engine is None or self._engine.server or self._engine_noticed:
+                return None
+            self._engine_noticed = True
+            return self._engine.reason
 
     # -- load / unload --------------------------------------------------------------------------
     def load(self, name: str, keep_alive_s: Optional[float] = None) -> LoadedModel:
@@ -460,9 +473,18 @@ class ModelManager:
                 self.unload(name)
 
     # -- work -------------------------------------------------------------------------------------
-    def submit(self, name: str, work: Work, keep_alive_s: Optional[float] = None, loop=None) -> Job:
-        """Queue `work` on the model's worker (loading the model first); QueueFull when the queue is full."""
+    def submit(self, name: str, work: Work, keep_alive_s: Optional[float] = None, loop=None,
+               block: bool = True) -> Job:
+        """Queue `work` on the model's worker (loading the model first); QueueFull when the queue is full.
+
+        block=False never waits for a load: NotLoadedNow when the model is not loaded (the event loop
+        calls it so, and falls back to a worker thread).
+        """
         while True:
+            if not block:
+                with self._lock:
+                    if name not in self._loaded:
+                        raise NotLoadedNow(name)
             model = self.load(name)
             job = Job(name, work, keep_alive_s, loop)
             with self._lock:
@@ -532,7 +554,8 @@ class ModelManager:
 
     # -- generation conveniences (what the shell and the routes call) ------------------------------
     def stream(
-        self, name: str, prompt: Prompt, params: GenerationParams, keep_alive_s: Optional[float] = None, loop=None
+        self, name: str, prompt: Prompt, params: GenerationParams, keep_alive_s: Optional[float] = None, loop=None,
+        block: bool = True,
     ) -> Job:
         """A job whose outputs are Chunks (the last with finish_reason and timings)."""
 
@@ -544,7 +567,7 @@ class ModelManager:
                 return
             yield from backend.stream(ids, params, cancel)
 
-        return self.submit(name, work, keep_alive_s, loop)
+        return self.submit(name, work, keep_alive_s, loop, block)
 
     def generate(
         self, name: str, prompt: Prompt, params: GenerationParams, keep_alive_s: Optional[float] = None
@@ -553,16 +576,17 @@ class ModelManager:
         return self.generate_job(name, prompt, params, keep_alive_s).result()[0]
 
     def generate_job(
-        self, name: str, prompt: Prompt, params: GenerationParams, keep_alive_s: Optional[float] = None, loop=None
+        self, name: str, prompt: Prompt, params: GenerationParams, keep_alive_s: Optional[float] = None, loop=None,
+        block: bool = True,
     ) -> Job:
         """A job whose one output is the whole GenerationResult (cancel() ends it early, as 'cancelled')."""
 
         def work(backend: Backend, cancel: threading.Event) -> Iterator[GenerationResult]:
             backend.require(params)
             ids = prompt_ids(backend, prompt)
-            yield collect(backend.stream(ids, params, cancel))
+            yield backend.generate(ids, params, cancel)
 
-        return self.submit(name, work, keep_alive_s, loop)
+        return self.submit(name, work, keep_alive_s, loop, block)
 
     def call(self, name: str, fn: Callable[[Backend], Any], keep_alive_s: Optional[float] = None) -> Any:
         """Run `fn(backend)` on the model's worker (tokenize, embed, logits) and return its value."""

@@ -291,6 +291,22 @@ def test_client_disconnect_frees_the_slot(served):
     assert generated < budget, f"the slot generated {generated} of {budget} tokens: the disconnect did not stop it"
 
 
+def test_non_stream_client_that_leaves_is_cancelled(served):
+    """A non-streamed request is one answer from the child, which checks its client once a second
+    (llama-server's HTTP_POLLING_SECONDS): LQMF cancels the job and closes that connection at once."""
+    from tests.test_hardening import metric
+
+    url, manager = served
+    budget = manager.load(MODEL).backend.context_length - 2
+    body = {"model": MODEL, "prompt": "x", "max_tokens": budget, "temperature": 0, "ignore_eos": True}
+    with httpx.Client(base_url=url, timeout=30) as http:
+        before = metric(http, "lqmf_generations_total", model=MODEL, finish_reason="cancelled")
+        with pytest.raises(httpx.ReadTimeout):
+            http.post("/v1/completions", json=body, timeout=httpx.Timeout(30, read=0.05))
+        assert wait_until(lambda: metric(http, "lqmf_generations_total", model=MODEL,
+                                         finish_reason="cancelled") == before + 1, 5)
+
+
 def test_child_killed_mid_stream_ends_the_stream_and_restarts(served):
     url, manager = served
     child = child_of(manager)
@@ -374,6 +390,8 @@ def test_in_process_fallback_serves_and_says_what_it_cannot(demo_dir, tmp_path):
         assert not manager.engine().server and "LQMF_GGUF_ENGINE=in-process" in manager.engine().reason
         info = manager.load(MODEL).info()
         assert info["engine"] == "in-process" and info["slots"] == 1
+        # Said once (the shell prints it after the first GGUF load), not on every load.
+        assert manager.engine_notice() == manager.engine().reason and manager.engine_notice() is None
         out = manager.generate(MODEL, ASK, GenerationParams(max_tokens=512, temperature=0,
                                                             json_schema=json.dumps(REPLY)))
         jsonschema_rs.validate(REPLY, json.loads(out.text))  # the same grammar, in-process

@@ -9,6 +9,7 @@ sampling and detokenization all happen in the child.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -17,8 +18,8 @@ from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
 from lqmf.errors import EngineUnavailable, InvalidRequest, LQMFError, ModelLoadError
-from server.backends.base import Chunk, GenerationParams, IncrementalDecoder, Timings, TokenLogprob
-from server.backends.gguf import DEFAULT_CTX, GGUFBackend
+from server.backends.base import Chunk, GenerationParams, GenerationResult, IncrementalDecoder, Timings, TokenLogprob
+from server.backends.gguf import DEFAULT_CTX, GGUFBackend, quiet_llama_log
 from server.engine import ChildSpec, EngineChild
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 # llama-server's stop_type -> our finish_reason
 FINISH = {"eos": "stop", "word": "stop", "limit": "length", "none": "stop"}
 CONNECT_TIMEOUT_S = 5.0
+CANCEL_POLL_S = 0.05  # how often a non-streamed request checks whether its client went away
 
 
 class EngineBackend(GGUFBackend):
@@ -40,14 +42,12 @@ class EngineBackend(GGUFBackend):
         self.parallel = slots
         self.log_path = log_path
         self.child: Optional[EngineChild] = None
-        self._client = None
         self._vocab_lock = threading.Lock()
         self._weights = None  # a full in-process handle, made only for embeddings (memory-mapped: shared pages)
         self._weights_lock = threading.Lock()
 
     # -- lifecycle -------------------------------------------------------------------------------
     def load(self) -> None:
-        import httpx
         from llama_cpp import Llama
 
         if not self.record.usable:
@@ -55,7 +55,7 @@ class EngineBackend(GGUFBackend):
         trained = self.record.context_length or DEFAULT_CTX
         self._n_ctx = min(self.requested_ctx or DEFAULT_CTX, trained)
         try:
-            with self._native_lock:
+            with self._native_lock, quiet_llama_log():  # its context warns about n_ctx on the shell's screen
                 self.llm = Llama(model_path=str(self.record.path), vocab_only=True, verbose=False)
         except Exception as exc:  # llama.cpp reports every load failure as a bare ValueError
             raise ModelLoadError(
@@ -71,22 +71,17 @@ class EngineBackend(GGUFBackend):
         except BaseException:
             self._close_vocab()
             raise
-        limits = httpx.Limits(max_connections=self.parallel * 2 + 4, max_keepalive_connections=self.parallel + 2)
-        self._client = httpx.Client(limits=limits, timeout=httpx.Timeout(None, connect=CONNECT_TIMEOUT_S))
         self.loaded = True
 
     def unload(self) -> None:
         if self.child is not None:
             self.child.stop()
-        if self._client is not None:
-            self._client.close()
         with self._weights_lock:
             if self._weights is not None:
                 with self._native_lock:
                     self._weights.close()
                 self._weights = None
         self._close_vocab()
-        self._client = None
         self.loaded = False
 
     def _close_vocab(self) -> None:
@@ -133,23 +128,14 @@ class EngineBackend(GGUFBackend):
     def stream(self, prompt_ids: list[int], params: GenerationParams,
                cancel: Optional[threading.Event] = None) -> Iterator[Chunk]:
         """Generate on a free slot of the child; chunks as the engine streams them, timings its own."""
-        import httpx
-
-        window = self.window(params)
-        self.check_fits(prompt_ids, window)
-        budget = min(params.max_tokens, window - len(prompt_ids))
-        child = self.child
-        child.ensure_running()
-        body = completion_body(prompt_ids, params, budget)
+        body, budget = self._request(prompt_ids, params, stream=True)
         start = time.perf_counter()
         produced = 0
-        try:
-            with self._client.stream("POST", f"{child.url}/completion", json=body,
-                                     headers={"Authorization": f"Bearer {child.key}"}) as response:
-                if response.status_code != 200:
-                    raise self._refusal(response)
-                for line in response.iter_lines():
-                    if not line.startswith("data: "):
+        with self._failures_explained():
+            conn, response = self._post(body, cancel=None)
+            try:
+                for line in response:
+                    if not line.startswith(b"data: "):
                         continue
                     event = json.loads(line[6:])
                     if "error" in event:
@@ -161,28 +147,85 @@ class EngineBackend(GGUFBackend):
                     produced += len(tokens)
                     yield Chunk(event.get("content", ""), tokens, logprobs=token_logprobs(event, params))
                     if cancel is not None and cancel.is_set():
-                        # Leaving the `with` closes the connection: llama-server sees it and frees the slot.
+                        # Closing the connection (below) is what llama-server watches: it frees the slot.
                         elapsed = time.perf_counter() - start
                         yield Chunk("", [], finish_reason="cancelled",
                                     timings=Timings(len(prompt_ids), produced, 0.0, elapsed, elapsed))
                         return
-        except (httpx.HTTPError, json.JSONDecodeError) as exc:
+            finally:
+                conn.close()
+            raise ConnectionError("the stream ended without a final event")  # explained below
+
+    def generate(self, prompt_ids: list[int], params: GenerationParams,
+                 cancel: Optional[threading.Event] = None) -> GenerationResult:
+        """A whole generation as one answer from the child: no per-token work in this process at all."""
+        body, _ = self._request(prompt_ids, params, stream=False)
+        start = time.perf_counter()
+        with self._failures_explained():
+            conn, response = self._post(body, cancel)
+            try:
+                if response is None:  # cancelled while the child worked: closing the connection stopped it
+                    elapsed = time.perf_counter() - start
+                    return GenerationResult("", [], "cancelled", Timings(len(prompt_ids), 0, 0.0, elapsed, elapsed))
+                event = json.loads(response.read())
+            finally:
+                conn.close()
+        chunk = final_chunk(event, params, whole=True)
+        return GenerationResult(chunk.text, chunk.token_ids, chunk.finish_reason, chunk.timings, chunk.logprobs)
+
+    def _request(self, prompt_ids: list[int], params: GenerationParams, stream: bool) -> tuple[dict, int]:
+        window = self.window(params)
+        self.check_fits(prompt_ids, window)
+        budget = min(params.max_tokens, window - len(prompt_ids))
+        self.child.ensure_running()
+        return completion_body(prompt_ids, params, budget, stream), budget
+
+    def _post(self, body: dict[str, Any], cancel: Optional[threading.Event]):
+        """POST /completion on a connection of its own: (connection, response), or (connection, None) when
+        `cancel` was set before the answer came (the connection is then closed, which cancels the task)."""
+        import http.client
+        import select
+
+        child = self.child
+        conn = http.client.HTTPConnection("127.0.0.1", child.port, timeout=CONNECT_TIMEOUT_S)
+        conn.request("POST", "/completion", body=json.dumps(body).encode(),
+                     headers={"Authorization": f"Bearer {child.key}", "Content-Type": "application/json"})
+        conn.sock.settimeout(None)  # a long prompt or generation is not a failure
+        if cancel is not None:
+            while not select.select([conn.sock], [], [], CANCEL_POLL_S)[0]:
+                if cancel.is_set():
+                    conn.close()
+                    return conn, None
+        response = conn.getresponse()
+        if response.status != 200:
+            try:
+                raise self._refusal(response.status, response.read())
+            finally:
+                conn.close()
+        return conn, response
+
+    @contextlib.contextmanager
+    def _failures_explained(self):
+        """A broken connection to the child becomes EngineUnavailable with the reason the child died."""
+        import http.client
+
+        try:
+            yield
+        except (OSError, http.client.HTTPException, ValueError) as exc:  # ConnectionError is an OSError
             time.sleep(0.05)  # let the watcher record why the child died, when it did
-            reason = child.died or f"{type(exc).__name__}: {exc}"
+            reason = self.child.died or f"{type(exc).__name__}: {exc}"
             raise EngineUnavailable(f"{self.record.name}'s engine stopped in the middle of the request ({reason})",
                                     "send the request again: the next one restarts the engine") from exc
-        raise EngineUnavailable(f"{self.record.name}'s engine ended the stream without a final event",
-                                f"see {self.log_path}")
 
-    def _refusal(self, response) -> LQMFError:
-        response.read()
+    def _refusal(self, status: int, raw: bytes) -> LQMFError:
+        text = raw.decode("utf-8", "replace")
         try:
-            message = response.json().get("error", {}).get("message", response.text)
-        except ValueError:
-            message = response.text
-        if response.status_code == 400:
+            message = json.loads(text).get("error", {}).get("message", text)
+        except (ValueError, AttributeError):
+            message = text
+        if status == 400:
             return InvalidRequest(f"llama-server refused the request: {message}", "check the request's values")
-        return EngineUnavailable(f"llama-server answered {response.status_code}: {message}", f"see {self.log_path}")
+        return EngineUnavailable(f"llama-server answered {status}: {message}", f"see {self.log_path}")
 
     def _event_error(self, error: Any) -> LQMFError:
         message = error.get("message", str(error)) if isinstance(error, dict) else str(error)
@@ -209,10 +252,10 @@ def engine_threads() -> int:
     return psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
 
-def completion_body(prompt_ids: list[int], params: GenerationParams, budget: int) -> dict[str, Any]:
+def completion_body(prompt_ids: list[int], params: GenerationParams, budget: int, stream: bool) -> dict[str, Any]:
     """The llama-server /completion request for a generation."""
     body: dict[str, Any] = {
-        "prompt": prompt_ids, "n_predict": budget, "stream": True, "return_tokens": True, "cache_prompt": True,
+        "prompt": prompt_ids, "n_predict": budget, "stream": stream, "return_tokens": True, "cache_prompt": True,
         "temperature": 0.0 if params.greedy else params.temperature, "top_k": params.top_k, "top_p": params.top_p,
         "min_p": params.min_p, "repeat_penalty": params.repeat_penalty, "ignore_eos": params.ignore_eos,
         "stop": list(params.stop),
@@ -229,6 +272,7 @@ def completion_body(prompt_ids: list[int], params: GenerationParams, budget: int
 
 
 def token_logprobs(event: dict[str, Any], params: GenerationParams) -> list[TokenLogprob]:
+    """An event's (or a whole answer's) log-probabilities, trimmed to the alternatives asked for."""
     if params.logprobs is None:
         return []
     out = []
@@ -239,8 +283,8 @@ def token_logprobs(event: dict[str, Any], params: GenerationParams) -> list[Toke
     return out
 
 
-def final_chunk(event: dict[str, Any], params: GenerationParams) -> Chunk:
-    """The stream's last chunk: the engine's own counts and timings."""
+def final_chunk(event: dict[str, Any], params: GenerationParams, whole: bool = False) -> Chunk:
+    """The stream's last chunk (or, `whole`, a non-streamed answer): the engine's own counts and timings."""
     t = event.get("timings") or {}
     prompt_s, predicted_s = float(t.get("prompt_ms", 0.0)) / 1000, float(t.get("predicted_ms", 0.0)) / 1000
     timings = Timings(
@@ -248,4 +292,4 @@ def final_chunk(event: dict[str, Any], params: GenerationParams) -> Chunk:
         prompt_eval_s=prompt_s, eval_s=predicted_s, total_s=prompt_s + predicted_s,
     )
     return Chunk(event.get("content", ""), event.get("tokens") or [], finish_reason=FINISH.get(event.get("stop_type"),
-                 "stop"), timings=timings, logprobs=token_logprobs(event, params))
+                 "stop"), timings=timings, logprobs=token_logprobs(event, params) if whole or event.get("tokens") else [])
