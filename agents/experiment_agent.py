@@ -3,6 +3,7 @@ benchmarks, side-by-side comparisons and fidelity report cards."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -210,6 +211,8 @@ class ExperimentAgent:
 
         # A plain prompt is a user's chat turn, rendered with the model's own chat template.
         chat = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+        if fresh:  # the server engine's prompt cache is per request; the in-process one is reset below
+            params = dataclasses.replace(params, cache_prompt=False)
 
         def work(backend, cancel):
             ids = prompt_ids(backend, chat)

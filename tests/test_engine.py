@@ -264,11 +264,15 @@ def test_four_requests_decode_concurrently(served):
     assert sum(took) > 2.0 * wall, (took, wall)
 
 
-def predicted_total(child: EngineChild) -> float:
-    """llama-server's own count of tokens it generated (Prometheus)."""
+def engine_metric(child: EngineChild, name: str) -> float:
+    """One of llama-server's own Prometheus counters."""
     text = httpx.get(f"{child.url}/metrics", headers={"Authorization": f"Bearer {child.key}"}, timeout=10).text
-    return float(next(line.split()[-1] for line in text.splitlines()
-                      if line.startswith("llamacpp:tokens_predicted_total")))
+    return float(next(line.split()[-1] for line in text.splitlines() if line.startswith(name + " ")))
+
+
+def predicted_total(child: EngineChild) -> float:
+    """llama-server's own count of tokens it generated."""
+    return engine_metric(child, "llamacpp:tokens_predicted_total")
 
 
 def test_client_disconnect_frees_the_slot(served):
@@ -425,3 +429,20 @@ def test_transformers_formats_get_tools_and_schemas(openai_client, name):
         response_format={"type": "json_schema", "json_schema": {"name": "reply", "schema": REPLY}})
     jsonschema_rs.validate(REPLY, json.loads(r.choices[0].message.content))
     assert len(r.choices[0].logprobs.content) == r.usage.completion_tokens
+
+
+def test_a_fresh_benchmark_run_times_the_whole_prompt(served):
+    """Benchmarks ask for cache_prompt=False: the engine then evaluates every prompt token again."""
+    _, manager = served
+    prompt = "def shuffle(items): " * 20
+    ids = manager.call(MODEL, lambda b: b.tokenize(prompt))
+    child = child_of(manager)
+
+    def processed(params: GenerationParams) -> float:
+        before = engine_metric(child, "llamacpp:prompt_tokens_total")
+        manager.generate(MODEL, ids, params)
+        return engine_metric(child, "llamacpp:prompt_tokens_total") - before
+
+    processed(GenerationParams(max_tokens=2, temperature=0))
+    assert processed(GenerationParams(max_tokens=2, temperature=0)) < len(ids)  # the cached prefix was reused
+    assert processed(GenerationParams(max_tokens=2, temperature=0, cache_prompt=False)) == len(ids)

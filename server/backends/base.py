@@ -41,6 +41,9 @@ class GenerationParams:
     # The request's own context window (Ollama's num_ctx): prompt + generation must fit it. At most the
     # loaded context; a larger one is refused, never silently ignored.
     num_ctx: Optional[int] = None
+    # Reuse a cached prefix of an earlier prompt (the engine's prompt cache); benchmarks turn it off so
+    # that the whole prompt is timed.
+    cache_prompt: bool = True
 
     def features(self) -> list[str]:
         """The optional features these parameters ask of a backend (see Backend.features)."""

@@ -255,7 +255,8 @@ def engine_threads() -> int:
 def completion_body(prompt_ids: list[int], params: GenerationParams, budget: int, stream: bool) -> dict[str, Any]:
     """The llama-server /completion request for a generation."""
     body: dict[str, Any] = {
-        "prompt": prompt_ids, "n_predict": budget, "stream": stream, "return_tokens": True, "cache_prompt": True,
+        "prompt": prompt_ids, "n_predict": budget, "stream": stream, "return_tokens": True,
+        "cache_prompt": params.cache_prompt,
         "temperature": 0.0 if params.greedy else params.temperature, "top_k": params.top_k, "top_p": params.top_p,
         "min_p": params.min_p, "repeat_penalty": params.repeat_penalty, "ignore_eos": params.ignore_eos,
         "stop": list(params.stop),
