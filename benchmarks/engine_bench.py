@@ -499,7 +499,7 @@ def _wait_gone(pids: Sequence[int], timeout: float = 15.0) -> None:
 @contextmanager
 def llama_server_alone(setup: Setup, workdir: Path) -> Iterator[tuple[str, dict[str, str]]]:
     """llama-server started directly with the command line LQMF gives its child (no API key)."""
-    from lqmf.processes import tethered
+    from lqmf.processes import end_process, tethered
     from server.engine import ChildSpec, EngineChild, free_port
 
     child = EngineChild(ChildSpec(setup.binary, setup.model_path, setup.model_name, setup.slots, setup.slot_ctx,
@@ -527,12 +527,7 @@ def llama_server_alone(setup: Setup, workdir: Path) -> Iterator[tuple[str, dict[
         log.info("llama-server alone: pid %d, %s", proc.pid, " ".join(cmd[cmd.index("-np"):cmd.index("--jinja")]))
         yield child.url, {}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        end_process(proc, 10)
 
 
 @contextmanager

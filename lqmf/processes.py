@@ -23,3 +23,17 @@ def tethered(cmd: list[str]) -> list[str]:
 
     # Run as a file, not `-m`: the child's sys.path need not contain the project.
     return [sys.executable, str(Path(__file__).with_name("tether.py")), str(os.getpid()), "--", *cmd]
+
+
+def end_process(proc, grace_s: float = 5.0) -> None:
+    """Stop a subprocess.Popen child: SIGTERM, then SIGKILL when it has not ended after `grace_s`."""
+    import subprocess
+
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=grace_s)

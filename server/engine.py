@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from lqmf.errors import EngineUnavailable, ModelLoadError
-from lqmf.processes import tethered
+from lqmf.processes import end_process, tethered
 from lqmf.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -237,14 +237,8 @@ class EngineChild:
 
     def _kill(self) -> None:
         proc, self._proc = self._proc, None  # first: its watcher then knows the end was ours
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        if proc is not None:
+            end_process(proc)
 
     def log_tail(self) -> str:
         """The child's last log lines, for error messages."""

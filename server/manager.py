@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, S
 
 from lqmf.errors import InsufficientMemory, LQMFError, ModelBusy, ModelNotFound, QueueFull
 from lqmf.settings import Settings
-from server.backends.base import Backend, Chunk, GenerationParams, GenerationResult, Message, Timings, collect
+from server.backends.base import Backend, Chunk, GenerationParams, GenerationResult, Message, Timings
 from server.discovery import DiscoveryCache, ModelRecord
 
 if TYPE_CHECKING:
@@ -572,7 +572,7 @@ class ModelManager:
     def generate(
         self, name: str, prompt: Prompt, params: GenerationParams, keep_alive_s: Optional[float] = None
     ) -> GenerationResult:
-        """Non-streaming generation: the same stream, collected on the worker (no per-token hand-off)."""
+        """Non-streaming generation, whole on the worker (the server engine asks its child for one answer)."""
         return self.generate_job(name, prompt, params, keep_alive_s).result()[0]
 
     def generate_job(

@@ -121,12 +121,15 @@ class GGUFBackend(Backend):
         self.loaded = True
 
     def unload(self) -> None:
+        self._close_llm()
+        self._grammar_tokenizer = None
+        self.loaded = False
+
+    def _close_llm(self) -> None:
         if self.llm is not None:
             with self._native_lock:
                 self.llm.close()
         self.llm = None
-        self._grammar_tokenizer = None
-        self.loaded = False
 
     def grammar_tokenizer(self):
         """llguidance's view of this model's vocabulary, built once per load (constrained decoding)."""

@@ -69,7 +69,7 @@ class EngineBackend(GGUFBackend):
         try:
             self.child.start()
         except BaseException:
-            self._close_vocab()
+            self._close_llm()
             raise
         self.loaded = True
 
@@ -81,14 +81,8 @@ class EngineBackend(GGUFBackend):
                 with self._native_lock:
                     self._weights.close()
                 self._weights = None
-        self._close_vocab()
+        self._close_llm()
         self.loaded = False
-
-    def _close_vocab(self) -> None:
-        if self.llm is not None:
-            with self._native_lock:
-                self.llm.close()
-        self.llm = None
 
     def footprint(self) -> int:
         """Weights plus every slot's f16 KV cache (what the child allocates at start)."""
