@@ -45,6 +45,8 @@ class EngineBackend(GGUFBackend):
         self._vocab_lock = threading.Lock()
         self._weights = None  # a full in-process handle, made only for embeddings (memory-mapped: shared pages)
         self._weights_lock = threading.Lock()
+        self._idle: list = []  # kept-alive connections to the child (http.client), newest last
+        self._pool_lock = threading.Lock()
 
     # -- lifecycle -------------------------------------------------------------------------------
     def load(self) -> None:
@@ -76,6 +78,10 @@ class EngineBackend(GGUFBackend):
     def unload(self) -> None:
         if self.child is not None:
             self.child.stop()
+        with self._pool_lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
         with self._weights_lock:
             if self._weights is not None:
                 with self._native_lock:
@@ -147,7 +153,7 @@ class EngineBackend(GGUFBackend):
                                     timings=Timings(len(prompt_ids), produced, 0.0, elapsed, elapsed))
                         return
             finally:
-                conn.close()
+                conn.close()  # llama-server closes a connection after a streamed answer anyway
             raise ConnectionError("the stream ended without a final event")  # explained below
 
     def generate(self, prompt_ids: list[int], params: GenerationParams,
@@ -157,13 +163,15 @@ class EngineBackend(GGUFBackend):
         start = time.perf_counter()
         with self._failures_explained():
             conn, response = self._post(body, cancel)
+            if response is None:  # cancelled while the child worked: closing the connection stops it
+                elapsed = time.perf_counter() - start
+                return GenerationResult("", [], "cancelled", Timings(len(prompt_ids), 0, 0.0, elapsed, elapsed))
+            done = False
             try:
-                if response is None:  # cancelled while the child worked: closing the connection stopped it
-                    elapsed = time.perf_counter() - start
-                    return GenerationResult("", [], "cancelled", Timings(len(prompt_ids), 0, 0.0, elapsed, elapsed))
                 event = json.loads(response.read())
+                done = True
             finally:
-                conn.close()
+                self._release(conn, reusable=done)
         chunk = final_chunk(event, params, whole=True)
         return GenerationResult(chunk.text, chunk.token_ids, chunk.finish_reason, chunk.timings, chunk.logprobs)
 
@@ -175,28 +183,63 @@ class EngineBackend(GGUFBackend):
         return completion_body(prompt_ids, params, budget, stream), budget
 
     def _post(self, body: dict[str, Any], cancel: Optional[threading.Event]):
-        """POST /completion on a connection of its own: (connection, response), or (connection, None) when
-        `cancel` was set before the answer came (the connection is then closed, which cancels the task)."""
+        """POST /completion: (connection, response), or (connection, None) when `cancel` was set before the
+        answer came (the connection is then closed: llama-server sees that and cancels the task).
+
+        Connections that served a non-streamed answer are kept alive for the next request (llama-server
+        closes one after a streamed answer itself). One the child closed while it sat idle fails before
+        any answer, and only then is the request sent again, once, on a new connection.
+        """
         import http.client
         import select
 
-        child = self.child
-        conn = http.client.HTTPConnection("127.0.0.1", child.port, timeout=CONNECT_TIMEOUT_S)
-        conn.request("POST", "/completion", body=json.dumps(body).encode(),
-                     headers={"Authorization": f"Bearer {child.key}", "Content-Type": "application/json"})
-        conn.sock.settimeout(None)  # a long prompt or generation is not a failure
-        if cancel is not None:
-            while not select.select([conn.sock], [], [], CANCEL_POLL_S)[0]:
-                if cancel.is_set():
-                    conn.close()
-                    return conn, None
-        response = conn.getresponse()
+        payload = json.dumps(body).encode()
+        headers = {"Authorization": f"Bearer {self.child.key}", "Content-Type": "application/json"}
+        for attempt in (0, 1):
+            conn, reused = self._connection()
+            try:
+                conn.request("POST", "/completion", body=payload, headers=headers)
+                conn.sock.settimeout(None)  # a long prompt or generation is not a failure
+                if cancel is not None:
+                    while not select.select([conn.sock], [], [], CANCEL_POLL_S)[0]:
+                        if cancel.is_set():
+                            conn.close()
+                            return conn, None
+                response = conn.getresponse()
+            except (ConnectionError, http.client.RemoteDisconnected):
+                conn.close()
+                if reused and attempt == 0:
+                    continue
+                raise
+            break
         if response.status != 200:
             try:
                 raise self._refusal(response.status, response.read())
             finally:
                 conn.close()
         return conn, response
+
+    def _connection(self):
+        """(an idle kept-alive connection to the current child, True) or (a new one, False)."""
+        import http.client
+
+        port = self.child.port
+        with self._pool_lock:
+            while self._idle:
+                conn = self._idle.pop()
+                if conn.port == port:
+                    return conn, True
+                conn.close()  # to a child that has since been restarted on another port
+        return http.client.HTTPConnection("127.0.0.1", port, timeout=CONNECT_TIMEOUT_S), False
+
+    def _release(self, conn, reusable: bool) -> None:
+        """Keep a connection whose answer was read to the end; close any other."""
+        with self._pool_lock:
+            # http.client drops the socket itself after an answer that said "Connection: close".
+            if reusable and conn.sock is not None and len(self._idle) < self.parallel:
+                self._idle.append(conn)
+                return
+        conn.close()
 
     @contextlib.contextmanager
     def _failures_explained(self):
