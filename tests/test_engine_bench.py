@@ -102,7 +102,7 @@ def test_json_safe_turns_nan_into_null():
 
 def test_arguments_and_the_quick_defaults(tmp_path):
     args = parse_args([])
-    assert (args.rounds, args.tokens, args.clients, args.requests, args.streams) == (3, 64, [1, 4, 16], 2, 8)
+    assert (args.rounds, args.tokens, args.clients, args.requests, args.streams) == (3, 64, [1, 4, 16], 2, 24)
     assert args.model is None and not args.two_models and args.out.name == "engine_bench.json"
     assert args.systems == ["llama-server", "lqmf-server", "lqmf-in-process"]
     quick = parse_args(["--quick", "--demo-dir", str(tmp_path), "--clients", "1,4"])
