@@ -178,7 +178,7 @@ def arguments_of(value: Any) -> Any:
     return value if value is not None else {}
 
 
-def read_reply(text: str, finish_reason: str) -> tuple[Optional[str], list[ToolCall]]:
+def read_reply(text: str) -> tuple[Optional[str], list[ToolCall]]:
     """(content, calls) from a constrained reply; a reply cut short is returned as text, with no calls."""
     try:
         value = json.loads(text)

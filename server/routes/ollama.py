@@ -166,7 +166,7 @@ async def _ollama_stream(request: Request, name: str, prompt, options: Optional[
     reason = {"stop": "stop", "length": "length", "cancelled": "stop"}
 
     def whole(text: str, final: Chunk) -> dict[str, Any]:
-        content, calls = read_reply(text, final.finish_reason) if tool_plan is not None else (text, [])
+        content, calls = read_reply(text) if tool_plan is not None else (text, [])
         return {**shape(content or "", calls), **final_stats(name, final, started, load_s, reason[final.finish_reason])}
 
     if not stream:

@@ -114,7 +114,7 @@ async def chat_completions(request: Request, body: OpenAIChatRequest):
         message: dict[str, Any] = {"role": "assistant", "content": result.text}
         reason = finish(result.finish_reason)
         if tool_plan is not None:
-            content, calls = read_reply(result.text, result.finish_reason)
+            content, calls = read_reply(result.text)
             message = {"role": "assistant", "content": content}
             if calls:
                 message["tool_calls"] = [without_index(c.openai(i)) for i, c in enumerate(calls)]
@@ -162,7 +162,7 @@ async def chat_completions(request: Request, body: OpenAIChatRequest):
         # sent as a content delta or as tool-call deltas.
         yield event({"role": "assistant", "content": None})
         text, final = await collect_chunks(chunks)
-        content, calls = read_reply(text, final.finish_reason)
+        content, calls = read_reply(text)
         if calls:
             yield event({"tool_calls": [c.openai(i) for i, c in enumerate(calls)]})
         elif content:
