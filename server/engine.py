@@ -88,7 +88,8 @@ class EngineChild:
         self.key = secrets.token_urlsafe(32)
         self.port = 0
         self._proc: Optional[subprocess.Popen] = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the process handle and its state
+        self._restart_lock = threading.Lock()  # one restart at a time (held while the child starts)
         self._stopping = False
         self.died: Optional[str] = None  # why the last child ended on its own, until the next start
         self.restarts = 0
@@ -204,29 +205,34 @@ class EngineChild:
         log.error("%s (log: %s); the next request starts it again", self.died, self.spec.log_path)
 
     def ensure_running(self) -> None:
-        """Restart a child that died, with backoff; EngineUnavailable (503) with the reason until it serves."""
+        """Restart a child that died, with backoff; EngineUnavailable (503) with the reason until it serves.
+
+        Several slots' workers may find it dead at once: one restarts it, the others wait for that
+        (the restart lock) and then find it alive, so exactly one new child is started.
+        """
         if self.alive():
             return
-        with self._lock:
-            if self.alive():
-                return
-            if self._stopping:
-                raise EngineUnavailable(f"{self.spec.name}'s engine is stopping", "send the request again")
-            wait = self._next_start - time.monotonic()
-            if wait > 0:
-                raise EngineUnavailable(f"{self.died or 'the engine is down'}; next restart in {wait:.1f} s",
-                                        "retry shortly")
-        try:
-            self.start()
-        except ModelLoadError as exc:
-            self._failures += 1
-            delay = BACKOFF_S[min(self._failures - 1, len(BACKOFF_S) - 1)]
-            self._next_start = time.monotonic() + delay
-            self.died = str(exc.message)
-            raise EngineUnavailable(f"restarting {self.spec.name}'s engine failed: {exc.message}",
-                                    f"retry in {delay:.0f} s; see {self.spec.log_path}") from exc
-        self._failures = 0
-        self.restarts += 1
+        with self._restart_lock:
+            with self._lock:
+                if self.alive():
+                    return
+                if self._stopping:
+                    raise EngineUnavailable(f"{self.spec.name}'s engine is stopping", "send the request again")
+                wait = self._next_start - time.monotonic()
+                if wait > 0:
+                    raise EngineUnavailable(f"{self.died or 'the engine is down'}; next restart in {wait:.1f} s",
+                                            "retry shortly")
+            try:
+                self.start()
+            except ModelLoadError as exc:
+                self._failures += 1
+                delay = BACKOFF_S[min(self._failures - 1, len(BACKOFF_S) - 1)]
+                self._next_start = time.monotonic() + delay
+                self.died = str(exc.message)
+                raise EngineUnavailable(f"restarting {self.spec.name}'s engine failed: {exc.message}",
+                                        f"retry in {delay:.0f} s; see {self.spec.log_path}") from exc
+            self._failures = 0
+            self.restarts += 1
         log.warning("engine for %s restarted (restart %d)", self.spec.name, self.restarts)
 
     def stop(self) -> None:

@@ -240,17 +240,20 @@ def test_ollama_client_format_tools_and_num_ctx(ollama_client):
 
 
 # -- parallel slots, cancel, crashes -------------------------------------------------------------------
-def test_four_requests_decode_concurrently(served):
-    """The engine's own timings: four requests' decode times together exceed the wall time they took."""
+def test_four_streams_decode_concurrently(served):
+    """The engine's own timings: four streams' decode times together exceed the wall time they took."""
     url, manager = served
     budget = manager.load(MODEL).backend.context_length - 8
     together = threading.Barrier(4)
     took: list[float] = []
 
     def one(i: int) -> None:
-        body = {"message": f"story {i}", "max_tokens": budget, "temperature": 0, "ignore_eos": True}
+        body = {"message": f"story {i}", "max_tokens": budget, "temperature": 0, "ignore_eos": True, "stream": True}
         together.wait()
-        took.append(httpx.post(f"{url}/models/{MODEL}/chat", json=body, timeout=120).json()["time_taken"])
+        with httpx.stream("POST", f"{url}/models/{MODEL}/chat", json=body, timeout=120) as r:
+            events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: {")]
+        assert sum(1 for e in events if e.get("delta")) > 100
+        took.append(events[-1]["time_taken"])  # the engine's prompt + decode time for this stream
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(4)]
     start = time.perf_counter()
@@ -446,3 +449,27 @@ def test_a_fresh_benchmark_run_times_the_whole_prompt(served):
     processed(GenerationParams(max_tokens=2, temperature=0))
     assert processed(GenerationParams(max_tokens=2, temperature=0)) < len(ids)  # the cached prefix was reused
     assert processed(GenerationParams(max_tokens=2, temperature=0, cache_prompt=False)) == len(ids)
+
+
+def test_slots_that_find_the_child_dead_together_start_one_child(served):
+    url, manager = served
+    child = child_of(manager)
+    os.kill(child.pid, signal.SIGKILL)
+    assert wait_until(lambda: not child.alive(), 5)
+    restarts = child.restarts
+    together = threading.Barrier(4)
+    codes: list[int] = []
+
+    def one() -> None:
+        together.wait()
+        codes.append(httpx.post(f"{url}/v1/completions", json={"model": MODEL, "prompt": "x", "max_tokens": 4},
+                                timeout=60).status_code)
+
+    threads = [threading.Thread(target=one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert codes == [200] * 4 and child.restarts == restarts + 1
+    engines = [p for p in psutil.Process().children(recursive=True) if "llama-server" in p.name()]
+    assert sum(1 for p in engines if p.cmdline()[p.cmdline().index("-m") + 1].endswith(f"{MODEL}.gguf")) == 1
