@@ -90,6 +90,7 @@ class EngineChild:
         self._proc: Optional[subprocess.Popen] = None
         self._lock = threading.Lock()  # the process handle and its state
         self._restart_lock = threading.Lock()  # one restart at a time (held while the child starts)
+        self._serving = False  # set once the child answers /health
         self._stopping = False
         self.died: Optional[str] = None  # why the last child ended on its own, until the next start
         self.restarts = 0
@@ -105,7 +106,8 @@ class EngineChild:
         return self._proc.pid if self._proc is not None else None
 
     def alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        """Running and serving (not merely started: a child still loading answers 503)."""
+        return self._serving and self._proc is not None and self._proc.poll() is None
 
     def command(self) -> list[str]:
         s = self.spec
@@ -121,11 +123,13 @@ class EngineChild:
         """Start the child and wait until it serves (ModelLoadError with its log's last lines if not)."""
         with self._lock:
             self._stopping = False
+            self._serving = False  # a child that died on its own left it set
             for attempt in range(3):  # another process may take the free port between probe and bind
                 self.port = free_port()
                 self._spawn()
                 try:
                     self._wait_healthy()
+                    self._serving = True
                     break
                 except ModelLoadError:
                     tail = self.log_tail()
@@ -242,6 +246,7 @@ class EngineChild:
             self._kill()
 
     def _kill(self) -> None:
+        self._serving = False
         proc, self._proc = self._proc, None  # first: its watcher then knows the end was ours
         if proc is not None:
             end_process(proc)

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
-from lqmf.errors import EngineUnavailable, InvalidRequest, LQMFError, ModelLoadError
+from lqmf.errors import EngineUnavailable, FeatureUnsupported, InvalidRequest, LQMFError, ModelLoadError
 from server.backends.base import Chunk, GenerationParams, GenerationResult, IncrementalDecoder, Timings, TokenLogprob
 from server.backends.gguf import DEFAULT_CTX, GGUFBackend, quiet_llama_log
 from server.engine import ChildSpec, EngineChild
@@ -45,7 +45,7 @@ class EngineBackend(GGUFBackend):
         self._vocab_lock = threading.Lock()
         self._weights = None  # a full in-process handle, made only for embeddings (memory-mapped: shared pages)
         self._weights_lock = threading.Lock()
-        self._idle: list = []  # kept-alive connections to the child (http.client), newest last
+        self._idle: list = []  # (kept-alive http.client connection, pid of the child it reaches), newest last
         self._pool_lock = threading.Lock()
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -78,10 +78,7 @@ class EngineBackend(GGUFBackend):
     def unload(self) -> None:
         if self.child is not None:
             self.child.stop()
-        with self._pool_lock:
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
+        self._drop_idle()
         with self._weights_lock:
             if self._weights is not None:
                 with self._native_lock:
@@ -122,13 +119,14 @@ class EngineBackend(GGUFBackend):
         raise LQMFError("the server engine samples in the child", "use stream()")
 
     def reset_cache(self) -> None:
-        """Nothing to do: llama-server reuses a slot's cached prefix only where it matches the prompt."""
+        """Nothing to reset here: a request that must time its whole prompt says so itself
+        (GenerationParams.cache_prompt=False), since the child's slots are shared."""
 
     # -- generation ---------------------------------------------------------------------------
     def stream(self, prompt_ids: list[int], params: GenerationParams,
                cancel: Optional[threading.Event] = None) -> Iterator[Chunk]:
         """Generate on a free slot of the child; chunks as the engine streams them, timings its own."""
-        body, budget = self._request(prompt_ids, params, stream=True)
+        body = self._request(prompt_ids, params, stream=True)
         start = time.perf_counter()
         produced = 0
         with self._failures_explained():
@@ -159,7 +157,7 @@ class EngineBackend(GGUFBackend):
     def generate(self, prompt_ids: list[int], params: GenerationParams,
                  cancel: Optional[threading.Event] = None) -> GenerationResult:
         """A whole generation as one answer from the child: no per-token work in this process at all."""
-        body, _ = self._request(prompt_ids, params, stream=False)
+        body = self._request(prompt_ids, params, stream=False)
         start = time.perf_counter()
         with self._failures_explained():
             conn, response = self._post(body, cancel)
@@ -175,12 +173,15 @@ class EngineBackend(GGUFBackend):
         chunk = final_chunk(event, params, whole=True)
         return GenerationResult(chunk.text, chunk.token_ids, chunk.finish_reason, chunk.timings, chunk.logprobs)
 
-    def _request(self, prompt_ids: list[int], params: GenerationParams, stream: bool) -> tuple[dict, int]:
+    def _request(self, prompt_ids: list[int], params: GenerationParams, stream: bool) -> dict[str, Any]:
+        """The /completion body, after the checks that need no child (schema, context), with the child up."""
+        if params.json_schema is not None:
+            self.check_schema(params.json_schema)
         window = self.window(params)
         self.check_fits(prompt_ids, window)
         budget = min(params.max_tokens, window - len(prompt_ids))
         self.child.ensure_running()
-        return completion_body(prompt_ids, params, budget, stream), budget
+        return completion_body(prompt_ids, params, budget, stream)
 
     def _post(self, body: dict[str, Any], cancel: Optional[threading.Event]):
         """POST /completion: (connection, response), or (connection, None) when `cancel` was set before the
@@ -209,6 +210,7 @@ class EngineBackend(GGUFBackend):
             except (ConnectionError, http.client.RemoteDisconnected):
                 conn.close()
                 if reused and attempt == 0:
+                    self._drop_idle()  # the others sat idle as long: the retry takes a new connection
                     continue
                 raise
             break
@@ -220,26 +222,32 @@ class EngineBackend(GGUFBackend):
         return conn, response
 
     def _connection(self):
-        """(an idle kept-alive connection to the current child, True) or (a new one, False)."""
+        """(an idle kept-alive connection to the running child, True) or (a new one, False)."""
         import http.client
 
-        port = self.child.port
+        child = self.child
         with self._pool_lock:
             while self._idle:
-                conn = self._idle.pop()
-                if conn.port == port:
+                conn, pid = self._idle.pop()
+                if pid == child.pid:
                     return conn, True
-                conn.close()  # to a child that has since been restarted on another port
-        return http.client.HTTPConnection("127.0.0.1", port, timeout=CONNECT_TIMEOUT_S), False
+                conn.close()  # to a child that has since died (a new one may even have the same port)
+        return http.client.HTTPConnection("127.0.0.1", child.port, timeout=CONNECT_TIMEOUT_S), False
 
     def _release(self, conn, reusable: bool) -> None:
         """Keep a connection whose answer was read to the end; close any other."""
         with self._pool_lock:
             # http.client drops the socket itself after an answer that said "Connection: close".
             if reusable and conn.sock is not None and len(self._idle) < self.parallel:
-                self._idle.append(conn)
+                self._idle.append((conn, self.child.pid))
                 return
         conn.close()
+
+    def _drop_idle(self) -> None:
+        with self._pool_lock:
+            idle, self._idle = self._idle, []
+        for conn, _ in idle:
+            conn.close()
 
     @contextlib.contextmanager
     def _failures_explained(self):
@@ -268,6 +276,28 @@ class EngineBackend(GGUFBackend):
         message = error.get("message", str(error)) if isinstance(error, dict) else str(error)
         return LQMFError(f"llama-server failed the request: {message}", f"see {self.log_path}")
 
+    # -- JSON schemas ---------------------------------------------------------------------------------
+    def grammar_tokenizer(self):
+        with self._vocab_lock:  # built from the vocabulary handle that every slot's worker shares
+            return super().grammar_tokenizer()
+
+    def check_schema(self, schema_text: str) -> None:
+        """Refuse, before the child sees it, a schema that is invalid or that the engine would not enforce.
+
+        llama-server's converter ignores what it does not know (measured: {"not": ...} generated
+        unconstrained) and fails mid-generation on a schema no value satisfies (a 500 after the first
+        token). llguidance compiles the schema against this model's vocabulary first (invalid: 422,
+        unenforceable: 400), then the keywords llama.cpp's converter skips are refused by name.
+        """
+        from server.constrained import JsonConstraint
+
+        JsonConstraint.for_backend(self, schema_text)
+        skipped = engine_unenforced(json.loads(schema_text))
+        if skipped:
+            raise FeatureUnsupported(
+                f"llama.cpp's grammar cannot enforce {', '.join(sorted(skipped))} in a JSON schema",
+                "drop those keywords, or use a transformers format of the model (llguidance enforces them)")
+
     # -- embeddings: a full in-process handle on the same (memory-mapped) file --------------------
     def _weights_llm(self):
         from llama_cpp import Llama
@@ -278,6 +308,35 @@ class EngineBackend(GGUFBackend):
                     self._weights = Llama(model_path=str(self.record.path), n_ctx=256, n_batch=256,
                                           n_threads=self.threads or engine_threads(), verbose=False)
             return self._weights
+
+
+# Validation keywords llama.cpp's JSON-schema converter (common/json-schema.cpp) does not enforce.
+ENGINE_SKIPS = frozenset({
+    "not", "uniqueItems", "multipleOf", "minProperties", "maxProperties", "patternProperties", "propertyNames",
+    "if", "then", "else", "dependentRequired", "dependentSchemas", "contains", "minContains", "maxContains",
+    "unevaluatedProperties", "unevaluatedItems",
+})
+BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+SUBSCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
+SUBSCHEMA_MAPS = ("properties", "$defs", "definitions")
+
+
+def engine_unenforced(schema: Any) -> set[str]:
+    """The validation keywords in `schema` that llama.cpp's converter would silently skip."""
+    if not isinstance(schema, dict):
+        return set()
+    found = {k for k in schema if k in ENGINE_SKIPS}
+    if schema.get("type") != "integer":  # numeric bounds are enforced on integers only
+        found |= {f"{k} (on a non-integer)" for k in BOUNDS if k in schema}
+    for key in SUBSCHEMA_LISTS:
+        for sub in schema.get(key) or []:
+            found |= engine_unenforced(sub)
+    for key in SUBSCHEMA_MAPS:
+        for sub in (schema.get(key) or {}).values():
+            found |= engine_unenforced(sub)
+    for key in ("items", "additionalProperties"):
+        found |= engine_unenforced(schema.get(key))
+    return found
 
 
 def engine_threads() -> int:
@@ -295,15 +354,19 @@ def completion_body(prompt_ids: list[int], params: GenerationParams, budget: int
         "prompt": prompt_ids, "n_predict": budget, "stream": stream, "return_tokens": True,
         "cache_prompt": params.cache_prompt,
         "temperature": 0.0 if params.greedy else params.temperature, "top_k": params.top_k, "top_p": params.top_p,
-        "min_p": params.min_p, "repeat_penalty": params.repeat_penalty, "ignore_eos": params.ignore_eos,
+        "min_p": params.min_p, "repeat_penalty": params.repeat_penalty,
+        # A grammar that is complete allows nothing but end-of-generation: masking it then leaves no
+        # token at all (llama-server fails the request, measured), so a constrained reply ends there.
+        "ignore_eos": params.ignore_eos and params.json_schema is None,
         "stop": list(params.stop),
     }
     if params.seed is not None:
         body["seed"] = params.seed_bits(32)
     if params.json_schema is not None:
-        # llama.cpp's own converter: it enforces every keyword (numeric bounds included), where the
-        # Python port that the in-process engine uses ignores some (see server.backends.grammar).
-        body["json_schema"] = json.loads(params.json_schema)
+        # llama.cpp's own converter, which enforces integer bounds where llama-cpp-python's Python port of
+        # it does not; `true` (any value) is written as the empty schema it means.
+        schema = json.loads(params.json_schema)
+        body["json_schema"] = {} if schema is True else schema
     if params.logprobs is not None:
         body["n_probs"] = max(1, params.logprobs)  # 0 turns them off in llama-server: trimmed below
     return body
