@@ -97,28 +97,30 @@ class GGUFBackend(Backend):
                 "or leave those fields out")
 
     def load(self) -> None:
-        from llama_cpp import Llama
-
         if not self.record.usable:
             raise ModelLoadError(f"{self.record.name} is not usable: {self.record.reason}", "see `list models`")
         trained = self.record.context_length or DEFAULT_CTX
         n_ctx = min(self.requested_ctx or DEFAULT_CTX, trained)
+        self._open(n_ctx=n_ctx, n_threads=self.threads or default_threads(), n_batch=min(512, n_ctx))
+        # llama.cpp pads its context (to a multiple of 256), while llama-cpp-python's token buffer keeps
+        # the size that was asked for: a prompt between the two overflowed that buffer (found by fuzzing).
+        self._n_ctx = min(int(self.llm.n_ctx()), int(self.llm.input_ids.shape[0]))
+        self.loaded = True
+
+    def _open(self, **options) -> None:
+        """Open the file as self.llm (a readable ModelLoadError if llama.cpp cannot) and read its template."""
+        from llama_cpp import Llama
+
         try:
-            with self._native_lock:
-                self.llm = Llama(
-                    model_path=str(self.record.path), n_ctx=n_ctx, n_threads=self.threads or default_threads(),
-                    n_batch=min(512, n_ctx), verbose=False,
-                )
+            # Quiet: a vocab-only context warns about its n_ctx on the shell's screen.
+            with self._native_lock, quiet_llama_log():
+                self.llm = Llama(model_path=str(self.record.path), verbose=False, **options)
         except Exception as exc:  # llama.cpp reports every load failure as a bare ValueError
             raise ModelLoadError(
                 f"llama.cpp could not load {self.record.name} ({self.record.path.name}): {exc}",
                 "the file may be truncated or not a llama.cpp model; re-create it or remove it",
             ) from exc
         self._template = self.llm.metadata.get("tokenizer.chat_template")
-        # llama.cpp pads its context (to a multiple of 256), while llama-cpp-python's token buffer keeps
-        # the size that was asked for: a prompt between the two overflowed that buffer (found by fuzzing).
-        self._n_ctx = min(int(self.llm.n_ctx()), int(self.llm.input_ids.shape[0]))
-        self.loaded = True
 
     def unload(self) -> None:
         self._close_llm()

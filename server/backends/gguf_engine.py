@@ -19,7 +19,7 @@ from typing import Any, Iterator, Optional, Sequence
 
 from lqmf.errors import EngineUnavailable, FeatureUnsupported, InvalidRequest, LQMFError, ModelLoadError
 from server.backends.base import Chunk, GenerationParams, GenerationResult, IncrementalDecoder, Timings, TokenLogprob
-from server.backends.gguf import DEFAULT_CTX, GGUFBackend, quiet_llama_log
+from server.backends.gguf import DEFAULT_CTX, GGUFBackend
 from server.engine import ChildSpec, EngineChild
 
 log = logging.getLogger(__name__)
@@ -50,21 +50,11 @@ class EngineBackend(GGUFBackend):
 
     # -- lifecycle -------------------------------------------------------------------------------
     def load(self) -> None:
-        from llama_cpp import Llama
-
         if not self.record.usable:
             raise ModelLoadError(f"{self.record.name} is not usable: {self.record.reason}", "see `list models`")
         trained = self.record.context_length or DEFAULT_CTX
         self._n_ctx = min(self.requested_ctx or DEFAULT_CTX, trained)
-        try:
-            with self._native_lock, quiet_llama_log():  # its context warns about n_ctx on the shell's screen
-                self.llm = Llama(model_path=str(self.record.path), vocab_only=True, verbose=False)
-        except Exception as exc:  # llama.cpp reports every load failure as a bare ValueError
-            raise ModelLoadError(
-                f"llama.cpp could not read {self.record.name} ({self.record.path.name}): {exc}",
-                "the file may be truncated or not a llama.cpp model; re-create it or remove it",
-            ) from exc
-        self._template = self.llm.metadata.get("tokenizer.chat_template")
+        self._open(vocab_only=True)
         threads = self.threads or engine_threads()
         self.child = EngineChild(ChildSpec(self.binary, Path(self.record.path), self.record.name, self.parallel,
                                            self._n_ctx, threads, self.log_path))
