@@ -77,6 +77,18 @@ def busy_slots(child: EngineChild) -> int:
     return sum(1 for s in slots(child) if s.get("is_processing"))
 
 
+def signal_after_first_token(stream, child: EngineChild, sig: int):
+    """EngineBackend.stream that sends `sig` to the child once its first chunk is out (a known point)."""
+
+    def wrapped(self, *args, **kwargs):
+        for n, chunk in enumerate(stream(self, *args, **kwargs)):
+            yield chunk
+            if n == 0:
+                os.kill(child.pid, sig)
+
+    return wrapped
+
+
 def wait_until(check, timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -303,15 +315,9 @@ def test_client_disconnect_frees_the_slot(served, monkeypatch):
     assert httpx.post(f"{url}/v1/completions", json=body, timeout=60).json()["usage"]["completion_tokens"] == budget
     assert predicted_total(child) - before == budget  # the engine counts what it generates
     original = EngineBackend.stream
-
-    def pause_after_first_token(self, *args, **kwargs):
-        # The demo model makes the whole answer in half a second, faster than a client can leave: the
-        # child is paused after its first token, so it is surely still generating when the client goes.
-        for n, chunk in enumerate(original(self, *args, **kwargs)):
-            yield chunk
-            if n == 0:
-                os.kill(child.pid, signal.SIGSTOP)
-
+    # The demo model makes the whole answer in half a second, faster than a client can leave: the child
+    # is paused after its first token, so it is surely still generating when the client goes.
+    pause_after_first_token = signal_after_first_token(original, child, signal.SIGSTOP)
     model = manager.get(MODEL)
     for _ in range(5):  # on 2 busy cores the child may finish before the worker reads its first token
         before = predicted_total(child)
@@ -355,15 +361,8 @@ def test_child_killed_mid_stream_ends_the_stream_and_restarts(served, monkeypatc
     url, manager = served
     child = child_of(manager)
     original = EngineBackend.stream
-
-    def kill_after_first_token(self, *args, **kwargs):
-        # The demo model makes a whole answer in about half a second: kill at a known point of the stream.
-        for n, chunk in enumerate(original(self, *args, **kwargs)):
-            yield chunk
-            if n == 0:
-                os.kill(child.pid, signal.SIGKILL)
-
-    monkeypatch.setattr(EngineBackend, "stream", kill_after_first_token)
+    # The demo model makes a whole answer in about half a second: kill at a known point of the stream.
+    monkeypatch.setattr(EngineBackend, "stream", signal_after_first_token(original, child, signal.SIGKILL))
     body = {"model": MODEL, "prompt": "x", "max_tokens": 1000, "temperature": 0, "ignore_eos": True, "stream": True}
     events = []
     with httpx.stream("POST", f"{url}/v1/completions", json=body, timeout=30) as r:
