@@ -543,3 +543,24 @@ def test_waiting_requests_start_in_arrival_order(served):
             assert wait_until(lambda: len(started) == i + slots + 1, 10)
             assert started[-1] == i + slots
     assert [job.result() for job in jobs] == [[i] for i in range(slots + 3)]
+
+
+def test_unload_and_keep_alive_stop_the_child_and_memory_counts_every_slot(demo_dir, tmp_path):
+    from server.manager import estimate_bytes
+
+    manager = ModelManager(Settings(home=tmp_path, models_dir_override=demo_dir, parallel=3, keep_alive_s=-1))
+    try:
+        model = manager.load(MODEL)
+        record, child = model.record, model.backend.child
+        n_ctx = model.backend.context_length
+        assert model.estimate_bytes == estimate_bytes(record, n_ctx * 3) > estimate_bytes(record, n_ctx)
+        assert model.footprint_bytes > record.size_bytes  # weights plus three slots' KV caches
+        process = psutil.Process(child.pid)
+        assert manager.unload(MODEL)
+        assert wait_until(lambda: not process.is_running() or process.status() == psutil.STATUS_ZOMBIE, 10)
+        # Idle past its keep_alive: unloaded by the reaper, child and all.
+        process = psutil.Process(manager.load(MODEL, keep_alive_s=1.0).backend.child.pid)
+        assert wait_until(lambda: not manager.is_loaded(MODEL), 10)
+        assert wait_until(lambda: not process.is_running() or process.status() == psutil.STATUS_ZOMBIE, 10)
+    finally:
+        manager.close()
