@@ -319,26 +319,28 @@ def test_client_disconnect_frees_the_slot(served, monkeypatch):
     # is paused after its first token, so it is surely still generating when the client goes.
     pause_after_first_token = signal_after_first_token(original, child, signal.SIGSTOP)
     model = manager.get(MODEL)
-    for _ in range(5):  # on 2 busy cores the child may finish before the worker reads its first token
+    # On 2 busy cores the child may finish its whole answer before the worker even reads the first token
+    # (seen once in a fresh-clone run): up to 5 tries, of which one must stop short. Without the cancel,
+    # every try generates the whole budget and the test fails.
+    generated_each: list[float] = []
+    for _ in range(5):
         before = predicted_total(child)
         monkeypatch.setattr(EngineBackend, "stream", pause_after_first_token)
         try:
             with httpx.stream("POST", f"{url}/v1/completions", json={**body, "stream": True}, timeout=60) as r:
                 next(line for line in r.iter_lines() if line.startswith("data: "))
-            # The client went away: LQMF cancels its job (when it was still running: the precondition)...
-            caught = wait_until(lambda: any(job.cancel_event.is_set() for job in list(model.active)), 5)
+            # The client went away: LQMF cancels its job...
+            wait_until(lambda: any(job.cancel_event.is_set() for job in list(model.active)), 5)
         finally:
             monkeypatch.setattr(EngineBackend, "stream", original)
             os.kill(child.pid, signal.SIGCONT)
+        # ...and closes its connection to the child at the next token, which stops that slot's generation.
         assert wait_until(lambda: busy_slots(child) == 0, 10)
-        if caught:
+        time.sleep(0.2)
+        generated_each.append(predicted_total(child) - before)
+        if generated_each[-1] < budget:
             break
-    else:
-        pytest.fail("the child finished every generation before it could be paused")
-    # ...and closes its connection to the child at the next token, which stops that slot's generation.
-    time.sleep(0.2)
-    generated = predicted_total(child) - before
-    assert generated < budget, f"the slot generated {generated} of {budget} tokens: the disconnect did not stop it"
+    assert generated_each[-1] < budget, f"every try generated all {budget} tokens: {generated_each}"
 
 
 def test_non_stream_client_that_leaves_is_cancelled(served):
