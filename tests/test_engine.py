@@ -3,6 +3,7 @@ ollama clients, tools and JSON schemas guaranteed by the grammar, slots, cancel,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -11,6 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Optional
 
 import httpx
 import jsonschema_rs
@@ -77,16 +79,27 @@ def busy_slots(child: EngineChild) -> int:
     return sum(1 for s in slots(child) if s.get("is_processing"))
 
 
-def signal_after_first_token(stream, child: EngineChild, sig: int):
-    """EngineBackend.stream that sends `sig` to the child once its first chunk is out (a known point)."""
+def signal_after_first_token(stream, child: EngineChild, sig: int, armed: "Optional[Armed]" = None):
+    """EngineBackend.stream that sends `sig` to the child once its first chunk is out (a known point),
+    unless `armed` has been disarmed by then (a late worker must not pause a child already resumed)."""
 
     def wrapped(self, *args, **kwargs):
         for n, chunk in enumerate(stream(self, *args, **kwargs)):
             yield chunk
             if n == 0:
-                os.kill(child.pid, sig)
+                with armed.lock if armed else contextlib.nullcontext():
+                    if armed is None or armed.on:
+                        os.kill(child.pid, sig)
 
     return wrapped
+
+
+class Armed:
+    """A switch the test turns off (under its lock) before it resumes a paused child."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.on = True
 
 
 def wait_until(check, timeout: float = 10.0) -> bool:
@@ -317,7 +330,6 @@ def test_client_disconnect_frees_the_slot(served, monkeypatch):
     original = EngineBackend.stream
     # The demo model makes the whole answer in half a second, faster than a client can leave: the child
     # is paused after its first token, so it is surely still generating when the client goes.
-    pause_after_first_token = signal_after_first_token(original, child, signal.SIGSTOP)
     model = manager.get(MODEL)
     # On 2 busy cores the child may finish its whole answer before the worker even reads the first token
     # (seen once in a fresh-clone run): up to 5 tries, of which one must stop short. Without the cancel,
@@ -325,7 +337,8 @@ def test_client_disconnect_frees_the_slot(served, monkeypatch):
     generated_each: list[float] = []
     for _ in range(5):
         before = predicted_total(child)
-        monkeypatch.setattr(EngineBackend, "stream", pause_after_first_token)
+        armed = Armed()
+        monkeypatch.setattr(EngineBackend, "stream", signal_after_first_token(original, child, signal.SIGSTOP, armed))
         try:
             with httpx.stream("POST", f"{url}/v1/completions", json={**body, "stream": True}, timeout=60) as r:
                 next(line for line in r.iter_lines() if line.startswith("data: "))
@@ -333,7 +346,9 @@ def test_client_disconnect_frees_the_slot(served, monkeypatch):
             wait_until(lambda: any(job.cancel_event.is_set() for job in list(model.active)), 5)
         finally:
             monkeypatch.setattr(EngineBackend, "stream", original)
-            os.kill(child.pid, signal.SIGCONT)
+            with armed.lock:
+                armed.on = False
+                os.kill(child.pid, signal.SIGCONT)
         # ...and closes its connection to the child at the next token, which stops that slot's generation.
         assert wait_until(lambda: busy_slots(child) == 0, 10)
         time.sleep(0.2)
