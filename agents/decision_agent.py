@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Optional
 
 from agents.classifiers.parse import classifier_command
+from agents.endpoint_commands import endpoint_command
 from agents.intents import Command, Intent, Slots
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ CANONICAL = [
     "chat with model NAME", "benchmark model NAME", "compare models A and B", "experiment with model NAME",
     "quantize NAME to 4-bit gguf", "download model ORG/NAME", "import PATH", "login", "list quantizations",
     "list experiments", "show statistics", "show config", 'embed NAME "text"',
+    "add endpoint NAME at URL", "list endpoints", "remove endpoint NAME", "use NAME", "export NAME for vllm",
     "help", "exit",
 ]
 
@@ -436,6 +438,7 @@ def _list_models(s: _Words, line: str) -> Optional[Command]:
 RULES: list[Callable[[_Words, str], Optional[Command]]] = [
     _exit,
     lambda s, line: classifier_command(line),  # "classifier" / "classify" lines read as typed
+    lambda s, line: endpoint_command(line),  # endpoints, `use`, `export`: read as typed
     _quantize,
     _acquire,
     _embed,

@@ -8,9 +8,11 @@ from typing import Callable, Optional
 
 from agents import results as r
 from agents.classifiers.commands import HELP as CLASSIFIER_HELP, ClassifierCommands
+from agents.endpoint_commands import HELP as ENDPOINT_HELP, EndpointCommands
 from agents.intents import Command, Intent
 from lqmf.errors import LQMFError
 from lqmf.settings import Settings
+from server.manager import DEFAULT
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,7 @@ HELP = [
     ("list quantizations", "every quantization run: plan, status, duration, peak memory"),
     ('embed NAME "text" ["text" ...]', "a text's embedding: dimensions, norm and first values (--json: all)"),
     *CLASSIFIER_HELP,
+    *ENDPOINT_HELP,
     ("show config", "where models, logs and the database live, and the limits"),
     ("help / exit", "this list / leave (stops the server)"),
 ]
@@ -80,9 +83,12 @@ class Executor:
             Intent.EMBED_TEXT: self.embed,
         }
         self.handlers.update(ClassifierCommands(self).handlers())
+        self.handlers.update(EndpointCommands(self).handlers())
 
     def execute(self, command: Command) -> r.Result:
         """Run one command; core errors become ErrorResult (LQMF_DEBUG=1 re-raises)."""
+        if command.intent is Intent.CHAT_WITH_MODEL and not command.slots.model and self._has_default():
+            command.slots.model, command.question = DEFAULT, None  # `chat` alone talks to the default model
         if command.question:
             return r.Question(text=command.question, choices=command.choices)
         try:
@@ -132,9 +138,26 @@ class Executor:
     def status(self, command: Command) -> r.Result:
         return self._server_info()
 
+    def _has_default(self) -> bool:
+        try:
+            return bool(self.manager.active.chain())
+        except LQMFError:
+            return False
+
     def chat(self, command: Command) -> r.Result:
-        model = self.manager.load(command.slots.model)  # errors (unknown, broken) before chat mode starts
-        return r.ChatStart(model=model.name, prompt=command.slots.prompt)
+        """Chat mode with a model loaded first (errors before chat mode starts); `default` takes the first
+        model of the default chain that loads."""
+        chain = self.manager.resolve(command.slots.model)
+        for index, name in enumerate(chain):
+            try:
+                model = self.manager.load(name)
+            except LQMFError as exc:
+                if index + 1 == len(chain):
+                    raise
+                log.warning("default model %s cannot be used (%s); falling back to %s", name, exc, chain[index + 1])
+                continue
+            return r.ChatStart(model=model.name, prompt=command.slots.prompt)
+        raise AssertionError("unreachable: the chain is never empty")
 
     def config(self, command: Command) -> r.Result:
         s = self.settings

@@ -19,7 +19,7 @@ from agents.fidelity import FidelityStats, PositionStats, position_stats, scorin
 from lqmf.errors import LQMFError
 from lqmf.settings import Settings
 from server.backends.base import GenerationParams, collect
-from server.manager import ModelManager, Prompt, prompt_ids
+from server.manager import ModelManager, Prompt
 
 log = logging.getLogger(__name__)
 
@@ -215,10 +215,9 @@ class ExperimentAgent:
             params = dataclasses.replace(params, cache_prompt=False)
 
         def work(backend, cancel):
-            ids = prompt_ids(backend, chat)
             if fresh:
                 backend.reset_cache()
-            yield collect(backend.stream(ids, params, cancel))
+            yield collect(backend.stream_prompt(chat, params, cancel))
 
         start = time.perf_counter()
         result = self.manager.submit(model, work).result()[0]

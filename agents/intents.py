@@ -29,6 +29,11 @@ class Intent(str, Enum):
     LIST_EXPERIMENTS = "LIST_EXPERIMENTS"
     SHOW_STATISTICS = "SHOW_STATISTICS"
     SHOW_CONFIG = "SHOW_CONFIG"
+    ADD_ENDPOINT = "ADD_ENDPOINT"
+    REMOVE_ENDPOINT = "REMOVE_ENDPOINT"
+    LIST_ENDPOINTS = "LIST_ENDPOINTS"
+    USE_MODEL = "USE_MODEL"
+    EXPORT_MODEL = "EXPORT_MODEL"
     SHOW_HELP = "SHOW_HELP"
     EXIT = "EXIT"
     UNKNOWN = "UNKNOWN"
@@ -57,6 +62,9 @@ class Slots:
     label_column: Optional[str] = None  # train classifier: the data's label column (default "label")
     algorithm: Optional[str] = None  # train classifier: svm | logreg
     pca: Optional[float] = None  # train classifier: PCA's share of variance (0..1) or number of components
+    urls: list[str] = field(default_factory=list)  # add endpoint: its member URLs
+    remote_model: Optional[str] = None  # add endpoint: the model id on the remote server
+    key_env: Optional[str] = None  # add endpoint: the environment variable holding its key (never the key)
 
     def to_dict(self) -> dict[str, Any]:
         """Only the slots that are set."""

@@ -207,3 +207,22 @@ class ClassifierCheckResult(Result):
     """A classifier checked on quantized variants' embeddings: one row per model, the report file."""
 
     report: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EndpointList(Result):
+    """Remote endpoints with their members' health; `changed` says what a command just did to them."""
+
+    endpoints: list[dict[str, Any]] = field(default_factory=list)
+    changed: str = ""
+
+
+@dataclass
+class ExportResult(Result):
+    """The command that serves a model on another engine, and what to know about it."""
+
+    target: str = ""
+    model: str = ""
+    command: str = ""
+    notes: list[str] = field(default_factory=list)
+    experimental: bool = False

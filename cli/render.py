@@ -39,12 +39,49 @@ def model_list(res: r.ModelList, console: Console) -> None:
     for column in ("name", "format", "level", "bits", "size", "params", "context", "loaded", "usable"):
         table.add_column(column)
     for m in res.models:
+        remote = m.get("remote")
+        if remote:  # a remote endpoint: where it is and how it answered, instead of file facts
+            level = m["display"].get("host", "-")
+            size = f"{remote['health']}, {m['display'].get('latency', '-')}"
+        else:
+            level, size = m.get("level") or "-", _size(m["size_bytes"])
         table.add_row(
-            m["name"], m["format"], m.get("level") or "-", f"{m['bits']:g}" if m.get("bits") else "-",
-            _size(m["size_bytes"]), _params(m.get("parameter_count")), str(m.get("context_length") or "-"),
+            m["name"], m["format"], level, f"{m['bits']:g}" if m.get("bits") else "-",
+            size, _params(m.get("parameter_count")), str(m.get("context_length") or "-"),
             "yes" if m.get("loaded") else "", "yes" if m["usable"] else f"no: {m['reason']}",
         )
     console.print(table)
+    if any(m.get("remote") for m in res.models):
+        console.print("Remote models show their host in the level column and health, probe latency in the size "
+                      "column (list endpoints: every member).")
+
+
+def endpoint_list(res: r.EndpointList, console: Console) -> None:
+    if res.changed:
+        e = res.endpoints[0]
+        console.print(f"Endpoint [bold]{e['name']}[/bold] {res.changed}: {e['health']}"
+                      + ("" if e["health"] == "up" else " (it is saved; requests go to it once it answers)"))
+    if not res.endpoints:
+        console.print("No remote endpoints. Add one: add endpoint NAME at http://HOST:PORT/v1 [model M] "
+                      "[key from ENV_VAR]")
+        return
+    table = Table(title="Remote endpoints")
+    for column in ("name", "member", "model", "key from", "health", "latency", "in flight", "served", "error"):
+        table.add_column(column)
+    for e in res.endpoints:
+        for i, m in enumerate(e["members"]):
+            table.add_row(e["name"] if i == 0 else "", m["url"], (e.get("model") or "(the one it lists)") if i == 0
+                          else "", (f"${e['key_env']}" if e.get("key_env") else "-") if i == 0 else "", m["health"],
+                          f"{m['latency_ms']} ms" if m["latency_ms"] is not None else "-", str(m["outstanding"]),
+                          str(m["served"]), m["error"] or "")
+    console.print(table)
+
+
+def export_result(res: r.ExportResult, console: Console) -> None:
+    title = f"{res.model} on {res.target}" + (" (experimental)" if res.experimental else "")
+    console.print(Panel(res.command, title=title))
+    for note in res.notes:
+        console.print(f"- {note}")
 
 
 def loaded_table(models: list[dict], console: Console) -> None:
@@ -306,6 +343,8 @@ RENDERERS: dict[type, Callable[[Any, Console], None]] = {
     r.ExperimentList: experiment_list,
     r.Statistics: statistics,
     r.ModelList: model_list,
+    r.EndpointList: endpoint_list,
+    r.ExportResult: export_result,
     r.ServerInfo: server_info,
     r.Loaded: loaded,
     r.Unloaded: lambda res, c: c.print(f"[green]unloaded[/green] {res.name}"),

@@ -89,3 +89,19 @@ class FeatureUnsupported(LQMFError):
 
 class EngineUnavailable(LQMFError):
     """A model's engine process is down (it died or is restarting); the message says why."""
+
+
+class RemoteError(LQMFError):
+    """A remote endpoint failed a request; the message names the endpoint.
+
+    `status` is what LQMF answers in its place: 502 (the remote refused or answered nonsense), 503
+    (unreachable), 504 (no answer in time) or 429 (rate-limited, with the remote's Retry-After).
+    """
+
+    def __init__(self, message: str, hint: str = "", status: int = 502, retry_after: str | None = None,
+                 member_fault: bool = False) -> None:
+        super().__init__(message, hint)
+        self.status = status
+        self.retry_after = retry_after
+        # The member failed before answering anything: a fleet may send the request to another member.
+        self.member_fault = member_fault

@@ -58,6 +58,13 @@ class Settings(BaseSettings):
                     "'auto' (the server engine when it is built, else in-process, said once).")
     parallel: int = Field(default=4, ge=1, le=256,
                           description="Parallel slots per GGUF model on the server engine (requests decoded at once).")
+    remote_parallel: int = Field(default=16, ge=1, le=1024,
+                                 description="Requests LQMF sends to one remote model at once (its own server batches them).")
+    remote_timeout_s: float = Field(default=120.0, gt=0,
+                                    description="Seconds a remote endpoint may take to start answering (and between "
+                                    "streamed events) before the request fails as a timeout.")
+    probe_interval_s: float = Field(default=15.0, gt=0,
+                                    description="Seconds between health probes of each remote endpoint member.")
     host: str = Field(default="127.0.0.1", description="Address the API server binds.")
     port: int = Field(default=8000, ge=0, le=65535, description="Port the API server binds (0: any free port).")
     api_key: Optional[SecretStr] = Field(
@@ -121,6 +128,16 @@ class Settings(BaseSettings):
     @property
     def db_path(self) -> Path:
         return self.root / "memory" / "lqmf.db"
+
+    @property
+    def endpoints_path(self) -> Path:
+        """Remote endpoints (TOML, see docs/SCALE_OUT.md); written by `add endpoint` and POST /endpoints."""
+        return self.root / "endpoints.toml"
+
+    @property
+    def active_model_path(self) -> Path:
+        """The default model and its fallback chain (`use NAME [then OTHER]`)."""
+        return self.root / "memory" / "active_model.json"
 
     @property
     def reports_dir(self) -> Path:

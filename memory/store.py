@@ -94,6 +94,10 @@ MIGRATIONS: list[tuple[str, str]] = [
     ("m003_request_finish_reason", """
         ALTER TABLE request_stats ADD COLUMN finish_reason TEXT;
     """),
+    # A request for the default model that a fallback chain moved on: the models that failed first.
+    ("m004_request_fallback", """
+        ALTER TABLE request_stats ADD COLUMN fallback_from TEXT;
+    """),
 ]
 EXPORTABLE = ("models", "quantization_runs", "experiments", "experiment_results", "request_stats")
 
@@ -281,13 +285,16 @@ class Store:
             )
 
     def record_request(self, model: str, route: str, prompt_tokens: int, completion_tokens: int,
-                       latency_s: float, finish_reason: Optional[str] = None) -> None:
-        """One served request: tokens, latency and how it ended (stop, length, cancelled, error)."""
+                       latency_s: float, finish_reason: Optional[str] = None,
+                       fallback_from: Optional[str] = None) -> None:
+        """One served request: tokens, latency, how it ended (stop, length, cancelled, error), and the
+        models a fallback chain skipped before this one."""
         with self._write():
             self._db.execute(
                 "INSERT INTO request_stats (model, route, prompt_tokens, completion_tokens, latency_s, created_at, "
-                "finish_reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (model, route, prompt_tokens, completion_tokens, latency_s, time.time(), finish_reason),
+                "finish_reason, fallback_from) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (model, route, prompt_tokens, completion_tokens, latency_s, time.time(), finish_reason,
+                 fallback_from),
             )
 
     # -- reading -----------------------------------------------------------------------------------------

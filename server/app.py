@@ -14,6 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
 import lqmf
+from lqmf.errors import LQMFError
 from agents.auto_benchmark import AutoBenchmark
 from agents.classifiers.registry import ClassifierRegistry
 from agents.experiment_agent import ExperimentAgent
@@ -22,15 +23,15 @@ from lqmf.settings import Settings
 from server.errors import ErrorBody, OllamaErrorBody, documented_errors, install_error_handlers
 from server.manager import ModelManager
 from server.metrics import Metrics, MetricsMiddleware
-from server.routes import benchmark, classifiers, compare, native, ollama, ops, openai
-from server.streaming import InFlight
+from server.routes import benchmark, classifiers, compare, endpoints, native, ollama, ops, openai
+from server.streaming import InFlight, RoutedModelHeaders
 from server.usage import Usage
 from server.security import (APIKeyMiddleware, BodyLimitMiddleware, CrossSiteMiddleware, CrossSitePolicy,
                              OllamaContentTypeMiddleware)
 
 log = logging.getLogger(__name__)
 
-ERROR_STATUSES = (400, 401, 403, 404, 409, 413, 422, 500, 503)
+ERROR_STATUSES = (400, 401, 403, 404, 409, 413, 422, 429, 500, 502, 503, 504)
 
 
 def create_app(settings: Settings, manager: Optional[ModelManager] = None) -> FastAPI:
@@ -41,10 +42,12 @@ def create_app(settings: Settings, manager: Optional[ModelManager] = None) -> Fa
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         preload = asyncio.create_task(_preload(app))
+        health = asyncio.create_task(_probe_endpoints(app))
         try:
             yield
         finally:
             preload.cancel()
+            health.cancel()
             await run_in_threadpool(app.state.usage.close)
             store.close()
             if owns_manager:
@@ -68,19 +71,35 @@ def create_app(settings: Settings, manager: Optional[ModelManager] = None) -> Fa
     install_error_handlers(app)
     app.state.in_flight = InFlight()
     # The error bodies are part of the published contract (schemathesis checks responses against it).
-    for router in (native.router, openai.router, ops.router, compare.router, benchmark.router, classifiers.router):
+    for router in (native.router, openai.router, ops.router, compare.router, benchmark.router, classifiers.router,
+                   endpoints.router):
         app.include_router(router, responses=documented_errors(ErrorBody, *ERROR_STATUSES))
     app.include_router(ollama.router, responses=documented_errors(OllamaErrorBody, *ERROR_STATUSES))
     # Added innermost first: metrics see every response, including the ones the outer layers refuse.
     cross_site = CrossSitePolicy.build(settings.host, settings.allowed_hosts, settings.origins)
+    app.add_middleware(RoutedModelHeaders)
     app.add_middleware(OllamaContentTypeMiddleware, policy=cross_site)
     app.add_middleware(CORSMiddleware, **cross_site.cors_options(),
-                       allow_methods=["GET", "POST", "OPTIONS"], allow_headers=["*"])
+                       allow_methods=["GET", "POST", "DELETE", "OPTIONS"], allow_headers=["*"],
+                       expose_headers=["X-LQMF-Model", "X-LQMF-Fallback-From"])
     app.add_middleware(APIKeyMiddleware, api_key=settings.api_key.get_secret_value() if settings.api_key else None)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(CrossSiteMiddleware, policy=cross_site)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app
+
+
+async def _probe_endpoints(app: FastAPI) -> None:
+    """Health-check every remote endpoint's members while the server runs (a dead one is skipped, a
+    revived one used again)."""
+    manager: ModelManager = app.state.manager
+    interval = app.state.settings.probe_interval_s
+    while True:
+        try:
+            await run_in_threadpool(manager.endpoints.refresh)
+        except LQMFError as exc:  # a broken endpoints file: said, and tried again next round
+            log.error("cannot check the remote endpoints: %s", exc)
+        await asyncio.sleep(interval)
 
 
 async def _preload(app: FastAPI) -> None:

@@ -38,7 +38,7 @@ class ModelRecord:
 
     name: str
     path: Path
-    format: str  # gguf | gptq | bnb | hf | unknown
+    format: str  # gguf | gptq | bnb | hf | remote | unknown
     bits: Optional[float] = None
     level: Optional[str] = None
     size_bytes: int = 0
@@ -52,11 +52,15 @@ class ModelRecord:
     usable: bool = True
     reason: str = ""
     display: dict[str, str] = field(default_factory=dict)
+    # A remote endpoint's state (format "remote"): urls, model, key_env, health, latency, members.
+    remote: Optional[dict[str, Any]] = None
 
     def to_dict(self) -> dict[str, Any]:
         data = {k: v for k, v in self.__dict__.items() if k != "manifest"}
         data["path"] = str(self.path)
         data["has_manifest"] = self.manifest is not None
+        if self.remote is None:
+            data.pop("remote")
         return data
 
 

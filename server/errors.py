@@ -22,6 +22,7 @@ from lqmf.errors import (
     ModelLoadError,
     ModelNotFound,
     QueueFull,
+    RemoteError,
     ShuttingDown,
 )
 
@@ -116,6 +117,8 @@ def error_payload(request_path: str, exc: BaseException) -> tuple[int, dict[str,
         return 500, body, {}
     if isinstance(exc, APIError):
         status, headers = exc.status, exc.headers
+    elif isinstance(exc, RemoteError):  # the gateway's answer for what the remote did
+        status, headers = exc.status, {"Retry-After": exc.retry_after} if exc.retry_after else {}
     else:
         status, headers = next((s, h) for cls, s, h in STATUS_FOR if isinstance(exc, cls))
     return status, error_body(request_path, status, exc.message, exc.hint, type(exc).__name__), headers

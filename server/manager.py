@@ -10,11 +10,11 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional
 
 from lqmf.errors import InsufficientMemory, LQMFError, ModelBusy, ModelNotFound, QueueFull
 from lqmf.settings import Settings
-from server.backends.base import Backend, Chunk, GenerationParams, GenerationResult, Message, Timings
+from server.backends.base import Backend, Chunk, GenerationParams, GenerationResult, Prompt  # noqa: F401 (Prompt: re-exported)
 from server.discovery import DiscoveryCache, ModelRecord
 
 if TYPE_CHECKING:
@@ -24,11 +24,10 @@ log = logging.getLogger(__name__)
 
 MiB = 2**20
 Work = Callable[[Backend, threading.Event], Iterable[Any]]
-# A prompt is a conversation (chat template applied), raw text, or token ids.
-Prompt = Union[list[Message], str, Sequence[int]]
 
 _DONE = object()
 _STOP = object()
+DEFAULT = "default"  # the model name that means the active model (`use NAME`)
 
 
 def _wake(waiter) -> None:
@@ -49,6 +48,47 @@ class _Batch(list):
     """Outputs handed over together."""
 
 
+class ActiveModel:
+    """The default model and its fallbacks, kept in a small JSON file (shared by the shell and a server)."""
+
+    def __init__(self, path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._stamp: Optional[tuple[int, int]] = None
+        self._chain: list[str] = []
+
+    def chain(self) -> list[str]:
+        import json
+
+        with self._lock:
+            try:
+                stat = self.path.stat()
+            except FileNotFoundError:
+                self._stamp, self._chain = None, []
+                return []
+            stamp = (stat.st_mtime_ns, stat.st_size)
+            if stamp != self._stamp:
+                try:
+                    data = json.loads(self.path.read_text(encoding="utf-8"))
+                    chain = data["chain"]
+                    if not isinstance(chain, list) or not all(isinstance(n, str) and n for n in chain):
+                        raise ValueError("chain must be a list of names")
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise LQMFError(f"{self.path} is not a valid default-model file ({exc})",
+                                    "set the default again: use NAME") from None
+                self._stamp, self._chain = stamp, chain
+            return list(self._chain)
+
+    def set(self, chain: list[str]) -> None:
+        import json
+
+        from lqmf.files import write_text_atomic
+
+        with self._lock:
+            write_text_atomic(self.path, json.dumps({"chain": chain, "set_at": time.time()}) + "\n")
+            self._stamp = None
+
+
 def estimate_bytes(record: ModelRecord, n_ctx: int) -> int:
     """Memory a model will need: its weights, a KV cache for the context, and compute buffers."""
     weights = record.size_bytes
@@ -57,15 +97,6 @@ def estimate_bytes(record: ModelRecord, n_ctx: int) -> int:
     cache_bytes = 2 if record.format == "gguf" else 4  # llama.cpp keeps an f16 cache; torch f32
     kv = 2 * (record.block_count or 32) * n_ctx * (record.kv_width or 4096) * cache_bytes
     return int(weights + kv + 32 * MiB)
-
-
-def prompt_ids(backend: Backend, prompt: Prompt) -> list[int]:
-    """Token ids for a conversation, a text, or ids given as they are."""
-    if isinstance(prompt, str):
-        return backend.tokenize(prompt, add_special=True)
-    if prompt and isinstance(prompt[0], dict):
-        return backend.chat_prompt_ids(list(prompt))  # type: ignore[arg-type]
-    return [int(t) for t in prompt]
 
 
 class Job:
@@ -249,6 +280,10 @@ class ModelManager:
         # An explicit discover_fn is called as it is; the default re-inspects only what changed on disk.
         self._discover = discover_fn
         self.discovery = DiscoveryCache()
+        from server.endpoints import EndpointRegistry
+
+        self.endpoints = EndpointRegistry(settings)
+        self.active = ActiveModel(settings.active_model_path)
         self._lock = threading.RLock()
         self._loaded: dict[str, LoadedModel] = {}
         self._loading: dict[str, Future] = {}
@@ -263,10 +298,23 @@ class ModelManager:
 
     # -- discovery ----------------------------------------------------------------------------
     def available(self) -> list[ModelRecord]:
-        """Every model on disk (usable or not); blocking (stats the folder), so routes call it off the loop."""
+        """Every model on disk (usable or not), then every remote endpoint; blocking (stats the folder,
+        probes stale endpoints), so routes call it off the loop."""
         if self._discover is not None:
-            return self._discover(self.settings.models_dir)
-        return self.discovery.records(self.settings.models_dir)
+            local = self._discover(self.settings.models_dir)
+        else:
+            local = self.discovery.records(self.settings.models_dir)
+        return local + self.endpoints.records(taken=[r.name for r in local])
+
+    def resolve(self, name: Optional[str]) -> list[str]:
+        """The models a request for `name` may go to, in order: itself, or for `default` (or none) the
+        active model and its fallbacks (`use A then B`)."""
+        if name not in (None, "", DEFAULT):
+            return [name]
+        chain = self.active.chain()
+        if not chain:
+            raise ModelNotFound("no default model is set", "use NAME sets it (POST /model/switch/NAME), or name a model")
+        return chain
 
     def record(self, name: str) -> ModelRecord:
         """The discovered model called `name`, or ModelNotFound with the closest names."""
@@ -276,6 +324,24 @@ class ModelManager:
         close = difflib.get_close_matches(name, list(records), n=3, cutoff=0.5)
         hint = f"did you mean {', '.join(close)}?" if close else "see the list of available models"
         raise ModelNotFound(f"no model named {name!r} in {self.settings.models_dir}", hint)
+
+    def use(self, chain: list[str]) -> list[str]:
+        """Make chain[0] the default model, the rest its fallbacks in order; persisted. Names must exist."""
+        if not chain:
+            raise LQMFError("name the model to use", "use NAME [then OTHER]")
+        if len(set(chain)) != len(chain):
+            raise LQMFError(f"a model appears twice in {' then '.join(chain)}", "name each model once")
+        if DEFAULT in chain:
+            raise LQMFError("'default' names the active model itself", "name a real model: use NAME")
+        for name in chain:
+            record = self.record(name)
+            if not record.usable:
+                from lqmf.errors import ModelLoadError
+
+                raise ModelLoadError(f"{name} cannot be used: {record.reason}", "pick another model (list models)")
+        self.active.set(chain)
+        log.info("default model: %s", " then ".join(chain))
+        return chain
 
     def loaded(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -375,6 +441,8 @@ class ModelManager:
             from lqmf.errors import ModelLoadError
 
             raise ModelLoadError(f"{name} cannot be loaded: {record.reason}", "fix or remove the file, then retry")
+        if record.format == "remote":
+            return self._attach_remote(record, keep_alive_s)
         n_ctx = min(self.settings.context_length, record.context_length or self.settings.context_length)
         engine = self.engine() if record.format == "gguf" else None
         slots = self.settings.parallel if engine is not None and engine.server else 1
@@ -390,12 +458,35 @@ class ModelManager:
             record=record, backend=backend, load_time_s=load_time, footprint_bytes=backend.footprint(),
             estimate_bytes=need, keep_alive_s=keep, jobs=queue.Queue(),
         )
-        for slot in range(backend.parallel):
-            worker = threading.Thread(target=self._work, args=(model,), name=f"lqmf-worker-{name}-{slot}", daemon=True)
-            model.workers.append(worker)
-            worker.start()
+        self._start_workers(model)
         log.info("loaded %s (%s) in %.2fs, %.1f MiB", name, record.format, load_time, model.footprint_bytes / MiB)
         return model
+
+    def _attach_remote(self, record: ModelRecord, keep_alive_s: Optional[float]) -> LoadedModel:
+        """A remote model "loads" by probing its endpoint: no memory, no budget, workers to wait on it."""
+        from server.backends.remote import RemoteBackend
+
+        fleet = self.endpoints.fleet(record.name)
+        if fleet is None:
+            raise ModelNotFound(f"endpoint {record.name} was removed", "list endpoints")
+        backend = RemoteBackend(record, fleet=fleet, parallel=self.settings.remote_parallel,
+                                timeout_s=self.settings.remote_timeout_s)
+        start = time.perf_counter()
+        backend.load()
+        model = LoadedModel(record=record, backend=backend, load_time_s=time.perf_counter() - start,
+                            footprint_bytes=0, estimate_bytes=0,
+                            keep_alive_s=self.settings.keep_alive_s if keep_alive_s is None else keep_alive_s,
+                            jobs=queue.Queue())
+        self._start_workers(model)
+        log.info("attached remote %s (%s at %s)", record.name, backend.remote_model, ", ".join(fleet.endpoint.urls))
+        return model
+
+    def _start_workers(self, model: LoadedModel) -> None:
+        for slot in range(model.backend.parallel):
+            worker = threading.Thread(target=self._work, args=(model,), name=f"lqmf-worker-{model.name}-{slot}",
+                                      daemon=True)
+            model.workers.append(worker)
+            worker.start()
 
     def budget_bytes(self) -> int:
         """The memory budget: the configured maximum, capped by what is available plus what we hold."""
@@ -417,16 +508,17 @@ class ModelManager:
         while True:
             with self._lock:
                 loading = {n: b for n, b in self._reserved.items() if n != name}
-                held = sum(m.footprint_bytes for m in self._loaded.values()) + sum(loading.values())
-                too_many = len(self._loaded) + len(loading) >= self.settings.max_models
+                local = {n: m for n, m in self._loaded.items() if m.record.format != "remote"}
+                held = sum(m.footprint_bytes for m in local.values()) + sum(loading.values())
+                too_many = len(local) + len(loading) >= self.settings.max_models
                 if held + need <= budget and not too_many:
                     self._reserved[name] = need
                     return
-                idle = sorted((m for m in self._loaded.values() if not m.busy), key=lambda m: m.last_used)
+                idle = sorted((m for m in local.values() if not m.busy), key=lambda m: m.last_used)
                 if not idle:
-                    busy = ", ".join([*self._loaded, *(f"{n} (loading)" for n in loading)]) or "none"
+                    busy = ", ".join([*local, *(f"{n} (loading)" for n in loading)]) or "none"
                     reason = (
-                        f"{len(self._loaded)} models are loaded (the maximum is {self.settings.max_models})"
+                        f"{len(local)} models are loaded (the maximum is {self.settings.max_models})"
                         if too_many else
                         f"{name} needs about {need / MiB:.0f} MiB, {held / MiB:.0f} of the {budget / MiB:.0f} MiB "
                         f"budget are held"
@@ -460,6 +552,7 @@ class ModelManager:
         self._closed.set()
         for name in list(self._loaded):
             self.unload(name)
+        self.endpoints.close()
         if self._reaper.is_alive() and self._reaper is not threading.current_thread():
             self._reaper.join(timeout=5)
 
@@ -561,11 +654,7 @@ class ModelManager:
 
         def work(backend: Backend, cancel: threading.Event) -> Iterator[Chunk]:
             backend.require(params)
-            ids = prompt_ids(backend, prompt)
-            if cancel.is_set():
-                yield Chunk("", [], finish_reason="cancelled", timings=Timings(prompt_tokens=len(ids)))
-                return
-            yield from backend.stream(ids, params, cancel)
+            yield from backend.stream_prompt(prompt, params, cancel)
 
         return self.submit(name, work, keep_alive_s, loop, block)
 
@@ -583,8 +672,7 @@ class ModelManager:
 
         def work(backend: Backend, cancel: threading.Event) -> Iterator[GenerationResult]:
             backend.require(params)
-            ids = prompt_ids(backend, prompt)
-            yield backend.generate(ids, params, cancel)
+            yield backend.generate_prompt(prompt, params, cancel)
 
         return self.submit(name, work, keep_alive_s, loop, block)
 

@@ -50,6 +50,8 @@ class Metrics:
                               buckets=LATENCY_BUCKETS, registry=self.registry)
         self.generations = Counter("lqmf_generations_total", "Generations by finish reason",
                                    ["model", "finish_reason"], registry=self.registry)
+        self.fallbacks = Counter("lqmf_fallbacks_total", "Requests for the default model moved down its fallback "
+                                 "chain", ["from_model", "to_model"], registry=self.registry)
         self.registry.register(_ManagerCollector(loaded))
 
     def record_generation(self, model: str, finish_reason: str, timings: Timings) -> None:

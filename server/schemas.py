@@ -33,6 +33,11 @@ ModelPath = Annotated[str, Path(min_length=1, max_length=MODEL_NAME_MAX + 7, pat
 ModelName = Annotated[str, Field(min_length=1, max_length=MODEL_NAME_MAX + 7, pattern=MODEL_NAME_PATTERN,
                                  description="A discovered model's name (GET /models/available); "
                                  "an Ollama ':latest' tag is accepted.", examples=[EXAMPLE_MODEL])]
+# Generation requests may leave the model out, or name `default`: the active model (`use NAME`).
+DefaultableModel = Annotated[str, Field(min_length=1, max_length=MODEL_NAME_MAX + 7, pattern=MODEL_NAME_PATTERN,
+                                        description="A model's name (GET /models/available), or `default` (or "
+                                        "nothing) for the active model: POST /model/switch/{name} sets it.",
+                                        examples=[EXAMPLE_MODEL])]
 Text = Annotated[str, Field(max_length=TEXT_MAX)]
 StopString = Annotated[str, Field(max_length=256)]
 KeepAlive = Union[
@@ -261,7 +266,7 @@ class StreamOptions(Body):
 
 
 class OpenAIChatRequest(SamplingFields):
-    model: ModelName
+    model: DefaultableModel = "default"
     messages: Messages
     stream: bool = False
     stream_options: Optional[StreamOptions] = None
@@ -279,7 +284,7 @@ class OpenAIChatRequest(SamplingFields):
 
 
 class OpenAICompletionRequest(SamplingFields):
-    model: ModelName
+    model: DefaultableModel = "default"
     prompt: Union[Text, Annotated[list[Text], Field(min_length=1, max_length=1)]] = Field(
         description="The prompt: a string, or a list of exactly one (use /batch for many).")
     stream: bool = False
@@ -346,7 +351,7 @@ FORMAT_DOC = '"json" (any JSON object) or a JSON schema the reply must meet.'
 
 
 class OllamaGenerateRequest(Body):
-    model: ModelName
+    model: DefaultableModel = "default"
     prompt: Optional[Text] = None
     format: OllamaFormat = Field(default=None, description=FORMAT_DOC)
     system: Optional[Text] = None
@@ -357,7 +362,7 @@ class OllamaGenerateRequest(Body):
 
 
 class OllamaChatRequest(Body):
-    model: ModelName
+    model: DefaultableModel = "default"
     messages: Optional[Annotated[list[ChatMessage], Field(max_length=4096)]] = None
     format: OllamaFormat = Field(default=None, description=FORMAT_DOC)
     tools: Optional[Tools] = None
@@ -462,7 +467,7 @@ class CompareRequest(PromptOrMessages):
 
 
 class BatchItem(PromptOrMessages):
-    model: ModelName
+    model: DefaultableModel = "default"
 
 
 class BatchRequest(Body):
@@ -515,3 +520,38 @@ def parse_keep_alive(value: Union[float, str, None]) -> Optional[float]:
         raise InvalidRequest(f"keep_alive of {value:.0f} s is more than ten years",
                              "use a negative keep_alive (e.g. -1) to keep the model loaded for good")
     return float(value) if value >= 0 else -1.0
+
+
+Url = Annotated[str, Field(min_length=8, max_length=2048, pattern=r"^https?://\S+$",
+                           description="An OpenAI-compatible base URL, e.g. http://10.0.0.5:8000/v1.")]
+
+
+class EndpointRequest(Body):
+    """POST /endpoints: a remote OpenAI-compatible server (or a fleet of them) registered as a model."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=either("url", "urls"))
+
+    name: ModelName = Field(description="The model name LQMF will list and route to.")
+    url: Optional[Url] = None
+    urls: Optional[Annotated[list[Url], Field(min_length=1, max_length=64)]] = Field(
+        default=None, description="Several servers of the same model: a fleet, routed by least outstanding requests.")
+    model: Optional[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
+        default=None, description="The remote model id (default: the one model the server lists).")
+    key_env: Optional[Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] = Field(
+        default=None, description="The environment variable (on the LQMF server) holding the remote's API key. "
+        "Keys themselves are never accepted, stored or shown.")
+
+    @model_validator(mode="after")
+    def _one_place(self) -> "EndpointRequest":
+        if not self.url and not self.urls:
+            raise ValueError('send "url" (one server) or "urls" (a fleet)')
+        return self
+
+    def all_urls(self) -> list[str]:
+        return ([self.url] if self.url else []) + list(self.urls or [])
+
+
+class SwitchRequest(Body):
+    """POST /model/switch/{name} (the body is optional): the models to fall back to, in order."""
+
+    fallbacks: Annotated[list[ModelName], Field(max_length=16)] = Field(default_factory=list)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import threading
 from typing import Any, AsyncIterator, Callable, Optional
 
@@ -12,9 +13,21 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
 
-from lqmf.errors import LQMFError, ShuttingDown
+from lqmf.errors import (
+    EngineUnavailable,
+    InsufficientMemory,
+    LQMFError,
+    ModelBusy,
+    ModelLoadError,
+    ModelNotFound,
+    QueueFull,
+    RemoteError,
+    ShuttingDown,
+)
 from server.backends.base import Chunk, GenerationParams, GenerationResult, Timings
 from server.manager import Job, ModelManager, NotLoadedNow, Prompt
+
+log = logging.getLogger(__name__)
 
 
 async def ensure_loaded(request: Request, name: str, keep_alive_s: Optional[float] = None) -> None:
@@ -71,10 +84,57 @@ def _ended(job: Job, chunk_or_result) -> None:
         raise job.error
 
 
+# Failures of the model rather than of the request: a fallback chain moves on from these.
+MODEL_FAILURES = (RemoteError, EngineUnavailable, ModelLoadError, InsufficientMemory, QueueFull, ModelBusy,
+                  ModelNotFound)
+
+
+def falls_back(exc: BaseException) -> bool:
+    """Whether the next model of a fallback chain should get a request that failed with `exc`."""
+    if isinstance(exc, RemoteError):
+        return exc.status != 400  # the remote refused the request's values: any model would
+    return isinstance(exc, MODEL_FAILURES)
+
+
+async def _with_fallback(request: Request, name: str, attempt: Callable[[str, Optional[str]], Any]) -> Any:
+    """attempt(model, fallback_from) on `name`, or for `default` on the active model and then its fallbacks
+    while one fails before its first token; every move is logged, counted and recorded with the request."""
+    manager: ModelManager = request.app.state.manager
+    chain = await run_in_threadpool(manager.resolve, name) if name == "default" else [name]
+    failed: list[str] = []
+    for index, candidate in enumerate(chain):
+        try:
+            result = await attempt(candidate, ", ".join(failed) or None)
+        except Exception as exc:
+            if index + 1 == len(chain) or not falls_back(exc):
+                raise
+            log.warning("default model %s failed before its first token (%s); falling back to %s",
+                        candidate, exc, chain[index + 1])
+            request.app.state.metrics.fallbacks.labels(candidate, chain[index + 1]).inc()
+            failed.append(candidate)
+            continue
+        request.state.lqmf_model = candidate
+        if failed:
+            request.state.lqmf_fallback = ", ".join(failed)
+        return result
+    raise AssertionError("unreachable: the chain is never empty")
+
+
 async def start_stream(
     request: Request, name: str, prompt: Prompt, params: GenerationParams, keep_alive_s: Optional[float]
 ) -> tuple[Job, AsyncIterator[Chunk]]:
-    """Queue a generation and wait for its first chunk, so that errors still get a proper status."""
+    """Queue a generation and wait for its first chunk, so that errors still get a proper status.
+
+    `default` goes to the active model, falling back along its chain; job.model says which answered.
+    """
+    return await _with_fallback(request, name, lambda model, skipped: _start_stream_on(
+        request, model, prompt, params, keep_alive_s, skipped))
+
+
+async def _start_stream_on(
+    request: Request, name: str, prompt: Prompt, params: GenerationParams, keep_alive_s: Optional[float],
+    fallback_from: Optional[str],
+) -> tuple[Job, AsyncIterator[Chunk]]:
     await ensure_loaded(request, name, keep_alive_s)
     manager: ModelManager = request.app.state.manager
     job = await _submit(manager.stream, name, prompt, params, keep_alive_s)
@@ -98,7 +158,7 @@ async def start_stream(
                 if chunk.finish_reason is not None:
                     _ended(job, chunk)
                     ended = True
-                    usage.record(name, route, chunk.finish_reason, chunk.timings)
+                    usage.record(name, route, chunk.finish_reason, chunk.timings, fallback_from)
                 yield chunk
                 try:
                     chunk = await chunks.__anext__()
@@ -110,7 +170,7 @@ async def start_stream(
             raise
         except Exception:
             if not ended:  # failed after the first chunk: the body ends with an error event (see _coalesced)
-                usage.record(name, route, "error", Timings())
+                usage.record(name, route, "error", Timings(), fallback_from)
             raise
         finally:
             await chunks.aclose()  # a disconnect closes this generator: cancel the generation
@@ -142,7 +202,16 @@ async def generate(
     """A whole generation for a non-streaming request, collected on the model's worker.
 
     A client that disconnects while it waits cancels the generation (ClientGone, answered 499).
+    `default` goes to the active model, falling back along its chain; result.model says which answered.
     """
+    return await _with_fallback(request, name, lambda model, skipped: _generate_on(
+        request, model, prompt, params, keep_alive_s, skipped))
+
+
+async def _generate_on(
+    request: Request, name: str, prompt: Prompt, params: GenerationParams, keep_alive_s: Optional[float],
+    fallback_from: Optional[str],
+) -> GenerationResult:
     from server.errors import ClientGone
 
     await ensure_loaded(request, name, keep_alive_s)
@@ -160,7 +229,7 @@ async def generate(
             await asyncio.wait({result_task})
             if result_task.exception() is None:
                 result: GenerationResult = result_task.result()
-                request.app.state.usage.record(name, route, result.finish_reason, result.timings)
+                request.app.state.usage.record(name, route, result.finish_reason, result.timings, fallback_from)
             raise ClientGone(f"the client left before {name} finished", "nothing to do: nobody is waiting")
         try:
             result = result_task.result()
@@ -169,7 +238,7 @@ async def generate(
             if not isinstance(exc, LQMFError) or isinstance(exc, ShuttingDown):
                 # A failed generation; a core error before any output (a prompt too long, a full queue) is
                 # only the 4xx/503 it answers, counted with the requests.
-                request.app.state.usage.record(name, route, "error", Timings())
+                request.app.state.usage.record(name, route, "error", Timings(), fallback_from)
             raise
     finally:
         gone.cancel()
@@ -179,7 +248,8 @@ async def generate(
             with contextlib.suppress(BaseException):
                 await result_task
         await outputs.aclose()
-    request.app.state.usage.record(name, route, result.finish_reason, result.timings)
+    request.app.state.usage.record(name, route, result.finish_reason, result.timings, fallback_from)
+    result.model = name
     return result
 
 
@@ -260,3 +330,28 @@ async def map_chunks(
             event = make(chunk)
             if event is not None:
                 yield event
+
+
+class RoutedModelHeaders:
+    """Pure ASGI: says which model answered (X-LQMF-Model) and which the fallback chain skipped first
+    (X-LQMF-Fallback-From), for requests that named `default`."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_wrapper(message) -> None:
+            if message["type"] == "http.response.start":
+                state = scope.get("state") or {}
+                extra = [(b"x-lqmf-model", state["lqmf_model"].encode())] if "lqmf_model" in state else []
+                if "lqmf_fallback" in state:
+                    extra.append((b"x-lqmf-fallback-from", state["lqmf_fallback"].encode()))
+                if extra:
+                    message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, send_wrapper)

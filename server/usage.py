@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from typing import Optional
 
 from server.backends.base import Timings
 
@@ -20,14 +21,16 @@ class Usage:
         self.auto_benchmark = auto_benchmark
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lqmf-usage")
 
-    def record(self, model: str, route: str, finish_reason: str, timings: Timings) -> None:
+    def record(self, model: str, route: str, finish_reason: str, timings: Timings,
+               fallback_from: Optional[str] = None) -> None:
         self.metrics.record_generation(model, finish_reason, timings)
-        self._writer.submit(self._write, model, route, finish_reason, timings)
+        self._writer.submit(self._write, model, route, finish_reason, timings, fallback_from)
 
-    def _write(self, model: str, route: str, finish_reason: str, timings: Timings) -> None:
+    def _write(self, model: str, route: str, finish_reason: str, timings: Timings,
+               fallback_from: Optional[str]) -> None:
         try:
             self.store.record_request(model, route, timings.prompt_tokens, timings.completion_tokens, timings.total_s,
-                                      finish_reason)
+                                      finish_reason, fallback_from)
         except Exception:  # a full disk must not fail requests that were served
             log.exception("could not record a request on %s", model)
         self.auto_benchmark.observe()

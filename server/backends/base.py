@@ -129,6 +129,7 @@ class GenerationResult:
     finish_reason: str
     timings: Timings
     logprobs: list[TokenLogprob] = field(default_factory=list)
+    model: Optional[str] = None  # the model that answered (a request for `default` may fall back)
 
     @property
     def prompt_tokens(self) -> int:
@@ -149,6 +150,8 @@ class EmbeddingBatch:
 
 
 EmbeddingInput = Union[str, Sequence[int]]
+# A prompt is a conversation (chat template applied), raw text, or token ids.
+Prompt = Union[list[Message], str, Sequence[int]]
 
 
 class StopMatcher:
@@ -346,6 +349,29 @@ class Backend(ABC):
     ) -> GenerationResult:
         """Non-streaming generation, built on stream()."""
         return collect(self.stream(prompt_ids, params, cancel))
+
+    # -- prompts as given (a conversation, a text, or token ids) -----------------------------------
+    def prompt_ids(self, prompt: "Prompt") -> list[int]:
+        """Token ids for a conversation (chat template applied), a text, or ids given as they are."""
+        if isinstance(prompt, str):
+            return self.tokenize(prompt, add_special=True)
+        if prompt and isinstance(prompt[0], dict):
+            return self.chat_prompt_ids(list(prompt))  # type: ignore[arg-type]
+        return [int(t) for t in prompt]  # type: ignore[union-attr]
+
+    def stream_prompt(self, prompt: "Prompt", params: GenerationParams,
+                      cancel: Optional[threading.Event] = None) -> Iterator[Chunk]:
+        """stream() of a prompt as given; a remote model takes the text itself (it has no tokenizer here)."""
+        ids = self.prompt_ids(prompt)
+        if cancel is not None and cancel.is_set():
+            yield Chunk("", [], finish_reason="cancelled", timings=Timings(prompt_tokens=len(ids)))
+            return
+        yield from self.stream(ids, params, cancel)
+
+    def generate_prompt(self, prompt: "Prompt", params: GenerationParams,
+                        cancel: Optional[threading.Event] = None) -> GenerationResult:
+        """generate() of a prompt as given."""
+        return self.generate(self.prompt_ids(prompt), params, cancel)
 
     def reset_cache(self) -> None:
         """Forget any prompt prefix kept from the last generation (benchmarks time the prompt in full)."""

@@ -30,6 +30,7 @@ async def _run_one(request: Request, model: str, convo, fields: SamplingFields) 
     try:
         name = check_model_name(model)
         result = await generate(request, name, convo, fields.params(**NATIVE_DEFAULTS), None)
+        name = result.model or name  # `default` may have fallen back
     except ClientGone:
         raise
     except Exception as exc:  # one model's failure is its row's error; a bug is logged with an id by to_response

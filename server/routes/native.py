@@ -88,8 +88,10 @@ async def chat(request: Request, name: ModelPath, body: NativeChatRequest):
     convo = body.conversation()
     if not body.stream:
         result = await generate(request, name, convo, params, keep_alive)
+        name = result.model or name  # `default` may have fallen back
         return chat_summary(name, result.finish_reason, result.timings, result.text)
     job, chunks = await start_stream(request, name, convo, params, keep_alive)
+    name = job.model
 
     async def events():
         async for chunk in chunks:

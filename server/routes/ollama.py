@@ -155,8 +155,10 @@ async def _ollama_stream(request: Request, name: str, prompt, options: Optional[
     """
     started = time.perf_counter()
     load_start = time.perf_counter()
-    was_loaded = request.app.state.manager.is_loaded(name)
-    await ensure_loaded(request, name, keep_alive)
+    # `default` is loaded by the generation itself, which may fall back along the chain.
+    was_loaded = name == "default" or request.app.state.manager.is_loaded(name)
+    if not was_loaded:
+        await ensure_loaded(request, name, keep_alive)
     load_s = 0.0 if was_loaded else time.perf_counter() - load_start
     options = options or OllamaOptions()
     params = replace(options.params(), num_ctx=options.num_ctx,
@@ -171,8 +173,10 @@ async def _ollama_stream(request: Request, name: str, prompt, options: Optional[
 
     if not stream:
         result = await generate(request, name, prompt, params, keep_alive)
+        name = result.model or name  # `default` may have fallen back
         return whole(result.text, Chunk("", [], result.finish_reason, result.timings))
     job, chunks = await start_stream(request, name, prompt, params, keep_alive)
+    name = job.model
     if tool_plan is not None:  # a tool-call reply means something only whole: one object at the end
         async def at_end():
             text, final = await collect_chunks(chunks)

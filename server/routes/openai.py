@@ -50,7 +50,7 @@ async def list_models(request: Request) -> dict[str, Any]:
 
     def listing() -> JSONResponse:  # built and encoded off the loop: hundreds of models take milliseconds
         return JSONResponse({"object": "list", "data": [
-            {"id": r.name, "object": "model", "created": created, "owned_by": "lqmf"}
+            {"id": r.name, "object": "model", "created": created, "owned_by": owner(r)}
             for r in request.app.state.manager.available() if r.usable
         ]})
 
@@ -60,7 +60,12 @@ async def list_models(request: Request) -> dict[str, Any]:
 @router.get("/models/{name}")
 async def get_model(request: Request, name: ModelPath) -> dict[str, Any]:
     record = await run_in_threadpool(request.app.state.manager.record, check_model_name(name))
-    return {"id": record.name, "object": "model", "created": int(request.app.state.started_at), "owned_by": "lqmf"}
+    return {"id": record.name, "object": "model", "created": int(request.app.state.started_at), "owned_by": owner(record)}
+
+
+def owner(record) -> str:
+    """lqmf for a local model; remote:HOST for an endpoint LQMF proxies to."""
+    return f"remote:{record.display.get('host', '')}" if record.format == "remote" else "lqmf"
 
 
 def chat_request(body: OpenAIChatRequest, params: GenerationParams) -> tuple[list[dict], GenerationParams, Optional[ToolPlan]]:
@@ -111,6 +116,7 @@ async def chat_completions(request: Request, body: OpenAIChatRequest):
     created = int(time.time())
     if not body.stream:
         result = await generate(request, name, messages, params, None)
+        name = result.model or name  # `default` may have fallen back
         message: dict[str, Any] = {"role": "assistant", "content": result.text}
         reason = finish(result.finish_reason)
         if tool_plan is not None:
@@ -126,6 +132,7 @@ async def chat_completions(request: Request, body: OpenAIChatRequest):
             "usage": usage(result.timings),
         }
     job, chunks = await start_stream(request, name, messages, params, None)
+    name = job.model
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
     def event(delta: dict, reason=None, choices=True, extra=None, logprobs=None) -> dict:
@@ -198,9 +205,11 @@ async def completions(request: Request, body: OpenAICompletionRequest):
 
     if not body.stream:
         result = await generate(request, name, prompt, params, None)
+        name = result.model or name  # `default` may have fallen back
         return event(prefix + result.text, finish(result.finish_reason), {"usage": usage(result.timings)},
                      text_logprobs(result.logprobs, len(prefix)))
     job, chunks = await start_stream(request, name, prompt, params, None)
+    name = job.model
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
     def on_final(chunk: Chunk) -> list[dict]:

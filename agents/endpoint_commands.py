@@ -1,0 +1,120 @@
+"""The shell's remote-endpoint commands, read from the line as typed (one of the decision agent's first rules).
+
+    add endpoint NAME at URL [, URL2 ...] [model M] [key from ENV_VAR]
+    remove endpoint NAME
+    list endpoints
+    use NAME [then OTHER ...]          (the default model and its fallbacks)
+    export NAME for vllm|llama-server  (the command that serves it on that engine)
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Callable, Optional
+
+from agents import results as r
+from agents.intents import Command, Intent, Slots
+
+NAME = r"[A-Za-z0-9][A-Za-z0-9_.+\-]*"
+URL = r"https?://[^\s,;]+"
+ADD = re.compile(rf"^\s*(?:add|register|new)\s+(?:an?\s+)?(?:remote\s+)?endpoint\s+(?P<name>{NAME})\s+"
+                 rf"(?:at|=|on|url)?\s*(?P<urls>{URL}(?:\s*(?:,|\band\b|\s)\s*{URL})*)(?P<rest>.*)$", re.I)
+ADD_LOOSE = re.compile(r"^\s*(?:add|register)\s+(?:an?\s+)?(?:remote\s+)?endpoints?\b", re.I)
+REMOVE = re.compile(rf"^\s*(?:remove|delete|drop|forget|unregister)\s+(?:the\s+)?(?:remote\s+)?endpoint\s+"
+                    rf"(?P<name>{NAME})\s*$", re.I)
+LIST = re.compile(r"^\s*(?:list|show|ls)\s+(?:the\s+|all\s+)?(?:remote\s+)?endpoints\s*$|^\s*endpoints\s*$", re.I)
+USE = re.compile(rf"^\s*(?:use|switch\s+to)\s+(?:model\s+)?(?P<chain>{NAME}(?:\s+(?:then|else|or)\s+{NAME})*)"
+                 rf"(?:\s+(?:the\s+)?default)?\s*$", re.I)
+EXPORT = re.compile(rf"^\s*export\s+(?:model\s+)?(?P<name>{NAME})\s+(?:for|to|on)\s+(?P<target>vllm|llama[-_ ]?server)\s*$",
+                    re.I)
+MODEL = re.compile(r"\bmodel\s+(?P<model>\S+)", re.I)
+KEY = re.compile(r"\bkey\s+(?:from|in|env)\s+\$?(?P<env>[A-Za-z_][A-Za-z0-9_]*)", re.I)
+RAW_KEY = re.compile(r"\bkey\s+(?!from\b|in\b|env\b)\S+", re.I)
+
+HELP = [
+    ("add endpoint NAME at URL [, URL2] [model M] [key from ENV_VAR]",
+     "a remote OpenAI-compatible server (vLLM, llama-server, Ollama, a cloud API) as a model; several URLs: a fleet"),
+    ("list endpoints / remove endpoint NAME", "registered endpoints with health and latency / forget one"),
+    ("use NAME [then OTHER]", "the default model (requests naming `default`), with fallbacks; persisted"),
+    ("export NAME for vllm|llama-server", "check a model can be served there and print the exact command"),
+]
+
+
+def endpoint_command(line: str) -> Optional[Command]:
+    """The endpoint command a line asks for, or None when it is not one."""
+    if match := ADD.match(line):
+        rest = match.group("rest")
+        if RAW_KEY.search(rest) and not KEY.search(rest):
+            return Command(Intent.ADD_ENDPOINT, question="Give the key's environment variable, never the key: "
+                           "add endpoint NAME at URL key from ENV_VAR")
+        model, key = MODEL.search(rest), KEY.search(rest)
+        urls = re.findall(URL, match.group("urls"))
+        return Command(Intent.ADD_ENDPOINT, Slots(name=match.group("name"), urls=urls,
+                                                  remote_model=model.group("model") if model else None,
+                                                  key_env=key.group("env") if key else None))
+    if ADD_LOOSE.match(line):
+        return Command(Intent.ADD_ENDPOINT, question="Name it and give its URL: add endpoint NAME at "
+                       "http://HOST:PORT/v1 [model M] [key from ENV_VAR]")
+    if match := REMOVE.match(line):
+        return Command(Intent.REMOVE_ENDPOINT, Slots(name=match.group("name")))
+    if LIST.match(line):
+        return Command(Intent.LIST_ENDPOINTS)
+    if match := EXPORT.match(line):
+        target = "vllm" if match.group("target").lower() == "vllm" else "llama-server"
+        return Command(Intent.EXPORT_MODEL, Slots(model=match.group("name"), kind=target))
+    if match := USE.match(line):
+        chain = re.split(r"\s+(?:then|else|or)\s+", match.group("chain"), flags=re.I)
+        return Command(Intent.USE_MODEL, Slots(model=chain[0], models=chain))
+    return None
+
+
+class EndpointCommands:
+    """Handlers over the executor's manager (the same registry and default the API server uses)."""
+
+    def __init__(self, executor) -> None:
+        self.executor = executor
+
+    def handlers(self) -> dict[Intent, Callable[[Command], r.Result]]:
+        return {Intent.ADD_ENDPOINT: self.add, Intent.REMOVE_ENDPOINT: self.remove,
+                Intent.LIST_ENDPOINTS: self.list, Intent.USE_MODEL: self.use, Intent.EXPORT_MODEL: self.export}
+
+    @property
+    def manager(self):
+        return self.executor.manager
+
+    def add(self, command: Command) -> r.Result:
+        from lqmf.errors import LQMFError
+
+        slots = command.slots
+        local = {rec.name for rec in self.manager.available() if rec.format != "remote"}
+        if slots.name in local:
+            raise LQMFError(f"{slots.name} is already a local model", "give the endpoint another name")
+        replaced = self.manager.endpoints.config.all().get(slots.name) is not None
+        if replaced:
+            self.manager.unload(slots.name)
+        fleet = self.manager.endpoints.put(slots.name, slots.urls, slots.remote_model, slots.key_env)
+        return r.EndpointList(endpoints=[fleet.status()], changed="replaced" if replaced else "registered")
+
+    def remove(self, command: Command) -> r.Result:
+        name = command.slots.name
+        self.manager.unload(name)
+        removed = self.manager.endpoints.remove(name)
+        return r.Message(text=f"Endpoint {removed.name} removed ({', '.join(removed.urls)}).")
+
+    def list(self, command: Command) -> r.Result:
+        fleets = self.manager.endpoints.refresh()
+        return r.EndpointList(endpoints=[f.status() for f in fleets.values()])
+
+    def use(self, command: Command) -> r.Result:
+        chain = self.manager.use(command.slots.models or [command.slots.model])
+        rest = f", falling back to {' then '.join(chain[1:])}" if chain[1:] else ""
+        return r.Message(text=f"Default model: {chain[0]}{rest}. Requests naming `default` (or no model) go there; "
+                              "`chat` with no model name too.")
+
+    def export(self, command: Command) -> r.Result:
+        from agents.export import export_plan
+
+        plan = export_plan(self.manager.record(command.slots.model), command.slots.kind,
+                           settings=self.executor.settings)
+        return r.ExportResult(target=plan.target, model=plan.model, command=plan.command, notes=list(plan.notes),
+                              experimental=plan.experimental)

@@ -1,0 +1,82 @@
+"""Remote endpoints (register, list, remove) and the default model (switch, show)."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from lqmf.errors import LQMFError
+from server.errors import APIError
+from server.schemas import EndpointRequest, ModelPath, SwitchRequest, check_model_name
+
+router = APIRouter(tags=["endpoints"])
+
+
+@router.get("/endpoints")
+async def list_endpoints(request: Request) -> dict[str, Any]:
+    """Every registered endpoint with its members' health, latency and requests in flight (never a key)."""
+    registry = request.app.state.manager.endpoints
+    fleets = await run_in_threadpool(registry.refresh)
+    return {"endpoints": [f.status() for f in fleets.values()]}
+
+
+@router.post("/endpoints", status_code=201)
+async def add_endpoint(request: Request, body: EndpointRequest) -> JSONResponse:
+    """Register (or replace) an endpoint; it is probed at once and listed as a model of format remote."""
+    manager = request.app.state.manager
+    name = check_model_name(body.name)
+
+    def register():
+        local = {r.name for r in manager.available() if r.format != "remote"}
+        if name in local:
+            raise APIError(409, f"{name} is already a local model", "register the endpoint under another name")
+        replaced = manager.endpoints.config.all().get(name) is not None
+        if replaced:
+            manager.unload(name)  # requests in flight finish on the old endpoint; the next ones go to the new
+        return replaced, manager.endpoints.put(name, body.all_urls(), body.model, body.key_env)
+
+    replaced, fleet = await run_in_threadpool(register)
+    return JSONResponse({"status": "replaced" if replaced else "registered", "endpoint": fleet.status()},
+                        status_code=200 if replaced else 201)
+
+
+@router.delete("/endpoints/{name}")
+async def remove_endpoint(request: Request, name: ModelPath) -> dict[str, Any]:
+    """Forget an endpoint (after its requests in flight finish); it leaves the model lists."""
+    manager = request.app.state.manager
+    name = check_model_name(name)
+
+    def remove():
+        if manager.endpoints.fleet(name) is None:
+            raise APIError(404, f"no endpoint named {name}", "GET /endpoints lists them")
+        manager.unload(name)
+        return manager.endpoints.remove(name)
+
+    removed = await run_in_threadpool(remove)
+    return {"status": "removed", "endpoint": removed.public()}
+
+
+@router.post("/model/switch/{name}")
+async def switch(request: Request, name: ModelPath, body: Optional[SwitchRequest] = None) -> dict[str, Any]:
+    """Make `name` the default model (requests naming `default` go to it), with optional fallbacks; persisted."""
+    chain = [check_model_name(name), *(check_model_name(f) for f in (body.fallbacks if body else []))]
+    try:
+        await run_in_threadpool(request.app.state.manager.use, chain)
+    except LQMFError as exc:
+        if type(exc) is LQMFError:  # a chain that names a model twice, or `default` itself
+            raise APIError(422, exc.message, exc.hint) from None
+        raise
+    return active_answer(chain)
+
+
+@router.get("/model/active")
+async def active(request: Request) -> dict[str, Any]:
+    """The default model and its fallbacks (null when none is set)."""
+    return active_answer(await run_in_threadpool(request.app.state.manager.active.chain))
+
+
+def active_answer(chain: list[str]) -> dict[str, Any]:
+    return {"model": chain[0] if chain else None, "fallbacks": chain[1:], "chain": chain}
