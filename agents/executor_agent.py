@@ -250,7 +250,8 @@ class Executor:
         from agents.agreement import parse_variant, run_agreement
 
         a_spec, b_spec = command.slots.models[:2]
-        a, b = parse_variant(a_spec, self.manager), parse_variant(b_spec, self.manager)
+        keys = self.manager.endpoints.key_for_url  # URL#MODEL of a registered endpoint: its key goes along
+        a, b = (parse_variant(spec, self.manager, api_key=keys(spec.partition("#")[0])) for spec in (a_spec, b_spec))
         csv_path = self.settings.reports_dir / f"agreement-{time.strftime('%Y%m%d-%H%M%S')}.csv"
         progress = (lambda done, total: self.progress("agreement", done, total)) if self.progress else None
         try:

@@ -303,8 +303,10 @@ class ExperimentAgent:
                 exp["summary"] = {"models": rows, **settings}
             ranked = rank(rows)
             exp["summary"] = {"models": ranked, "recommendation": recommend(ranked), **settings}
+        notes = [f"{row['model']} is remote ({row.get('host')}): measured over HTTP, so TTFT and latency include "
+                 "the network; token counts are the remote's own" for row in ranked if row.get("measured_over")]
         return ExperimentResult(id=exp["id"], kind=kind, models=list(models), rows=ranked, runs=all_runs,
-                                recommendation=recommend(ranked))
+                                recommendation=recommend(ranked), notes=notes)
 
     def _benchmark_one(self, experiment_id: int, name: str, prompts: Sequence[Prompt], repetitions: int,
                        warmup: int, params: GenerationParams, tick: Callable[[int], Any]):
@@ -336,6 +338,10 @@ class ExperimentAgent:
             # Attributable only when this benchmark did the load: the rise over the process before it.
             peak_rss_attributable_bytes=max(0, measured.peak_rss_bytes - baseline) if not was_loaded else None,
         )
+        if record.format == "remote":
+            # Timed here, over HTTP: TTFT includes the network and the remote's queue; tokens are its own usage.
+            row.update(measured_over="http", host=record.display.get("host"), size_bytes=None,
+                       peak_rss_attributable_bytes=None, footprint_bytes=None)
         return row, [r.to_dict() for r in runs]
 
     # -- fidelity -------------------------------------------------------------------------------------------
@@ -360,6 +366,12 @@ class ExperimentAgent:
                 return ancestor
         raise LQMFError(f"cannot tell which model {name} was made from",
                         f"name the reference: fidelity of {name} against MODEL")
+
+    def _reference_or_none(self, name: str) -> Optional[str]:
+        try:
+            return self.reference_for(name)
+        except LQMFError:
+            return None
 
     def common_reference(self, models: list[str]) -> Optional[str]:
         """The nearest model every one of `models` comes from (or is), if any."""
@@ -451,7 +463,14 @@ class ExperimentAgent:
         self._seen(*models)
         prompts = load_prompts(prompts_path) if prompts_path else list(STANDARD_PROMPTS)
         notes = []
-        reference = reference or self.common_reference(models)
+        # Fidelity needs full logits, which a remote API does not return: it covers the local models only.
+        remote = [m for m in models if self.manager.record(m).format == "remote"]
+        local = [m for m in models if m not in remote]
+        if reference is None and local:
+            reference = self.common_reference(local) if len(local) > 1 else self._reference_or_none(local[0])
+        for name in remote:
+            notes.append(f"{name} is remote: measured over HTTP (TTFT includes the network); its API returns "
+                         "sampled text, not the full logits fidelity needs, so it has no fidelity figures")
         params = GenerationParams(max_tokens=max_tokens, temperature=0)
         with self._recording("compare", list(models), {"prompts": len(prompts), "max_tokens": max_tokens,
                                                       "reference": reference}) as exp:
@@ -465,13 +484,13 @@ class ExperimentAgent:
                 rows[name], model_runs = self._benchmark_one(exp["id"], name, prompts, 1, 1, params,
                                                              tick(m_index * per_model))
                 runs.extend(model_runs)
-            if reference is not None:
+            if reference is not None and local:
                 text, source = heldout_text()
-                stats = self.fidelity_stats(reference, models, text, chunks=chunks, progress=progress)
-                for name in models:
+                stats = self.fidelity_stats(reference, local, text, chunks=chunks, progress=progress)
+                for name in local:
                     rows[name].update(stats[name].to_dict())
-                notes.append(f"fidelity against {reference} on {source}")
-            else:
+                notes.append(f"fidelity of {', '.join(local)} against {reference} on {source}")
+            elif local:
                 notes.append("no fidelity: these models do not share a source model (run: fidelity of A against REF)")
             ranked = rank(list(rows.values()))
             exp["summary"] = {"models": ranked, "reference": reference, "recommendation": recommend(ranked, reference)}
@@ -565,18 +584,25 @@ def fidelity_verdict(rows: list[dict[str, Any]], reference: str) -> str:
 def benchmark_summary(store) -> dict[str, Any]:
     """The latest fastest model (from the newest benchmark) and most faithful model (newest fidelity figures)."""
     out: dict[str, Any] = {"fastest_model": None, "most_faithful_model": None, "recommendation": None}
-    speed = store.experiments(kind=("auto-benchmark", "benchmark", "compare"), status="done", limit=1)
-    if speed:
-        exp = speed[0]
-        rows = [r for r in exp["summary"].get("models", []) if r.get("gen_tps")]
-        if rows:
-            best = max(rows, key=lambda r: r["gen_tps"])
-            out["fastest_model"] = {
-                "model": best["model"], "gen_tps": best["gen_tps"], "prompt_tps": best.get("prompt_tps"),
-                "ttft_p50_s": best.get("ttft_p50_s"), "latency_p50_s": best.get("latency_p50_s"),
-                "latency_p95_s": best.get("latency_p95_s"), "experiment_id": exp["id"], "kind": exp["kind"],
-                "measured_at": exp["finished_at"],
-            }
+    # Each model's newest speed figures (local ones and remote ones, measured over HTTP), then the fastest.
+    newest: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+    for exp in store.experiments(kind=("auto-benchmark", "benchmark", "compare"), status="done", limit=50):
+        for row in exp["summary"].get("models", []):
+            if row.get("gen_tps") and row["model"] not in newest:
+                newest[row["model"]] = (row, exp)
+    if newest:
+        best, exp = max(newest.values(), key=lambda pair: pair[0]["gen_tps"])
+        out["fastest_model"] = {
+            "model": best["model"], "gen_tps": best["gen_tps"], "prompt_tps": best.get("prompt_tps"),
+            "ttft_p50_s": best.get("ttft_p50_s"), "latency_p50_s": best.get("latency_p50_s"),
+            "latency_p95_s": best.get("latency_p95_s"), "format": best.get("format"),
+            "measured_over": best.get("measured_over", "local"), "experiment_id": exp["id"],
+            "kind": exp["kind"], "measured_at": exp["finished_at"],
+        }
+        out["speed_by_model"] = {name: {"gen_tps": row["gen_tps"], "ttft_p50_s": row.get("ttft_p50_s"),
+                                        "format": row.get("format"),
+                                        "measured_over": row.get("measured_over", "local"),
+                                        "experiment_id": exp["id"]} for name, (row, exp) in sorted(newest.items())}
     for exp in store.experiments(kind=("fidelity", "compare"), status="done", limit=20):
         reference = exp["summary"].get("reference")
         rows = [r for r in exp["summary"].get("models", []) if r.get("kld_mean") is not None and r["model"] != reference]

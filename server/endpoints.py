@@ -209,6 +209,7 @@ class Probe:
     at: float
     models: list[dict[str, Any]] = field(default_factory=list)
     error: Optional[str] = None
+    status: Optional[int] = None  # the HTTP status, when the member answered
 
     def ids(self) -> list[str]:
         return [str(m.get("id")) for m in self.models if m.get("id") is not None]
@@ -226,7 +227,8 @@ def probe_member(url: str, key: Optional[str], timeout: float) -> Probe:
         return Probe(False, time.perf_counter() - start, time.time(), error=f"unreachable ({describe_http_error(exc)})")
     latency = time.perf_counter() - start
     if response.status_code != 200:
-        return Probe(False, latency, time.time(), error=f"GET /models answered HTTP {response.status_code}")
+        return Probe(False, latency, time.time(), error=f"GET /models answered HTTP {response.status_code}",
+                     status=response.status_code)
     try:
         data = response.json().get("data")
         models = [m for m in data if isinstance(m, dict)] if isinstance(data, list) else None
@@ -313,6 +315,11 @@ class Fleet:
     def down_error(self) -> RemoteError:
         reasons = "; ".join(f"{m.url}: {m.failed or (m.probe.error if m.probe else 'not probed')}"
                             for m in self.members)
+        if any(m.probe is not None and m.probe.status in (401, 403) for m in self.members):
+            key_env = self.endpoint.key_env
+            hint = (f"the key in ${key_env} was refused: set it to a key that server accepts" if key_env else
+                    f"that server needs a key: add endpoint {self.name} at {self.endpoint.urls[0]} key from ENV_VAR")
+            return RemoteError(f"endpoint {self.name} refused LQMF's key ({reasons})", hint, status=502)
         return RemoteError(f"endpoint {self.name} has no member up ({reasons})",
                            "start the server(s) behind it, or check `list endpoints`", status=503,
                            retry_after="5")
@@ -442,6 +449,19 @@ class EndpointRegistry:
         self.fleets()
         log.info("endpoint %s removed", name)
         return removed
+
+    def key_for_url(self, url: str) -> Optional[str]:
+        """The key of the registered endpoint that has `url` as a member (None for a URL not registered)."""
+        if not url.startswith(("http://", "https://")):
+            return None
+        try:
+            wanted = normalize_url(url)
+        except InvalidRequest:
+            return None
+        for fleet in self.fleets().values():
+            if wanted in fleet.endpoint.urls:
+                return fleet.endpoint.api_key()
+        return None
 
     def records(self, taken: Iterable[str] = ()) -> list[Any]:
         """A model record per endpoint (format "remote"), probed when stale; `taken`: names on disk, which win."""

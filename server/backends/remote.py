@@ -20,7 +20,7 @@ import socket
 import ssl
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterator, Optional, Sequence
 from urllib.parse import urlsplit
 
@@ -49,12 +49,25 @@ class _Exchange:
     conn: Any
     events: "queue.SimpleQueue[Any]"
     thread: Optional[threading.Thread] = None
+    # The socket itself: http.client drops conn.sock when an answer says "Connection: close" (the
+    # response keeps reading from it), so closing the connection alone would not reach it.
+    sock: Optional[socket.socket] = None
+    closed: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def connected(self) -> bool:
+        """Remember the socket (reader thread, after sending); False when the worker closed it already."""
+        with self.lock:
+            self.sock = self.conn.sock
+            return not self.closed
 
     def close(self) -> None:
-        sock = getattr(self.conn, "sock", None)
+        with self.lock:
+            self.closed = True
+            sock = self.sock or getattr(self.conn, "sock", None)
         if sock is not None:
             try:
-                sock.shutdown(socket.SHUT_RDWR)  # wakes the reader thread blocked in recv
+                sock.shutdown(socket.SHUT_RDWR)  # wakes the reader thread blocked in recv; the remote sees EOF
             except OSError:
                 pass
         self.conn.close()
@@ -73,6 +86,9 @@ def _read_stream(exchange: _Exchange, path: str, payload: bytes, headers: dict[s
     out = exchange.events
     try:
         exchange.conn.request("POST", path, body=payload, headers=headers)
+        if not exchange.connected():
+            exchange.close()
+            return
         exchange.conn.sock.settimeout(None)  # the worker times the remote out, with the cancel flag
         response = exchange.conn.getresponse()
         out.put((response.status, response.getheader("Retry-After"), response.getheader("Content-Type") or ""))
@@ -84,9 +100,10 @@ def _read_stream(exchange: _Exchange, path: str, payload: bytes, headers: dict[s
             if line.startswith(b"data:"):
                 data = line[5:].strip()
                 if data == b"[DONE]":
-                    break
+                    out.put(_END)
+                    return
                 out.put(data)
-        out.put(_END)
+        out.put(ConnectionResetError("the stream ended before its [DONE] event"))
     except BaseException as exc:  # handed to the worker, which knows whether it was a cancel
         out.put(exc)
 
@@ -295,12 +312,12 @@ class RemoteBackend(Backend):
         """The reader's next item; None when cancelled (the connection is closed: the remote stops)."""
         waited = 0.0
         while True:
+            if cancel is not None and cancel.is_set():  # looked at before every item: a fast stream too
+                exchange.close()
+                return (None, None, None) if first else None
             try:
                 item = exchange.events.get(timeout=POLL_S)
             except queue.Empty:
-                if cancel is not None and cancel.is_set():
-                    exchange.close()
-                    return (None, None, None) if first else None
                 waited += POLL_S
                 if waited >= self.timeout_s:
                     exchange.close()

@@ -154,6 +154,10 @@ async def _ollama_stream(request: Request, name: str, prompt, options: Optional[
     own context window, refused with a 400 when larger than the loaded one.
     """
     started = time.perf_counter()
+
+    def shaped(text: str, calls: list) -> dict[str, Any]:  # the model that answered (`default` may fall back)
+        return {**shape(text, calls), "model": name}
+
     load_start = time.perf_counter()
     # `default` is loaded by the generation itself, which may fall back along the chain.
     was_loaded = name == "default" or request.app.state.manager.is_loaded(name)
@@ -169,7 +173,7 @@ async def _ollama_stream(request: Request, name: str, prompt, options: Optional[
 
     def whole(text: str, final: Chunk) -> dict[str, Any]:
         content, calls = read_reply(text) if tool_plan is not None else (text, [])
-        return {**shape(content or "", calls), **final_stats(name, final, started, load_s, reason[final.finish_reason])}
+        return {**shaped(content or "", calls), **final_stats(name, final, started, load_s, reason[final.finish_reason])}
 
     if not stream:
         result = await generate(request, name, prompt, params, keep_alive)
@@ -185,9 +189,9 @@ async def _ollama_stream(request: Request, name: str, prompt, options: Optional[
         return ndjson(request, at_end(), job)
 
     def on_final(chunk: Chunk) -> list[dict]:
-        return [{**shape("", []), **final_stats(name, chunk, started, load_s, reason[chunk.finish_reason])}]
+        return [{**shaped("", []), **final_stats(name, chunk, started, load_s, reason[chunk.finish_reason])}]
 
-    return ndjson(request, map_chunks(chunks, lambda c: shape(c.text, []) if c.text else None, on_final), job)
+    return ndjson(request, map_chunks(chunks, lambda c: shaped(c.text, []) if c.text else None, on_final), job)
 
 
 @router.post("/generate")
