@@ -83,22 +83,12 @@ class EndpointCommands:
         return self.executor.manager
 
     def add(self, command: Command) -> r.Result:
-        from lqmf.errors import LQMFError
-
         slots = command.slots
-        local = {rec.name for rec in self.manager.available() if rec.format != "remote"}
-        if slots.name in local:
-            raise LQMFError(f"{slots.name} is already a local model", "give the endpoint another name")
-        replaced = self.manager.endpoints.config.all().get(slots.name) is not None
-        if replaced:
-            self.manager.unload(slots.name)
-        fleet = self.manager.endpoints.put(slots.name, slots.urls, slots.remote_model, slots.key_env)
+        fleet, replaced = self.manager.add_endpoint(slots.name, slots.urls, slots.remote_model, slots.key_env)
         return r.EndpointList(endpoints=[fleet.status()], changed="replaced" if replaced else "registered")
 
     def remove(self, command: Command) -> r.Result:
-        name = command.slots.name
-        self.manager.unload(name)
-        removed = self.manager.endpoints.remove(name)
+        removed = self.manager.remove_endpoint(command.slots.name)
         return r.Message(text=f"Endpoint {removed.name} removed ({', '.join(removed.urls)}).")
 
     def list(self, command: Command) -> r.Result:

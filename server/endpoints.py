@@ -67,18 +67,28 @@ class Endpoint:
 def normalize_url(url: str) -> str:
     """An http(s) base URL of an OpenAI-compatible API; a bare host gets /v1 (what every such server uses)."""
     url = url.strip()
-    parts = urlsplit(url)
+    if not url or any(not ("!" <= c <= "~") for c in url):
+        raise InvalidRequest(f"{url[:200]!r} has spaces, control or non-ASCII characters",
+                             "give a plain http(s) URL (an international host name in its xn-- form)")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port out of range
+    except ValueError as exc:  # a bad port or a bracketed host that is no IP address
+        raise InvalidRequest(f"{url[:200]!r} is not a valid URL ({exc})", "give e.g. http://10.0.0.5:8000/v1") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidRequest(f"{url!r} is not an http(s) URL", "give the server's base URL, e.g. http://10.0.0.5:8000/v1")
     if parts.query or parts.fragment or parts.username or parts.password:
         raise InvalidRequest(f"{url!r} carries a query, fragment or credentials",
                              "give the bare base URL; a key goes in an environment variable (key from ENV_VAR)")
-    try:
-        parts.port  # noqa: B018 - raises on a port out of range
-    except ValueError as exc:
-        raise InvalidRequest(f"{url!r} has an invalid port ({exc})", "use a port from 1 to 65535") from None
     path = parts.path.rstrip("/")
-    return f"{parts.scheme}://{parts.netloc}{path or '/v1'}"
+    normal = f"{parts.scheme}://{parts.netloc}{path or '/v1'}"
+    try:
+        import httpx
+
+        httpx.URL(normal)
+    except httpx.InvalidURL as exc:
+        raise InvalidRequest(f"{url[:200]!r} is not a valid URL ({exc})", "give e.g. http://10.0.0.5:8000/v1") from None
+    return normal
 
 
 def check_endpoint(name: str, urls: Iterable[str], model: Optional[str], key_env: Optional[str]) -> Endpoint:

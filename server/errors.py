@@ -21,6 +21,7 @@ from lqmf.errors import (
     ModelBusy,
     ModelLoadError,
     ModelNotFound,
+    OutputExists,
     QueueFull,
     RemoteError,
     ShuttingDown,
@@ -48,6 +49,7 @@ class ClientGone(LQMFError):
 STATUS_FOR: list[tuple[type[BaseException], int, dict[str, str]]] = [
     (ClientGone, 499, {}),
     (ModelNotFound, 404, {}),
+    (OutputExists, 409, {}),
     (ContextOverflow, 400, {}),
     (QueueFull, 503, {"Retry-After": RETRY_AFTER_S}),
     (ModelBusy, 503, {"Retry-After": RETRY_AFTER_S}),

@@ -10,7 +10,7 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, Sequence
 
 from lqmf.errors import InsufficientMemory, LQMFError, ModelBusy, ModelNotFound, QueueFull
 from lqmf.settings import Settings
@@ -324,6 +324,37 @@ class ModelManager:
         close = difflib.get_close_matches(name, list(records), n=3, cutoff=0.5)
         hint = f"did you mean {', '.join(close)}?" if close else "see the list of available models"
         raise ModelNotFound(f"no model named {name!r} in {self.settings.models_dir}", hint)
+
+    # -- remote endpoints (the shell and the server both come here) --------------------------------------
+    def add_endpoint(self, name: str, urls: Sequence[str], model: Optional[str] = None,
+                     key_env: Optional[str] = None) -> tuple[Any, bool]:
+        """Register (or replace) a remote endpoint as the model `name`; (its Fleet, whether one was replaced).
+
+        A replaced endpoint is detached first: its requests in flight finish there, the next go to the new one.
+        """
+        from lqmf.errors import OutputExists
+
+        local = self._discover(self.settings.models_dir) if self._discover is not None else \
+            self.discovery.records(self.settings.models_dir)
+        if name in {r.name for r in local}:
+            raise OutputExists(f"{name} is already a local model", "give the endpoint another name")
+        replaced = name in self.endpoints.config.all()
+        if replaced:
+            self.unload(name)
+        return self.endpoints.put(name, urls, model, key_env), replaced
+
+    def remove_endpoint(self, name: str) -> Any:
+        """Forget an endpoint (after its requests in flight finish), and take it out of the default chain."""
+        if self.endpoints.fleet(name) is None:
+            names = ", ".join(self.endpoints.config.all()) or "none"
+            raise ModelNotFound(f"no endpoint named {name} (registered: {names})", "list endpoints")
+        self.unload(name)
+        removed = self.endpoints.remove(name)
+        chain = self.active.chain()
+        if name in chain:
+            self.active.set([n for n in chain if n != name])
+            log.info("%s left the default chain with its endpoint", name)
+        return removed
 
     def use(self, chain: list[str]) -> list[str]:
         """Make chain[0] the default model, the rest its fallbacks in order; persisted. Names must exist."""

@@ -522,7 +522,7 @@ def parse_keep_alive(value: Union[float, str, None]) -> Optional[float]:
     return float(value) if value >= 0 else -1.0
 
 
-Url = Annotated[str, Field(min_length=8, max_length=2048, pattern=r"^https?://\S+$",
+Url = Annotated[str, Field(min_length=8, max_length=2048, pattern=r"^https?://[!-~]+$",
                            description="An OpenAI-compatible base URL, e.g. http://10.0.0.5:8000/v1.")]
 
 

@@ -71,16 +71,25 @@ def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(demo_dir, tmp
     examples = int(os.environ.get("LQMF_FUZZ_EXAMPLES", "12"))
     seed = int(os.environ.get("LQMF_FUZZ_SEED", "13"))
     report = tmp_path / "report.json"
-    try:
+    config = _config(tmp_path / "st.toml", [experiment])
+
+    def schemathesis(*selection: str, report_path: Path = report) -> None:
         run = subprocess.run(
-            [str(Path(sys.executable).with_name("st")), "--config-file", str(_config(tmp_path / "st.toml", [experiment])),
+            [str(Path(sys.executable).with_name("st")), "--config-file", str(config),
              "run", f"{url}/openapi.json", "--checks", CHECKS, "--phases", "examples,coverage,fuzzing,stateful",
              "-n", str(examples), "--seed", str(seed), "--workers", "1", "--request-timeout", "60",
-             "--report", "json", "--report-json-path", str(report), "--output-truncate", "true"],
+             "--report", "json", "--report-json-path", str(report_path), "--output-truncate", "true", *selection],
             cwd=tmp_path, capture_output=True, text=True, timeout=900,
         )
         tail = run.stdout[-6000:] + run.stderr[-2000:]
-        assert run.returncode == 0, f"schemathesis found problems (seed {seed}):\n{tail}"
+        assert run.returncode == 0, f"schemathesis found problems (seed {seed}, {selection}):\n{tail}"
+
+    try:
+        # Every operation but registering endpoints: a fuzzed endpoint is a dead remote, which the
+        # model routes rightly answer with a 503 naming it. The endpoint routes get a run of their own,
+        # after, which must not fail either (register, list, switch, remove: never a 5xx).
+        schemathesis("--exclude-path-regex", "^/endpoints")
+        schemathesis("--include-path-regex", "^/(endpoints|model/)", report_path=tmp_path / "endpoints.json")
         summary = json.loads(report.read_text())
         metrics = httpx.get(f"{url}/metrics").text
     finally:
@@ -93,6 +102,7 @@ def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(demo_dir, tmp
     statuses = {line.split('status="')[1].split('"')[0] for line in metrics.splitlines()
                 if line.startswith("lqmf_requests_total{") and 'status="' in line}
     assert "200" in statuses and not any(s.startswith("5") for s in statuses), statuses
+    assert 'route="/endpoints"' in metrics and 'route="/model/switch/{name}"' in metrics
     assert "/models/{name}/load" in metrics and "/models/{name}/unload" in metrics
     assert any('route="/classifiers/{name}/predict"' in line and 'status="200"' in line
                for line in metrics.splitlines() if line.startswith("lqmf_requests_total{"))

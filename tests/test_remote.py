@@ -364,10 +364,14 @@ def test_fallback_moves_a_failed_request_on_and_records_it(gateway):
         httpx.post(f"{url}/model/switch/gone")
         alone = chat(url, "default")
         assert alone.status_code == 503 and "gone" in alone.json()["error"]["message"]
+        # An endpoint removed leaves the default chain with it.
+        httpx.post(f"{url}/model/switch/gone", json={"fallbacks": ["demo-q4_k_m"]})
+        assert httpx.delete(f"{url}/endpoints/gone").status_code == 200
+        assert httpx.get(f"{url}/model/active").json()["chain"] == ["demo-q4_k_m"]
     finally:
         httpx.post(f"{url}/model/switch/far")
-        manager.unload("gone")
-        manager.endpoints.remove("gone")
+        if manager.endpoints.fleet("gone") is not None:
+            manager.remove_endpoint("gone")
 
 
 # -- a fleet ------------------------------------------------------------------------------------------------
@@ -489,6 +493,31 @@ def test_the_shell_adds_lists_uses_and_removes_endpoints(remote, demo_dir, tmp_p
     removed = cli(["-c", "remove endpoint far"], home, demo_dir)
     assert removed.returncode == 0 and "removed" in removed.stdout
     assert "far" not in cli(["-c", "list endpoints"], home, demo_dir).stdout
+
+
+def test_the_readme_walkthrough_runs_as_written(remote, demo_dir, tmp_path, monkeypatch):
+    """README's "Local vs remote" shell lines, in one script, against the remote (its port and key aside)."""
+    import re
+
+    from tests.test_shell import cli
+
+    section = (REPO / "README.md").read_text().split("## Local vs remote", 1)[1].split("\n## ", 1)[0]
+    lines = [line[len("lqmf> "):] for line in re.search(r"```text\n(.*?)```", section, re.S).group(1).splitlines()
+             if line.startswith("lqmf> ")]
+    assert len(lines) >= 6 and any(line.startswith("add endpoint") for line in lines)
+    script = tmp_path / "walkthrough.txt"
+    script.write_text("\n".join(line.replace("127.0.0.1:8001", f"127.0.0.1:{remote.port}") for line in lines))
+    home = tmp_path / "walk-home"
+    home.mkdir()
+    HOMES.append(home)
+    monkeypatch.setenv("REMOTE_KEY", KEY)  # README's example secret is the remote's real key here
+    run = cli(["--json", "--script", str(script)], home, demo_dir)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    results = json.loads("[" + re.sub(r"\}\s*\{", "},{", run.stdout.strip()) + "]")
+    by_intent = {r["command"]["intent"]: r["result"] for r in results}
+    compare = next(r["result"] for r in results if r["command"]["slots"].get("kind") == "compare")
+    assert compare["reference"] == "demo-f16" and any("far is remote" in n for n in compare["notes"])
+    assert by_intent["EXPORT_MODEL"]["command"].split()[1:3] == ["-m", str(demo_dir / "demo-q4_k_m.gguf")]
 
 
 def test_the_key_is_nowhere_on_disk():

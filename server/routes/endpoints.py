@@ -26,36 +26,17 @@ async def list_endpoints(request: Request) -> dict[str, Any]:
 @router.post("/endpoints", status_code=201)
 async def add_endpoint(request: Request, body: EndpointRequest) -> JSONResponse:
     """Register (or replace) an endpoint; it is probed at once and listed as a model of format remote."""
-    manager = request.app.state.manager
     name = check_model_name(body.name)
-
-    def register():
-        local = {r.name for r in manager.available() if r.format != "remote"}
-        if name in local:
-            raise APIError(409, f"{name} is already a local model", "register the endpoint under another name")
-        replaced = manager.endpoints.config.all().get(name) is not None
-        if replaced:
-            manager.unload(name)  # requests in flight finish on the old endpoint; the next ones go to the new
-        return replaced, manager.endpoints.put(name, body.all_urls(), body.model, body.key_env)
-
-    replaced, fleet = await run_in_threadpool(register)
+    fleet, replaced = await run_in_threadpool(request.app.state.manager.add_endpoint, name, body.all_urls(),
+                                              body.model, body.key_env)
     return JSONResponse({"status": "replaced" if replaced else "registered", "endpoint": fleet.status()},
                         status_code=200 if replaced else 201)
 
 
 @router.delete("/endpoints/{name}")
 async def remove_endpoint(request: Request, name: ModelPath) -> dict[str, Any]:
-    """Forget an endpoint (after its requests in flight finish); it leaves the model lists."""
-    manager = request.app.state.manager
-    name = check_model_name(name)
-
-    def remove():
-        if manager.endpoints.fleet(name) is None:
-            raise APIError(404, f"no endpoint named {name}", "GET /endpoints lists them")
-        manager.unload(name)
-        return manager.endpoints.remove(name)
-
-    removed = await run_in_threadpool(remove)
+    """Forget an endpoint (after its requests in flight finish); it leaves the model lists and the default chain."""
+    removed = await run_in_threadpool(request.app.state.manager.remove_endpoint, check_model_name(name))
     return {"status": "removed", "endpoint": removed.public()}
 
 
