@@ -40,13 +40,18 @@ HELP = [
 ]
 
 
+def carries_key(line: str) -> bool:
+    """Whether an endpoint line carries a key itself (`key sk-...`) rather than a variable's name."""
+    return bool(ADD_LOOSE.match(line) and RAW_KEY.search(line) and not KEY.search(line))
+
+
 def endpoint_command(line: str) -> Optional[Command]:
     """The endpoint command a line asks for, or None when it is not one."""
     if match := ADD.match(line):
-        rest = match.group("rest")
-        if RAW_KEY.search(rest) and not KEY.search(rest):
+        if carries_key(line):
             return Command(Intent.ADD_ENDPOINT, question="Give the key's environment variable, never the key: "
                            "add endpoint NAME at URL key from ENV_VAR")
+        rest = match.group("rest")
         model, key = MODEL.search(rest), KEY.search(rest)
         urls = re.findall(URL, match.group("urls"))
         return Command(Intent.ADD_ENDPOINT, Slots(name=match.group("name"), urls=urls,

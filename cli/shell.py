@@ -48,6 +48,17 @@ SLOW = {Intent.LOAD_MODEL_API, Intent.CHAT_WITH_MODEL, Intent.START_API_SERVER, 
         Intent.UNLOAD_MODEL_API}
 
 
+
+class SecretSafeHistory(FileHistory):
+    """The shell history file, without lines that carry a secret (a key typed into `add endpoint`):
+    such a line is refused anyway, and must not be kept on disk."""
+
+    def store_string(self, string: str) -> None:
+        from agents.endpoint_commands import carries_key
+
+        if not carries_key(string):
+            super().store_string(string)
+
 class ShellCompleter(Completer):
     """Command phrases at the start of a line, model names after that."""
 
@@ -91,7 +102,7 @@ class Shell:
         history = executor.settings.history_path
         history.parent.mkdir(parents=True, exist_ok=True)
         self.session = session or PromptSession(
-            history=FileHistory(str(history)), completer=ShellCompleter(names), key_bindings=key_bindings(),
+            history=SecretSafeHistory(str(history)), completer=ShellCompleter(names), key_bindings=key_bindings(),
             complete_while_typing=False,
         )
 

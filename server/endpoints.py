@@ -113,6 +113,14 @@ def check_endpoint(name: str, urls: Iterable[str], model: Optional[str], key_env
     return Endpoint(name, members, model or None, key_env or None)
 
 
+def remote_facts(record: Any) -> dict[str, Any]:
+    """A listing entry's extra for a remote model: host, health, probe latency (clients ignore unknown keys)."""
+    if getattr(record, "remote", None) is None:
+        return {}
+    return {"remote": {"host": record.display.get("host"), "health": record.remote["health"],
+                       "latency_ms": record.remote["latency_ms"]}}
+
+
 # -- the config file -------------------------------------------------------------------------------
 
 def parse_config(text: str, path: Path) -> dict[str, Endpoint]:

@@ -36,8 +36,9 @@ HOMES: list[Path] = []  # every home a test here wrote into: none may hold the k
 class LQMFProcess:
     """`python -m server` in its own process, as a remote machine would run it."""
 
-    def __init__(self, home: Path, models: Path, key: str | None = None, preload: str | None = None) -> None:
-        self.port = free_port()
+    def __init__(self, home: Path, models: Path, key: str | None = None, preload: str | None = None,
+                 port: int | None = None) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "LQMF_HOME": str(home), "LQMF_MODELS_DIR": str(models), "LQMF_AUTO_BENCHMARK_EVERY": "0"}
         env.pop("LQMF_API_KEY", None)
@@ -136,7 +137,9 @@ def test_a_registered_endpoint_is_probed_and_listed_everywhere(gateway, remote):
     assert "demo-q4_k_m" in available  # the local models are still there
     openai_ids = {m["id"]: m for m in httpx.get(f"{url}/v1/models").json()["data"]}
     assert openai_ids["far"]["owned_by"] == f"remote:127.0.0.1:{remote.port}"
-    assert "far" in {m["name"] for m in httpx.get(f"{url}/api/tags").json()["models"]}
+    assert openai_ids["far"]["remote"]["health"] == "up" and openai_ids["far"]["remote"]["latency_ms"] > 0
+    tags = {m["name"]: m for m in httpx.get(f"{url}/api/tags").json()["models"]}
+    assert tags["far"]["details"]["format"] == "remote" and tags["far"]["remote"]["host"] == f"127.0.0.1:{remote.port}"
     for body in (endpoints, available, openai_ids):
         assert KEY not in json.dumps(body)
     # The config file names the variable, never the key.
@@ -189,10 +192,19 @@ def test_the_openai_client_streams_a_remote_model_through_the_gateway(gateway, r
     ollama = httpx.post(f"{url}/api/chat", timeout=60, json={"model": "far", "messages": ASK, "stream": False,
                                                              "options": {"temperature": 0, "num_predict": 12}}).json()
     assert ollama["message"]["content"] == through_gateway
+    # Side by side with a local model, and in a batch.
+    side = httpx.post(f"{url}/compare", timeout=60, json={"models": ["demo-q4_k_m", "far"], "messages": ASK,
+                                                          **GREEDY}).json()
+    assert {row["model"] for row in side["results"]} == {"demo-q4_k_m", "far"}
+    assert next(row for row in side["results"] if row["model"] == "far")["response"] == through_gateway
+    batch = httpx.post(f"{url}/batch", timeout=60, json={"items": [{"model": "far", "messages": ASK, **GREEDY},
+                                                                    {"model": "demo-q4_k_m", "prompt": "Hi",
+                                                                     "max_tokens": 4}]}).json()
+    assert batch["errors"] == 0 and batch["results"][0]["response"] == through_gateway
     # Usage recorded by the gateway, per route.
-    rows = wait_for(lambda: [r for r in stats(settings, "far") if r[1] == "stop"] if len(stats(settings, "far")) >= 4
+    rows = wait_for(lambda: [r for r in stats(settings, "far") if r[1] == "stop"] if len(stats(settings, "far")) >= 6
                     else None)
-    assert {r[0] for r in rows} >= {"/v1/chat/completions", "/models/{name}/chat", "/api/chat"}
+    assert {r[0] for r in rows} >= {"/v1/chat/completions", "/models/{name}/chat", "/api/chat", "/compare", "/batch"}
     assert all(r[2] == usage.completion_tokens for r in rows)
 
 
@@ -290,6 +302,23 @@ def test_benchmark_compare_and_summary_over_http(gateway):
         assert rows["demo-q4_k_m"]["kld_mean"] is not None  # the local one still gets its fidelity
         assert any("far is remote" in n and "no fidelity" in n for n in report.notes)
         assert report.reference and report.reference != "far"
+        # The prompt experiments take it too: a batch file and a multi-turn conversation.
+        prompts = settings.root / "prompts.txt"
+        prompts.write_text("Say one word.\nName a colour.\n")
+        batch = agent.batch("far", prompts, GenerationParams(max_tokens=6, temperature=0))
+        assert batch.rows[0]["runs"] == 2 and all(run["response"] for run in batch.runs)
+        script = settings.root / "script.txt"
+        script.write_text("Hello.\nAnd then?\n")
+        talk = agent.conversation("far", script, GenerationParams(max_tokens=6, temperature=0))
+        assert talk.rows[0]["runs"] == 2
+        # The automatic benchmark measures whatever is loaded, remote models included.
+        from agents.auto_benchmark import AutoBenchmark
+
+        auto = AutoBenchmark(agent, every=1)
+        auto.observe()
+        auto.wait(120)
+        line = json.loads(settings.benchmarks_log.read_text().splitlines()[-1])
+        assert line["models"]["far"]["gen_tps"] > 0
         summary = httpx.get(f"{url}/benchmark/summary").json()
         assert summary["speed_by_model"]["far"]["measured_over"] == "http"
         assert summary["speed_by_model"]["demo-q4_k_m"]["measured_over"] == "local"
@@ -422,6 +451,19 @@ def test_a_fleet_is_routed_and_survives_a_member_killed_mid_run(gateway, demo_di
         assert after and all(o == "ok" for o in after)
         assert fleet.members[1].healthy is False and fleet.health().startswith("degraded")
         assert fleet.members[0].served > served[0] + len(after) - 1
+        # The member comes back on its port: the next health probe (what a server runs every
+        # LQMF_PROBE_INTERVAL_S) takes it back, and it serves again.
+        home = tmp_path_factory.mktemp("member-1-again")
+        members[1] = LQMFProcess(home, demo_dir, preload="demo-q4_k_m", port=members[1].port)
+        manager.endpoints.refresh(max_age_s=0)
+        assert fleet.health() == "up"
+        before = fleet.members[1].served
+        threads = [threading.Thread(target=manager.generate, args=("pool", ASK, params)) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert fleet.members[1].served > before
     finally:
         manager.unload("pool")
         manager.endpoints.remove("pool")
@@ -493,6 +535,52 @@ def test_the_shell_adds_lists_uses_and_removes_endpoints(remote, demo_dir, tmp_p
     removed = cli(["-c", "remove endpoint far"], home, demo_dir)
     assert removed.returncode == 0 and "removed" in removed.stdout
     assert "far" not in cli(["-c", "list endpoints"], home, demo_dir).stdout
+
+
+def test_endpoint_lines_parse_and_a_typed_key_is_refused_and_never_kept(tmp_path):
+    from agents.decision_agent import DecisionAgent
+    from agents.intents import Intent
+    from cli.shell import SecretSafeHistory
+
+    agent = DecisionAgent(lambda: ["demo-q4_k_m", "demo-f16"])
+    add = agent.parse("add endpoint big at http://10.0.0.5:8000/v1, http://10.0.0.6:8000 model qwen key from VLLM_KEY")
+    assert add.intent is Intent.ADD_ENDPOINT and add.slots.name == "big" and add.slots.key_env == "VLLM_KEY"
+    assert add.slots.urls == ["http://10.0.0.5:8000/v1", "http://10.0.0.6:8000"] and add.slots.remote_model == "qwen"
+    assert agent.parse("remove endpoint big").slots.name == "big"
+    assert agent.parse("list endpoints").intent is Intent.LIST_ENDPOINTS
+    use = agent.parse("use big then q4_k_m")
+    assert use.intent is Intent.USE_MODEL and use.slots.models == ["big", "demo-q4_k_m"]
+    export = agent.parse("export demo-f16 for llama server")
+    assert export.intent is Intent.EXPORT_MODEL and (export.slots.model, export.slots.kind) == ("demo-f16", "llama-server")
+    typed = f"add endpoint x at http://10.0.0.5:8000/v1 key {KEY}"
+    refused = agent.parse(typed)
+    assert refused.question and "never the key" in refused.question and not refused.slots.urls
+    history = SecretSafeHistory(str(tmp_path / "history"))
+    history.store_string(typed)
+    history.store_string("list endpoints")
+    text = (tmp_path / "history").read_text()
+    assert KEY not in text and "list endpoints" in text
+
+
+def test_chat_without_a_name_talks_to_the_default(gateway):
+    from agents import results as r
+    from agents.decision_agent import DecisionAgent
+    from agents.executor_agent import Executor
+
+    url, manager, settings, _ = gateway
+    executor = Executor(settings, manager, server=None)
+    agent = DecisionAgent(lambda: [rec.name for rec in manager.available()])
+    manager.endpoints.put("gone2", [f"http://127.0.0.1:{free_port()}/v1"], "m")
+    try:
+        manager.use(["far"])
+        started = executor.execute(agent.parse("chat"))
+        assert isinstance(started, r.ChatStart) and started.model == "far"
+        manager.use(["gone2", "demo-q4_k_m"])  # the first cannot be reached: chat goes to the next
+        assert executor.execute(agent.parse("chat")).model == "demo-q4_k_m"
+    finally:
+        manager.use(["far"])
+        manager.remove_endpoint("gone2")
+        executor.close()
 
 
 def test_the_readme_walkthrough_runs_as_written(remote, demo_dir, tmp_path, monkeypatch):

@@ -30,6 +30,7 @@ from server.schemas import (
     ollama_format,
     parse_keep_alive,
 )
+from server.endpoints import remote_facts
 from server.streaming import collect_chunks, ensure_loaded, generate, map_chunks, ndjson, start_stream
 from server.tool_calls import ToolPlan, parse_tools, plan, read_reply, rendered_history
 
@@ -87,7 +88,7 @@ async def tags(request: Request) -> dict[str, Any]:
             except OSError:  # removed since discovery looked: no longer local
                 continue
             models.append({"name": r.name, "model": r.name, "modified_at": iso(modified), "size": r.size_bytes,
-                           "digest": digest(r), "details": details(r)})
+                           "digest": digest(r), "details": details(r), **remote_facts(r)})
         return JSONResponse({"models": models})
 
     return await run_in_threadpool(listing)

@@ -25,6 +25,7 @@ from server.schemas import (
     check_dimensions,
     check_model_name,
 )
+from server.endpoints import remote_facts
 from server.streaming import collect_chunks, ensure_loaded, generate, map_chunks, sse, sse_line, start_stream
 from server.tool_calls import ToolPlan, finish_with_calls, parse_tools, plan, read_reply, rendered_history
 
@@ -50,7 +51,7 @@ async def list_models(request: Request) -> dict[str, Any]:
 
     def listing() -> JSONResponse:  # built and encoded off the loop: hundreds of models take milliseconds
         return JSONResponse({"object": "list", "data": [
-            {"id": r.name, "object": "model", "created": created, "owned_by": owner(r)}
+            {"id": r.name, "object": "model", "created": created, "owned_by": owner(r), **remote_facts(r)}
             for r in request.app.state.manager.available() if r.usable
         ]})
 
