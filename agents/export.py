@@ -230,6 +230,12 @@ def _vllm_gptq(request: _Request, config: dict[str, Any], quant: dict[str, Any])
     else:
         notes.append("The faster Marlin kernel takes symmetric 4/8-bit weights, group size -1/32/64/128 and "
                      "layer sizes that are multiples of 128; this model is outside that, so the plain gptq kernel.")
+    return _kernel_plan(request, method, notes)
+
+
+def _kernel_plan(request: _Request, method: str, notes: list[str]) -> ExportPlan:
+    """A vLLM plan for a quantized folder served by `method`'s kernel, in float16."""
+    record = request.record
     return ExportPlan(VLLM, record.name,
                       _vllm_argv(request, str(record.path), ["--quantization", method, "--dtype", "float16"]),
                       notes + _vllm_common_notes(request, f"the folder {record.path}"))
@@ -250,9 +256,7 @@ def _vllm_awq(request: _Request, config: dict[str, Any], quant: dict[str, Any]) 
     if marlin:
         notes.append("Marlin needs an NVIDIA GPU of compute capability 7.5 or newer; on an older one use "
                      "--quantization awq.")
-    return ExportPlan(VLLM, record.name,
-                      _vllm_argv(request, str(record.path), ["--quantization", method, "--dtype", "float16"]),
-                      notes + _vllm_common_notes(request, f"the folder {record.path}"))
+    return _kernel_plan(request, method, notes)
 
 
 def _vllm_bnb(request: _Request, config: dict[str, Any], quant: dict[str, Any]) -> ExportPlan:

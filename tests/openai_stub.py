@@ -12,13 +12,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 @dataclass
 class StubBehaviour:
-    """What the stub does: mode is ok | ratelimit | slow | break | endless; `key` is required when set."""
+    """What the stub does: mode is ok | ratelimit | fail (answers `status`) | slow | break | endless;
+    `key` is required when set."""
 
     mode: str = "ok"
     reply: str = "stub says hello"
     key: str | None = None
     delay_s: float = 0.0
     retry_after: str = "7"
+    status: int = 500
     requests: list[dict] = field(default_factory=list)
     disconnected: threading.Event = field(default_factory=threading.Event)  # endless: the client went away
 
@@ -65,6 +67,10 @@ def _handler(behaviour: StubBehaviour):
             if behaviour.mode == "ratelimit":
                 self._json(429, {"error": {"message": "Rate limit reached for requests", "type": "requests"}},
                            {"Retry-After": behaviour.retry_after})
+                return
+            if behaviour.mode == "fail":
+                message = "The model `stub-model` does not exist" if behaviour.status == 404 else "internal error"
+                self._json(behaviour.status, {"error": {"message": message}})
                 return
             if behaviour.mode == "slow":
                 time.sleep(behaviour.delay_s)  # nothing at all until then, not even headers

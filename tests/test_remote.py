@@ -242,13 +242,22 @@ def test_remote_failures_become_clear_errors_that_name_the_endpoint(gateway):
     with OpenAIStub(StubBehaviour(mode="ratelimit", retry_after="7")) as limited, \
             OpenAIStub(StubBehaviour(key="the-right-key")) as locked, \
             OpenAIStub(StubBehaviour(mode="slow", delay_s=30)) as slow, \
-            OpenAIStub(StubBehaviour(mode="break", reply="one two three")) as broken:
+            OpenAIStub(StubBehaviour(mode="break", reply="one two three")) as broken, \
+            OpenAIStub(StubBehaviour(mode="fail", status=404)) as missing, \
+            OpenAIStub(StubBehaviour(mode="fail", status=500)) as crashing:
         manager.endpoints.put("limited", [limited.url], "stub-model")
         manager.endpoints.put("locked", [locked.url], "stub-model", KEY_ENV)  # our key is not the one it wants
         manager.endpoints.put("slowpoke", [slow.url], "stub-model")
         manager.endpoints.put("broken", [broken.url], "stub-model")
         manager.endpoints.put("dead", [f"http://127.0.0.1:{dead_port}/v1"], "stub-model")
+        manager.endpoints.put("missing", [missing.url], "stub-model")
+        manager.endpoints.put("crashing", [crashing.url], "stub-model")
         try:
+            r = chat(url, "missing")
+            assert r.status_code == 502 and "missing (" in r.json()["error"]["message"]
+            assert "404" in r.json()["error"]["message"] and "model id" in r.json()["error"]["hint"]
+            r = chat(url, "crashing")
+            assert r.status_code == 502 and "crashing (" in r.json()["error"]["message"] and "500" in r.text
             r = chat(url, "limited")
             assert r.status_code == 429 and r.headers["retry-after"] == "7"
             cases.append(r.json()["error"])
@@ -276,7 +285,7 @@ def test_remote_failures_become_clear_errors_that_name_the_endpoint(gateway):
             assert chat(url, "demo-q4_k_m").status_code == 200
             assert chat(url, "far").status_code == 200
         finally:
-            for name in ("limited", "locked", "slowpoke", "broken", "dead"):
+            for name in ("limited", "locked", "slowpoke", "broken", "dead", "missing", "crashing"):
                 manager.unload(name)
                 manager.endpoints.remove(name)
 

@@ -25,7 +25,7 @@ SCHEMA = {
     "experiment_results": ["id", "experiment_id", "model", "prompt", "response", "prompt_tokens", "completion_tokens",
                            "latency_s", "ttft_s", "tokens_per_second", "metrics", "created_at"],
     "request_stats": ["id", "model", "route", "prompt_tokens", "completion_tokens", "latency_s", "created_at",
-                      "finish_reason"],
+                      "finish_reason", "fallback_from"],
     "schema_migrations": ["name", "applied_at"],
 }
 
