@@ -34,6 +34,11 @@ class Intent(str, Enum):
     LIST_ENDPOINTS = "LIST_ENDPOINTS"
     USE_MODEL = "USE_MODEL"
     EXPORT_MODEL = "EXPORT_MODEL"
+    REMOVE_MODEL = "REMOVE_MODEL"
+    SHOW_MODEL = "SHOW_MODEL"
+    RENAME_MODEL = "RENAME_MODEL"
+    COPY_MODEL = "COPY_MODEL"
+    DISK_USAGE = "DISK_USAGE"
     SHOW_HELP = "SHOW_HELP"
     EXIT = "EXIT"
     UNKNOWN = "UNKNOWN"
@@ -52,7 +57,7 @@ class Slots:
     method: Optional[str] = None  # gguf | gptq | bnb
     bits: Optional[int] = None
     level: Optional[str] = None  # q4_k_m, nf4, ...
-    name: Optional[str] = None  # the output's name: "... as NAME"
+    name: Optional[str] = None  # the output's name: "... as NAME"; rename/copy: the new name
     yes: bool = False  # --yes: run the plan without asking
     imatrix: bool = False  # GGUF: compute an importance matrix first
     fidelity: bool = False  # quantize: a fidelity report card right after
@@ -78,6 +83,7 @@ class Command:
     intent: Intent
     slots: Slots = field(default_factory=Slots)
     confidence: float = 1.0
+    corrections: list[str] = field(default_factory=list)  # words the parser changed: "laod -> load"
     question: Optional[str] = None  # a missing slot: ask this
     choices: list[str] = field(default_factory=list)
     suggestion: Optional[str] = None  # UNKNOWN: "did you mean ..."
@@ -90,4 +96,7 @@ class Command:
             out["choices"] = self.choices
         if self.suggestion:
             out["suggestion"] = self.suggestion
+        out["confidence"] = round(self.confidence, 3)
+        if self.corrections:
+            out["corrections"] = self.corrections
         return out
