@@ -226,3 +226,15 @@ class ExportResult(Result):
     command: str = ""
     notes: list[str] = field(default_factory=list)
     experimental: bool = False
+
+
+@dataclass
+class Confirm(Result):
+    """The command needs a yes first (destructive, or understood with low confidence).
+
+    The interactive shell asks `question` [y/N] and, on yes, runs the same command again with
+    slots.yes set; -c / --script fail with the question as the error (add --yes to run it).
+    """
+
+    question: str = ""
+    ok: bool = False
