@@ -15,6 +15,9 @@ def _flag(text: str) -> bool:
     raise ValueError("use on or off")
 
 
+# Typed alone in chat mode, these leave it (as /exit does): a person typing "exit" means the shell, not the model.
+LEAVE_WORDS = frozenset({"exit", "quit", "bye", "goodbye", "/exit", "/quit", "/bye"})
+
 SETTABLE = {"temperature": float, "top_p": float, "top_k": int, "min_p": float, "max_tokens": int,
             "repeat_penalty": float, "seed": int, "ignore_eos": _flag}
 
@@ -54,6 +57,11 @@ class ChatSession:
         self.replies += 1
         self.tokens_out += timings.completion_tokens
         self.seconds += timings.total_s
+
+    @staticmethod
+    def leaves(text: str) -> bool:
+        """Whether a chat line only asks to leave chat mode ("exit", "quit!", "bye")."""
+        return text.strip().lower().rstrip(".!") in LEAVE_WORDS
 
     def slash(self, line: str) -> SlashResult:
         """Run /exit, /clear, /system TEXT, /set NAME VALUE, /stats, /help."""

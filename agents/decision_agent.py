@@ -24,17 +24,24 @@ log = logging.getLogger(__name__)
 GROUPS: dict[str, frozenset[str]] = {
     "start": frozenset({"start", "launch", "boot", "begin", "fire", "spin", "open", "run", "restart"}),
     "stop": frozenset({"stop", "shutdown", "shut", "kill", "halt", "terminate", "close"}),
+    "remove": frozenset({"remove", "delete", "rm", "erase", "uninstall", "trash", "wipe", "purge"}),
+    "rename": frozenset({"rename", "mv", "move"}),
+    "copy": frozenset({"copy", "cp", "duplicate", "clone"}),
+    "inspect": frozenset({"info", "details", "detail", "describe", "inspect", "about", "manifest", "lineage"}),
+    "disk": frozenset({"disk", "space", "storage", "du", "room"}),
     "server": frozenset({"server", "api", "service", "endpoint", "backend", "daemon"}),
-    "status": frozenset({"status", "state", "health", "running", "loaded", "up"}),
-    "load": frozenset({"load", "mount"}),
-    "unload": frozenset({"unload", "evict", "offload", "release", "free", "drop", "eject"}),
+    "status": frozenset({"status", "state", "health", "running", "loaded", "up", "served", "serving", "alive"}),
+    "load": frozenset({"load", "mount", "preload"}),
+    "unload": frozenset({"unload", "evict", "offload", "release", "free", "drop", "eject", "unmount"}),
     "serve": frozenset({"serve", "host", "deploy", "expose"}),
     "list": frozenset({"list", "show", "ls", "display", "see", "view", "available", "which", "what", "print", "get"}),
     "models": frozenset({"models", "model", "llms", "llm", "checkpoints"}),
-    "chat": frozenset({"chat", "talk", "converse", "speak", "ask", "message"}),
+    "chat": frozenset({"chat", "talk", "converse", "speak", "ask", "message", "chatting", "talking"}),
     "experiment": frozenset({"experiment", "test", "try", "evaluate", "eval", "probe"}),
-    "benchmark": frozenset({"benchmark", "bench", "benchmarks", "speed", "perf", "performance", "throughput"}),
-    "compare": frozenset({"compare", "versus", "vs", "against", "side-by-side", "comparison"}),
+    "benchmark": frozenset({"benchmark", "bench", "benchmarks", "speed", "perf", "performance", "throughput",
+                            "faster", "fastest", "quicker", "slow", "slower", "latency", "tps"}),
+    "compare": frozenset({"compare", "versus", "vs", "against", "side-by-side", "comparison", "better", "best",
+                          "worse", "difference", "differ", "diff"}),
     "fidelity": frozenset({"fidelity", "kld", "divergence", "faithful", "faithfulness", "perplexity", "ppl",
                            "report-card"}),
     "agreement": frozenset({"agreement", "agree", "consistency", "consistent", "classification"}),
@@ -58,6 +65,9 @@ FILLER = frozenset({
     "to", "like", "id", "i'd", "lets", "let's", "let", "us", "me", "for", "the", "a", "an", "now", "thanks",
     "thank", "my", "of", "on", "up", "do", "just", "go", "ahead", "and", "with", "using", "this", "that", "it",
     "some", "all", "is", "are", "be", "into", "in", "at", "from", "quickly", "currently", "again", "new",
+    # Contractions are split ("what's" -> "what s") so a possessive never glues to a model name.
+    "s", "re", "ll", "d", "ve", "m", "t", "yes", "y", "called", "named", "does", "did", "right", "being", "mine",
+    "your", "our", "its", "there", "here", "real", "maybe", "ok", "okay", "yo",
 })
 METHODS = {"gguf": "gguf", "gptq": "gptq", "bnb": "bnb", "bitsandbytes": "bnb", "llama.cpp": "gguf"}
 LEVEL = re.compile(r"^(?:i?q[1-8](?:_k)?(?:_(?:[sml]|[01]|xs|xxs|nl))?|f16|bf16|f32)$", re.I)
@@ -69,12 +79,43 @@ PORT = re.compile(r"(?:\bport\s*[:=]?\s*|\bon\s+|:)(\d{2,5})\b", re.I)
 BITS = re.compile(r"\b(\d{1,2})\s*-?\s*bits?\b", re.I)
 CANONICAL = [
     "start server", "stop server", "show api status", "list models", "load model NAME", "unload model NAME",
-    "chat with model NAME", "benchmark model NAME", "compare models A and B", "experiment with model NAME",
+    "chat with model NAME", "benchmark model NAME", "compare models NAME and B", "experiment with model NAME",
     "quantize NAME to 4-bit gguf", "download model ORG/NAME", "import PATH", "login", "list quantizations",
-    "list experiments", "show statistics", "show config", 'embed NAME "text"',
+    "list experiments", "show statistics", "show config", 'embed NAME "text"', "fidelity of NAME",
     "add endpoint NAME at URL", "list endpoints", "remove endpoint NAME", "use NAME", "export NAME for vllm",
+    "remove model NAME", "show model NAME", "rename NAME to NEW", "copy NAME to NEW", "disk usage",
     "help", "exit",
 ]
+
+# Multi-word verbs and question forms, rewritten to one command word before the words are split.
+# Each says what people type that no single word carries: "fire up X" is a load, "take down the api"
+# a stop, "how quick is X" a benchmark. Applied outside quotes only (a prompt is never rewritten).
+PHRASES: list[tuple[re.Pattern, str]] = [(re.compile(pattern, re.I), word) for pattern, word in [
+    (r"(?<=[A-Za-z0-9])'(s|re|ll|d|ve|m|t)\b", r" \1"),  # what's -> what s; X's speed -> X s speed
+    (r"\b(?:fire|bring|spin|boot|power|start|warm|gear|start)\s+up\b", "start"),
+    (r"\b(?:turn|switch|power)\s+on\b", "start"),
+    (r"\b(?:take|shut|bring|tear|power|wind|close)\s+down\b", "stop"),
+    (r"\b(?:turn|switch|power)\s+off\b", "stop"),
+    (r"\bstop\s+serving\b", "stop"),
+    (r"\b(?:bring|get|fire|spin|boot)\b(?=\s+(?:\S+\s+){1,3}?(?:up|running|going|ready|online)\b)", "start"),
+    (r"\b(?:bring|take)\b(?=\s+(?:\S+\s+){1,3}?(?:down|offline)\b)", "stop"),
+    (r"\b(?:put|stick|pop)\b(?=.*\b(?:memory|ram|gpu|vram)\b)", "load"),
+    (r"\b(?:take|get|kick|throw|pull)\b(?=.*\bout\s+of\s+(?:memory|ram|gpu|vram)\b)", "unload"),
+    (r"\bget\s+rid\s+of\b", "remove"),
+    (r"\bhow\s+(?:fast|quick|quickly|speedy|slow|snappy|responsive)\b", "benchmark"),
+    (r"\btok(?:en)?s?\s*(?:per|/|a)\s*(?:second|sec|s)\b", "benchmark"),
+    (r"\bhow\s+(?:much|big)\b(?=.*\b(?:space|disk|storage|room|gb|gib|take|use|occupy)\b)", "disk usage"),
+    (r"\bhow\s+big\s+(?:are|is)\b", "disk usage"),
+    (r"\b(?:need|want|like)\s+(\S+)\s+loaded\b", r"load \1"),  # "i need X loaded" asks, "is X loaded" does not
+    (r"\bkick\s+off\b", "start"),
+    (r"\bhow\s+(?:do|can)\s+i\b", "help"),
+    (r"\bsay\s+(?:hi|hello)\s+to\b", "chat"),
+    (r"\bgood\s*bye\b", "bye"),
+]]
+# Words a person types that spelling correction must never turn into a command word, beyond the
+# dictionary: short technical words, and words the phrase rewrites above may leave behind.
+KEEP = frozenset({"memory", "ram", "gpu", "vram", "out", "offline", "online", "going", "ready", "much", "big",
+                  "use", "used", "take", "takes", "anything", "everything", "right", "model's", "prompt", "text"})
 
 
 @dataclass
@@ -90,6 +131,7 @@ class _Words:
     methods: list[str]
     urls: list[str] = field(default_factory=list)  # remote OpenAI-compatible variants: URL#MODEL
     line: str = ""
+    corrections: list[str] = field(default_factory=list)  # "laod -> load", as typed
 
     def in_order(self, refs: list[str]) -> list[str]:
         """References in the order they were typed ("A against B": B is the reference)."""
@@ -102,6 +144,79 @@ class _Words:
     def first(self, *groups: str) -> int:
         """Index of the first word in any of the groups (len(words) when none)."""
         return next((i for i, w in enumerate(self.words) if any(w in GROUPS[g] for g in groups)), len(self.words))
+
+
+# Command words that go together: a dictionary word is corrected only when its correction completes
+# such a pair with a neighbour ("start sever" -> "start server"), never on its own ("sings" stays).
+PAIRS = frozenset({
+    ("start", "server"), ("stop", "server"), ("server", "status"), ("list", "models"), ("load", "models"),
+    ("unload", "models"), ("chat", "models"), ("benchmark", "models"), ("compare", "models"),
+    ("list", "experiments"), ("list", "quantize"), ("list", "config"), ("list", "stats"), ("list", "status"),
+})
+
+
+def _outside_double_quotes(line: str, change: Callable[[str], str]) -> str:
+    """Apply change to the parts of line that are not inside "double quotes" (prompts stay as typed)."""
+    parts = re.split(r'("[^"]*")', line)
+    return "".join(part if part.startswith('"') and part.endswith('"') and len(part) > 1 else change(part)
+                   for part in parts)
+
+
+def _distance(a: str, b: str, limit: int) -> int:
+    """Damerau-Levenshtein distance (adjacent swaps count one: "laod"), cut off above limit."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    previous2: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        current = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = 0 if a[i - 1] == b[j - 1] else 1
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                current[j] = min(current[j], previous2[j - 2] + 1)
+        if min(current) > limit:
+            return limit + 1
+        previous2, previous = previous, current
+    return previous[-1]
+
+
+def _nearest(word: str) -> Optional[str]:
+    """The command word within a small edit distance (1 for short words, 2 for long), if one is nearest."""
+    limit = 1 if len(word) <= 5 else 2
+    scored = sorted((_distance(word, v, limit), sorted(v) != sorted(word), -difflib.SequenceMatcher(None, word, v).ratio(), v)
+                    for v in VOCAB if abs(len(v) - len(word)) <= limit)
+    scored = [entry for entry in scored if entry[0] <= limit]
+    return scored[0][3] if scored else None
+
+
+def _group_of(word: str) -> Optional[str]:
+    return next((name for name, members in GROUPS.items() if word in members), None)
+
+
+def _corrected(words: list[str]) -> tuple[list[str], list[str]]:
+    """Words with typos fixed, and what changed ("laod -> load").
+
+    Only a word that is no dictionary word is corrected freely; a dictionary word ("sever", "sings",
+    "tokens") only when its correction forms a known command pair with a neighbour.
+    """
+    from agents.english_words import WORDS  # loaded on the first line typed, not at start-up
+
+    out, corrections = list(words), []
+    for i, word in enumerate(words):
+        if word in VOCAB or len(word) < 3 or not word.isalpha() or word in KEEP:
+            continue
+        nearest = _nearest(word)
+        if nearest is None:
+            continue
+        if word in WORDS:
+            group = _group_of(nearest)
+            neighbours = [_group_of(w) for w in (out[i - 1] if i else "", words[i + 1] if i + 1 < len(words) else "")]
+            if not any((n, group) in PAIRS or (group, n) in PAIRS for n in neighbours if n):
+                continue
+        out[i] = nearest
+        corrections.append(f"{word} -> {nearest}")
+    return out, corrections
 
 
 class DecisionAgent:
@@ -129,12 +244,18 @@ class DecisionAgent:
             assisted = self._assisted(line)
             if assisted is not None:
                 return assisted
+        if command.intent is not Intent.UNKNOWN:
+            # Each corrected word is a guess: the command is less certain, and says what it changed.
+            command.corrections = split.corrections
+            command.confidence = round(command.confidence * 0.85 ** len(split.corrections), 3)
+            command.slots.yes = command.slots.yes or bool(YES.search(re.sub(r'"[^"]*"', ' ', line)))
         self._resolve_models(command, known)
         self._ask_for_missing(command, known)
         return command
 
     # -- splitting --------------------------------------------------------------------------------
     def _split(self, line: str, known: list[str]) -> _Words:
+        line = _outside_double_quotes(line, lambda part: PHRASES[0][0].sub(PHRASES[0][1], part))
         urls = URL.findall(line)
         line = URL.sub(" ", line)
         quoted = [a or b for a, b in re.findall(r'"([^"]*)"|\'([^\']*)\'', line)]
@@ -144,13 +265,19 @@ class DecisionAgent:
         rest = re.sub(r'"[^"]*"|\'[^\']*\'', " ", line)
         prompt_tail = ""
         if ":" in rest and not PORT.search(rest):
-            rest, prompt_tail = rest.split(":", 1)
+            head, tail = rest.split(":", 1)
+            # "which is better: A or B" names models after the colon; "ask X: what is ..." a prompt.
+            if not all(w.lower() in known_lower or w.lower() in ("or", "and", "vs") for w in tail.split()):
+                rest, prompt_tail = head, tail
+        for pattern, word in PHRASES[1:]:
+            rest = pattern.sub(word, rest)
         words, raw_words, models, files, levels, methods = [], [], list(quoted_models), [], [], []
         for raw in TOKEN.findall(rest):
-            low = raw.lower().rstrip(".,!?;")
+            low = raw.lower().rstrip(".,!?;:")
             if raw == "?":
-                words.append("?")
-                raw_words.append("?")
+                if set(rest.strip()) <= {"?"}:  # "?" alone asks for help; at the end of a question it is punctuation
+                    words.append("?")
+                    raw_words.append("?")
             elif low in known_lower:
                 models.append(known_lower[low])
             elif FILE.search(low):
@@ -162,15 +289,16 @@ class DecisionAgent:
             elif low.isdigit() or BITS.fullmatch(low) or re.fullmatch(r"\d{1,2}-?bits?", low):
                 continue  # numbers are read by the port / bits patterns
             elif self._looks_like_model(raw, low):
-                models.append(raw.rstrip(".,!?;"))
+                models.append(raw.rstrip(".,!?;:"))
             elif low in FILLER:
                 continue
             else:
-                words.append(self._correct(low))
-                raw_words.append(raw.rstrip(".,!?;"))
+                words.append(low)
+                raw_words.append(raw.rstrip(".,!?;:"))
         if prompt_tail.strip():
             quoted.append(prompt_tail.strip())
-        return _Words(words, raw_words, models, quoted, files, levels, methods, urls, line)
+        words, corrections = _corrected(words)
+        return _Words(words, raw_words, models, quoted, files, levels, methods, urls, line, corrections)
 
     @staticmethod
     def _looks_like_model(raw: str, low: str) -> bool:
@@ -181,26 +309,18 @@ class DecisionAgent:
             return not re.fullmatch(r"\d+(?:\.\d+)?", low)
         return bool(re.search(r"[a-z]", low) and re.search(r"\d", low))
 
-    @staticmethod
-    def _correct(word: str) -> str:
-        if word in VOCAB or len(word) < 3:
-            return word
-        close = difflib.get_close_matches(word, VOCAB, n=5, cutoff=0.75)
-        # Swapped letters are the commonest typo ("strat", "laod"): prefer a same-letters match.
-        same_letters = [c for c in close if sorted(c) == sorted(word)]
-        return (same_letters or close or [word])[0]
-
     # -- classification -----------------------------------------------------------------------------
     def _classify(self, s: _Words, line: str) -> Command:
         for rule in RULES:
             command = rule(s, line)
             if command is not None:
                 return command
-        if s.models and not s.words:
-            return Command(Intent.UNKNOWN, Slots(model=s.models[0]), 0.0,
-                           suggestion=f"chat with {s.models[0]}")
-        guess = difflib.get_close_matches(" ".join(s.words) or line.lower(), CANONICAL, n=1, cutoff=0.3)
-        return Command(Intent.UNKNOWN, confidence=0.0, suggestion=guess[0] if guess else "help")
+        model = s.models[0] if s.models else None
+        if model and not s.words:
+            return Command(Intent.UNKNOWN, Slots(model=model), 0.0, suggestion=f"chat with {model}",
+                           choices=[f"chat with {model}", f"show {model}"])
+        closest = suggest(" ".join(s.words) or line.lower(), model)
+        return Command(Intent.UNKNOWN, Slots(model=model), 0.0, suggestion=closest[0], choices=closest)
 
     def _assisted(self, line: str) -> Optional[Command]:
         """Ask the optional LLM; accept only a valid intent with known slot names."""
@@ -239,9 +359,13 @@ class DecisionAgent:
     @staticmethod
     def _ask_for_missing(command: Command, known: list[str]) -> None:
         needs_model = {Intent.LOAD_MODEL_API, Intent.UNLOAD_MODEL_API, Intent.CHAT_WITH_MODEL,
-                       Intent.QUANTIZE_MODEL}
+                       Intent.QUANTIZE_MODEL, Intent.REMOVE_MODEL, Intent.SHOW_MODEL, Intent.RENAME_MODEL,
+                       Intent.COPY_MODEL}
         slots = command.slots
-        if command.intent is Intent.DOWNLOAD_MODEL and not slots.model:
+        if command.intent in (Intent.RENAME_MODEL, Intent.COPY_MODEL) and slots.model and not slots.name:
+            verb = "rename" if command.intent is Intent.RENAME_MODEL else "copy"
+            command.question = f"What should the new name be? e.g. {verb} {slots.model} to NEW-NAME"
+        elif command.intent is Intent.DOWNLOAD_MODEL and not slots.model:
             command.question = "Which Hugging Face repository? e.g. download Qwen/Qwen2.5-0.5B-Instruct"
         elif command.intent is Intent.IMPORT_MODEL and not slots.model:
             command.question = "Which folder or .gguf file? e.g. import ~/models/my-model"
@@ -250,6 +374,7 @@ class DecisionAgent:
             command.choices = [] if slots.model else known[:20]
         elif command.intent in needs_model and not slots.model:
             verb = command.intent.value.split("_")[0].lower()
+            # The executor replaces an unload's choices with the loaded models (it knows them).
             command.question = f"Which model do you want to {verb}?"
             command.choices = known[:20]
         elif command.intent is Intent.EXPERIMENT_WITH_MODEL:
@@ -277,14 +402,19 @@ def _prompt(s: _Words) -> Optional[str]:
     return s.quoted[-1] if s.quoted else None
 
 
+PLAIN_NAME_VERBS = ("load", "unload", "chat", "serve", "remove", "inspect", "start", "stop")
+NOT_A_NAME = frozenset({"memory", "ram", "gpu", "vram", "out", "offline", "online", "running", "going", "ready"})
+
+
 def _model_slots(s: _Words, plain_names: bool = False, **extra) -> Slots:
     """Model slots from the references; with plain_names, an unknown plain word ("load llama") names one."""
     # Outside quantize, a bare level ("q4_k_m") is a partial model name.
     refs = s.in_order(s.models + s.levels)
     if plain_names and not refs:
         # A word typed as is that is no command word, after the verb: "load llama", "chat with mistral".
-        verb = s.first("load", "unload", "chat", "serve")
-        refs = [raw for i, (w, raw) in enumerate(zip(s.words, s.raw)) if i > verb and raw.lower() not in VOCAB][:1]
+        verb = s.first(*PLAIN_NAME_VERBS)
+        refs = [raw for i, (w, raw) in enumerate(zip(s.words, s.raw))
+                if i > verb and raw.lower() not in VOCAB and w not in VOCAB and raw.lower() not in NOT_A_NAME][:1]
     many = len(refs) > 1 or extra.get("kind") == "compare"
     return Slots(model=refs[0] if refs else None, models=refs if many else [], prompt=_prompt(s), **extra)
 
@@ -376,7 +506,10 @@ def _experiment(s: _Words, line: str) -> Optional[Command]:
         return Command(Intent.EXPERIMENT_WITH_MODEL, _model_slots(s, kind="fidelity", file=file))
     if s.has("benchmark") and not s.has("compare"):  # "benchmark A and B" measures both, no fidelity
         return Command(Intent.EXPERIMENT_WITH_MODEL, _model_slots(s, kind="benchmark"))
-    if s.has("compare") or (len(s.models) >= 2 and " and " in f" {line.lower()} " and not s.has("load")):
+    # "better", "best", "difference" compare only between models: "best wishes" is no comparison.
+    explicit = set(s.words) & {"compare", "comparison", "versus", "vs", "side-by-side"}
+    if (s.has("compare") and (explicit or len(s.models) + len(s.levels) >= 2)) or \
+            (len(s.models) >= 2 and " and " in f" {line.lower()} " and not s.has("load")):
         return Command(Intent.EXPERIMENT_WITH_MODEL, _model_slots(s, kind="compare", file=s.files[0] if s.files else None))
     if s.has("benchmark"):
         return Command(Intent.EXPERIMENT_WITH_MODEL, _model_slots(s, kind="benchmark"))
@@ -391,12 +524,15 @@ def _experiment(s: _Words, line: str) -> Optional[Command]:
 
 def _server(s: _Words, line: str) -> Optional[Command]:
     start, stop = s.first("start"), s.first("stop")
-    if s.has("stop") and (s.has("server") or set(s.words) <= GROUPS["stop"]) and stop <= start:
-        return Command(Intent.STOP_API_SERVER)
+    if s.has("stop") and stop <= start:
+        if s.models and not s.has("server"):  # "stop X", "shut down X", "stop serving X": that model
+            return Command(Intent.UNLOAD_MODEL_API, _model_slots(s))
+        if s.has("server") or set(s.words) <= GROUPS["stop"] | GROUPS["status"] | GROUPS["serve"]:
+            return Command(Intent.STOP_API_SERVER)
     if s.has("start") and (s.has("server") or not s.models) and not s.has("chat"):
-        if s.has("server") or set(s.words) <= GROUPS["start"]:
+        if s.has("server") or set(s.words) <= GROUPS["start"] | GROUPS["serve"]:
             return Command(Intent.START_API_SERVER, Slots(port=_port(line)))
-    if s.has("serve") and not s.models:
+    if s.has("serve") and not s.models and not s.has("status"):
         return Command(Intent.START_API_SERVER, Slots(port=_port(line)))
     return None
 
@@ -404,12 +540,17 @@ def _server(s: _Words, line: str) -> Optional[Command]:
 def _status(s: _Words, line: str) -> Optional[Command]:
     words = set(s.words)
     if s.models:
+        # "is X loaded?", "is X running": the status answers it.
+        if words & {"loaded", "running", "served", "serving"} and words <= GROUPS["status"] | GROUPS["list"]:
+            return Command(Intent.SHOW_API_STATUS, Slots(model=s.models[0]))
         return None
     if "status" in words or "health" in words or ("loaded" in words and s.has("models") | s.has("list")):
         return Command(Intent.SHOW_API_STATUS)
-    if s.has("server") and (s.has("list") or not (words - GROUPS["server"])):
+    if s.has("server") and (s.has("list") or not (words - GROUPS["server"] - GROUPS["status"])):
         return Command(Intent.SHOW_API_STATUS)
-    if "running" in words and (s.has("server") or s.has("models")):
+    if words & {"running", "served", "serving", "loaded", "alive"} and not words & GROUPS["load"]:
+        return Command(Intent.SHOW_API_STATUS)  # "what's being served right now", "anything loaded?"
+    if "memory" in words and s.has("list"):  # "what's in memory"
         return Command(Intent.SHOW_API_STATUS)
     return None
 
@@ -421,6 +562,68 @@ def _model_action(s: _Words, line: str) -> Optional[Command]:
         return Command(Intent.LOAD_MODEL_API, _model_slots(s, plain_names=True))
     if s.has("chat"):
         return Command(Intent.CHAT_WITH_MODEL, _model_slots(s, plain_names=True))
+    if s.has("start") and s.models and not s.has("server"):
+        # "run X" is Ollama's chat; "fire up X", "launch X", "get X running": into memory.
+        verb = s.words[s.first("start")]
+        return Command(Intent.CHAT_WITH_MODEL if verb == "run" else Intent.LOAD_MODEL_API, _model_slots(s))
+    return None
+
+
+def _help_topic(s: _Words, line: str) -> Optional[Command]:
+    """help [TOPIC]: "help quantize", "how do I compare models", "?"; the topic is kept in `kind`."""
+    if not s.words or s.words[0] not in GROUPS["help"]:
+        return None
+    rest = [w for w in s.words[1:] if w not in GROUPS["help"]]
+    topic = next((_group_of(w) for w in rest if _group_of(w) not in (None, "models", "list")), None)
+    if topic is None and rest:
+        topic = rest[0]
+    return Command(Intent.SHOW_HELP, Slots(kind=topic))
+
+
+MANAGE = re.compile(r"^\s*(?:(?:please|pls|can you|could you|kindly)\s+)*(?P<verb>[A-Za-z]+)\s+(?:the\s+)?(?:model\s+)?"
+                    r"(?P<source>\S+)\s+(?:(?:to|as|into|->|=>|called|named)\s+)?(?P<target>[A-Za-z0-9][A-Za-z0-9._/+\-]*)"
+                    r"(?:\s+(?:--yes|-y|please))*\s*[.!]?\s*$", re.I)
+
+
+def _rename_or_copy(s: _Words, line: str) -> Optional[Command]:
+    """rename A to B / mv A B; copy A as B / cp A B: `model` is A, `name` the new name."""
+    if not (s.has("rename") or s.has("copy")):
+        return None
+    intent = Intent.RENAME_MODEL if s.first("rename") < s.first("copy") else Intent.COPY_MODEL
+    match = MANAGE.match(line)
+    if match and (_group_of(match.group("verb").lower()) in ("rename", "copy")
+                  or (_nearest(match.group("verb").lower()) or "") in GROUPS["rename"] | GROUPS["copy"]):
+        return Command(intent, Slots(model=match.group("source").strip("'\""), name=match.group("target")))
+    return Command(intent, Slots(model=s.models[0] if s.models else None,
+                                 name=s.models[1] if len(s.models) > 1 else None))
+
+
+def _remove(s: _Words, line: str) -> Optional[Command]:
+    if s.has("remove") and not s.has("experiments"):
+        return Command(Intent.REMOVE_MODEL, _model_slots(s, plain_names=True))
+    return None
+
+
+def _disk(s: _Words, line: str) -> Optional[Command]:
+    words = set(s.words)
+    if not s.has("disk") or (words & GROUPS["quantize"] | words & GROUPS["download"]):
+        return None
+    if "disk" in words and not words & {"usage", "use", "used", "space", "storage", "room", "take", "takes", "free",
+                                        "much", "big", "size", "sizes", "du"} and set(s.words) != {"disk"}:
+        return None  # "list all models on disk" is a listing
+    return Command(Intent.DISK_USAGE, Slots(model=s.models[0] if len(s.models) == 1 else None))
+
+
+def _show_model(s: _Words, line: str) -> Optional[Command]:
+    """show X / info about X / details of X / describe X: one model's manifest, lineage and figures."""
+    refs = s.in_order(s.models + s.levels)
+    if not refs and [raw.lower() for raw in s.raw] in (["show", "model"], ["describe", "model"], ["inspect", "model"]):
+        return Command(Intent.SHOW_MODEL)  # "show model" (one, unnamed: asks which); "show models" lists
+    if len(refs) != 1:
+        return None
+    words = set(s.words)
+    if s.has("inspect") or (words and words <= GROUPS["list"] | GROUPS["models"] | {"tell", "know", "is"}):
+        return Command(Intent.SHOW_MODEL, Slots(model=refs[0]))
     return None
 
 
@@ -437,12 +640,17 @@ def _list_models(s: _Words, line: str) -> Optional[Command]:
 # model actions, listings; statistics and config last (their words appear in other commands).
 RULES: list[Callable[[_Words, str], Optional[Command]]] = [
     _exit,
+    _help_topic,  # "help quantize": the topic's forms, not a quantization
     lambda s, line: classifier_command(line),  # "classifier" / "classify" lines read as typed
     lambda s, line: endpoint_command(line),  # endpoints, `use`, `export`: read as typed
+    _rename_or_copy,
     _quantize,
     _acquire,
     _embed,
+    _disk,  # before experiments and stats: "disk usage" is no statistic
     _experiment,
+    _remove,
+    _show_model,
     _server,
     _model_action,
     _status,
@@ -473,3 +681,53 @@ def llm_classifier(complete: Callable[[str], str]) -> Callable[[str], Optional[d
             return None
 
     return classify
+
+
+# What a command does, as the shortest line that asks for it: confirmation questions and suggestions.
+DESCRIBE: dict[Intent, str] = {
+    Intent.LOAD_MODEL_API: "load {model}", Intent.UNLOAD_MODEL_API: "unload {model}",
+    Intent.START_API_SERVER: "start server", Intent.STOP_API_SERVER: "stop server",
+    Intent.SHOW_API_STATUS: "show api status", Intent.LIST_MODELS: "list models",
+    Intent.CHAT_WITH_MODEL: "chat with {model}", Intent.DOWNLOAD_MODEL: "download {model}",
+    Intent.REMOVE_MODEL: "remove {model}", Intent.SHOW_MODEL: "show {model}",
+    Intent.RENAME_MODEL: "rename {model} to {name}", Intent.COPY_MODEL: "copy {model} to {name}",
+    Intent.DISK_USAGE: "disk usage", Intent.SHOW_HELP: "help", Intent.EXIT: "exit",
+}
+
+
+def describe(command: Command) -> str:
+    """The command in canonical words ("unload demo-q8_0"), for "Did you mean: ...?"."""
+    slots = command.slots
+    if command.intent is Intent.QUANTIZE_MODEL:
+        target = slots.level or (f"{slots.bits}-bit" if slots.bits else "")
+        parts = [f"quantize {slots.model}", f"to {target}" if target else "", slots.method or "",
+                 "with imatrix" if slots.imatrix else "", f"as {slots.name}" if slots.name else ""]
+        return " ".join(p for p in parts if p)
+    if command.intent is Intent.EXPERIMENT_WITH_MODEL:
+        kind = slots.kind or "experiment"
+        names = " and ".join(slots.models or [slots.model or "NAME"])
+        return f"{kind} {names}" if kind in ("benchmark", "compare") else f"{kind} of {names}"
+    template = DESCRIBE.get(command.intent)
+    if template is None:
+        return command.text.strip() or command.intent.value.lower().replace("_", " ")
+    return template.format(model=slots.model or "NAME", name=slots.name or "NEW")
+
+
+def suggest(words: str, model: Optional[str] = None, n: int = 2) -> list[str]:
+    """The n commands closest to what was typed, filled with the user's model name when one was given.
+
+    Closeness is the command words shared (a word's group counts: "evict" shares with "unload");
+    with none shared, the commonest commands come first (CANONICAL's order), not a spelling accident.
+    """
+    typed = set(words.split())
+    typed |= {g for g in map(_group_of, typed) if g}
+    templates = [t for t in CANONICAL if "NAME" in t and "endpoint" not in t] if model else CANONICAL
+
+    def shared(template: str) -> int:
+        plain = set(template.replace("NAME", "").split())
+        return len(typed & (plain | {g for g in map(_group_of, plain) if g}))
+
+    ranked = sorted(templates, key=lambda t: (-shared(t), templates.index(t)))
+    if not model and not shared(ranked[0]):
+        ranked = ["list models", "help"]  # nothing in common: where to start, not a random command
+    return [t.replace("NAME", model) if model else t for t in ranked[:n]]

@@ -10,38 +10,73 @@ from agents import results as r
 from agents.classifiers.commands import HELP as CLASSIFIER_HELP, ClassifierCommands
 from agents.endpoint_commands import HELP as ENDPOINT_HELP, EndpointCommands
 from agents.intents import Command, Intent
+from agents.model_commands import ModelCommands
 from lqmf.errors import LQMFError
 from lqmf.settings import Settings
 from server.manager import DEFAULT
 
 log = logging.getLogger(__name__)
 
-HELP = [
-    ("list models", "models on disk, with format, level, size and whether they can load"),
-    ("load model NAME / serve model NAME", "load a model into memory"),
-    ("unload model NAME", "free a model's memory"),
-    ("show api status / show loaded models", "the server and the loaded models"),
-    ("start server [on port N] / stop server", "the background API server (OpenAI- and Ollama-compatible)"),
-    ("chat with NAME", "talk to a model; /exit /clear /system TEXT /set temperature 0.2 /stats"),
-    ("experiment with NAME [\"prompt\"] / batch NAME prompts.txt", "one prompt, or every prompt of a .txt/.jsonl file"),
-    ("conversation with NAME on script.txt", "a multi-turn script, one user turn per line"),
-    ("benchmark NAME [and NAME2]", "TTFT, prompt and generation tokens/s, latency p50/p95, load time, memory"),
-    ("compare A and B [and C]", "the same prompts on each, fidelity against their shared source, ranked"),
-    ("fidelity of NAME [against REF]", "perplexity, KL divergence, top-1 agreement, Δp against the reference"),
-    ("agreement of A and B on data.jsonl", "classify a labelled set with both: agreement, accuracy, per-example CSV"),
-    ("list experiments / show statistics", "the recorded history / counts and served requests per model"),
-    ("download ORG/NAME [LEVEL] [as NAME]", "fetch a model from the Hugging Face Hub (safetensors, or one GGUF file)"),
-    ("import PATH [as NAME]", "copy a local HF folder or .gguf file into the models folder"),
-    ("login", "store a Hugging Face token in the hub's own token store (for gated or private models)"),
-    ("quantize NAME to 4-bit gguf [with imatrix] [and fidelity] [as OUT] [--yes]",
-     "plan, confirm and run a quantization (gguf q2_k..q8_0, iq*, bnb nf4/int8, gptq 4/8)"),
-    ("list quantizations", "every quantization run: plan, status, duration, peak memory"),
-    ('embed NAME "text" ["text" ...]', "a text's embedding: dimensions, norm and first values (--json: all)"),
-    *CLASSIFIER_HELP,
-    *ENDPOINT_HELP,
-    ("show config", "where models, logs and the database live, and the limits"),
-    ("help / exit", "this list / leave (stops the server)"),
+# Help, grouped by task: (task, form, what it does, one example, more forms shown by `help TOPIC`).
+# Examples name NAME / A / B; the executor fills them with models on disk so they run as printed.
+HELP: list[tuple[str, str, str, str, tuple[str, ...]]] = [
+    ("Models", "list models", "models on disk: format, level, size, whether they load", "list models",
+     ("show models", "what models do I have")),
+    ("Models", "show NAME", "one model: manifest, lineage, latest speed and fidelity", "show NAME",
+     ("info about NAME", "details of NAME")),
+    ("Models", "remove NAME [--yes]", "delete a model from disk (asks first)", "remove NAME",
+     ("delete model NAME", "rm NAME --yes")),
+    ("Models", "rename NAME to NEW / copy NAME to NEW", "rename or copy a model, manifests kept", "copy NAME to NAME-copy",
+     ("mv NAME NEW", "cp NAME NEW", "duplicate NAME as NEW")),
+    ("Models", "disk usage", "space per model and in total, what removing would free", "disk usage",
+     ("how much space do my models use",)),
+    ("Serving", "load NAME / unload NAME", "put a model in memory / free it", "load NAME",
+     ("load model NAME", "serve NAME", "fire up NAME", "get NAME running", "unload NAME", "evict NAME",
+      "stop serving NAME")),
+    ("Serving", "start server [on port N] / stop server", "the background API (OpenAI- and Ollama-compatible)",
+     "start server on port 8000", ("launch the api", "boot the server", "shut down the api", "kill the server")),
+    ("Serving", "show api status", "the server and the loaded models", "show api status",
+     ("show loaded models", "what's being served right now", "is the server running?")),
+    ("Chat", "chat with NAME", "talk to a model; /exit /clear /system TEXT /set temperature 0.2 /stats",
+     "chat with NAME", ('ask NAME "What does shuffle do?"', "talk to NAME", "run NAME", "exit (leaves chat)")),
+    ("Chat", 'embed NAME "text" ["text" ...]', "a text's embedding: dimensions, norm and first values",
+     'embed NAME "def f(x):"', ()),
+    ("Experiments", "benchmark NAME [and NAME2]", "TTFT, tokens/s, latency p50/p95, load time, memory",
+     "benchmark NAME", ("how fast is NAME", "NAME's speed", "bench A and B")),
+    ("Experiments", "compare A and B [and C]", "the same prompts on each, fidelity against their source, ranked",
+     "compare A and B", ("A vs B", "is A or B better")),
+    ("Experiments", "fidelity of NAME [against REF]", "perplexity, KL divergence, top-1 agreement, Δp",
+     "fidelity of NAME", ("how faithful is NAME", "kld NAME vs REF", "perplexity of NAME on notes.txt")),
+    ("Experiments", 'experiment with NAME ["prompt"] / batch NAME prompts.txt', "one prompt, or a file of prompts",
+     'experiment with NAME "hello"', ("conversation with NAME on script.txt",
+                                      "agreement of A and B on data.jsonl")),
+    ("Experiments", "list experiments / show statistics", "the recorded history / counts per model",
+     "list experiments", ("history", "stats")),
+    ("Factory", "quantize NAME to 4-bit gguf [with imatrix] [and fidelity] [as OUT] [--yes]",
+     "plan, confirm and run a quantization", "quantize NAME to q4_k_m",
+     ("quantize NAME to q8_0", "quantize NAME to 4-bit gptq with calib.txt", "quantize NAME to nf4",
+      "quantize NAME to iq4_xs with imatrix and fidelity as OUT --yes", "list quantizations")),
+    ("Factory", "download ORG/NAME [LEVEL] [as NAME] / import PATH", "fetch from the Hugging Face Hub / copy a local one",
+     "download Qwen/Qwen2.5-0.5B-Instruct", ("pull ORG/NAME q4_k_m as short", "import ~/models/x.gguf", "login")),
+    *(("Classifiers", say, does, say, ()) for say, does in CLASSIFIER_HELP),
+    *(("Endpoints", say, does, say, ()) for say, does in ENDPOINT_HELP),
+    ("Shell", "show config / help [TOPIC] / exit", "settings / this list or one topic's forms / leave",
+     "help quantize", ("help models", "help serving", "what can you do")),
 ]
+# Parsed help topics ("help quantize" -> "quantize") that name a task under another word.
+TOPIC_TASKS = {"load": "Serving", "unload": "Serving", "start": "Serving", "stop": "Serving", "server": "Serving",
+               "status": "Serving", "serve": "Serving", "chat": "Chat", "embed": "Chat", "benchmark": "Experiments",
+               "compare": "Experiments", "fidelity": "Experiments", "experiment": "Experiments",
+               "experiments": "Experiments", "agreement": "Experiments", "quantize": "Factory",
+               "download": "Factory", "import": "Factory", "login": "Factory", "remove": "Models",
+               "rename": "Models", "copy": "Models", "inspect": "Models", "disk": "Models", "list": "Models",
+               "models": "Models", "config": "Shell", "exit": "Shell"}
+# Tasks whose NAME / A / B are model names (an endpoint's or classifier's NAME is not).
+FILLED = {"Models", "Serving", "Chat", "Experiments", "Factory"}
+# Intents that cost minutes or lose something: never run from a guessed parse without a yes.
+GUARDED = {Intent.QUANTIZE_MODEL, Intent.DOWNLOAD_MODEL, Intent.REMOVE_MODEL, Intent.UNLOAD_MODEL_API,
+           Intent.STOP_API_SERVER, Intent.RENAME_MODEL}
+LOW_CONFIDENCE = 0.8  # below it any command asks; one corrected word alone is 0.85 (a guarded command asks anyway)
 
 
 class Executor:
@@ -67,7 +102,7 @@ class Executor:
             Intent.SHOW_API_STATUS: self.status,
             Intent.CHAT_WITH_MODEL: self.chat,
             Intent.SHOW_CONFIG: self.config,
-            Intent.SHOW_HELP: lambda c: r.Help(commands=HELP),
+            Intent.SHOW_HELP: self.help,
             Intent.EXIT: lambda c: r.Exit(),
             Intent.UNKNOWN: self.unknown,
             Intent.EXPERIMENT_WITH_MODEL: self.experiment,
@@ -84,13 +119,21 @@ class Executor:
         }
         self.handlers.update(ClassifierCommands(self).handlers())
         self.handlers.update(EndpointCommands(self).handlers())
+        self.handlers.update(ModelCommands(self).handlers())
 
     def execute(self, command: Command) -> r.Result:
         """Run one command; core errors become ErrorResult (LQMF_DEBUG=1 re-raises)."""
         if command.intent is Intent.CHAT_WITH_MODEL and not command.slots.model and self._has_default():
             command.slots.model, command.question = DEFAULT, None  # `chat` alone talks to the default model
         if command.question:
+            if command.intent is Intent.UNLOAD_MODEL_API:  # only what is loaded can be unloaded
+                command.choices = [m["name"] for m in self.manager.loaded()]
+                if not command.choices:
+                    return r.Message(text="Nothing is loaded, so there is nothing to unload.")
             return r.Question(text=command.question, choices=command.choices)
+        confirm = self.confirmation(command)
+        if confirm is not None:
+            return confirm
         try:
             return self.handlers[command.intent](command)
         except LQMFError as exc:
@@ -98,6 +141,19 @@ class Executor:
                 raise
             log.info("command %r failed: %s", command.text, exc)
             return r.ErrorResult(message=exc.message, hint=exc.hint)
+
+    @staticmethod
+    def confirmation(command: Command) -> Optional[r.Confirm]:
+        """A Confirm for a command not yet confirmed that was guessed: any command below LOW_CONFIDENCE, and a
+        guarded (expensive or destructive) one with any corrected word too."""
+        from agents.decision_agent import describe
+
+        if command.slots.yes or command.intent in (Intent.UNKNOWN, Intent.EXIT, Intent.SHOW_HELP):
+            return None
+        guessed = command.confidence < LOW_CONFIDENCE or (command.intent in GUARDED and command.corrections)
+        if not guessed:
+            return None
+        return r.Confirm(question=f"Did you mean: {describe(command)}? [y/N]")
 
     # -- handlers ---------------------------------------------------------------------------------------
     def list_models(self, command: Command) -> r.Result:
@@ -349,7 +405,44 @@ class Executor:
         return r.Statistics(values=self.experiments.store.statistics())
 
     def unknown(self, command: Command) -> r.Result:
-        return r.Unknown(text=command.text.strip(), suggestion=command.suggestion or "help")
+        """What was not understood, and the two closest commands (with the user's model name in them)."""
+        closest = command.choices[:2] or [command.suggestion or "help"]
+        return r.Unknown(text=command.text.strip(), suggestion=" or ".join(closest))
+
+    def _examples_filled(self, text: str) -> str:
+        """An example with real model names in place of NAME / A / B, so it runs as printed."""
+        import re
+
+        records = [rec for rec in self.manager.available() if not getattr(rec, "remote", None)]
+        names = [rec.name for rec in sorted(records, key=lambda rec: (not rec.usable, rec.name))]
+        if not names:
+            return text
+        first, second = names[0], names[1] if len(names) > 1 else names[0]
+        return re.sub(r"\bB\b", second, re.sub(r"\b(?:NAME|A)\b", first, text))
+
+    def help(self, command: Command) -> r.Result:
+        """`help`: one line per command, grouped by task, each with an example; `help TOPIC`: its forms."""
+        topic = (command.slots.kind or "").lower()
+        if not topic:
+            rows = [(task, say, does, self._examples_filled(example) if task in FILLED else example)
+                    for task, say, does, example, _ in HELP]
+            return r.Help(commands=rows)
+        task = TOPIC_TASKS.get(topic)
+        chosen = [entry for entry in HELP if entry[0] == task] if task else \
+            [entry for entry in HELP if topic in entry[0].lower() or topic in entry[1].lower()]
+        if task and topic not in ("models", "list", "status", "server"):
+            # "help quantize": the entries that name the topic, when some do; else the whole task.
+            chosen = [entry for entry in chosen if topic in " ".join(entry[1:4] + entry[4]).lower()] or chosen
+        if not chosen:
+            return r.Help(commands=[("", f"no help topic '{topic}'", "every command:", "help")]
+                          + [(t, say, does, self._examples_filled(ex) if t in FILLED else ex)
+                             for t, say, does, ex, _ in HELP])
+        rows = []
+        for task, say, does, example, forms in chosen:
+            fill = self._examples_filled if task in FILLED else str
+            rows.append((task, say, does, fill(example)))
+            rows += [(task, "", "", fill(form)) for form in forms]
+        return r.Help(commands=rows)
 
 
 def _acquired_dict(got) -> dict:

@@ -15,7 +15,14 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 
 from agents import quality
 from agents.results import ExperimentResult
-from agents.fidelity import FidelityStats, PositionStats, position_stats, scoring_chunks, summarize
+from agents.fidelity import (
+    FidelityStats,
+    PositionStats,
+    describe_scoring,
+    position_stats,
+    scoring_chunks,
+    summarize,
+)
 from lqmf.errors import LQMFError
 from lqmf.settings import Settings
 from server.backends.base import GenerationParams, collect
@@ -392,7 +399,8 @@ class ExperimentAgent:
         params = {"reference": reference, "text": source, "chunks": chunks, "chunk": chunk}
         involved = list(dict.fromkeys([reference, *models]))
         with self._recording(kind, involved, params) as exp:
-            stats = self.fidelity_stats(reference, models, text, chunks=chunks, chunk=chunk, progress=progress)
+            stats = self.fidelity_stats(reference, models, text, chunks=chunks, chunk=chunk, progress=progress,
+                                        source=source)
             rows = []
             for name in involved:
                 if name in stats:
@@ -404,7 +412,7 @@ class ExperimentAgent:
             verdict = fidelity_verdict(rows, reference)
             exp["summary"] = {"reference": reference, "text": source, "models": rows, "recommendation": verdict}
         report = ExperimentResult(id=exp["id"], kind=kind, models=models, rows=rows, reference=reference,
-                                  recommendation=verdict, notes=[f"text: {source}"])
+                                  recommendation=verdict, notes=[f"measured on {next(iter(stats.values())).ppl_text}"])
         report.report_path = str(self.write_html(report))
         return report
 
@@ -414,7 +422,8 @@ class ExperimentAgent:
         return _read_text(Path(text_path)), str(text_path)  # verbatim: blank lines are text too
 
     def fidelity_stats(self, reference: str, models: list[str], text: str, *, chunks: int = DEFAULT_CHUNKS,
-                       chunk: int = DEFAULT_CHUNK, progress: Optional[Progress] = None) -> dict[str, FidelityStats]:
+                       chunk: int = DEFAULT_CHUNK, progress: Optional[Progress] = None,
+                       source: str = "the given text") -> dict[str, FidelityStats]:
         """FidelityStats of each model against the reference from full logits, window by window.
 
         Every listed model is evaluated on its own, the reference too when listed (a real
@@ -451,7 +460,11 @@ class ExperimentAgent:
                 parts[name].append(position_stats(ref_logits, logits, targets))
             if progress:
                 progress(f"fidelity against {reference}", i + 1, len(windows))
-        return {name: summarize(PositionStats.join(p)) for name, p in parts.items()}
+        # Perplexity depends on the text and the windows as much as on the model (the demo build's 68 on
+        # 128-token windows of all the held-out text, 97 here on 512-token windows of its start): say which.
+        scored = describe_scoring(source, len(windows), chunk, sum(len(w) - 1 - first for w, first in windows))
+        return {name: dataclasses.replace(summarize(PositionStats.join(p)), ppl_text=scored)
+                for name, p in parts.items()}
 
     # -- side by side -----------------------------------------------------------------------------------------
     def compare(self, models: list[str], *, prompts_path: Optional[Path] = None, reference: Optional[str] = None,
@@ -486,10 +499,10 @@ class ExperimentAgent:
                 runs.extend(model_runs)
             if reference is not None and local:
                 text, source = heldout_text()
-                stats = self.fidelity_stats(reference, local, text, chunks=chunks, progress=progress)
+                stats = self.fidelity_stats(reference, local, text, chunks=chunks, progress=progress, source=source)
                 for name in local:
                     rows[name].update(stats[name].to_dict())
-                notes.append(f"fidelity of {', '.join(local)} against {reference} on {source}")
+                notes.append(f"fidelity of {', '.join(local)} against {reference}, measured on {stats[local[0]].ppl_text}")
             elif local:
                 notes.append("no fidelity: these models do not share a source model (run: fidelity of A against REF)")
             ranked = rank(list(rows.values()))
@@ -504,15 +517,25 @@ class ExperimentAgent:
         """The self-contained HTML report of a compare or fidelity experiment."""
         from agents.report_html import VariantRow, write_report
 
+        def measured_bpw(name: str) -> Optional[float]:
+            # The manifest's bits per weight is measured from the file (4.9993 for q4_k_m); the row's
+            # "bits" is the level's nominal class (4), which would understate every K-quant.
+            try:
+                manifest = self.manager.record(name).manifest or {}
+            except LQMFError:  # removed since the experiment ran
+                return None
+            value = manifest.get("bits_per_weight")
+            return float(value) if isinstance(value, (int, float)) else None
+
         def row_of(row: dict[str, Any]) -> VariantRow:
             return VariantRow(
                 model=row["model"], format=row.get("format"), level=row.get("level"),
-                size_bytes=row.get("size_bytes"), bits_per_weight=row.get("bits"), ppl=row.get("ppl_test"),
-                ppl_ref=row.get("ppl_ref"), kld_mean=row.get("kld_mean"), kld_p99=row.get("kld_p99"),
+                size_bytes=row.get("size_bytes"), bits_per_weight=measured_bpw(row["model"]),
+                ppl=row.get("ppl_test"), ppl_ref=row.get("ppl_ref"), ppl_text=row.get("ppl_text"),
+                kld_mean=row.get("kld_mean"), kld_p99=row.get("kld_p99"),
                 top1_agreement=row.get("top1_agreement"), dp_rms=row.get("dp_rms"), gen_tps=row.get("gen_tps"),
                 prompt_tps=row.get("prompt_tps"), ttft_s=row.get("ttft_p50_s"),
                 latency_p50_s=row.get("latency_p50_s"), latency_p95_s=row.get("latency_p95_s"),
-                quality_heuristic=row.get("quality_heuristic"),
             )
 
         path = self.settings.reports_dir / f"experiment-{report.id}-{report.kind}.html"

@@ -6,6 +6,42 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Optional
 
+# How every face writes these figures (the shell's tables and the HTML report call the same functions),
+# so one number reads the same wherever it appears. KLD is fixed-point with six decimals, as llama.cpp's
+# `perplexity --kl-divergence` prints it: one notation down a column, so magnitudes line up.
+
+
+def format_kld(value: Optional[float]) -> str:
+    return "-" if value is None else _special(value) or f"{value:.6f}"
+
+
+def format_share(value: Optional[float]) -> str:
+    """A 0..1 share (top-1 agreement) as a percentage."""
+    return "-" if value is None else _special(value) or f"{100 * value:.2f}%"
+
+
+def format_dp(value: Optional[float]) -> str:
+    """Δp (a change of probability, -1..1) as percentage points."""
+    return "-" if value is None else _special(value) or f"{100 * value:.3f}%"
+
+
+def format_ppl(value: Optional[float]) -> str:
+    return "-" if value is None else _special(value) or f"{value:,.3f}"
+
+
+def _special(value: float) -> Optional[str]:
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "∞" if value > 0 else "−∞"
+    return None
+
+
+def describe_scoring(source: str, windows: int, chunk: int, tokens: int) -> str:
+    """Which text a perplexity was measured on and how, in words a reader can compare across places."""
+    return (f"{source}: the first {windows} windows of {chunk} tokens, each scored from its middle on "
+            f"(llama.cpp's layout), {tokens:,} tokens scored")
+
 
 @dataclass(frozen=True)
 class FidelityStats:
@@ -23,6 +59,8 @@ class FidelityStats:
     dp_mean: float  # Δp = p_test(next token) - p_ref(next token)
     dp_rms: float
     dp_percentiles: dict[str, float]
+    # Which text, windows and token count the perplexities come from (set by whoever chose the text).
+    ppl_text: Optional[str] = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,7 +1,11 @@
 """The brief's cheap response-quality HEURISTIC: length 0.3 + relevance 0.3 + coherence 0.4.
 
-It looks at words only, never at meaning: a fluent wrong answer scores well. It is shown as
-"heuristic" wherever it appears; fidelity (KL divergence against a reference) is the real measure.
+It looks at words only, never at meaning: a fluent non-answer that echoes the prompt's words gets
+1.00 (tests/test_report_html.py shows one). There is nothing offline to validate it against — the
+demo model answers no question correctly, and no labelled answers ship with LQMF — so it is kept
+on request only: stored with every run in the history and printed by `--json`, but left out of the
+shell's tables and the HTML report, which name fidelity (KL divergence, top-1 agreement and Δp
+against the reference model) as the quality measure.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from typing import Callable, Optional
 from agents.quantization.atomic import sweep_stale_temps, temp_sibling
 from agents.quantization.faults import step_failure
 from agents.quantization.manifest import manifest_path_for, measure_run, read_manifest, tree_sha256
-from agents.quantization.plan import QuantPlan, QuantRequest, machine_now, make_plan, source_facts
+from agents.quantization.plan import MARGIN, QuantPlan, QuantRequest, machine_now, make_plan, source_facts
 from agents.quantization.verify import VERIFY_STEP, verify_output
 from lqmf.errors import PlanRefused
 from lqmf.settings import Settings
@@ -94,9 +94,22 @@ class QuantizationAgent:
             self._finish(run_id, "failed", measure, error=str(failure))
             raise failure from exc
         self._finish(run_id, "done", measure, manifest=manifest)
+        self._check_ram_estimate(run_id, plan, measure.peak_rss_bytes)
         steps.done()
         log.info("quantization run %s: %s -> %s in %.1f s", run_id, plan.source, plan.output_name, measure.wall_time_s)
         return QuantRun(run_id, plan, manifest, round(measure.wall_time_s, 3), measure.peak_rss_bytes)
+
+    @staticmethod
+    def _check_ram_estimate(run_id: int, plan: QuantPlan, peak: int) -> None:
+        """Hold the plan's RAM estimate against the measured peak; the next plan corrects itself from this run."""
+        planned = plan.expected_peak_ram_bytes
+        if planned and not planned / MARGIN <= peak <= planned * MARGIN:
+            log.warning("quantization run %s: peak RAM %.2f GiB measured, %.2f GiB planned (%s); the next plan of "
+                        "%s is corrected from this run", run_id, peak / 2**30, planned / 2**30, plan.ram_basis,
+                        plan.method)
+        else:
+            log.info("quantization run %s: peak RAM %.2f GiB measured, %.2f GiB planned", run_id, peak / 2**30,
+                     planned / 2**30)
 
     @property
     def log_path(self) -> Path:
@@ -129,7 +142,8 @@ class QuantizationAgent:
         verify = self._verifier(steps, "gguf", out)
         if plan.level in FLOAT_BITS:
             steps.next()
-            convert_to_gguf(src, out, self.settings, plan.level, overwrite=plan.overwrite, verify=verify)
+            convert_to_gguf(src, out, self.settings, plan.level, overwrite=plan.overwrite, verify=verify,
+                            on_tensor=steps.within)
             return read_manifest(out)
         if plan.source_format == "hf":
             float_gguf = temp_sibling(out.with_name(out.stem + "-f16.gguf"))
@@ -147,7 +161,7 @@ class QuantizationAgent:
                 ensure_llama_tools(self.settings)
             if plan.source_format == "hf":
                 steps.next()
-                convert_to_gguf(src, float_gguf, self.settings, "f16")
+                convert_to_gguf(src, float_gguf, self.settings, "f16", on_tensor=steps.within)
             if imatrix_file is not None:
                 steps.next()
                 from agents.quantization.calibration import load_calibration
@@ -159,7 +173,8 @@ class QuantizationAgent:
                                 calibration=plan.calibration, overwrite=True)
             steps.next()
             quantize_gguf(float_gguf, out, plan.level, threads=self.settings.threads, overwrite=plan.overwrite,
-                          imatrix=imatrix_file, settings=self.settings, source=origin, verify=verify)
+                          imatrix=imatrix_file, settings=self.settings, source=origin, verify=verify,
+                          on_tensor=steps.within)
         except BaseException:
             # An importance matrix made for an output that was never kept would be a stray file.
             if imatrix_file is not None and not imatrix_existed:
@@ -215,6 +230,11 @@ class _Steps:
         if self.progress and self.index < len(self.steps):
             self.progress(self.steps[self.index], self.index, len(self.steps))
         self.index += 1
+
+    def within(self, done: int, total: int) -> None:
+        """Progress inside the step under way (tensors converted or quantized), so a long step is seen moving."""
+        if self.progress and self.index:
+            self.progress(f"{self.current} (step {self.index} of {len(self.steps)}, tensors)", done, total)
 
     @property
     def current(self) -> str:

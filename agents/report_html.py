@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Optional, Sequence, TypeGuard
 
+from agents.fidelity import format_dp, format_kld, format_ppl, format_share
 from agents.quantization.atomic import temp_sibling
 
 log = logging.getLogger(__name__)
@@ -28,19 +29,20 @@ class VariantRow:
     format: Optional[str] = None  # gguf | hf | gptq | bnb
     level: Optional[str] = None  # q4_k_m, nf4, ...
     size_bytes: Optional[int] = None
+    # Measured from the file (the manifest's tensor bytes * 8 / parameters): 4.9993 for q4_k_m, not 4.
     bits_per_weight: Optional[float] = None
-    ppl: Optional[float] = None  # perplexity of the variant on held-out text
+    ppl: Optional[float] = None  # perplexity of the variant on `ppl_text`
     ppl_ref: Optional[float] = None
+    ppl_text: Optional[str] = None  # which text (and how much of it) the perplexities were measured on
     kld_mean: Optional[float] = None  # mean KL divergence vs the reference
     kld_p99: Optional[float] = None
     top1_agreement: Optional[float] = None  # 0..1
-    dp_rms: Optional[float] = None
+    dp_rms: Optional[float] = None  # RMS change of the next token's probability, -1..1
     gen_tps: Optional[float] = None  # generation tokens/s
     prompt_tps: Optional[float] = None
     ttft_s: Optional[float] = None
     latency_p50_s: Optional[float] = None
     latency_p95_s: Optional[float] = None
-    quality_heuristic: Optional[float] = None  # 0..1, a HEURISTIC score
     # An embedding classifier checked on this variant's embeddings (agents/classifiers/check.py).
     clf_accuracy: Optional[float] = None  # 0..1 on the held-out split
     clf_f1: Optional[float] = None  # macro F1, 0..1
@@ -111,30 +113,27 @@ def _percent(share: float) -> str:
     return _nonfinite(share) or f"{share * 100:.2f}%"
 
 
-# (field, header, tooltip, formatter); text columns use formatter None.
+# (field, header, tooltip, formatter); text columns use formatter None. The fidelity figures use the
+# shell's own formatters (agents.fidelity), so a number reads the same in the terminal and here.
+# There is no response-quality column: the word heuristic (agents/quality.py) gives a fluent
+# non-answer full marks, so the report shows fidelity as the quality measure and leaves it to --json.
 _COLUMNS: tuple[tuple[str, str, str, Optional[Callable[[float], str]]], ...] = (
     ("model", "Model", "variant name", None),
     ("format", "Format", "gguf | hf | gptq | bnb", None),
     ("level", "Level", "quantization level", None),
     ("size_bytes", "Size (MiB)", "size on disk, MiB", _mib),
-    ("bits_per_weight", "Bits/weight", "average bits per weight", _fixed(2)),
-    ("ppl", "PPL", "perplexity of the variant on held-out text", lambda v: _sig(v, 5)),
-    ("ppl_ref", "PPL (ref)", "perplexity of the reference on the same text", lambda v: _sig(v, 5)),
-    ("kld_mean", "KLD mean", "mean KL divergence vs the reference", lambda v: _sig(v, 6)),
-    ("kld_p99", "KLD p99", "99th percentile KL divergence vs the reference", lambda v: _sig(v, 6)),
-    ("top1_agreement", "Top-1 agree", "share of positions with the same top token as the reference", _percent),
-    ("dp_rms", "Δp RMS", "RMS of the change in next-token probability", lambda v: _sig(v, 5)),
+    ("bits_per_weight", "Bits per weight", "average bits per weight, measured from the file's tensors", _fixed(4)),
+    ("ppl", "PPL", "perplexity of the variant on the text named below the table", format_ppl),
+    ("ppl_ref", "PPL (ref)", "perplexity of the reference on the same text", format_ppl),
+    ("kld_mean", "KLD mean", "mean KL divergence vs the reference", format_kld),
+    ("kld_p99", "KLD p99", "99th percentile KL divergence vs the reference", format_kld),
+    ("top1_agreement", "Top-1 agree", "share of positions with the same top token as the reference", format_share),
+    ("dp_rms", "Δp RMS", "RMS change of the next token's probability, percentage points", format_dp),
     ("gen_tps", "Gen tok/s", "generation tokens per second", _fixed(1)),
     ("prompt_tps", "Prompt tok/s", "prompt-processing tokens per second", _fixed(1)),
     ("ttft_s", "TTFT (s)", "time to first token, seconds", _fixed(3)),
     ("latency_p50_s", "Latency p50 (s)", "median request latency, seconds", _fixed(3)),
     ("latency_p95_s", "Latency p95 (s)", "95th percentile request latency, seconds", _fixed(3)),
-    (
-        "quality_heuristic",
-        "Quality (heuristic)",
-        "a heuristic 0..1 score from the words of each response (length, prompt overlap, repetition)",
-        _fixed(3),
-    ),
     ("clf_accuracy", "Classifier accuracy", "accuracy of the embedding classifier on the held-out split", _percent),
     ("clf_f1", "Classifier F1", "macro F1 of the embedding classifier on the held-out split", _percent),
     ("clf_agreement", "Agreement", "share of held-out texts labelled as with the reference's embeddings", _percent),
@@ -382,13 +381,15 @@ def _classifier_figures(rows: Sequence[VariantRow]) -> str:
 # ---------------------------------------------------------------------------------------------- page
 
 _CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem auto;max-width:1100px;padding:0 1rem;
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem auto;max-width:1180px;padding:0 1rem;
 color:#1d2330;background:#fff}
 h1{margin-bottom:.2rem}h2{margin-top:2rem;border-bottom:1px solid #d8dce4;padding-bottom:.2rem}
 .meta{color:#5a6272;margin:.2rem 0}.recommendation{background:#eef6ee;border-left:4px solid #3a8a3a;padding:.6rem .8rem}
 .empty,.no-data{background:#fff6e5;border-left:4px solid #d08a00;padding:.6rem .8rem}
-.table-wrap{overflow-x:auto}table{border-collapse:collapse;font-size:.9rem}
-th,td{border:1px solid #d8dce4;padding:.3rem .55rem;white-space:nowrap}th{background:#f2f4f8;text-align:left}
+table{border-collapse:collapse;font-size:.82rem;width:100%}
+th,td{border:1px solid #d8dce4;padding:.25rem .35rem}th{background:#f2f4f8;text-align:left}
+thead th{vertical-align:bottom;font-weight:600;overflow-wrap:normal}
+tbody th{overflow-wrap:anywhere;min-width:7rem;font-weight:500}td.num{white-space:nowrap}
 td.num{text-align:right;font-variant-numeric:tabular-nums}td.missing{color:#a0a6b2;text-align:center}
 tr.reference td{background:#f4f0fa}
 figure{margin:1rem 0}figcaption{font-weight:600;margin-bottom:.4rem}
@@ -396,7 +397,7 @@ svg.chart{max-width:100%;height:auto;font-size:11px}svg .axis{stroke:#444;stroke
 svg .grid{stroke:#e6e8ee;stroke-width:1}
 svg .tick{fill:#5a6272}svg .axis-title{fill:#1d2330;font-size:12px}svg .point{fill:#2f6fdb;stroke:#fff;stroke-width:1.5}
 svg .point-label,svg .bar-label{fill:#1d2330}svg .bar{fill:#2f6fdb}svg .bar-value{fill:#1d2330;font-size:10px}
-.heuristic-note{color:#5a6272;font-size:.9rem}
+.table-note{color:#5a6272;font-size:.9rem}
 """
 
 
@@ -420,13 +421,31 @@ def _table(rows: Sequence[VariantRow], reference: Optional[str]) -> str:
                     text = fmt(float(value))
                 except (TypeError, ValueError):
                     text = str(value)
-                cells.append(f'<td class="num" data-field="{name}">{_esc(text)}</td>')
+                # The exact value rides along as a tooltip: six decimals can round a tiny KLD to zero.
+                cells.append(f'<td class="num" data-field="{name}" title="{_esc(repr(value))}">{_esc(text)}</td>')
         css = ' class="reference"' if reference is not None and row.model == reference else ""
         body.append(f"<tr{css}>{''.join(cells)}</tr>")
     return (
+        # No sideways scrolling: the table takes the page's width, headers and long names wrap
+        # (tests/test_report_html.py measures it in headless Chromium, in a 1280 px window).
         '<div class="table-wrap"><table id="results"><thead><tr>'
         f"{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
     )
+
+
+def _table_notes(rows: Sequence[VariantRow]) -> list[str]:
+    """What the table's figures were measured on, and what quality means here."""
+    out = []
+    texts = list(dict.fromkeys(r.ppl_text for r in rows if r.ppl_text and (r.ppl is not None or r.ppl_ref is not None)))
+    for text in texts:
+        out.append(f'<p class="table-note ppl-text">Perplexity measured on {_esc(text)}. Perplexities '
+                   "measured on other text or with other windows (the demo build's, for one) differ and are "
+                   "not comparable with these.</p>")
+    if any(_finite(r.kld_mean) for r in rows):
+        out.append('<p class="table-note quality-note">Quality is fidelity to the reference: KLD, top-1 agreement '
+                   "and Δp. A word-count heuristic of the generated answers is kept in the history and in "
+                   "--json only: it scores a fluent non-answer as highly as a right one.</p>")
+    return out
 
 
 def render_report(
@@ -461,11 +480,7 @@ def render_report(
     else:
         parts.append(f"<h2>Variants ({len(rows)})</h2>")
         parts.append(_table(rows, reference))
-        if any(r.quality_heuristic is not None for r in rows):
-            parts.append(
-                '<p class="heuristic-note">Quality (heuristic) is a heuristic 0–1 score from the words of each '
-                "response (length, overlap with the prompt, repetition); it does not measure correctness.</p>"
-            )
+        parts.extend(_table_notes(rows))
         parts.append("<h2>Charts</h2>")
         classifier = _classifier_figures(rows)
         parts.append(classifier)

@@ -91,7 +91,9 @@ class Config(Result):
 
 @dataclass
 class Help(Result):
-    commands: list[tuple[str, str]] = field(default_factory=list)
+    """Rows of (task, form, what it does, example); `help TOPIC` rows may be shorter (form, meaning)."""
+
+    commands: list[tuple[str, ...]] = field(default_factory=list)
 
 
 @dataclass
@@ -238,3 +240,29 @@ class Confirm(Result):
 
     question: str = ""
     ok: bool = False
+
+
+@dataclass
+class AlreadyLoaded(Loaded):
+    """`load model X` when X was loaded already: nothing was loaded, its last use (keep_alive) starts over."""
+
+
+@dataclass
+class ModelChanged(Result):
+    """A model removed, renamed or copied: what changed on disk (model_admin.Change as a dict)."""
+
+    change: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ModelDetails(Result):
+    """`show NAME`: the manifest's facts, the lineage tree, the latest figures, chat template and context."""
+
+    model: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DiskUsage(Result):
+    """Per model: bytes on disk and what removing it frees; the total and the disk's free space."""
+
+    usage: dict[str, Any] = field(default_factory=dict)

@@ -6,11 +6,14 @@ import time
 from typing import Any, Callable
 
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
 from agents import results as r
+from agents.fidelity import format_dp, format_kld, format_ppl, format_share
 from cli.render_classifiers import RENDERERS as CLASSIFIER_RENDERERS
+from cli.render_models import RENDERERS as MODEL_RENDERERS
 
 
 EMBED_SHOWN = 5  # values of each embedding drawn; --json prints them all
@@ -130,17 +133,34 @@ def config(res: r.Config, console: Console) -> None:
 
 
 def help_table(res: r.Help, console: Console) -> None:
-    table = Table(title="Commands (plain words work too: typos, any order, 'please')")
-    table.add_column("say")
-    table.add_column("does")
-    for say, does in res.commands:
-        table.add_row(say, does)
+    """Commands grouped by task (a row per command: form, what it does, an example); `help TOPIC` adds forms."""
+    table = Table(title="Commands (plain words work too: typos, any order, 'please'; help TOPIC for more forms)")
+    for column in ("task", "say", "does", "e.g."):
+        table.add_column(column)
+    previous = None
+    for row in res.commands:
+        task, say, does, example = row if len(row) == 4 else ("", *row, "")
+        table.add_row(escape(task) if task != previous else "", escape(say), escape(does), escape(example))
+        previous = task
     console.print(table)
 
 
 def question(res: r.Question, console: Console) -> None:
-    choices = f"\n  choices: {', '.join(res.choices)}" if res.choices else ""
-    console.print(f"[yellow]?[/yellow] {res.text}{choices}")
+    console.print(f"[yellow]?[/yellow] {escape(res.text)}")
+    for number, choice in enumerate(res.choices, 1):
+        console.print(f"  {number}. {escape(choice)}")
+    if res.choices:
+        console.print("  answer with a number or a name")
+
+
+def unknown(res: r.Unknown, console: Console) -> None:
+    console.print(f"I did not understand '{escape(res.text)}'. Did you mean: [bold]{escape(res.suggestion)}[/bold]? "
+                  "(help lists every command)")
+
+
+def confirm(res: r.Confirm, console: Console) -> None:
+    """Drawn where nobody can answer (-c, --script): the question is the error."""
+    console.print(f"[yellow]?[/yellow] {escape(res.question)}\n  → not run: add --yes to run it")
 
 
 def _num(value: Any, fmt: str) -> str:
@@ -158,16 +178,18 @@ SPEED_COLUMNS: list[Column] = [  # rows come ranked, fastest first
     ("latency p95", "latency_p95_s", lambda v: _num(v, ".3f")),
     ("load s", "load_time_s", lambda v: _num(v, ".2f")),
     ("peak RSS +", "peak_rss_attributable_bytes", _size),
-    ("quality (heuristic)", "quality_heuristic", lambda v: _num(v, ".2f")),
 ]
+# No "quality (heuristic)" column: the word heuristic gives a fluent non-answer full marks (agents/quality.py).
+# Fidelity is the quality measure; the heuristic stays in the history and in --json.
+# The HTML report formats these with the same functions (agents.fidelity), so both read alike.
 FIDELITY_COLUMNS: list[Column] = [
     ("level", "level", lambda v: v or "-"),
     ("size", "size_bytes", _size),
-    ("PPL", "ppl_test", lambda v: _num(v, ".3f")),
-    ("KLD mean", "kld_mean", lambda v: _num(v, ".6f")),
-    ("KLD p99", "kld_p99", lambda v: _num(v, ".5f")),
-    ("top-1 agree", "top1_agreement", lambda v: "-" if v is None else f"{100 * v:.2f}%"),
-    ("Δp RMS", "dp_rms", lambda v: "-" if v is None else f"{100 * v:.3f}%"),
+    ("PPL", "ppl_test", format_ppl),
+    ("KLD mean", "kld_mean", format_kld),
+    ("KLD p99", "kld_p99", format_kld),
+    ("top-1 agree", "top1_agreement", format_share),
+    ("Δp RMS", "dp_rms", format_dp),
 ]
 
 
@@ -175,13 +197,14 @@ def experiment_result(res: r.ExperimentResult, console: Console) -> None:
     console.print(f"[green]{res.kind}[/green] #{res.id} on {', '.join(res.models)} — recorded in the history")
     if res.kind in ("single", "batch", "conversation"):
         table = Table(title="Responses (full text is also in the history)")
-        for column in ("#", "prompt", "response", "tokens in/out", "TTFT s", "gen tok/s", "quality (heuristic)"):
+        for column in ("#", "prompt", "response", "tokens in/out", "TTFT s", "gen tok/s"):
             table.add_column(column)
         for i, run in enumerate(res.runs, 1):
             table.add_row(str(i), run["prompt"], run["response"], f"{run['prompt_tokens']}/{run['completion_tokens']}",
-                          f"{run['ttft_s']:.3f}", _num(run["gen_tps"], ".1f"),
-                          f"{run['quality_heuristic']['total']:.2f}")
+                          f"{run['ttft_s']:.3f}", _num(run["gen_tps"], ".1f"))
         console.print(table)
+        console.print("  Judge the answers yourself: no score here tells a right answer from a fluent wrong one "
+                      "(a word heuristic is in --json). For quality, run: fidelity of MODEL")
     tables = (("Speed (ranked by generation tok/s)" if res.kind in ("compare", "benchmark") else "Per model",
                SPEED_COLUMNS, "latency_p50_s"),
               (f"Fidelity against {res.reference}", FIDELITY_COLUMNS, "kld_mean"))
@@ -281,6 +304,7 @@ def plan_panel(res: r.PlanResult, console: Console) -> None:
         f"(available {_size(p['available_ram_bytes'])}), disk ≈ {_size(p['disk_needed_bytes'])} "
         f"(free {_size(p['free_disk_bytes'])})",
         f"time: about {_duration(p['estimated_seconds'])} ({p['estimate_basis']})",
+        *([f"RAM: {p['ram_basis']}"] if p.get("ram_basis") else []),
         *(f"note: {note}" for note in p.get("notes") or []),
     ]
     if res.refused:
@@ -293,7 +317,8 @@ def quantized(res: r.Quantized, console: Console) -> None:
     console.print(f"[green]quantized[/green] {res.plan['source']} → [bold]{res.output}[/bold] "
                   f"({m.get('format')} {m.get('level')}, {_size(m.get('size_bytes'))}, "
                   f"{m.get('bits_per_weight', 0):.2f} bits per weight) in {_duration(res.wall_time_s)}, "
-                  f"peak memory {_size(res.peak_rss_bytes)} — run #{res.run_id} in the history")
+                  f"peak memory {_size(res.peak_rss_bytes)} (planned {_size(res.plan.get('expected_peak_ram_bytes'))})"
+                  f" — run #{res.run_id} in the history")
     for warning in m.get("warnings") or []:
         console.print(f"[yellow]warning:[/yellow] {warning}")
     if res.fidelity is not None:
@@ -353,7 +378,8 @@ RENDERERS: dict[type, Callable[[Any, Console], None]] = {
     r.Question: question,
     r.Message: lambda res, c: c.print(res.text),
     r.ErrorResult: lambda res, c: c.print(f"[red]error:[/red] {res.message}" + (f"\n  → {res.hint}" if res.hint else "")),
-    r.Unknown: lambda res, c: c.print(f"I did not understand '{res.text}'. Did you mean: [bold]{res.suggestion}[/bold]?"),
+    r.Unknown: unknown,
+    r.Confirm: confirm,
     r.PlanResult: plan_panel,
     r.Quantized: quantized,
     r.AcquiredResult: acquired,
@@ -363,6 +389,7 @@ RENDERERS: dict[type, Callable[[Any, Console], None]] = {
     r.Exit: lambda res, c: None,
     r.ChatStart: lambda res, c: None,
     **CLASSIFIER_RENDERERS,
+    **MODEL_RENDERERS,
 }
 
 

@@ -27,6 +27,7 @@ COMMAND_WORDS = [
     "show loaded models", "chat with", "talk to", "benchmark", "compare", "experiment with", "quantize",
     "download", "import", "login", "list quantizations", "list experiments", "show statistics", "show config",
     "embed", "train classifier", "classify", "check classifier", "list classifiers",
+    "remove", "show", "rename", "copy", "disk usage",
     "help", "exit",
 ]
 
@@ -97,6 +98,7 @@ class Shell:
         self.interactive = session is None if interactive is None else interactive
         self.agent = agent
         self.console = console
+        self.pending = None  # the last command that asked a question with choices: the next line may answer it
         self.as_json = as_json
         names = lambda: [rec.name for rec in executor.manager.available()]  # noqa: E731
         history = executor.settings.history_path
@@ -109,22 +111,24 @@ class Shell:
     # -- one command ----------------------------------------------------------------------------------
     def run_line(self, line: str) -> r.Result:
         """Parse, execute and draw one line; chat mode and one-shot prompts happen here too."""
-        command = self.agent.parse(line)
-        if command.intent is Intent.LOGIN and not command.question:
-            result = self._login(command)
-        elif command.intent is Intent.QUANTIZE_MODEL and not command.question and not self.as_json:
-            result = self._quantize(command)
-        elif command.intent in PROGRESS and not command.question and not self.as_json:
-            result = self._with_progress(lambda: self.executor.execute(command), command.slots.kind or "working")
-        elif command.intent in SLOW and not command.question and not self.as_json:
-            with self.console.status(f"{command.intent.value.replace('_', ' ').lower()} …"):
-                result = self.executor.execute(command)
-        else:
-            result = self.executor.execute(command)
+        command = self._answer(line) or self.agent.parse(line)
+        self.pending = None
+        typed_yes = command.slots.yes
+        result = self._dispatch(command, typed_yes)
+        if isinstance(result, r.Confirm) and self.interactive and not self.as_json:
+            # Asked here, where someone can answer; on yes the same command runs again, confirmed.
+            question = result.question if "[y/N]" in result.question else f"{result.question} [y/N]"
+            if self.session.prompt(f"{question} ").strip().lower() in ("y", "yes"):
+                command.slots.yes = True
+                result = self._dispatch(command, typed_yes)
+            else:
+                result = r.Message(text="Not done.")
         if self.as_json:
             self.console.print_json(json.dumps({"command": command.to_dict(), "result": result.to_dict()}, default=str))
         else:
             render(result, self.console)
+        if isinstance(result, r.Question) and result.choices:
+            self.pending = command  # the next line may answer it: a number or a name
         if isinstance(result, r.ChatStart) and not self.as_json:
             chat = ChatSession(self.executor.manager, result.model)
             if result.prompt:
@@ -132,6 +136,49 @@ class Shell:
             else:
                 self.chat_mode(chat)
         return result
+
+    def _answer(self, line: str):
+        """The pending question's command with its model filled in, when line answers it (a number or a name)."""
+        pending, text = self.pending, line.strip()
+        if pending is None or not text:
+            return None
+        choices = pending.choices
+        chosen = None
+        if text.isdigit() and 1 <= int(text) <= len(choices):
+            chosen = choices[int(text) - 1]
+        elif self.agent.parse(text).intent is not Intent.UNKNOWN:
+            return None  # a command of its own ("list models", "q"): the question is dropped
+        else:
+            exact = [c for c in choices if c.lower() == text.lower()]
+            partial = [c for c in choices if text.lower() in c.lower()]
+            chosen = (exact or (partial if len(partial) == 1 else [None]))[0]
+        if chosen is None:
+            return None
+        slots = pending.slots
+        if slots.kind == "compare" or (slots.kind == "agreement"):
+            slots.models = [*slots.models, chosen]
+            slots.model = slots.models[0]
+        else:
+            slots.model = chosen
+        pending.question, pending.choices = None, []
+        pending.text = f"{pending.text.strip()} {chosen}"
+        return pending
+
+    def _dispatch(self, command, typed_yes: bool) -> r.Result:
+        """Run a command with the feedback it needs: a spinner, a progress bar, or the quantize plan and its question."""
+        if command.question:
+            return self.executor.execute(command)  # the question
+        if command.intent is Intent.LOGIN:
+            return self._login(command)
+        if command.intent is Intent.QUANTIZE_MODEL and not self.as_json:
+            confirm = self.executor.confirmation(command)
+            return confirm if confirm is not None else self._quantize(command, ask=not typed_yes)
+        if command.intent in PROGRESS and not self.as_json:
+            return self._with_progress(lambda: self.executor.execute(command), command.slots.kind or "working")
+        if command.intent in SLOW and not self.as_json:
+            with self.console.status(f"{command.intent.value.replace('_', ' ').lower()} …"):
+                return self.executor.execute(command)
+        return self.executor.execute(command)
 
     def _with_progress(self, work: Callable[[], r.Result], first: str) -> r.Result:
         """Run work under a progress bar it advances (Ctrl-C stops it; runs are recorded incomplete)."""
@@ -152,22 +199,25 @@ class Shell:
             finally:
                 self.executor.progress = None
 
-    def _quantize(self, command) -> r.Result:
-        """Show the plan, ask unless --yes (or a script), then run it under a progress bar."""
+    def _quantize(self, command, ask: bool = True) -> r.Result:
+        """Show the plan, ask unless --yes (or a script), then run it under a progress bar.
+
+        `ask` is False only when --yes was typed: a yes to "Did you mean: quantize ...?" is no yes to the plan.
+        """
         try:
-            return self._plan_and_run(command)
+            return self._plan_and_run(command, ask)
         except LQMFError as exc:  # drawn like every other command's error (Executor.execute does the same)
             if self.executor.settings.debug:
                 raise
             log.info("command %r failed: %s", command.text, exc)
             return r.ErrorResult(message=exc.message, hint=exc.hint)
 
-    def _plan_and_run(self, command) -> r.Result:
+    def _plan_and_run(self, command, ask: bool = True) -> r.Result:
         planned = self._with_progress(lambda: self.executor.plan_quantization(command), "planning")
         if not planned.ok:
             return planned  # refused: run_line draws it with its reasons
         render(planned, self.console)
-        if self.interactive and not command.slots.yes:
+        if self.interactive and ask:
             if self.session.prompt("Run this plan? [y/N] ").strip().lower() not in ("y", "yes"):
                 return r.Message(text="Not run. Change the request (method, level, as NAME) and try again.")
         return self._with_progress(lambda: self.executor.run_quantization(planned), "quantizing")
@@ -222,6 +272,9 @@ class Shell:
                 return
             if not text.strip():
                 continue
+            if ChatSession.leaves(text):  # plain "exit" / "quit" / "bye" leave too: nobody means them as a prompt
+                self.console.print("leaving chat")
+                return
             if text.strip().startswith("/"):
                 outcome = chat.slash(text.strip())
                 self.console.print(outcome.message)

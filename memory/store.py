@@ -98,8 +98,23 @@ MIGRATIONS: list[tuple[str, str]] = [
     ("m004_request_fallback", """
         ALTER TABLE request_stats ADD COLUMN fallback_from TEXT;
     """),
+    # Models removed, renamed or copied (agents/model_admin.py): what happened to which files, and when.
+    ("m005_model_changes", """
+        CREATE TABLE model_changes (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            action TEXT NOT NULL CHECK (action IN ('removed', 'renamed', 'copied')),
+            name TEXT NOT NULL,
+            new_name TEXT,
+            path TEXT NOT NULL,
+            new_path TEXT,
+            size_bytes INTEGER NOT NULL,
+            details TEXT,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX model_changes_by_name ON model_changes(name, created_at);
+    """),
 ]
-EXPORTABLE = ("models", "quantization_runs", "experiments", "experiment_results", "request_stats")
+EXPORTABLE = ("models", "quantization_runs", "experiments", "experiment_results", "request_stats", "model_changes")
 
 
 class CommitFailed(sqlite3.DatabaseError):
@@ -297,7 +312,27 @@ class Store:
                  fallback_from),
             )
 
+    def record_model_change(self, action: str, name: str, new_name: Optional[str], path: str,
+                            new_path: Optional[str], size_bytes: int, details: Optional[dict] = None) -> int:
+        """One model removed, renamed or copied: its old and new name and path, its size, the rest as JSON."""
+        with self._write():
+            cursor = self._db.execute(
+                "INSERT INTO model_changes (action, name, new_name, path, new_path, size_bytes, details, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (action, name, new_name, path, new_path, size_bytes,
+                 json.dumps(details) if details is not None else None, time.time()),
+            )
+        return int(cursor.lastrowid)
+
     # -- reading -----------------------------------------------------------------------------------------
+    def model_changes(self, name: Optional[str] = None, action: Optional[str] = None,
+                      limit: int = 50) -> list[dict[str, Any]]:
+        """Model changes, newest first; `name` matches the old or the new name."""
+        return self._newest("model_changes", limit, [
+            ("(name = ? OR new_name = ?)", [name, name] if name else []),
+            ("action = ?", [action] if action else []),
+        ])
+
     def experiments(self, kind: Union[str, Sequence[str], None] = None, model: Optional[str] = None,
                     status: Optional[str] = None, limit: int = 50) -> list[dict[str, Any]]:
         """Experiments, newest first, filtered by kind (one or several), a model they involve, or status."""
@@ -381,7 +416,7 @@ class Store:
 
     @staticmethod
     def _decode(row: dict[str, Any]) -> dict[str, Any]:
-        for key in ("models", "params", "summary", "metrics", "manifest", "plan"):
+        for key in ("models", "params", "summary", "metrics", "manifest", "plan", "details"):
             if isinstance(row.get(key), str):
                 row[key] = json.loads(row[key])
         return row

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import difflib
 import logging
 import queue
@@ -87,6 +88,21 @@ class ActiveModel:
         with self._lock:
             write_text_atomic(self.path, json.dumps({"chain": chain, "set_at": time.time()}) + "\n")
             self._stamp = None
+
+
+def names_hint(name: str, names: Sequence[str], shown: int = 8) -> str:
+    """What to say when `name` is not a model: the nearest names, or else the ones there are."""
+    close = difflib.get_close_matches(name, list(names), n=3, cutoff=0.5)
+    if not close:  # a part of a name ("q8" for demo-q8_0) is near too
+        low = name.lower()
+        close = [n for n in names if len(low) >= 2 and low in n.lower()][:3]
+    if close:
+        return f"did you mean {', '.join(close)}?"
+    if not names:
+        return "no models yet: download ORG/NAME, import PATH or quantize one"
+    listed = sorted(names)
+    more = f" and {len(listed) - shown} more (list models)" if len(listed) > shown else ""
+    return f"available: {', '.join(listed[:shown])}{more}"
 
 
 def estimate_bytes(record: ModelRecord, n_ctx: int) -> int:
@@ -289,6 +305,8 @@ class ModelManager:
         self._loading: dict[str, Future] = {}
         # Estimated bytes of loads in flight: counted as held, so concurrent loads cannot overshoot the budget.
         self._reserved: dict[str, int] = {}
+        # Models whose files are being removed, renamed or copied (model_admin): no load may start on them.
+        self._changing: dict[str, str] = {}
         self._closed = threading.Event()
         self.load_counts: dict[str, int] = {}
         self._engine: Optional[EngineChoice] = None
@@ -321,9 +339,34 @@ class ModelManager:
         records = {r.name: r for r in self.available()}
         if name in records:
             return records[name]
-        close = difflib.get_close_matches(name, list(records), n=3, cutoff=0.5)
-        hint = f"did you mean {', '.join(close)}?" if close else "see the list of available models"
-        raise ModelNotFound(f"no model named {name!r} in {self.settings.models_dir}", hint)
+        raise ModelNotFound(f"no model named {name!r} in {self.settings.models_dir}", names_hint(name, list(records)))
+
+    @contextlib.contextmanager
+    def changing(self, name: str, action: str, *, unload: bool = False) -> Iterator[None]:
+        """Hold `name` while its files change (`action`: "removed", "renamed"): no load starts on it meanwhile.
+
+        Refuses (ModelBusy) while it is loaded or loading, unless `unload` is set: then it is unloaded first
+        (after its requests in flight finish); a model with requests running or waiting is still refused.
+        """
+        with self._lock:
+            if name in self._changing:
+                raise ModelBusy(f"{name} is already being {self._changing[name]}", "retry in a moment")
+            if name in self._loading:
+                raise ModelBusy(f"{name} is loading", f"wait for the load, then unload model {name} first")
+            model = self._loaded.get(name)
+            if model is not None and (not unload or model.busy):
+                why = "is serving requests" if model.busy else "is loaded"
+                raise ModelBusy(f"{name} {why}, so it cannot be {action}",
+                                f"unload model {name} first" + (", when its requests have finished" if model.busy else ""))
+            self._changing[name] = action
+        try:
+            if model is not None:
+                self.unload(name)
+            yield
+        finally:
+            with self._lock:
+                self._changing.pop(name, None)
+            self.discovery.invalidate()
 
     # -- remote endpoints (the shell and the server both come here) --------------------------------------
     def add_endpoint(self, name: str, urls: Sequence[str], model: Optional[str] = None,
@@ -419,10 +462,15 @@ class ModelManager:
         with self._lock:
             if self._closed.is_set():
                 raise ModelBusy("the model manager is shutting down", "start it again")
+            if name in self._changing:
+                raise ModelBusy(f"{name} is being {self._changing[name]} right now",
+                                "retry in a moment (list models shows what it is called now)")
             if name in self._loaded:
                 model = self._loaded[name]
                 if keep_alive_s is not None:
                     model.keep_alive_s = keep_alive_s
+                # Asking for a loaded model is a use: its keep_alive (and the LRU order) start over.
+                model.last_used, model.last_used_wall = time.monotonic(), time.time()
                 return model
             future = self._loading.get(name)
             if future is None:

@@ -555,3 +555,14 @@ class SwitchRequest(Body):
     """POST /model/switch/{name} (the body is optional): the models to fall back to, in order."""
 
     fallbacks: Annotated[list[ModelName], Field(max_length=16)] = Field(default_factory=list)
+
+
+NEW_MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_+\-]*(\.[A-Za-z0-9_+\-]+)*$"
+
+
+class ModelNameChange(Body):
+    """POST /models/{name}/rename and /models/{name}/copy: the new name (not taken yet)."""
+
+    to: Annotated[str, Field(min_length=1, max_length=MODEL_NAME_MAX, pattern=NEW_MODEL_NAME_PATTERN,
+                             description="The new model's name: letters, digits and . _ + - (no paths, no "
+                             "':latest'); a GGUF file becomes NEW.gguf, a folder NEW.")]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -57,7 +58,10 @@ def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(demo_dir, tmp
     store.add_result(experiment, "demo-q4_k_m", "hi", response="hello", completion_tokens=1)
     store.finish_experiment(experiment, {"fastest": "demo-q4_k_m"})
     store.close()
-    settings = Settings(home=home, models_dir_override=demo_dir, port=0, context_length=128, queue_size=64,
+    # A private copy: the fuzzer removes, renames and copies models (DELETE /models/{name}, .../rename).
+    models = tmp_path / "models"
+    shutil.copytree(demo_dir, models, symlinks=True)
+    settings = Settings(home=home, models_dir_override=models, port=0, context_length=128, queue_size=64,
                         auto_benchmark_every=0)
     manager = ModelManager(settings)
     # A real classifier, so /classifiers/{name}/predict is reached with fuzzed texts, not only 404s.
@@ -73,7 +77,7 @@ def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(demo_dir, tmp
     report = tmp_path / "report.json"
     config = _config(tmp_path / "st.toml", [experiment])
 
-    def schemathesis(*selection: str, report_path: Path = report) -> None:
+    def schemathesis(*selection: str, report_path: Path = report) -> str:
         run = subprocess.run(
             [str(Path(sys.executable).with_name("st")), "--config-file", str(config),
              "run", f"{url}/openapi.json", "--checks", CHECKS, "--phases", "examples,coverage,fuzzing,stateful",
@@ -83,12 +87,13 @@ def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(demo_dir, tmp
         )
         tail = run.stdout[-6000:] + run.stderr[-2000:]
         assert run.returncode == 0, f"schemathesis found problems (seed {seed}, {selection}):\n{tail}"
+        return tail
 
     try:
         # Every operation but registering endpoints: a fuzzed endpoint is a dead remote, which the
         # model routes rightly answer with a 503 naming it. The endpoint routes get a run of their own,
         # after, which must not fail either (register, list, switch, remove: never a 5xx).
-        schemathesis("--exclude-path-regex", "^/endpoints")
+        tail = schemathesis("--exclude-path-regex", "^/endpoints")
         schemathesis("--include-path-regex", "^/(endpoints|model/)", report_path=tmp_path / "endpoints.json")
         summary = json.loads(report.read_text())
         metrics = httpx.get(f"{url}/metrics").text

@@ -296,3 +296,52 @@ def test_llm_classifier_reads_json_from_a_completion():
 def test_agreement_asks_for_what_is_missing(agent, text):
     command = agent.parse(text)
     assert command.slots.kind == "agreement" and "two models" in command.question and "data.jsonl" in command.question
+
+
+@pytest.mark.parametrize("text", ["the purple elephant sings quietly at dawn", "how many tokens do i have", "tokens",
+                                  "the tests look good"])
+def test_dictionary_words_are_not_turned_into_commands(agent, text):
+    command = agent.parse(text)
+    assert command.intent is Intent.UNKNOWN and not command.corrections
+
+
+def test_corrections_are_recorded_and_lower_the_confidence(agent):
+    command = agent.parse("unlaod demo-q8_0")
+    assert command.intent is U and command.corrections == ["unlaod -> unload"] and command.confidence < 0.9
+    assert agent.parse("unload demo-q8_0").confidence == 1.0
+    # A dictionary word is corrected only when it completes a command pair with its neighbour.
+    assert agent.parse("start sever").corrections == ["sever -> server"]
+
+
+def test_unknown_suggests_the_two_closest_commands_with_the_model_name(agent):
+    command = agent.parse("frobnicate demo-q8_0")
+    assert command.intent is Intent.UNKNOWN and len(command.choices) == 2
+    assert all("demo-q8_0" in choice for choice in command.choices)
+
+
+def test_guarded_intents_ask_when_guessed():
+    from agents.executor_agent import Executor
+
+    parse = DecisionAgent(lambda: KNOWN).parse
+    confirm = Executor.confirmation(parse("unlaod demo-q8_0"))
+    assert confirm is not None and confirm.question == "Did you mean: unload demo-q8_0? [y/N]"
+    assert Executor.confirmation(parse("unlaod demo-q8_0 --yes")) is None
+    assert Executor.confirmation(parse("unload demo-q8_0")) is None
+    assert Executor.confirmation(parse("laod demo-q8_0")) is None  # loading loses nothing
+    assert Executor.confirmation(parse("stpo server")).question == "Did you mean: stop server? [y/N]"
+
+
+def test_a_guess_asks_before_it_acts(agent):
+    """Below the confidence floor any command asks; a corrected word makes a destructive one ask too."""
+    from agents import results as r
+    from agents.executor_agent import Executor
+
+    unsure = agent.parse("shwo stauts")  # two corrections
+    assert unsure.intent is S and unsure.confidence < 0.8
+    assert isinstance(Executor.confirmation(unsure), r.Confirm)
+    assert Executor.confirmation(agent.parse("laod demo-q8_0")) is None  # one typo, harmless: it loads
+    destructive = agent.parse("unlaod demo-q8_0")
+    assert isinstance(Executor.confirmation(destructive), r.Confirm)
+    assert "unload demo-q8_0" in Executor.confirmation(destructive).question
+    assert Executor.confirmation(agent.parse("unlaod demo-q8_0 --yes")) is None
+    assert Executor.confirmation(agent.parse("unload demo-q8_0")) is None  # typed right: no question

@@ -125,3 +125,64 @@ def test_architectures_come_from_the_converter_and_gptqmodel_sources(demo_dir, t
     assert any("does not support FrobnicatorForCausalLM" in problem for problem in p.problems)
     g = make_plan(QuantRequest(model="odd-hf", method="gptq"), facts_of(tmp_path, "odd-hf"), tmp_path, BIG, [])
     assert any("GPTQModel does not support" in problem for problem in g.problems)
+
+
+def test_ram_estimate_starts_from_the_planning_process(demo_dir):
+    """A shell already holding torch and a model peaks that much higher: the plan adds what it holds."""
+    bare = plan(demo_dir, "demo-hf", name="x", level="q5_k_m")
+    busy = plan(demo_dir, "demo-hf", Machine(BIG.available_ram, BIG.free_disk, 2, process_rss=2**30), name="x",
+                level="q5_k_m")
+    assert busy.expected_peak_ram_bytes - bare.expected_peak_ram_bytes == 2**30
+    assert busy.baseline_rss_bytes == 2**30 and "no earlier run" in busy.ram_basis
+
+
+def test_ram_estimate_is_corrected_from_a_measured_run(demo_dir):
+    """The issue's figures: 1.0 GiB planned, 1.8 GiB measured from a 1.0 GiB shell on demo-hf -> q5_k_m."""
+    shell = Machine(BIG.available_ram, BIG.free_disk, 2, process_rss=2**30)
+    first = plan(demo_dir, "demo-hf", shell, name="x", level="q5_k_m")
+    measured = int(1.8 * 2**30)
+    run = {"id": 3, "method": "gguf", "level": "q5_k_m", "status": "done", "wall_time_s": 40.0,
+           "peak_rss_bytes": measured, "plan": {"imatrix": False, "baseline_rss_bytes": 2**30},
+           "manifest": {"parameter_count": first.parameter_count}}
+    again = plan(demo_dir, "demo-hf", shell, history=[run], name="y", level="q5_k_m")
+    assert again.expected_peak_ram_bytes == pytest.approx(measured, rel=1e-6)
+    assert "corrected from run #3" in again.ram_basis
+    # From a bare process the same run predicts its own share only, not the shell's gigabyte.
+    bare = plan(demo_dir, "demo-hf", Machine(BIG.available_ram, BIG.free_disk, 2, process_rss=40 * 2**20),
+                history=[run], name="y", level="q5_k_m")
+    assert bare.expected_peak_ram_bytes == pytest.approx(measured - 2**30 + 40 * 2**20, rel=1e-6)
+    # A run that needed less than the default lowers the estimate too: corrected, not only raised.
+    light = {**run, "peak_rss_bytes": 2**30 + 100 * 2**20}
+    lowered = plan(demo_dir, "demo-hf", shell, history=[light], name="y", level="q5_k_m")
+    assert lowered.expected_peak_ram_bytes < first.expected_peak_ram_bytes
+
+
+def test_planned_ram_holds_against_real_runs(demo_dir, tmp_path):
+    """Two real runs demo-hf -> q5_k_m: the first against the default, the second against the correction."""
+    from agents.quantization.plan import MARGIN, machine_now
+    from agents.quantization_agent import QuantizationAgent
+    from lqmf.settings import load_settings
+    from memory.store import Store
+    from server.manager import ModelManager
+
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copytree(demo_dir / "demo-hf", models / "demo-hf")
+    settings = load_settings().model_copy(update={"models_dir_override": models})
+    store = Store(tmp_path / "history.sqlite3")
+    manager = ModelManager(settings)
+    agent = QuantizationAgent(settings, manager, store)
+    try:
+        figures = []
+        for name in ("first", "second"):
+            planned = agent.plan(QuantRequest(model="demo-hf", level="q5_k_m", name=name))
+            run = agent.run(planned)
+            figures.append((planned.expected_peak_ram_bytes, run.peak_rss_bytes, planned.ram_basis))
+    finally:
+        manager.close()
+        store.close()
+    (_, _, basis1), (_, _, basis2) = figures
+    assert "no earlier run" in basis1 and "corrected from run #1" in basis2
+    for planned_bytes, peak, _ in figures:
+        assert planned_bytes / MARGIN <= peak <= planned_bytes * MARGIN, figures
+    assert machine_now(models).process_rss > 0

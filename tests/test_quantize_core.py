@@ -162,3 +162,48 @@ def test_calibration_sources(tmp_path):
         load_calibration(tiny)
     with pytest.raises(QuantizationError, match="does not exist"):
         load_calibration(tmp_path / "missing.txt")
+
+
+def test_conversion_reports_each_tensor_as_it_streams(demo_dir, tmp_path, settings):
+    """The converter's per-tensor lines move the progress during the step, not only at its end."""
+    import time
+
+    calls: list[tuple[float, int, int]] = []
+    convert_to_gguf(demo_dir / "demo-hf", tmp_path / "p-f16.gguf", settings, "f16",
+                    on_tensor=lambda done, total: calls.append((time.perf_counter(), done, total)))
+    tensors = read_gguf_tensors(tmp_path / "p-f16.gguf")
+    total = sum(tensors.histogram.values())
+    assert {t for _, _, t in calls} == {total}  # 39 on the demo: the source's safetensors tensors
+    done = [d for _, d, _ in calls]
+    assert done == sorted(done) and done[-1] == total
+    assert len(set(done)) >= total - 2  # one call per tensor, not a jump from 0 to the end
+
+
+def test_in_process_quantization_reports_llama_cpp_tensor_lines(f16, tmp_path):
+    calls: list[tuple[int, int]] = []
+    quantize_gguf(f16, tmp_path / "p-q4_k_m.gguf", "q4_k_m", on_tensor=lambda d, t: calls.append((d, t)))
+    n = sum(read_gguf_tensors(f16).histogram.values())
+    assert calls == [(i, n) for i in range(1, n + 1)]
+    # The process-wide log callback is llama-cpp-python's own again afterwards.
+    calls.clear()
+    quantize_gguf(f16, tmp_path / "p-q8_0.gguf", "q8_0")
+    assert calls == []
+
+
+def test_tensor_lines_of_a_streaming_child_are_read_as_they_come(tmp_path):
+    """llama-quantize's "[ n/ N]" lines (here printed by a stand-in) reach the callback before it exits."""
+    import sys
+    import time
+
+    from agents.quantization.llama_tools import run_child_lines, tensor_lines
+
+    script = ("import sys, time\nfor i in range(1, 4):\n"
+              "    print(f'[{i:4d}/{3:4d}] blk.{i}.weight - [256, 256], type = f16, converting to q4_K .. ', "
+              "flush=True)\n    time.sleep(0.3)\nsys.stdout.write('Writing: 50%\\rWriting: 100%\\n')\n")
+    seen: list[tuple[float, int, int]] = []
+    start = time.perf_counter()
+    code, output = run_child_lines([sys.executable, "-c", script],
+                                   tensor_lines(lambda d, t: seen.append((time.perf_counter() - start, d, t))))
+    assert code == 0 and "Writing: 100%" in output
+    assert [(d, t) for _, d, t in seen] == [(1, 3), (2, 3), (3, 3)]
+    assert seen[1][0] - seen[0][0] > 0.2  # streamed, not all read at exit

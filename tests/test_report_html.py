@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import html
+import json
 import math
 import os
 import re
+import shutil
+import subprocess
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 from pathlib import Path
@@ -142,7 +146,7 @@ def test_bar_chart_has_one_bar_per_row_with_gen_tps_ordered_by_value() -> None:
 
 
 def test_model_names_are_escaped_everywhere() -> None:
-    rows = [VariantRow(EVIL, "gguf", size_bytes=10 * MIB, kld_mean=0.1, gen_tps=5.0, quality_heuristic=0.5)]
+    rows = [VariantRow(EVIL, "gguf", size_bytes=10 * MIB, kld_mean=0.1, gen_tps=5.0, ppl=3.0, ppl_text=EVIL)]
     document = render_report(EVIL, rows, reference=EVIL, recommendation=EVIL, notes=[EVIL])
     assert "<script" not in document.lower()
     assert "&lt;script&gt;" in document
@@ -185,10 +189,11 @@ def test_table_shows_only_columns_with_values_and_formats_numbers() -> None:
     assert list(cells) == [r.model for r in ROWS]
     column = dict(zip(headers, zip(*cells.values())))
     assert column["Size (MiB)"] == ("400.0", "220.0", "130.0", "300.0", "150.0", "—")
-    assert column["KLD mean"] == ("0", "0.000123457", "0.0213", "0.05", "—", "0.01")
+    # KLD in one notation down the column (six decimals, as the shell and llama.cpp print it).
+    assert column["KLD mean"] == ("0.000000", "0.000123", "0.021300", "0.050000", "—", "0.010000")
     assert column["Top-1 agree"] == ("100.00%", "98.77%", "91.00%", "—", "—", "—")
     assert column["Gen tok/s"] == ("50.0", "80.5", "120.2", "10.0", "—", "65.0")
-    assert column["PPL"] == ("12", "12.01", "12.4", "—", "—", "—")
+    assert column["PPL"] == ("12.000", "12.010", "12.400", "—", "—", "—")
     assert cells["no-size"][:3] == ["no-size", "hf", "—"]
 
 
@@ -198,13 +203,53 @@ def test_small_sizes_keep_enough_decimals() -> None:
     assert cells["tiny"][1] == "0.286" and cells["mid"][1] == "5.00"
 
 
-def test_quality_heuristic_is_labelled_as_heuristic() -> None:
-    rows = [VariantRow("a", quality_heuristic=0.8123)]
-    document = render_report("t", rows)
-    headers = re.findall(r"<th scope=\"col\"[^>]*>([^<]*)</th>", document)
-    assert "Quality (heuristic)" in headers
-    assert "0.812" in document
-    assert "Quality" not in render_report("t", [VariantRow("a", gen_tps=1.0)])
+def test_numbers_read_as_the_shell_prints_them() -> None:
+    """The report and the shell's fidelity table format the same values with the same functions."""
+    from cli.render import FIDELITY_COLUMNS
+
+    row = {"ppl_test": 97.4321, "kld_mean": 2.5e-05, "kld_p99": 0.0123456, "top1_agreement": 0.98765,
+           "dp_rms": 0.0123}
+    shell = {header: fmt(row[key]) for header, key, fmt in FIDELITY_COLUMNS if key in row}
+    document = render_report("t", [VariantRow("a", ppl=row["ppl_test"], kld_mean=row["kld_mean"],
+                                              kld_p99=row["kld_p99"], top1_agreement=row["top1_agreement"],
+                                              dp_rms=row["dp_rms"])])
+    headers, cells = _table(document)
+    html = dict(zip(headers, cells["a"]))
+    assert shell == {"PPL": "97.432", "KLD mean": "0.000025", "KLD p99": "0.012346", "top-1 agree": "98.77%",
+                     "Δp RMS": "1.230%"}
+    assert (html["PPL"], html["KLD mean"], html["KLD p99"], html["Top-1 agree"], html["Δp RMS"]) == (
+        shell["PPL"], shell["KLD mean"], shell["KLD p99"], shell["top-1 agree"], shell["Δp RMS"])
+    # The exact value stays reachable: a KLD rounded to six decimals keeps its full value as a tooltip.
+    assert 'title="2.5e-05"' in document
+
+
+def test_bits_per_weight_is_the_measured_figure_with_four_decimals() -> None:
+    headers, cells = _table(render_report("t", [VariantRow("q4", "gguf", "q4_k_m", bits_per_weight=4.9993)]))
+    assert dict(zip(headers, cells["q4"]))["Bits per weight"] == "4.9993"
+
+
+def test_perplexity_names_the_text_it_was_measured_on() -> None:
+    text = "stdlib configparser.py: the first 8 windows of 512 tokens, 2,040 tokens scored"
+    document = render_report("t", [VariantRow("a", ppl=97.4, ppl_ref=96.0, ppl_text=text, kld_mean=0.01)])
+    notes = " ".join(_parse(document).text)
+    assert f"Perplexity measured on {text}." in notes
+    # No perplexity, no claim about its text.
+    assert "Perplexity measured" not in render_report("t", [VariantRow("a", gen_tps=1.0, ppl_text=text)])
+
+
+def test_quality_heuristic_is_not_shown_and_fidelity_is_named_instead() -> None:
+    """The word heuristic gives a fluent non-answer full marks, so the report does not show it."""
+    from agents.quality import score
+
+    non_answer = score("What does the with statement do in Python?",
+                       "The with statement in Python is a statement that Python programmers use, and what it "
+                       "does is an interesting question that many people ask about Python.")
+    assert non_answer.total >= 0.95  # the reason it is hidden: it cannot tell this from a real answer
+    assert "quality_heuristic" not in {f.name for f in __import__("dataclasses").fields(VariantRow)}
+    document = render_report("t", ROWS)
+    headers, _ = _table(document)
+    assert not any("quality" in h.lower() for h in headers)
+    assert "Quality is fidelity to the reference" in document
 
 
 def test_header_shows_title_time_reference_and_recommendation() -> None:
@@ -288,3 +333,65 @@ def test_failed_write_leaves_old_file_and_no_temp(tmp_path: Path, monkeypatch: p
         write_report(target, "New", ROWS)
     assert target.read_text(encoding="utf-8") == "old report"
     assert os.listdir(tmp_path) == ["report.html"]
+
+
+# -- as a person sees it: the page laid out by a real browser --------------------------------------------
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+# Read by the probe below; window.innerWidth is the viewport the page was laid out in.
+PROBE = """<script>
+const t = document.getElementById('results');
+const cells = [...t.querySelectorAll('th,td')].map(c => c.getBoundingClientRect().right);
+document.body.setAttribute('data-probe', JSON.stringify({
+  table_right: t.getBoundingClientRect().right, cells_right: Math.max(...cells),
+  viewport: window.innerWidth, page_width: document.documentElement.scrollWidth}));
+</script>"""
+
+
+def _widest_rows() -> list[VariantRow]:
+    """Every column a compare report can have, long real-world names, and wide numbers."""
+    names = ["Qwen2.5-0.5B-Instruct-q4_k_m.gguf", "Meta-Llama-3.1-8B-Instruct-IQ4_XS.gguf",
+             "mistralai_Mistral-7B-Instruct-v0.3_gptq_4bit", "Qwen2.5-0.5B-Instruct-bnb-nf4"]
+    return [
+        VariantRow(name, "gguf", "q4_k_m", size_bytes=(i + 1) * 1234 * MIB, bits_per_weight=4.9993,
+                   ppl=12345.678 + i, ppl_ref=12001.5, ppl_text="Python standard library configparser.py, pprint.py",
+                   kld_mean=0.0123456, kld_p99=1.234567, top1_agreement=0.98765, dp_rms=0.0123, gen_tps=1234.5,
+                   prompt_tps=12345.6, ttft_s=12.345, latency_p50_s=123.456, latency_p95_s=123.456)
+        for i, name in enumerate(names)
+    ]
+
+
+def _layout(tmp_path: Path, document: str, extra_css: str = "") -> dict[str, float]:
+    """Load the report in headless Chromium at 1280x900 and read the table's geometry back from the DOM."""
+    # The report forbids scripts (its CSP); this copy allows the one inline probe, and nothing else changes.
+    probed = document.replace("style-src 'unsafe-inline'", "style-src 'unsafe-inline'; script-src 'unsafe-inline'")
+    probed = probed.replace("</style>", extra_css + "</style>").replace("</body>", PROBE + "</body>")
+    page = tmp_path / "report.html"
+    page.write_text(probed, encoding="utf-8")
+    base = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1280,900"]
+    dom = subprocess.run([*base, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    match = re.search(r"data-probe=\"([^\"]*)\"", dom.stdout)
+    assert match, f"the probe did not run: {dom.stderr[-500:]}"
+    # A picture for whoever looks into a failure: what a person at a 1280 px window sees.
+    subprocess.run([*base, f"--screenshot={tmp_path / 'report.png'}", page.as_uri()], capture_output=True,
+                   timeout=120)
+    return json.loads(html.unescape(match.group(1)))
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (Debian: apt-get install chromium)")
+def test_variants_table_fits_a_1280px_window_in_chromium(tmp_path: Path) -> None:
+    document = render_report("Compare", _widest_rows(), reference="Qwen2.5-0.5B-Instruct-q4_k_m.gguf",
+                             recommendation="fastest: x", notes=["n"])
+    layout = _layout(tmp_path, document)
+    assert layout["viewport"] == 1280
+    assert layout["table_right"] <= layout["viewport"], layout
+    assert layout["cells_right"] <= layout["viewport"], layout  # no column hidden off-screen
+    assert layout["page_width"] <= layout["viewport"], layout  # nothing to scroll sideways to
+    assert (tmp_path / "report.png").stat().st_size > 0
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (Debian: apt-get install chromium)")
+def test_the_chromium_probe_sees_a_table_that_does_not_fit(tmp_path: Path) -> None:
+    """The check above can fail: the same probe on a table forced wider than the window reports it."""
+    layout = _layout(tmp_path, render_report("t", _widest_rows()), "#results{width:1900px}")
+    assert layout["table_right"] > layout["viewport"]

@@ -463,3 +463,68 @@ def test_a_broken_history_database_is_reported_for_its_line(demo_dir, home, tmp_
     assert error["line_number"] == 2 and error["line"] == "list experiments"
     assert error["error"]["type"] == "DatabaseError" and error["error"]["message"] == "file is not a database"
     assert error["error"]["log"] == str(log_path) and stopped["stopped"]["not_run"] == 1
+
+
+def test_guessed_destructive_commands_ask_and_scripts_fail(demo_dir, home, tmp_path):
+    """A corrected word on a guarded intent asks first; -c fails with the question; --yes runs it."""
+    asked = cli(["-c", "unlaod demo-q8_0"], home, demo_dir)
+    assert asked.returncode == 1
+    assert "Did you mean: unload demo-q8_0? [y/N]" in asked.stdout and "add --yes to run it" in asked.stdout
+    as_json = cli(["--json", "-c", "stpo server"], home, demo_dir)
+    payload = json.loads(as_json.stdout)
+    assert as_json.returncode == 1 and payload["result"]["type"] == "Confirm"
+    assert payload["command"]["corrections"] == ["stpo -> stop"] and payload["command"]["confidence"] < 1
+    script = tmp_path / "yes.lqmf"
+    script.write_text("load demo-q8_0\nunlaod demo-q8_0 --yes\n")
+    run = cli(["--script", str(script)], home, demo_dir)
+    assert run.returncode == 0 and "unloaded demo-q8_0" in run.stdout, run.stdout
+    parsed = json.loads(cli(["--parse", "laod demo-q8_0"], home, demo_dir).stdout)
+    assert parsed["corrections"] == ["laod -> load"] and parsed["confidence"] < 1
+
+
+def test_help_topics_and_unknown_lines(demo_dir, home):
+    overview = cli(["-c", "help"], home, demo_dir)
+    assert overview.returncode == 0 and "Serving" in overview.stdout and "Factory" in overview.stdout
+    assert "load demo-" in overview.stdout  # examples name a real model
+    topic = cli(["-c", "help quantize"], home, demo_dir)
+    assert "with imatrix" in topic.stdout and "list quantizations" in topic.stdout and "chat with" not in topic.stdout
+    elephant = cli(["-c", "the purple elephant sings quietly at dawn"], home, demo_dir)
+    assert elephant.returncode == 1 and "I did not understand" in elephant.stdout
+    assert "Configuration" not in elephant.stdout
+    named = cli(["-c", "frobnicate demo-q8_0"], home, demo_dir)
+    assert named.returncode == 1 and re.search(r"Did you mean: \S+ model demo-q8_0 or \S+ model demo-q8_0", named.stdout)
+
+
+def test_a_terminal_asks_before_a_guessed_unload_and_answers_questions(demo_dir, home):
+    """One pty session: a question answered by number, a guessed unload refused then confirmed, exit in chat."""
+    term = Terminal([sys.executable, "cli/api_cli.py"], shell_env(home, demo_dir))
+    term.expect(r"lqmf> ")
+    term.send("load demo-q8_0\r")
+    term.expect(r"loaded demo-q8_0")
+    term.send("unload model\r")
+    term.expect(r"Which model do you want to unload\?\s+1\. demo-q8_0\s+answer with a number")
+    term.expect(r"lqmf> ")
+    term.send("1\r")
+    term.expect(r"unloaded demo-q8_0")
+    term.send("load demo-q8_0\r")
+    term.expect(r"loaded demo-q8_0")
+    term.send("unlaod demo-q8_0\r")
+    term.expect(r"Did you mean: unload demo-q8_0\? \[y/N\]")
+    term.send("n\r")
+    term.expect(r"Not done\.")
+    term.send("show api status\r")
+    term.expect(r"Loaded models[\s\S]*│ demo-q8_0", timeout=30)
+    term.send("unlaod demo-q8_0\r")
+    term.expect(r"Did you mean: unload demo-q8_0\? \[y/N\]")
+    term.send("y\r")
+    term.expect(r"unloaded demo-q8_0")
+    term.send("chat\r")
+    term.expect(r"Which model do you want to chat\?")
+    term.expect(r"lqmf> ")
+    term.send("demo-q8_0\r")
+    term.expect(r"Chatting with demo-q8_0")
+    term.send("exit\r")
+    term.expect(r"leaving chat")
+    term.expect(r"lqmf> ")
+    term.send("exit\r")
+    assert term.wait() == 0

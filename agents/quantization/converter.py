@@ -15,7 +15,7 @@ import tarfile
 import tempfile
 from importlib import metadata
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 from agents.quantization.atomic import atomic_output
 from lqmf.errors import (
@@ -24,7 +24,6 @@ from lqmf.errors import (
     ToolUnavailable,
     UnsupportedArchitecture,
 )
-from lqmf.processes import tethered
 from lqmf.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -34,6 +33,8 @@ SCRIPT = "convert_hf_to_gguf.py"
 NEEDED = (SCRIPT, "conversion/", "gguf-py/", "LICENSE")
 GGUF_OUTTYPES = ("f32", "f16", "bf16")
 VENDOR_PREFIX = "vendor/llama.cpp/"
+# The converter logs one line per tensor it writes: "INFO:hf-to-gguf:blk.0.attn_q.weight, torch.float32 --> F16, ..."
+TENSOR_LINE = re.compile(r"^INFO:hf-to-gguf:[^,\s]+,\s+\S+\s+-->\s")
 EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception|Exit|Interrupt)\b(?::|$)")
 
 
@@ -109,21 +110,45 @@ def _converter_needs(rel: str) -> bool:
     return any(rel == need or (need.endswith("/") and rel.startswith(need)) for need in NEEDED)
 
 
-def convert_hf_folder(src: Path, out_file: Path, outtype: str, settings: Settings) -> str:
-    """Run the converter on an HF folder into `out_file`; return its log. Errors are explained."""
+def convert_hf_folder(src: Path, out_file: Path, outtype: str, settings: Settings,
+                      on_tensor: Optional[Callable[[int, int], None]] = None) -> str:
+    """Run the converter on an HF folder into `out_file`; return its log. Errors are explained.
+
+    `on_tensor(done, total)` is called as the converter reports each tensor (total: the source's
+    safetensors tensors; the converter may skip a few, so the last call is (total, total) on success).
+    """
+    from agents.quantization.llama_tools import run_child_lines
+
     if outtype not in GGUF_OUTTYPES:
         raise QuantizationError(f"unknown GGUF outtype {outtype!r}", f"use one of {', '.join(GGUF_OUTTYPES)}")
     folder = ensure_converter(settings)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(folder), env.get("PYTHONPATH", "")) if p)
+    env["PYTHONUNBUFFERED"] = "1"  # its lines must arrive as it writes them, not when it exits
     env.pop("NO_LOCAL_GGUF", None)
     cmd = [sys.executable, str(folder / SCRIPT), str(src), "--outfile", str(out_file), "--outtype", outtype]
-    proc = subprocess.run(tethered(cmd), capture_output=True, text=True, env=env)
-    output = proc.stdout + proc.stderr
-    if proc.returncode != 0 or not out_file.is_file():
-        log.error("converter failed on %s (exit %s):\n%s", src, proc.returncode, output)
+    total = _source_tensor_count(src) if on_tensor is not None else 0
+    done = 0
+
+    def on_line(line: str) -> None:
+        nonlocal done
+        if on_tensor is not None and TENSOR_LINE.match(line):
+            done += 1
+            on_tensor(min(done, total), total)
+
+    code, output = run_child_lines(cmd, on_line, env=env)
+    if code != 0 or not out_file.is_file():
+        log.error("converter failed on %s (exit %s):\n%s", src, code, output)
         raise _explain_converter_failure(output, src)
+    if on_tensor is not None:
+        on_tensor(total, total)
     return output
+
+
+def _source_tensor_count(src: Path) -> int:
+    from agents.quantization.source import safetensors_headers
+
+    return sum(len([k for k in header if k != "__metadata__"]) for header in safetensors_headers(src))
 
 
 def converter_reason(output: str) -> str:

@@ -11,6 +11,7 @@ import ctypes
 import logging
 import os
 import re
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 # Called on the finished output while it is still in its hidden temporary (agents.quantization.verify):
 # returns facts for the manifest, or raises, and then nothing is renamed into place.
 Verifier = Callable[[Path], dict]
+# Called as tensors are written, (done, total): the progress of a long conversion or quantization.
+TensorProgress = Callable[[int, int], None]
 
 K_TYPES = frozenset({"Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_K"})
 # IQ types with 256-wide blocks. IQ4_NL (32-wide) is absent on purpose: llama.cpp sends IQ tensors
@@ -201,7 +204,7 @@ def file_output(final: Path, overwrite: bool) -> Iterator[Path]:
 
 def convert_to_gguf(
     src: Path, out_file: Path, settings: Settings, outtype: str = "f16", overwrite: bool = False,
-    verify: Optional[Verifier] = None,
+    verify: Optional[Verifier] = None, on_tensor: Optional[TensorProgress] = None,
 ) -> Manifest:
     """Convert an HF folder to a float GGUF file with llama.cpp's converter; return its manifest.
 
@@ -215,7 +218,7 @@ def convert_to_gguf(
     ensure_disk_space(out_file.parent, int(n_params * FLOAT_BITS[outtype] / 8) + (16 << 20), out_file.name)
     with file_output(out_file, overwrite) as tmp:
         with measure_run() as measure:
-            converter_log = convert_hf_folder(src, tmp, outtype, settings)
+            converter_log = convert_hf_folder(src, tmp, outtype, settings, on_tensor=on_tensor)
         log.debug("converter output for %s:\n%s", src, converter_log)
         details: dict = {"converter": "convert_hf_to_gguf.py from the llama-cpp-python sdist"}
         if verify is not None:
@@ -240,6 +243,7 @@ def quantize_gguf(
     settings: Optional[Settings] = None,
     source: Optional[dict] = None,
     verify: Optional[Verifier] = None,
+    on_tensor: Optional[TensorProgress] = None,
 ) -> Manifest:
     """Quantize a float GGUF to `level` (q4_k_m, iq4_xs, ...); return the manifest.
 
@@ -249,7 +253,8 @@ def quantize_gguf(
     record of where the weights came from (e.g. the HF folder behind a temporary f16 GGUF).
     Tensors llama.cpp could not store in the requested type (fallbacks) are listed in the
     manifest's `fallbacks` and `warnings`, and logged as warnings. `verify`, when given, checks the
-    file before it is renamed into place (its facts go in the manifest's details).
+    file before it is renamed into place (its facts go in the manifest's details). `on_tensor(done,
+    total)` follows llama.cpp's own per-tensor lines.
     """
     src_gguf, out_file = Path(src_gguf), Path(out_file)
     imatrix = Path(imatrix) if imatrix is not None else None
@@ -268,9 +273,11 @@ def quantize_gguf(
     with file_output(out_file, overwrite) as tmp:
         with measure_run() as measure:
             if tools is None:
-                details["quantizer"] = _quantize_in_process(src_gguf, tmp, spec, nthreads)
+                with _llama_log_tensors(on_tensor):
+                    details["quantizer"] = _quantize_in_process(src_gguf, tmp, spec, nthreads)
             else:
-                details["quantizer"] = _quantize_with_tool(tools.quantize, src_gguf, tmp, spec, nthreads, imatrix)
+                details["quantizer"] = _quantize_with_tool(tools.quantize, src_gguf, tmp, spec, nthreads, imatrix,
+                                                           on_tensor)
         report = read_gguf_tensors(tmp)
         fallbacks = find_fallbacks(report, spec)
         warnings = _quantize_warnings(out_file, spec, fallbacks, imatrix)
@@ -331,13 +338,51 @@ def _quantize_in_process(src_gguf: Path, tmp: Path, spec: GGUFLevel, nthreads: i
     return "llama_model_quantize (in-process)"
 
 
+_LOG_LOCK = threading.Lock()  # llama.cpp has one log callback per process
+
+
+@contextmanager
+def _llama_log_tensors(on_tensor: Optional[TensorProgress]) -> Iterator[None]:
+    """While in-process quantizing, read llama.cpp's "[ n/ N] tensor" log lines into `on_tensor`.
+
+    llama_model_quantize reports nothing else while it works; its log lines go through the one
+    process-wide callback, so it is swapped for the duration and every message still reaches
+    llama-cpp-python's own callback (which prints them only when its logger is verbose).
+    """
+    if on_tensor is None:
+        yield
+        return
+    import llama_cpp
+    from llama_cpp import _logger
+
+    from agents.quantization.llama_tools import TENSOR_PROGRESS
+
+    def forward(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        try:
+            _logger.llama_log_callback(level, text, user_data)
+            match = TENSOR_PROGRESS.match(text.decode("utf-8", "replace"))
+            if match:
+                on_tensor(int(match.group(1)), int(match.group(2)))
+        except Exception:  # an exception cannot cross back into C: log it, keep quantizing
+            log.debug("tensor progress callback failed", exc_info=True)
+
+    callback = llama_cpp.llama_log_callback(forward)  # held here: C keeps only a pointer to it
+    with _LOG_LOCK:
+        llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
+        try:
+            yield
+        finally:
+            llama_cpp.llama_log_set(_logger.llama_log_callback, ctypes.c_void_p(0))
+
+
 def _quantize_with_tool(
-    quantize: Path, src_gguf: Path, tmp: Path, spec: GGUFLevel, nthreads: int, imatrix: Path
+    quantize: Path, src_gguf: Path, tmp: Path, spec: GGUFLevel, nthreads: int, imatrix: Path,
+    on_tensor: Optional[TensorProgress] = None,
 ) -> str:
-    from agents.quantization.llama_tools import run_child_captured
+    from agents.quantization.llama_tools import run_child_lines, tensor_lines
 
     cmd = [str(quantize), "--imatrix", str(imatrix), str(src_gguf), str(tmp), spec.name.upper(), str(nthreads)]
-    code, output = run_child_captured(cmd)
+    code, output = run_child_lines(cmd, tensor_lines(on_tensor))
     log.debug("llama-quantize output:\n%s", output)
     if code != 0 or not tmp.is_file():
         tail = "\n".join(output.strip().splitlines()[-8:])

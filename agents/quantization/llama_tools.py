@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from importlib import util as import_util
 from pathlib import Path
-from typing import IO, Optional
+from typing import IO, Callable, Optional
 
 from agents.quantization.atomic import atomic_output, temp_sibling
 from agents.quantization.converter import extract_vendor, fetch_sdist, llama_cpp_version
@@ -310,6 +310,54 @@ def run_child(cmd: list[str], output: Optional[IO[str]] = None, cwd: Optional[Pa
     except BaseException:
         _end_group(proc)
         raise
+
+
+# llama.cpp's quantizer (llama-quantize, and llama_model_quantize through the log callback) starts each
+# tensor's line with "[  12/  39] blk.1.attn_q.weight - ...": the progress a long step can show.
+TENSOR_PROGRESS = re.compile(r"^\[\s*(\d+)\s*/\s*(\d+)\]")
+TensorProgress = Callable[[int, int], None]  # (tensors done, tensors in all)
+
+
+def run_child_lines(cmd: list[str], on_line: Callable[[str], None], cwd: Optional[Path] = None,
+                    env: Optional[dict[str, str]] = None) -> tuple[int, str]:
+    """Run `cmd` like run_child, handing each output line to `on_line` as it comes; return (status, output).
+
+    Lines end at \\n or \\r (tqdm redraws its bar with \\r). On any exception here, `on_line`'s included,
+    the child's whole group is ended first.
+    """
+    proc = subprocess.Popen(
+        tethered(cmd), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        start_new_session=True, cwd=cwd, env=env,
+    )
+    assert proc.stdout is not None
+    chunks: list[bytes] = []
+    pending = b""
+    try:
+        for chunk in iter(lambda: proc.stdout.read1(65536), b""):
+            chunks.append(chunk)
+            *lines, pending = re.split(rb"[\r\n]", pending + chunk)
+            for line in lines:
+                on_line(line.decode("utf-8", "replace"))
+        if pending:
+            on_line(pending.decode("utf-8", "replace"))
+        code = proc.wait()
+    except BaseException:
+        _end_group(proc)
+        raise
+    finally:
+        proc.stdout.close()
+    return code, b"".join(chunks).decode("utf-8", "replace")
+
+
+def tensor_lines(on_tensor: Optional[TensorProgress]) -> Callable[[str], None]:
+    """An on_line for run_child_lines that reports llama.cpp's "[ n/ N]" tensor lines to `on_tensor`."""
+
+    def on_line(line: str) -> None:
+        match = TENSOR_PROGRESS.match(line)
+        if match and on_tensor is not None:
+            on_tensor(int(match.group(1)), int(match.group(2)))
+
+    return on_line
 
 
 def run_child_captured(cmd: list[str], cwd: Optional[Path] = None) -> tuple[int, str]:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import time
 from typing import Any, Optional
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 import lqmf
 from server.errors import APIError
-from server.schemas import LoadRequest, ModelPath, NativeChatRequest, check_model_name, parse_keep_alive
+from lqmf.errors import ModelBusy
+from server.schemas import (LoadRequest, ModelNameChange, ModelPath, NativeChatRequest, check_model_name,
+                            parse_keep_alive)
 from server.streaming import generate, sse, start_stream
 
 router = APIRouter(tags=["native"])
@@ -59,13 +61,81 @@ async def available_models(request: Request) -> dict[str, Any]:
     return await run_in_threadpool(listing)
 
 
+# Declared before /models/{name}, which would take "disk-usage" for a model's name.
+@router.get("/models/disk-usage")
+async def models_disk_usage(request: Request) -> dict[str, Any]:
+    """Bytes per local model (files, manifest, importance matrix), what removing each frees, the total, and the
+    models folder's free disk space."""
+    from agents.model_admin import disk_usage
+
+    return await run_in_threadpool(disk_usage, request.app.state.manager)
+
+
+@router.get("/models/{name}")
+async def show_model(request: Request, name: ModelPath) -> dict[str, Any]:
+    """One model: format, level, the manifest's facts (method, bits per weight, source, tool versions), the lineage
+    tree (source -> variants), the latest speed and fidelity figures, chat template and context length."""
+    from agents.model_admin import show_model as show
+
+    name = check_model_name(name)
+    state = request.app.state
+    return await run_in_threadpool(lambda: show(state.manager, name, store=state.store))
+
+
+async def _admin(call, conflict_hint: str = "") -> dict[str, Any]:
+    """Run a model_admin change off the loop; a model in use is a 409 (the hint says what to do)."""
+    try:
+        change = await run_in_threadpool(call)
+    except ModelBusy as exc:
+        raise APIError(409, exc.message, conflict_hint or exc.hint) from None
+    return {"status": change.action, **change.to_dict()}
+
+
+@router.delete("/models/{name}")
+async def remove_model(request: Request, name: ModelPath,
+                       unload: bool = Query(False, description="Unload the model first when it is loaded "
+                                            "(still refused while it serves requests).")) -> dict[str, Any]:
+    """Delete a local model: its file or folder, its manifest and its importance matrix. Refused (409) while it is
+    loaded unless ?unload=true; a remote endpoint is removed with DELETE /endpoints/{name}."""
+    from agents.model_admin import remove_model as remove
+
+    name = check_model_name(name)
+    state = request.app.state
+    return await _admin(lambda: remove(state.manager, name, unload=unload, store=state.store),
+                        f"unload it first (POST /models/{name}/unload), or send DELETE /models/{name}?unload=true")
+
+
+@router.post("/models/{name}/rename")
+async def rename_model(request: Request, name: ModelPath, body: ModelNameChange) -> dict[str, Any]:
+    """Rename a local model (refused while loaded): files, manifest and importance matrix move together, and
+    models made from it name its new path in their manifests."""
+    from agents.model_admin import rename_model as rename
+
+    name = check_model_name(name)
+    state = request.app.state
+    return await _admin(lambda: rename(state.manager, name, body.to, store=state.store),
+                        f"unload it first (POST /models/{name}/unload)")
+
+
+@router.post("/models/{name}/copy", status_code=201)
+async def copy_model(request: Request, name: ModelPath, body: ModelNameChange) -> dict[str, Any]:
+    """Copy a local model under a new name, with its manifest and importance matrix (201 when made)."""
+    from agents.model_admin import copy_model as copy
+
+    name = check_model_name(name)
+    state = request.app.state
+    return await _admin(lambda: copy(state.manager, name, body.to, store=state.store))
+
+
 @router.post("/models/{name}/load")
 async def load_model(request: Request, name: ModelPath, body: Optional[LoadRequest] = None) -> dict[str, Any]:
     """Load a model; answers when it is loaded, or with the error."""
     name = check_model_name(name)
     keep_alive = parse_keep_alive(body.keep_alive if body else None)
-    model = await run_in_threadpool(request.app.state.manager.load, name, keep_alive)
-    return {"status": "loaded", "model": model.info()}
+    manager = request.app.state.manager
+    was_loaded = manager.is_loaded(name)
+    model = await run_in_threadpool(manager.load, name, keep_alive)
+    return {"status": "loaded", "already_loaded": was_loaded, "model": model.info()}
 
 
 @router.post("/models/{name}/unload")

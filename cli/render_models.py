@@ -1,0 +1,169 @@
+"""Model-management results -> rich output (merged into cli/render.py's dispatch table)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Optional
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.tree import Tree
+
+from agents import results as r
+
+
+def _size(n: Optional[int]) -> str:
+    if n is None:
+        return "-"
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def _ago(ts: Optional[float]) -> str:
+    if not ts:
+        return "-"
+    seconds = max(0.0, time.time() - ts)
+    for unit, scale in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= scale:
+            return f"{seconds / scale:.0f} {unit} ago"
+    return f"{seconds:.0f} s ago"
+
+
+def already_loaded(res: r.AlreadyLoaded, console: Console) -> None:
+    m = res.model
+    console.print(f"{escape(m['name'])} was already loaded ({m['format']} {m.get('level') or ''}, "
+                  f"{_size(m.get('memory_bytes'))}, context {m.get('context_length')}); its keep_alive starts over now")
+
+
+def model_changed(res: r.ModelChanged, console: Console) -> None:
+    c = res.change
+    name = escape(c["name"])
+    if c["action"] == "removed":
+        freed = c.get("freed_bytes", 0)
+        shared = "" if freed >= c["size_bytes"] else f" ({_size(freed)} freed: the rest is hard-linked elsewhere)"
+        console.print(f"[green]removed[/green] {name}: {_size(c['size_bytes'])}, {len(c['files'])} "
+                      f"path{'s' if len(c['files']) != 1 else ''}{shared}"
+                      + (" — it was unloaded first" if c.get("unloaded") else ""))
+    elif c["action"] == "renamed":
+        children = c.get("updated_children") or []
+        follow = f"; lineage updated in {', '.join(map(escape, children))}" if children else ""
+        console.print(f"[green]renamed[/green] {name} → [bold]{escape(c['new_name'])}[/bold] "
+                      f"({escape(c['new_path'])}){follow}")
+    else:
+        console.print(f"[green]copied[/green] {name} → [bold]{escape(c['new_name'])}[/bold] "
+                      f"({_size(c['size_bytes'])}, {escape(c['new_path'])})")
+
+
+def _tree(node: dict[str, Any], name: str, branch: Optional[Tree] = None) -> Tree:
+    label = f"[bold]{escape(node['name'])}[/bold] ◀" if node["name"] == name else escape(node["name"])
+    here = Tree(label) if branch is None else branch.add(label)
+    for child in node.get("children", []):
+        _tree(child, name, here)
+    return here
+
+
+def model_details(res: r.ModelDetails, console: Console) -> None:
+    m = res.model
+    table = Table(title=f"{m['name']}", show_header=False)
+    table.add_column("fact", style="bold")
+    table.add_column("value")
+    state = "loaded" if m.get("loaded") else "on disk"
+    if not m.get("usable", True):
+        state += f", NOT usable: {m.get('reason')}"
+    table.add_row("format", f"{m['format']} {m.get('level') or ''} ({state})")
+    table.add_row("path", escape(m["path"]))
+    disk = m.get("disk") or {}
+    if disk:
+        parts = [f"{_size(disk['artefact_bytes'])} weights and files"]
+        if disk.get("manifest_bytes"):
+            parts.append(f"{_size(disk['manifest_bytes'])} manifest")
+        if disk.get("children_bytes"):
+            parts.append(f"{_size(disk['children_bytes'])} importance matrix")
+        table.add_row("size", f"{_size(disk['total_bytes'])} ({', '.join(parts)})")
+    if m.get("parameter_count"):
+        table.add_row("parameters", f"{m['parameter_count']:,}")
+    table.add_row("architecture", escape(str(m.get("architecture") or "-")))
+    context = str(m.get("context_length") or "-")
+    if m.get("loaded_context_length"):
+        context += f" (loaded with {m['loaded_context_length']})"
+    table.add_row("context length", context)
+    if m.get("has_chat_template"):
+        table.add_row("chat template", "present: " + escape((m.get("chat_template_first_line") or "")[:100]))
+    else:
+        table.add_row("chat template", "none (ChatML is used)")
+    manifest = m.get("manifest")
+    if manifest:
+        bpw = manifest.get("bits_per_weight")
+        table.add_row("method", f"{manifest.get('method')} {manifest.get('level') or ''}"
+                      + (f", {bpw:.4f} bits per weight (measured)" if isinstance(bpw, (int, float)) else ""))
+        source = manifest.get("source") or {}
+        if source:
+            table.add_row("source", escape(", ".join(f"{k} {v}" for k, v in source.items() if k != "sha256" and v)))
+        if manifest.get("imatrix"):
+            mat = manifest["imatrix"]
+            table.add_row("importance matrix", escape(f"{mat.get('path')} ({mat.get('chunks')} chunks)"))
+        tools = manifest.get("tool_versions") or {}
+        if tools:
+            table.add_row("tool versions", escape(", ".join(f"{k} {v}" for k, v in tools.items())))
+        if manifest.get("created_at"):
+            table.add_row("made", f"{manifest['created_at']} in {manifest.get('wall_time_s') or 0:.1f} s, "
+                                  f"peak memory {_size(manifest.get('peak_rss_bytes'))}")
+    else:
+        table.add_row("manifest", "none (not made by LQMF, or imported without one)")
+    figures = m.get("figures") or {}
+    speed, fidelity = figures.get("speed"), figures.get("fidelity")
+    if speed:
+        table.add_row("latest speed", f"{speed['gen_tps']:.1f} tokens/s generation"
+                      + (f", TTFT p50 {speed['ttft_p50_s'] * 1000:.0f} ms" if speed.get("ttft_p50_s") else "")
+                      + f" ({speed['kind']} #{speed['experiment_id']}, {_ago(speed.get('measured_at'))})")
+    else:
+        table.add_row("latest speed", f"not measured yet: benchmark {escape(m['name'])}")
+    if fidelity:
+        ppl = f", perplexity {fidelity['ppl']:.2f}" if fidelity.get("ppl") else ""
+        table.add_row("latest fidelity", f"KLD {fidelity['kld_mean']:.5f}, top-1 agreement "
+                      f"{100 * (fidelity.get('top1_agreement') or 0):.1f}%{ppl} vs {escape(str(fidelity['reference']))}"
+                      f" ({fidelity['kind']} #{fidelity['experiment_id']}, {_ago(fidelity.get('measured_at'))})")
+    else:
+        table.add_row("latest fidelity", f"not measured yet: fidelity of {escape(m['name'])}")
+    for change in (m.get("changes") or [])[:3]:
+        table.add_row("history", f"{change['action']} {escape(change['name'])}"
+                      + (f" → {escape(change['new_name'])}" if change.get("new_name") else "")
+                      + f" ({_ago(change.get('created_at'))})")
+    console.print(table)
+    lineage = m.get("lineage") or {}
+    if lineage.get("tree"):
+        root = Tree("lineage (source → variants)")
+        _tree(lineage["tree"], m["name"], root)
+        console.print(root)
+
+
+def disk_usage(res: r.DiskUsage, console: Console) -> None:
+    u = res.usage
+    table = Table(title=f"Disk usage of {u['models_dir']}")
+    for column, justify in (("model", "left"), ("format", "left"), ("files", "right"), ("manifest", "right"),
+                            ("imatrix", "right"), ("total", "right"), ("removing frees", "right")):
+        table.add_column(column, justify=justify)
+    for row in u["models"]:
+        name = escape(row["name"]) + (" (loaded)" if row.get("loaded") else "")
+        table.add_row(name, f"{row['format']} {row.get('level') or ''}", _size(row["artefact_bytes"]),
+                      _size(row["manifest_bytes"]) if row["manifest_bytes"] else "-",
+                      _size(row["children_bytes"]) if row["children_bytes"] else "-",
+                      _size(row["total_bytes"]), _size(row["frees_bytes"]))
+    table.add_section()
+    table.add_row("[bold]total[/bold]", f"{len(u['models'])} models", "", "", "", _size(u["total_bytes"]),
+                  _size(u["frees_bytes"]))
+    console.print(table)
+    console.print(f"free on that disk: {_size(u['disk_free_bytes'])} of {_size(u['disk_total_bytes'])}"
+                  + ("" if u["frees_bytes"] >= u["total_bytes"] else
+                     " — hard-linked files free nothing until their last link goes"))
+
+
+RENDERERS: dict[type, Callable[[Any, Console], None]] = {
+    r.AlreadyLoaded: already_loaded,
+    r.ModelChanged: model_changed,
+    r.ModelDetails: model_details,
+    r.DiskUsage: disk_usage,
+}
