@@ -136,27 +136,29 @@ class RunMeasure:
     peak_rss_bytes: int = 0
 
 
+def process_rss() -> int:
+    """Resident memory of this process and its children now (what a run's peak counts)."""
+    import psutil
+
+    proc = psutil.Process()
+    total = proc.memory_info().rss
+    for child in proc.children(recursive=True):
+        try:
+            total += child.memory_info().rss
+        except psutil.Error:  # a child that ended between the listing and the look
+            pass
+    return total
+
+
 @contextmanager
 def measure_run(interval_s: float = 0.02) -> Iterator[RunMeasure]:
     """Measure wall time and peak RSS, sampled every `interval_s`, of the body (children included)."""
-    import psutil
-
     result = RunMeasure()
-    proc = psutil.Process()
     stop = threading.Event()
-
-    def rss_now() -> int:
-        total = proc.memory_info().rss
-        for child in proc.children(recursive=True):
-            try:
-                total += child.memory_info().rss
-            except psutil.Error:
-                pass
-        return total
 
     def sample() -> None:
         while not stop.is_set():
-            result.peak_rss_bytes = max(result.peak_rss_bytes, rss_now())
+            result.peak_rss_bytes = max(result.peak_rss_bytes, process_rss())
             stop.wait(interval_s)
 
     sampler = threading.Thread(target=sample, name="lqmf-rss-sampler", daemon=True)
@@ -167,5 +169,5 @@ def measure_run(interval_s: float = 0.02) -> Iterator[RunMeasure]:
     finally:
         stop.set()
         sampler.join()
-        result.peak_rss_bytes = max(result.peak_rss_bytes, rss_now())
+        result.peak_rss_bytes = max(result.peak_rss_bytes, process_rss())
         result.wall_time_s = time.perf_counter() - start

@@ -18,6 +18,7 @@ from typing import Any, Optional
 
 from agents.quantization.gguf_quant import FLOAT_BITS, GGUF_LEVELS
 from agents.quantization.hf_quant import BNB_MODES, GPTQ_BITS
+from agents.quantization.manifest import process_rss
 from agents.quantization.source import hf_parameter_count, hf_weight_bytes, safetensors_headers
 
 MIB = 2**20
@@ -148,20 +149,6 @@ def machine_now(folder: Path) -> Machine:
         probe = probe.parent
     return Machine(psutil.virtual_memory().available, shutil.disk_usage(probe).free, os.cpu_count() or 1,
                    process_rss())
-
-
-def process_rss() -> int:
-    """Resident memory of this process and its children, counted as measure_run() counts a run's peak."""
-    import psutil
-
-    proc = psutil.Process()
-    total = proc.memory_info().rss
-    for child in proc.children(recursive=True):
-        try:
-            total += child.memory_info().rss
-        except psutil.Error:
-            pass
-    return total
 
 
 def source_facts(record) -> SourceFacts:
