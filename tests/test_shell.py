@@ -495,9 +495,14 @@ def test_help_topics_and_unknown_lines(demo_dir, home):
     assert named.returncode == 1 and re.search(r"Did you mean: \S+ model demo-q8_0 or \S+ model demo-q8_0", named.stdout)
 
 
-def test_a_terminal_asks_before_a_guessed_unload_and_answers_questions(demo_dir, home):
-    """One pty session: a question answered by number, a guessed unload refused then confirmed, exit in chat."""
-    term = Terminal([sys.executable, "cli/api_cli.py"], shell_env(home, demo_dir))
+def test_a_terminal_asks_before_a_guessed_unload_and_answers_questions(demo_dir, home, tmp_path):
+    """One pty session: a question answered by number, a guessed unload refused then confirmed, exit in chat,
+    then model management: remove refused while loaded, show with lineage, remove asked and confirmed."""
+    import shutil
+
+    models = tmp_path / "models"  # this session removes a model: a private copy
+    shutil.copytree(demo_dir, models, symlinks=True)
+    term = Terminal([sys.executable, "cli/api_cli.py"], shell_env(home, models))
     term.expect(r"lqmf> ")
     term.send("load demo-q8_0\r")
     term.expect(r"loaded demo-q8_0")
@@ -526,5 +531,17 @@ def test_a_terminal_asks_before_a_guessed_unload_and_answers_questions(demo_dir,
     term.send("exit\r")
     term.expect(r"leaving chat")
     term.expect(r"lqmf> ")
+    term.send("remove demo-q8_0\r")  # chat loaded it
+    term.expect(r"demo-q8_0 is loaded, so it cannot be removed")
+    term.send("show demo-q8_0\r")
+    term.expect(r"lineage \(source → variants\)[\s\S]*demo-hf[\s\S]*demo-q8_0", timeout=30)
+    term.send("unload demo-q8_0\r")
+    term.expect(r"unloaded demo-q8_0")
+    term.send("remove demo-q8_0\r")
+    term.expect(r"Remove demo-q8_0 \([^)]*\)\? \[y/N\]")
+    term.send("y\r")
+    term.expect(r"removed demo-q8_0")
+    term.expect(r"lqmf> ")
     term.send("exit\r")
     assert term.wait() == 0
+    assert not (models / "demo-q8_0.gguf").exists() and not (models / "demo-q8_0.gguf.lqmf.json").exists()
