@@ -13,6 +13,7 @@ adding command words.
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -470,6 +471,7 @@ zens zero zeroed zeroing zest zests zeta zip zips zit zits zoe zone zoo zoom zoo
 """
 
 WORDS = frozenset(_TEXT.split())
+log = logging.getLogger(__name__)
 
 
 def generate(dictionary: Path) -> list[str]:
@@ -497,9 +499,10 @@ def main(argv: list[str]) -> int:
     head, _, rest = text.partition('_TEXT = """\n')
     _, _, tail = rest.partition('"""\n')
     path.write_text(f'{head}_TEXT = """\n' + "\n".join(lines) + f'\n"""\n{tail}', encoding="utf-8")
-    print(f"{len(words)} words written to {path}")
+    log.info("%d words written to %s", len(words), path)
     return 0
 
 
 if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     sys.exit(main(sys.argv))
