@@ -158,7 +158,7 @@ class Executor:
     # -- handlers ---------------------------------------------------------------------------------------
     def list_models(self, command: Command) -> r.Result:
         loaded = {m["name"] for m in self.manager.loaded()}
-        models = [{**rec.to_dict(), "loaded": rec.name in loaded} for rec in self.manager.available()]
+        models = [{**rec.to_dict(), "loaded": rec.name in loaded} for rec in self.manager.available(probe=True)]
         return r.ModelList(models_dir=str(self.settings.models_dir), models=models)
 
     def load(self, command: Command) -> r.Result:

@@ -481,13 +481,19 @@ class EndpointRegistry:
                 return fleet.endpoint.api_key()
         return None
 
-    def records(self, taken: Iterable[str] = ()) -> list[Any]:
-        """A model record per endpoint (format "remote"), probed when stale; `taken`: names on disk, which win."""
+    def records(self, taken: Iterable[str] = (), probe: bool = True) -> list[Any]:
+        """A model record per endpoint (format "remote"); `taken`: names on disk, which win.
+
+        With `probe`, members whose last probe is older than two probe intervals are probed first
+        (at most LISTING_PROBE_TIMEOUT_S): a running server's own loop probes every interval, so its
+        listings never wait; the shell's do. Without, the last known health is reported.
+        """
         from server.discovery import ModelRecord
 
         taken = set(taken)
         out = []
-        for name, fleet in self.refresh().items():
+        fleets = self.refresh(2 * self.settings.probe_interval_s) if probe else self.fleets()
+        for name, fleet in fleets.items():
             status = fleet.status()
             record = ModelRecord(name=name, path=self.config.path, format="remote",
                                  context_length=fleet.context_length(), remote=status)

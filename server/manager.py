@@ -315,14 +315,15 @@ class ModelManager:
         self._reaper.start()
 
     # -- discovery ----------------------------------------------------------------------------
-    def available(self) -> list[ModelRecord]:
-        """Every model on disk (usable or not), then every remote endpoint; blocking (stats the folder,
-        probes stale endpoints), so routes call it off the loop."""
+    def available(self, probe: bool = False) -> list[ModelRecord]:
+        """Every model on disk (usable or not), then every remote endpoint; blocking (stats the folder),
+        so routes call it off the loop. `probe` (the listings a person reads): first probe endpoints not
+        heard from lately; otherwise nothing waits on a dead endpoint."""
         if self._discover is not None:
             local = self._discover(self.settings.models_dir)
         else:
             local = self.discovery.records(self.settings.models_dir)
-        return local + self.endpoints.records(taken=[r.name for r in local])
+        return local + self.endpoints.records(taken=[r.name for r in local], probe=probe)
 
     def resolve(self, name: Optional[str]) -> list[str]:
         """The models a request for `name` may go to, in order: itself, or for `default` (or none) the
@@ -336,6 +337,7 @@ class ModelManager:
 
     def record(self, name: str) -> ModelRecord:
         """The discovered model called `name`, or ModelNotFound with the closest names."""
+        # No probes: finding one model must not wait on a dead endpoint (a remote one probes when it attaches).
         records = {r.name: r for r in self.available()}
         if name in records:
             return records[name]

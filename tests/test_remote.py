@@ -290,6 +290,31 @@ def test_remote_failures_become_clear_errors_that_name_the_endpoint(gateway):
                 manager.endpoints.remove(name)
 
 
+def test_a_silent_endpoint_never_slows_the_other_models(gateway):
+    """A member that accepts connections and never answers (a hung host): finding and serving other
+    models does not wait on its probes; only a listing a person asked for does, and at most its timeout."""
+    import socket
+
+    url, manager, settings, _ = gateway
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # the kernel completes handshakes; nobody ever reads or answers
+    try:
+        manager.endpoints.put("silent", [f"http://127.0.0.1:{silent.getsockname()[1]}/v1"], "m")
+        for member in manager.endpoints.fleet("silent").members:
+            member.probe.at = 0  # long stale: any lookup that probes would wait the probe's timeout
+        started = time.monotonic()
+        assert manager.record("demo-q4_k_m").format == "gguf"
+        assert chat(url, "demo-q4_k_m").status_code == 200
+        assert time.monotonic() - started < 2.5
+        started = time.monotonic()
+        listed = {r.name for r in manager.available(probe=True)}
+        assert "silent" in listed and time.monotonic() - started < 3.0 + 2.0
+    finally:
+        manager.remove_endpoint("silent")
+        silent.close()
+
+
 # -- measuring ----------------------------------------------------------------------------------------------
 
 def test_benchmark_compare_and_summary_over_http(gateway):

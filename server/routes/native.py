@@ -56,7 +56,7 @@ async def available_models(request: Request) -> dict[str, Any]:
 
     def listing() -> JSONResponse:  # built and encoded off the loop: hundreds of models take milliseconds
         return JSONResponse({"models": [{**r.to_dict(), "loaded": manager.is_loaded(r.name)}
-                                        for r in manager.available()]})
+                                        for r in manager.available(probe=True)]})
 
     return await run_in_threadpool(listing)
 

@@ -80,7 +80,7 @@ async def tags(request: Request) -> dict[str, Any]:
 
     def listing() -> JSONResponse:  # built (a stat per model) and encoded off the loop
         models = []
-        for r in request.app.state.manager.available():
+        for r in request.app.state.manager.available(probe=True):
             if not r.usable:
                 continue
             try:

@@ -52,7 +52,7 @@ async def list_models(request: Request) -> dict[str, Any]:
     def listing() -> JSONResponse:  # built and encoded off the loop: hundreds of models take milliseconds
         return JSONResponse({"object": "list", "data": [
             {"id": r.name, "object": "model", "created": created, "owned_by": owner(r), **remote_facts(r)}
-            for r in request.app.state.manager.available() if r.usable
+            for r in request.app.state.manager.available(probe=True) if r.usable
         ]})
 
     return await run_in_threadpool(listing)
