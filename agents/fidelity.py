@@ -12,24 +12,25 @@ from typing import Any, Optional
 
 
 def format_kld(value: Optional[float]) -> str:
-    return "-" if value is None else _special(value) or f"{value:.6f}"
+    return "-" if value is None else nonfinite_text(value) or f"{value:.6f}"
 
 
 def format_share(value: Optional[float]) -> str:
     """A 0..1 share (top-1 agreement) as a percentage."""
-    return "-" if value is None else _special(value) or f"{100 * value:.2f}%"
+    return "-" if value is None else nonfinite_text(value) or f"{100 * value:.2f}%"
 
 
 def format_dp(value: Optional[float]) -> str:
     """Δp (a change of probability, -1..1) as percentage points."""
-    return "-" if value is None else _special(value) or f"{100 * value:.3f}%"
+    return "-" if value is None else nonfinite_text(value) or f"{100 * value:.3f}%"
 
 
 def format_ppl(value: Optional[float]) -> str:
-    return "-" if value is None else _special(value) or f"{value:,.3f}"
+    return "-" if value is None else nonfinite_text(value) or f"{value:,.3f}"
 
 
-def _special(value: float) -> Optional[str]:
+def nonfinite_text(value: float) -> Optional[str]:
+    """nan / ∞ / −∞ for a value that is not finite (the terminal and the report print them so); else None."""
     if math.isnan(value):
         return "nan"
     if math.isinf(value):

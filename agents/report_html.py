@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Optional, Sequence, TypeGuard
 
-from agents.fidelity import format_dp, format_kld, format_ppl, format_share
+from agents.fidelity import format_dp, format_kld, format_ppl, format_share, nonfinite_text
 from agents.quantization.atomic import temp_sibling
 
 log = logging.getLogger(__name__)
@@ -74,17 +74,9 @@ def _finite(value: Optional[float]) -> TypeGuard[float]:
     return value is not None and isinstance(value, (int, float)) and math.isfinite(value)
 
 
-def _nonfinite(value: float) -> Optional[str]:
-    if math.isnan(value):
-        return "nan"
-    if math.isinf(value):
-        return "∞" if value > 0 else "−∞"
-    return None
-
-
 def _sig(value: float, digits: int) -> str:
     """`digits` significant digits, without exponent notation for ordinary magnitudes."""
-    special = _nonfinite(value)
+    special = nonfinite_text(value)
     if special:
         return special
     if value != 0 and abs(value) >= 10**digits:
@@ -94,13 +86,13 @@ def _sig(value: float, digits: int) -> str:
 
 def _fixed(decimals: int, suffix: str = "") -> Callable[[float], str]:
     def fmt(value: float) -> str:
-        return _nonfinite(value) or f"{value:,.{decimals}f}{suffix}"
+        return nonfinite_text(value) or f"{value:,.{decimals}f}{suffix}"
 
     return fmt
 
 
 def _mib(size_bytes: float) -> str:
-    special = _nonfinite(size_bytes)
+    special = nonfinite_text(size_bytes)
     if special:
         return special
     mib = size_bytes / MIB
@@ -110,7 +102,7 @@ def _mib(size_bytes: float) -> str:
 
 
 def _percent(share: float) -> str:
-    return _nonfinite(share) or f"{share * 100:.2f}%"
+    return nonfinite_text(share) or f"{share * 100:.2f}%"
 
 
 # (field, header, tooltip, formatter); text columns use formatter None. The fidelity figures use the

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from cli.render import render
 from lqmf.settings import Settings
 from server.manager import ModelManager
 from server.runner import BackgroundServer
+from tests.test_factory import models_with
 from tests.test_shell import cli
 
 COPIED = ("demo-hf", "demo-f16.gguf", "demo-q8_0.gguf", "demo-q4_k_m.gguf")
@@ -30,14 +30,7 @@ COPIED = ("demo-hf", "demo-f16.gguf", "demo-q8_0.gguf", "demo-q4_k_m.gguf")
 def copy_demo(demo_dir: Path, target: Path) -> Path:
     """A private, writable copy of some demo models (the shared demo_dir stays untouched), and an importance
     matrix recorded for demo-q4_k_m as the quantization agent keeps one."""
-    target.mkdir(parents=True, exist_ok=True)
-    for name in COPIED:
-        source = demo_dir / name
-        if source.is_dir():
-            shutil.copytree(source, target / name)
-        else:
-            shutil.copy2(source, target / name)
-            shutil.copy2(source.with_name(name + ".lqmf.json"), target / (name + ".lqmf.json"))
+    models_with(demo_dir, target, *COPIED)
     matrix = target / ".imatrix" / "demo-q4_k_m.imatrix.gguf"
     matrix.parent.mkdir()
     matrix.write_bytes(b"GGUF" + os.urandom(4096))
