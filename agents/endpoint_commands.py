@@ -107,7 +107,7 @@ class EndpointCommands:
                               "`chat` with no model name too.")
 
     def export(self, command: Command) -> r.Result:
-        from agents.export import export_plan
+        from agents.models.export import export_plan
 
         plan = export_plan(self.manager.record(command.slots.model), command.slots.kind,
                            settings=self.executor.settings)

@@ -230,7 +230,7 @@ class Executor:
         """Raw embeddings of the quoted texts, batched on the model's worker (a bar for many)."""
         import numpy as np
 
-        from agents.embeddings import embed_texts
+        from server.embeddings import embed_texts
 
         texts = command.slots.texts or [command.slots.prompt]
         progress = (lambda done, total: self.progress("embedding", done, total)) if self.progress else None
@@ -247,7 +247,7 @@ class Executor:
     def experiments(self):
         """The experiment agent and its store, opened on first use (the shell starts without SQLite)."""
         if self._experiments is None:
-            from agents.experiment_agent import ExperimentAgent
+            from agents.measure.experiments import ExperimentAgent
             from memory.store import Store
 
             self._experiments = ExperimentAgent(self.settings, self.manager, Store(self.settings.db_path))
@@ -269,7 +269,7 @@ class Executor:
         slots = command.slots
         if slots.prompt:
             return self.experiments.single(slots.model, slots.prompt, self._params())
-        from agents.experiment_agent import STANDARD_PROMPTS
+        from agents.measure.experiments import STANDARD_PROMPTS
 
         # No prompt given: the standard prompt set, so "experiment with NAME" always shows something.
         return self.experiments.prompts("batch", slots.model, list(STANDARD_PROMPTS), self._params(), self.progress,
@@ -303,7 +303,7 @@ class Executor:
     def agreement(self, command: Command) -> r.Result:
         import time
 
-        from agents.agreement import parse_variant, run_agreement
+        from agents.measure.agreement import parse_variant, run_agreement
 
         a_spec, b_spec = command.slots.models[:2]
         keys = self.manager.endpoints.key_for_url  # URL#MODEL of a registered endpoint: its key goes along
@@ -322,19 +322,19 @@ class Executor:
     @property
     def factory(self):
         """The quantization agent, sharing the experiment agent's store."""
-        from agents.quantization_agent import QuantizationAgent
+        from agents.quantization.factory import QuantizationAgent
 
         return QuantizationAgent(self.settings, self.manager, self.experiments.store)
 
     def download(self, command: Command) -> r.Result:
-        from agents.acquire import download_model
+        from agents.quantization.acquire import download_model
 
         got = download_model(command.slots.model, self.settings, name=command.slots.name,
                              level=command.slots.level, progress=self.progress)
         return r.AcquiredResult(action="downloaded", model=_acquired_dict(got))
 
     def import_model(self, command: Command) -> r.Result:
-        from agents.acquire import import_model
+        from agents.quantization.acquire import import_model
 
         got = import_model(Path(command.slots.model).expanduser(), self.settings, name=command.slots.name,
                            progress=self.progress)
@@ -344,7 +344,7 @@ class Executor:
         """Validate and store a Hugging Face token in the hub's own store (the shell prompts for it)."""
         from huggingface_hub import constants
 
-        from agents.acquire import login
+        from agents.quantization.acquire import login
 
         user = login(token, self.settings)
         return r.LoggedIn(user=user, token_path=str(constants.HF_TOKEN_PATH))
@@ -368,7 +368,7 @@ class Executor:
         names = {rec.name for rec in self.manager.available()}
         if ref in names or "/" not in ref or Path(ref).expanduser().exists():
             return ref, None
-        from agents.acquire import download_model
+        from agents.quantization.acquire import download_model
 
         got = download_model(ref, self.settings, progress=self.progress)
         return got.name, _acquired_dict(got)

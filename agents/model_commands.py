@@ -1,4 +1,4 @@
-"""The shell's model-management commands over agents/model_admin.py (merged into the executor's table).
+"""The shell's model-management commands over agents/models/admin.py (merged into the executor's table).
 
     remove NAME [--yes]      asks first; refused while NAME is loaded (unload model NAME first)
     show NAME                manifest, lineage tree, latest speed and fidelity, chat template, context
@@ -30,8 +30,8 @@ class ModelCommands:
 
     @property
     def admin(self):
-        """agents.model_admin, imported on first use (the shell starts without it)."""
-        from agents import model_admin
+        """agents.models.admin, imported on first use (the shell starts without it)."""
+        from agents.models import admin as model_admin
 
         return model_admin
 

@@ -17,15 +17,11 @@ import argparse
 import importlib.util
 import json
 import statistics
-import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from lqmf.environment import apply_environment_quirks  # noqa: E402
-from lqmf.settings import load_settings  # noqa: E402
+from lqmf.environment import apply_environment_quirks
+from lqmf.settings import load_settings
 
 SMALL = {
     "type": "object",

@@ -49,8 +49,6 @@ from typing import Any, Iterator, Optional, Sequence
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as a script: the project's packages are importable from its root
-    sys.path.insert(0, str(ROOT))
 
 log = logging.getLogger("engine_bench")
 
@@ -311,7 +309,7 @@ def build_bench_model(cache: Path, demo_hf: Path, threads: int) -> Path:
     if out.is_file():
         return out
     from agents.quantization.gguf_quant import convert_to_gguf, quantize_gguf
-    from agents.quantization.manifest import manifest_path_for, tree_sha256
+    from lqmf.manifest import manifest_path_for, tree_sha256
     from lqmf.settings import load_settings
 
     settings = load_settings()  # the converter's cache (LQMF_TOOLS_DIR or .cache/tools)
@@ -341,7 +339,7 @@ def _build_hf(folder: Path, demo_hf: Path) -> None:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from agents.quantization.atomic import atomic_output
+    from lqmf.atomic import atomic_output
 
     demo_config = json.loads((demo_hf / "config.json").read_text())
     config = LlamaConfig(vocab_size=demo_config["vocab_size"], bos_token_id=demo_config.get("bos_token_id"),
@@ -540,7 +538,10 @@ def lqmf_server(setup: Setup, models_dir: Path, engine: str, preload: Sequence[s
     import psutil
 
     from agents.quantization.llama_tools import tools_folder
-    from benchmarks.load_test import ServerProcess
+    if __package__:  # imported as benchmarks.*
+        from benchmarks.load_test import ServerProcess
+    else:  # run as a script: benchmarks/ is first on sys.path
+        from load_test import ServerProcess
     from lqmf.settings import load_settings
 
     threads = setup.in_process_threads if engine == "in-process" else setup.threads
@@ -664,7 +665,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     apply_environment_quirks()
     from agents.quantization.llama_tools import LlamaTools, gguf_context_length, tools_folder
-    from agents.quantization.manifest import read_manifest
+    from lqmf.manifest import read_manifest
     from lqmf.settings import load_settings
     from server.backends.gguf_engine import engine_threads
 

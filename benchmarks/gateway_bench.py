@@ -26,11 +26,12 @@ from typing import Any, Optional, Sequence
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+if __package__:  # `python -m benchmarks.gateway_bench`, or imported
+    from benchmarks import engine_bench as eb
+else:  # `python benchmarks/gateway_bench.py`: Python puts benchmarks/ first on sys.path
+    import engine_bench as eb
 
-from benchmarks import engine_bench as eb  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 log = logging.getLogger("gateway_bench")
 SYSTEMS = {"direct": "llama-server directly", "gateway": "through LQMF (remote endpoint)"}
@@ -50,7 +51,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     from agents.quantization.llama_tools import LlamaTools, gguf_context_length, tools_folder
-    from benchmarks.load_test import ServerProcess
+    if __package__:  # imported as benchmarks.*
+        from benchmarks.load_test import ServerProcess
+    else:  # run as a script: benchmarks/ is first on sys.path
+        from load_test import ServerProcess
     from lqmf.settings import load_settings
     from server.backends.gguf_engine import engine_threads
 

@@ -24,11 +24,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from lqmf.environment import apply_environment_quirks
+from lqmf.settings import load_settings
 
-from lqmf.environment import apply_environment_quirks  # noqa: E402
-from lqmf.settings import load_settings  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 PROMPT = [{"role": "user", "content": "What does shuffle do?"}]
 EXTRAS = ("sse-starlette==3.0.2", "starlette-context==0.3.6")

@@ -11,7 +11,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from agents import results as r
-from agents.fidelity import format_dp, format_kld, format_ppl, format_share
+from agents.measure.fidelity import format_dp, format_kld, format_ppl, format_share
 from cli.render_classifiers import RENDERERS as CLASSIFIER_RENDERERS
 from cli.render_models import RENDERERS as MODEL_RENDERERS
 
@@ -179,9 +179,9 @@ SPEED_COLUMNS: list[Column] = [  # rows come ranked, fastest first
     ("load s", "load_time_s", lambda v: _num(v, ".2f")),
     ("peak RSS +", "peak_rss_attributable_bytes", _size),
 ]
-# No "quality (heuristic)" column: the word heuristic gives a fluent non-answer full marks (agents/quality.py).
+# No "quality (heuristic)" column: the word heuristic gives a fluent non-answer full marks (agents/measure/quality.py).
 # Fidelity is the quality measure; the heuristic stays in the history and in --json.
-# The HTML report formats these with the same functions (agents.fidelity), so both read alike.
+# The HTML report formats these with the same functions (agents.measure.fidelity), so both read alike.
 FIDELITY_COLUMNS: list[Column] = [
     ("level", "level", lambda v: v or "-"),
     ("size", "size_bytes", _size),

@@ -98,7 +98,7 @@ MIGRATIONS: list[tuple[str, str]] = [
     ("m004_request_fallback", """
         ALTER TABLE request_stats ADD COLUMN fallback_from TEXT;
     """),
-    # Models removed, renamed or copied (agents/model_admin.py): what happened to which files, and when.
+    # Models removed, renamed or copied (agents/models/admin.py): what happened to which files, and when.
     ("m005_model_changes", """
         CREATE TABLE model_changes (
             id INTEGER PRIMARY KEY AUTOINCREMENT,

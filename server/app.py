@@ -15,9 +15,9 @@ from starlette.concurrency import run_in_threadpool
 
 import lqmf
 from lqmf.errors import LQMFError
-from agents.auto_benchmark import AutoBenchmark
+from agents.measure.auto_benchmark import AutoBenchmark
 from agents.classifiers.registry import ClassifierRegistry
-from agents.experiment_agent import ExperimentAgent
+from agents.measure.experiments import ExperimentAgent
 from memory.store import Store
 from lqmf.settings import Settings
 from server.errors import ErrorBody, OllamaErrorBody, documented_errors, install_error_handlers

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
-from agents.quantization.atomic import is_temp_name
-from agents.quantization.manifest import MANIFEST_SUFFIX, read_manifest
+from lqmf.atomic import is_temp_name
+from lqmf.manifest import MANIFEST_SUFFIX, read_manifest
 
 log = logging.getLogger(__name__)
 

@@ -79,7 +79,7 @@ def settings():
 @pytest.fixture(scope="session")
 def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A session-wide, read-only copy of the demo models (from the checkout when built, else built here)."""
-    from lqmf.demo.build import build_demo
+    from agents.demo.build import build_demo
     from lqmf.settings import Settings
 
     target = tmp_path_factory.mktemp("demo-models")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.agreement import (
+from agents.measure.agreement import (
     PROMPT_TEMPLATE,
     LocalVariant,
     RemoteVariant,

@@ -66,7 +66,7 @@ def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(demo_dir, tmp
     manager = ModelManager(settings)
     # A real classifier, so /classifiers/{name}/predict is reached with fuzzed texts, not only 404s.
     from agents.classifiers.train import TrainRequest, train_classifier
-    from lqmf.demo.classify_data import make_rows, write_csv
+    from agents.demo.classify_data import make_rows, write_csv
 
     data = write_csv(home / "code-vs-prose.csv", make_rows(per_label=12))
     train_classifier(TrainRequest(FUZZ_CLASSIFIER, data, "demo-q4_k_m"), settings=settings, manager=manager)

@@ -30,7 +30,7 @@ from agents.classifiers.pipeline import PipelineSpec
 from agents.classifiers.errors import DataError
 from agents.decision_agent import DecisionAgent
 from agents.intents import Intent
-from agents.quantization.manifest import tree_sha256
+from lqmf.manifest import tree_sha256
 from lqmf.settings import Settings
 from server.manager import ModelManager
 from server.runner import BackgroundServer
@@ -86,7 +86,7 @@ def lab(demo_dir, tmp_path_factory):
     shutil.copytree(demo_dir / "demo-hf", models / "demo-hf-copy")
     tiny_llama(demo_dir / "demo-hf", models / "tiny-64", hidden=64)
     data = root / "code-vs-prose.csv"
-    made = subprocess.run([sys.executable, "-m", "lqmf.demo.classify_data", str(data), "--per-label", "100"],
+    made = subprocess.run([sys.executable, "-m", "agents.demo.classify_data", str(data), "--per-label", "100"],
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert made.returncode == 0, made.stderr
     code, trained = shell_json(f"train classifier {NAME} on {data} with demo-hf", home, models)
@@ -124,7 +124,7 @@ def _copy_classifier(lab, new: str) -> Path:
 
 
 def test_demo_data_is_balanced_stable_and_readable(lab):
-    from lqmf.demo.classify_data import make_rows
+    from agents.demo.classify_data import make_rows
 
     data = read_labelled(lab["data"])
     assert data.counts() == {"code": 100, "prose": 100} and len(set(data.texts)) == 200

@@ -31,9 +31,9 @@ def test_demo_model_is_better_than_chance(demo_dir):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from agents.quantization.manifest import read_manifest
-    from lqmf.demo.corpus import load_corpus
-    from lqmf.demo.model import DemoSpec, heldout_perplexity
+    from lqmf.manifest import read_manifest
+    from agents.demo.corpus import load_corpus
+    from agents.demo.model import DemoSpec, heldout_perplexity
 
     spec = DemoSpec()
     path = demo_dir / "demo-hf"

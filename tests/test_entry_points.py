@@ -44,7 +44,7 @@ def test_demo_build_is_cached(demo_dir, tmp_path):
     shutil.copytree(demo_dir, copy)
     before = {p: p.stat().st_mtime_ns for p in copy.rglob("*")}
     proc = subprocess.run(
-        [sys.executable, "-m", "lqmf.demo"], cwd=REPO, capture_output=True, text=True, timeout=300,
+        [sys.executable, "-m", "agents.demo"], cwd=REPO, capture_output=True, text=True, timeout=300,
         env=_env(LQMF_HOME=str(tmp_path / "home"), LQMF_MODELS_DIR=str(copy)),
     )
     assert proc.returncode == 0, proc.stderr
@@ -59,7 +59,7 @@ def test_a_stale_output_is_rebuilt(demo_dir, tmp_path):
     shutil.copytree(demo_dir, copy)
     (copy / "demo-q8_0.gguf").unlink()
     proc = subprocess.run(
-        [sys.executable, "-m", "lqmf.demo"], cwd=REPO, capture_output=True, text=True, timeout=300,
+        [sys.executable, "-m", "agents.demo"], cwd=REPO, capture_output=True, text=True, timeout=300,
         env=_env(LQMF_HOME=str(tmp_path / "home"), LQMF_MODELS_DIR=str(copy)),
     )
     assert proc.returncode == 0, proc.stderr

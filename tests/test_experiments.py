@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agents.experiment_agent import ExperimentAgent, heldout_text, percentile
-from agents.quality import score
+from agents.measure.experiments import ExperimentAgent, heldout_text, percentile
+from agents.measure.quality import score
 from lqmf.errors import LQMFError
 from lqmf.settings import Settings
 from memory.store import Store
@@ -195,7 +195,7 @@ def test_killed_mid_experiment_leaves_a_consistent_database(demo_dir, tmp_path):
         from memory.store import Store
         from server.manager import ModelManager
         from server.backends.base import GenerationParams
-        from agents.experiment_agent import ExperimentAgent
+        from agents.measure.experiments import ExperimentAgent
         settings = Settings(home={str(tmp_path)!r}, models_dir_override={str(demo_dir)!r})
         agent = ExperimentAgent(settings, ModelManager(settings), Store(settings.db_path))
         agent.prompts("batch", "demo-q4_k_m", ["Write a long story."] * 10000, GenerationParams(max_tokens=32))
@@ -305,7 +305,7 @@ def test_auto_benchmark_fires_after_n_requests_and_feeds_the_summary(demo_dir, t
 
 
 def test_auto_benchmark_counting():
-    from agents.auto_benchmark import AutoBenchmark
+    from agents.measure.auto_benchmark import AutoBenchmark
 
     class Agent:
         def __init__(self):

@@ -16,7 +16,7 @@ import httpx
 import numpy as np
 import pytest
 
-from agents.export import ExportPlan, export_plan, llama_server_binary, original_model
+from agents.models.export import ExportPlan, export_plan, llama_server_binary, original_model
 from lqmf.errors import FeatureUnsupported, InvalidRequest, LQMFError
 from lqmf.processes import end_process
 from server.discovery import ModelRecord, discover, inspect_gguf

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.quantization.manifest import REQUIRED_KEYS, read_manifest
+from lqmf.manifest import REQUIRED_KEYS, read_manifest
 from memory.store import Store
 from server.discovery import discover
 from tests.conftest import REPO

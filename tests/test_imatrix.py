@@ -29,7 +29,7 @@ from agents.quantization.llama_tools import (
     ensure_llama_tools,
     tools_folder,
 )
-from agents.quantization.manifest import read_manifest, sha256_file
+from lqmf.manifest import read_manifest, sha256_file
 from lqmf.errors import QuantizationError, ToolUnavailable
 from server.discovery import discover
 from tests.loaders import greedy_twice
@@ -268,8 +268,8 @@ def test_fidelity_with_and_without_the_imatrix(f16, imatrix, demo_dir, tmp_path,
     IQ levels it unlocks rank by their bits."""
     import shutil
 
-    from agents.fidelity import PositionStats, position_stats, scoring_chunks, summarize
-    from lqmf.demo.corpus import load_corpus
+    from agents.measure.fidelity import PositionStats, position_stats, scoring_chunks, summarize
+    from agents.demo.corpus import load_corpus
     from lqmf.settings import Settings
     from server.manager import ModelManager
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from agents.quantization.gguf_quant import read_gguf_tensors
-from agents.quantization.manifest import REQUIRED_KEYS, manifest_path_for, read_manifest, sha256_file
-from agents.quantization.source import hf_parameter_count
+from lqmf.manifest import REQUIRED_KEYS, manifest_path_for, read_manifest, sha256_file
+from lqmf.source import hf_parameter_count
 from tests.conftest import DEMO_OUTPUTS
 
 

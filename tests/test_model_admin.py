@@ -13,7 +13,7 @@ import httpx
 import pytest
 from rich.console import Console
 
-from agents import model_admin as admin
+from agents.models import admin as admin
 from agents import results as r
 from agents.executor_agent import Executor
 from agents.intents import Command, Intent, Slots

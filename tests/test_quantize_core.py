@@ -8,11 +8,11 @@ from collections import namedtuple
 
 import pytest
 
-from agents.quantization import atomic
+from lqmf import atomic
 from agents.quantization.calibration import default_calibration, load_calibration
 from agents.quantization.gguf_quant import GGUF_LEVELS, convert_to_gguf, quantize_gguf, read_gguf_tensors
 from agents.quantization.hf_quant import quantize_bnb, quantize_gptq
-from agents.quantization.manifest import read_manifest
+from lqmf.manifest import read_manifest
 from lqmf.errors import (
     InsufficientDisk,
     QuantizationError,

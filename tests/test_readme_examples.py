@@ -64,7 +64,7 @@ def readme_server(demo_dir, tmp_path_factory):
     server = BackgroundServer(settings, manager)
     status = server.start()
     # One recorded experiment (#1), as a person's first `experiment with ...` leaves, for /experiments/1.
-    from agents.experiment_agent import ExperimentAgent
+    from agents.measure.experiments import ExperimentAgent
     from memory.store import Store
     from server.backends.base import GenerationParams
 
@@ -73,7 +73,7 @@ def readme_server(demo_dir, tmp_path_factory):
     store.close()
     # The README's classifier, trained on a small cut of its demo data, for /classifiers/code-vs-prose.
     from agents.classifiers.train import TrainRequest, train_classifier
-    from lqmf.demo.classify_data import make_rows, write_csv
+    from agents.demo.classify_data import make_rows, write_csv
 
     data = write_csv(settings.root / "code-vs-prose.csv", make_rows(per_label=20))
     train_classifier(TrainRequest("code-vs-prose", data, "demo-hf"), settings=settings, manager=manager)

@@ -318,7 +318,7 @@ def test_a_silent_endpoint_never_slows_the_other_models(gateway):
 # -- measuring ----------------------------------------------------------------------------------------------
 
 def test_benchmark_compare_and_summary_over_http(gateway):
-    from agents.experiment_agent import ExperimentAgent
+    from agents.measure.experiments import ExperimentAgent
     from memory.store import Store
 
     url, manager, settings, _ = gateway
@@ -346,7 +346,7 @@ def test_benchmark_compare_and_summary_over_http(gateway):
         talk = agent.conversation("far", script, GenerationParams(max_tokens=6, temperature=0))
         assert talk.rows[0]["runs"] == 2
         # The automatic benchmark measures whatever is loaded, remote models included.
-        from agents.auto_benchmark import AutoBenchmark
+        from agents.measure.auto_benchmark import AutoBenchmark
 
         auto = AutoBenchmark(agent, every=1)
         auto.observe()
@@ -509,7 +509,7 @@ def test_a_fleet_is_routed_and_survives_a_member_killed_mid_run(gateway, demo_di
 # -- llama-server as the remote ----------------------------------------------------------------------------
 
 def test_llama_server_as_a_remote_endpoint(gateway, demo_dir):
-    from agents.export import export_plan, llama_server_binary
+    from agents.models.export import export_plan, llama_server_binary
 
     url, manager, settings, _ = gateway
     if llama_server_binary(settings) is None:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from agents import report_html
-from agents.report_html import MIB, VariantRow, render_report, write_report
+from agents.measure import report_html
+from agents.measure.report_html import MIB, VariantRow, render_report, write_report
 
 EVIL = '<script>alert("x")</script>&'
 
@@ -239,7 +239,7 @@ def test_perplexity_names_the_text_it_was_measured_on() -> None:
 
 def test_quality_heuristic_is_not_shown_and_fidelity_is_named_instead() -> None:
     """The word heuristic gives a fluent non-answer full marks, so the report does not show it."""
-    from agents.quality import score
+    from agents.measure.quality import score
 
     non_answer = score("What does the with statement do in Python?",
                        "The with statement in Python is a statement that Python programmers use, and what it "

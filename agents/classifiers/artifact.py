@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from agents.classifiers.errors import ClassifierNotFound, ClassifierRefused, DataError
-from agents.quantization.atomic import atomic_output, is_temp_name
-from agents.quantization.manifest import tool_versions
+from lqmf.atomic import atomic_output, is_temp_name
+from lqmf.manifest import tool_versions
 
 log = logging.getLogger(__name__)
 

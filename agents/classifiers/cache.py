@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence
 
-from agents.quantization.manifest import MANIFEST_NAME, sha256_file
+from lqmf.manifest import MANIFEST_NAME, sha256_file
 
 if TYPE_CHECKING:
     import numpy as np
@@ -166,7 +166,7 @@ class EmbeddingCache:
         """Vectors of `texts` by `model`: cached ones read, the rest embedded through the manager and stored."""
         import numpy as np
 
-        from agents.embeddings import embed_texts
+        from server.embeddings import embed_texts
 
         key = recipe(normalize, truncate)
         shas = [text_sha(t) for t in texts]

@@ -122,7 +122,7 @@ def check_classifier(registry: ClassifierRegistry, name: str, variants: Sequence
     """Embed the held-out split with the source and each variant; score the classifier on each; record it."""
     import numpy as np
 
-    from agents.embeddings import embed_texts
+    from server.embeddings import embed_texts
 
     manager = registry.manager
     classifier = registry.get(name)
@@ -233,7 +233,7 @@ def recommend(rows: Sequence[VariantFigures]) -> str:
 
 def write_check_report(report: CheckReport, reports_dir: Path) -> Path:
     """The HTML report: the variant table and the classifier charts."""
-    from agents.report_html import VariantRow, write_report
+    from agents.measure.report_html import VariantRow, write_report
 
     rows = [VariantRow(model=r.model, format=r.format, level=r.level, size_bytes=r.size_bytes,
                        clf_accuracy=r.accuracy, clf_f1=r.f1_macro, clf_agreement=r.agreement,

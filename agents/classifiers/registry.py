@@ -114,7 +114,7 @@ class ClassifierRegistry:
         """Labels and probabilities for each text, with the embedding model used and the time it took."""
         import numpy as np
 
-        from agents.embeddings import embed_texts
+        from server.embeddings import embed_texts
 
         started = time.perf_counter()
         classifier = self.get(name)

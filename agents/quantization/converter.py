@@ -17,7 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable, Optional
 
-from agents.quantization.atomic import atomic_output
+from lqmf.atomic import atomic_output
 from lqmf.errors import (
     QuantizationError,
     TokenizerNotSupported,
@@ -146,7 +146,7 @@ def convert_hf_folder(src: Path, out_file: Path, outtype: str, settings: Setting
 
 
 def _source_tensor_count(src: Path) -> int:
-    from agents.quantization.source import safetensors_headers
+    from lqmf.source import safetensors_headers
 
     return sum(len([k for k in header if k != "__metadata__"]) for header in safetensors_headers(src))
 

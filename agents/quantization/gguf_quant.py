@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
-from agents.quantization.atomic import atomic_output, ensure_disk_space
+from lqmf.atomic import atomic_output, ensure_disk_space
 from agents.quantization.converter import GGUF_OUTTYPES, convert_hf_folder
-from agents.quantization.manifest import (
+from lqmf.manifest import (
     Manifest,
     RunMeasure,
     WeightFile,
@@ -30,7 +30,7 @@ from agents.quantization.manifest import (
     tool_versions,
     tree_sha256,
 )
-from agents.quantization.source import hf_parameter_count, require_hf_folder
+from lqmf.source import hf_parameter_count, require_hf_folder
 from lqmf.errors import OutputExists, QuantizationError
 from lqmf.settings import Settings, load_settings
 

@@ -7,9 +7,9 @@ import shutil
 from pathlib import Path
 from typing import Callable, Optional
 
-from agents.quantization.atomic import atomic_output, ensure_disk_space
+from lqmf.atomic import atomic_output, ensure_disk_space
 from agents.quantization.calibration import load_calibration
-from agents.quantization.manifest import (
+from lqmf.manifest import (
     Manifest,
     RunMeasure,
     manifest_path_for,
@@ -19,7 +19,7 @@ from agents.quantization.manifest import (
     tree_sha256,
     weight_files,
 )
-from agents.quantization.source import architecture, hf_parameter_count, hf_weight_bytes, require_hf_folder
+from lqmf.source import architecture, hf_parameter_count, hf_weight_bytes, require_hf_folder
 from lqmf.errors import QuantizationError
 from lqmf.settings import load_settings
 

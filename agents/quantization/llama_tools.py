@@ -28,7 +28,7 @@ from importlib import util as import_util
 from pathlib import Path
 from typing import IO, Callable, Optional
 
-from agents.quantization.atomic import atomic_output, temp_sibling
+from lqmf.atomic import atomic_output, temp_sibling
 from agents.quantization.converter import extract_vendor, fetch_sdist, llama_cpp_version
 from lqmf.errors import OutputExists, QuantizationError, ToolUnavailable
 from lqmf.processes import tethered
@@ -420,7 +420,7 @@ def compute_imatrix(
     text for the records. The output and its manifest (`<out_file>.lqmf.json`, which quantize_gguf reads)
     appear only when complete; Ctrl-C ends the child and leaves neither output nor temporary behind.
     """
-    from agents.quantization.manifest import measure_run
+    from lqmf.manifest import measure_run
 
     model_gguf, out_file = Path(model_gguf).resolve(), Path(out_file).resolve()
     if not model_gguf.is_file():
@@ -499,7 +499,7 @@ def _run_imatrix(tools: LlamaTools, model: Path, workdir: Path, out: Path, chunk
 
 def _imatrix_report(final: Path, built: Path, output: str, samples: list[str], calibration: str,
                     wall_time_s: float) -> ImatrixReport:
-    from agents.quantization.manifest import sha256_file
+    from lqmf.manifest import sha256_file
 
     facts = read_imatrix(built)
     perplexity = re.search(r"Final estimate: PPL = ([0-9.]+)", output)
@@ -513,7 +513,7 @@ def _imatrix_report(final: Path, built: Path, output: str, samples: list[str], c
 def _write_imatrix_manifest(final: Path, built: Path, model: Path, report: ImatrixReport, measure,
                             threads: int) -> None:
     """The imatrix's own manifest, beside it: what quantize_gguf copies into the quantized model's record."""
-    from agents.quantization.manifest import Manifest, WeightFile, manifest_path_for, sha256_file, tool_versions
+    from lqmf.manifest import Manifest, WeightFile, manifest_path_for, sha256_file, tool_versions
 
     facts = read_imatrix(built)
     manifest = Manifest(

@@ -18,8 +18,8 @@ from typing import Any, Optional
 
 from agents.quantization.gguf_quant import FLOAT_BITS, GGUF_LEVELS
 from agents.quantization.hf_quant import BNB_MODES, GPTQ_BITS
-from agents.quantization.manifest import process_rss
-from agents.quantization.source import hf_parameter_count, hf_weight_bytes, safetensors_headers
+from lqmf.manifest import process_rss
+from lqmf.source import hf_parameter_count, hf_weight_bytes, safetensors_headers
 
 MIB = 2**20
 GIB = 2**30

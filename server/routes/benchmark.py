@@ -7,7 +7,7 @@ from typing import Any, Literal, Optional
 from fastapi import APIRouter, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from agents.experiment_agent import benchmark_summary
+from agents.measure.experiments import benchmark_summary
 from server.errors import APIError
 from server.schemas import JSON_SAFE_INT
 

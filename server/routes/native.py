@@ -66,7 +66,7 @@ async def available_models(request: Request) -> dict[str, Any]:
 async def models_disk_usage(request: Request) -> dict[str, Any]:
     """Bytes per local model (files, manifest, importance matrix), what removing each frees, the total, and the
     models folder's free disk space."""
-    from agents.model_admin import disk_usage
+    from agents.models.admin import disk_usage
 
     return await run_in_threadpool(disk_usage, request.app.state.manager)
 
@@ -75,7 +75,7 @@ async def models_disk_usage(request: Request) -> dict[str, Any]:
 async def show_model(request: Request, name: ModelPath) -> dict[str, Any]:
     """One model: format, level, the manifest's facts (method, bits per weight, source, tool versions), the lineage
     tree (source -> variants), the latest speed and fidelity figures, chat template and context length."""
-    from agents.model_admin import show_model as show
+    from agents.models.admin import show_model as show
 
     name = check_model_name(name)
     state = request.app.state
@@ -97,7 +97,7 @@ async def remove_model(request: Request, name: ModelPath,
                                             "(still refused while it serves requests).")) -> dict[str, Any]:
     """Delete a local model: its file or folder, its manifest and its importance matrix. Refused (409) while it is
     loaded unless ?unload=true; a remote endpoint is removed with DELETE /endpoints/{name}."""
-    from agents.model_admin import remove_model as remove
+    from agents.models.admin import remove_model as remove
 
     name = check_model_name(name)
     state = request.app.state
@@ -109,7 +109,7 @@ async def remove_model(request: Request, name: ModelPath,
 async def rename_model(request: Request, name: ModelPath, body: ModelNameChange) -> dict[str, Any]:
     """Rename a local model (refused while loaded): files, manifest and importance matrix move together, and
     models made from it name its new path in their manifests."""
-    from agents.model_admin import rename_model as rename
+    from agents.models.admin import rename_model as rename
 
     name = check_model_name(name)
     state = request.app.state
@@ -120,7 +120,7 @@ async def rename_model(request: Request, name: ModelPath, body: ModelNameChange)
 @router.post("/models/{name}/copy", status_code=201)
 async def copy_model(request: Request, name: ModelPath, body: ModelNameChange) -> dict[str, Any]:
     """Copy a local model under a new name, with its manifest and importance matrix (201 when made)."""
-    from agents.model_admin import copy_model as copy
+    from agents.models.admin import copy_model as copy
 
     name = check_model_name(name)
     state = request.app.state

@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 import lqmf
 from lqmf.errors import InvalidRequest
-from agents.embeddings import embed_texts
+from server.embeddings import embed_texts
 from server.backends.base import Chunk
 from server.discovery import ModelRecord, chat_template_of
 from server.schemas import (
@@ -114,7 +114,7 @@ async def ps(request: Request) -> dict[str, Any]:
 async def show(request: Request, body: OllamaShowRequest) -> dict[str, Any]:
     """A model's details, template, parameters and capabilities, plus `lqmf`: what `show NAME` shows (manifest,
     lineage, latest speed and fidelity figures, disk use)."""
-    from agents.model_admin import show_model
+    from agents.models.admin import show_model
 
     name = check_model_name(body.model or body.name or "")
     state = request.app.state

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from agents.embeddings import embed_texts
+from server.embeddings import embed_texts
 from lqmf.errors import InvalidRequest
 from server.backends.base import Chunk, GenerationParams, TokenLogprob
 from server.schemas import (

@@ -9,7 +9,7 @@ import logging
 import threading
 from typing import Optional
 
-from agents.experiment_agent import SMALL_BENCHMARK, ExperimentAgent
+from agents.measure.experiments import SMALL_BENCHMARK, ExperimentAgent
 from lqmf.errors import LQMFError
 
 log = logging.getLogger(__name__)

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable, Iterator, Optional
 
-from agents.quantization.atomic import atomic_output, ensure_disk_space
-from agents.quantization.manifest import (
+from lqmf.atomic import atomic_output, ensure_disk_space
+from lqmf.manifest import (
     MANIFEST_NAME,
     MANIFEST_SUFFIX,
     Manifest,
@@ -702,7 +702,7 @@ def _import_folder(src: Path, models_dir: Path, name: Optional[str], progress: O
                    started: float) -> Acquired:
     """Copy a transformers folder's model files (the same choice a download makes) and write a manifest."""
     from agents.quantization.hf_quant import folder_manifest, write_manifest_inside
-    from agents.quantization.source import require_hf_folder
+    from lqmf.source import require_hf_folder
 
     try:
         require_hf_folder(src)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import lqmf
-from agents.quantization.source import safetensors_headers
+from lqmf.source import safetensors_headers
 
 MANIFEST_NAME = "lqmf.json"
 MANIFEST_SUFFIX = ".lqmf.json"

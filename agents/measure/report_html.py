@@ -13,8 +13,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Optional, Sequence, TypeGuard
 
-from agents.fidelity import format_dp, format_kld, format_ppl, format_share, nonfinite_text
-from agents.quantization.atomic import temp_sibling
+from agents.measure.fidelity import format_dp, format_kld, format_ppl, format_share, nonfinite_text
+from lqmf.atomic import temp_sibling
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +106,8 @@ def _percent(share: float) -> str:
 
 
 # (field, header, tooltip, formatter); text columns use formatter None. The fidelity figures use the
-# shell's own formatters (agents.fidelity), so a number reads the same in the terminal and here.
-# There is no response-quality column: the word heuristic (agents/quality.py) gives a fluent
+# shell's own formatters (agents.measure.fidelity), so a number reads the same in the terminal and here.
+# There is no response-quality column: the word heuristic (agents/measure/quality.py) gives a fluent
 # non-answer full marks, so the report shows fidelity as the quality measure and leaves it to --json.
 _COLUMNS: tuple[tuple[str, str, str, Optional[Callable[[float], str]]], ...] = (
     ("model", "Model", "variant name", None),

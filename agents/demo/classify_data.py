@@ -1,4 +1,4 @@
-"""`python -m lqmf.demo.classify_data OUT.csv`: a labelled demo set for embedding classifiers, made offline.
+"""`python -m agents.demo.classify_data OUT.csv`: a labelled demo set for embedding classifiers, made offline.
 
 Two labels from the Python standard library's sources on this machine: "code" (one-line
 statements) and "prose" (sentences of docstrings). The modules are ones the demo model was not
@@ -20,8 +20,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from agents.quantization.atomic import temp_sibling
-from lqmf.demo.corpus import TRAIN_MODULES, stdlib_dir
+from lqmf.atomic import temp_sibling
+from agents.demo.corpus import TRAIN_MODULES, stdlib_dir
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def write_csv(path: Path, rows: list[Row]) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     """Write the demo set to the file named on the command line."""
-    parser = argparse.ArgumentParser(prog="python -m lqmf.demo.classify_data",
+    parser = argparse.ArgumentParser(prog="python -m agents.demo.classify_data",
                                      description="Write the offline code-vs-prose demo set for embedding classifiers.")
     parser.add_argument("out", type=Path, help="the CSV file to write (columns text, label, source)")
     parser.add_argument("--per-label", type=int, default=PER_LABEL, help=f"rows of each label (default {PER_LABEL})")

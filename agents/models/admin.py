@@ -28,15 +28,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from agents.quantization.atomic import atomic_output, ensure_disk_space, temp_sibling
-from agents.quantization.manifest import MANIFEST_SUFFIX, manifest_path_for
+from lqmf.atomic import atomic_output, ensure_disk_space, temp_sibling
+from lqmf.manifest import MANIFEST_SUFFIX, manifest_path_for
 from lqmf.errors import InvalidRequest, LQMFError, ModelNotFound, OutputExists
 from lqmf.files import write_text_atomic
 from server.discovery import ModelRecord, chat_template_of
 
 log = logging.getLogger(__name__)
 
-IMATRIX_DIR = ".imatrix"  # as the quantization agent keeps them (agents/quantization_agent.py)
+IMATRIX_DIR = ".imatrix"  # as the quantization agent keeps them (agents/quantization/factory.py)
 IMATRIX_SUFFIX = ".imatrix.gguf"
 # A new name: letters, digits and . _ + - as the API's model names, never a path or an Ollama tag.
 NEW_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_+\-]*(\.[A-Za-z0-9_+\-]+)*$")

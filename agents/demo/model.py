@@ -9,7 +9,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from lqmf.demo.corpus import Corpus
+from agents.demo.corpus import Corpus
 
 log = logging.getLogger(__name__)
 

@@ -436,7 +436,7 @@ def original_model(record: "ModelRecord", settings: "Settings") -> Optional[str]
     Follows the manifests' `source` back through intermediate GGUFs (q4_k_m <- f16 <- HF folder);
     None when the chain ends without an HF model (a GGUF downloaded as is, a manifest missing).
     """
-    from agents.quantization.manifest import read_manifest
+    from lqmf.manifest import read_manifest
 
     near = [Path(record.path).parent, Path(settings.models_dir)]
     manifest = record.manifest

@@ -13,9 +13,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
-from agents import quality
+from agents.measure import quality
 from agents.results import ExperimentResult
-from agents.fidelity import (
+from agents.measure.fidelity import (
     FidelityStats,
     PositionStats,
     describe_scoring,
@@ -168,7 +168,7 @@ def prompt_text(prompt: Prompt) -> str:
 
 def heldout_text() -> tuple[str, str]:
     """The default fidelity text and its description: stdlib modules the demo model never trained on."""
-    from lqmf.demo.corpus import HELDOUT_MODULES, load_corpus
+    from agents.demo.corpus import HELDOUT_MODULES, load_corpus
 
     return load_corpus().heldout, f"Python standard library {', '.join(HELDOUT_MODULES)} (held out of demo training)"
 
@@ -319,7 +319,7 @@ class ExperimentAgent:
                        warmup: int, params: GenerationParams, tick: Callable[[int], Any]):
         import psutil
 
-        from agents.quantization.manifest import measure_run
+        from lqmf.manifest import measure_run
 
         was_loaded = self.manager.is_loaded(name)
         baseline = psutil.Process().memory_info().rss
@@ -515,7 +515,7 @@ class ExperimentAgent:
     # -- pictures -------------------------------------------------------------------------------------------
     def write_html(self, report: ExperimentResult) -> Path:
         """The self-contained HTML report of a compare or fidelity experiment."""
-        from agents.report_html import VariantRow, write_report
+        from agents.measure.report_html import VariantRow, write_report
 
         def measured_bpw(name: str) -> Optional[float]:
             # The manifest's bits per weight is measured from the file (4.9993 for q4_k_m); the row's

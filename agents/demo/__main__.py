@@ -1,4 +1,4 @@
-"""`python -m lqmf.demo`: build (or confirm) the demo models in the models folder."""
+"""`python -m agents.demo`: build (or confirm) the demo models in the models folder."""
 
 from __future__ import annotations
 
@@ -17,15 +17,15 @@ def main() -> int:
     settings = load_settings()
     configure_logging(settings)
     logging.getLogger().addHandler(_console_handler())
-    from lqmf.demo.build import build_demo
+    from agents.demo.build import build_demo
 
     start = time.perf_counter()
     try:
         report = build_demo(settings)
     except LQMFError as exc:
-        logging.getLogger("lqmf.demo").error("%s", exc)
+        logging.getLogger("agents.demo").error("%s", exc)
         return 1
-    logging.getLogger("lqmf.demo").info(
+    logging.getLogger("agents.demo").info(
         "demo models in %s: built %s, cached %s; held-out perplexity %.1f (vocabulary %d); %.0f s",
         settings.models_dir, report.built or "none", report.cached or "none",
         report.heldout_perplexity, report.vocab_size, time.perf_counter() - start,

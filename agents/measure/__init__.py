@@ -1,0 +1,1 @@
+"""Measurement: experiments (speed, fidelity, agreement), their reports and the auto-benchmark."""
