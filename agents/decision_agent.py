@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Optional
 
-from agents.classifiers.parse import classifier_command
+from agents.classifier_parse import classifier_command
 from agents.endpoint_commands import endpoint_command
 from agents.intents import Command, Intent, Slots
 

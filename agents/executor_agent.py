@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from agents import results as r
-from agents.classifiers.commands import HELP as CLASSIFIER_HELP, ClassifierCommands
+from agents.classifier_commands import HELP as CLASSIFIER_HELP, ClassifierCommands
 from agents.endpoint_commands import HELP as ENDPOINT_HELP, EndpointCommands
 from agents.intents import Command, Intent
 from agents.model_commands import ModelCommands
