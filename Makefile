@@ -1,12 +1,15 @@
 # Two commands for a newcomer: `make run` (the shell, models ready) and `make test`.
-# Everything is idempotent: the install is stamped with requirements.txt's hash, the converter
-# is cached under .cache/tools, and demo models are rebuilt only when missing or stale.
+# Everything is idempotent: the install is stamped with requirements.txt's hash and the project's own
+# editable install (`.venv/bin/lqmf`) with pyproject.toml's and requirements.txt's, the converter is
+# cached under .cache/tools, and demo models are rebuilt only when missing or stale.
 
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 REQ_HASH := $(shell sha256sum requirements.txt | cut -c1-16)
 STAMP := $(VENV)/.installed-$(REQ_HASH)
+PKG_HASH := $(shell cat pyproject.toml requirements.txt | sha256sum | cut -c1-16)
+PKG_STAMP := $(VENV)/.editable-$(PKG_HASH)
 # llama-cpp-python is compiled from source by pip: use every core for it.
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 
@@ -14,7 +17,7 @@ export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 
 setup: install converter tools demo
 
-install: $(STAMP)
+install: $(STAMP) $(PKG_STAMP)
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +26,13 @@ $(PY):
 $(STAMP): | $(PY)
 	$(PY) -m pip install --disable-pip-version-check -r requirements.txt
 	rm -f $(VENV)/.installed-*
+	touch $@
+
+# The project itself, editable (the `lqmf` console script; the packages importable from anywhere).
+# --no-deps: requirements.txt above is the install; pip only fetches the build backend (setuptools).
+$(PKG_STAMP): | $(PY) $(STAMP)
+	$(PY) -m pip install --disable-pip-version-check --no-deps -e .
+	rm -f $(VENV)/.editable-*
 	touch $@
 
 converter: install
@@ -35,7 +45,7 @@ tools: install
 	$(PY) -m agents.quantization.llama_tools --optional
 
 demo: install converter
-	$(PY) -m lqmf.demo
+	$(PY) -m agents.demo
 
 run: setup
 	$(PY) cli/api_cli.py

@@ -1,21 +1,21 @@
-"""`python cli/api_cli.py`: the LQMF shell. Also --parse, -c, --script and --json for programs."""
+"""`lqmf` (or `python cli/api_cli.py`): the LQMF shell. Also --parse, -c, --script and --json for programs.
+
+`lqmf serve ...` is `python -m server ...`; `lqmf demo` is `python -m agents.demo`. The packages are
+importable because the project is installed (`make install`: `pip install -e .`), not by path patching.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+import logging
+import signal
 import sys
 from pathlib import Path
 
-# Run as a script, Python puts cli/ first on sys.path; the packages live one level up.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import logging  # noqa: E402
-import signal  # noqa: E402
-
-from lqmf.environment import apply_environment_quirks  # noqa: E402
-from lqmf.log import configure_logging  # noqa: E402
-from lqmf.settings import load_settings  # noqa: E402
+from lqmf.environment import apply_environment_quirks
+from lqmf.log import configure_logging
+from lqmf.settings import load_settings
 
 log = logging.getLogger("cli")
 
@@ -32,7 +32,23 @@ def parse_only(texts, settings) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="api_cli.py", description="LQMF: the Local Quantized Model Factory shell")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    prog = Path(sys.argv[0]).name or "lqmf"  # `lqmf` from the console script, `api_cli.py` as a script
+    if argv[:1] == ["serve"]:
+        from server.__main__ import main as serve
+
+        return serve(argv[1:], prog=f"{prog} serve")
+    if argv[:1] == ["demo"]:
+        argparse.ArgumentParser(prog=f"{prog} demo", description="build (or confirm) the demo models in the "
+                                "models folder (python -m agents.demo)").parse_args(argv[1:])
+        from agents.demo.__main__ import main as build_demo
+
+        return build_demo()
+    parser = argparse.ArgumentParser(
+        prog=prog, description="LQMF: the Local Quantized Model Factory shell",
+        epilog=f"{prog} serve [--host H] [--port P] [--allow-insecure-bind]: the API server in the foreground "
+               f"(python -m server); {prog} demo: build the demo models (python -m agents.demo)",
+    )
     parser.add_argument("--parse", metavar="TEXT", help='print the intent of TEXT as JSON; "-" reads lines from stdin')
     parser.add_argument("-c", dest="command", metavar="CMD", help="run one command and exit (non-zero on failure)")
     parser.add_argument("--script", metavar="FILE",

@@ -1,4 +1,7 @@
-"""`python -m server --host H --port P`: the API server in the foreground (models from LQMF_MODELS_DIR)."""
+"""`python -m server --host H --port P`: the API server in the foreground (models from LQMF_MODELS_DIR).
+
+`lqmf serve ...` (the console script, cli/api_cli.py) is the same.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +14,10 @@ from lqmf.log import configure_logging
 from lqmf.settings import load_settings
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m server") -> int:
+    """Also `lqmf serve` (cli/api_cli.py passes its own name as `prog`)."""
     settings = load_settings()
-    parser = argparse.ArgumentParser(prog="python -m server", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     parser.add_argument("--host", default=settings.host, help=f"address to bind (default {settings.host})")
     parser.add_argument("--port", type=int, default=settings.port, help=f"port (default {settings.port})")
     parser.add_argument("--allow-insecure-bind", action="store_true",
