@@ -32,7 +32,7 @@ def test_demo_model_is_better_than_chance(demo_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from lqmf.manifest import read_manifest
-    from agents.demo.corpus import load_corpus
+    from lqmf.corpus import load_corpus
     from agents.demo.model import DemoSpec, heldout_perplexity
 
     spec = DemoSpec()

@@ -42,7 +42,7 @@ def test_mismatched_shapes_are_refused():
 
 def test_demo_variants_against_the_hf_source(demo_dir, tmp_path):
     """8-bit stays closer to the f32 source than 4-bit; both really differ from it."""
-    from agents.demo.corpus import load_corpus
+    from lqmf.corpus import load_corpus
 
     manager = ModelManager(Settings(home=tmp_path, models_dir_override=demo_dir, keep_alive_s=-1))
     try:

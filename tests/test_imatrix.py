@@ -269,7 +269,7 @@ def test_fidelity_with_and_without_the_imatrix(f16, imatrix, demo_dir, tmp_path,
     import shutil
 
     from agents.measure.fidelity import PositionStats, position_stats, scoring_chunks, summarize
-    from agents.demo.corpus import load_corpus
+    from lqmf.corpus import load_corpus
     from lqmf.settings import Settings
     from server.manager import ModelManager
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lqmf.atomic import temp_sibling
-from agents.demo.corpus import TRAIN_MODULES, stdlib_dir
+from lqmf.corpus import TRAIN_MODULES, stdlib_dir
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from agents.demo.corpus import Corpus
+from lqmf.corpus import Corpus
 
 log = logging.getLogger(__name__)
 

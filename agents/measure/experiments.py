@@ -24,13 +24,12 @@ from agents.measure.fidelity import (
     summarize,
 )
 from lqmf.errors import LQMFError
+from lqmf.progress import Progress
 from lqmf.settings import Settings
 from server.backends.base import GenerationParams, collect
 from server.manager import ModelManager, Prompt
 
 log = logging.getLogger(__name__)
-
-Progress = Callable[[str, int, int], None]  # (what, done, total)
 
 # The benchmark's standard prompt set: short and long prompts, prose and code, so prompt processing
 # and generation are both exercised.
@@ -168,7 +167,7 @@ def prompt_text(prompt: Prompt) -> str:
 
 def heldout_text() -> tuple[str, str]:
     """The default fidelity text and its description: stdlib modules the demo model never trained on."""
-    from agents.demo.corpus import HELDOUT_MODULES, load_corpus
+    from lqmf.corpus import HELDOUT_MODULES, load_corpus
 
     return load_corpus().heldout, f"Python standard library {', '.join(HELDOUT_MODULES)} (held out of demo training)"
 
