@@ -13,7 +13,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-import lqmf
+from lqmf.version import __version__
 from lqmf.source import safetensors_headers
 
 MANIFEST_NAME = "lqmf.json"
@@ -119,7 +119,7 @@ def safetensors_dtypes(folder: Path) -> dict[str, int]:
 
 def tool_versions(*packages: str) -> dict[str, str]:
     """Installed versions of the named distributions (and LQMF's own)."""
-    versions = {"lqmf": lqmf.__version__}
+    versions = {"lqmf": __version__}
     for name in packages:
         try:
             versions[name] = metadata.version(name)

@@ -79,8 +79,10 @@ def source_modules() -> dict[str, Path]:
 
 
 def imports_of(path: Path, module: str) -> set[str]:
-    """The product modules `path` imports anywhere in it: top level, inside functions, for type checking."""
-    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    """The product names `path` imports anywhere in it (top level, in functions, for type checking): each
+    `import a.b` gives a.b, each `from a import b` gives a.b when that is a module, else a."""
+    package = module.rpartition(".")[0] if not path.name == "__init__.py" else module.removesuffix(".__init__")
+    modules = source_modules()
     names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
@@ -90,19 +92,22 @@ def imports_of(path: Path, module: str) -> set[str]:
             if node.level:
                 anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join(anchor + ([base] if base else []))
-            names.add(base)
-            names.update(f"{base}.{alias.name}" for alias in node.names)  # `from pkg import module`
+            for alias in node.names:
+                sub = f"{base}.{alias.name}"
+                names.add(sub if sub in modules or f"{sub}.__init__" in modules else base)
     return {name for name in names if name.split(".")[0] in PACKAGES}
 
 
 def module_edges() -> dict[str, set[str]]:
-    """module -> the product modules it imports (only names that are modules or packages of the product)."""
+    """module -> the product modules it imports."""
     modules = source_modules()
     edges: dict[str, set[str]] = {}
     for module, path in modules.items():
         targets = set()
         for name in imports_of(path, module):
-            while name and name not in modules:  # `from pkg.mod import func` names pkg.mod
+            if name == "lqmf":  # `import lqmf` is the public API, whose code starts in lqmf/__init__.py
+                name = "lqmf.__init__"
+            while name and name not in modules:  # `import pkg.mod.func`-like names: the module that holds it
                 name = name.rpartition(".")[0]
             if name and name != module:
                 targets.add(name)

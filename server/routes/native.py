@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-import lqmf
+from lqmf.version import __version__
 from server.errors import APIError
 from lqmf.errors import ModelBusy
 from server.schemas import (LoadRequest, ModelNameChange, ModelPath, NativeChatRequest, check_model_name,
@@ -37,7 +37,7 @@ async def status(request: Request) -> dict[str, Any]:
     """Server status and the loaded models."""
     state = request.app.state
     return {
-        "name": "LQMF", "version": lqmf.__version__, "status": "ok" if state.ready.is_set() else "starting",
+        "name": "LQMF", "version": __version__, "status": "ok" if state.ready.is_set() else "starting",
         "uptime_s": round(time.time() - state.started_at, 3), "models_dir": str(state.settings.models_dir),
         "loaded_models": state.manager.loaded(),
     }
