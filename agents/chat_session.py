@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
+from lqmf.sampling import CHAT, LIMITS, SAMPLERS
 from server.backends.base import GenerationParams, Timings
 
 def _flag(text: str) -> bool:
@@ -18,8 +19,8 @@ def _flag(text: str) -> bool:
 # Typed alone in chat mode, these leave it (as /exit does): a person typing "exit" means the shell, not the model.
 LEAVE_WORDS = frozenset({"exit", "quit", "bye", "goodbye", "/exit", "/quit", "/bye"})
 
-SETTABLE = {"temperature": float, "top_p": float, "top_k": int, "min_p": float, "max_tokens": int,
-            "repeat_penalty": float, "seed": int, "ignore_eos": _flag}
+# /set NAME VALUE: the sampling table's knobs, each parsed as its type (GenerationParams checks the limits).
+SETTABLE = {**{name: LIMITS[name].kind for name in SAMPLERS}, "ignore_eos": _flag}
 
 
 @dataclass
@@ -36,7 +37,7 @@ class ChatSession:
 
     manager: Any
     model: str
-    params: GenerationParams = field(default_factory=lambda: GenerationParams(max_tokens=256, temperature=0.7))
+    params: GenerationParams = field(default_factory=lambda: GenerationParams(**CHAT))
     system: Optional[str] = None
     history: list[dict[str, str]] = field(default_factory=list)
     replies: int = 0

@@ -377,17 +377,16 @@ class DecisionAgent:
             # The executor replaces an unload's choices with the loaded models (it knows them).
             command.question = f"Which model do you want to {verb}?"
             command.choices = known[:20]
-        elif command.intent is Intent.EXPERIMENT_WITH_MODEL:
-            if slots.kind == "agreement" and (len(slots.models) < 2 or not slots.file):
-                command.question = ("Agreement needs two models (or URL#MODEL of an OpenAI-compatible server) and "
-                                    "a labelled .jsonl file: agreement of A and B on data.jsonl")
-                command.choices = known[:20]
-            elif slots.kind == "compare" and len(slots.models) < 2:
-                command.question = "Which models should I compare? Name two or more."
-                command.choices = known[:20]
-            elif slots.kind != "compare" and not slots.model:
-                command.question = f"Which model should the {slots.kind or 'experiment'} run on?"
-                command.choices = known[:20]
+        elif command.intent is Intent.AGREEMENT_REPORT and (len(slots.models) < 2 or not slots.file):
+            command.question = ("Agreement needs two models (or URL#MODEL of an OpenAI-compatible server) and "
+                                "a labelled .jsonl file: agreement of A and B on data.jsonl")
+            command.choices = known[:20]
+        elif command.intent is Intent.COMPARE_MODELS and len(slots.models) < 2:
+            command.question = "Which models should I compare? Name two or more."
+            command.choices = known[:20]
+        elif command.intent in EXPERIMENTS and command.intent is not Intent.COMPARE_MODELS and not slots.model:
+            command.question = f"Which model should the {EXPERIMENTS[command.intent]} run on?"
+            command.choices = known[:20]
 
 
 def _port(line: str) -> Optional[int]:
@@ -406,8 +405,9 @@ PLAIN_NAME_VERBS = ("load", "unload", "chat", "serve", "remove", "inspect", "sta
 NOT_A_NAME = frozenset({"memory", "ram", "gpu", "vram", "out", "offline", "online", "running", "going", "ready"})
 
 
-def _model_slots(s: _Words, plain_names: bool = False, **extra) -> Slots:
-    """Model slots from the references; with plain_names, an unknown plain word ("load llama") names one."""
+def _model_slots(s: _Words, plain_names: bool = False, many: bool = False, **extra) -> Slots:
+    """Model slots from the references; with plain_names, an unknown plain word ("load llama") names one;
+    `many` (compare) lists the references even when there is one."""
     # Outside quantize, a bare level ("q4_k_m") is a partial model name.
     refs = s.in_order(s.models + s.levels)
     if plain_names and not refs:
@@ -415,7 +415,7 @@ def _model_slots(s: _Words, plain_names: bool = False, **extra) -> Slots:
         verb = s.first(*PLAIN_NAME_VERBS)
         refs = [raw for i, (w, raw) in enumerate(zip(s.words, s.raw))
                 if i > verb and raw.lower() not in VOCAB and w not in VOCAB and raw.lower() not in NOT_A_NAME][:1]
-    many = len(refs) > 1 or extra.get("kind") == "compare"
+    many = len(refs) > 1 or many
     return Slots(model=refs[0] if refs else None, models=refs if many else [], prompt=_prompt(s), **extra)
 
 
@@ -497,28 +497,28 @@ def _help(s: _Words, line: str) -> Optional[Command]:
 
 
 def _experiment(s: _Words, line: str) -> Optional[Command]:
+    """The experiments, one intent each: agreement, fidelity, benchmark, compare, batch, conversation, one prompt."""
     file = s.files[0] if s.files else None
     if s.has("agreement"):
         refs = s.in_order(s.models + s.levels) + s.urls
-        return Command(Intent.EXPERIMENT_WITH_MODEL, Slots(model=refs[0] if refs else None, models=refs,
-                                                           kind="agreement", file=file))
+        return Command(Intent.AGREEMENT_REPORT, Slots(model=refs[0] if refs else None, models=refs, file=file))
     if s.has("fidelity"):  # before compare: "fidelity of A against B" names B as the reference
-        return Command(Intent.EXPERIMENT_WITH_MODEL, _model_slots(s, kind="fidelity", file=file))
+        return Command(Intent.FIDELITY_REPORT, _model_slots(s, file=file))
     if s.has("benchmark") and not s.has("compare"):  # "benchmark A and B" measures both, no fidelity
-        return Command(Intent.EXPERIMENT_WITH_MODEL, _model_slots(s, kind="benchmark"))
+        return Command(Intent.BENCHMARK_MODELS, _model_slots(s))
     # "better", "best", "difference" compare only between models: "best wishes" is no comparison.
     explicit = set(s.words) & {"compare", "comparison", "versus", "vs", "side-by-side"}
     if (s.has("compare") and (explicit or len(s.models) + len(s.levels) >= 2)) or \
             (len(s.models) >= 2 and " and " in f" {line.lower()} " and not s.has("load")):
-        return Command(Intent.EXPERIMENT_WITH_MODEL, _model_slots(s, kind="compare", file=s.files[0] if s.files else None))
+        return Command(Intent.COMPARE_MODELS, _model_slots(s, many=True, file=file))
     if s.has("benchmark"):
-        return Command(Intent.EXPERIMENT_WITH_MODEL, _model_slots(s, kind="benchmark"))
+        return Command(Intent.BENCHMARK_MODELS, _model_slots(s))
     if s.has("experiments") and not s.models and (s.has("list") or len(s.words) <= 2):
         return Command(Intent.LIST_EXPERIMENTS)
     if s.has("experiment") or (s.has("batch") and s.files) or s.has("conversation"):
-        kind = "conversation" if s.has("conversation") else "batch" if s.has("batch") or s.files else "single"
-        return Command(Intent.EXPERIMENT_WITH_MODEL,
-                       _model_slots(s, kind=kind, file=s.files[0] if s.files else None))
+        intent = Intent.CONVERSATION_EXPERIMENT if s.has("conversation") else \
+            Intent.BATCH_EXPERIMENT if s.has("batch") or s.files else Intent.EXPERIMENT_WITH_MODEL
+        return Command(intent, _model_slots(s, file=file))
     return None
 
 
@@ -683,6 +683,12 @@ def llm_classifier(complete: Callable[[str], str]) -> Callable[[str], Optional[d
     return classify
 
 
+# The experiment intents, each with the word a person uses for it (questions, "Did you mean: ...?").
+EXPERIMENTS: dict[Intent, str] = {
+    Intent.EXPERIMENT_WITH_MODEL: "experiment", Intent.BATCH_EXPERIMENT: "batch",
+    Intent.CONVERSATION_EXPERIMENT: "conversation", Intent.BENCHMARK_MODELS: "benchmark",
+    Intent.COMPARE_MODELS: "compare", Intent.FIDELITY_REPORT: "fidelity", Intent.AGREEMENT_REPORT: "agreement",
+}
 # What a command does, as the shortest line that asks for it: confirmation questions and suggestions.
 DESCRIBE: dict[Intent, str] = {
     Intent.LOAD_MODEL_API: "load {model}", Intent.UNLOAD_MODEL_API: "unload {model}",
@@ -703,10 +709,10 @@ def describe(command: Command) -> str:
         parts = [f"quantize {slots.model}", f"to {target}" if target else "", slots.method or "",
                  "with imatrix" if slots.imatrix else "", f"as {slots.name}" if slots.name else ""]
         return " ".join(p for p in parts if p)
-    if command.intent is Intent.EXPERIMENT_WITH_MODEL:
-        kind = slots.kind or "experiment"
+    if command.intent in EXPERIMENTS:
         names = " and ".join(slots.models or [slots.model or "NAME"])
-        return f"{kind} {names}" if kind in ("benchmark", "compare") else f"{kind} of {names}"
+        joint = {Intent.BENCHMARK_MODELS: "", Intent.COMPARE_MODELS: "", Intent.EXPERIMENT_WITH_MODEL: " with"}
+        return f"{EXPERIMENTS[command.intent]}{joint.get(command.intent, ' of')} {names}"
     template = DESCRIBE.get(command.intent)
     if template is None:
         return command.text.strip() or command.intent.value.lower().replace("_", " ")

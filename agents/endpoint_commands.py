@@ -14,6 +14,7 @@ from typing import Callable, Optional
 
 from agents import results as r
 from agents.intents import Command, Intent, Slots
+from lqmf.progress import Progress
 
 NAME = r"[A-Za-z0-9][A-Za-z0-9_.+\-]*"
 URL = r"https?://[^\s,;]+"
@@ -79,7 +80,7 @@ class EndpointCommands:
     def __init__(self, executor) -> None:
         self.executor = executor
 
-    def handlers(self) -> dict[Intent, Callable[[Command], r.Result]]:
+    def handlers(self) -> dict[Intent, Callable[[Command, Optional[Progress]], r.Result]]:
         return {Intent.ADD_ENDPOINT: self.add, Intent.REMOVE_ENDPOINT: self.remove,
                 Intent.LIST_ENDPOINTS: self.list, Intent.USE_MODEL: self.use, Intent.EXPORT_MODEL: self.export}
 
@@ -87,26 +88,26 @@ class EndpointCommands:
     def manager(self):
         return self.executor.manager
 
-    def add(self, command: Command) -> r.Result:
+    def add(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
         slots = command.slots
         fleet, replaced = self.manager.add_endpoint(slots.name, slots.urls, slots.remote_model, slots.key_env)
         return r.EndpointList(endpoints=[fleet.status()], changed="replaced" if replaced else "registered")
 
-    def remove(self, command: Command) -> r.Result:
+    def remove(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
         removed = self.manager.remove_endpoint(command.slots.name)
         return r.Message(text=f"Endpoint {removed.name} removed ({', '.join(removed.urls)}).")
 
-    def list(self, command: Command) -> r.Result:
+    def list(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
         fleets = self.manager.endpoints.refresh()
         return r.EndpointList(endpoints=[f.status() for f in fleets.values()])
 
-    def use(self, command: Command) -> r.Result:
+    def use(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
         chain = self.manager.use(command.slots.models or [command.slots.model])
         rest = f", falling back to {' then '.join(chain[1:])}" if chain[1:] else ""
         return r.Message(text=f"Default model: {chain[0]}{rest}. Requests naming `default` (or no model) go there; "
                               "`chat` with no model name too.")
 
-    def export(self, command: Command) -> r.Result:
+    def export(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
         from agents.models.export import export_plan
 
         plan = export_plan(self.manager.record(command.slots.model), command.slots.kind,

@@ -1,9 +1,8 @@
-"""Command -> action: a dispatch table from intent to handler; handlers call the core, return results."""
+"""Command -> result: a dispatch table from intent to handler; each handler maps slots to a Library call."""
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Callable, Optional
 
 from agents import results as r
@@ -12,6 +11,7 @@ from agents.endpoint_commands import HELP as ENDPOINT_HELP, EndpointCommands
 from agents.intents import Command, Intent
 from agents.model_commands import ModelCommands
 from lqmf.errors import LQMFError
+from lqmf.progress import Progress
 from lqmf.settings import Settings
 from server.manager import DEFAULT
 
@@ -77,52 +77,77 @@ FILLED = {"Models", "Serving", "Chat", "Experiments", "Factory"}
 GUARDED = {Intent.QUANTIZE_MODEL, Intent.DOWNLOAD_MODEL, Intent.REMOVE_MODEL, Intent.UNLOAD_MODEL_API,
            Intent.STOP_API_SERVER, Intent.RENAME_MODEL}
 LOW_CONFIDENCE = 0.8  # below it any command asks; one corrected word alone is 0.85 (a guarded command asks anyway)
+# Experiments that read a file, and what to say when none was named.
+FILE_NEEDED = {
+    Intent.BATCH_EXPERIMENT: ("a batch needs a file of prompts", "batch {model} prompts.txt (one prompt per line, or .jsonl)"),
+    Intent.CONVERSATION_EXPERIMENT: ("a conversation needs a script file",
+                                     "conversation with {model} on script.txt (one user turn per line)"),
+}
+
+
+Handler = Callable[[Command, Optional[Progress]], r.Result]
 
 
 class Executor:
-    """Runs commands against one manager and one background server (shared with the API)."""
+    """Commands -> Library calls: each handler maps a command's slots to one call and wraps its result.
+
+    One Library over the shell's manager (shared with the API server the shell starts); progress is
+    passed into execute() by whoever draws it, and on to the call.
+    """
 
     def __init__(self, settings: Settings, manager, server) -> None:
+        from lqmf.api import Library
+
         self.settings = settings
         self.manager = manager
         self.server = server
-        self.progress: Optional[Callable[[str, int, int], None]] = None  # the shell draws a bar with it
-        self._experiments = None
-        self.kinds: dict[str, Callable[[Command], r.Result]] = {
-            "single": self.single, "batch": self.batch, "conversation": self.conversation,
-            "benchmark": self.benchmark, "compare": self.compare, "fidelity": self.fidelity,
-            "agreement": self.agreement,
-        }
-        self.handlers: dict[Intent, Callable[[Command], r.Result]] = {
-            Intent.LIST_MODELS: self.list_models,
+        self.library = Library(settings, manager)
+        self.handlers: dict[Intent, Handler] = {
+            Intent.LIST_MODELS: lambda c, p: self.library.models(probe=True),
             Intent.LOAD_MODEL_API: self.load,
             Intent.UNLOAD_MODEL_API: self.unload,
             Intent.START_API_SERVER: self.start_server,
             Intent.STOP_API_SERVER: self.stop_server,
-            Intent.SHOW_API_STATUS: self.status,
+            Intent.SHOW_API_STATUS: lambda c, p: self._server_info(),
             Intent.CHAT_WITH_MODEL: self.chat,
+            Intent.EMBED_TEXT: lambda c, p: self.library.embed(c.slots.model, c.slots.texts or [c.slots.prompt],
+                                                               progress=p),
             Intent.SHOW_CONFIG: self.config,
             Intent.SHOW_HELP: self.help,
-            Intent.EXIT: lambda c: r.Exit(),
+            Intent.EXIT: lambda c, p: r.Exit(),
             Intent.UNKNOWN: self.unknown,
-            Intent.EXPERIMENT_WITH_MODEL: self.experiment,
-            Intent.LIST_EXPERIMENTS: self.list_experiments,
-            Intent.SHOW_STATISTICS: self.statistics,
+            # Experiments, one intent each.
+            Intent.EXPERIMENT_WITH_MODEL: lambda c, p: self.library.experiment(c.slots.model, c.slots.prompt,
+                                                                               progress=p),
+            Intent.BATCH_EXPERIMENT: self._from_file(self.library.batch),
+            Intent.CONVERSATION_EXPERIMENT: self._from_file(self.library.conversation),
+            Intent.BENCHMARK_MODELS: lambda c, p: self.library.benchmark(c.slots.models or [c.slots.model],
+                                                                         progress=p),
+            Intent.COMPARE_MODELS: lambda c, p: self.library.compare(c.slots.models, prompts_file=c.slots.file,
+                                                                     progress=p),
+            Intent.FIDELITY_REPORT: self.fidelity,
+            Intent.AGREEMENT_REPORT: lambda c, p: self.library.agreement(*c.slots.models[:2], c.slots.file,
+                                                                         progress=p),
+            Intent.LIST_EXPERIMENTS: lambda c, p: self.library.experiments(model=c.slots.model),
+            Intent.SHOW_STATISTICS: lambda c, p: self.library.statistics(),
+            # The factory.
             Intent.QUANTIZE_MODEL: self.quantize,
-            Intent.DOWNLOAD_MODEL: self.download,
-            Intent.IMPORT_MODEL: self.import_model,
-            Intent.LOGIN: lambda c: r.ErrorResult(
+            Intent.LIST_QUANTIZATIONS: lambda c, p: self.library.quantizations(),
+            Intent.DOWNLOAD_MODEL: lambda c, p: self.library.download(c.slots.model, name=c.slots.name,
+                                                                      level=c.slots.level, progress=p),
+            Intent.IMPORT_MODEL: lambda c, p: self.library.import_model(c.slots.model, name=c.slots.name,
+                                                                        progress=p),
+            Intent.LOGIN: lambda c, p: r.ErrorResult(
                 message="login asks for the token at a prompt, so it needs the interactive shell",
                 hint="run `python cli/api_cli.py` and type login, or set HF_TOKEN in the environment"),
-            Intent.LIST_QUANTIZATIONS: self.list_quantizations,
-            Intent.EMBED_TEXT: self.embed,
         }
         self.handlers.update(ClassifierCommands(self).handlers())
         self.handlers.update(EndpointCommands(self).handlers())
         self.handlers.update(ModelCommands(self).handlers())
 
-    def execute(self, command: Command) -> r.Result:
-        """Run one command; core errors become ErrorResult (LQMF_DEBUG=1 re-raises)."""
+    def execute(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
+        """Run one command (progress, when given, hears how long work advances); core errors become ErrorResult
+        (LQMF_DEBUG=1 re-raises)."""
         if command.intent is Intent.CHAT_WITH_MODEL and not command.slots.model and self._has_default():
             command.slots.model, command.question = DEFAULT, None  # `chat` alone talks to the default model
         if command.question:
@@ -135,12 +160,16 @@ class Executor:
         if confirm is not None:
             return confirm
         try:
-            return self.handlers[command.intent](command)
+            return self.handlers[command.intent](command, progress)
         except LQMFError as exc:
-            if self.settings.debug:
-                raise
-            log.info("command %r failed: %s", command.text, exc)
-            return r.ErrorResult(message=exc.message, hint=exc.hint)
+            return self.failed(command, exc)
+
+    def failed(self, command: Command, exc: LQMFError) -> r.ErrorResult:
+        """A core error as the result the shell draws (LQMF_DEBUG=1 re-raises it instead)."""
+        if self.settings.debug:
+            raise exc
+        log.info("command %r failed: %s", command.text, exc)
+        return r.ErrorResult(message=exc.message, hint=exc.hint)
 
     @staticmethod
     def confirmation(command: Command) -> Optional[r.Confirm]:
@@ -155,20 +184,18 @@ class Executor:
             return None
         return r.Confirm(question=f"Did you mean: {describe(command)}? [y/N]")
 
-    # -- handlers ---------------------------------------------------------------------------------------
-    def list_models(self, command: Command) -> r.Result:
-        loaded = {m["name"] for m in self.manager.loaded()}
-        models = [{**rec.to_dict(), "loaded": rec.name in loaded} for rec in self.manager.available(probe=True)]
-        return r.ModelList(models_dir=str(self.settings.models_dir), models=models)
+    def close(self) -> None:
+        """Close what the library made; the manager (and its history store) belongs to the shell."""
+        self.library.close()
 
-    def load(self, command: Command) -> r.Result:
-        model = self.manager.load(command.slots.model)
-        return r.Loaded(model=model.info(), note=self.manager.engine_notice() or "")
+    # -- handlers that do more than one call --------------------------------------------------------------
+    def load(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
+        model = self.library.load(command.slots.model)
+        return r.Loaded(model=model.info, note=self.manager.engine_notice() or "")
 
-    def unload(self, command: Command) -> r.Result:
+    def unload(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
         name = command.slots.model
-        if not self.manager.unload(name):
-            self.manager.record(name)  # unknown -> ModelNotFound with suggestions
+        if not self.library.unload(name):
             loaded = [m["name"] for m in self.manager.loaded()]
             return r.ErrorResult(message=f"{name} is not loaded",
                                  hint=f"loaded now: {', '.join(loaded)}" if loaded else "nothing is loaded")
@@ -179,20 +206,17 @@ class Executor:
         return r.ServerInfo(running=status.running, url=status.url, host=status.host, port=status.port,
                             uptime_s=status.uptime_s, loaded=self.manager.loaded(), note=note)
 
-    def start_server(self, command: Command) -> r.Result:
+    def start_server(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
         if self.server.running:
             return self._server_info(note="the server was already running")
         self.server.start(port=command.slots.port)
         return self._server_info(note="started")
 
-    def stop_server(self, command: Command) -> r.Result:
+    def stop_server(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
         if not self.server.running:
             return self._server_info(note="the server was not running")
         self.server.stop()
         return self._server_info(note="stopped")
-
-    def status(self, command: Command) -> r.Result:
-        return self._server_info()
 
     def _has_default(self) -> bool:
         try:
@@ -200,22 +224,16 @@ class Executor:
         except LQMFError:
             return False
 
-    def chat(self, command: Command) -> r.Result:
-        """Chat mode with a model loaded first (errors before chat mode starts); `default` takes the first
-        model of the default chain that loads."""
-        chain = self.manager.resolve(command.slots.model)
-        for index, name in enumerate(chain):
-            try:
-                model = self.manager.load(name)
-            except LQMFError as exc:
-                if index + 1 == len(chain):
-                    raise
-                log.warning("default model %s cannot be used (%s); falling back to %s", name, exc, chain[index + 1])
-                continue
-            return r.ChatStart(model=model.name, prompt=command.slots.prompt)
-        raise AssertionError("unreachable: the chain is never empty")
+    def chat(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
+        """Chat mode with its session ready: the model is loaded first (errors come before chat mode starts);
+        `default` takes the first model of the default chain that loads."""
+        from agents.chat_session import ChatSession
 
-    def config(self, command: Command) -> r.Result:
+        model = self.library.load(command.slots.model)
+        return r.ChatStart(model=model.name, prompt=command.slots.prompt,
+                           session=ChatSession(self.manager, model.name))
+
+    def config(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
         s = self.settings
         values = {
             "home": str(s.root), "models_dir": str(s.models_dir), "database": str(s.db_path),
@@ -226,185 +244,42 @@ class Executor:
         }
         return r.Config(values=values)
 
-    def embed(self, command: Command) -> r.Result:
-        """Raw embeddings of the quoted texts, batched on the model's worker (a bar for many)."""
-        import numpy as np
+    @staticmethod
+    def _from_file(run: Callable[..., r.Result]) -> Handler:
+        """The handler of an experiment that reads a file: run(model, file), or what to type when no file was named."""
 
-        from server.embeddings import embed_texts
+        def handler(command: Command, progress: Optional[Progress] = None) -> r.Result:
+            if not command.slots.file:
+                message, hint = FILE_NEEDED[command.intent]
+                return r.ErrorResult(message=message, hint=hint.format(model=command.slots.model))
+            return run(command.slots.model, command.slots.file, progress=progress)
 
-        texts = command.slots.texts or [command.slots.prompt]
-        progress = (lambda done, total: self.progress("embedding", done, total)) if self.progress else None
-        # Unnormalised, so the norm shown says something; cosine similarity normalises anyway.
-        result = embed_texts(self.manager, command.slots.model, texts, normalize=False, progress=progress)
-        norms = np.linalg.norm(result.vectors, axis=1)
-        items = [{"text": text, "tokens": count, "norm": float(norm), "vector": row.tolist()}
-                 for text, count, norm, row in zip(texts, result.token_counts, norms, result.vectors)]
-        return r.EmbeddingResult(model=result.model, dim=result.dim, pooling=result.pooling, seconds=result.seconds,
-                                 items=items)
+        return handler
 
-    # -- experiments -------------------------------------------------------------------------------------
-    @property
-    def experiments(self):
-        """The experiment agent and its store, opened on first use (the shell starts without SQLite)."""
-        if self._experiments is None:
-            from agents.measure.experiments import ExperimentAgent
-            from memory.store import Store
-
-            self._experiments = ExperimentAgent(self.settings, self.manager, Store(self.settings.db_path))
-        return self._experiments
-
-    def close(self) -> None:
-        if self._experiments is not None:
-            self._experiments.store.close()
-
-    def experiment(self, command: Command) -> r.Result:
-        return self.kinds[command.slots.kind or "single"](command)
-
-    def _params(self):
-        from server.backends.base import GenerationParams
-
-        return GenerationParams(max_tokens=128, temperature=0)
-
-    def single(self, command: Command) -> r.Result:
-        slots = command.slots
-        if slots.prompt:
-            return self.experiments.single(slots.model, slots.prompt, self._params())
-        from agents.measure.experiments import STANDARD_PROMPTS
-
-        # No prompt given: the standard prompt set, so "experiment with NAME" always shows something.
-        return self.experiments.prompts("batch", slots.model, list(STANDARD_PROMPTS), self._params(), self.progress,
-                                        source="standard prompts")
-
-    def batch(self, command: Command) -> r.Result:
-        path = Path(command.slots.file).expanduser()
-        return self.experiments.batch(command.slots.model, path, self._params(), self.progress)
-
-    def conversation(self, command: Command) -> r.Result:
-        if not command.slots.file:
-            return r.ErrorResult(message="a conversation needs a script file",
-                                 hint=f"conversation with {command.slots.model} on script.txt (one user turn per line)")
-        path = Path(command.slots.file).expanduser()
-        return self.experiments.conversation(command.slots.model, path, self._params(), self.progress)
-
-    def benchmark(self, command: Command) -> r.Result:
-        models = command.slots.models or [command.slots.model]
-        return self.experiments.benchmark(models, progress=self.progress)
-
-    def compare(self, command: Command) -> r.Result:
-        path = Path(command.slots.file).expanduser() if command.slots.file else None
-        return self.experiments.compare(command.slots.models, prompts_path=path, progress=self.progress)
-
-    def fidelity(self, command: Command) -> r.Result:
+    def fidelity(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
+        """`fidelity of A [against B] [on FILE]`: B is the reference (default: what A was made from)."""
         slots = command.slots
         reference = slots.models[1] if len(slots.models) > 1 else None
-        path = Path(slots.file).expanduser() if slots.file else None
-        return self.experiments.fidelity(slots.model, reference, text_path=path, progress=self.progress)
+        return self.library.fidelity(slots.model, reference, text_file=slots.file, progress=progress)
 
-    def agreement(self, command: Command) -> r.Result:
-        import time
+    # -- the factory -------------------------------------------------------------------------------------------
+    def plan_quantization(self, command: Command, progress: Optional[Progress] = None) -> r.QuantizePlan:
+        """The plan for a quantize command (a repo id not on disk is downloaded first, with progress)."""
+        s = command.slots
+        return self.library.quantize(s.model, s.method, s.level, bits=s.bits, name=s.name, calibration=s.file,
+                                     imatrix=s.imatrix, fidelity=s.fidelity, progress=progress)
 
-        from agents.measure.agreement import parse_variant, run_agreement
-
-        a_spec, b_spec = command.slots.models[:2]
-        keys = self.manager.endpoints.key_for_url  # URL#MODEL of a registered endpoint: its key goes along
-        a, b = (parse_variant(spec, self.manager, api_key=keys(spec.partition("#")[0])) for spec in (a_spec, b_spec))
-        csv_path = self.settings.reports_dir / f"agreement-{time.strftime('%Y%m%d-%H%M%S')}.csv"
-        progress = (lambda done, total: self.progress("agreement", done, total)) if self.progress else None
-        try:
-            report = run_agreement(Path(command.slots.file).expanduser(), a, b, csv_path=csv_path,
-                                   store=self.experiments.store, progress=progress)
-        finally:
-            for variant in (a, b):
-                getattr(variant, "close", lambda: None)()
-        return r.AgreementResult(report=report.to_dict())
-
-    # -- the factory -----------------------------------------------------------------------------------------
-    @property
-    def factory(self):
-        """The quantization agent, sharing the experiment agent's store."""
-        from agents.quantization.factory import QuantizationAgent
-
-        return QuantizationAgent(self.settings, self.manager, self.experiments.store)
-
-    def download(self, command: Command) -> r.Result:
-        from agents.quantization.acquire import download_model
-
-        got = download_model(command.slots.model, self.settings, name=command.slots.name,
-                             level=command.slots.level, progress=self.progress)
-        return r.AcquiredResult(action="downloaded", model=_acquired_dict(got))
-
-    def import_model(self, command: Command) -> r.Result:
-        from agents.quantization.acquire import import_model
-
-        got = import_model(Path(command.slots.model).expanduser(), self.settings, name=command.slots.name,
-                           progress=self.progress)
-        return r.AcquiredResult(action="imported", model=_acquired_dict(got))
+    def quantize(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
+        """Plan and run without asking (scripts, -c, --json); the interactive shell asks between the two itself."""
+        planned = self.plan_quantization(command, progress)
+        return planned.run(progress) if planned.runnable else planned
 
     def login(self, token: str) -> r.Result:
         """Validate and store a Hugging Face token in the hub's own store (the shell prompts for it)."""
-        from huggingface_hub import constants
+        return self.library.login(token)
 
-        from agents.quantization.acquire import login
-
-        user = login(token, self.settings)
-        return r.LoggedIn(user=user, token_path=str(constants.HF_TOKEN_PATH))
-
-    def plan_quantization(self, command: Command) -> r.PlanResult:
-        """The plan for a quantize command; a repo id not on disk is downloaded first (with progress)."""
-        from agents.quantization.plan import QuantRequest
-
-        slots = command.slots
-        model, acquired = self._local_source(slots.model)
-        request = QuantRequest(
-            model=model, method=slots.method, bits=slots.bits, level=slots.level, name=slots.name,
-            calibration_file=Path(slots.file).expanduser() if slots.file else None, imatrix=slots.imatrix,
-            fidelity=slots.fidelity,
-        )
-        plan = self.factory.plan(request)
-        return r.PlanResult(plan=plan.to_dict(), refused=not plan.runnable, ok=plan.runnable, acquired=acquired)
-
-    def _local_source(self, ref: str) -> tuple[str, Optional[dict]]:
-        """A model on disk by that name; a Hub repo id (ORG/NAME) that is not is downloaded first."""
-        names = {rec.name for rec in self.manager.available()}
-        if ref in names or "/" not in ref or Path(ref).expanduser().exists():
-            return ref, None
-        from agents.quantization.acquire import download_model
-
-        got = download_model(ref, self.settings, progress=self.progress)
-        return got.name, _acquired_dict(got)
-
-    def run_quantization(self, planned: r.PlanResult) -> r.Result:
-        """Run a shown plan; then, when asked, the fidelity report card against the source."""
-        from agents.quantization.plan import QuantPlan
-
-        if planned.refused:
-            return planned
-        plan = QuantPlan(**planned.plan)
-        done = self.factory.run(plan, progress=self.progress)
-        result = r.Quantized(run_id=done.run_id, output=Path(plan.output_path).name, plan=planned.plan,
-                             manifest=done.manifest, wall_time_s=done.wall_time_s,
-                             peak_rss_bytes=done.peak_rss_bytes, acquired=planned.acquired)
-        if plan.fidelity:
-            output = Path(plan.output_path)
-            name = output.stem if output.suffix == ".gguf" else output.name  # as discovery names it
-            result.fidelity = self.experiments.fidelity(name, plan.source, progress=self.progress)
-        return result
-
-    def quantize(self, command: Command) -> r.Result:
-        """Plan and run without asking (scripts, -c, the API); the shell asks between the two itself."""
-        planned = self.plan_quantization(command)
-        return self.run_quantization(planned) if planned.ok else planned
-
-    def list_quantizations(self, command: Command) -> r.Result:
-        return r.QuantizationList(runs=self.experiments.store.quantization_runs(limit=30))
-
-    def list_experiments(self, command: Command) -> r.Result:
-        return r.ExperimentList(experiments=self.experiments.store.experiments(model=command.slots.model, limit=30))
-
-    def statistics(self, command: Command) -> r.Result:
-        return r.Statistics(values=self.experiments.store.statistics())
-
-    def unknown(self, command: Command) -> r.Result:
+    # -- words -------------------------------------------------------------------------------------------------
+    def unknown(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
         """What was not understood, and the two closest commands (with the user's model name in them)."""
         closest = command.choices[:2] or [command.suggestion or "help"]
         return r.Unknown(text=command.text.strip(), suggestion=" or ".join(closest))
@@ -420,7 +295,7 @@ class Executor:
         first, second = names[0], names[1] if len(names) > 1 else names[0]
         return re.sub(r"\bB\b", second, re.sub(r"\b(?:NAME|A)\b", first, text))
 
-    def help(self, command: Command) -> r.Result:
+    def help(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
         """`help`: one line per command, grouped by task, each with an example; `help TOPIC`: its forms."""
         topic = (command.slots.kind or "").lower()
         if not topic:
@@ -443,14 +318,6 @@ class Executor:
             rows.append((task, say, does, fill(example)))
             rows += [(task, "", "", fill(form)) for form in forms]
         return r.Help(commands=rows)
-
-
-def _acquired_dict(got) -> dict:
-    from dataclasses import asdict
-
-    data = asdict(got)
-    data["path"] = str(data["path"])
-    return data
 
 
 def model_names(manager) -> Callable[[], list[str]]:

@@ -15,7 +15,14 @@ class Intent(str, Enum):
     SHOW_API_STATUS = "SHOW_API_STATUS"
     LIST_MODELS = "LIST_MODELS"
     CHAT_WITH_MODEL = "CHAT_WITH_MODEL"
-    EXPERIMENT_WITH_MODEL = "EXPERIMENT_WITH_MODEL"
+    # Experiments, one intent each (every one recorded in the history).
+    EXPERIMENT_WITH_MODEL = "EXPERIMENT_WITH_MODEL"  # one prompt, or the standard prompt set
+    BATCH_EXPERIMENT = "BATCH_EXPERIMENT"  # every prompt of a file
+    CONVERSATION_EXPERIMENT = "CONVERSATION_EXPERIMENT"  # a multi-turn script
+    BENCHMARK_MODELS = "BENCHMARK_MODELS"  # speed: TTFT, tokens/s, latency, load time, memory
+    COMPARE_MODELS = "COMPARE_MODELS"  # the same prompts on each, fidelity against their source, ranked
+    FIDELITY_REPORT = "FIDELITY_REPORT"  # perplexity, KL divergence, top-1 agreement against a reference
+    AGREEMENT_REPORT = "AGREEMENT_REPORT"  # two variants on a labelled dataset
     QUANTIZE_MODEL = "QUANTIZE_MODEL"
     DOWNLOAD_MODEL = "DOWNLOAD_MODEL"
     IMPORT_MODEL = "IMPORT_MODEL"
@@ -51,7 +58,7 @@ class Slots:
     model: Optional[str] = None
     models: list[str] = field(default_factory=list)
     port: Optional[int] = None
-    kind: Optional[str] = None  # single | batch | conversation | benchmark | compare | fidelity | agreement
+    kind: Optional[str] = None  # help: the topic; export: the target engine (vllm | llama-server)
     prompt: Optional[str] = None
     file: Optional[str] = None
     method: Optional[str] = None  # gguf | gptq | bnb

@@ -12,21 +12,27 @@ instead of reporting a load that did not happen.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 from agents import results as r
 from agents.intents import Command, Intent
+from lqmf.progress import Progress
 
 
 class ModelCommands:
-    """Handlers over the executor's manager and history store (the same ones the API server uses)."""
+    """Handlers over the executor's library (the same manager and history store the API server uses)."""
 
     def __init__(self, executor) -> None:
         self.executor = executor
 
-    def handlers(self) -> dict[Intent, Callable[[Command], r.Result]]:
+    def handlers(self) -> dict[Intent, Callable[[Command, Optional[Progress]], r.Result]]:
         return {Intent.REMOVE_MODEL: self.remove, Intent.SHOW_MODEL: self.show, Intent.RENAME_MODEL: self.rename,
-                Intent.COPY_MODEL: self.copy, Intent.DISK_USAGE: self.disk_usage, Intent.LOAD_MODEL_API: self.load}
+                Intent.COPY_MODEL: self.copy, Intent.DISK_USAGE: lambda c, p: self.library.disk_usage(),
+                Intent.LOAD_MODEL_API: self.load}
+
+    @property
+    def library(self):
+        return self.executor.library
 
     @property
     def admin(self):
@@ -35,54 +41,37 @@ class ModelCommands:
 
         return model_admin
 
-    @property
-    def manager(self):
-        return self.executor.manager
-
-    @property
-    def store(self):
-        return self.executor.experiments.store
-
-    def load(self, command: Command) -> r.Result:
+    def load(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
         """The executor's load; a model that was loaded already says so (manager.load refreshed its last use)."""
         name = command.slots.model
-        was_loaded = bool(name) and self.manager.is_loaded(name)
-        result = self.executor.load(command)
+        was_loaded = bool(name) and self.library.manager.is_loaded(name)
+        result = self.executor.load(command, progress)
         if was_loaded and type(result) is r.Loaded:
             return r.AlreadyLoaded(model=result.model, note=result.note)
         return result
 
-    def remove(self, command: Command) -> r.Result:
-        name = self.admin.require_model(self.manager, command.slots.model, "remove")
-        self.admin.check_removable(self.manager, name)  # refused before the question, not after a yes
+    def remove(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
+        """Asks first (refused before the question, not after a yes, while the model is loaded)."""
+        manager = self.library.manager
+        name = self.admin.require_model(manager, command.slots.model, "remove")
+        self.admin.check_removable(manager, name)
         if not command.slots.yes:
-            return r.Confirm(question=self.admin.removal_question(self.admin.plan_removal(self.manager, name)))
-        change = self.admin.remove_model(self.manager, name, store=self.store)
-        return r.ModelChanged(change=change.to_dict())
+            return r.Confirm(question=self.admin.removal_question(self.admin.plan_removal(manager, name)))
+        return self.library.remove(name)
 
-    def show(self, command: Command) -> r.Result:
-        name = self.admin.require_model(self.manager, command.slots.model, "show")
-        return r.ModelDetails(model=self.admin.show_model(self.manager, name, store=self.store))
+    def show(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
+        return self.library.show(command.slots.model)
 
-    def _new_name(self, command: Command, verb: str) -> r.Result | None:
+    def _new_name(self, command: Command, verb: str) -> Optional[r.Result]:
         if not command.slots.name:
             model = command.slots.model or "NAME"
             return r.Question(text=f"{verb.capitalize()} {model} to what? {verb} {model} to NEW")
         return None
 
-    def rename(self, command: Command) -> r.Result:
-        name = self.admin.require_model(self.manager, command.slots.model, "rename")
-        if (question := self._new_name(command, "rename")) is not None:
-            return question
-        change = self.admin.rename_model(self.manager, name, command.slots.name, store=self.store)
-        return r.ModelChanged(change=change.to_dict())
+    def rename(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
+        self.admin.require_model(self.library.manager, command.slots.model, "rename")
+        return self._new_name(command, "rename") or self.library.rename(command.slots.model, command.slots.name)
 
-    def copy(self, command: Command) -> r.Result:
-        name = self.admin.require_model(self.manager, command.slots.model, "copy")
-        if (question := self._new_name(command, "copy")) is not None:
-            return question
-        change = self.admin.copy_model(self.manager, name, command.slots.name, store=self.store)
-        return r.ModelChanged(change=change.to_dict())
-
-    def disk_usage(self, command: Command) -> r.Result:
-        return r.DiskUsage(usage=self.admin.disk_usage(self.manager))
+    def copy(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
+        self.admin.require_model(self.library.manager, command.slots.model, "copy")
+        return self._new_name(command, "copy") or self.library.copy(command.slots.model, command.slots.name)

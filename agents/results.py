@@ -1,21 +1,35 @@
-"""Typed results the executor returns and cli/render.py draws (or --json prints)."""
+"""The shell's results: what a command answers besides the library's own results (questions, help, errors...).
+
+The library's results live with the work that makes them (agents/measure/results.py,
+agents/quantization/results.py, agents/models/results.py) and are re-exported here, so that the shell
+and cli/render.py read every result as `r.X`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, is_dataclass
-from typing import Any, Optional
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Optional
 
+from agents.measure.results import (  # noqa: F401  (re-exported: the shell's one namespace of results)
+    AgreementResult,
+    EmbeddedText,
+    EmbeddingResult,
+    ExperimentList,
+    ExperimentResult,
+    Statistics,
+)
+from agents.models.results import DiskUsage, ModelChanged, ModelDetails, ModelList  # noqa: F401
+from agents.quantization.results import (  # noqa: F401
+    AcquiredResult,
+    LoggedIn,
+    QuantizationList,
+    QuantizePlan,
+    Quantized,
+)
+from lqmf.results import Result
 
-@dataclass
-class Result:
-    """Base of every result; `ok` False means the command failed (the shell's -c exits non-zero)."""
-
-    ok: bool = True
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self) if is_dataclass(self) else {}
-        data["type"] = type(self).__name__
-        return data
+if TYPE_CHECKING:  # typing only: the chat session loads with the first chat
+    from agents.chat_session import ChatSession
 
 
 @dataclass
@@ -24,38 +38,57 @@ class Message(Result):
 
 
 @dataclass
-class ErrorResult(Result):
-    message: str = ""
-    hint: str = ""
+class NotDone(Result):
+    """Base of the answers that are not the command done: an error, a question, a line not understood.
+
+    None of them is ok, so -c and --script stop there with a non-zero exit.
+    """
+
     ok: bool = False
 
 
 @dataclass
-class Question(Result):
+class ErrorResult(NotDone):
+    """A command that failed: what went wrong, and what to do about it."""
+
+    message: str = ""
+    hint: str = ""
+
+
+@dataclass
+class Question(NotDone):
     """A slot is missing: ask, offering choices."""
 
     text: str = ""
     choices: list[str] = field(default_factory=list)
-    ok: bool = False
 
 
 @dataclass
-class Unknown(Result):
-    text: str = ""
-    suggestion: str = ""
-    ok: bool = False
+class Unknown(NotDone):
+    text: str = ""  # the line as typed
+    suggestion: str = ""  # the closest commands ("load NAME or show NAME")
 
 
 @dataclass
-class ModelList(Result):
-    models_dir: str = ""
-    models: list[dict[str, Any]] = field(default_factory=list)
+class Confirm(NotDone):
+    """The command needs a yes first (destructive, or understood with low confidence).
+
+    The interactive shell asks `question` [y/N] and, on yes, runs the same command again with
+    slots.yes set; -c / --script fail with the question as the error (add --yes to run it).
+    """
+
+    question: str = ""
 
 
 @dataclass
 class Loaded(Result):
     model: dict[str, Any] = field(default_factory=dict)
     note: str = ""  # said once: GGUF is served in-process because the server engine is not built
+
+
+@dataclass
+class AlreadyLoaded(Loaded):
+    """`load model X` when X was loaded already: nothing was loaded, its last use (keep_alive) starts over."""
 
 
 @dataclass
@@ -78,10 +111,15 @@ class ServerInfo(Result):
 
 @dataclass
 class ChatStart(Result):
-    """Enter chat mode with a model (or answer one prompt when given)."""
+    """Chat mode with a loaded model, its session ready (or one prompt to answer when given)."""
 
     model: str = ""
     prompt: Optional[str] = None
+    session: Optional["ChatSession"] = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the model and the prompt (the live session is no data)."""
+        return {"ok": self.ok, "model": self.model, "prompt": self.prompt, "type": type(self).__name__}
 
 
 @dataclass
@@ -99,89 +137,6 @@ class Help(Result):
 @dataclass
 class Exit(Result):
     pass
-
-
-@dataclass
-class ExperimentResult(Result):
-    """A finished experiment: per-model rows, per-generation runs, the recommendation and the report file."""
-
-    id: int = 0
-    kind: str = ""
-    models: list[str] = field(default_factory=list)
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    runs: list[dict[str, Any]] = field(default_factory=list)
-    recommendation: str = ""
-    reference: Optional[str] = None
-    report_path: Optional[str] = None
-    notes: list[str] = field(default_factory=list)
-
-
-@dataclass
-class AgreementResult(Result):
-    report: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class ExperimentList(Result):
-    experiments: list[dict[str, Any]] = field(default_factory=list)
-
-
-@dataclass
-class Statistics(Result):
-    values: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class PlanResult(Result):
-    """A quantization plan shown before it runs (refused: `problems` say why, and it is not ok)."""
-
-    plan: dict[str, Any] = field(default_factory=dict)
-    refused: bool = False
-    acquired: Optional[dict[str, Any]] = None  # the download that came first, when the source was a repo id
-
-
-@dataclass
-class Quantized(Result):
-    """A finished quantization run: the plan it followed, the output's manifest and the run's measurements."""
-
-    run_id: int = 0
-    output: str = ""
-    plan: dict[str, Any] = field(default_factory=dict)
-    manifest: dict[str, Any] = field(default_factory=dict)
-    wall_time_s: float = 0.0
-    peak_rss_bytes: int = 0
-    acquired: Optional[dict[str, Any]] = None  # the download that came first, when the source was a repo id
-    fidelity: Optional[ExperimentResult] = None
-
-
-@dataclass
-class AcquiredResult(Result):
-    """A model downloaded from the Hub or imported from a local path."""
-
-    action: str = ""  # downloaded | imported
-    model: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class QuantizationList(Result):
-    runs: list[dict[str, Any]] = field(default_factory=list)
-
-
-@dataclass
-class LoggedIn(Result):
-    user: str = ""
-    token_path: str = ""
-
-
-@dataclass
-class EmbeddingResult(Result):
-    """Raw (unnormalised) embeddings of one or more texts: per text its tokens, norm and whole vector."""
-
-    model: str = ""
-    dim: int = 0
-    pooling: str = ""
-    seconds: float = 0.0
-    items: list[dict[str, Any]] = field(default_factory=list)  # text, tokens, norm, vector
 
 
 @dataclass
@@ -228,41 +183,3 @@ class ExportResult(Result):
     command: str = ""
     notes: list[str] = field(default_factory=list)
     experimental: bool = False
-
-
-@dataclass
-class Confirm(Result):
-    """The command needs a yes first (destructive, or understood with low confidence).
-
-    The interactive shell asks `question` [y/N] and, on yes, runs the same command again with
-    slots.yes set; -c / --script fail with the question as the error (add --yes to run it).
-    """
-
-    question: str = ""
-    ok: bool = False
-
-
-@dataclass
-class AlreadyLoaded(Loaded):
-    """`load model X` when X was loaded already: nothing was loaded, its last use (keep_alive) starts over."""
-
-
-@dataclass
-class ModelChanged(Result):
-    """A model removed, renamed or copied: what changed on disk (model_admin.Change as a dict)."""
-
-    change: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class ModelDetails(Result):
-    """`show NAME`: the manifest's facts, the lineage tree, the latest figures, chat template and context."""
-
-    model: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class DiskUsage(Result):
-    """Per model: bytes on disk and what removing it frees; the total and the disk's free space."""
-
-    usage: dict[str, Any] = field(default_factory=dict)

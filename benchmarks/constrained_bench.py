@@ -35,7 +35,8 @@ SMALL = {
 }
 
 
-def _tool(name: str, arguments: dict, required: list[str]) -> dict:
+def tool_call_schema(name: str, arguments: dict, required: list[str]) -> dict:
+    """One tool call, {"name": NAME, "arguments": {...}}, with no keys beyond the given ones."""
     return {
         "type": "object",
         "properties": {
@@ -49,18 +50,18 @@ def _tool(name: str, arguments: dict, required: list[str]) -> dict:
 
 
 TOOLS = {"anyOf": [
-    _tool("get_weather", {
+    tool_call_schema("get_weather", {
         "location": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 16},
                                                       "country": {"type": "string", "maxLength": 16}},
                      "required": ["city"], "additionalProperties": False},
         "unit": {"enum": ["celsius", "fahrenheit"]},
     }, ["location"]),
-    _tool("search", {
+    tool_call_schema("search", {
         "query": {"type": "string", "maxLength": 24},
         "filters": {"type": "array", "items": {"type": "string", "maxLength": 12}, "maxItems": 3},
         "limit": {"type": "integer", "minimum": 1, "maximum": 50},
     }, ["query"]),
-    _tool("send_email", {
+    tool_call_schema("send_email", {
         "to": {"type": "array", "items": {"type": "string", "maxLength": 24}, "minItems": 1, "maxItems": 2},
         "subject": {"type": "string", "maxLength": 24},
         "urgent": {"type": "boolean"},

@@ -537,7 +537,7 @@ def lqmf_server(setup: Setup, models_dir: Path, engine: str, preload: Sequence[s
     """`python -m server` in a temporary LQMF_HOME, models from `models_dir`, with the given GGUF engine."""
     import psutil
 
-    from agents.quantization.llama_tools import tools_folder
+    from lqmf.tools import tools_folder
     if __package__:  # imported as benchmarks.*
         from benchmarks.load_test import ServerProcess
     else:  # run as a script: benchmarks/ is first on sys.path
@@ -664,7 +664,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from lqmf.environment import apply_environment_quirks
 
     apply_environment_quirks()
-    from agents.quantization.llama_tools import LlamaTools, gguf_context_length, tools_folder
+    from agents.quantization.imatrix import gguf_context_length
+    from lqmf.tools import LlamaTools, tools_folder
     from lqmf.manifest import read_manifest
     from lqmf.settings import load_settings
     from server.backends.gguf_engine import engine_threads

@@ -50,7 +50,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = eb.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    from agents.quantization.llama_tools import LlamaTools, gguf_context_length, tools_folder
+    from agents.quantization.imatrix import gguf_context_length
+    from lqmf.tools import LlamaTools, tools_folder
     if __package__:  # imported as benchmarks.*
         from benchmarks.load_test import ServerProcess
     else:  # run as a script: benchmarks/ is first on sys.path

@@ -14,18 +14,10 @@ from agents import results as r
 from agents.measure.fidelity import format_dp, format_kld, format_ppl, format_share
 from cli.render_classifiers import RENDERERS as CLASSIFIER_RENDERERS
 from cli.render_models import RENDERERS as MODEL_RENDERERS
+from lqmf.units import format_bytes
 
 
 EMBED_SHOWN = 5  # values of each embedding drawn; --json prints them all
-
-
-def _size(n: Any) -> str:
-    if not n:
-        return "-"
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} B"
 
 
 def _params(n: Any) -> str:
@@ -42,19 +34,18 @@ def model_list(res: r.ModelList, console: Console) -> None:
     for column in ("name", "format", "level", "bits", "size", "params", "context", "loaded", "usable"):
         table.add_column(column)
     for m in res.models:
-        remote = m.get("remote")
-        if remote:  # a remote endpoint: where it is and how it answered, instead of file facts
-            level = m["display"].get("host", "-")
-            size = f"{remote['health']}, {m['display'].get('latency', '-')}"
+        if m.remote:  # a remote endpoint: where it is and how it answered, instead of file facts
+            level = m.display.get("host", "-")
+            size = f"{m.remote['health']}, {m.display.get('latency', '-')}"
         else:
-            level, size = m.get("level") or "-", _size(m["size_bytes"])
+            level, size = m.level or "-", format_bytes(m.size_bytes)
         table.add_row(
-            m["name"], m["format"], level, f"{m['bits']:g}" if m.get("bits") else "-",
-            size, _params(m.get("parameter_count")), str(m.get("context_length") or "-"),
-            "yes" if m.get("loaded") else "", "yes" if m["usable"] else f"no: {m['reason']}",
+            m.name, m.format, level, f"{m.bits:g}" if m.bits else "-",
+            size, _params(m.parameter_count), str(m.context_length or "-"),
+            "yes" if m.name in res.loaded else "", "yes" if m.usable else f"no: {m.reason}",
         )
     console.print(table)
-    if any(m.get("remote") for m in res.models):
+    if any(m.remote for m in res.models):
         console.print("Remote models show their host in the level column and health, probe latency in the size "
                       "column (list endpoints: every member).")
 
@@ -96,7 +87,8 @@ def loaded_table(models: list[dict], console: Console) -> None:
         table.add_column(column)
     for m in models:
         keep = "forever" if m["keep_alive_s"] < 0 else f"{m['keep_alive_s']:g} s"
-        table.add_row(m["name"], m["format"], m.get("level") or "-", _size(m["memory_bytes"]),
+        # A remote model holds no memory here: its 0 reads as "-".
+        table.add_row(m["name"], m["format"], m.get("level") or "-", format_bytes(m["memory_bytes"] or None),
                       f"{m['load_time_s']:.2f} s", f"{time.time() - m['last_used']:.0f} s ago",
                       str(m["queue_depth"]), keep)
     console.print(table)
@@ -118,7 +110,8 @@ def loaded(res: r.Loaded, console: Console) -> None:
     m = res.model
     engine = f", on llama-server with {m['slots']} parallel slots" if m.get("engine") == "llama-server" else ""
     console.print(f"[green]loaded[/green] {m['name']} ({m['format']} {m.get('level') or ''}) in "
-                  f"{m['load_time_s']:.2f} s, {_size(m['memory_bytes'])}, context {m['context_length']}{engine}")
+                  f"{m['load_time_s']:.2f} s, {format_bytes(m['memory_bytes'] or None)}, "
+                  f"context {m['context_length']}{engine}")
     if res.note:
         console.print(f"[yellow]note:[/yellow] {res.note}")
 
@@ -170,21 +163,21 @@ def _num(value: Any, fmt: str) -> str:
 # Row columns of benchmark / compare / fidelity tables: (header, key, how to show it). Shown when any row has it.
 Column = tuple[str, str, Callable[[Any], str]]
 SPEED_COLUMNS: list[Column] = [  # rows come ranked, fastest first
-    ("size", "size_bytes", _size),
+    ("size", "size_bytes", lambda v: format_bytes(v or None)),  # 0: a remote model, no file here
     ("gen tok/s", "gen_tps", lambda v: _num(v, ".1f")),
     ("prompt tok/s", "prompt_tps", lambda v: _num(v, ".1f")),
     ("TTFT p50", "ttft_p50_s", lambda v: _num(v, ".3f")),
     ("latency p50", "latency_p50_s", lambda v: _num(v, ".3f")),
     ("latency p95", "latency_p95_s", lambda v: _num(v, ".3f")),
     ("load s", "load_time_s", lambda v: _num(v, ".2f")),
-    ("peak RSS +", "peak_rss_attributable_bytes", _size),
+    ("peak RSS +", "peak_rss_attributable_bytes", format_bytes),
 ]
 # No "quality (heuristic)" column: the word heuristic gives a fluent non-answer full marks (agents/measure/quality.py).
 # Fidelity is the quality measure; the heuristic stays in the history and in --json.
 # The HTML report formats these with the same functions (agents.measure.fidelity), so both read alike.
 FIDELITY_COLUMNS: list[Column] = [
     ("level", "level", lambda v: v or "-"),
-    ("size", "size_bytes", _size),
+    ("size", "size_bytes", lambda v: format_bytes(v or None)),
     ("PPL", "ppl_test", format_ppl),
     ("KLD mean", "kld_mean", format_kld),
     ("KLD p99", "kld_p99", format_kld),
@@ -200,8 +193,8 @@ def experiment_result(res: r.ExperimentResult, console: Console) -> None:
         for column in ("#", "prompt", "response", "tokens in/out", "TTFT s", "gen tok/s"):
             table.add_column(column)
         for i, run in enumerate(res.runs, 1):
-            table.add_row(str(i), run["prompt"], run["response"], f"{run['prompt_tokens']}/{run['completion_tokens']}",
-                          f"{run['ttft_s']:.3f}", _num(run["gen_tps"], ".1f"))
+            table.add_row(str(i), run.prompt, run.response, f"{run.prompt_tokens}/{run.completion_tokens}",
+                          f"{run.ttft_s:.3f}", _num(run.gen_tps, ".1f"))
         console.print(table)
         console.print("  Judge the answers yourself: no score here tells a right answer from a fluent wrong one "
                       "(a word heuristic is in --json). For quality, run: fidelity of MODEL")
@@ -209,15 +202,15 @@ def experiment_result(res: r.ExperimentResult, console: Console) -> None:
                SPEED_COLUMNS, "latency_p50_s"),
               (f"Fidelity against {res.reference}", FIDELITY_COLUMNS, "kld_mean"))
     for title, columns, measured in tables:
-        if not any(row.get(measured) is not None for row in res.rows):
+        if not any(row.value(measured) is not None for row in res.rows):
             continue
-        shown = [(h, k, f) for h, k, f in columns if any(row.get(k) is not None for row in res.rows)]
+        shown = [(h, k, f) for h, k, f in columns if any(row.value(k) is not None for row in res.rows)]
         table = Table(title=title)
         table.add_column("model")
         for header, _, _ in shown:
             table.add_column(header, justify="right")
         for row in res.rows:
-            table.add_row(row["model"], *(fmt(row.get(key)) for _, key, fmt in shown))
+            table.add_row(row.model, *(fmt(row.value(key)) for _, key, fmt in shown))
         console.print(table)
     for note in res.notes:
         console.print(f"  {note}")
@@ -229,19 +222,19 @@ def experiment_result(res: r.ExperimentResult, console: Console) -> None:
 
 def agreement(res: r.AgreementResult, console: Console) -> None:
     rep = res.report
-    table = Table(title=f"Agreement of {rep['variant_a']} and {rep['variant_b']} on {rep['examples']} examples")
+    table = Table(title=f"Agreement of {rep.variant_a} and {rep.variant_b} on {rep.examples} examples")
     table.add_column("measure")
     table.add_column("value", justify="right")
     pct = lambda v: "-" if v is None else f"{100 * v:.1f}%"  # noqa: E731
     for label, key in (("agreement (unparsed = disagree)", "agreement_rate"),
                        ("agreement where both parsed", "agreement_rate_parsed"),
-                       (f"parse success {rep['variant_a']}", "parse_success_a"),
-                       (f"parse success {rep['variant_b']}", "parse_success_b"),
-                       (f"accuracy {rep['variant_a']}", "accuracy_a"), (f"accuracy {rep['variant_b']}", "accuracy_b"),
+                       (f"parse success {rep.variant_a}", "parse_success_a"),
+                       (f"parse success {rep.variant_b}", "parse_success_b"),
+                       (f"accuracy {rep.variant_a}", "accuracy_a"), (f"accuracy {rep.variant_b}", "accuracy_b"),
                        ("text similarity (mean)", "text_similarity_mean"), ("identical answers", "exact_match_rate")):
-        table.add_row(label, pct(rep.get(key)))
+        table.add_row(label, pct(getattr(rep, key)))
     console.print(table)
-    console.print(f"per-example report: {rep['csv_path']}")
+    console.print(f"per-example report: {rep.csv_path}")
 
 
 def experiment_list(res: r.ExperimentList, console: Console) -> None:
@@ -284,56 +277,57 @@ def _duration(seconds: Any) -> str:
     return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
-def plan_panel(res: r.PlanResult, console: Console) -> None:
+def plan_panel(res: r.QuantizePlan, console: Console) -> None:
     p = res.plan
     if res.acquired:
         acquired(r.AcquiredResult(action="downloaded", model=res.acquired), console)
     lines = [
-        f"[bold]{p['source']}[/bold] ({p['source_format']}, {_params(p['parameter_count'])} parameters) → "
-        f"[bold]{p['output_name']}[/bold]",
-        f"method {p['method']}, level {p['level']} ({p['bits']:g} bits per weight nominal)",
-        f"why: {p['recommendation']}",
-        *(f"  {i}. {step}" for i, step in enumerate(p["steps"], 1)),
+        f"[bold]{p.source}[/bold] ({p.source_format}, {_params(p.parameter_count)} parameters) → "
+        f"[bold]{p.output_name}[/bold]",
+        f"method {p.method}, level {p.level} ({p.bits:g} bits per weight nominal)",
+        f"why: {p.recommendation}",
+        *(f"  {i}. {step}" for i, step in enumerate(p.steps, 1)),
     ]
-    if p.get("calibration"):
-        lines.append(f"calibration: {p['calibration']}")
-    if p.get("fidelity"):
-        lines.append(f"then: fidelity report card against {p['source']}")
+    if p.calibration:
+        lines.append(f"calibration: {p.calibration}")
+    if p.fidelity:
+        lines.append(f"then: fidelity report card against {p.source}")
     lines += [
-        f"expected: output ≈ {_size(p['expected_size_bytes'])}, peak RAM ≈ {_size(p['expected_peak_ram_bytes'])} "
-        f"(available {_size(p['available_ram_bytes'])}), disk ≈ {_size(p['disk_needed_bytes'])} "
-        f"(free {_size(p['free_disk_bytes'])})",
-        f"time: about {_duration(p['estimated_seconds'])} ({p['estimate_basis']})",
-        *([f"RAM: {p['ram_basis']}"] if p.get("ram_basis") else []),
-        *(f"note: {note}" for note in p.get("notes") or []),
+        f"expected: output ≈ {format_bytes(p.expected_size_bytes)}, "
+        f"peak RAM ≈ {format_bytes(p.expected_peak_ram_bytes)} "
+        f"(available {format_bytes(p.available_ram_bytes)}), disk ≈ {format_bytes(p.disk_needed_bytes)} "
+        f"(free {format_bytes(p.free_disk_bytes)})",
+        f"time: about {_duration(p.estimated_seconds)} ({p.estimate_basis})",
+        *([f"RAM: {p.ram_basis}"] if p.ram_basis else []),
+        *(f"note: {note}" for note in p.notes),
     ]
     if res.refused:
-        lines += [f"[red]refused:[/red] {problem}" for problem in p["problems"]]
+        lines += [f"[red]refused:[/red] {problem}" for problem in p.problems]
     console.print(Panel("\n".join(lines), title="quantization plan" + (" — refused" if res.refused else "")))
 
 
 def quantized(res: r.Quantized, console: Console) -> None:
     m = res.manifest
-    console.print(f"[green]quantized[/green] {res.plan['source']} → [bold]{res.output}[/bold] "
-                  f"({m.get('format')} {m.get('level')}, {_size(m.get('size_bytes'))}, "
+    console.print(f"[green]quantized[/green] {res.plan.source} → [bold]{res.output}[/bold] "
+                  f"({m.get('format')} {m.get('level')}, {format_bytes(m.get('size_bytes'))}, "
                   f"{m.get('bits_per_weight', 0):.2f} bits per weight) in {_duration(res.wall_time_s)}, "
-                  f"peak memory {_size(res.peak_rss_bytes)} (planned {_size(res.plan.get('expected_peak_ram_bytes'))})"
+                  f"peak memory {format_bytes(res.peak_rss_bytes)} "
+                  f"(planned {format_bytes(res.plan.expected_peak_ram_bytes)})"
                   f" — run #{res.run_id} in the history")
     for warning in m.get("warnings") or []:
         console.print(f"[yellow]warning:[/yellow] {warning}")
     if res.fidelity is not None:
         experiment_result(res.fidelity, console)
-    console.print(f"next: load model {res.output.removesuffix('.gguf')} · chat with {res.output.removesuffix('.gguf')}"
-                  f" · compare {res.output.removesuffix('.gguf')} and {res.plan['source']}")
+    console.print(f"next: load model {res.model} · chat with {res.model} · compare {res.model} and {res.plan.source}")
 
 
 def acquired(res: r.AcquiredResult, console: Console) -> None:
     m = res.model
-    if m.get("already_present"):
-        console.print(f"{m['name']} is already here ({m['path']}), from {m['source']}")
+    if m.already_present:
+        console.print(f"{m.name} is already here ({m.path}), from {m.source}")
         return
-    console.print(f"[green]{res.action}[/green] {m['source']} → [bold]{m['name']}[/bold] ({m['format']}, "
-                  f"{m['files']} files, {_size(m['size_bytes'])}) in {_duration(m['wall_time_s'])}")
+    console.print(f"[green]{res.action}[/green] {m.source} → [bold]{m.name}[/bold] ({m.format}, "
+                  f"{m.files} files, {format_bytes(m.size_bytes)}) in {_duration(m.wall_time_s)}")
 
 
 def quantization_list(res: r.QuantizationList, console: Console) -> None:
@@ -346,7 +340,7 @@ def quantization_list(res: r.QuantizationList, console: Console) -> None:
     for q in res.runs:
         table.add_row(str(q["id"]), q["source"], q["output"], q["method"], q.get("level") or "-", q["status"],
                       time.strftime("%Y-%m-%d %H:%M", time.localtime(q["started_at"])), _duration(q.get("wall_time_s")),
-                      _size(q.get("peak_rss_bytes")), q.get("error") or "")
+                      format_bytes(q.get("peak_rss_bytes")), q.get("error") or "")
     console.print(table)
 
 
@@ -355,9 +349,9 @@ def embeddings(res: r.EmbeddingResult, console: Console) -> None:
     for column in ("text", "tokens", "norm", "first values"):
         table.add_column(column)
     for item in res.items:
-        text = item["text"] if len(item["text"]) <= 40 else item["text"][:39] + "…"
-        first = " ".join(f"{v:+.4f}" for v in item["vector"][:EMBED_SHOWN]) + (" …" if res.dim > EMBED_SHOWN else "")
-        table.add_row(text, str(item["tokens"]), f"{item['norm']:.4f}", first)
+        text = item.text if len(item.text) <= 40 else item.text[:39] + "…"
+        first = " ".join(f"{v:+.4f}" for v in item.vector[:EMBED_SHOWN]) + (" …" if res.dim > EMBED_SHOWN else "")
+        table.add_row(text, str(item.tokens), f"{item.norm:.4f}", first)
     console.print(table)
 
 
@@ -380,7 +374,7 @@ RENDERERS: dict[type, Callable[[Any, Console], None]] = {
     r.ErrorResult: lambda res, c: c.print(f"[red]error:[/red] {res.message}" + (f"\n  → {res.hint}" if res.hint else "")),
     r.Unknown: unknown,
     r.Confirm: confirm,
-    r.PlanResult: plan_panel,
+    r.QuantizePlan: plan_panel,
     r.Quantized: quantized,
     r.AcquiredResult: acquired,
     r.QuantizationList: quantization_list,

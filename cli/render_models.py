@@ -11,15 +11,7 @@ from rich.table import Table
 from rich.tree import Tree
 
 from agents import results as r
-
-
-def _size(n: Optional[int]) -> str:
-    if n is None:
-        return "-"
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} B"
+from lqmf.units import format_bytes
 
 
 def _ago(ts: Optional[float]) -> str:
@@ -35,26 +27,26 @@ def _ago(ts: Optional[float]) -> str:
 def already_loaded(res: r.AlreadyLoaded, console: Console) -> None:
     m = res.model
     console.print(f"{escape(m['name'])} was already loaded ({m['format']} {m.get('level') or ''}, "
-                  f"{_size(m.get('memory_bytes'))}, context {m.get('context_length')}); its keep_alive starts over now")
+                  f"{format_bytes(m.get('memory_bytes'))}, context {m.get('context_length')}); "
+                  "its keep_alive starts over now")
 
 
 def model_changed(res: r.ModelChanged, console: Console) -> None:
     c = res.change
-    name = escape(c["name"])
-    if c["action"] == "removed":
-        freed = c.get("freed_bytes", 0)
-        shared = "" if freed >= c["size_bytes"] else f" ({_size(freed)} freed: the rest is hard-linked elsewhere)"
-        console.print(f"[green]removed[/green] {name}: {_size(c['size_bytes'])}, {len(c['files'])} "
-                      f"path{'s' if len(c['files']) != 1 else ''}{shared}"
-                      + (" — it was unloaded first" if c.get("unloaded") else ""))
-    elif c["action"] == "renamed":
-        children = c.get("updated_children") or []
-        follow = f"; lineage updated in {', '.join(map(escape, children))}" if children else ""
-        console.print(f"[green]renamed[/green] {name} → [bold]{escape(c['new_name'])}[/bold] "
-                      f"({escape(c['new_path'])}){follow}")
+    name = escape(c.name)
+    if c.action == "removed":
+        shared = ("" if c.freed_bytes >= c.size_bytes
+                  else f" ({format_bytes(c.freed_bytes)} freed: the rest is hard-linked elsewhere)")
+        console.print(f"[green]removed[/green] {name}: {format_bytes(c.size_bytes)}, {len(c.files)} "
+                      f"path{'s' if len(c.files) != 1 else ''}{shared}"
+                      + (" — it was unloaded first" if c.unloaded else ""))
+    elif c.action == "renamed":
+        follow = f"; lineage updated in {', '.join(map(escape, c.updated_children))}" if c.updated_children else ""
+        console.print(f"[green]renamed[/green] {name} → [bold]{escape(c.new_name)}[/bold] "
+                      f"({escape(c.new_path)}){follow}")
     else:
-        console.print(f"[green]copied[/green] {name} → [bold]{escape(c['new_name'])}[/bold] "
-                      f"({_size(c['size_bytes'])}, {escape(c['new_path'])})")
+        console.print(f"[green]copied[/green] {name} → [bold]{escape(c.new_name)}[/bold] "
+                      f"({format_bytes(c.size_bytes)}, {escape(c.new_path)})")
 
 
 def _tree(node: dict[str, Any], name: str, branch: Optional[Tree] = None) -> Tree:
@@ -77,12 +69,12 @@ def model_details(res: r.ModelDetails, console: Console) -> None:
     table.add_row("path", escape(m["path"]))
     disk = m.get("disk") or {}
     if disk:
-        parts = [f"{_size(disk['artefact_bytes'])} weights and files"]
+        parts = [f"{format_bytes(disk['artefact_bytes'])} weights and files"]
         if disk.get("manifest_bytes"):
-            parts.append(f"{_size(disk['manifest_bytes'])} manifest")
+            parts.append(f"{format_bytes(disk['manifest_bytes'])} manifest")
         if disk.get("children_bytes"):
-            parts.append(f"{_size(disk['children_bytes'])} importance matrix")
-        table.add_row("size", f"{_size(disk['total_bytes'])} ({', '.join(parts)})")
+            parts.append(f"{format_bytes(disk['children_bytes'])} importance matrix")
+        table.add_row("size", f"{format_bytes(disk['total_bytes'])} ({', '.join(parts)})")
     if m.get("parameter_count"):
         table.add_row("parameters", f"{m['parameter_count']:,}")
     table.add_row("architecture", escape(str(m.get("architecture") or "-")))
@@ -110,7 +102,7 @@ def model_details(res: r.ModelDetails, console: Console) -> None:
             table.add_row("tool versions", escape(", ".join(f"{k} {v}" for k, v in tools.items())))
         if manifest.get("created_at"):
             table.add_row("made", f"{manifest['created_at']} in {manifest.get('wall_time_s') or 0:.1f} s, "
-                                  f"peak memory {_size(manifest.get('peak_rss_bytes'))}")
+                                  f"peak memory {format_bytes(manifest.get('peak_rss_bytes'))}")
     else:
         table.add_row("manifest", "none (not made by LQMF, or imported without one)")
     figures = m.get("figures") or {}
@@ -148,15 +140,15 @@ def disk_usage(res: r.DiskUsage, console: Console) -> None:
         table.add_column(column, justify=justify)
     for row in u["models"]:
         name = escape(row["name"]) + (" (loaded)" if row.get("loaded") else "")
-        table.add_row(name, f"{row['format']} {row.get('level') or ''}", _size(row["artefact_bytes"]),
-                      _size(row["manifest_bytes"]) if row["manifest_bytes"] else "-",
-                      _size(row["children_bytes"]) if row["children_bytes"] else "-",
-                      _size(row["total_bytes"]), _size(row["frees_bytes"]))
+        table.add_row(name, f"{row['format']} {row.get('level') or ''}", format_bytes(row["artefact_bytes"]),
+                      format_bytes(row["manifest_bytes"]) if row["manifest_bytes"] else "-",
+                      format_bytes(row["children_bytes"]) if row["children_bytes"] else "-",
+                      format_bytes(row["total_bytes"]), format_bytes(row["frees_bytes"]))
     table.add_section()
-    table.add_row("[bold]total[/bold]", f"{len(u['models'])} models", "", "", "", _size(u["total_bytes"]),
-                  _size(u["frees_bytes"]))
+    table.add_row("[bold]total[/bold]", f"{len(u['models'])} models", "", "", "", format_bytes(u["total_bytes"]),
+                  format_bytes(u["frees_bytes"]))
     console.print(table)
-    console.print(f"free on that disk: {_size(u['disk_free_bytes'])} of {_size(u['disk_total_bytes'])}"
+    console.print(f"free on that disk: {format_bytes(u['disk_free_bytes'])} of {format_bytes(u['disk_total_bytes'])}"
                   + ("" if u["frees_bytes"] >= u["total_bytes"] else
                      " — hard-linked files free nothing until their last link goes"))
 

@@ -19,6 +19,8 @@ from agents.intents import Intent
 from agents.executor_agent import Executor
 from cli.render import render
 from lqmf.errors import LQMFError
+from lqmf.progress import Progress
+from lqmf.units import format_bytes
 
 log = logging.getLogger("cli")
 
@@ -32,16 +34,13 @@ COMMAND_WORDS = [
 ]
 
 
-# Intents whose work advances a progress bar (the executor's progress callback).
-PROGRESS = {Intent.EXPERIMENT_WITH_MODEL, Intent.DOWNLOAD_MODEL, Intent.IMPORT_MODEL, Intent.EMBED_TEXT,
-            Intent.TRAIN_CLASSIFIER, Intent.CHECK_CLASSIFIER}
-
-
-def _bytes(n: int) -> str:
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} B"
+# Intents whose work advances a progress bar (drawn from the progress callback passed into execute()).
+PROGRESS = {Intent.EXPERIMENT_WITH_MODEL, Intent.BATCH_EXPERIMENT, Intent.CONVERSATION_EXPERIMENT,
+            Intent.BENCHMARK_MODELS, Intent.COMPARE_MODELS, Intent.FIDELITY_REPORT, Intent.AGREEMENT_REPORT,
+            Intent.DOWNLOAD_MODEL, Intent.IMPORT_MODEL, Intent.EMBED_TEXT, Intent.TRAIN_CLASSIFIER,
+            Intent.CHECK_CLASSIFIER}
+# Intents whose answer is a list of models (a pending question's choice is added to it, not put in its place).
+MANY_MODELS = {Intent.COMPARE_MODELS, Intent.AGREEMENT_REPORT}
 
 
 # Intents that can take seconds (loading weights, starting uvicorn): a spinner while they run.
@@ -100,6 +99,7 @@ class Shell:
         self.console = console
         self.pending = None  # the last command that asked a question with choices: the next line may answer it
         self.as_json = as_json
+        self.ways = self._ways()
         names = lambda: [rec.name for rec in executor.manager.available()]  # noqa: E731
         history = executor.settings.history_path
         history.parent.mkdir(parents=True, exist_ok=True)
@@ -130,11 +130,10 @@ class Shell:
         if isinstance(result, r.Question) and result.choices:
             self.pending = command  # the next line may answer it: a number or a name
         if isinstance(result, r.ChatStart) and not self.as_json:
-            chat = ChatSession(self.executor.manager, result.model)
             if result.prompt:
-                self.reply(chat, result.prompt)
+                self.reply(result.session, result.prompt)
             else:
-                self.chat_mode(chat)
+                self.chat_mode(result.session)
         return result
 
     def _answer(self, line: str):
@@ -155,7 +154,7 @@ class Shell:
         if chosen is None:
             return None
         slots = pending.slots
-        if slots.kind == "compare" or (slots.kind == "agreement"):
+        if pending.intent in MANY_MODELS:
             slots.models = [*slots.models, chosen]
             slots.model = slots.models[0]
         else:
@@ -164,65 +163,73 @@ class Shell:
         pending.text = f"{pending.text.strip()} {chosen}"
         return pending
 
+    def _ways(self) -> dict[Intent, Callable[[object, bool], r.Result]]:
+        """How each intent runs here: the feedback it needs on a terminal (a spinner, a progress bar, the
+        quantize plan and its question, a hidden prompt); the others just run."""
+        ways: dict[Intent, Callable[[object, bool], r.Result]] = {Intent.LOGIN: self._login}
+        if not self.as_json:  # JSON output is for programs: nothing drawn, nothing asked between plan and run
+            ways.update({intent: self._with_bar for intent in PROGRESS})
+            ways.update({intent: self._with_spinner for intent in SLOW})
+            ways[Intent.QUANTIZE_MODEL] = self._quantize
+        return ways
+
     def _dispatch(self, command, typed_yes: bool) -> r.Result:
-        """Run a command with the feedback it needs: a spinner, a progress bar, or the quantize plan and its question."""
+        """Run a command the way its intent needs (a question is answered as it is)."""
         if command.question:
             return self.executor.execute(command)  # the question
-        if command.intent is Intent.LOGIN:
-            return self._login(command)
-        if command.intent is Intent.QUANTIZE_MODEL and not self.as_json:
-            confirm = self.executor.confirmation(command)
-            return confirm if confirm is not None else self._quantize(command, ask=not typed_yes)
-        if command.intent in PROGRESS and not self.as_json:
-            return self._with_progress(lambda: self.executor.execute(command), command.slots.kind or "working")
-        if command.intent in SLOW and not self.as_json:
-            with self.console.status(f"{command.intent.value.replace('_', ' ').lower()} …"):
-                return self.executor.execute(command)
+        return self.ways.get(command.intent, self._plain)(command, typed_yes)
+
+    def _plain(self, command, typed_yes: bool) -> r.Result:
         return self.executor.execute(command)
 
-    def _with_progress(self, work: Callable[[], r.Result], first: str) -> r.Result:
-        """Run work under a progress bar it advances (Ctrl-C stops it; runs are recorded incomplete)."""
-        from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+    def _with_spinner(self, command, typed_yes: bool) -> r.Result:
+        with self.console.status(f"{command.intent.value.replace('_', ' ').lower()} …"):
+            return self.executor.execute(command)
 
-        with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-                      TextColumn("{task.fields[count]}"), TimeElapsedColumn(), console=self.console,
-                      transient=True) as progress:
-            task = progress.add_task(f"{first} …", total=None, count="")
+    def _with_bar(self, command, typed_yes: bool) -> r.Result:
+        label = command.intent.value.split("_")[0].lower()  # benchmark, compare, download, embed ...
+        return self._with_progress(lambda progress: self.executor.execute(command, progress), label)
+
+    def _with_progress(self, work: Callable[[Progress], r.Result], first: str) -> r.Result:
+        """Run work with a progress callback that advances a bar (Ctrl-C stops it; runs are recorded incomplete)."""
+        from rich.progress import BarColumn, Progress as Bars, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+        with Bars(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                  TextColumn("{task.fields[count]}"), TimeElapsedColumn(), console=self.console,
+                  transient=True) as bars:
+            task = bars.add_task(f"{first} …", total=None, count="")
 
             def advance(what: str, done: int, total: int) -> None:
-                count = f"{_bytes(done)}/{_bytes(total)}" if what.startswith("download") else f"{done}/{total}"
-                progress.update(task, description=what, completed=done, total=total or None, count=count)
+                count = (f"{format_bytes(done)}/{format_bytes(total)}" if what.startswith("download")
+                         else f"{done}/{total}")
+                bars.update(task, description=what, completed=done, total=total or None, count=count)
 
-            self.executor.progress = advance
-            try:
-                return work()
-            finally:
-                self.executor.progress = None
+            return work(advance)
 
-    def _quantize(self, command, ask: bool = True) -> r.Result:
+    def _quantize(self, command, typed_yes: bool) -> r.Result:
         """Show the plan, ask unless --yes (or a script), then run it under a progress bar.
 
-        `ask` is False only when --yes was typed: a yes to "Did you mean: quantize ...?" is no yes to the plan.
+        Only a typed --yes skips the plan's question: a yes to "Did you mean: quantize ...?" is no yes to the plan.
         """
+        confirm = self.executor.confirmation(command)
+        if confirm is not None:
+            return confirm
         try:
-            return self._plan_and_run(command, ask)
-        except LQMFError as exc:  # drawn like every other command's error (Executor.execute does the same)
-            if self.executor.settings.debug:
-                raise
-            log.info("command %r failed: %s", command.text, exc)
-            return r.ErrorResult(message=exc.message, hint=exc.hint)
+            return self._plan_and_run(command, ask=not typed_yes)
+        except LQMFError as exc:  # drawn like every other command's error
+            return self.executor.failed(command, exc)
 
     def _plan_and_run(self, command, ask: bool = True) -> r.Result:
-        planned = self._with_progress(lambda: self.executor.plan_quantization(command), "planning")
-        if not planned.ok:
+        planned = self._with_progress(lambda progress: self.executor.plan_quantization(command, progress), "planning")
+        if not planned.runnable:
             return planned  # refused: run_line draws it with its reasons
         render(planned, self.console)
         if self.interactive and ask:
             if self.session.prompt("Run this plan? [y/N] ").strip().lower() not in ("y", "yes"):
                 return r.Message(text="Not run. Change the request (method, level, as NAME) and try again.")
-        return self._with_progress(lambda: self.executor.run_quantization(planned), "quantizing")
+        return self._with_progress(planned.run, "quantizing")
 
-    def _login(self, command) -> r.Result:
+    def _login(self, command, typed_yes: bool = False) -> r.Result:
         """Ask for a token without echoing it; huggingface_hub validates and stores it in its own store."""
         if not self.interactive:
             return self.executor.execute(command)  # says how to log in without a prompt

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import os
@@ -114,7 +113,6 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX model_changes_by_name ON model_changes(name, created_at);
     """),
 ]
-EXPORTABLE = ("models", "quantization_runs", "experiments", "experiment_results", "request_stats", "model_changes")
 
 
 class CommitFailed(sqlite3.DatabaseError):
@@ -184,7 +182,7 @@ class Store:
                 log.info("applied migration %s to %s", name, self.path)
 
     def migrations(self) -> list[str]:
-        return [row["name"] for row in self._db.execute("SELECT name FROM schema_migrations ORDER BY name")]
+        return [row["name"] for row in self._read("SELECT name FROM schema_migrations ORDER BY name")]
 
     def _mark_abandoned(self) -> int:
         """Runs left 'running' by a process that is gone (killed mid-way) become 'incomplete'."""
@@ -197,6 +195,12 @@ class Store:
                     self._db.executemany(f"UPDATE {table} SET status = 'incomplete' WHERE id = ?", [(i,) for i in dead])
                 changed += len(dead)
         return changed
+
+    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """Rows of one query, taken under the write lock: the one connection is shared by every thread, and a
+        read on it while another thread's write is open would see that write's rows before they are saved."""
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
 
     # -- writing --------------------------------------------------------------------------------------
     @contextmanager
@@ -355,27 +359,25 @@ class Store:
         used = [(condition, values) for condition, values in filters if values]
         where = " AND ".join(["1 = 1", *(condition for condition, _ in used)])
         args = [value for _, values in used for value in values]
-        rows = self._db.execute(f"SELECT * FROM {table} WHERE {where} ORDER BY id DESC LIMIT ?",
-                                args + [limit]).fetchall()
+        rows = self._read(f"SELECT * FROM {table} WHERE {where} ORDER BY id DESC LIMIT ?", args + [limit])
         return [self._decode(dict(row)) for row in rows]
 
     def experiment(self, experiment_id: int) -> Optional[dict[str, Any]]:
-        row = self._db.execute("SELECT * FROM experiments WHERE id = ?", (experiment_id,)).fetchone()
-        return self._decode(dict(row)) if row else None
+        rows = self._read("SELECT * FROM experiments WHERE id = ?", (experiment_id,))
+        return self._decode(dict(rows[0])) if rows else None
 
     def results(self, experiment_id: int) -> list[dict[str, Any]]:
-        rows = self._db.execute("SELECT * FROM experiment_results WHERE experiment_id = ? ORDER BY id",
-                                (experiment_id,)).fetchall()
+        rows = self._read("SELECT * FROM experiment_results WHERE experiment_id = ? ORDER BY id", (experiment_id,))
         return [self._decode(dict(row)) for row in rows]
 
     def statistics(self) -> dict[str, Any]:
         """Counts and per-model request totals."""
-        one = lambda sql: self._db.execute(sql).fetchone()[0]  # noqa: E731
-        per_model = self._db.execute(
+        one = lambda sql: self._read(sql)[0][0]  # noqa: E731
+        per_model = self._read(
             """SELECT model, COUNT(*) AS requests, SUM(prompt_tokens) AS prompt_tokens,
                SUM(completion_tokens) AS completion_tokens, AVG(latency_s) AS mean_latency_s
                FROM request_stats GROUP BY model ORDER BY requests DESC"""
-        ).fetchall()
+        )
         return {
             "models_seen": one("SELECT COUNT(*) FROM models"),
             "experiments": one("SELECT COUNT(*) FROM experiments"),
@@ -385,34 +387,6 @@ class Store:
             "requests": one("SELECT COUNT(*) FROM request_stats"),
             "per_model": [dict(row) for row in per_model],
         }
-
-    def export(self, table: str, path: Path) -> int:
-        """Write a table to .jsonl or .csv (by the suffix); return the row count. Written atomically."""
-        if table not in EXPORTABLE:
-            raise ValueError(f"unknown table {table!r}: export one of {', '.join(EXPORTABLE)}")
-        path = Path(path)
-        if path.suffix not in (".jsonl", ".csv"):
-            raise ValueError(f"export to .jsonl or .csv, not {path.suffix or 'no suffix'}")
-        cursor = self._db.execute(f"SELECT * FROM {table} ORDER BY rowid")
-        columns = [c[0] for c in cursor.description]
-        rows = cursor.fetchall()
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        try:
-            with open(tmp, "w", encoding="utf-8", newline="") as handle:
-                if path.suffix == ".jsonl":
-                    for row in rows:
-                        handle.write(json.dumps(dict(zip(columns, row))) + "\n")
-                else:
-                    writer = csv.writer(handle)
-                    writer.writerow(columns)
-                    writer.writerows(rows)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return len(rows)
-
-    def integrity(self) -> str:
-        return self._db.execute("PRAGMA integrity_check").fetchone()[0]
 
     @staticmethod
     def _decode(row: dict[str, Any]) -> dict[str, Any]:

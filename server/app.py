@@ -13,12 +13,11 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
-import lqmf
+from lqmf.version import __version__
 from lqmf.errors import LQMFError
 from agents.measure.auto_benchmark import AutoBenchmark
 from agents.classifiers.registry import ClassifierRegistry
 from agents.measure.experiments import ExperimentAgent
-from memory.store import Store
 from lqmf.settings import Settings
 from server.errors import ErrorBody, OllamaErrorBody, documented_errors, install_error_handlers
 from server.manager import ModelManager
@@ -49,20 +48,20 @@ def create_app(settings: Settings, manager: Optional[ModelManager] = None) -> Fa
             preload.cancel()
             health.cancel()
             await run_in_threadpool(app.state.usage.close)
-            store.close()
+            # The Store is the manager's (one per process), closed with it.
             if owns_manager:
                 await run_in_threadpool(manager.close)
 
     app = FastAPI(
-        title="LQMF API", version=lqmf.__version__, lifespan=lifespan,
+        title="LQMF API", version=__version__, lifespan=lifespan,
         description="Local Quantized Model Factory: native, OpenAI- and Ollama-compatible endpoints.",
     )
     app.state.settings = settings
     app.state.manager = manager
     app.state.started_at = time.time()
     app.state.ready = threading.Event()
-    app.state.metrics = Metrics(manager.loaded)
-    store = Store(settings.db_path)
+    app.state.metrics = Metrics(manager.loaded, manager.loads)
+    store = manager.store
     app.state.store = store
     app.state.experiments = ExperimentAgent(settings, manager, store)
     app.state.classifiers = ClassifierRegistry(settings, manager)

@@ -93,7 +93,7 @@ def normalize_url(url: str) -> str:
 
 def check_endpoint(name: str, urls: Iterable[str], model: Optional[str], key_env: Optional[str]) -> Endpoint:
     """A valid Endpoint from user input, or InvalidRequest that says what to change."""
-    from server.schemas import MODEL_NAME, MODEL_NAME_MAX
+    from lqmf.names import MODEL_NAME, MODEL_NAME_MAX
 
     if not name or len(name) > MODEL_NAME_MAX or not MODEL_NAME.match(name) or name.endswith(":latest") \
             or name == "default":

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 from lqmf.errors import EngineUnavailable, ModelLoadError
-from lqmf.processes import end_process, tethered
+from lqmf.processes import end_process, start_child
 from lqmf.settings import Settings
+from lqmf.tools import LlamaTools, tools_folder
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +46,6 @@ class EngineChoice:
 
 def choose_engine(settings: Settings) -> EngineChoice:
     """The server engine when it is built (or asked for), else the in-process one, with the reason."""
-    from agents.quantization.llama_tools import LlamaTools, tools_folder
-
     if settings.gguf_engine == "in-process":
         return EngineChoice(None, "GGUF models are served in-process (LQMF_GGUF_ENGINE=in-process)")
     tools = LlamaTools.in_folder(tools_folder(settings))
@@ -176,9 +175,8 @@ class EngineChild:
         with open(s.log_path, "ab") as out:
             out.write(f"\n### {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(self.command())}\n".encode())
             out.flush()
-            # Its own session: a Ctrl-C at the shell reaches LQMF, which then stops the child itself.
-            return subprocess.Popen(tethered(self.command()), stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            # Its own session (start_child): a Ctrl-C at the shell reaches LQMF, which then stops the child itself.
+            return start_child(self.command(), stdout=out, env=env)
 
     def _wait_healthy(self) -> None:
         import httpx

@@ -19,6 +19,7 @@ from server.backends.base import Backend, Chunk, GenerationParams, GenerationRes
 from server.discovery import DiscoveryCache, ModelRecord
 
 if TYPE_CHECKING:
+    from memory.store import Store
     from server.engine import EngineChoice
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,7 @@ class Job:
         self.enqueued_at = time.perf_counter()
         self.started_at: Optional[float] = None
         self.finished_at: Optional[float] = None
+        self._ended = False  # the consumer has seen the done marker or the failure
         self.outputs: "queue.SimpleQueue[Any]" = queue.SimpleQueue()  # C-level, cheapest hand-off
         self._loop = loop
         if loop is not None:
@@ -191,7 +193,10 @@ class Job:
         self.error = error
         self.cancel_event.set()
 
-    def _unwrap(self, item: Any) -> Any:
+    def _take(self, item: Any) -> Any:
+        """Return `item` as delivered; the done marker or a failure (raised here) ends the stream."""
+        if item is _DONE or isinstance(item, _Failure):
+            self._ended = True
         if isinstance(item, _Failure):
             raise item.error
         return item
@@ -199,43 +204,30 @@ class Job:
     def __iter__(self) -> Iterator[Any]:
         if self._loop is not None:
             raise TypeError("this job delivers to an asyncio loop: use `async for`")
-        finished = False
         try:
-            while True:
+            while not self._ended:
                 got = self.outputs.get()
                 for item in got if isinstance(got, _Batch) else (got,):
-                    if item is _DONE:
-                        finished = True
-                        return
-                    if isinstance(item, _Failure):
-                        finished = True
-                    yield self._unwrap(item)
+                    if self._take(item) is _DONE:
+                        break
+                    yield item
         finally:
-            if not finished:  # the consumer went away: stop generating
+            if not self._ended:  # the consumer went away: stop generating
                 self.cancel()
 
     async def __aiter__(self):
-        finished = False
         try:
-            while True:
+            while not self._ended:
                 with self._lock:
-                    if self._pending:
-                        item = self._pending.popleft()
-                    else:
-                        item = None
-                        self._waiter = self._loop.create_future()
-                        waiter = self._waiter
+                    item = self._pending.popleft() if self._pending else None
+                    if item is None:
+                        self._waiter = waiter = self._loop.create_future()
                 if item is None:
                     await waiter
-                    continue
-                if item is _DONE:
-                    finished = True
-                    return
-                if isinstance(item, _Failure):
-                    finished = True
-                yield self._unwrap(item)
+                elif self._take(item) is not _DONE:
+                    yield item
         finally:
-            if not finished:  # the HTTP client disconnected: stop generating
+            if not self._ended:  # the HTTP client disconnected: stop generating
                 self.cancel()
 
     def result(self) -> list[Any]:
@@ -308,11 +300,25 @@ class ModelManager:
         # Models whose files are being removed, renamed or copied (model_admin): no load may start on them.
         self._changing: dict[str, str] = {}
         self._closed = threading.Event()
-        self.load_counts: dict[str, int] = {}
+        self._loads: dict[str, int] = {}  # completed loads per model: /metrics' lqmf_model_loads_total
         self._engine: Optional[EngineChoice] = None
         self._engine_noticed = False
+        # The process's one history Store (see `store`); its own lock, so opening SQLite never holds up loads.
+        self._store: Optional["Store"] = None
+        self._store_lock = threading.Lock()
         self._reaper = threading.Thread(target=self._reap, name="lqmf-ttl-reaper", daemon=True)
         self._reaper.start()
+
+    @property
+    def store(self) -> "Store":
+        """The process's one history Store, opened on first use (the shell starts without SQLite); close() closes it."""
+        if self._store is None:
+            with self._store_lock:
+                if self._store is None:  # two first users at once open it once
+                    from memory.store import Store
+
+                    self._store = Store(self.settings.db_path)
+        return self._store
 
     # -- discovery ----------------------------------------------------------------------------
     def available(self, probe: bool = False) -> list[ModelRecord]:
@@ -423,6 +429,11 @@ class ModelManager:
         with self._lock:
             return [m.info() for m in self._loaded.values()]
 
+    def loads(self) -> dict[str, int]:
+        """How often each model has been loaded by this process (a model evicted and loaded again counts twice)."""
+        with self._lock:
+            return dict(self._loads)
+
     def is_loaded(self, name: str) -> bool:
         with self._lock:
             return name in self._loaded
@@ -506,7 +517,7 @@ class ModelManager:
             self._loaded[name] = model
             self._loading.pop(name, None)
             self._reserved.pop(name, None)
-            self.load_counts[name] = self.load_counts.get(name, 0) + 1
+            self._loads[name] = self._loads.get(name, 0) + 1
             closed = self._closed.is_set()
         if closed:  # close() ran while this loaded: nobody may be left holding it
             self.unload(name)
@@ -629,13 +640,17 @@ class ModelManager:
         return True
 
     def close(self) -> None:
-        """Unload everything and stop the TTL reaper."""
+        """Unload everything, stop the TTL reaper, and close the history Store."""
         self._closed.set()
         for name in list(self._loaded):
             self.unload(name)
         self.endpoints.close()
         if self._reaper.is_alive() and self._reaper is not threading.current_thread():
             self._reaper.join(timeout=5)
+        with self._store_lock:
+            store, self._store = self._store, None
+        if store is not None:
+            store.close()
 
     def _reap(self) -> None:
         while not self._closed.wait(0.25):
@@ -732,12 +747,7 @@ class ModelManager:
         block: bool = True,
     ) -> Job:
         """A job whose outputs are Chunks (the last with finish_reason and timings)."""
-
-        def work(backend: Backend, cancel: threading.Event) -> Iterator[Chunk]:
-            backend.require(params)
-            yield from backend.stream_prompt(prompt, params, cancel)
-
-        return self.submit(name, work, keep_alive_s, loop, block)
+        return self._generation(name, prompt, params, keep_alive_s, loop, block, whole=False)
 
     def generate(
         self, name: str, prompt: Prompt, params: GenerationParams, keep_alive_s: Optional[float] = None
@@ -750,10 +760,17 @@ class ModelManager:
         block: bool = True,
     ) -> Job:
         """A job whose one output is the whole GenerationResult (cancel() ends it early, as 'cancelled')."""
+        return self._generation(name, prompt, params, keep_alive_s, loop, block, whole=True)
 
-        def work(backend: Backend, cancel: threading.Event) -> Iterator[GenerationResult]:
+    def _generation(self, name: str, prompt: Prompt, params: GenerationParams, keep_alive_s: Optional[float],
+                    loop, block: bool, *, whole: bool) -> Job:
+        def work(backend: Backend, cancel: threading.Event) -> Iterator[Any]:
             backend.require(params)
-            yield backend.generate_prompt(prompt, params, cancel)
+            # Whole: the backend's own one-shot path (an engine child answers in one response).
+            if whole:
+                yield backend.generate_prompt(prompt, params, cancel)
+            else:
+                yield from backend.stream_prompt(prompt, params, cancel)
 
         return self.submit(name, work, keep_alive_s, loop, block)
 

@@ -6,21 +6,23 @@ import time
 from typing import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from server.asgi import HTTPMiddleware
 from server.backends.base import Timings
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 
 class _ManagerCollector(Collector):
-    """Gauges read from the manager at scrape time: loaded models, queue depth, memory."""
+    """Read from the manager at scrape time: loaded models, queue depth, memory, and loads so far."""
 
-    def __init__(self, loaded: Callable[[], list[dict]]) -> None:
+    def __init__(self, loaded: Callable[[], list[dict]], loads: Callable[[], dict[str, int]]) -> None:
         self.loaded = loaded
+        self.loads = loads
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         import psutil
 
         models = self.loaded()
@@ -34,12 +36,17 @@ class _ManagerCollector(Collector):
         yield memory
         yield GaugeMetricFamily("lqmf_process_resident_bytes", "Resident memory of the server process",
                                 value=psutil.Process().memory_info().rss)
+        # A count that keeps climbing for one model means it is evicted and loaded again (too small a budget).
+        loads = CounterMetricFamily("lqmf_model_loads", "Model loads completed by this process", labels=["model"])
+        for name, count in sorted(self.loads().items()):
+            loads.add_metric([name], count)
+        yield loads
 
 
 class Metrics:
     """Counters and histograms the routes update; `render()` is the /metrics body."""
 
-    def __init__(self, loaded: Callable[[], list[dict]]) -> None:
+    def __init__(self, loaded: Callable[[], list[dict]], loads: Callable[[], dict[str, int]]) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter("lqmf_requests_total", "HTTP requests", ["route", "method", "status"],
                                 registry=self.registry)
@@ -52,7 +59,7 @@ class Metrics:
                                    ["model", "finish_reason"], registry=self.registry)
         self.fallbacks = Counter("lqmf_fallbacks_total", "Requests for the default model moved down its fallback "
                                  "chain", ["from_model", "to_model"], registry=self.registry)
-        self.registry.register(_ManagerCollector(loaded))
+        self.registry.register(_ManagerCollector(loaded, loads))
 
     def record_generation(self, model: str, finish_reason: str, timings: Timings) -> None:
         self.tokens.labels(model, "in").inc(timings.prompt_tokens)
@@ -65,17 +72,14 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-class MetricsMiddleware:
-    """Pure ASGI: counts requests and times them by route template (not raw path: bounded labels)."""
+class MetricsMiddleware(HTTPMiddleware):
+    """Counts requests and times them by route template (not raw path: bounded labels)."""
 
     def __init__(self, app, metrics: Metrics) -> None:
-        self.app = app
+        super().__init__(app)
         self.metrics = metrics
 
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope, receive, send) -> None:
         start = time.perf_counter()
         status = {"code": 500}
 

@@ -4,26 +4,23 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Mapping, Optional, Union
 
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from agents.classifiers.artifact import NAME_MAX as CLASSIFIER_NAME_MAX
 from agents.classifiers.artifact import NAME_PATTERN as CLASSIFIER_NAME_PATTERN
+from lqmf import sampling
+from lqmf.names import MODEL_NAME, MODEL_NAME_MAX, MODEL_NAME_PATTERN, NEW_MODEL_NAME_PATTERN
+from lqmf.sampling import JSON_SAFE_INT  # noqa: F401 (routes bound their integer path ids with it)
 from server.backends.base import GenerationParams
 
-# One or more runs of name characters joined by single dots: a discovered model's name, never a path.
-MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_+\-]*(\.[A-Za-z0-9_+\-]+)*(:latest)?$"
-MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
-MODEL_NAME_MAX = 200
 TEXT_MAX = 1_048_576  # characters; the body limit (LQMF_MAX_BODY_BYTES, 1 MiB) bounds it first
 MAX_KEEP_ALIVE_S = 10 * 365 * 86400.0  # ten years: far enough to mean "forever", near enough for dates
 # Ollama's / Go's durations ("5m", "1h30m", "250ms", "24h0m0s") or a plain number of seconds.
 DURATION_PATTERN = r"^-?([0-9]{1,9}(\.[0-9]{1,9})?|([0-9]{1,6}(\.[0-9]{1,6})?(ms|s|m|h)){1,4})$"
 EXAMPLE_MODEL = "demo-q4_k_m"
-# OpenAPI carries numeric bounds as doubles: past 2^53 a published bound is not the one enforced.
-JSON_SAFE_INT = 2**53
 TOOL_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"  # OpenAI's rule for function names
 TOOL_NAME_MAX = 64
 
@@ -39,7 +36,7 @@ DefaultableModel = Annotated[str, Field(min_length=1, max_length=MODEL_NAME_MAX 
                                         "nothing) for the active model: POST /model/switch/{name} sets it.",
                                         examples=[EXAMPLE_MODEL])]
 Text = Annotated[str, Field(max_length=TEXT_MAX)]
-StopString = Annotated[str, Field(max_length=256)]
+StopString = Annotated[str, Field(max_length=sampling.STOP_LENGTH_MAX)]
 KeepAlive = Union[
     Annotated[float, Field(ge=-MAX_KEEP_ALIVE_S, le=MAX_KEEP_ALIVE_S, allow_inf_nan=False)],
     Annotated[str, Field(max_length=40, pattern=DURATION_PATTERN)],
@@ -80,13 +77,17 @@ def stops(value: Union[str, list[str], None]) -> tuple[str, ...]:
     return (value,) if isinstance(value, str) else tuple(value)
 
 
-SAMPLING_NAMES = ("max_tokens", "temperature", "top_p", "top_k", "min_p", "seed", "repeat_penalty")
+def field_for(name: str, default: Any = None, **extra: Any) -> Any:
+    """A pydantic Field bounded and described as lqmf.sampling's table says (None: the route's profile decides)."""
+    limit = sampling.LIMITS[name]
+    extra.setdefault("description", limit.doc or None)
+    return Field(default=default, **limit.bounds(), **extra)
 
 
-def build_params(body: Any, defaults: dict[str, Any]) -> GenerationParams:
+def build_params(body: Any, defaults: Mapping[str, Any]) -> GenerationParams:
     """GenerationParams from the defaults, overridden by every sampling field the body sets."""
     values = dict(defaults)
-    for name in SAMPLING_NAMES:
+    for name in sampling.SAMPLERS:
         value = getattr(body, name, None)
         if value is not None:
             values[name] = value
@@ -209,21 +210,19 @@ Messages = Annotated[list[ChatMessage], Field(min_length=1, max_length=4096)]
 class SamplerFields(Body):
     """The sampling knobs every API shares (Ollama's go in `options`)."""
 
-    temperature: Optional[float] = Field(
-        default=None, ge=0, le=5, description="0 (or below 1e-5) decodes greedily.")
-    top_p: Optional[float] = Field(default=None, gt=0, le=1)
-    top_k: Optional[int] = Field(default=None, ge=0, le=1 << 20, description="0: off.")
-    min_p: Optional[float] = Field(default=None, ge=0, lt=1)
-    seed: Optional[int] = Field(default=None, ge=-JSON_SAFE_INT, le=JSON_SAFE_INT,
-                                description="Any integer JSON carries exactly (|seed| <= 2^53).")
-    stop: Union[StopString, Annotated[list[StopString], Field(max_length=16)], None] = None
-    repeat_penalty: Optional[float] = Field(default=None, ge=0.01, le=5)
+    temperature: Optional[float] = field_for("temperature")
+    top_p: Optional[float] = field_for("top_p")
+    top_k: Optional[int] = field_for("top_k")
+    min_p: Optional[float] = field_for("min_p")
+    seed: Optional[int] = field_for("seed")
+    stop: Union[StopString, Annotated[list[StopString], Field(max_length=sampling.STOP_MAX)], None] = None
+    repeat_penalty: Optional[float] = field_for("repeat_penalty")
 
 
 class SamplingFields(SamplerFields):
     """Sampling fields of the native and OpenAI bodies."""
 
-    max_tokens: Optional[int] = Field(default=None, ge=1, le=32768)
+    max_tokens: Optional[int] = field_for("max_tokens")
     ignore_eos: bool = Field(default=False, description="Generate past end-of-sequence (fixed-length benchmarks).")
 
     def params(self, **defaults: Any) -> GenerationParams:
@@ -270,17 +269,17 @@ class OpenAIChatRequest(SamplingFields):
     messages: Messages
     stream: bool = False
     stream_options: Optional[StreamOptions] = None
-    max_completion_tokens: Optional[int] = Field(default=None, ge=1, le=32768)
+    max_completion_tokens: Optional[int] = field_for("max_tokens", description="OpenAI's newer name for max_tokens.")
     tools: Optional[Tools] = None
     tool_choice: ToolChoice = Field(default=None, description="auto (default with tools), none, required, or "
                                     '{"type": "function", "function": {"name": ...}} to force one tool.')
     parallel_tool_calls: Optional[bool] = None
     response_format: Optional[ResponseFormat] = None
     logprobs: Optional[bool] = None
-    top_logprobs: Optional[int] = Field(default=None, ge=0, le=20)
+    top_logprobs: Optional[int] = field_for("logprobs", description="With logprobs: alternatives per token.")
     n: int = Field(default=1, ge=1, le=1, description="Only one choice per request is supported.")
-    frequency_penalty: float = Field(default=0.0, ge=0, le=0, description="Not supported: use repeat_penalty.")
-    presence_penalty: float = Field(default=0.0, ge=0, le=0, description="Not supported: use repeat_penalty.")
+    frequency_penalty: float = field_for("frequency_penalty", default=sampling.DEFAULTS["frequency_penalty"])
+    presence_penalty: float = field_for("presence_penalty", default=sampling.DEFAULTS["presence_penalty"])
 
 
 class OpenAICompletionRequest(SamplingFields):
@@ -291,8 +290,7 @@ class OpenAICompletionRequest(SamplingFields):
     stream_options: Optional[StreamOptions] = None
     n: int = Field(default=1, ge=1, le=1)
     echo: bool = False
-    logprobs: Optional[int] = Field(default=None, ge=0, le=20,
-                                    description="Log-probabilities of each token and this many alternatives.")
+    logprobs: Optional[int] = field_for("logprobs")
 
     def text(self) -> str:
         return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
@@ -333,16 +331,15 @@ class OpenAIEmbeddingRequest(Body):
 
 
 class OllamaOptions(SamplerFields):
-    num_predict: Optional[int] = Field(default=None, ge=-2, le=1 << 20,
+    num_predict: Optional[int] = Field(default=None, ge=-2, le=sampling.LIMITS["max_tokens"].high,
                                        description="Tokens to generate; -1 or -2: until the end (or the context).")
-    num_ctx: Optional[int] = Field(default=None, ge=1, le=1 << 20)
+    num_ctx: Optional[int] = field_for("num_ctx")
 
     def params(self) -> GenerationParams:
-        # Ollama's defaults: temperature 0.8, top_k 40, top_p 0.9, num_predict -1 (until the end).
-        values: dict[str, Any] = {"temperature": 0.8, "top_k": 40, "top_p": 0.9, "min_p": 0.0,
-                                  "max_tokens": 32768}
+        """GenerationParams from Ollama's own defaults (lqmf.sampling.OLLAMA), overridden by these options."""
+        values = dict(sampling.OLLAMA)
         if self.num_predict is not None and self.num_predict > 0:
-            values["max_tokens"] = min(self.num_predict, 32768)
+            values["max_tokens"] = self.num_predict
         return build_params(self, values)
 
 
@@ -555,9 +552,6 @@ class SwitchRequest(Body):
     """POST /model/switch/{name} (the body is optional): the models to fall back to, in order."""
 
     fallbacks: Annotated[list[ModelName], Field(max_length=16)] = Field(default_factory=list)
-
-
-NEW_MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_+\-]*(\.[A-Za-z0-9_+\-]+)*$"
 
 
 class ModelNameChange(Body):

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Iterable, Optional
 
 from lqmf.errors import LQMFError
+from server.asgi import HTTPMiddleware
 
 OPEN_PATHS = frozenset({"/health"})
 
@@ -47,15 +48,15 @@ async def _reject(send, scope, status: int, message: str, hint: str, headers: li
     await send({"type": "http.response.body", "body": body})
 
 
-class APIKeyMiddleware:
-    """Pure ASGI: when a key is configured, every path but /health needs `Authorization: Bearer KEY` or `x-api-key`."""
+class APIKeyMiddleware(HTTPMiddleware):
+    """When a key is configured, every path but /health needs `Authorization: Bearer KEY` or `x-api-key`."""
 
     def __init__(self, app, api_key: Optional[str]) -> None:
-        self.app = app
+        super().__init__(app)
         self.key = api_key.encode() if api_key else None
 
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or self.key is None or scope["path"] in OPEN_PATHS or scope["method"] == "OPTIONS":
+    async def http(self, scope, receive, send) -> None:
+        if self.key is None or scope["path"] in OPEN_PATHS or scope["method"] == "OPTIONS":
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
@@ -71,17 +72,14 @@ class APIKeyMiddleware:
         await self.app(scope, receive, send)
 
 
-class BodyLimitMiddleware:
-    """Pure ASGI: refuse bodies over the limit, by Content-Length or as they stream in."""
+class BodyLimitMiddleware(HTTPMiddleware):
+    """Refuse bodies over the limit, by Content-Length or as they stream in."""
 
     def __init__(self, app, limit: int) -> None:
-        self.app = app
+        super().__init__(app)
         self.limit = limit
 
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope, receive, send) -> None:
         declared = dict(scope["headers"]).get(b"content-length")
         hint = f"send at most {self.limit} bytes (LQMF_MAX_BODY_BYTES)"
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
@@ -110,7 +108,7 @@ class _BodyTooLarge(Exception):
     pass
 
 
-class OllamaContentTypeMiddleware:
+class OllamaContentTypeMiddleware(HTTPMiddleware):
     """Ollama reads a body as JSON whatever its Content-Type (`curl -d` sends a form type); so do we, for curl and SDKs.
 
     A browser may POST text/plain cross-origin without a preflight, so laundering that into JSON would hand any web
@@ -118,11 +116,11 @@ class OllamaContentTypeMiddleware:
     """
 
     def __init__(self, app, policy: Optional["CrossSitePolicy"] = None) -> None:
-        self.app = app
+        super().__init__(app)
         self.policy = policy
 
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith("/api/") and scope["method"] == "POST":
+    async def http(self, scope, receive, send) -> None:
+        if scope["path"].startswith("/api/") and scope["method"] == "POST":
             headers = dict(scope["headers"])
             origin = headers.get(b"origin")
             trusted = origin is None or (
@@ -234,15 +232,15 @@ class CrossSitePolicy:
         return {"allow_origins": [], "allow_origin_regex": self.origins.pattern}
 
 
-class CrossSiteMiddleware:
-    """Pure ASGI: before the body is read, refuse a Host outside the allowlist (DNS rebinding) and a foreign Origin."""
+class CrossSiteMiddleware(HTTPMiddleware):
+    """Before the body is read, refuse a Host outside the allowlist (DNS rebinding) and a foreign Origin."""
 
     def __init__(self, app, policy: CrossSitePolicy) -> None:
-        self.app = app
+        super().__init__(app)
         self.policy = policy
 
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or scope["path"] in UNGUARDED_PATHS:
+    async def http(self, scope, receive, send) -> None:
+        if scope["path"] in UNGUARDED_PATHS:
             await self.app(scope, receive, send)
             return
         host = b""

@@ -24,6 +24,7 @@ from lqmf.errors import (
     RemoteError,
     ShuttingDown,
 )
+from server.asgi import HTTPMiddleware
 from server.backends.base import Chunk, GenerationParams, GenerationResult, Timings
 from server.manager import Job, ModelManager, NotLoadedNow, Prompt
 
@@ -96,15 +97,15 @@ def falls_back(exc: BaseException) -> bool:
     return isinstance(exc, MODEL_FAILURES)
 
 
-async def _with_fallback(request: Request, name: str, attempt: Callable[[str, Optional[str]], Any]) -> Any:
-    """attempt(model, fallback_from) on `name`, or for `default` on the active model and then its fallbacks
-    while one fails before its first token; every move is logged, counted and recorded with the request."""
+async def _with_fallback(attempt: Callable[..., Any], request: Request, name: str, *args: Any) -> Any:
+    """attempt(request, model, *args, fallback_from) on `name`, or for `default` on the active model and then
+    its fallbacks while one fails before its first token; every move is logged, counted and recorded."""
     manager: ModelManager = request.app.state.manager
     chain = await run_in_threadpool(manager.resolve, name) if name == "default" else [name]
     failed: list[str] = []
     for index, candidate in enumerate(chain):
         try:
-            result = await attempt(candidate, ", ".join(failed) or None)
+            result = await attempt(request, candidate, *args, ", ".join(failed) or None)
         except Exception as exc:
             if index + 1 == len(chain) or not falls_back(exc):
                 raise
@@ -127,18 +128,14 @@ async def start_stream(
 
     `default` goes to the active model, falling back along its chain; job.model says which answered.
     """
-    return await _with_fallback(request, name, lambda model, skipped: _start_stream_on(
-        request, model, prompt, params, keep_alive_s, skipped))
+    return await _with_fallback(_start_stream_on, request, name, prompt, params, keep_alive_s)
 
 
 async def _start_stream_on(
     request: Request, name: str, prompt: Prompt, params: GenerationParams, keep_alive_s: Optional[float],
     fallback_from: Optional[str],
 ) -> tuple[Job, AsyncIterator[Chunk]]:
-    await ensure_loaded(request, name, keep_alive_s)
-    manager: ModelManager = request.app.state.manager
-    job = await _submit(manager.stream, name, prompt, params, keep_alive_s)
-    _track(request, job)
+    job = await _submit(request, name, prompt, params, keep_alive_s, whole=False)
     chunks = job.__aiter__()
     try:
         first = await chunks.__anext__()
@@ -178,16 +175,24 @@ async def _start_stream_on(
     return job, all_chunks()
 
 
-async def _submit(start: Callable[..., Job], name: str, prompt: Prompt, params: GenerationParams,
-                  keep_alive_s: Optional[float]) -> Job:
-    """Queue a job right here when its model is loaded (a lock and a queue: no thread hop on the hot
+async def _submit(request: Request, name: str, prompt: Prompt, params: GenerationParams,
+                  keep_alive_s: Optional[float], *, whole: bool) -> Job:
+    """Load the model if need be and queue a generation (`whole`: one GenerationResult, else chunks), tracked
+    so that a stopping server can end it.
+
+    The job is queued right here when its model is loaded (a lock and a queue: no thread hop on the hot
     path, worth about a millisecond of time to first token on 2 cores), else from a worker thread,
     where a load may block."""
+    await ensure_loaded(request, name, keep_alive_s)
+    manager: ModelManager = request.app.state.manager
+    start = manager.generate_job if whole else manager.stream
     loop = asyncio.get_running_loop()
     try:
-        return start(name, prompt, params, keep_alive_s, loop, block=False)
+        job = start(name, prompt, params, keep_alive_s, loop, block=False)
     except NotLoadedNow:
-        return await run_in_threadpool(start, name, prompt, params, keep_alive_s, loop)
+        job = await run_in_threadpool(start, name, prompt, params, keep_alive_s, loop)
+    _track(request, job)
+    return job
 
 
 async def _client_gone(request: Request) -> None:
@@ -204,8 +209,7 @@ async def generate(
     A client that disconnects while it waits cancels the generation (ClientGone, answered 499).
     `default` goes to the active model, falling back along its chain; result.model says which answered.
     """
-    return await _with_fallback(request, name, lambda model, skipped: _generate_on(
-        request, model, prompt, params, keep_alive_s, skipped))
+    return await _with_fallback(_generate_on, request, name, prompt, params, keep_alive_s)
 
 
 async def _generate_on(
@@ -214,11 +218,8 @@ async def _generate_on(
 ) -> GenerationResult:
     from server.errors import ClientGone
 
-    await ensure_loaded(request, name, keep_alive_s)
-    manager: ModelManager = request.app.state.manager
     route = route_of(request)
-    job = await _submit(manager.generate_job, name, prompt, params, keep_alive_s)
-    _track(request, job)
+    job = await _submit(request, name, prompt, params, keep_alive_s, whole=True)
     outputs = job.__aiter__()
     result_task = asyncio.ensure_future(outputs.__anext__())
     gone = asyncio.ensure_future(_client_gone(request))
@@ -332,18 +333,11 @@ async def map_chunks(
                 yield event
 
 
-class RoutedModelHeaders:
-    """Pure ASGI: says which model answered (X-LQMF-Model) and which the fallback chain skipped first
+class RoutedModelHeaders(HTTPMiddleware):
+    """Says which model answered (X-LQMF-Model) and which the fallback chain skipped first
     (X-LQMF-Fallback-From), for requests that named `default`."""
 
-    def __init__(self, app) -> None:
-        self.app = app
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
+    async def http(self, scope, receive, send) -> None:
         async def send_wrapper(message) -> None:
             if message["type"] == "http.response.start":
                 state = scope.get("state") or {}

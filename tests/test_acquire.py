@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from agents.quantization.acquire import STAGING_PREFIX, download_model, import_model, login
-from lqmf.manifest import REQUIRED_KEYS, read_manifest, sha256_file, tree_sha256
 from lqmf.errors import AccessDenied, DownloadError, InsufficientDisk, LQMFError, ModelNotFound, OutputExists
+from lqmf.manifest import REQUIRED_KEYS, read_manifest, sha256_file, tree_sha256
 from server.discovery import discover
 from tests.conftest import REPO
 from tests.fake_hub import COMMIT, FakeHub

@@ -74,7 +74,7 @@ def test_every_metric_on_a_case_worked_by_hand(hand_dataset, tmp_path):
     a, b = Scripted("A", ANSWERS_A), Scripted("B", ANSWERS_B)
     seen = []
     report = run_agreement(hand_dataset, a, b, csv_path=tmp_path / "out" / "rows.csv",
-                           progress=lambda done, total: seen.append((done, total)))
+                           progress=lambda what, done, total: seen.append((what, done, total)))
     assert report.examples == 4 and report.labels == ("neg", "pos")
     assert report.variant_a == "A" and report.variant_b == "B"
     assert report.parse_success_a == 0.75 and report.parse_success_b == 1.0
@@ -83,7 +83,7 @@ def test_every_metric_on_a_case_worked_by_hand(hand_dataset, tmp_path):
     assert report.accuracy_a == 0.75 and report.accuracy_b == 0.5
     assert report.exact_match_rate == 0.25
     assert report.text_similarity_mean == pytest.approx((1 + 0 + 6 / 20 + 6 / 7) / 4)
-    assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert seen == [("agreement", 1, 4), ("agreement", 2, 4), ("agreement", 3, 4), ("agreement", 4, 4)]
     # Both got the same fixed prompt, in dataset order.
     assert a.prompts == b.prompts == [build_prompt(t, ["neg", "pos"]) for t, _ in HAND]
     assert a.prompts[0] == PROMPT_TEMPLATE.format(labels="neg, pos", text="a delight")

@@ -434,4 +434,4 @@ def test_the_commands_parse():
     assert classify.slots.texts == ["train the test set"]
     assert agent.parse("list classifiers").intent is Intent.LIST_CLASSIFIERS
     assert agent.parse("train classifier on data.csv").question  # no name, no model: asked
-    assert agent.parse("agreement of demo-hf and demo-q8_0 on x.jsonl").slots.kind == "agreement"  # unchanged
+    assert agent.parse("agreement of demo-hf and demo-q8_0 on x.jsonl").intent is Intent.AGREEMENT_REPORT  # unchanged

@@ -12,6 +12,7 @@ import jsonschema_rs
 import numpy as np
 import pytest
 
+from benchmarks.constrained_bench import SMALL, tool_call_schema
 from lqmf.errors import FeatureUnsupported, InvalidRequest
 from server.backends import backend_for
 from server.backends.base import GenerationParams
@@ -21,36 +22,23 @@ ASK = [{"role": "user", "content": "Reply with JSON describing a function."}]
 SEEDS = (0, 1, 2, 3)
 BUDGET = 200  # tokens: every schema below bounds its strings, numbers and arrays well inside this
 
-PERSON = {
-    "type": "object",
-    "properties": {
-        "name": {"type": "string", "maxLength": 20},
-        "age": {"type": "integer", "minimum": 0, "maximum": 120},
-        "color": {"enum": ["red", "green", "blue"]},
-    },
-    "required": ["name", "age", "color"],
-    "additionalProperties": False,
-}
+PERSON = SMALL  # a flat object: a bounded string, an integer range and an enum, all required
 NUMBERS = {"type": "array", "items": {"type": "integer", "minimum": -99, "maximum": 99}, "minItems": 1,
            "maxItems": 5}
-
-
-def tool(name: str, arguments: dict, required: list[str]) -> dict:
-    return {"type": "object", "additionalProperties": False, "required": ["name", "arguments"],
-            "properties": {"name": {"const": name},
-                           "arguments": {"type": "object", "properties": arguments, "required": required,
-                                         "additionalProperties": False}}}
-
-
 TOOLS = {"anyOf": [
-    tool("get_weather", {"location": {"type": "object", "additionalProperties": False, "required": ["city"],
-                                      "properties": {"city": {"type": "string", "maxLength": 16}}},
-                         "unit": {"enum": ["celsius", "fahrenheit"]}}, ["location", "unit"]),
-    tool("search", {"query": {"type": "string", "maxLength": 20},
-                    "limit": {"type": "integer", "minimum": 1, "maximum": 50}}, ["query"]),
-    tool("send_email", {"to": {"type": "array", "items": {"type": "string", "maxLength": 16}, "minItems": 1,
-                               "maxItems": 2},
-                        "urgent": {"type": "boolean"}}, ["to", "urgent"]),
+    tool_call_schema("get_weather", {
+        "location": {"type": "object", "additionalProperties": False, "required": ["city"],
+                     "properties": {"city": {"type": "string", "maxLength": 16}}},
+        "unit": {"enum": ["celsius", "fahrenheit"]},
+    }, ["location", "unit"]),
+    tool_call_schema("search", {
+        "query": {"type": "string", "maxLength": 20},
+        "limit": {"type": "integer", "minimum": 1, "maximum": 50},
+    }, ["query"]),
+    tool_call_schema("send_email", {
+        "to": {"type": "array", "items": {"type": "string", "maxLength": 16}, "minItems": 1, "maxItems": 2},
+        "urgent": {"type": "boolean"},
+    }, ["to", "urgent"]),
 ]}
 SCHEMAS = {"object": PERSON, "array": NUMBERS, "tools": TOOLS}
 

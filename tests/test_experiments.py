@@ -24,6 +24,7 @@ from lqmf.settings import Settings
 from memory.store import Store
 from server.backends.base import GenerationParams
 from server.manager import ModelManager
+from tests.test_store import intact
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,10 +46,10 @@ def lab(demo_dir, tmp_path):
 def test_f16_against_itself_is_perfectly_faithful(lab):
     """Two independent logits_all runs of the same GGUF: KLD 0 and the same top token everywhere."""
     report = lab.fidelity("demo-f16", "demo-f16", chunks=2)
-    (row,) = [r for r in report.rows if r["model"] == "demo-f16"]
-    assert row["kld_mean"] == pytest.approx(0, abs=1e-6) and row["kld_max"] < 1e-5
-    assert row["top1_agreement"] == 1.0 and row["tokens"] == 2 * (512 - 1 - 256)
-    assert row["ppl_test"] == pytest.approx(row["ppl_ref"], rel=1e-6)
+    (row,) = [r.fidelity for r in report.rows if r.model == "demo-f16"]
+    assert row.kld_mean == pytest.approx(0, abs=1e-6) and row.kld_max < 1e-5
+    assert row.top1_agreement == 1.0 and row.tokens == 2 * (512 - 1 - 256)
+    assert row.ppl_test == pytest.approx(row.ppl_ref, rel=1e-6)
 
 
 def test_q8_is_more_faithful_than_q4_and_both_differ(lab):
@@ -75,15 +76,15 @@ def test_fidelity_across_backends_and_the_reference_is_found_from_manifests(lab)
 def test_fidelity_report_is_recorded_and_drawn(lab):
     report = lab.fidelity("demo-q4_k_m", chunks=2)
     assert report.reference == "demo-f16" and "demo-q4_k_m: KLD" in report.recommendation
-    row = next(r for r in report.rows if r["model"] == "demo-q4_k_m")
+    row = report.row("demo-q4_k_m").fidelity
     saved = lab.store.experiment(report.id)
     assert saved["status"] == "done" and saved["models"] == ["demo-f16", "demo-q4_k_m"]
-    assert saved["summary"]["models"][1]["kld_mean"] == row["kld_mean"] > 0
+    assert saved["summary"]["models"][1]["kld_mean"] == row.kld_mean > 0
     assert {r["model"] for r in lab.store.results(report.id)} == {"demo-f16", "demo-q4_k_m"}
     html = Path(report.report_path).read_text(encoding="utf-8")
     svg = ET.fromstring(html[html.index('<svg id="chart-size-kld"'):html.index("</svg>") + len("</svg>")])
     points = {c.get("data-model"): float(c.get("data-kld")) for c in svg.iter("circle")}
-    assert points == {"demo-f16": 0.0, "demo-q4_k_m": pytest.approx(row["kld_mean"], rel=1e-4)}
+    assert points == {"demo-f16": 0.0, "demo-q4_k_m": pytest.approx(row.kld_mean, rel=1e-4)}
 
 
 def test_fidelity_refuses_bad_requests(lab, tmp_path):
@@ -106,7 +107,7 @@ def test_benchmark_figures_agree_with_token_counts_and_timings(lab):
         lengths = [lab.manager.call(model, lambda b: len(b.chat_prompt_ids([{"role": "user", "content": p}])))
                    for p in prompts]
         runs = [r for r in results if r["model"] == model]
-        row = next(r for r in report.rows if r["model"] == model)
+        row = report.row(model)
         for run in runs:
             assert run["completion_tokens"] == 12  # fixed length: end-of-text ignored
             assert run["prompt_tokens"] == lengths[prompts.index(run["prompt"])]
@@ -114,21 +115,22 @@ def test_benchmark_figures_agree_with_token_counts_and_timings(lab):
             assert run["tokens_per_second"] == pytest.approx(11 / decode)
             assert run["metrics"]["prompt_tps"] == pytest.approx(run["prompt_tokens"] / run["ttft_s"])
             assert run["latency_s"] >= run["ttft_s"] + decode
-        assert row["completion_tokens"] == 48 and row["prompt_tokens"] == 2 * sum(lengths)
-        assert row["gen_tps"] == pytest.approx(sum(11 for _ in runs) / sum(r["metrics"]["decode_s"] for r in runs))
-        assert row["prompt_tps"] == pytest.approx(row["prompt_tokens"] / sum(r["ttft_s"] for r in runs))
-        assert row["latency_p50_s"] == pytest.approx(statistics.median(r["latency_s"] for r in runs))
-        assert row["loaded_by_benchmark"] and row["load_time_s"] > 0 and row["peak_rss_attributable_bytes"] > 0
-    assert [r["rank"] for r in report.rows] == [1, 2]
-    assert report.rows[0]["gen_tps"] >= report.rows[1]["gen_tps"]
-    assert report.recommendation.startswith(f"fastest: {report.rows[0]['model']}")
+        speed, load = row.speed, row.load
+        assert speed.completion_tokens == 48 and speed.prompt_tokens == 2 * sum(lengths)
+        assert speed.gen_tps == pytest.approx(sum(11 for _ in runs) / sum(r["metrics"]["decode_s"] for r in runs))
+        assert speed.prompt_tps == pytest.approx(speed.prompt_tokens / sum(r["ttft_s"] for r in runs))
+        assert speed.latency_p50_s == pytest.approx(statistics.median(r["latency_s"] for r in runs))
+        assert load.loaded_by_benchmark and load.load_time_s > 0 and load.peak_rss_attributable_bytes > 0
+    assert [r.rank for r in report.rows] == [1, 2]
+    assert report.rows[0].gen_tps >= report.rows[1].gen_tps
+    assert report.recommendation.startswith(f"fastest: {report.rows[0].model}")
 
 
 def test_benchmark_of_a_loaded_model_does_not_claim_its_memory(lab):
     lab.manager.load("demo-q4_k_m")
-    row = lab.benchmark(["demo-q4_k_m"], prompts=["hi"], repetitions=1, warmup=0, max_tokens=4).rows[0]
-    assert row["loaded_by_benchmark"] is False and row["peak_rss_attributable_bytes"] is None
-    assert row["footprint_bytes"] > 0
+    load = lab.benchmark(["demo-q4_k_m"], prompts=["hi"], repetitions=1, warmup=0, max_tokens=4).rows[0].load
+    assert load.loaded_by_benchmark is False and load.peak_rss_attributable_bytes is None
+    assert load.footprint_bytes > 0
 
 
 def test_percentile_matches_numpy():
@@ -219,7 +221,7 @@ def test_killed_mid_experiment_leaves_a_consistent_database(demo_dir, tmp_path):
         child.wait()
     store = Store(db)
     try:
-        assert store.integrity() == "ok" and store.recovered == 1
+        assert intact(db) and store.recovered == 1
         (exp,) = store.experiments()
         assert exp["status"] == "incomplete"
         results = store.results(exp["id"])
@@ -243,9 +245,9 @@ def test_quality_heuristic_parts():
 def test_compare_ranks_and_finds_the_shared_reference(lab):
     report = lab.compare(["demo-q4_k_m", "demo-q8_0"], max_tokens=8, chunks=1)
     assert report.reference == "demo-f16"
-    assert {r["model"] for r in report.rows} == {"demo-q4_k_m", "demo-q8_0"}
-    faithful = min(report.rows, key=lambda r: r["kld_mean"])["model"]
-    fastest = max(report.rows, key=lambda r: r["gen_tps"])["model"]
+    assert {r.model for r in report.rows} == {"demo-q4_k_m", "demo-q8_0"}
+    faithful = min(report.rows, key=lambda r: r.fidelity.kld_mean).model
+    fastest = max(report.rows, key=lambda r: r.gen_tps).model
     assert faithful == "demo-q8_0" and f"most faithful: {faithful}" in report.recommendation
     assert f"fastest: {fastest}" in report.recommendation and "smallest: demo-q4_k_m" in report.recommendation
     html = Path(report.report_path).read_text(encoding="utf-8")

@@ -7,9 +7,14 @@ import math
 import numpy as np
 import pytest
 
-from agents.measure.fidelity import compare_logits
+from agents.measure.fidelity import FidelityStats, position_stats, summarize
 from lqmf.settings import Settings
 from server.manager import ModelManager
+
+
+def compare_logits(ref_logits, test_logits, next_tokens) -> FidelityStats:
+    """The report card of one stretch of tokens, as the fidelity experiment makes it (it joins many stretches)."""
+    return summarize(position_stats(ref_logits, test_logits, next_tokens))
 
 
 def test_identical_logits_are_perfectly_faithful():

@@ -18,19 +18,11 @@ import pytest
 
 from agents.quantization.calibration import load_calibration
 from agents.quantization.gguf_quant import GGUF_LEVELS, convert_to_gguf, quantize_gguf, read_gguf_tensors
-from agents.quantization.llama_tools import (
-    BUILD_KINDS,
-    BUILD_RECORD,
-    DEFAULT_CHUNK,
-    IMATRIX,
-    MIN_CHUNK,
-    LlamaTools,
-    compute_imatrix,
-    ensure_llama_tools,
-    tools_folder,
-)
-from lqmf.manifest import read_manifest, sha256_file
+from agents.quantization.imatrix import DEFAULT_CHUNK, MIN_CHUNK, compute_imatrix
+from agents.quantization.llama_tools import BUILD_KINDS, BUILD_RECORD, ensure_llama_tools
 from lqmf.errors import QuantizationError, ToolUnavailable
+from lqmf.manifest import read_manifest, sha256_file
+from lqmf.tools import IMATRIX, LlamaTools, tools_folder
 from server.discovery import discover
 from tests.loaders import greedy_twice
 from tests.tiny_models import tiny_llama
@@ -188,7 +180,7 @@ def test_ctrl_c_ends_the_child_and_leaves_nothing(f16, tmp_path, tool_settings):
         "import sys\n"
         "from pathlib import Path\n"
         "from agents.quantization.calibration import load_calibration\n"
-        "from agents.quantization.llama_tools import compute_imatrix\n"
+        "from agents.quantization.imatrix import compute_imatrix\n"
         "from lqmf.settings import load_settings\n"
         "compute_imatrix(Path(sys.argv[1]), load_calibration(None) * 60, Path(sys.argv[2]), load_settings())\n"
     )

@@ -49,7 +49,7 @@ def test_ctrl_c_stops_the_wait_for_a_load_not_the_load(demo_dir, tmp_path):
             assert time.monotonic() < deadline, "the interrupted load was abandoned"
             time.sleep(0.05)
         again = manager.load("demo-q4_k_m")
-        assert manager.load_counts == {"demo-q4_k_m": 1} and again.name == "demo-q4_k_m"
+        assert manager.loads() == {"demo-q4_k_m": 1} and again.name == "demo-q4_k_m"
         params = GenerationParams(max_tokens=4, temperature=0, ignore_eos=True)
         reply = manager.generate("demo-q4_k_m", "What does shuffle do?", params)
         assert reply.completion_tokens > 0

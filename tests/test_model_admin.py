@@ -84,13 +84,13 @@ def test_remove_asks_then_removes_file_manifest_and_imatrix_and_records_it(shell
     assert (models / "demo-q4_k_m.gguf").is_file()  # asking touches nothing
     done = run(shell, Intent.REMOVE_MODEL, model="demo-q4_k_m", yes=True)
     assert isinstance(done, r.ModelChanged) and done.ok, done
-    assert done.change["action"] == "removed" and done.change["freed_bytes"] == done.change["size_bytes"]
+    assert done.change.action == "removed" and done.change.freed_bytes == done.change.size_bytes
     assert "demo-q4_k_m" not in names(shell)
     assert not (models / "demo-q4_k_m.gguf").exists() and not (models / "demo-q4_k_m.gguf.lqmf.json").exists()
     assert not (models / ".imatrix").exists()  # its matrix and the matrix's manifest, then the empty folder
     assert [p.name for p in models.iterdir() if p.name.startswith(".")] == []  # no temporary left
-    row = shell.experiments.store.model_changes(name="demo-q4_k_m")[0]
-    assert row["action"] == "removed" and row["size_bytes"] == done.change["size_bytes"]
+    row = shell.library.store.model_changes(name="demo-q4_k_m")[0]
+    assert row["action"] == "removed" and row["size_bytes"] == done.change.size_bytes
     assert len(row["details"]["files"]) == 4
     assert "removed demo-q4_k_m" in drawn(done)
 
@@ -162,7 +162,7 @@ def test_rename_moves_files_and_keeps_lineage(shell, models):
     shell.manager.use(["demo-f16", "demo-q8_0"])
     done = run(shell, Intent.RENAME_MODEL, model="demo-f16", name="base-f16")
     assert isinstance(done, r.ModelChanged), done
-    assert sorted(done.change["updated_children"]) == ["demo-q4_k_m", "demo-q8_0"]
+    assert sorted(done.change.updated_children) == ["demo-q4_k_m", "demo-q8_0"]
     assert not (models / "demo-f16.gguf").exists() and not (models / "demo-f16.gguf.lqmf.json").exists()
     manifest = json.loads((models / "base-f16.gguf.lqmf.json").read_text())
     assert manifest["name"] == "base-f16" and manifest["weight_files"][0]["path"] == "base-f16.gguf"
@@ -170,10 +170,10 @@ def test_rename_moves_files_and_keeps_lineage(shell, models):
     for child in ("demo-q8_0", "demo-q4_k_m"):
         source = json.loads((models / f"{child}.gguf.lqmf.json").read_text())["source"]
         assert source["path"] == str(models / "base-f16.gguf")
-    assert shell.experiments.lineage("demo-q8_0") == ["demo-q8_0", "base-f16", "demo-hf"]
+    assert shell.library.lab.lineage("demo-q8_0") == ["demo-q8_0", "base-f16", "demo-hf"]
     assert shell.manager.active.chain() == ["base-f16", "demo-q8_0"]
     assert "base-f16" in names(shell) and "demo-f16" not in names(shell)
-    assert shell.experiments.store.model_changes(name="base-f16")[0]["action"] == "renamed"
+    assert shell.library.store.model_changes(name="base-f16")[0]["action"] == "renamed"
     assert "renamed demo-f16 → base-f16" in drawn(done)
 
 
@@ -215,13 +215,13 @@ def test_rename_refuses_a_loaded_model_and_asks_for_the_new_name(shell):
 def test_copy_is_independent_and_leaves_lineage_to_the_original(shell, models):
     shell.manager.load("demo-q4_k_m")  # a loaded model can be copied
     done = run(shell, Intent.COPY_MODEL, model="demo-q4_k_m", name="my-q4")
-    assert isinstance(done, r.ModelChanged) and done.change["action"] == "copied", done
+    assert isinstance(done, r.ModelChanged) and done.change.action == "copied", done
     assert (models / "my-q4.gguf").read_bytes() == (models / "demo-q4_k_m.gguf").read_bytes()
     manifest = json.loads((models / "my-q4.gguf.lqmf.json").read_text())
     assert manifest["name"] == "my-q4" and manifest["details"]["copied_from"]["name"] == "demo-q4_k_m"
     assert manifest["details"]["imatrix"]["path"] == str(models / ".imatrix" / "my-q4.imatrix.gguf")
     assert (models / ".imatrix" / "demo-q4_k_m.imatrix.gguf").is_file()  # the original keeps its own
-    assert shell.experiments.lineage("my-q4") == ["my-q4", "demo-f16", "demo-hf"]  # a sibling, same source
+    assert shell.library.lab.lineage("my-q4") == ["my-q4", "demo-f16", "demo-hf"]  # a sibling, same source
     folder = run(shell, Intent.COPY_MODEL, model="demo-hf", name="hf-copy")
     assert folder.ok and json.loads((models / "hf-copy" / "lqmf.json").read_text())["name"] == "hf-copy"
     source = json.loads((models / "demo-f16.gguf.lqmf.json").read_text())["source"]
@@ -232,7 +232,7 @@ def test_copy_is_independent_and_leaves_lineage_to_the_original(shell, models):
 
 # -- show ---------------------------------------------------------------------------------------------------
 def test_show_gives_manifest_lineage_figures_template_and_context(shell):
-    store = shell.experiments.store
+    store = shell.library.store
     exp = store.start_experiment("benchmark", ["demo-q8_0"], {})
     store.finish_experiment(exp, {"models": [{"model": "demo-q8_0", "gen_tps": 123.4, "ttft_p50_s": 0.01}]})
     fid = store.start_experiment("fidelity", ["demo-q8_0"], {})

@@ -170,7 +170,7 @@ def test_conversion_reports_each_tensor_as_it_streams(demo_dir, tmp_path, settin
 
     calls: list[tuple[float, int, int]] = []
     convert_to_gguf(demo_dir / "demo-hf", tmp_path / "p-f16.gguf", settings, "f16",
-                    on_tensor=lambda done, total: calls.append((time.perf_counter(), done, total)))
+                    on_tensor=lambda what, done, total: calls.append((time.perf_counter(), done, total)))
     tensors = read_gguf_tensors(tmp_path / "p-f16.gguf")
     total = sum(tensors.histogram.values())
     assert {t for _, _, t in calls} == {total}  # 39 on the demo: the source's safetensors tensors
@@ -181,7 +181,7 @@ def test_conversion_reports_each_tensor_as_it_streams(demo_dir, tmp_path, settin
 
 def test_in_process_quantization_reports_llama_cpp_tensor_lines(f16, tmp_path):
     calls: list[tuple[int, int]] = []
-    quantize_gguf(f16, tmp_path / "p-q4_k_m.gguf", "q4_k_m", on_tensor=lambda d, t: calls.append((d, t)))
+    quantize_gguf(f16, tmp_path / "p-q4_k_m.gguf", "q4_k_m", on_tensor=lambda what, d, t: calls.append((d, t)))
     n = sum(read_gguf_tensors(f16).histogram.values())
     assert calls == [(i, n) for i in range(1, n + 1)]
     # The process-wide log callback is llama-cpp-python's own again afterwards.
@@ -195,7 +195,8 @@ def test_tensor_lines_of_a_streaming_child_are_read_as_they_come(tmp_path):
     import sys
     import time
 
-    from agents.quantization.llama_tools import run_child_lines, tensor_lines
+    from agents.quantization.llama_output import tensor_lines
+    from lqmf.processes import run_child_lines
 
     script = ("import sys, time\nfor i in range(1, 4):\n"
               "    print(f'[{i:4d}/{3:4d}] blk.{i}.weight - [256, 256], type = f16, converting to q4_K .. ', "
@@ -203,7 +204,7 @@ def test_tensor_lines_of_a_streaming_child_are_read_as_they_come(tmp_path):
     seen: list[tuple[float, int, int]] = []
     start = time.perf_counter()
     code, output = run_child_lines([sys.executable, "-c", script],
-                                   tensor_lines(lambda d, t: seen.append((time.perf_counter() - start, d, t))))
+                                   tensor_lines(lambda what, d, t: seen.append((time.perf_counter() - start, d, t))))
     assert code == 0 and "Writing: 100%" in output
     assert [(d, t) for _, d, t in seen] == [(1, 3), (2, 3), (3, 3)]
     assert seen[1][0] - seen[0][0] > 0.2  # streamed, not all read at exit

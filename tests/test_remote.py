@@ -327,24 +327,24 @@ def test_benchmark_compare_and_summary_over_http(gateway):
         agent = ExperimentAgent(settings, manager, store)
         bench = agent.benchmark(["far"], prompts=["Say one word."], repetitions=2, warmup=1, max_tokens=8)
         row = bench.rows[0]
-        assert row["model"] == "far" and row["measured_over"] == "http" and row["format"] == "remote"
-        assert row["ttft_p50_s"] > 0 and row["gen_tps"] > 0 and row["completion_tokens"] == 2 * 8  # ignore_eos passed
+        assert row.model == "far" and row.load.measured_over == "http" and row.format == "remote"
+        assert row.speed.ttft_p50_s > 0 and row.gen_tps > 0 and row.speed.completion_tokens == 2 * 8  # ignore_eos passed
         assert any("measured over HTTP" in note for note in bench.notes)
         report = agent.compare(["demo-q4_k_m", "far"], max_tokens=8, chunks=2)
-        rows = {r["model"]: r for r in report.rows}
-        assert rows["far"].get("kld_mean") is None and rows["far"]["gen_tps"] > 0
-        assert rows["demo-q4_k_m"]["kld_mean"] is not None  # the local one still gets its fidelity
+        rows = {r.model: r for r in report.rows}
+        assert rows["far"].fidelity is None and rows["far"].gen_tps > 0
+        assert rows["demo-q4_k_m"].fidelity is not None  # the local one still gets its fidelity
         assert any("far is remote" in n and "no fidelity" in n for n in report.notes)
         assert report.reference and report.reference != "far"
         # The prompt experiments take it too: a batch file and a multi-turn conversation.
         prompts = settings.root / "prompts.txt"
         prompts.write_text("Say one word.\nName a colour.\n")
         batch = agent.batch("far", prompts, GenerationParams(max_tokens=6, temperature=0))
-        assert batch.rows[0]["runs"] == 2 and all(run["response"] for run in batch.runs)
+        assert batch.rows[0].speed.runs == 2 and all(run.response for run in batch.runs)
         script = settings.root / "script.txt"
         script.write_text("Hello.\nAnd then?\n")
         talk = agent.conversation("far", script, GenerationParams(max_tokens=6, temperature=0))
-        assert talk.rows[0]["runs"] == 2
+        assert talk.rows[0].speed.runs == 2
         # The automatic benchmark measures whatever is loaded, remote models included.
         from agents.measure.auto_benchmark import AutoBenchmark
 
@@ -377,9 +377,9 @@ def test_agreement_against_a_key_protected_remote(gateway, remote, tmp_path):
             result = executor.execute(agent.parse(f"agreement of demo-q4_k_m and {other} on {data}"))
             assert result.ok, result
             report = result.report
-            assert report["examples"] == 3
+            assert report.examples == 3
             # The same greedy model on both sides: the same answers, word for word.
-            assert report["exact_match_rate"] == 1.0 and report["variant_b"] in (other, "demo-q4_k_m@" + other[:-12])
+            assert report.exact_match_rate == 1.0 and report.variant_b in (other, "demo-q4_k_m@" + other[:-12])
     finally:
         executor.close()
 
@@ -637,7 +637,7 @@ def test_the_readme_walkthrough_runs_as_written(remote, demo_dir, tmp_path, monk
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     results = json.loads("[" + re.sub(r"\}\s*\{", "},{", run.stdout.strip()) + "]")
     by_intent = {r["command"]["intent"]: r["result"] for r in results}
-    compare = next(r["result"] for r in results if r["command"]["slots"].get("kind") == "compare")
+    compare = by_intent["COMPARE_MODELS"]
     assert compare["reference"] == "demo-f16" and any("far is remote" in n for n in compare["notes"])
     assert by_intent["EXPORT_MODEL"]["command"].split()[1:3] == ["-m", str(demo_dir / "demo-q4_k_m.gguf")]
 

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from agents.measure import report_html
 from agents.measure.report_html import MIB, VariantRow, render_report, write_report
 
 EVIL = '<script>alert("x")</script>&'
@@ -328,7 +327,7 @@ def test_failed_write_leaves_old_file_and_no_temp(tmp_path: Path, monkeypatch: p
         assert Path(str(src)).parent == tmp_path  # the temporary sits beside the target
         raise OSError("disk went away")
 
-    monkeypatch.setattr(report_html.os, "replace", refuse)
+    monkeypatch.setattr(os, "replace", refuse)
     with pytest.raises(OSError, match="disk went away"):
         write_report(target, "New", ROWS)
     assert target.read_text(encoding="utf-8") == "old report"

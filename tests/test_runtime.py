@@ -132,7 +132,7 @@ def test_concurrent_first_requests_load_once(demo_dir, tmp_path):
             t.start()
         for t in threads:
             t.join()
-        assert m.load_counts == {"demo-q4_k_m": 1}
+        assert m.loads() == {"demo-q4_k_m": 1}
         assert all(r is not None and r.text == results[0].text for r in results)
     finally:
         m.close()

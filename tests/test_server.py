@@ -199,6 +199,7 @@ def test_health_metrics_tokenize(http):
     assert "lqmf_request_seconds_bucket" in metrics and 'route="/models/{name}/chat"' in metrics
     assert "lqmf_loaded_models" in metrics and 'lqmf_queue_depth{model="demo-q4_k_m"}' in metrics
     assert "lqmf_time_to_first_token_seconds_bucket" in metrics and "lqmf_process_resident_bytes" in metrics
+    assert 'lqmf_model_loads_total{model="demo-q4_k_m"}' in metrics
 
 
 def test_compare_and_batch(http):

@@ -173,7 +173,8 @@ def test_parse_prints_json(demo_dir, home):
     many = cli(["--parse", "-"], home, demo_dir, stdin="load q4_k_m\ncompare demo-f16 and demo-q8_0\nexit\n")
     lines = [json.loads(line) for line in many.stdout.splitlines()]
     assert (lines[0]["intent"], lines[0]["slots"]) == ("LOAD_MODEL_API", {"model": "demo-q4_k_m"})
-    assert lines[1]["slots"] == {"models": ["demo-f16", "demo-q8_0"], "model": "demo-f16", "kind": "compare"}
+    assert (lines[1]["intent"], lines[1]["slots"]) == ("COMPARE_MODELS", {"models": ["demo-f16", "demo-q8_0"],
+                                                                          "model": "demo-f16"})
     assert lines[2]["intent"] == "EXIT"
 
 
@@ -395,7 +396,7 @@ def test_a_script_stops_at_its_first_failure_and_names_an_unexpected_error(demo_
     manager = ModelManager(settings)
     executor = Executor(settings, manager, BackgroundServer(settings, manager))
 
-    def broken(command):
+    def broken(command, progress=None):
         raise RuntimeError("the config fell over")
 
     executor.handlers[Intent.SHOW_CONFIG] = broken

@@ -1,14 +1,12 @@
-"""The SQLite history: exact schema, migrations once, one writer, crash consistency, exports."""
+"""The SQLite history: exact schema, migrations once, one writer, crash consistency, text kept exactly."""
 
 from __future__ import annotations
 
-import csv
-import json
-import os
 import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +14,15 @@ import pytest
 from memory.store import MIGRATIONS, Store
 from server.discovery import discover
 from tests.conftest import REPO
+
+
+def intact(path: Path) -> bool:
+    """SQLite's own check of the whole file (pages, indexes, constraints), from a connection of its own."""
+    db = sqlite3.connect(path)
+    try:
+        return db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        db.close()
 
 SCHEMA = {
     "models": ["name", "format", "level", "bits", "size_bytes", "parameter_count", "path", "first_seen", "last_seen"],
@@ -105,7 +112,7 @@ def test_a_killed_experiment_is_marked_incomplete(tmp_path):
     proc.kill()
     proc.wait()
     store = Store(path)
-    assert store.recovered == 1 and store.integrity() == "ok"
+    assert store.recovered == 1 and intact(path)
     (row,) = store.experiments()
     assert row["id"] == experiment and row["status"] == "incomplete" and len(store.results(experiment)) == 3
     running = store.start_experiment("single", ["m"], {})  # our own live run is left alone
@@ -113,22 +120,16 @@ def test_a_killed_experiment_is_marked_incomplete(tmp_path):
     store.close()
 
 
-def test_exports(tmp_path):
+def test_text_and_json_come_back_exactly(tmp_path):
     store = Store(tmp_path / "lqmf.db")
-    exp = store.start_experiment("single", ["demo-q4_k_m"], {"t": 0})
-    store.add_result(exp, "demo-q4_k_m", "a, \"quoted\"\nprompt", "b")
-    assert store.export("experiment_results", tmp_path / "r.jsonl") == 1
-    row = json.loads((tmp_path / "r.jsonl").read_text())
-    assert row["prompt"] == "a, \"quoted\"\nprompt" and row["experiment_id"] == exp
-    assert store.export("experiment_results", tmp_path / "r.csv") == 1
-    with open(tmp_path / "r.csv", newline="") as handle:
-        (parsed,) = list(csv.DictReader(handle))
-    assert parsed["prompt"] == "a, \"quoted\"\nprompt"
-    with pytest.raises(ValueError, match="export one of"):
-        store.export("sqlite_master", tmp_path / "x.csv")
-    with pytest.raises(ValueError, match=".jsonl or .csv"):
-        store.export("experiments", tmp_path / "x.txt")
-    assert sorted(os.listdir(tmp_path)) == ["lqmf.db", "lqmf.db-shm", "lqmf.db-wal", "r.csv", "r.jsonl"]
+    prompt, params = "a, \"quoted\"\nprompt ✓", {"stop": ["\n\n"], "t": 0}
+    exp = store.start_experiment("single", ["demo-q4_k_m"], params)
+    store.add_result(exp, "demo-q4_k_m", prompt, "b", metrics={"kld": [0.1, None]})
+    store.close()
+    store = Store(tmp_path / "lqmf.db")  # from the file, not from anything the first store kept
+    (row,) = store.results(exp)
+    assert (row["prompt"], row["response"], row["metrics"]) == (prompt, "b", {"kld": [0.1, None]})
+    assert row["experiment_id"] == exp and store.experiment(exp)["params"] == params
     store.close()
 
 
@@ -180,7 +181,7 @@ def test_a_failed_commit_rolls_back_and_the_next_write_works(tmp_path):
     outside.commit()
     assert sorted(row["model"] for row in store.statistics()["per_model"]) == ["after", "before", "outside"]
     assert outside.execute("SELECT COUNT(*) FROM audit").fetchone()[0] == 0  # nothing of the failed write
-    assert store.integrity() == "ok"
+    assert intact(path)
     outside.close()
     store.close()
 
@@ -210,3 +211,28 @@ def test_processes_opening_a_new_database_at_once_all_succeed(tmp_path):
         assert store.migrations() == [name for name, _ in MIGRATIONS]
         store.close()
     assert failures == []
+
+
+def test_a_read_in_another_thread_never_sees_a_write_that_is_rolled_back(tmp_path):
+    # One connection serves every thread (one Store per process): a read must wait for an open write.
+    store = Store(tmp_path / "history.db")
+    inside, reads = threading.Event(), []
+
+    def writer():
+        try:
+            with store._write():
+                store._db.execute("INSERT INTO schema_migrations VALUES ('zz_uncommitted', 0)")
+                inside.set()
+                time.sleep(0.3)  # the reader asks now, while the row is not saved
+                raise RuntimeError("the write fails")
+        except RuntimeError as exc:
+            reads.append(str(exc))
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    assert inside.wait(5)
+    seen = store.migrations()
+    thread.join()
+    assert reads == ["the write fails"]
+    assert "zz_uncommitted" not in seen and seen == store.migrations()
+    store.close()

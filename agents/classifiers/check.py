@@ -14,7 +14,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from agents.classifiers.artifact import read_eval_rows
 from agents.classifiers.errors import ClassifierRefused
@@ -22,10 +22,11 @@ from agents.classifiers.pipeline import scores
 from agents.classifiers.registry import ClassifierRegistry, LoadedClassifier, check_dimension
 from agents.classifiers.train import record_failure
 from lqmf.errors import LQMFError
+from lqmf.progress import Progress
+from lqmf.units import format_bytes
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str, int, int], None]
 MAX_LINEAGE_HOPS = 8
 WARM_UP = 32  # texts embedded untimed first: one whole batch, so batched kernels are set up too
 
@@ -225,7 +226,7 @@ def recommend(rows: Sequence[VariantFigures]) -> str:
     if kept:
         best = min(kept, key=lambda r: (r.size_bytes or 0))
         return (f"{best.model} keeps the classifier's accuracy ({best.accuracy:.3f}) at "
-                f"{(best.size_bytes or 0) / 2**20:.1f} MiB, agreeing with the source on {100 * best.agreement:.1f}%")
+                f"{format_bytes(best.size_bytes)}, agreeing with the source on {100 * best.agreement:.1f}%")
     best = min(measured, key=lambda r: (r.accuracy_drop, r.size_bytes or 0))
     return (f"every variant loses accuracy; least: {best.model} "
             f"({best.accuracy:.3f}, {100 * best.accuracy_drop:.1f} points lower)")

@@ -6,7 +6,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from agents.classifiers.artifact import (ClassifierManifest, EmbeddingSpec, EvalRow, check_name, classifiers_dir,
                                          save_classifier)
@@ -14,11 +14,11 @@ from agents.classifiers.cache import EmbeddingCache
 from agents.classifiers.data import describe, read_labelled
 from agents.classifiers.pipeline import (PipelineSpec, build_pipeline, check_algorithm, check_spec, cross_validate,
                                          folds_for, scores)
+from lqmf.progress import Progress
 
 log = logging.getLogger(__name__)
 
 TEST_SIZE = 0.2
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)

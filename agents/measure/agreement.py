@@ -18,9 +18,11 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Protocol, Sequence, runtime_checkable
+from typing import Any, Optional, Protocol, Sequence, runtime_checkable
 
 from lqmf.errors import LQMFError
+from lqmf.progress import Progress, report as report_progress
+from lqmf.sampling import GREEDY
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +39,6 @@ CSV_COLUMNS = (
     "response_b", "parsed_b", "correct_b", "agree", "similarity",
 )
 EXCERPT_CHARS = 300
-
-Progress = Callable[[int, int], None]
 
 
 # -- variants ------------------------------------------------------------------------------------
@@ -64,7 +64,7 @@ class LocalVariant:
     def complete(self, prompt: str) -> str:
         from server.backends.base import GenerationParams
 
-        params = GenerationParams(max_tokens=self.max_tokens, temperature=0)
+        params = GenerationParams(**GREEDY, max_tokens=self.max_tokens)
         return self.manager.generate(self.name, [{"role": "user", "content": prompt}], params).text
 
 
@@ -96,7 +96,7 @@ class RemoteVariant:
 
         url = f"{self.base_url}/chat/completions"
         body = {"model": self.model, "messages": [{"role": "user", "content": prompt}],
-                "temperature": 0, "max_tokens": self.max_tokens, "stream": False}
+                **GREEDY, "max_tokens": self.max_tokens, "stream": False}
         try:
             response = self._http().post(url, json=body)
         except httpx.TimeoutException:
@@ -419,8 +419,7 @@ def run_agreement(dataset: Path, a: Variant, b: Variant, *, labels: Optional[lis
                     **shared, "variant": "a", "parsed": outcome.parsed_a, "correct": outcome.correct_a})
                 store.add_result(experiment, b.name, prompt, response=response_b, latency_s=latency_b, metrics={
                     **shared, "variant": "b", "parsed": outcome.parsed_b, "correct": outcome.correct_b})
-            if progress is not None:
-                progress(index + 1, total)
+            report_progress(progress, "agreement", index + 1, total)
         report = summarize(outcomes, a=a.name, b=b.name, dataset=str(dataset), labels=allowed,
                            csv_path=str(csv_path))
         write_csv(csv_path, outcomes)

@@ -60,7 +60,7 @@ class AutoBenchmark:
             "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(),
             "request_count": request_count,
             "experiment_id": report.id,
-            "models": {row["model"]: {k: row.get(k) for k in (
+            "models": {row.model: {k: row.value(k) for k in (
                 "gen_tps", "prompt_tps", "ttft_p50_s", "latency_p50_s", "latency_p95_s", "completion_tokens",
                 "quality_heuristic")} for row in report.rows},
             "recommendation": report.recommendation,

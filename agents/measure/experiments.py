@@ -9,12 +9,12 @@ import logging
 import math
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 from agents.measure import quality
-from agents.results import ExperimentResult
+from agents.measure.results import ExperimentResult, LoadFigures, ModelRow, RunFigures, SpeedFigures
 from agents.measure.fidelity import (
     FidelityStats,
     PositionStats,
@@ -45,37 +45,6 @@ STANDARD_PROMPTS: tuple[str, ...] = (
 DEFAULT_CHUNK = 512  # tokens per fidelity window, as llama.cpp's perplexity tool uses by default
 DEFAULT_CHUNKS = 8
 SMALL_BENCHMARK = dict(prompts=STANDARD_PROMPTS[:3], repetitions=1, warmup=0, max_tokens=16)
-
-
-@dataclass
-class RunFigures:
-    """One generation, measured on the model's worker (times in seconds)."""
-
-    model: str
-    prompt: str
-    response: str
-    prompt_tokens: int
-    completion_tokens: int
-    finish_reason: str
-    ttft_s: float  # prompt processing up to the first token
-    decode_s: float  # after the first token
-    latency_s: float  # submit to result, queueing included
-    quality: quality.QualityHeuristic
-
-    @property
-    def prompt_tps(self) -> Optional[float]:
-        return self.prompt_tokens / self.ttft_s if self.ttft_s > 0 else None
-
-    @property
-    def gen_tps(self) -> Optional[float]:
-        """Tokens after the first over the time after the first (the first belongs to the prompt's time)."""
-        return (self.completion_tokens - 1) / self.decode_s if self.completion_tokens > 1 and self.decode_s > 0 else None
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["quality_heuristic"] = data.pop("quality")
-        data.update(prompt_tps=self.prompt_tps, gen_tps=self.gen_tps)
-        return data
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -257,11 +226,10 @@ class ExperimentAgent:
                 run = self.run_prompt(model, prompt, params)
                 self._record_run(exp["id"], run)
                 runs.append(run)
-                exp["summary"] = summarize_runs(model, runs)
+                exp["summary"] = summarize_runs(model, runs).to_dict()
                 if progress:
                     progress(f"{kind} on {model}", i + 1, len(prompts))
-        return ExperimentResult(id=exp["id"], kind=kind, models=[model], rows=[exp["summary"]],
-                                runs=[r.to_dict() for r in runs])
+        return ExperimentResult(id=exp["id"], kind=kind, models=[model], rows=[summarize_runs(model, runs)], runs=runs)
 
     def conversation(self, model: str, path: Path, params: GenerationParams,
                      progress: Optional[Progress] = None) -> ExperimentResult:
@@ -278,11 +246,11 @@ class ExperimentAgent:
                 messages.append({"role": "assistant", "content": run.response})
                 self._record_run(exp["id"], run, turn=i + 1)
                 runs.append(run)
-                exp["summary"] = summarize_runs(model, runs)
+                exp["summary"] = summarize_runs(model, runs).to_dict()
                 if progress:
                     progress(f"conversation with {model}", i + 1, len(turns))
-        return ExperimentResult(id=exp["id"], kind="conversation", models=[model], rows=[exp["summary"]],
-                                runs=[r.to_dict() for r in runs])
+        return ExperimentResult(id=exp["id"], kind="conversation", models=[model], rows=[summarize_runs(model, runs)],
+                                runs=runs)
 
     # -- speed ----------------------------------------------------------------------------------------------
     def benchmark(self, models: list[str], *, prompts: Sequence[Prompt] = STANDARD_PROMPTS, repetitions: int = 3,
@@ -293,7 +261,8 @@ class ExperimentAgent:
             raise LQMFError("repetitions must be >= 1, warm-up >= 0 and max_tokens >= 2", "use the defaults")
         self._seen(*models)
         params = GenerationParams(max_tokens=max_tokens, temperature=0, ignore_eos=True)
-        rows, all_runs = [], []
+        rows: list[ModelRow] = []
+        all_runs: list[RunFigures] = []
         settings = {"repetitions": repetitions, "warmup": warmup, "max_tokens": max_tokens, "prompts": len(prompts)}
         with self._recording(kind, list(models), settings) as exp:
             per_model = (warmup + repetitions) * len(prompts)
@@ -306,11 +275,11 @@ class ExperimentAgent:
                 done += per_model
                 rows.append(row)
                 all_runs.extend(runs)
-                exp["summary"] = {"models": rows, **settings}
+                exp["summary"] = {"models": [r.to_dict() for r in rows], **settings}
             ranked = rank(rows)
-            exp["summary"] = {"models": ranked, "recommendation": recommend(ranked), **settings}
-        notes = [f"{row['model']} is remote ({row.get('host')}): measured over HTTP, so TTFT and latency include "
-                 "the network; token counts are the remote's own" for row in ranked if row.get("measured_over")]
+            exp["summary"] = {"models": [r.to_dict() for r in ranked], "recommendation": recommend(ranked), **settings}
+        notes = [f"{row.model} is remote ({row.load.host}): measured over HTTP, so TTFT and latency include "
+                 "the network; token counts are the remote's own" for row in ranked if row.load.measured_over]
         return ExperimentResult(id=exp["id"], kind=kind, models=list(models), rows=ranked, runs=all_runs,
                                 recommendation=recommend(ranked), notes=notes)
 
@@ -335,20 +304,21 @@ class ExperimentAgent:
                     self._record_run(experiment_id, run, repetition=rep + 1)
                     runs.append(run)
                     tick(warmup * len(prompts) + len(runs))
-        row = summarize_runs(name, runs)
         record = loaded.record
-        row.update(
-            format=record.format, level=record.level, bits=record.bits, size_bytes=record.size_bytes,
-            load_time_s=loaded.load_time_s, loaded_by_benchmark=not was_loaded,
-            footprint_bytes=loaded.footprint_bytes,
+        row = summarize_runs(name, runs)
+        row.format, row.level, row.bits, row.size_bytes = record.format, record.level, record.bits, record.size_bytes
+        row.load = LoadFigures(
+            load_time_s=loaded.load_time_s, loaded_by_benchmark=not was_loaded, footprint_bytes=loaded.footprint_bytes,
             # Attributable only when this benchmark did the load: the rise over the process before it.
             peak_rss_attributable_bytes=max(0, measured.peak_rss_bytes - baseline) if not was_loaded else None,
         )
         if record.format == "remote":
             # Timed here, over HTTP: TTFT includes the network and the remote's queue; tokens are its own usage.
-            row.update(measured_over="http", host=record.display.get("host"), size_bytes=None,
-                       peak_rss_attributable_bytes=None, footprint_bytes=None)
-        return row, [r.to_dict() for r in runs]
+            row.size_bytes = None
+            row.load = LoadFigures(load_time_s=loaded.load_time_s, loaded_by_benchmark=not was_loaded,
+                                   footprint_bytes=None, peak_rss_attributable_bytes=None, measured_over="http",
+                                   host=record.display.get("host"))
+        return row, runs
 
     # -- fidelity -------------------------------------------------------------------------------------------
     def lineage(self, name: str) -> list[str]:
@@ -385,31 +355,34 @@ class ExperimentAgent:
         return next((a for a in lineages[0] if all(a in chain for chain in lineages[1:])), None)
 
     def fidelity(self, model: str, reference: Optional[str] = None, *, text_path: Optional[Path] = None,
-                 chunks: int = DEFAULT_CHUNKS, chunk: int = DEFAULT_CHUNK,
+                 text: Optional[str] = None, chunks: int = DEFAULT_CHUNKS, chunk: int = DEFAULT_CHUNK,
                  progress: Optional[Progress] = None) -> ExperimentResult:
-        """The report card of `model` against `reference` on held-out text (a windowed perplexity run)."""
+        """The report card of `model` against `reference` on held-out text (a windowed perplexity run);
+        `text_path` or `text` replaces the held-out text."""
         reference = reference or self.reference_for(model)
         self._seen(model, reference)
-        return self._fidelity_report("fidelity", [model], reference, text_path, chunks, chunk, progress)
+        scored = (text, "the given text") if text is not None else self._fidelity_text(text_path)
+        return self._fidelity_report("fidelity", [model], reference, scored, chunks, chunk, progress)
 
-    def _fidelity_report(self, kind: str, models: list[str], reference: str, text_path: Optional[Path],
+    def _fidelity_report(self, kind: str, models: list[str], reference: str, scored: tuple[str, str],
                          chunks: int, chunk: int, progress: Optional[Progress]) -> ExperimentResult:
-        text, source = self._fidelity_text(text_path)
+        text, source = scored
         params = {"reference": reference, "text": source, "chunks": chunks, "chunk": chunk}
         involved = list(dict.fromkeys([reference, *models]))
         with self._recording(kind, involved, params) as exp:
             stats = self.fidelity_stats(reference, models, text, chunks=chunks, chunk=chunk, progress=progress,
                                         source=source)
-            rows = []
+            rows: list[ModelRow] = []
             for name in involved:
                 if name in stats:
                     record = self.manager.record(name)
-                    row = {"model": name, "format": record.format, "level": record.level, "bits": record.bits,
-                           "size_bytes": record.size_bytes, **stats[name].to_dict()}
-                    self.store.add_result(exp["id"], name, f"fidelity vs {reference}: {source}", metrics=row)
+                    row = ModelRow(name, format=record.format, level=record.level, bits=record.bits,
+                                   size_bytes=record.size_bytes, fidelity=stats[name])
+                    self.store.add_result(exp["id"], name, f"fidelity vs {reference}: {source}", metrics=row.to_dict())
                     rows.append(row)
             verdict = fidelity_verdict(rows, reference)
-            exp["summary"] = {"reference": reference, "text": source, "models": rows, "recommendation": verdict}
+            exp["summary"] = {"reference": reference, "text": source, "models": [r.to_dict() for r in rows],
+                              "recommendation": verdict}
         report = ExperimentResult(id=exp["id"], kind=kind, models=models, rows=rows, reference=reference,
                                   recommendation=verdict, notes=[f"measured on {next(iter(stats.values())).ppl_text}"])
         report.report_path = str(self.write_html(report))
@@ -466,14 +439,15 @@ class ExperimentAgent:
                 for name, p in parts.items()}
 
     # -- side by side -----------------------------------------------------------------------------------------
-    def compare(self, models: list[str], *, prompts_path: Optional[Path] = None, reference: Optional[str] = None,
-                max_tokens: int = 48, chunks: int = DEFAULT_CHUNKS,
-                progress: Optional[Progress] = None) -> ExperimentResult:
-        """The same prompts on every model, plus fidelity against a shared reference when there is one; ranked."""
+    def compare(self, models: list[str], *, prompts: Optional[Sequence[Prompt]] = None,
+                prompts_path: Optional[Path] = None, reference: Optional[str] = None, max_tokens: int = 48,
+                chunks: int = DEFAULT_CHUNKS, progress: Optional[Progress] = None) -> ExperimentResult:
+        """The same prompts on every model (given, from a file, or the standard set), plus fidelity against a
+        shared reference when there is one; ranked."""
         if len(set(models)) < 2:
             raise LQMFError("compare needs two or more different models", "compare A and B")
         self._seen(*models)
-        prompts = load_prompts(prompts_path) if prompts_path else list(STANDARD_PROMPTS)
+        prompts = list(prompts) if prompts else load_prompts(prompts_path) if prompts_path else list(STANDARD_PROMPTS)
         notes = []
         # Fidelity needs full logits, which a remote API does not return: it covers the local models only.
         remote = [m for m in models if self.manager.record(m).format == "remote"]
@@ -486,7 +460,8 @@ class ExperimentAgent:
         params = GenerationParams(max_tokens=max_tokens, temperature=0)
         with self._recording("compare", list(models), {"prompts": len(prompts), "max_tokens": max_tokens,
                                                       "reference": reference}) as exp:
-            rows, runs = {}, []
+            rows: dict[str, ModelRow] = {}
+            runs: list[RunFigures] = []
             per_model = 2 * len(prompts)  # a warm-up pass, then one measured pass
 
             def tick(base: int) -> Callable[[int], None]:
@@ -500,12 +475,13 @@ class ExperimentAgent:
                 text, source = heldout_text()
                 stats = self.fidelity_stats(reference, local, text, chunks=chunks, progress=progress, source=source)
                 for name in local:
-                    rows[name].update(stats[name].to_dict())
+                    rows[name].fidelity = stats[name]
                 notes.append(f"fidelity of {', '.join(local)} against {reference}, measured on {stats[local[0]].ppl_text}")
             elif local:
                 notes.append("no fidelity: these models do not share a source model (run: fidelity of A against REF)")
             ranked = rank(list(rows.values()))
-            exp["summary"] = {"models": ranked, "reference": reference, "recommendation": recommend(ranked, reference)}
+            exp["summary"] = {"models": [r.to_dict() for r in ranked], "reference": reference,
+                              "recommendation": recommend(ranked, reference)}
         report = ExperimentResult(id=exp["id"], kind="compare", models=list(models), rows=ranked, runs=runs,
                                   reference=reference, recommendation=recommend(ranked, reference), notes=notes)
         report.report_path = str(self.write_html(report))
@@ -526,15 +502,15 @@ class ExperimentAgent:
             value = manifest.get("bits_per_weight")
             return float(value) if isinstance(value, (int, float)) else None
 
-        def row_of(row: dict[str, Any]) -> VariantRow:
+        def row_of(row: ModelRow) -> VariantRow:
+            v = row.value
             return VariantRow(
-                model=row["model"], format=row.get("format"), level=row.get("level"),
-                size_bytes=row.get("size_bytes"), bits_per_weight=measured_bpw(row["model"]),
-                ppl=row.get("ppl_test"), ppl_ref=row.get("ppl_ref"), ppl_text=row.get("ppl_text"),
-                kld_mean=row.get("kld_mean"), kld_p99=row.get("kld_p99"),
-                top1_agreement=row.get("top1_agreement"), dp_rms=row.get("dp_rms"), gen_tps=row.get("gen_tps"),
-                prompt_tps=row.get("prompt_tps"), ttft_s=row.get("ttft_p50_s"),
-                latency_p50_s=row.get("latency_p50_s"), latency_p95_s=row.get("latency_p95_s"),
+                model=row.model, format=row.format, level=row.level, size_bytes=row.size_bytes,
+                bits_per_weight=measured_bpw(row.model), ppl=v("ppl_test"), ppl_ref=v("ppl_ref"),
+                ppl_text=v("ppl_text"), kld_mean=v("kld_mean"), kld_p99=v("kld_p99"),
+                top1_agreement=v("top1_agreement"), dp_rms=v("dp_rms"), gen_tps=v("gen_tps"),
+                prompt_tps=v("prompt_tps"), ttft_s=v("ttft_p50_s"), latency_p50_s=v("latency_p50_s"),
+                latency_p95_s=v("latency_p95_s"),
             )
 
         path = self.settings.reports_dir / f"experiment-{report.id}-{report.kind}.html"
@@ -545,60 +521,59 @@ class ExperimentAgent:
 
 
 # -- summaries ------------------------------------------------------------------------------------------------
-def summarize_runs(model: str, runs: list[RunFigures]) -> dict[str, Any]:
-    """Per-model figures from its runs: totals, rates over summed times, latency percentiles."""
+def summarize_runs(model: str, runs: list[RunFigures]) -> ModelRow:
+    """A model's row from its runs: totals, rates over summed times, latency percentiles."""
     if not runs:
-        return {"model": model, "runs": 0}
+        return ModelRow(model)
     decode_s = sum(r.decode_s for r in runs if r.completion_tokens > 1)
     ttft_s = sum(r.ttft_s for r in runs)
     latencies = [r.latency_s for r in runs]
-    return {
-        "model": model,
-        "runs": len(runs),
-        "prompt_tokens": sum(r.prompt_tokens for r in runs),
-        "completion_tokens": sum(r.completion_tokens for r in runs),
-        "prompt_tps": sum(r.prompt_tokens for r in runs) / ttft_s if ttft_s > 0 else None,
-        "gen_tps": sum(r.completion_tokens - 1 for r in runs if r.completion_tokens > 1) / decode_s
-        if decode_s > 0 else None,
-        "ttft_p50_s": percentile([r.ttft_s for r in runs], 50),
-        "latency_p50_s": percentile(latencies, 50),
-        "latency_p95_s": percentile(latencies, 95),
-        "quality_heuristic": sum(r.quality.total for r in runs) / len(runs),
-    }
+    return ModelRow(model, speed=SpeedFigures(
+        runs=len(runs),
+        prompt_tokens=sum(r.prompt_tokens for r in runs),
+        completion_tokens=sum(r.completion_tokens for r in runs),
+        prompt_tps=sum(r.prompt_tokens for r in runs) / ttft_s if ttft_s > 0 else None,
+        gen_tps=sum(r.completion_tokens - 1 for r in runs if r.completion_tokens > 1) / decode_s if decode_s > 0 else None,
+        ttft_p50_s=percentile([r.ttft_s for r in runs], 50),
+        latency_p50_s=percentile(latencies, 50),
+        latency_p95_s=percentile(latencies, 95),
+        quality_heuristic=sum(r.quality.total for r in runs) / len(runs),
+    ))
 
 
-def rank(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def rank(rows: list[ModelRow]) -> list[ModelRow]:
     """Rows ordered by generation speed, fastest first, each with its rank."""
-    ordered = sorted(rows, key=lambda r: -(r.get("gen_tps") or 0))
-    return [{**row, "rank": i + 1} for i, row in enumerate(ordered)]
+    ordered = sorted(rows, key=lambda r: -(r.gen_tps or 0))
+    return [dataclasses.replace(row, rank=i + 1) for i, row in enumerate(ordered)]
 
 
-def recommend(rows: list[dict[str, Any]], reference: Optional[str] = None) -> str:
+def recommend(rows: list[ModelRow], reference: Optional[str] = None) -> str:
     """One line naming the fastest, the most faithful (the reference aside) and the smallest, with their numbers."""
     parts = []
-    fast = [r for r in rows if r.get("gen_tps")]
+    fast = [r for r in rows if r.gen_tps]
     if fast:
-        best = max(fast, key=lambda r: r["gen_tps"])
-        parts.append(f"fastest: {best['model']} ({best['gen_tps']:.1f} tok/s)")
-    faithful = [r for r in rows if r.get("kld_mean") is not None and r["model"] != reference]
+        best = max(fast, key=lambda r: r.gen_tps)
+        parts.append(f"fastest: {best.model} ({best.gen_tps:.1f} tok/s)")
+    faithful = [r for r in rows if r.fidelity is not None and r.model != reference]
     if faithful:
-        best = min(faithful, key=lambda r: r["kld_mean"])
-        parts.append(f"most faithful: {best['model']} (KLD {best['kld_mean']:.5f}, "
-                     f"top-1 {100 * best['top1_agreement']:.1f}%)")
-    sized = [r for r in rows if r.get("size_bytes")]
+        best = min(faithful, key=lambda r: r.fidelity.kld_mean)
+        parts.append(f"most faithful: {best.model} (KLD {best.fidelity.kld_mean:.5f}, "
+                     f"top-1 {100 * best.fidelity.top1_agreement:.1f}%)")
+    sized = [r for r in rows if r.size_bytes]
     if sized:
-        best = min(sized, key=lambda r: r["size_bytes"])
-        parts.append(f"smallest: {best['model']} ({best['size_bytes'] / 2**20:.1f} MiB)")
+        best = min(sized, key=lambda r: r.size_bytes)
+        parts.append(f"smallest: {best.model} ({best.size_bytes / 2**20:.1f} MiB)")
     return " · ".join(parts)
 
 
-def fidelity_verdict(rows: list[dict[str, Any]], reference: str) -> str:
+def fidelity_verdict(rows: list[ModelRow], reference: str) -> str:
     """One line per variant: its KLD, top-1 agreement and perplexity change against the reference."""
     parts = []
     for row in rows:
-        if row["model"] != reference:
-            change = 100 * (row["ppl_test"] / row["ppl_ref"] - 1)
-            parts.append(f"{row['model']}: KLD {row['kld_mean']:.5f}, same top token {100 * row['top1_agreement']:.1f}%, "
+        if row.model != reference:
+            f = row.fidelity
+            change = 100 * (f.ppl_test / f.ppl_ref - 1)
+            parts.append(f"{row.model}: KLD {f.kld_mean:.5f}, same top token {100 * f.top1_agreement:.1f}%, "
                          f"perplexity {change:+.2f}% vs {reference}")
     return " · ".join(parts)
 

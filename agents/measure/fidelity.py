@@ -6,6 +6,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Optional
 
+from lqmf.units import nonfinite_text
+
 # How every face writes these figures (the shell's tables and the HTML report call the same functions),
 # so one number reads the same wherever it appears. KLD is fixed-point with six decimals, as llama.cpp's
 # `perplexity --kl-divergence` prints it: one notation down a column, so magnitudes line up.
@@ -27,15 +29,6 @@ def format_dp(value: Optional[float]) -> str:
 
 def format_ppl(value: Optional[float]) -> str:
     return "-" if value is None else nonfinite_text(value) or f"{value:,.3f}"
-
-
-def nonfinite_text(value: float) -> Optional[str]:
-    """nan / ∞ / −∞ for a value that is not finite (the terminal and the report print them so); else None."""
-    if math.isnan(value):
-        return "nan"
-    if math.isinf(value):
-        return "∞" if value > 0 else "−∞"
-    return None
 
 
 def describe_scoring(source: str, windows: int, chunk: int, tokens: int) -> str:
@@ -129,11 +122,6 @@ def summarize(stats: PositionStats) -> FidelityStats:
         dp_rms=float(math.sqrt((dp**2).mean())),
         dp_percentiles=percentiles,
     )
-
-
-def compare_logits(ref_logits, test_logits, next_tokens) -> FidelityStats:
-    """Statistics over positions i: ref/test logits predicting next_tokens[i] (arrays [n, vocab] and [n])."""
-    return summarize(position_stats(ref_logits, test_logits, next_tokens))
 
 
 def scoring_chunks(ids: list[int], chunk: int, bos: Optional[int]) -> list[tuple[list[int], int]]:

@@ -5,16 +5,16 @@ from __future__ import annotations
 import html
 import logging
 import math
-import os
 import re
 import time
 from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Optional, Sequence, TypeGuard
+from typing import Any, Callable, Optional, Sequence, TypeGuard
 
-from agents.measure.fidelity import format_dp, format_kld, format_ppl, format_share, nonfinite_text
-from lqmf.atomic import temp_sibling
+from agents.measure.fidelity import format_dp, format_kld, format_ppl, format_share
+from lqmf.files import write_text_atomic
+from lqmf.units import format_bytes, nonfinite_text
 
 log = logging.getLogger(__name__)
 
@@ -91,16 +91,6 @@ def _fixed(decimals: int, suffix: str = "") -> Callable[[float], str]:
     return fmt
 
 
-def _mib(size_bytes: float) -> str:
-    special = nonfinite_text(size_bytes)
-    if special:
-        return special
-    mib = size_bytes / MIB
-    # Demo models are well under 1 MiB, so small sizes need more decimals to tell variants apart.
-    decimals = 1 if abs(mib) >= 100 else 2 if abs(mib) >= 1 else 3
-    return f"{mib:,.{decimals}f}"
-
-
 def _percent(share: float) -> str:
     return nonfinite_text(share) or f"{share * 100:.2f}%"
 
@@ -113,7 +103,8 @@ _COLUMNS: tuple[tuple[str, str, str, Optional[Callable[[float], str]]], ...] = (
     ("model", "Model", "variant name", None),
     ("format", "Format", "gguf | hf | gptq | bnb", None),
     ("level", "Level", "quantization level", None),
-    ("size_bytes", "Size (MiB)", "size on disk, MiB", _mib),
+    # Demo models are well under 1 MiB: small=True keeps enough decimals to tell their variants apart.
+    ("size_bytes", "Size (MiB)", "size on disk, MiB", lambda n: format_bytes(n, unit="MiB", small=True)),
     ("bits_per_weight", "Bits per weight", "average bits per weight, measured from the file's tensors", _fixed(4)),
     ("ppl", "PPL", "perplexity of the variant on the text named below the table", format_ppl),
     ("ppl_ref", "PPL (ref)", "perplexity of the reference on the same text", format_ppl),
@@ -197,25 +188,25 @@ def _n(value: float) -> str:
 # ---------------------------------------------------------------------------------------------- charts
 
 
+def _line(css: str, x1: float, y1: float, x2: float, y2: float) -> str:
+    return f'<line class="{css}" x1="{_n(x1)}" y1="{_n(y1)}" x2="{_n(x2)}" y2="{_n(y2)}"/>'
+
+
+def _text(css: str, x: float, y: float, anchor: str, content: object, *, rotate: Optional[float] = None) -> str:
+    """An SVG text with escaped content; `rotate` turns it (degrees) about its own anchor point."""
+    turn = f' transform="rotate({rotate:g} {_n(x)} {_n(y)})"' if rotate is not None else ""
+    return f'<text class="{css}" x="{_n(x)}" y="{_n(y)}" text-anchor="{anchor}"{turn}>{_esc(content)}</text>'
+
+
 def _axes(x: _Scale, y: _Scale, *, x_title: str, y_title: str) -> list[str]:
     left, right = x.p0, x.p1
     bottom, top = y.p0, y.p1
-    out = [
-        f'<line class="axis" x1="{_n(left)}" y1="{_n(bottom)}" x2="{_n(right)}" y2="{_n(bottom)}"/>',
-        f'<line class="axis" x1="{_n(left)}" y1="{_n(bottom)}" x2="{_n(left)}" y2="{_n(top)}"/>',
-    ]
+    out = [_line("axis", left, bottom, right, bottom), _line("axis", left, bottom, left, top)]
     for tick in x.ticks:
-        px = x(tick)
-        out.append(f'<line class="grid" x1="{_n(px)}" y1="{_n(bottom)}" x2="{_n(px)}" y2="{_n(top)}"/>')
-        out.append(
-            f'<text class="tick x-tick" x="{_n(px)}" y="{_n(bottom + 16)}" text-anchor="middle">'
-            f"{_esc(x.label(tick))}</text>"
-        )
+        out.append(_line("grid", x(tick), bottom, x(tick), top))
+        out.append(_text("tick x-tick", x(tick), bottom + 16, "middle", x.label(tick)))
     out.extend(_y_ticks(y, left, right))
-    out.append(
-        f'<text class="axis-title" x="{_n((left + right) / 2)}" y="{_n(bottom + 38)}" '
-        f'text-anchor="middle">{_esc(x_title)}</text>'
-    )
+    out.append(_text("axis-title", (left + right) / 2, bottom + 38, "middle", x_title))
     out.append(_y_title(y, y_title))
     return out
 
@@ -223,21 +214,13 @@ def _axes(x: _Scale, y: _Scale, *, x_title: str, y_title: str) -> list[str]:
 def _y_ticks(y: _Scale, left: float, right: float) -> list[str]:
     out = []
     for tick in y.ticks:
-        py = y(tick)
-        out.append(f'<line class="grid" x1="{_n(left)}" y1="{_n(py)}" x2="{_n(right)}" y2="{_n(py)}"/>')
-        out.append(
-            f'<text class="tick y-tick" x="{_n(left - 6)}" y="{_n(py + 4)}" text-anchor="end">'
-            f"{_esc(y.label(tick))}</text>"
-        )
+        out.append(_line("grid", left, y(tick), right, y(tick)))
+        out.append(_text("tick y-tick", left - 6, y(tick) + 4, "end", y.label(tick)))
     return out
 
 
 def _y_title(y: _Scale, title: str) -> str:
-    cy = (y.p0 + y.p1) / 2
-    return (
-        f'<text class="axis-title" x="16" y="{_n(cy)}" text-anchor="middle" '
-        f'transform="rotate(-90 16 {_n(cy)})">{_esc(title)}</text>'
-    )
+    return _text("axis-title", 16, (y.p0 + y.p1) / 2, "middle", title, rotate=-90)
 
 
 def _scatter_size_kld(rows: Sequence[VariantRow]) -> str:
@@ -262,7 +245,7 @@ def _scatter_size_kld(rows: Sequence[VariantRow]) -> str:
     placed: list[tuple[float, float]] = []
     for row, size, kld in points:
         cx, cy = x(size / MIB), y(kld)
-        tip = f"{row.model}: size {row.size_bytes} bytes ({_mib(size)} MiB), mean KLD {kld!r}"
+        tip = f"{row.model}: size {row.size_bytes} bytes ({format_bytes(size, small=True)}), mean KLD {kld!r}"
         parts.append(
             f'<circle class="point" cx="{_n(cx)}" cy="{_n(cy)}" r="5" data-model="{_esc(row.model)}" '
             f'data-size-bytes="{row.size_bytes}" data-kld="{kld!r}"><title>{_esc(tip)}</title></circle>'
@@ -274,10 +257,49 @@ def _scatter_size_kld(rows: Sequence[VariantRow]) -> str:
         while any(abs(cx - px) < 80 and abs(ly - py) < 12 for px, py in placed):
             ly += 13
         placed.append((cx, ly))
+        parts.append(_text("point-label", cx + dx, ly, anchor, _truncate(row.model)))
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _bar_chart(
+    bars: Sequence[tuple[VariantRow, float]],
+    *,
+    chart_id: str,
+    y_title: str,
+    height: int,
+    value_text: Callable[[float], str],
+    unit: str = "",
+    share: bool = False,
+) -> str:
+    """Bars of one figure per variant over rotated model names; `share` fixes the axis at 0..1."""
+    left, top, slot = 90, 24, 64
+    plot_w = max(560, slot * len(bars))
+    width = left + plot_w + 30
+    bottom = height - 110  # room for rotated model names
+    domain = [0.0, 1.0] if share else [value for _, value in bars]
+    y = _scale(domain, bottom, top, include_zero=True, margin=0.0 if share else 0.05)
+    base = y(0.0)
+    slot = plot_w / max(1, len(bars))
+    parts = [
+        f'<svg id="{chart_id}" class="chart" viewBox="0 0 {_n(width)} {height}" width="{_n(width)}" '
+        f'height="{height}" role="img" aria-label="{_esc(y_title)} per variant">'
+    ]
+    parts.extend(_y_ticks(y, left, left + plot_w))
+    parts.append(_line("axis", left, base, left + plot_w, base))
+    parts.append(_line("axis", left, bottom, left, top))
+    parts.append(_y_title(y, y_title))
+    for i, (row, value) in enumerate(bars):
+        cx, py = left + slot * (i + 0.5), y(value)
+        bar_top, bar_h = min(py, base), abs(base - py)
+        # The exact value rides along as a tooltip, as in the table.
         parts.append(
-            f'<text class="point-label" x="{_n(cx + dx)}" y="{_n(ly)}" text-anchor="{anchor}">'
-            f"{_esc(_truncate(row.model))}</text>"
+            f'<rect class="bar" data-model="{_esc(row.model)}" data-value="{value!r}" x="{_n(cx - slot * 0.3)}" '
+            f'y="{_n(bar_top)}" width="{_n(slot * 0.6)}" height="{_n(bar_h)}">'
+            f"<title>{_esc(f'{row.model}: {value_text(value)}{unit} ({value!r})')}</title></rect>"
         )
+        parts.append(_text("bar-value", cx, bar_top - 5, "middle", value_text(value)))
+        parts.append(_text("bar-label", cx, bottom + 14, "end", _truncate(row.model, 22), rotate=-35))
     parts.append("</svg>")
     return "".join(parts)
 
@@ -289,71 +311,14 @@ def _bars_tps(rows: Sequence[VariantRow]) -> str:
             '<p class="no-data" id="no-throughput-data">'
             "No throughput data: no variant has a generation speed.</p>"
         )
-    slot = 64
-    left, top = 90, 24
-    plot_w = max(560, slot * len(bars))
-    width, height = left + plot_w + 30, 430
-    bottom = height - 110  # room for rotated model names
-    y = _scale([value for _, value in bars], bottom, top, include_zero=True, margin=0.05)
-    base = y(0.0)
-    slot = plot_w / len(bars)
-    bar_w = slot * 0.6
-    parts = [
-        f'<svg id="chart-tps" class="chart" viewBox="0 0 {_n(width)} {height}" width="{_n(width)}" height="{height}" '
-        'role="img" aria-label="Generation tokens per second per variant">'
-    ]
-    parts.extend(_y_ticks(y, left, left + plot_w))
-    parts.append(f'<line class="axis" x1="{left}" y1="{_n(base)}" x2="{_n(left + plot_w)}" y2="{_n(base)}"/>')
-    parts.append(f'<line class="axis" x1="{left}" y1="{_n(bottom)}" x2="{left}" y2="{_n(top)}"/>')
-    parts.append(_y_title(y, "Generation tokens/s"))
-    for i, (row, value) in enumerate(bars):
-        cx = left + slot * (i + 0.5)
-        py = y(value)
-        bar_top, bar_h = min(py, base), abs(base - py)
-        parts.append(
-            f'<rect class="bar" data-model="{_esc(row.model)}" data-value="{value!r}" x="{_n(cx - bar_w / 2)}" '
-            f'y="{_n(bar_top)}" width="{_n(bar_w)}" height="{_n(bar_h)}">'
-            f"<title>{_esc(f'{row.model}: {value!r} tokens/s')}</title></rect>"
-        )
-        parts.append(
-            f'<text class="bar-value" x="{_n(cx)}" y="{_n(bar_top - 5)}" text-anchor="middle">'
-            f"{_esc(_fixed(1)(value))}</text>"
-        )
-        ly = bottom + 14
-        parts.append(
-            f'<text class="bar-label" x="{_n(cx)}" y="{_n(ly)}" text-anchor="end" '
-            f'transform="rotate(-35 {_n(cx)} {_n(ly)})">{_esc(_truncate(row.model, 22))}</text>'
-        )
-    parts.append("</svg>")
-    return "".join(parts)
+    return _bar_chart(bars, chart_id="chart-tps", y_title="Generation tokens/s", height=430, value_text=_fixed(1),
+                      unit=" tokens/s")
 
 
 def _bars_share(rows: Sequence[VariantRow], key: str, chart_id: str, y_title: str) -> str:
     """Bars of a 0..1 figure per variant (classifier accuracy, agreement), on a fixed 0..1 axis."""
     bars = [(r, float(getattr(r, key))) for r in rows if _finite(getattr(r, key))]
-    left, top, slot = 90, 24, 64
-    plot_w = max(560, slot * len(bars))
-    width, height = left + plot_w + 30, 400
-    bottom = height - 110  # room for rotated model names
-    y = _scale([0.0, 1.0], bottom, top, include_zero=True)
-    slot = plot_w / max(1, len(bars))
-    parts = [f'<svg id="{chart_id}" class="chart" viewBox="0 0 {_n(width)} {height}" width="{_n(width)}" '
-             f'height="{height}" role="img" aria-label="{_esc(y_title)} per variant">']
-    parts.extend(_y_ticks(y, left, left + plot_w))
-    parts.append(f'<line class="axis" x1="{left}" y1="{_n(bottom)}" x2="{_n(left + plot_w)}" y2="{_n(bottom)}"/>')
-    parts.append(_y_title(y, y_title))
-    for i, (row, value) in enumerate(bars):
-        cx, py = left + slot * (i + 0.5), y(value)
-        parts.append(
-            f'<rect class="bar" data-model="{_esc(row.model)}" data-value="{value!r}" x="{_n(cx - slot * 0.3)}" '
-            f'y="{_n(py)}" width="{_n(slot * 0.6)}" height="{_n(bottom - py)}">'
-            f"<title>{_esc(f'{row.model}: {_percent(value)}')}</title></rect>"
-            f'<text class="bar-value" x="{_n(cx)}" y="{_n(py - 5)}" text-anchor="middle">{_esc(_percent(value))}</text>'
-            f'<text class="bar-label" x="{_n(cx)}" y="{_n(bottom + 14)}" text-anchor="end" '
-            f'transform="rotate(-35 {_n(cx)} {_n(bottom + 14)})">{_esc(_truncate(row.model, 22))}</text>'
-        )
-    parts.append("</svg>")
-    return "".join(parts)
+    return _bar_chart(bars, chart_id=chart_id, y_title=y_title, height=400, value_text=_percent, share=True)
 
 
 def _classifier_figures(rows: Sequence[VariantRow]) -> str:
@@ -490,32 +455,10 @@ def render_report(
     return "".join(parts)
 
 
-def write_report(
-    path: Path,
-    title: str,
-    rows: Sequence[VariantRow],
-    *,
-    reference: Optional[str] = None,
-    recommendation: Optional[str] = None,
-    notes: Sequence[str] = (),
-    created_at: Optional[float] = None,
-) -> Path:
-    """Write the report atomically (temp file in the same dir + os.replace); return the path."""
+def write_report(path: Path, title: str, rows: Sequence[VariantRow], **options: Any) -> Path:
+    """Render the report (options as render_report's) and write it whole or not at all; return the path."""
     path = Path(path)
-    document = render_report(
-        title, rows, reference=reference, recommendation=recommendation, notes=notes, created_at=created_at
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # temp_sibling's hidden name is one sweep_stale_temps recognises if we die mid-write.
-    tmp = temp_sibling(path)
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(document)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    rows = list(rows)
+    write_text_atomic(path, render_report(title, rows, **options))
     log.info("wrote report %s (%d rows)", path, len(rows))
     return path

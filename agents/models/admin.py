@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -32,15 +31,14 @@ from lqmf.atomic import atomic_output, ensure_disk_space, temp_sibling
 from lqmf.manifest import MANIFEST_SUFFIX, manifest_path_for
 from lqmf.errors import InvalidRequest, LQMFError, ModelNotFound, OutputExists
 from lqmf.files import write_text_atomic
+from lqmf.names import MODEL_NAME_MAX, NEW_MODEL_NAME
+from lqmf.units import format_bytes
 from server.discovery import ModelRecord, chat_template_of
 
 log = logging.getLogger(__name__)
 
 IMATRIX_DIR = ".imatrix"  # as the quantization agent keeps them (agents/quantization/factory.py)
 IMATRIX_SUFFIX = ".imatrix.gguf"
-# A new name: letters, digits and . _ + - as the API's model names, never a path or an Ollama tag.
-NEW_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_+\-]*(\.[A-Za-z0-9_+\-]+)*$")
-NEW_NAME_MAX = 200
 RESERVED_NAMES = ("default",)  # `default` names the active model (use NAME)
 
 
@@ -181,7 +179,7 @@ def model_unit(record: ModelRecord, models_dir: Path) -> ModelUnit:
 def check_new_name(manager, new: str) -> str:
     """A name a model may take: well-formed, not reserved, not a model's or a file's already."""
     new = (new or "").strip()
-    if not new or len(new) > NEW_NAME_MAX or not NEW_NAME.match(new):
+    if not new or len(new) > MODEL_NAME_MAX or not NEW_MODEL_NAME.match(new):
         raise InvalidRequest(f"{new!r} cannot be a model's name",
                              "use letters, digits and . _ + - (no paths, spaces or ':'), at most 200 characters")
     if new.lower() in RESERVED_NAMES:
@@ -218,7 +216,7 @@ def check_removable(manager, name: str) -> None:
 
 
 def removal_question(unit: ModelUnit) -> str:
-    return f"Remove {unit.name} ({_human(unit.total_bytes)}: {unit.describe()})? [y/N]"
+    return f"Remove {unit.name} ({format_bytes(unit.total_bytes)}: {unit.describe()})? [y/N]"
 
 
 def remove_model(manager, name: str, *, unload: bool = False, store=None) -> Change:
@@ -612,13 +610,6 @@ def show_model(manager, name: str, *, store=None, with_template: bool = True) ->
         "loaded_context_length": loaded_context,
         "changes": store.model_changes(name=record.name) if store is not None else [],
     }
-
-
-def _human(n: int) -> str:
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} B"
 
 
 def require_model(manager, name: Optional[str], verb: str) -> str:

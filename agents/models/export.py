@@ -373,7 +373,7 @@ def _vllm_plan(request: _Request) -> ExportPlan:
 def llama_server_binary(settings: "Settings") -> Optional[Path]:
     """The llama-server LQMF built (see agents/quantization/llama_tools.py), or None when it is not built."""
     try:
-        from agents.quantization.llama_tools import LlamaTools, tools_folder
+        from lqmf.tools import LlamaTools, tools_folder
 
         server = LlamaTools.in_folder(tools_folder(settings)).server
     except LQMFError:  # llama-cpp-python is not installed: nothing was built either

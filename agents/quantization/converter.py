@@ -9,11 +9,9 @@ from __future__ import annotations
 import logging
 import os
 import re
-import subprocess
 import sys
 import tarfile
 import tempfile
-from importlib import metadata
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -24,7 +22,10 @@ from lqmf.errors import (
     ToolUnavailable,
     UnsupportedArchitecture,
 )
+from lqmf.processes import run_child_captured, run_child_lines
+from lqmf.progress import Progress
 from lqmf.settings import Settings
+from lqmf.tools import llama_cpp_version
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +37,6 @@ VENDOR_PREFIX = "vendor/llama.cpp/"
 # The converter logs one line per tensor it writes: "INFO:hf-to-gguf:blk.0.attn_q.weight, torch.float32 --> F16, ..."
 TENSOR_LINE = re.compile(r"^INFO:hf-to-gguf:[^,\s]+,\s+\S+\s+-->\s")
 EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception|Exit|Interrupt)\b(?::|$)")
-
-
-def llama_cpp_version() -> str:
-    """The installed llama-cpp-python version (the converter is fetched to match it)."""
-    try:
-        return metadata.version("llama-cpp-python")
-    except metadata.PackageNotFoundError as exc:
-        raise ToolUnavailable("llama-cpp-python is not installed", "run `make setup`") from exc
 
 
 def converter_dir(settings: Settings) -> Path:
@@ -75,12 +68,12 @@ def fetch_sdist(version: str, dest: Path) -> Path:
         sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
         "--dest", str(dest), f"llama-cpp-python=={version}",
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    code, output = run_child_captured(cmd)
     archives = list(Path(dest).glob("llama_cpp_python-*.tar.gz"))
-    if proc.returncode != 0 or not archives:
+    if code != 0 or not archives:
         raise ToolUnavailable(
             f"could not download the llama-cpp-python {version} source distribution: "
-            f"{proc.stderr.strip()[-500:]}",
+            f"{output.strip()[-500:]}",
             "check access to the package registry, then run `make setup` again",
         )
     return archives[0]
@@ -111,14 +104,12 @@ def _converter_needs(rel: str) -> bool:
 
 
 def convert_hf_folder(src: Path, out_file: Path, outtype: str, settings: Settings,
-                      on_tensor: Optional[Callable[[int, int], None]] = None) -> str:
+                      on_tensor: Optional[Progress] = None) -> str:
     """Run the converter on an HF folder into `out_file`; return its log. Errors are explained.
 
-    `on_tensor(done, total)` is called as the converter reports each tensor (total: the source's
+    `on_tensor("tensors", done, total)` is called as the converter reports each tensor (total: the source's
     safetensors tensors; the converter may skip a few, so the last call is (total, total) on success).
     """
-    from agents.quantization.llama_tools import run_child_lines
-
     if outtype not in GGUF_OUTTYPES:
         raise QuantizationError(f"unknown GGUF outtype {outtype!r}", f"use one of {', '.join(GGUF_OUTTYPES)}")
     folder = ensure_converter(settings)
@@ -134,14 +125,14 @@ def convert_hf_folder(src: Path, out_file: Path, outtype: str, settings: Setting
         nonlocal done
         if on_tensor is not None and TENSOR_LINE.match(line):
             done += 1
-            on_tensor(min(done, total), total)
+            on_tensor("tensors", min(done, total), total)
 
     code, output = run_child_lines(cmd, on_line, env=env)
     if code != 0 or not out_file.is_file():
         log.error("converter failed on %s (exit %s):\n%s", src, code, output)
         raise _explain_converter_failure(output, src)
     if on_tensor is not None:
-        on_tensor(total, total)
+        on_tensor("tensors", total, total)
     return output
 
 

@@ -19,11 +19,11 @@ from lqmf.manifest import manifest_path_for, measure_run, read_manifest, tree_sh
 from agents.quantization.plan import MARGIN, QuantPlan, QuantRequest, machine_now, make_plan, source_facts
 from agents.quantization.verify import VERIFY_STEP, verify_output
 from lqmf.errors import PlanRefused
+from lqmf.progress import Progress
 from lqmf.settings import Settings
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str, int, int], None]
 BUILD_TOOLS_STEP = "build llama.cpp's llama-imatrix and llama-quantize"
 IMATRIX_DIR = ".imatrix"  # inside the models folder; hidden, so discovery skips it
 
@@ -59,7 +59,7 @@ class QuantizationAgent:
         plan = make_plan(request, facts, models_dir, machine_now(models_dir), history,
                          converter_dir=conv if conv.is_dir() else None)
         if plan.imatrix:
-            from agents.quantization.llama_tools import LlamaTools, tools_folder
+            from lqmf.tools import LlamaTools, tools_folder
 
             if not LlamaTools.in_folder(tools_folder(self.settings)).ready():
                 plan.steps.insert(0, f"{BUILD_TOOLS_STEP} (once, about 2 minutes)")
@@ -165,7 +165,7 @@ class QuantizationAgent:
             if imatrix_file is not None:
                 steps.next()
                 from agents.quantization.calibration import load_calibration
-                from agents.quantization.llama_tools import compute_imatrix
+                from agents.quantization.imatrix import compute_imatrix
 
                 samples = load_calibration(Path(plan.calibration_file) if plan.calibration_file else None)
                 imatrix_file.parent.mkdir(exist_ok=True)
@@ -231,10 +231,10 @@ class _Steps:
             self.progress(self.steps[self.index], self.index, len(self.steps))
         self.index += 1
 
-    def within(self, done: int, total: int) -> None:
+    def within(self, what: str, done: int, total: int) -> None:
         """Progress inside the step under way (tensors converted or quantized), so a long step is seen moving."""
         if self.progress and self.index:
-            self.progress(f"{self.current} (step {self.index} of {len(self.steps)}, tensors)", done, total)
+            self.progress(f"{self.current} (step {self.index} of {len(self.steps)}, {what})", done, total)
 
     @property
     def current(self) -> str:

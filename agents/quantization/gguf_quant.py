@@ -1,7 +1,7 @@
 """HF folder -> f16/bf16/f32 GGUF (llama.cpp's converter) -> K-quants and IQ types.
 
 Without an importance matrix, llama_model_quantize runs in-process. With one (see
-agents.quantization.llama_tools), llama.cpp's llama-quantize runs in a child process: the Python
+agents.quantization.imatrix), llama.cpp's llama-quantize runs in a child process: the Python
 binding cannot pass an imatrix. Some IQ levels cannot be made without one at all.
 """
 
@@ -32,6 +32,7 @@ from lqmf.manifest import (
 )
 from lqmf.source import hf_parameter_count, require_hf_folder
 from lqmf.errors import OutputExists, QuantizationError
+from lqmf.progress import Progress
 from lqmf.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,6 @@ log = logging.getLogger(__name__)
 # returns facts for the manifest, or raises, and then nothing is renamed into place.
 Verifier = Callable[[Path], dict]
 # Called as tensors are written, (done, total): the progress of a long conversion or quantization.
-TensorProgress = Callable[[int, int], None]
 
 K_TYPES = frozenset({"Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_K"})
 # IQ types with 256-wide blocks. IQ4_NL (32-wide) is absent on purpose: llama.cpp sends IQ tensors
@@ -204,7 +204,7 @@ def file_output(final: Path, overwrite: bool) -> Iterator[Path]:
 
 def convert_to_gguf(
     src: Path, out_file: Path, settings: Settings, outtype: str = "f16", overwrite: bool = False,
-    verify: Optional[Verifier] = None, on_tensor: Optional[TensorProgress] = None,
+    verify: Optional[Verifier] = None, on_tensor: Optional[Progress] = None,
 ) -> Manifest:
     """Convert an HF folder to a float GGUF file with llama.cpp's converter; return its manifest.
 
@@ -243,11 +243,11 @@ def quantize_gguf(
     settings: Optional[Settings] = None,
     source: Optional[dict] = None,
     verify: Optional[Verifier] = None,
-    on_tensor: Optional[TensorProgress] = None,
+    on_tensor: Optional[Progress] = None,
 ) -> Manifest:
     """Quantize a float GGUF to `level` (q4_k_m, iq4_xs, ...); return the manifest.
 
-    With `imatrix` (a GGUF importance matrix from llama_tools.compute_imatrix) llama-quantize runs in
+    With `imatrix` (a GGUF importance matrix from imatrix.compute_imatrix) llama-quantize runs in
     a child process (built into `settings.tools_dir` on first use) and the manifest's details record
     the imatrix; without one, llama_model_quantize runs in-process. `source` replaces the manifest's
     record of where the weights came from (e.g. the HF folder behind a temporary f16 GGUF).
@@ -308,7 +308,7 @@ def _check_quantize_request(
         raise QuantizationError(
             f"{key} needs an importance matrix: llama.cpp will not quantize to {spec.main_type} without one",
             "add an importance matrix (compute one from calibration text with "
-            "agents.quantization.llama_tools.compute_imatrix and pass imatrix=...), or choose iq4_xs or a "
+            "agents.quantization.imatrix.compute_imatrix and pass imatrix=...), or choose iq4_xs or a "
             "K-quant level such as q4_k_m",
         )
     if imatrix is not None and not imatrix.is_file():
@@ -342,7 +342,7 @@ _LOG_LOCK = threading.Lock()  # llama.cpp has one log callback per process
 
 
 @contextmanager
-def _llama_log_tensors(on_tensor: Optional[TensorProgress]) -> Iterator[None]:
+def _llama_log_tensors(on_tensor: Optional[Progress]) -> Iterator[None]:
     """While in-process quantizing, read llama.cpp's "[ n/ N] tensor" log lines into `on_tensor`.
 
     llama_model_quantize reports nothing else while it works; its log lines go through the one
@@ -355,14 +355,14 @@ def _llama_log_tensors(on_tensor: Optional[TensorProgress]) -> Iterator[None]:
     import llama_cpp
     from llama_cpp import _logger
 
-    from agents.quantization.llama_tools import TENSOR_PROGRESS
+    from agents.quantization.llama_output import TENSOR_PROGRESS
 
     def forward(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
         try:
             _logger.llama_log_callback(level, text, user_data)
             match = TENSOR_PROGRESS.match(text.decode("utf-8", "replace"))
             if match:
-                on_tensor(int(match.group(1)), int(match.group(2)))
+                on_tensor("tensors", int(match.group(1)), int(match.group(2)))
         except Exception:  # an exception cannot cross back into C: log it, keep quantizing
             log.debug("tensor progress callback failed", exc_info=True)
 
@@ -377,9 +377,10 @@ def _llama_log_tensors(on_tensor: Optional[TensorProgress]) -> Iterator[None]:
 
 def _quantize_with_tool(
     quantize: Path, src_gguf: Path, tmp: Path, spec: GGUFLevel, nthreads: int, imatrix: Path,
-    on_tensor: Optional[TensorProgress] = None,
+    on_tensor: Optional[Progress] = None,
 ) -> str:
-    from agents.quantization.llama_tools import run_child_lines, tensor_lines
+    from agents.quantization.llama_output import tensor_lines
+    from lqmf.processes import run_child_lines
 
     cmd = [str(quantize), "--imatrix", str(imatrix), str(src_gguf), str(tmp), spec.name.upper(), str(nthreads)]
     code, output = run_child_lines(cmd, tensor_lines(on_tensor))
@@ -396,7 +397,7 @@ def _quantize_with_tool(
 
 def imatrix_details(imatrix: Path) -> dict:
     """What the manifest records about an importance matrix: file, hash, chunks, calibration text."""
-    from agents.quantization.llama_tools import read_imatrix
+    from agents.quantization.imatrix import read_imatrix
 
     facts = read_imatrix(imatrix)
     own = (read_manifest(imatrix) or {}).get("details", {})

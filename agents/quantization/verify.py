@@ -13,14 +13,13 @@ import json
 import logging
 import math
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Optional
 
 from lqmf.errors import QuantizationError
-from lqmf.processes import tethered
+from lqmf.processes import ChildTimedOut, run_child_split
 
 log = logging.getLogger(__name__)
 
@@ -53,24 +52,25 @@ def verify_output(built: Path, fmt: str, name: str, threads: Optional[int] = Non
 
 def verify_gguf(path: Path, name: str, threads: Optional[int] = None) -> dict:
     """llama.cpp loads the GGUF (vocabulary, then weights) and decodes one token, in a child process."""
-    cmd = tethered([sys.executable, str(GGUF_CHECK), str(path), str(max(1, threads or 1))])
+    cmd = [sys.executable, str(GGUF_CHECK), str(path), str(max(1, threads or 1))]
     start = time.perf_counter()
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace", timeout=GGUF_TIMEOUT_S)
-    except subprocess.TimeoutExpired as exc:
+        # Apart: stdout carries the check's one JSON answer, stderr llama.cpp's log with the reasons.
+        code, stdout, stderr = run_child_split(cmd, timeout_s=GGUF_TIMEOUT_S)
+    except ChildTimedOut as exc:
         raise VerificationFailed(
             f"llama.cpp did not finish loading {name} within {GGUF_TIMEOUT_S:.0f} s",
             "the file may be damaged; quantize again",
         ) from exc
-    log.debug("llama.cpp check of %s (exit %s):\n%s", name, proc.returncode, proc.stderr)
-    result = _last_json(proc.stdout)
-    if proc.returncode == 0 and result.get("ok"):
+    log.debug("llama.cpp check of %s (exit %s):\n%s", name, code, stderr)
+    result = _last_json(stdout)
+    if code == 0 and result.get("ok"):
         facts = {k: result[k] for k in ("n_vocab", "load_s", "token", "piece", "prompt_tokens") if k in result}
         facts.update(runtime="llama.cpp (llama-cpp-python)", wall_s=round(time.perf_counter() - start, 3))
         return facts
-    log.error("llama.cpp cannot load %s (exit %s):\n%s", name, proc.returncode, proc.stderr[-20000:])
+    log.error("llama.cpp cannot load %s (exit %s):\n%s", name, code, stderr[-20000:])
     stage = STAGES.get(result.get("stage", ""), "loading it")
-    reason = llama_cpp_reason(proc.stderr) or result.get("error") or _exit_words(proc.returncode)
+    reason = llama_cpp_reason(stderr) or result.get("error") or _exit_words(code)
     raise VerificationFailed(
         f"llama.cpp cannot load {name} ({stage}): {reason}",
         "the GGUF was not kept; the source's tokenizer or config may not fit its architecture for llama.cpp "

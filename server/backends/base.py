@@ -8,13 +8,12 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 
+from lqmf import sampling
 from lqmf.errors import ContextOverflow, FeatureUnsupported, InvalidRequest, LQMFError
+from lqmf.sampling import DEFAULTS, GREEDY_BELOW
 
 Message = dict[str, str]
 
-# Below this, logits / temperature overflow float32 (and sampling turns into inf/nan); such a
-# temperature means "the most likely token" anyway, so it decodes greedily, as 0 does.
-GREEDY_BELOW = 1e-5
 FEATURE_WORDS = {"json_schema": "JSON-schema constrained output (response_format, format, tools)",
                  "logprobs": "log-probabilities (logprobs)"}
 
@@ -23,24 +22,25 @@ FEATURE_WORDS = {"json_schema": "JSON-schema constrained output (response_format
 class GenerationParams:
     """Sampling settings; temperature 0 (or below GREEDY_BELOW) means greedy decoding."""
 
-    max_tokens: int = 256
-    temperature: float = 0.8
-    top_p: float = 0.95
-    top_k: int = 40
-    min_p: float = 0.05
-    seed: Optional[int] = None
+    # Defaults and limits come from lqmf.sampling's table, which the HTTP schemas publish too.
+    max_tokens: int = DEFAULTS["max_tokens"]
+    temperature: float = DEFAULTS["temperature"]
+    top_p: float = DEFAULTS["top_p"]
+    top_k: int = DEFAULTS["top_k"]
+    min_p: float = DEFAULTS["min_p"]
+    seed: Optional[int] = DEFAULTS["seed"]
     stop: tuple[str, ...] = ()
-    repeat_penalty: float = 1.0
+    repeat_penalty: float = DEFAULTS["repeat_penalty"]
     ignore_eos: bool = False  # keep generating past end-of-generation tokens (fixed-length benchmarks)
     # Constrained output: the text must be one JSON value valid against this JSON schema (JSON text,
     # canonical). A backend that cannot enforce it refuses the request (FeatureUnsupported), never
     # generates unconstrained.
     json_schema: Optional[str] = None
     # Per-token log-probabilities: None = off; n >= 0 = the chosen token's plus the n most likely.
-    logprobs: Optional[int] = None
+    logprobs: Optional[int] = DEFAULTS["logprobs"]
     # The request's own context window (Ollama's num_ctx): prompt + generation must fit it. At most the
     # loaded context; a larger one is refused, never silently ignored.
-    num_ctx: Optional[int] = None
+    num_ctx: Optional[int] = DEFAULTS["num_ctx"]
     # Reuse a cached prefix of an earlier prompt (the engine's prompt cache); benchmarks turn it off so
     # that the whole prompt is timed.
     cache_prompt: bool = True
@@ -51,19 +51,8 @@ class GenerationParams:
                                       ("logprobs", self.logprobs is not None)) if on]
 
     def __post_init__(self) -> None:
-        problems = []
-        if self.max_tokens < 1:
-            problems.append("max_tokens must be at least 1")
-        if self.temperature < 0:
-            problems.append("temperature must be >= 0")
-        if not 0 < self.top_p <= 1:
-            problems.append("top_p must be in (0, 1]")
-        if self.top_k < 0:
-            problems.append("top_k must be >= 0 (0 = off)")
-        if not 0 <= self.min_p < 1:
-            problems.append("min_p must be in [0, 1)")
-        if self.repeat_penalty <= 0:
-            problems.append("repeat_penalty must be > 0")
+        values = {name: getattr(self, name) for name in sampling.LIMITS if hasattr(self, name)}
+        problems = sampling.problems({**values, "stop": self.stop})
         if problems:
             raise ValueError("; ".join(problems))
 

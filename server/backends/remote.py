@@ -114,9 +114,9 @@ class RemoteBackend(Backend):
     format = "remote"
     features = frozenset({"json_schema", "logprobs"})
 
-    def __init__(self, record, *, fleet, parallel: int, timeout_s: float, n_ctx: Optional[int] = None,
-                 threads: Optional[int] = None) -> None:
-        super().__init__(record, n_ctx=n_ctx, threads=threads)
+    def __init__(self, record, *, fleet, parallel: int, timeout_s: float) -> None:
+        # No n_ctx or threads: the remote server chose its own context and threads when it started.
+        super().__init__(record)
         self.fleet = fleet
         self.parallel = parallel
         self.timeout_s = timeout_s

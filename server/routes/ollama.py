@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-import lqmf
+from lqmf.version import __version__
 from lqmf.errors import InvalidRequest
 from server.embeddings import embed_texts
 from server.backends.base import Chunk
@@ -71,7 +71,7 @@ def digest(record: ModelRecord) -> str:
 
 @router.get("/version")
 async def version() -> dict[str, str]:
-    return {"version": lqmf.__version__}
+    return {"version": __version__}
 
 
 @router.get("/tags")
@@ -156,14 +156,14 @@ def final_stats(name: str, chunk: Chunk, started: float, load_s: float, reason: 
     }
 
 
-async def _load_or_unload(request: Request, name: str, keep_alive: Optional[float]) -> Optional[dict[str, Any]]:
-    """Ollama's empty-prompt requests: load the model (or unload it when keep_alive is 0)."""
+async def _load_or_unload(request: Request, name: str, keep_alive: Optional[float]) -> dict[str, Any]:
+    """Ollama's empty-prompt requests: load the model (or unload it when keep_alive is 0); the reply's done fields."""
     manager = request.app.state.manager
     if keep_alive == 0:
         await run_in_threadpool(manager.unload, name)
-        return {"done_reason": "unload"}
+        return {"done": True, "done_reason": "unload"}
     await ensure_loaded(request, name, keep_alive)
-    return {"done_reason": "load"}
+    return {"done": True, "done_reason": "load"}
 
 
 async def _ollama_stream(request: Request, name: str, prompt, options: Optional[OllamaOptions],
@@ -220,18 +220,17 @@ async def api_generate(request: Request, body: OllamaGenerateRequest):
     """Completion of a prompt (through the chat template unless raw), NDJSON-streamed by default."""
     name = check_model_name(body.model)
     keep_alive = parse_keep_alive(body.keep_alive)
+
+    def shape(text: str, calls: list) -> dict[str, Any]:
+        return {"model": name, "created_at": now_iso(), "response": text, "done": False}
+
     if not body.prompt:
-        done = await _load_or_unload(request, name, keep_alive)
-        return {"model": name, "created_at": now_iso(), "response": "", "done": True, **done}
+        return {**shape("", []), **await _load_or_unload(request, name, keep_alive)}
     if body.raw:
         prompt: Any = body.prompt
     else:
         prompt = ([{"role": "system", "content": body.system}] if body.system else []) + [
             {"role": "user", "content": body.prompt}]
-
-    def shape(text: str, calls: list) -> dict[str, Any]:
-        return {"model": name, "created_at": now_iso(), "response": text, "done": False}
-
     return await _ollama_stream(request, name, prompt, body.options, keep_alive, body.stream, shape,
                                 json_schema=ollama_format(body.format))
 
@@ -241,10 +240,6 @@ async def api_chat(request: Request, body: OllamaChatRequest):
     """Chat through the model's template, NDJSON-streamed by default."""
     name = check_model_name(body.model)
     keep_alive = parse_keep_alive(body.keep_alive)
-    if not body.messages:
-        done = await _load_or_unload(request, name, keep_alive)
-        return {"model": name, "created_at": now_iso(), "message": {"role": "assistant", "content": ""},
-                "done": True, **done}
 
     def shape(text: str, calls: list) -> dict[str, Any]:
         message: dict[str, Any] = {"role": "assistant", "content": text}
@@ -252,6 +247,8 @@ async def api_chat(request: Request, body: OllamaChatRequest):
             message["tool_calls"] = [c.ollama() for c in calls]
         return {"model": name, "created_at": now_iso(), "message": message, "done": False}
 
+    if not body.messages:
+        return {**shape("", []), **await _load_or_unload(request, name, keep_alive)}
     messages = [m.plain() for m in body.messages]
     tool_plan = None
     if body.tools:

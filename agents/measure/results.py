@@ -1,0 +1,200 @@
+"""What measuring returns: experiments, agreement reports, embeddings and the recorded history.
+
+The library (lqmf.api) returns these, the shell draws them (cli/render.py) and --json prints their to_dict().
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import TYPE_CHECKING, Any, Optional
+
+from agents.measure.fidelity import FidelityStats
+from agents.measure.quality import QualityHeuristic
+from lqmf.results import Result
+
+if TYPE_CHECKING:  # the report's module stays unimported until an agreement runs
+    from agents.measure.agreement import AgreementReport
+
+
+@dataclass
+class RunFigures:
+    """One generation, measured on the model's worker (times in seconds)."""
+
+    model: str
+    prompt: str
+    response: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str
+    ttft_s: float  # prompt processing up to the first token
+    decode_s: float  # after the first token
+    latency_s: float  # submit to result, queueing included
+    quality: QualityHeuristic
+
+    @property
+    def prompt_tps(self) -> Optional[float]:
+        """Prompt tokens over the time to the first token."""
+        return self.prompt_tokens / self.ttft_s if self.ttft_s > 0 else None
+
+    @property
+    def gen_tps(self) -> Optional[float]:
+        """Tokens after the first over the time after the first (the first belongs to the prompt's time)."""
+        return (self.completion_tokens - 1) / self.decode_s if self.completion_tokens > 1 and self.decode_s > 0 else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, with the rates and the heuristic under its full name."""
+        data = asdict(self)
+        data["quality_heuristic"] = data.pop("quality")
+        data.update(prompt_tps=self.prompt_tps, gen_tps=self.gen_tps)
+        return data
+
+
+@dataclass
+class SpeedFigures:
+    """A model's speed over its runs: totals, rates over summed times, latency percentiles (seconds)."""
+
+    runs: int
+    prompt_tokens: int
+    completion_tokens: int
+    prompt_tps: Optional[float]
+    gen_tps: Optional[float]  # tokens after the first over decode time: the generation rate
+    ttft_p50_s: float
+    latency_p50_s: float
+    latency_p95_s: float
+    quality_heuristic: float  # the word heuristic's mean (agents/measure/quality.py): no measure of correctness
+
+
+@dataclass
+class LoadFigures:
+    """What loading a model for a benchmark cost (a remote model: timed over HTTP, no memory here)."""
+
+    load_time_s: float
+    loaded_by_benchmark: bool
+    footprint_bytes: Optional[int]
+    peak_rss_attributable_bytes: Optional[int]  # only when the benchmark did the load: the rise over the process
+    measured_over: Optional[str] = None  # "http" for a remote model (TTFT and latency include the network)
+    host: Optional[str] = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready; where it was measured is said only for a remote model."""
+        data = asdict(self)
+        if self.measured_over is None:
+            del data["measured_over"], data["host"]
+        return data
+
+
+@dataclass
+class ModelRow:
+    """One model in an experiment: its file's facts, its speed, its load, its fidelity against the reference.
+
+    A part an experiment did not measure is None (a fidelity report has no speed; a prompt experiment
+    no file facts); `rank` is set where rows are ranked by speed (benchmark, compare).
+    """
+
+    model: str
+    format: Optional[str] = None  # gguf | gptq | bnb | hf | remote
+    level: Optional[str] = None  # q4_k_m, nf4, f16 ...
+    bits: Optional[float] = None  # the level's nominal bits per weight (the manifest has the measured ones)
+    size_bytes: Optional[int] = None  # on disk; None for a remote model
+    speed: Optional[SpeedFigures] = None  # prompt experiments, benchmark, compare
+    load: Optional[LoadFigures] = None  # benchmark, compare
+    fidelity: Optional[FidelityStats] = None  # fidelity, compare (local models that share a reference)
+    rank: Optional[int] = None  # 1 = the fastest
+
+    @property
+    def gen_tps(self) -> Optional[float]:
+        """The generation rate, when speed was measured: what rows are ranked by."""
+        return self.speed.gen_tps if self.speed else None
+
+    def value(self, key: str) -> Any:
+        """One figure by its JSON name ("gen_tps", "kld_mean", "size_bytes"), from whichever part holds it."""
+        for part in (self, self.speed, self.load, self.fidelity):
+            if part is not None and key in {f.name for f in fields(part)}:
+                return getattr(part, key)
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        """One flat JSON object, as the history stores it: the parts that were measured, side by side."""
+        data: dict[str, Any] = {"model": self.model}
+        if self.speed is not None:
+            data.update(asdict(self.speed))
+        if self.format is not None:
+            data.update(format=self.format, level=self.level, bits=self.bits, size_bytes=self.size_bytes)
+        if self.load is not None:
+            data.update(self.load.to_dict())
+        if self.fidelity is not None:
+            data.update(self.fidelity.to_dict())
+        if self.rank is not None:
+            data["rank"] = self.rank
+        return data
+
+
+@dataclass
+class ExperimentResult(Result):
+    """A finished experiment: per-model rows, per-generation runs, the recommendation and the report file."""
+
+    id: int = 0
+    kind: str = ""
+    models: list[str] = field(default_factory=list)
+    rows: list[ModelRow] = field(default_factory=list)
+    runs: list[RunFigures] = field(default_factory=list)
+    recommendation: str = ""
+    reference: Optional[str] = None
+    report_path: Optional[str] = None
+    notes: list[str] = field(default_factory=list)
+
+    def row(self, model: str) -> ModelRow:
+        """The row of one model (KeyError when the experiment has none)."""
+        for row in self.rows:
+            if row.model == model:
+                return row
+        raise KeyError(model)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: rows and runs as flat objects, as the history stores them."""
+        return {"ok": self.ok, "id": self.id, "kind": self.kind, "models": self.models,
+                "rows": [row.to_dict() for row in self.rows], "runs": [run.to_dict() for run in self.runs],
+                "recommendation": self.recommendation, "reference": self.reference, "report_path": self.report_path,
+                "notes": self.notes, "type": type(self).__name__}
+
+
+@dataclass
+class AgreementResult(Result):
+    """How two variants agree on a labelled dataset (the per-example CSV is at report.csv_path)."""
+
+    report: Optional["AgreementReport"] = None
+
+
+@dataclass
+class EmbeddedText:
+    """One text's raw embedding: its token count, the vector's norm and the whole vector."""
+
+    text: str
+    tokens: int
+    norm: float
+    vector: list[float]
+
+
+@dataclass
+class EmbeddingResult(Result):
+    """Raw (unnormalised) embeddings of one or more texts: per text its tokens, norm and whole vector."""
+
+    model: str = ""
+    dim: int = 0
+    pooling: str = ""
+    seconds: float = 0.0
+    items: list[EmbeddedText] = field(default_factory=list)
+
+
+@dataclass
+class ExperimentList(Result):
+    """Recorded experiments, newest first, as the history store keeps them."""
+
+    experiments: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Statistics(Result):
+    """Counts in the history and served requests per model."""
+
+    values: dict[str, Any] = field(default_factory=dict)

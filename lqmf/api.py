@@ -1,0 +1,449 @@
+"""The LQMF library: the models on disk, loaded models to chat with, the factory and the measurements.
+
+    import lqmf
+
+    print(lqmf.models().names)                              # every model on disk (and remote endpoints)
+    with lqmf.load("demo-q8_0") as model:                   # loaded now, unloaded when the block ends
+        reply = model.chat("What does shuffle do?", max_tokens=32)
+        print(reply.text, reply.completion_tokens)
+    plan = lqmf.quantize("demo-hf", level="q4_k_m")         # nothing runs yet: look at plan.plan, plan.problems
+    done = plan.run(progress=lambda what, done, total: print(what, done, total))
+    print(lqmf.fidelity(done.model).row(done.model).fidelity)  # KL divergence, perplexity, top-1 agreement
+
+Each module-level function opens a short-lived `Library` from the settings (LQMF_* environment variables);
+a program that does several things keeps one `Library` (one manager, one history store) and calls its methods.
+The shell and the HTTP server are faces over the same Library calls.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
+
+from lqmf.errors import InvalidRequest, LQMFError
+from lqmf.progress import Progress, report
+from lqmf.settings import Settings, load_settings
+
+if TYPE_CHECKING:  # typing only: the library imports its parts when first asked
+    from agents.measure.results import AgreementResult, EmbeddingResult, ExperimentList, ExperimentResult, Statistics
+    from agents.models.results import DiskUsage, ModelChanged, ModelDetails, ModelList
+    from agents.quantization.results import AcquiredResult, LoggedIn, QuantizationList, QuantizePlan, Quantized
+    from server.backends.base import GenerationParams, GenerationResult
+    from server.embeddings import Embeddings
+    from server.manager import Job, ModelManager
+
+log = logging.getLogger(__name__)
+
+Messages = Union[str, Sequence[dict]]  # a user's prompt, or a whole conversation of {"role", "content"}
+PathLike = Union[str, Path]
+DEFAULT_MODEL = "default"  # the name of the active model (`use NAME` in the shell, POST /model/switch/NAME)
+EXPERIMENT_MAX_TOKENS = 128  # a prompt experiment's answer length: long enough to judge, short enough to wait for
+
+
+def _params(sampling: dict[str, Any]) -> "GenerationParams":
+    """Sampling keyword arguments (temperature=0.2, max_tokens=64, ...) as GenerationParams; unknown names refused."""
+    from server.backends.base import GenerationParams
+
+    unknown = sorted(set(sampling) - set(GenerationParams.__dataclass_fields__))
+    if unknown:
+        raise InvalidRequest(f"unknown sampling setting{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}",
+                             f"use any of {', '.join(GenerationParams.__dataclass_fields__)}")
+    return GenerationParams(**sampling)
+
+
+def _conversation(messages: Messages) -> list[dict]:
+    """A plain prompt is one user turn (rendered with the model's own chat template)."""
+    return [{"role": "user", "content": messages}] if isinstance(messages, str) else list(messages)
+
+
+def _path(value: Optional[PathLike]) -> Optional[Path]:
+    return Path(value).expanduser() if value else None
+
+
+class ModelHandle:
+    """A loaded model: chat with it, stream from it, embed with it; close() (or leaving `with`) unloads it."""
+
+    def __init__(self, library: "Library", name: str, *, owns_library: bool = False) -> None:
+        self.library = library
+        self.name = name
+        self._owns_library = owns_library
+
+    def __repr__(self) -> str:
+        return f"ModelHandle({self.name!r})"
+
+    def __enter__(self) -> "ModelHandle":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """What the manager knows of it now: format, level, memory, load time, context, queue."""
+        return self.library.manager.get(self.name).info()
+
+    def chat(self, messages: Messages, **sampling: Any) -> "GenerationResult":
+        """One whole reply: .text, .finish_reason, .prompt_tokens, .completion_tokens and .timings (seconds)."""
+        return self.library.manager.generate(self.name, _conversation(messages), _params(sampling))
+
+    def stream(self, messages: Messages, **sampling: Any) -> "Job":
+        """A reply as it is made: iterate its Chunks (.text deltas; the last has finish_reason and timings);
+        cancel() stops it within one token."""
+        return self.library.manager.stream(self.name, _conversation(messages), _params(sampling))
+
+    def embed(self, texts: Union[str, Sequence[str]], *, normalize: bool = True,
+              progress: Optional[Progress] = None) -> "Embeddings":
+        """Vectors of the texts (float32, one row each, unit length unless normalize=False), with token counts."""
+        from server.embeddings import embed_texts
+
+        items = [texts] if isinstance(texts, str) else list(texts)
+        return embed_texts(self.library.manager, self.name, items, normalize=normalize,
+                           progress=lambda done, total: report(progress, "embedding", done, total))
+
+    def close(self) -> None:
+        """Unload the model (and close the library when this handle made it)."""
+        self.library.manager.unload(self.name)
+        if self._owns_library:
+            self.library.close()
+
+
+class Library:
+    """One settings, one ModelManager, one history store: what the shell, the server and programs share.
+
+    Pass the manager a face already holds (the shell's, the server's); without one the library makes its
+    own and closes it in close(). The history store is the manager's (the process's one Store, opened on
+    first use).
+    """
+
+    def __init__(self, settings: Optional[Settings] = None, manager: Optional["ModelManager"] = None) -> None:
+        self.settings = settings or (manager.settings if manager is not None else load_settings())
+        self._owns_manager = manager is None
+        if manager is None:
+            from server.manager import ModelManager
+
+            manager = ModelManager(self.settings)
+        self.manager = manager
+        self._lab = None
+        self._factory = None
+
+    def __enter__(self) -> "Library":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the manager this library made (which unloads every model and closes the history store)."""
+        if self._owns_manager:
+            self.manager.close()
+
+    # -- the parts, made on first use (the shell starts without SQLite or the factory) ------------------
+    @property
+    def store(self):
+        """The history store: the manager's, the process's one Store."""
+        return self.manager.store
+
+    @property
+    def lab(self):
+        """The experiment agent over this library's manager and store."""
+        if self._lab is None:
+            from agents.measure.experiments import ExperimentAgent
+
+            self._lab = ExperimentAgent(self.settings, self.manager, self.store)
+        return self._lab
+
+    @property
+    def factory(self):
+        """The quantization agent over this library's manager and store."""
+        if self._factory is None:
+            from agents.quantization.factory import QuantizationAgent
+
+            self._factory = QuantizationAgent(self.settings, self.manager, self.store)
+        return self._factory
+
+    # -- models ---------------------------------------------------------------------------------------------
+    def models(self, *, probe: bool = False) -> "ModelList":
+        """Every model on disk (usable or not, with the reason), then every remote endpoint; `probe` asks
+        endpoints not heard from lately first."""
+        from agents.models.results import ModelList
+
+        loaded = [m["name"] for m in self.manager.loaded()]
+        return ModelList(models_dir=str(self.settings.models_dir), models=self.manager.available(probe=probe),
+                         loaded=loaded)
+
+    def load(self, name: str = DEFAULT_MODEL, *, keep_alive_s: Optional[float] = None) -> ModelHandle:
+        """Load a model (`default`: the first of the default chain that loads) and return its handle."""
+        chain = self.manager.resolve(name)
+        for index, candidate in enumerate(chain):
+            try:
+                loaded = self.manager.load(candidate, keep_alive_s)
+            except LQMFError as exc:
+                if index + 1 == len(chain):
+                    raise
+                log.warning("default model %s cannot be used (%s); falling back to %s", candidate, exc, chain[index + 1])
+                continue
+            return ModelHandle(self, loaded.name)
+        raise AssertionError("unreachable: a resolved chain is never empty")
+
+    def unload(self, name: str) -> bool:
+        """Free a loaded model; False when it was not loaded (ModelNotFound when no model has that name)."""
+        if self.manager.unload(name):
+            return True
+        self.manager.record(name)  # unknown -> ModelNotFound with suggestions
+        return False
+
+    def show(self, name: str) -> "ModelDetails":
+        """One model: manifest facts, lineage tree, newest speed and fidelity, chat template and context."""
+        from agents.models import admin
+        from agents.models.results import ModelDetails
+
+        return ModelDetails(model=admin.show_model(self.manager, admin.require_model(self.manager, name, "show"),
+                                                   store=self.store))
+
+    def remove(self, name: str) -> "ModelChanged":
+        """Delete a model's files (refused while it is loaded); recorded in the history."""
+        from agents.models import admin
+        from agents.models.results import ModelChanged
+
+        name = admin.require_model(self.manager, name, "remove")
+        return ModelChanged(change=admin.remove_model(self.manager, name, store=self.store))
+
+    def rename(self, name: str, new: str) -> "ModelChanged":
+        """Rename a model with its manifest, importance matrix and the lineage of its children."""
+        from agents.models import admin
+        from agents.models.results import ModelChanged
+
+        name = admin.require_model(self.manager, name, "rename")
+        return ModelChanged(change=admin.rename_model(self.manager, name, new, store=self.store))
+
+    def copy(self, name: str, new: str) -> "ModelChanged":
+        """An independent copy of a model under a new name."""
+        from agents.models import admin
+        from agents.models.results import ModelChanged
+
+        name = admin.require_model(self.manager, name, "copy")
+        return ModelChanged(change=admin.copy_model(self.manager, name, new, store=self.store))
+
+    def disk_usage(self) -> "DiskUsage":
+        """Bytes per model and what removing each frees; the total and the disk's free space."""
+        from agents.models import admin
+        from agents.models.results import DiskUsage
+
+        return DiskUsage(usage=admin.disk_usage(self.manager))
+
+    def embed(self, model: str, texts: Sequence[str], *, normalize: bool = False,
+              progress: Optional[Progress] = None) -> "EmbeddingResult":
+        """Embeddings of texts as a report: per text its token count, the vector's norm and the whole vector
+        (raw by default, so the norm says something)."""
+        import numpy as np
+
+        from agents.measure.results import EmbeddedText, EmbeddingResult
+
+        result = ModelHandle(self, model).embed(texts, normalize=normalize, progress=progress)
+        norms = np.linalg.norm(result.vectors, axis=1)
+        items = [EmbeddedText(text=text, tokens=count, norm=float(norm), vector=row.tolist())
+                 for text, count, norm, row in zip(texts, result.token_counts, norms, result.vectors)]
+        return EmbeddingResult(model=result.model, dim=result.dim, pooling=result.pooling, seconds=result.seconds,
+                               items=items)
+
+    # -- the factory ------------------------------------------------------------------------------------------
+    def quantize(self, source: str, method: Optional[str] = None, level: Optional[str] = None, *,
+                 bits: Optional[int] = None, name: Optional[str] = None, calibration: Optional[PathLike] = None,
+                 imatrix: bool = False, fidelity: bool = False,
+                 progress: Optional[Progress] = None) -> "QuantizePlan":
+        """The plan to quantize `source` (a model on disk, or a Hub repo id: downloaded first, with progress).
+
+        method: gguf | gptq | bnb (None: gguf, unless the level names another: nf4 -> bnb); level: q4_k_m, q8_0,
+        nf4, int8, 4bit...; bits: 2-8 picks the method's usual level. Nothing is quantized until .run().
+        """
+        from agents.quantization.plan import QuantRequest
+        from agents.quantization.results import QuantizePlan
+
+        model, acquired = self._local_source(source, progress)
+        request = QuantRequest(model=model, method=method, bits=bits, level=level, name=name,
+                               calibration_file=_path(calibration), imatrix=imatrix, fidelity=fidelity)
+        return QuantizePlan(plan=self.factory.plan(request), acquired=acquired, runner=self._run_plan)
+
+    def _local_source(self, ref: str, progress: Optional[Progress]):
+        """A model on disk by that name; a Hub repo id (ORG/NAME) that is not is downloaded first."""
+        names = {rec.name for rec in self.manager.available()}
+        if ref in names or "/" not in ref or Path(ref).expanduser().exists():
+            return ref, None
+        from agents.quantization.acquire import download_model
+
+        got = download_model(ref, self.settings, progress=progress)
+        return got.name, got
+
+    def _run_plan(self, planned: "QuantizePlan", progress: Optional[Progress]) -> "Quantized":
+        """Run a plan's steps; then, when the plan asks, the fidelity report card against the source."""
+        from agents.quantization.results import Quantized
+
+        plan = planned.plan
+        done = self.factory.run(plan, progress=progress)
+        output = Path(plan.output_path)
+        model = output.stem if output.suffix == ".gguf" else output.name  # as discovery names it
+        result = Quantized(run_id=done.run_id, output=output.name, model=model, plan=plan, manifest=done.manifest,
+                           wall_time_s=done.wall_time_s, peak_rss_bytes=done.peak_rss_bytes,
+                           acquired=planned.acquired)
+        if plan.fidelity:
+            result.fidelity = self.lab.fidelity(model, plan.source, progress=progress)
+        return result
+
+    def quantizations(self, *, limit: int = 30) -> "QuantizationList":
+        """Recorded quantization runs, newest first."""
+        from agents.quantization.results import QuantizationList
+
+        return QuantizationList(runs=self.store.quantization_runs(limit=limit))
+
+    def download(self, repo_id: str, *, name: Optional[str] = None, level: Optional[str] = None,
+                 progress: Optional[Progress] = None) -> "AcquiredResult":
+        """Fetch a model from the Hugging Face Hub into the models folder (one GGUF file: `level` picks it)."""
+        from agents.quantization.acquire import download_model
+        from agents.quantization.results import AcquiredResult
+
+        got = download_model(repo_id, self.settings, name=name, level=level, progress=progress)
+        return AcquiredResult(action="downloaded", model=got)
+
+    def import_model(self, path: PathLike, *, name: Optional[str] = None,
+                     progress: Optional[Progress] = None) -> "AcquiredResult":
+        """Copy a local HF folder or .gguf file into the models folder, with a manifest."""
+        from agents.quantization.acquire import import_model
+        from agents.quantization.results import AcquiredResult
+
+        got = import_model(_path(path), self.settings, name=name, progress=progress)
+        return AcquiredResult(action="imported", model=got)
+
+    def login(self, token: str) -> "LoggedIn":
+        """Check a Hugging Face token and keep it in the hub's own token store."""
+        from huggingface_hub import constants
+
+        from agents.quantization.acquire import login
+        from agents.quantization.results import LoggedIn
+
+        user = login(token, self.settings)
+        return LoggedIn(user=user, token_path=str(constants.HF_TOKEN_PATH))
+
+    # -- experiments (each one recorded in the history) -------------------------------------------------------
+    def experiment(self, model: str, prompt: Optional[str] = None, *, max_tokens: int = EXPERIMENT_MAX_TOKENS,
+                   progress: Optional[Progress] = None) -> "ExperimentResult":
+        """One prompt, measured and scored; no prompt: the standard prompt set."""
+        from agents.measure.experiments import STANDARD_PROMPTS
+
+        params = _params({"max_tokens": max_tokens, "temperature": 0})
+        if prompt:
+            return self.lab.single(model, prompt, params)
+        return self.lab.prompts("batch", model, list(STANDARD_PROMPTS), params, progress, source="standard prompts")
+
+    def batch(self, model: str, prompts_file: PathLike, *, max_tokens: int = EXPERIMENT_MAX_TOKENS,
+              progress: Optional[Progress] = None) -> "ExperimentResult":
+        """Every prompt of a .txt (one per line) or .jsonl file."""
+        return self.lab.batch(model, _path(prompts_file), _params({"max_tokens": max_tokens, "temperature": 0}),
+                              progress)
+
+    def conversation(self, model: str, script_file: PathLike, *, max_tokens: int = EXPERIMENT_MAX_TOKENS,
+                     progress: Optional[Progress] = None) -> "ExperimentResult":
+        """A multi-turn script (one user turn per line): each turn sees the whole conversation so far."""
+        return self.lab.conversation(model, _path(script_file), _params({"max_tokens": max_tokens, "temperature": 0}),
+                                     progress)
+
+    def benchmark(self, models: Union[str, Sequence[str]], *, progress: Optional[Progress] = None,
+                  **options: Any) -> "ExperimentResult":
+        """Speed: TTFT, tokens/s, latency p50/p95, load time and memory; options: prompts, repetitions, warmup,
+        max_tokens."""
+        return self.lab.benchmark([models] if isinstance(models, str) else list(models), progress=progress,
+                                  **options)
+
+    def compare(self, models: Sequence[str], prompts: Optional[Sequence[str]] = None, *,
+                prompts_file: Optional[PathLike] = None, reference: Optional[str] = None, max_tokens: int = 48,
+                chunks: Optional[int] = None, progress: Optional[Progress] = None) -> "ExperimentResult":
+        """The same prompts on each model, fidelity against their shared source when there is one, ranked;
+        `chunks` limits the fidelity windows (512 tokens each)."""
+        extra = {"chunks": chunks} if chunks else {}
+        return self.lab.compare(list(models), prompts=prompts, prompts_path=_path(prompts_file), reference=reference,
+                                max_tokens=max_tokens, progress=progress, **extra)
+
+    def fidelity(self, model: str, reference: Optional[str] = None, text: Optional[str] = None, *,
+                 text_file: Optional[PathLike] = None, chunks: Optional[int] = None,
+                 progress: Optional[Progress] = None) -> "ExperimentResult":
+        """Perplexity, KL divergence, top-1 agreement and Δp of `model` against `reference` (default: the model
+        it was made from), on `text`, a file's text, or held-out text the demo model never saw."""
+        extra = {"chunks": chunks} if chunks else {}
+        return self.lab.fidelity(model, reference, text_path=_path(text_file), text=text, progress=progress, **extra)
+
+    def agreement(self, a: str, b: str, data_file: PathLike, *,
+                  progress: Optional[Progress] = None) -> "AgreementResult":
+        """Two variants (models, or URL#MODEL of an OpenAI-compatible server) classifying a labelled .jsonl set:
+        agreement, parse success, accuracy, similarity; a per-example CSV in the reports folder."""
+        import time
+
+        from agents.measure.agreement import parse_variant, run_agreement
+        from agents.measure.results import AgreementResult
+
+        keys = self.manager.endpoints.key_for_url  # URL#MODEL of a registered endpoint: its key goes along
+        variants = [parse_variant(spec, self.manager, api_key=keys(spec.partition("#")[0])) for spec in (a, b)]
+        csv_path = self.settings.reports_dir / f"agreement-{time.strftime('%Y%m%d-%H%M%S')}.csv"
+        try:
+            return AgreementResult(report=run_agreement(_path(data_file), *variants, csv_path=csv_path,
+                                                        store=self.store, progress=progress))
+        finally:
+            for variant in variants:
+                getattr(variant, "close", lambda: None)()
+
+    def experiments(self, *, model: Optional[str] = None, limit: int = 30) -> "ExperimentList":
+        """Recorded experiments, newest first (those that involve `model`, when given)."""
+        from agents.measure.results import ExperimentList
+
+        return ExperimentList(experiments=self.store.experiments(model=model, limit=limit))
+
+    def statistics(self) -> "Statistics":
+        """Counts in the history and served requests per model."""
+        from agents.measure.results import Statistics
+
+        return Statistics(values=self.store.statistics())
+
+
+# -- one call each: a short-lived library from the settings (LQMF_* environment variables) -----------------------
+def models() -> "ModelList":
+    """Every model on disk, then every remote endpoint."""
+    with Library() as library:
+        return library.models()
+
+
+def load(name: str = DEFAULT_MODEL) -> ModelHandle:
+    """A loaded model's handle; it owns its library, closed with the handle (use `with`)."""
+    library = Library()
+    try:
+        return ModelHandle(library, library.load(name).name, owns_library=True)
+    except BaseException:
+        library.close()
+        raise
+
+
+def quantize(source: str, method: Optional[str] = None, level: Optional[str] = None, **options: Any) -> "QuantizePlan":
+    """The plan to quantize `source`; run it with .run(progress=...). Options as Library.quantize."""
+    with Library() as library:
+        planned = library.quantize(source, method, level, **options)
+    planned.runner = _run_in_new_library  # the plan is data: whenever it runs, a library of its own runs it
+    return planned
+
+
+def _run_in_new_library(planned: "QuantizePlan", progress: Optional[Progress]) -> "Quantized":
+    with Library() as library:
+        return library._run_plan(planned, progress)
+
+
+def compare(models: Sequence[str], prompts: Optional[Sequence[str]] = None, **options: Any) -> "ExperimentResult":
+    """The same prompts on each model plus fidelity against their shared source, ranked. Options as Library.compare."""
+    with Library() as library:
+        return library.compare(models, prompts, **options)
+
+
+def fidelity(model: str, reference: Optional[str] = None, text: Optional[str] = None,
+             **options: Any) -> "ExperimentResult":
+    """The fidelity report card of `model` against its reference. Options as Library.fidelity."""
+    with Library() as library:
+        return library.fidelity(model, reference, text, **options)
+
+
+__all__ = ["Library", "ModelHandle", "compare", "fidelity", "load", "models", "quantize"]
