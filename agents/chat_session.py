@@ -8,6 +8,7 @@ from typing import Any, Optional
 from lqmf.sampling import CHAT, LIMITS, SAMPLERS
 from server.backends.base import GenerationParams, Timings
 
+
 def _flag(text: str) -> bool:
     if text.lower() in {"1", "true", "on", "yes"}:
         return True

@@ -6,8 +6,10 @@ import logging
 from typing import Callable, Optional
 
 from agents import results as r
-from agents.classifier_commands import HELP as CLASSIFIER_HELP, ClassifierCommands
-from agents.endpoint_commands import HELP as ENDPOINT_HELP, EndpointCommands
+from agents.classifier_commands import HELP as CLASSIFIER_HELP
+from agents.classifier_commands import ClassifierCommands
+from agents.endpoint_commands import HELP as ENDPOINT_HELP
+from agents.endpoint_commands import EndpointCommands
 from agents.intents import Command, Intent
 from agents.model_commands import ModelCommands
 from lqmf.errors import LQMFError
@@ -328,6 +330,7 @@ def model_names(manager) -> Callable[[], list[str]]:
 def make_assist(settings: Settings, manager) -> Optional[Callable]:
     """The optional LLM assist: an OpenAI-compatible endpoint (LQMF_ASSIST_URL) or a local model (LQMF_ASSIST_MODEL)."""
     from agents.decision_agent import llm_classifier
+    from lqmf.sampling import GREEDY
 
     if settings.assist_url:
         import httpx
@@ -337,7 +340,7 @@ def make_assist(settings: Settings, manager) -> Optional[Callable]:
         def complete_remote(prompt: str) -> str:
             response = httpx.post(
                 f"{settings.assist_url.rstrip('/')}/chat/completions", headers=headers, timeout=30,
-                json={"model": settings.assist_remote_model, "temperature": 0, "max_tokens": 128,
+                json={"model": settings.assist_remote_model, **GREEDY, "max_tokens": 128,
                       "messages": [{"role": "user", "content": prompt}]},
             )
             response.raise_for_status()
@@ -348,7 +351,7 @@ def make_assist(settings: Settings, manager) -> Optional[Callable]:
         from server.backends.base import GenerationParams
 
         def complete_local(prompt: str) -> str:
-            params = GenerationParams(max_tokens=96, temperature=0)
+            params = GenerationParams(**GREEDY, max_tokens=96)
             return manager.generate(settings.assist_model, prompt, params).text
 
         return llm_classifier(complete_local)

@@ -23,8 +23,8 @@ from agents.quantization.results import (  # noqa: F401
     AcquiredResult,
     LoggedIn,
     QuantizationList,
-    QuantizePlan,
     Quantized,
+    QuantizePlan,
 )
 from lqmf.results import Result
 

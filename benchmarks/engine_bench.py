@@ -665,9 +665,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     apply_environment_quirks()
     from agents.quantization.imatrix import gguf_context_length
-    from lqmf.tools import LlamaTools, tools_folder
     from lqmf.manifest import read_manifest
     from lqmf.settings import load_settings
+    from lqmf.tools import LlamaTools, tools_folder
     from server.backends.gguf_engine import engine_threads
 
     settings = load_settings()

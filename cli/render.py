@@ -16,7 +16,6 @@ from cli.render_classifiers import RENDERERS as CLASSIFIER_RENDERERS
 from cli.render_models import RENDERERS as MODEL_RENDERERS
 from lqmf.units import format_bytes
 
-
 EMBED_SHOWN = 5  # values of each embedding drawn; --json prints them all
 
 

@@ -15,8 +15,8 @@ from rich.console import Console
 from agents import results as r
 from agents.chat_session import ChatSession
 from agents.decision_agent import DecisionAgent
-from agents.intents import Intent
 from agents.executor_agent import Executor
+from agents.intents import Intent
 from cli.render import render
 from lqmf.errors import LQMFError
 from lqmf.progress import Progress
@@ -192,7 +192,8 @@ class Shell:
 
     def _with_progress(self, work: Callable[[Progress], r.Result], first: str) -> r.Result:
         """Run work with a progress callback that advances a bar (Ctrl-C stops it; runs are recorded incomplete)."""
-        from rich.progress import BarColumn, Progress as Bars, TaskProgressColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import Progress as Bars
 
         with Bars(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
                   TextColumn("{task.fields[count]}"), TimeElapsedColumn(), console=self.console,

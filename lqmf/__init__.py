@@ -21,8 +21,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
-__all__ = ["Library", "ModelHandle", "compare", "fidelity", "load", "models", "quantize"]
+from lqmf.version import __version__
+
+__all__ = ["Library", "ModelHandle", "__version__", "compare", "fidelity", "load", "models", "quantize"]
 
 
 def __getattr__(name: str) -> Any:

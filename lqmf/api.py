@@ -22,13 +22,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
 from lqmf.errors import InvalidRequest, LQMFError
-from lqmf.progress import Progress, report
+from lqmf.progress import Progress
+from lqmf.sampling import GREEDY
 from lqmf.settings import Settings, load_settings
 
 if TYPE_CHECKING:  # typing only: the library imports its parts when first asked
     from agents.measure.results import AgreementResult, EmbeddingResult, ExperimentList, ExperimentResult, Statistics
     from agents.models.results import DiskUsage, ModelChanged, ModelDetails, ModelList
-    from agents.quantization.results import AcquiredResult, LoggedIn, QuantizationList, QuantizePlan, Quantized
+    from agents.quantization.results import AcquiredResult, LoggedIn, QuantizationList, Quantized, QuantizePlan
     from server.backends.base import GenerationParams, GenerationResult
     from server.embeddings import Embeddings
     from server.manager import Job, ModelManager
@@ -99,7 +100,7 @@ class ModelHandle:
 
         items = [texts] if isinstance(texts, str) else list(texts)
         return embed_texts(self.library.manager, self.name, items, normalize=normalize,
-                           progress=lambda done, total: report(progress, "embedding", done, total))
+                           progress=progress)
 
     def close(self) -> None:
         """Unload the model (and close the library when this handle made it)."""
@@ -201,13 +202,14 @@ class Library:
         return ModelDetails(model=admin.show_model(self.manager, admin.require_model(self.manager, name, "show"),
                                                    store=self.store))
 
-    def remove(self, name: str) -> "ModelChanged":
-        """Delete a model's files (refused while it is loaded); recorded in the history."""
+    def remove(self, name: str, *, unload: bool = False) -> "ModelChanged":
+        """Delete a model's files (refused while it is loaded, unless `unload`: then unloaded first, still refused
+        while it serves requests); recorded in the history."""
         from agents.models import admin
         from agents.models.results import ModelChanged
 
         name = admin.require_model(self.manager, name, "remove")
-        return ModelChanged(change=admin.remove_model(self.manager, name, store=self.store))
+        return ModelChanged(change=admin.remove_model(self.manager, name, unload=unload, store=self.store))
 
     def rename(self, name: str, new: str) -> "ModelChanged":
         """Rename a model with its manifest, importance matrix and the lineage of its children."""
@@ -330,7 +332,7 @@ class Library:
         """One prompt, measured and scored; no prompt: the standard prompt set."""
         from agents.measure.experiments import STANDARD_PROMPTS
 
-        params = _params({"max_tokens": max_tokens, "temperature": 0})
+        params = _params({**GREEDY, "max_tokens": max_tokens})
         if prompt:
             return self.lab.single(model, prompt, params)
         return self.lab.prompts("batch", model, list(STANDARD_PROMPTS), params, progress, source="standard prompts")
@@ -338,13 +340,13 @@ class Library:
     def batch(self, model: str, prompts_file: PathLike, *, max_tokens: int = EXPERIMENT_MAX_TOKENS,
               progress: Optional[Progress] = None) -> "ExperimentResult":
         """Every prompt of a .txt (one per line) or .jsonl file."""
-        return self.lab.batch(model, _path(prompts_file), _params({"max_tokens": max_tokens, "temperature": 0}),
+        return self.lab.batch(model, _path(prompts_file), _params({**GREEDY, "max_tokens": max_tokens}),
                               progress)
 
     def conversation(self, model: str, script_file: PathLike, *, max_tokens: int = EXPERIMENT_MAX_TOKENS,
                      progress: Optional[Progress] = None) -> "ExperimentResult":
         """A multi-turn script (one user turn per line): each turn sees the whole conversation so far."""
-        return self.lab.conversation(model, _path(script_file), _params({"max_tokens": max_tokens, "temperature": 0}),
+        return self.lab.conversation(model, _path(script_file), _params({**GREEDY, "max_tokens": max_tokens}),
                                      progress)
 
     def benchmark(self, models: Union[str, Sequence[str]], *, progress: Optional[Progress] = None,

@@ -13,8 +13,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from lqmf.version import __version__
 from lqmf.source import safetensors_headers
+from lqmf.version import __version__
 
 MANIFEST_NAME = "lqmf.json"
 MANIFEST_SUFFIX = ".lqmf.json"

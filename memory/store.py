@@ -8,8 +8,8 @@ import os
 import sqlite3
 import threading
 import time
-from pathlib import Path
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence, Union
 
 from lqmf.processes import pid_alive

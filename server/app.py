@@ -13,20 +13,25 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
-from lqmf.version import __version__
-from lqmf.errors import LQMFError
-from agents.measure.auto_benchmark import AutoBenchmark
 from agents.classifiers.registry import ClassifierRegistry
-from agents.measure.experiments import ExperimentAgent
+from agents.measure.auto_benchmark import AutoBenchmark
+from lqmf.api import Library
+from lqmf.errors import LQMFError
 from lqmf.settings import Settings
+from lqmf.version import __version__
 from server.errors import ErrorBody, OllamaErrorBody, documented_errors, install_error_handlers
 from server.manager import ModelManager
 from server.metrics import Metrics, MetricsMiddleware
-from server.routes import benchmark, classifiers, compare, endpoints, native, ollama, ops, openai
+from server.routes import benchmark, classifiers, compare, endpoints, native, ollama, openai, ops
+from server.security import (
+    APIKeyMiddleware,
+    BodyLimitMiddleware,
+    CrossSiteMiddleware,
+    CrossSitePolicy,
+    OllamaContentTypeMiddleware,
+)
 from server.streaming import InFlight, RoutedModelHeaders
 from server.usage import Usage
-from server.security import (APIKeyMiddleware, BodyLimitMiddleware, CrossSiteMiddleware, CrossSitePolicy,
-                             OllamaContentTypeMiddleware)
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +66,11 @@ def create_app(settings: Settings, manager: Optional[ModelManager] = None) -> Fa
     app.state.started_at = time.time()
     app.state.ready = threading.Event()
     app.state.metrics = Metrics(manager.loaded, manager.loads)
-    store = manager.store
-    app.state.store = store
-    app.state.experiments = ExperimentAgent(settings, manager, store)
+    # Model changes and the auto-benchmark's experiments go through the same Library calls as the shell's.
+    app.state.library = Library(settings, manager)
+    store = app.state.store = manager.store
     app.state.classifiers = ClassifierRegistry(settings, manager)
-    auto_benchmark = AutoBenchmark(app.state.experiments, settings.auto_benchmark_every)
+    auto_benchmark = AutoBenchmark(app.state.library.lab, settings.auto_benchmark_every)
     app.state.usage = Usage(app.state.metrics, store, auto_benchmark)
     install_error_handlers(app)
     app.state.in_flight = InFlight()

@@ -13,9 +13,9 @@ spend its whole budget on newlines and spaces.
 from __future__ import annotations
 
 import json
-import warnings
 import logging
 import re
+import warnings
 from dataclasses import dataclass
 from typing import Any, Iterable
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Optional, Sequence, Union
 
 from lqmf.errors import InvalidRequest
+from lqmf.progress import Progress, report
 
 if TYPE_CHECKING:  # numpy stays out of the shell's start-up
     import numpy as np
@@ -38,13 +39,14 @@ class Embeddings:
 
 def embed_texts(
     manager, model: str, texts: Inputs, *, normalize: bool = True, truncate: bool = False,
-    batch_size: int = 32, progress: Optional[Callable[[int, int], None]] = None,
+    batch_size: int = 32, progress: Optional[Progress] = None, what: str = "",
     keep_alive_s: Optional[float] = None,
 ) -> Embeddings:
     """Embed texts with a model through the manager (its worker, memory budget and eviction apply).
 
     `texts` may also be lists of token ids (OpenAI's pre-tokenized input). Each batch is one job on
     the model's worker, so generations queued meanwhile are not held back by a long embedding run.
+    `progress` hears (`what` or "embedding with MODEL", texts done, texts in all) after each batch.
     """
     import numpy as np
 
@@ -58,8 +60,8 @@ def embed_texts(
     counts: list[int] = []
     pooling = "mean"
     start = time.perf_counter()
-    if progress is not None:
-        progress(0, total)
+    what = what or f"embedding with {model}"
+    report(progress, what, 0, total)
     for first in range(0, total, batch_size):
         batch = items[first:first + batch_size]
 
@@ -70,8 +72,7 @@ def embed_texts(
         rows.append(result.vectors)
         counts.extend(result.token_counts)
         pooling = result.pooling
-        if progress is not None:
-            progress(min(first + len(batch), total), total)
+        report(progress, what, min(first + len(batch), total), total)
     vectors = np.concatenate(rows, axis=0).astype(np.float32, copy=False)
     return Embeddings(model=model, vectors=vectors, token_counts=counts, seconds=time.perf_counter() - start,
                       pooling=pooling, normalized=normalize)

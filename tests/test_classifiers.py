@@ -21,20 +21,19 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-
 from rich.console import Console
 
 from agents import results as r
 from agents.classifiers.data import read_labelled
-from agents.classifiers.pipeline import PipelineSpec
 from agents.classifiers.errors import DataError
+from agents.classifiers.pipeline import PipelineSpec
 from agents.decision_agent import DecisionAgent
 from agents.intents import Intent
+from cli.render import render
 from lqmf.manifest import tree_sha256
 from lqmf.settings import Settings
 from server.manager import ModelManager
 from server.runner import BackgroundServer
-from cli.render import render
 from tests.conftest import REPO
 from tests.tiny_models import tiny_llama
 

@@ -31,9 +31,9 @@ def test_demo_model_is_better_than_chance(demo_dir):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from lqmf.manifest import read_manifest
-    from lqmf.corpus import load_corpus
     from agents.demo.model import DemoSpec, heldout_perplexity
+    from lqmf.corpus import load_corpus
+    from lqmf.manifest import read_manifest
 
     spec = DemoSpec()
     path = demo_dir / "demo-hf"

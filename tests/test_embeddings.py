@@ -94,7 +94,7 @@ def test_every_format_points_where_the_source_model_does(http):
 @pytest.mark.parametrize("model", ["demo-q4_k_m", "demo-hf"])
 def test_batches_give_the_vectors_of_one_at_a_time(manager, model):
     seen = []
-    batched = embed_texts(manager, model, TEXTS, batch_size=32, progress=lambda done, total: seen.append((done, total)))
+    batched = embed_texts(manager, model, TEXTS, batch_size=32, progress=lambda what, done, total: seen.append((done, total)))
     one_by_one = embed_texts(manager, model, TEXTS, batch_size=1)
     assert batched.vectors.dtype == np.float32 and batched.vectors.shape == (len(TEXTS), 256)
     np.testing.assert_allclose(batched.vectors, one_by_one.vectors, atol=2e-5)

@@ -107,8 +107,8 @@ def test_a_gguf_llama_cpp_cannot_load_is_a_failed_run_with_its_reason(broken, ho
 
 def test_kept_outputs_were_loaded_and_decoded_before_the_run_was_done(demo_dir, home, tmp_path):
     """A demo GGUF and a bitsandbytes folder pass the verify step, shown as the plan's last step."""
-    from agents.quantization.plan import QuantRequest
     from agents.quantization.factory import QuantizationAgent
+    from agents.quantization.plan import QuantRequest
     from lqmf.settings import Settings
     from memory.store import Store
     from server.manager import ModelManager

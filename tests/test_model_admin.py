@@ -13,10 +13,10 @@ import httpx
 import pytest
 from rich.console import Console
 
-from agents.models import admin as admin
 from agents import results as r
 from agents.executor_agent import Executor
 from agents.intents import Command, Intent, Slots
+from agents.models import admin as admin
 from cli.render import render
 from lqmf.settings import Settings
 from server.manager import ModelManager

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from lqmf.manifest import read_manifest
 from agents.quantization.plan import (
     Machine,
     QuantRequest,
@@ -17,6 +16,7 @@ from agents.quantization.plan import (
     make_plan,
     source_facts,
 )
+from lqmf.manifest import read_manifest
 from server.discovery import discover
 from tests.conftest import REPO
 
@@ -159,8 +159,8 @@ def test_ram_estimate_is_corrected_from_a_measured_run(demo_dir):
 
 def test_planned_ram_holds_against_real_runs(demo_dir, tmp_path):
     """Two real runs demo-hf -> q5_k_m: the first against the default, the second against the correction."""
-    from agents.quantization.plan import MARGIN, machine_now
     from agents.quantization.factory import QuantizationAgent
+    from agents.quantization.plan import MARGIN, machine_now
     from lqmf.settings import load_settings
     from memory.store import Store
     from server.manager import ModelManager

@@ -8,17 +8,17 @@ from collections import namedtuple
 
 import pytest
 
-from lqmf import atomic
 from agents.quantization.calibration import default_calibration, load_calibration
 from agents.quantization.gguf_quant import GGUF_LEVELS, convert_to_gguf, quantize_gguf, read_gguf_tensors
 from agents.quantization.hf_quant import quantize_bnb, quantize_gptq
-from lqmf.manifest import read_manifest
+from lqmf import atomic
 from lqmf.errors import (
     InsufficientDisk,
     QuantizationError,
     TokenizerNotSupported,
     UnsupportedArchitecture,
 )
+from lqmf.manifest import read_manifest
 from server.discovery import discover
 from tests.loaders import greedy_twice
 from tests.tiny_models import tiny_llama, tiny_qwen2_with_new_bpe, unknown_architecture

@@ -11,8 +11,7 @@ from pydantic import BaseModel, ValidationError
 from lqmf import sampling
 from lqmf.sampling import LIMITS, Limit
 from server.backends.base import GenerationParams
-from server.schemas import (NativeChatRequest, OllamaOptions, OpenAIChatRequest, OpenAICompletionRequest,
-                            SamplingFields)
+from server.schemas import NativeChatRequest, OllamaOptions, OpenAIChatRequest, OpenAICompletionRequest, SamplingFields
 
 # Where each table entry appears in the request bodies: (model, field name, the body's other required fields).
 CHAT = {"messages": [{"role": "user", "content": "hi"}]}

@@ -15,9 +15,10 @@ import time
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
 
 from lqmf.manifest import MANIFEST_NAME, sha256_file
+from lqmf.progress import Progress, report
 
 if TYPE_CHECKING:
     import numpy as np
@@ -162,7 +163,7 @@ class EmbeddingCache:
                 raise
 
     def embed(self, manager, model: str, model_sha: str, texts: Sequence[str], *, normalize: bool = True,
-              truncate: bool = True, progress: Optional[Callable[[int, int], None]] = None) -> Embedded:
+              truncate: bool = True, progress: Optional[Progress] = None, what: str = "") -> Embedded:
         """Vectors of `texts` by `model`: cached ones read, the rest embedded through the manager and stored."""
         import numpy as np
 
@@ -179,13 +180,13 @@ class EmbeddingCache:
         if missing:
             log.info("embedding %d texts with %s (%d cached)", len(missing), model, len(set(shas)) - len(missing))
             made = embed_texts(manager, model, list(missing.values()), normalize=normalize, truncate=truncate,
-                               progress=progress)
+                               progress=progress, what=what)
             seconds = made.seconds
             rows = [(sha, made.vectors[i], made.pooling, made.token_counts[i]) for i, sha in enumerate(missing)]
             self.store(model_sha, key, rows)
             found.update({sha: (vec, pooling, tokens) for sha, vec, pooling, tokens in rows})
-        elif progress is not None:
-            progress(len(texts), len(texts))
+        else:
+            report(progress, what or f"embedding with {model}", len(texts), len(texts))
         vectors = np.stack([found[sha][0] for sha in shas]).astype(np.float32, copy=False)
         dims = {found[sha][0].shape[0] for sha in shas}
         if len(dims) != 1:

@@ -151,9 +151,8 @@ def check_classifier(registry: ClassifierRegistry, name: str, variants: Sequence
         # Throughput is measured on a loaded, warmed-up model: not its load, nor a first call's one-off set-up.
         manager.load(model)
         embed_texts(manager, model, texts[:WARM_UP], normalize=spec.normalized, truncate=spec.truncate)
-        step = (lambda done, total: progress(f"embedding with {model} ({index}/{len(wanted) + 1})", done, total)) \
-            if progress else None
-        return embed_texts(manager, model, texts, normalize=spec.normalized, truncate=spec.truncate, progress=step)
+        return embed_texts(manager, model, texts, normalize=spec.normalized, truncate=spec.truncate, progress=progress,
+                           what=f"embedding with {model} ({index}/{len(wanted) + 1})")
 
     try:
         base = embed(source.name, 1)

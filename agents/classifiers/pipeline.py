@@ -112,7 +112,8 @@ def cross_validate(spec: PipelineSpec, X: "np.ndarray", y: Sequence[str]) -> dic
     """Stratified k-fold figures on (X, y): per-fold and mean accuracy / macro F1 / ROC-AUC, pooled confusion."""
     import numpy as np
     from sklearn.metrics import confusion_matrix
-    from sklearn.model_selection import cross_val_predict, cross_validate as sk_cross_validate
+    from sklearn.model_selection import cross_val_predict
+    from sklearn.model_selection import cross_validate as sk_cross_validate
 
     labels = sorted(set(y))
     binary = len(labels) == 2

@@ -9,8 +9,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from agents.classifiers.artifact import (EVAL_FILE, MANIFEST_FILE, MODEL_FILE, ClassifierManifest, check_name,
-                                         classifiers_dir, list_classifiers, load_pipeline, read_manifest)
+from agents.classifiers.artifact import (
+    EVAL_FILE,
+    MANIFEST_FILE,
+    MODEL_FILE,
+    ClassifierManifest,
+    check_name,
+    classifiers_dir,
+    list_classifiers,
+    load_pipeline,
+    read_manifest,
+)
 from agents.classifiers.cache import EmbeddingCache
 from agents.classifiers.errors import ClassifierNotFound, ClassifierRefused, DataError
 from lqmf.errors import ModelNotFound

@@ -8,12 +8,25 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from agents.classifiers.artifact import (ClassifierManifest, EmbeddingSpec, EvalRow, check_name, classifiers_dir,
-                                         save_classifier)
+from agents.classifiers.artifact import (
+    ClassifierManifest,
+    EmbeddingSpec,
+    EvalRow,
+    check_name,
+    classifiers_dir,
+    save_classifier,
+)
 from agents.classifiers.cache import EmbeddingCache
 from agents.classifiers.data import describe, read_labelled
-from agents.classifiers.pipeline import (PipelineSpec, build_pipeline, check_algorithm, check_spec, cross_validate,
-                                         folds_for, scores)
+from agents.classifiers.pipeline import (
+    PipelineSpec,
+    build_pipeline,
+    check_algorithm,
+    check_spec,
+    cross_validate,
+    folds_for,
+    scores,
+)
 from lqmf.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -87,10 +100,8 @@ def train_classifier(request: TrainRequest, *, settings, manager, store=None, ca
             "text_column": data.text_column, "label_column": data.label_column, **request.spec.describe()})
     try:
         model_sha = cache.model_sha256(record.path)
-        embed_progress = (lambda done, total: progress(f"embedding with {record.name}", done, total)) \
-            if progress else None
         embedded = cache.embed(manager, record.name, model_sha, data.texts, normalize=request.normalize,
-                               truncate=True, progress=embed_progress)
+                               truncate=True, progress=progress)
         X, y = embedded.vectors, np.asarray(data.labels)
         train_idx, eval_idx = split_rows(data.labels, request.test_size, request.spec.seed)
         # PCA is fitted inside every fold, on its training part: the smallest one bounds the components.

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, Optional, Protocol, Sequence, runtime_checkable
 
 from lqmf.errors import LQMFError
-from lqmf.progress import Progress, report as report_progress
+from lqmf.progress import Progress
+from lqmf.progress import report as report_progress
 from lqmf.sampling import GREEDY
 
 log = logging.getLogger(__name__)

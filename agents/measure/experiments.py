@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 from agents.measure import quality
-from agents.measure.results import ExperimentResult, LoadFigures, ModelRow, RunFigures, SpeedFigures
 from agents.measure.fidelity import (
     FidelityStats,
     PositionStats,
@@ -23,8 +22,10 @@ from agents.measure.fidelity import (
     scoring_chunks,
     summarize,
 )
+from agents.measure.results import ExperimentResult, LoadFigures, ModelRow, RunFigures, SpeedFigures
 from lqmf.errors import LQMFError
 from lqmf.progress import Progress
+from lqmf.sampling import GREEDY
 from lqmf.settings import Settings
 from server.backends.base import GenerationParams, collect
 from server.manager import ModelManager, Prompt
@@ -260,7 +261,7 @@ class ExperimentAgent:
         if repetitions < 1 or warmup < 0 or max_tokens < 2:
             raise LQMFError("repetitions must be >= 1, warm-up >= 0 and max_tokens >= 2", "use the defaults")
         self._seen(*models)
-        params = GenerationParams(max_tokens=max_tokens, temperature=0, ignore_eos=True)
+        params = GenerationParams(**GREEDY, max_tokens=max_tokens, ignore_eos=True)
         rows: list[ModelRow] = []
         all_runs: list[RunFigures] = []
         settings = {"repetitions": repetitions, "warmup": warmup, "max_tokens": max_tokens, "prompts": len(prompts)}
@@ -457,7 +458,7 @@ class ExperimentAgent:
         for name in remote:
             notes.append(f"{name} is remote: measured over HTTP (TTFT includes the network); its API returns "
                          "sampled text, not the full logits fidelity needs, so it has no fidelity figures")
-        params = GenerationParams(max_tokens=max_tokens, temperature=0)
+        params = GenerationParams(**GREEDY, max_tokens=max_tokens)
         with self._recording("compare", list(models), {"prompts": len(prompts), "max_tokens": max_tokens,
                                                       "reference": reference}) as exp:
             rows: dict[str, ModelRow] = {}

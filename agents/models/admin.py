@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from lqmf.atomic import atomic_output, ensure_disk_space, temp_sibling
-from lqmf.manifest import MANIFEST_SUFFIX, manifest_path_for
 from lqmf.errors import InvalidRequest, LQMFError, ModelNotFound, OutputExists
 from lqmf.files import write_text_atomic
+from lqmf.manifest import MANIFEST_SUFFIX, manifest_path_for
 from lqmf.names import MODEL_NAME_MAX, NEW_MODEL_NAME
 from lqmf.units import format_bytes
 from server.discovery import ModelRecord, chat_template_of

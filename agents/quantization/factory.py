@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from lqmf.atomic import sweep_stale_temps, temp_sibling
 from agents.quantization.faults import step_failure
-from lqmf.manifest import manifest_path_for, measure_run, read_manifest, tree_sha256
 from agents.quantization.plan import MARGIN, QuantPlan, QuantRequest, machine_now, make_plan, source_facts
 from agents.quantization.verify import VERIFY_STEP, verify_output
+from lqmf.atomic import sweep_stale_temps, temp_sibling
 from lqmf.errors import PlanRefused
+from lqmf.manifest import manifest_path_for, measure_run, read_manifest, tree_sha256
 from lqmf.progress import Progress
 from lqmf.settings import Settings
 

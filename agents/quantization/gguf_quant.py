@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
-from lqmf.atomic import atomic_output, ensure_disk_space
 from agents.quantization.converter import GGUF_OUTTYPES, convert_hf_folder
+from lqmf.atomic import atomic_output, ensure_disk_space
+from lqmf.errors import OutputExists, QuantizationError
 from lqmf.manifest import (
     Manifest,
     RunMeasure,
@@ -30,10 +31,9 @@ from lqmf.manifest import (
     tool_versions,
     tree_sha256,
 )
-from lqmf.source import hf_parameter_count, require_hf_folder
-from lqmf.errors import OutputExists, QuantizationError
 from lqmf.progress import Progress
 from lqmf.settings import Settings, load_settings
+from lqmf.source import hf_parameter_count, require_hf_folder
 
 log = logging.getLogger(__name__)
 

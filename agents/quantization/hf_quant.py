@@ -7,8 +7,9 @@ import shutil
 from pathlib import Path
 from typing import Callable, Optional
 
-from lqmf.atomic import atomic_output, ensure_disk_space
 from agents.quantization.calibration import load_calibration
+from lqmf.atomic import atomic_output, ensure_disk_space
+from lqmf.errors import QuantizationError
 from lqmf.manifest import (
     Manifest,
     RunMeasure,
@@ -19,9 +20,8 @@ from lqmf.manifest import (
     tree_sha256,
     weight_files,
 )
-from lqmf.source import architecture, hf_parameter_count, hf_weight_bytes, require_hf_folder
-from lqmf.errors import QuantizationError
 from lqmf.settings import load_settings
+from lqmf.source import architecture, hf_parameter_count, hf_weight_bytes, require_hf_folder
 
 log = logging.getLogger(__name__)
 

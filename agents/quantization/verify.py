@@ -20,6 +20,7 @@ from typing import Optional
 
 from lqmf.errors import QuantizationError
 from lqmf.processes import ChildTimedOut, run_child_split
+from lqmf.sampling import GREEDY
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ def verify_folder(folder: Path, fmt: str, name: str, threads: Optional[int] = No
         if bad:
             raise VerificationFailed(f"{name} decodes to non-finite logits ({bad} NaN or inf values)",
                                      "the quantized weights are broken; try another method or level")
-        out = backend.generate(ids, GenerationParams(max_tokens=1, temperature=0.0, ignore_eos=True))
+        out = backend.generate(ids, GenerationParams(**GREEDY, max_tokens=1, ignore_eos=True))
         if len(out.token_ids) != 1:
             raise VerificationFailed(f"{name} produced {len(out.token_ids)} tokens where one was asked",
                                      "see the log")

@@ -9,16 +9,22 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from lqmf.errors import ModelBusy
+from lqmf.sampling import CHAT
 from lqmf.version import __version__
 from server.errors import APIError
-from lqmf.errors import ModelBusy
-from server.schemas import (LoadRequest, ModelNameChange, ModelPath, NativeChatRequest, check_model_name,
-                            parse_keep_alive)
+from server.schemas import (
+    LoadRequest,
+    ModelNameChange,
+    ModelPath,
+    NativeChatRequest,
+    check_model_name,
+    parse_keep_alive,
+)
 from server.streaming import generate, sse, start_stream
 
 router = APIRouter(tags=["native"])
 
-NATIVE_DEFAULTS = {"max_tokens": 256, "temperature": 0.7}
 
 
 def chat_summary(name: str, finish: str, timings, text: Optional[str] = None) -> dict[str, Any]:
@@ -66,26 +72,22 @@ async def available_models(request: Request) -> dict[str, Any]:
 async def models_disk_usage(request: Request) -> dict[str, Any]:
     """Bytes per local model (files, manifest, importance matrix), what removing each frees, the total, and the
     models folder's free disk space."""
-    from agents.models.admin import disk_usage
-
-    return await run_in_threadpool(disk_usage, request.app.state.manager)
+    library = request.app.state.library
+    return (await run_in_threadpool(library.disk_usage)).usage
 
 
 @router.get("/models/{name}")
 async def show_model(request: Request, name: ModelPath) -> dict[str, Any]:
     """One model: format, level, the manifest's facts (method, bits per weight, source, tool versions), the lineage
     tree (source -> variants), the latest speed and fidelity figures, chat template and context length."""
-    from agents.models.admin import show_model as show
-
     name = check_model_name(name)
-    state = request.app.state
-    return await run_in_threadpool(lambda: show(state.manager, name, store=state.store))
+    return (await run_in_threadpool(request.app.state.library.show, name)).model
 
 
 async def _admin(call, conflict_hint: str = "") -> dict[str, Any]:
-    """Run a model_admin change off the loop; a model in use is a 409 (the hint says what to do)."""
+    """Run a Library model change off the loop; a model in use is a 409 (the hint says what to do)."""
     try:
-        change = await run_in_threadpool(call)
+        change = (await run_in_threadpool(call)).change
     except ModelBusy as exc:
         raise APIError(409, exc.message, conflict_hint or exc.hint) from None
     return {"status": change.action, **change.to_dict()}
@@ -97,11 +99,9 @@ async def remove_model(request: Request, name: ModelPath,
                                             "(still refused while it serves requests).")) -> dict[str, Any]:
     """Delete a local model: its file or folder, its manifest and its importance matrix. Refused (409) while it is
     loaded unless ?unload=true; a remote endpoint is removed with DELETE /endpoints/{name}."""
-    from agents.models.admin import remove_model as remove
-
     name = check_model_name(name)
-    state = request.app.state
-    return await _admin(lambda: remove(state.manager, name, unload=unload, store=state.store),
+    library = request.app.state.library
+    return await _admin(lambda: library.remove(name, unload=unload),
                         f"unload it first (POST /models/{name}/unload), or send DELETE /models/{name}?unload=true")
 
 
@@ -109,22 +109,18 @@ async def remove_model(request: Request, name: ModelPath,
 async def rename_model(request: Request, name: ModelPath, body: ModelNameChange) -> dict[str, Any]:
     """Rename a local model (refused while loaded): files, manifest and importance matrix move together, and
     models made from it name its new path in their manifests."""
-    from agents.models.admin import rename_model as rename
-
     name = check_model_name(name)
-    state = request.app.state
-    return await _admin(lambda: rename(state.manager, name, body.to, store=state.store),
+    library = request.app.state.library
+    return await _admin(lambda: library.rename(name, body.to),
                         f"unload it first (POST /models/{name}/unload)")
 
 
 @router.post("/models/{name}/copy", status_code=201)
 async def copy_model(request: Request, name: ModelPath, body: ModelNameChange) -> dict[str, Any]:
     """Copy a local model under a new name, with its manifest and importance matrix (201 when made)."""
-    from agents.models.admin import copy_model as copy
-
     name = check_model_name(name)
-    state = request.app.state
-    return await _admin(lambda: copy(state.manager, name, body.to, store=state.store))
+    library = request.app.state.library
+    return await _admin(lambda: library.copy(name, body.to))
 
 
 @router.post("/models/{name}/load")
@@ -153,7 +149,7 @@ async def unload_model(request: Request, name: ModelPath) -> dict[str, Any]:
 async def chat(request: Request, name: ModelPath, body: NativeChatRequest):
     """Chat with a model: {"message": ...} -> {"response", "tokens_generated", "time_taken", "model_name", ...}."""
     name = check_model_name(name)
-    params = body.params(**NATIVE_DEFAULTS)
+    params = body.params(**CHAT)
     keep_alive = parse_keep_alive(body.keep_alive)
     convo = body.conversation()
     if not body.stream:

@@ -12,11 +12,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from lqmf.version import __version__
 from lqmf.errors import InvalidRequest
-from server.embeddings import embed_texts
+from lqmf.version import __version__
 from server.backends.base import Chunk
 from server.discovery import ModelRecord, chat_template_of
+from server.embeddings import embed_texts
+from server.endpoints import remote_facts
 from server.schemas import (
     MAX_KEEP_ALIVE_S,
     OllamaChatRequest,
@@ -30,7 +31,6 @@ from server.schemas import (
     ollama_format,
     parse_keep_alive,
 )
-from server.endpoints import remote_facts
 from server.streaming import collect_chunks, ensure_loaded, generate, map_chunks, ndjson, start_stream
 from server.tool_calls import ToolPlan, parse_tools, plan, read_reply, rendered_history
 

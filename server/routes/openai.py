@@ -13,26 +13,26 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from server.embeddings import embed_texts
 from lqmf.errors import InvalidRequest
+from lqmf.sampling import OPENAI, OPENAI_COMPLETION
 from server.backends.base import Chunk, GenerationParams, TokenLogprob
+from server.embeddings import embed_texts
+from server.endpoints import remote_facts
 from server.schemas import (
+    ModelPath,
     NamedToolChoice,
     OpenAIChatRequest,
     OpenAICompletionRequest,
-    ModelPath,
     OpenAIEmbeddingRequest,
     check_dimensions,
     check_model_name,
 )
-from server.endpoints import remote_facts
 from server.streaming import collect_chunks, ensure_loaded, generate, map_chunks, sse, sse_line, start_stream
 from server.tool_calls import ToolPlan, finish_with_calls, parse_tools, plan, read_reply, rendered_history
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
 # OpenAI's own defaults.
-OPENAI_DEFAULTS = {"temperature": 1.0, "top_p": 1.0, "top_k": 0, "min_p": 0.0, "max_tokens": 1024}
 
 
 def usage(timings) -> dict[str, int]:
@@ -108,7 +108,7 @@ async def chat_completions(request: Request, body: OpenAIChatRequest):
     sampling (see server.tool_calls); logprobs come from the engine.
     """
     name = check_model_name(body.model)
-    defaults = dict(OPENAI_DEFAULTS)
+    defaults = dict(OPENAI)
     if body.max_completion_tokens is not None:
         defaults["max_tokens"] = body.max_completion_tokens
     messages, params, tool_plan = chat_request(body, body.params(**defaults))
@@ -185,7 +185,7 @@ async def chat_completions(request: Request, body: OpenAIChatRequest):
 async def completions(request: Request, body: OpenAICompletionRequest):
     """Text completion of a raw prompt (no chat template)."""
     name = check_model_name(body.model)
-    params = body.params(**{**OPENAI_DEFAULTS, "max_tokens": 16})
+    params = body.params(**OPENAI_COMPLETION)
     prompt = body.text()
     completion_id = f"cmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
