@@ -13,7 +13,7 @@ PKG_STAMP := $(VENV)/.editable-$(PKG_HASH)
 # llama-cpp-python is compiled from source by pip: use every core for it.
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: setup install converter tools demo run test
+.PHONY: setup install converter tools demo run test lint
 
 setup: install converter tools demo
 
@@ -50,5 +50,10 @@ demo: install converter
 run: setup
 	$(PY) cli/api_cli.py
 
+# Lint first (rules in pyproject.toml): a finding fails the run before the tests start.
 test: setup tools
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check .

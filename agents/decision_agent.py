@@ -184,7 +184,8 @@ def _distance(a: str, b: str, limit: int) -> int:
 def _nearest(word: str) -> Optional[str]:
     """The command word within a small edit distance (1 for short words, 2 for long), if one is nearest."""
     limit = 1 if len(word) <= 5 else 2
-    scored = sorted((_distance(word, v, limit), sorted(v) != sorted(word), -difflib.SequenceMatcher(None, word, v).ratio(), v)
+    scored = sorted((_distance(word, v, limit), sorted(v) != sorted(word),
+                     -difflib.SequenceMatcher(None, word, v).ratio(), v)
                     for v in VOCAB if abs(len(v) - len(word)) <= limit)
     scored = [entry for entry in scored if entry[0] <= limit]
     return scored[0][3] if scored else None
@@ -413,7 +414,7 @@ def _model_slots(s: _Words, plain_names: bool = False, many: bool = False, **ext
     if plain_names and not refs:
         # A word typed as is that is no command word, after the verb: "load llama", "chat with mistral".
         verb = s.first(*PLAIN_NAME_VERBS)
-        refs = [raw for i, (w, raw) in enumerate(zip(s.words, s.raw))
+        refs = [raw for i, (w, raw) in enumerate(zip(s.words, s.raw, strict=True))
                 if i > verb and raw.lower() not in VOCAB and w not in VOCAB and raw.lower() not in NOT_A_NAME][:1]
     many = len(refs) > 1 or many
     return Slots(model=refs[0] if refs else None, models=refs if many else [], prompt=_prompt(s), **extra)

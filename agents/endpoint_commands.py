@@ -26,8 +26,8 @@ REMOVE = re.compile(rf"^\s*(?:remove|delete|drop|forget|unregister)\s+(?:the\s+)
 LIST = re.compile(r"^\s*(?:list|show|ls)\s+(?:the\s+|all\s+)?(?:remote\s+)?endpoints\s*$|^\s*endpoints\s*$", re.I)
 USE = re.compile(rf"^\s*(?:use|switch\s+to)\s+(?:model\s+)?(?P<chain>{NAME}(?:\s+(?:then|else|or)\s+{NAME})*)"
                  rf"(?:\s+(?:the\s+)?default)?\s*$", re.I)
-EXPORT = re.compile(rf"^\s*export\s+(?:model\s+)?(?P<name>{NAME})\s+(?:for|to|on)\s+(?P<target>vllm|llama[-_ ]?server)\s*$",
-                    re.I)
+EXPORT = re.compile(rf"^\s*export\s+(?:model\s+)?(?P<name>{NAME})\s+(?:for|to|on)\s+"
+                    rf"(?P<target>vllm|llama[-_ ]?server)\s*$", re.I)
 MODEL = re.compile(r"\bmodel\s+(?P<model>\S+)", re.I)
 KEY = re.compile(r"\bkey\s+(?:from|in|env)\s+\$?(?P<env>[A-Za-z_][A-Za-z0-9_]*)", re.I)
 RAW_KEY = re.compile(r"\bkey\s+(?!from\b|in\b|env\b)\S+", re.I)

@@ -28,8 +28,8 @@ HELP: list[tuple[str, str, str, str, tuple[str, ...]]] = [
      ("info about NAME", "details of NAME")),
     ("Models", "remove NAME [--yes]", "delete a model from disk (asks first)", "remove NAME",
      ("delete model NAME", "rm NAME --yes")),
-    ("Models", "rename NAME to NEW / copy NAME to NEW", "rename or copy a model, manifests kept", "copy NAME to NAME-copy",
-     ("mv NAME NEW", "cp NAME NEW", "duplicate NAME as NEW")),
+    ("Models", "rename NAME to NEW / copy NAME to NEW", "rename or copy a model, manifests kept",
+     "copy NAME to NAME-copy", ("mv NAME NEW", "cp NAME NEW", "duplicate NAME as NEW")),
     ("Models", "disk usage", "space per model and in total, what removing would free", "disk usage",
      ("how much space do my models use",)),
     ("Serving", "load NAME / unload NAME", "put a model in memory / free it", "load NAME",
@@ -58,8 +58,9 @@ HELP: list[tuple[str, str, str, str, tuple[str, ...]]] = [
      "plan, confirm and run a quantization", "quantize NAME to q4_k_m",
      ("quantize NAME to q8_0", "quantize NAME to 4-bit gptq with calib.txt", "quantize NAME to nf4",
       "quantize NAME to iq4_xs with imatrix and fidelity as OUT --yes", "list quantizations")),
-    ("Factory", "download ORG/NAME [LEVEL] [as NAME] / import PATH", "fetch from the Hugging Face Hub / copy a local one",
-     "download Qwen/Qwen2.5-0.5B-Instruct", ("pull ORG/NAME q4_k_m as short", "import ~/models/x.gguf", "login")),
+    ("Factory", "download ORG/NAME [LEVEL] [as NAME] / import PATH",
+     "fetch from the Hugging Face Hub / copy a local one", "download Qwen/Qwen2.5-0.5B-Instruct",
+     ("pull ORG/NAME q4_k_m as short", "import ~/models/x.gguf", "login")),
     *(("Classifiers", say, does, say, ()) for say, does in CLASSIFIER_HELP),
     *(("Endpoints", say, does, say, ()) for say, does in ENDPOINT_HELP),
     ("Shell", "show config / help [TOPIC] / exit", "settings / this list or one topic's forms / leave",
@@ -81,7 +82,8 @@ GUARDED = {Intent.QUANTIZE_MODEL, Intent.DOWNLOAD_MODEL, Intent.REMOVE_MODEL, In
 LOW_CONFIDENCE = 0.8  # below it any command asks; one corrected word alone is 0.85 (a guarded command asks anyway)
 # Experiments that read a file, and what to say when none was named.
 FILE_NEEDED = {
-    Intent.BATCH_EXPERIMENT: ("a batch needs a file of prompts", "batch {model} prompts.txt (one prompt per line, or .jsonl)"),
+    Intent.BATCH_EXPERIMENT: ("a batch needs a file of prompts",
+                              "batch {model} prompts.txt (one prompt per line, or .jsonl)"),
     Intent.CONVERSATION_EXPERIMENT: ("a conversation needs a script file",
                                      "conversation with {model} on script.txt (one user turn per line)"),
 }
@@ -335,7 +337,8 @@ def make_assist(settings: Settings, manager) -> Optional[Callable]:
     if settings.assist_url:
         import httpx
 
-        headers = {"Authorization": f"Bearer {settings.assist_api_key.get_secret_value()}"} if settings.assist_api_key else {}
+        headers = ({"Authorization": f"Bearer {settings.assist_api_key.get_secret_value()}"}
+                   if settings.assist_api_key else {})
 
         def complete_remote(prompt: str) -> str:
             response = httpx.post(

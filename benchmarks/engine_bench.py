@@ -216,7 +216,7 @@ def render_table(figures: Sequence[Figure], results: dict[str, dict[str, float]]
     lines = []
     for r in rows:
         cells = []
-        for c, (text, width) in enumerate(zip(r, widths)):
+        for c, (text, width) in enumerate(zip(r, widths, strict=True)):
             if set(text) <= set("-:") and len(text) >= 3:  # the alignment row: pad inside the colons
                 cells.append(text[0] + "-" * (width - 2) + text[-1] if text.endswith(":") else text + "-" * (width - 3))
             else:
@@ -262,7 +262,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="requests per client at each client count, at least 16 requests in all "
                              "(default 2; --quick: 1)")
     parser.add_argument("--streams", type=int, default=None,
-                        help="single-client streamed requests per round, for TTFT and SSE tok/s (default 24; --quick: 3)")
+                        help="single-client streamed requests per round, for TTFT and SSE tok/s "
+                             "(default 24; --quick: 3)")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for every system (default: physical cores, what LQMF's server engine uses)")
     parser.add_argument("--in-process-threads", type=int, default=None,
@@ -752,7 +753,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"\n(LQMF in-process ran with {setup.in_process_threads} threads)")
     if two is not None:
         mark = "PASS" if two["errors"] == 0 else "MISS"
-        per_model = ", ".join(f"{m} {l['tok_s']:.1f} tok/s" for m, l in two.get("loads", {}).items())
+        per_model = ", ".join(f"{m} {load['tok_s']:.1f} tok/s" for m, load in two.get("loads", {}).items())
         print(f"\ntwo models at once through LQMF (16 clients): {two['errors']} errors (target 0) {mark}"
               + (f"; {per_model}" if per_model else ""))
     messages = [m for r in rounds for m in r.get("error_messages", [])] + (two or {}).get("error_messages", [])

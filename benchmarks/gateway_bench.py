@@ -42,7 +42,8 @@ def render(figures: Sequence[eb.Figure], results: dict[str, dict[str, float]]) -
     rows = [["figure", SYSTEMS["direct"], SYSTEMS["gateway"], "gateway vs direct"], ["---", "---:", "---:", "---:"]]
     for f in figures:
         direct, gateway = results["direct"].get(f.key, float("nan")), results["gateway"].get(f.key, float("nan"))
-        rows.append([f.label, eb.number_text(direct, f), eb.number_text(gateway, f), eb.compare_text(f, gateway, direct)])
+        rows.append([f.label, eb.number_text(direct, f), eb.number_text(gateway, f),
+                     eb.compare_text(f, gateway, direct)])
     return "\n".join("| " + " | ".join(r) + " |" for r in rows)
 
 

@@ -400,8 +400,8 @@ class Kinds:
             ("POST", "/api/generate", {"json": {"model": model, "prompt": "hi", "options": {"num_predict": "many"}}},
              {400, 422}),
             ("POST", "/api/generate", {"json": {"model": model, "prompt": "hi", "keep_alive": "forever"}}, {400, 422}),
-            ("POST", "/api/generate", {"content": b"model=" + model.encode(), "headers": {"content-type": "text/plain"}},
-             {400, 415, 422}),
+            ("POST", "/api/generate",
+             {"content": b"model=" + model.encode(), "headers": {"content-type": "text/plain"}}, {400, 415, 422}),
             ("POST", f"/models/{model}/load", {"json": {"keep_alive": {}}}, {400, 422}),
             ("POST", f"/models/{model}/chat", {"json": {"message": ""}}, {400, 422}),
             ("POST", "/models/no-such-model/load", {}, {404}),
@@ -426,7 +426,8 @@ class Kinds:
                 except ValueError:
                     ok = False
                 return response.status_code, "" if ok else f"an error without a JSON error body: {response.text[:200]}"
-            return response.status_code, f"expected {sorted(allowed)}, got {response.status_code}: {response.text[:300]!r}"
+            return response.status_code, (f"expected {sorted(allowed)}, got {response.status_code}: "
+                                          f"{response.text[:300]!r}")
 
         return [await self._timed("bad_body", f"{method} {path[:60]}", call)]
 
@@ -477,7 +478,8 @@ class Kinds:
 
 def _client(url: str, clients: int) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(180.0, connect=10.0),
-                             limits=httpx.Limits(max_connections=clients * 2 + 8, max_keepalive_connections=clients * 2))
+                             limits=httpx.Limits(max_connections=clients * 2 + 8,
+                                                 max_keepalive_connections=clients * 2))
 
 
 async def _one_client(kinds: Kinds, model: str, deadline: float, outcomes: list[Outcome],

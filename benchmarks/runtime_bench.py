@@ -38,7 +38,7 @@ def timed_round_robin(fns: list, runs: int) -> list[tuple[float, int]]:
             start = time.perf_counter()
             counts[i] = fns[i]()
             times[i].append(time.perf_counter() - start)
-    return [(statistics.median(t), c) for t, c in zip(times, counts)]
+    return [(statistics.median(t), c) for t, c in zip(times, counts, strict=True)]
 
 
 def main() -> int:
@@ -104,7 +104,8 @@ def main() -> int:
         ("LQMF manager stream", manager_stream),
         ("LQMF manager generate (non-stream)", manager_generate),
     ]
-    results = [(label, *m) for (label, _), m in zip(rows, timed_round_robin([fn for _, fn in rows], args.runs))]
+    timed = timed_round_robin([fn for _, fn in rows], args.runs)
+    results = [(label, *m) for (label, _), m in zip(rows, timed, strict=True)]
     base_s, base_n = results[0][1], results[0][2]
     print(f"model {args.model} ({record.level}), {args.tokens} new tokens, greedy, n_ctx {n_ctx}, "
           f"median of {args.runs} runs after a warm-up")
@@ -122,9 +123,8 @@ def main() -> int:
         ("manager stream, 1 token", lambda: sum(len(c.token_ids) for c in manager.stream(args.model, ids, one))),
         ("manager generate, 1 token", lambda: manager.generate(args.model, ids, one).completion_tokens),
     ]
-    per_request = [
-        (label, *m) for (label, _), m in zip(single, timed_round_robin([fn for _, fn in single], args.runs * 10))
-    ]
+    timed_one = timed_round_robin([fn for _, fn in single], args.runs * 10)
+    per_request = [(label, *m) for (label, _), m in zip(single, timed_one, strict=True)]
     base_one = per_request[0][1]
     print(f"\nper-request overhead (1 new token, median of {args.runs * 10} runs)")
     print(f"{'path':<44} {'latency ms':>11} {'added ms':>9}")

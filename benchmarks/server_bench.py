@@ -4,8 +4,9 @@ Greedy, a fixed number of new tokens (end-of-sequence suppressed on every path),
 model, context and thread count. Each server runs alone in its own process while it is measured.
 Prints tokens/s, time to first token and p50/p95 latency at 1 and 4 concurrent clients, with
 ratios. Single-client runs alternate with in-process runs round by round, so that the machine's
-drift (a 2-core VM is noisy) hits both sides of each ratio alike. llama-cpp-python's server needs its `[server]` extras; they are installed once into
-.cache/bench-extras (the benchmark's own environment), never into the project's.
+drift (a 2-core VM is noisy) hits both sides of each ratio alike. llama-cpp-python's server needs
+its `[server]` extras; they are installed once into .cache/bench-extras (the benchmark's own
+environment), never into the project's.
 
     .venv/bin/python benchmarks/server_bench.py [--model demo-q4_k_m] [--tokens 256] [--requests 8]
 """
@@ -48,7 +49,9 @@ class Runs:
     @property
     def tok_s(self) -> float:
         """Per-request decoding speed: tokens over the request's latency (median)."""
-        return statistics.median(n / t for n, t in zip(self.tokens, self.latencies)) if self.latencies else 0.0
+        if not self.latencies:
+            return 0.0
+        return statistics.median(n / t for n, t in zip(self.tokens, self.latencies, strict=True))
 
     @property
     def throughput(self) -> float:

@@ -95,7 +95,8 @@ def loaded_table(models: list[dict], console: Console) -> None:
 
 def server_info(res: r.ServerInfo, console: Console) -> None:
     if res.running:
-        text = f"API server running at [bold]{res.url}[/bold] (host {res.host}, port {res.port}, up {res.uptime_s:.0f} s)"
+        text = (f"API server running at [bold]{res.url}[/bold] "
+                f"(host {res.host}, port {res.port}, up {res.uptime_s:.0f} s)")
         text += f"\nOpenAI: {res.url}/v1   Ollama: {res.url}/api   docs: {res.url}/docs"
     else:
         text = "API server not running (start it with: start server)"
@@ -370,7 +371,8 @@ RENDERERS: dict[type, Callable[[Any, Console], None]] = {
     r.Help: help_table,
     r.Question: question,
     r.Message: lambda res, c: c.print(res.text),
-    r.ErrorResult: lambda res, c: c.print(f"[red]error:[/red] {res.message}" + (f"\n  → {res.hint}" if res.hint else "")),
+    r.ErrorResult: lambda res, c: c.print(f"[red]error:[/red] {res.message}"
+                                          + (f"\n  → {res.hint}" if res.hint else "")),
     r.Unknown: unknown,
     r.Confirm: confirm,
     r.QuantizePlan: plan_panel,

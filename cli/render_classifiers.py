@@ -29,7 +29,7 @@ def _confusion(console: Console, title: str, labels: list[str], matrix: list[lis
     table.add_column("true \\ predicted")
     for label in labels:
         table.add_column(escape(label), justify="right")
-    for label, row in zip(labels, matrix):
+    for label, row in zip(labels, matrix, strict=True):
         table.add_row(escape(label), *(str(n) for n in row))
     console.print(table)
 
@@ -87,7 +87,7 @@ def classification(res: r.Classification, console: Console) -> None:
     table.add_column("label")
     for label in out["labels"]:
         table.add_column(f"p({escape(label)})", justify="right")
-    for text, prediction in zip(out["texts"], out["predictions"]):
+    for text, prediction in zip(out["texts"], out["predictions"], strict=True):
         shown = text if len(text) <= 60 else text[:59] + "…"
         table.add_row(escape(shown), f"[bold]{escape(prediction['label'])}[/bold]",
                       *(f"{prediction['probabilities'][label]:.3f}" for label in out["labels"]))

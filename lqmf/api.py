@@ -182,7 +182,8 @@ class Library:
             except LQMFError as exc:
                 if index + 1 == len(chain):
                     raise
-                log.warning("default model %s cannot be used (%s); falling back to %s", candidate, exc, chain[index + 1])
+                log.warning("default model %s cannot be used (%s); falling back to %s",
+                            candidate, exc, chain[index + 1])
                 continue
             return ModelHandle(self, loaded.name)
         raise AssertionError("unreachable: a resolved chain is never empty")
@@ -245,7 +246,7 @@ class Library:
         result = ModelHandle(self, model).embed(texts, normalize=normalize, progress=progress)
         norms = np.linalg.norm(result.vectors, axis=1)
         items = [EmbeddedText(text=text, tokens=count, norm=float(norm), vector=row.tolist())
-                 for text, count, norm, row in zip(texts, result.token_counts, norms, result.vectors)]
+                 for text, count, norm, row in zip(texts, result.token_counts, norms, result.vectors, strict=True)]
         return EmbeddingResult(model=result.model, dim=result.dim, pooling=result.pooling, seconds=result.seconds,
                                items=items)
 

@@ -40,7 +40,8 @@ class Settings(BaseSettings):
         description="Memory budget for loaded models in MiB (the brief's MAX_MEMORY_USAGE); "
         "capped by what the machine has available.",
     )
-    context_length: int = Field(default=4096, ge=64, description="Context window to load models with (capped by the model's).")
+    context_length: int = Field(default=4096, ge=64,
+                                description="Context window to load models with (capped by the model's).")
     queue_size: int = Field(default=16, ge=1, description="Requests waiting per model before new ones get QueueFull.")
     stream_batch_ms: float = Field(
         default=2.0, ge=0,
@@ -50,7 +51,11 @@ class Settings(BaseSettings):
     keep_alive_s: float = Field(
         default=300.0, description="Seconds an idle model stays loaded; -1 forever, 0 unload after each request."
     )
-    threads: Optional[int] = Field(default=None, ge=1, description="CPU threads per GGUF model (default: physical cores; in-process, one logical core left free).")
+    threads: Optional[int] = Field(
+        default=None, ge=1,
+        description="CPU threads per GGUF model (default: physical cores; in-process, one logical core "
+        "left free).",
+    )
     gguf_engine: Literal["auto", "server", "in-process"] = Field(
         default="auto",
         description="How GGUF models are served: 'server' (a llama-server child per model: parallel slots, "
@@ -59,7 +64,8 @@ class Settings(BaseSettings):
     parallel: int = Field(default=4, ge=1, le=256,
                           description="Parallel slots per GGUF model on the server engine (requests decoded at once).")
     remote_parallel: int = Field(default=16, ge=1, le=1024,
-                                 description="Requests LQMF sends to one remote model at once (its own server batches them).")
+                                 description="Requests LQMF sends to one remote model at once "
+                                             "(its own server batches them).")
     remote_timeout_s: float = Field(default=120.0, gt=0,
                                     description="Seconds a remote endpoint may take to start answering (and between "
                                     "streamed events) before the request fails as a timeout.")

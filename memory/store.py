@@ -160,7 +160,8 @@ class Store:
 
     def _migrate(self) -> None:
         with self._lock:
-            self._db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
+            self._db.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
+                             "(name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
             done = {row["name"] for row in self._db.execute("SELECT name FROM schema_migrations")}
             for name, sql in MIGRATIONS:
                 if name in done:
@@ -249,7 +250,8 @@ class Store:
     def start_experiment(self, kind: str, models: list[str], params: dict[str, Any]) -> int:
         with self._write():
             cursor = self._db.execute(
-                "INSERT INTO experiments (kind, models, params, status, pid, started_at) VALUES (?, ?, ?, 'running', ?, ?)",
+                "INSERT INTO experiments (kind, models, params, status, pid, started_at) "
+                "VALUES (?, ?, ?, 'running', ?, ?)",
                 (kind, json.dumps(models), json.dumps(params), os.getpid(), time.time()),
             )
         return int(cursor.lastrowid)

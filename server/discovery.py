@@ -164,7 +164,8 @@ def _inspect_model_folder(path: Path, config_path: Path) -> ModelRecord:
     record.context_length = config.get("max_position_embeddings")
     record.block_count = config.get("num_hidden_layers")
     heads = config.get("num_attention_heads")
-    head_dim = config.get("head_dim") or (config["hidden_size"] // heads if heads and config.get("hidden_size") else None)
+    head_dim = config.get("head_dim") or (
+        config["hidden_size"] // heads if heads and config.get("hidden_size") else None)
     kv_heads = config.get("num_key_value_heads") or heads
     record.kv_width = int(kv_heads * head_dim) if kv_heads and head_dim else None
     if record.manifest:

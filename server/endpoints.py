@@ -128,7 +128,8 @@ def parse_config(text: str, path: Path) -> dict[str, Endpoint]:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise LQMFError(f"{path} is not valid TOML: {exc}", "fix the file or remove it (see docs/SCALE_OUT.md)")
+        raise LQMFError(f"{path} is not valid TOML: {exc}",
+                        "fix the file or remove it (see docs/SCALE_OUT.md)") from exc
     table = data.get("endpoints", {})
     if not isinstance(table, dict):
         raise LQMFError(f"{path}: 'endpoints' must be a table of [endpoints.NAME] entries", "see docs/SCALE_OUT.md")
@@ -359,7 +360,7 @@ class Fleet:
         else:
             probes = list(pool.map(lambda m: probe_member(m.url, key, timeout), stale))
         with self._lock:
-            for member, probe in zip(stale, probes):
+            for member, probe in zip(stale, probes, strict=True):
                 member.probe = probe
                 if probe.ok:
                     member.failed = None

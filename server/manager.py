@@ -297,7 +297,7 @@ class ModelManager:
         self._loading: dict[str, Future] = {}
         # Estimated bytes of loads in flight: counted as held, so concurrent loads cannot overshoot the budget.
         self._reserved: dict[str, int] = {}
-        # Models whose files are being removed, renamed or copied (model_admin): no load may start on them.
+        # Models whose files are being removed, renamed or copied (agents.models.admin): no load may start on them.
         self._changing: dict[str, str] = {}
         self._closed = threading.Event()
         self._loads: dict[str, int] = {}  # completed loads per model: /metrics' lqmf_model_loads_total
@@ -338,7 +338,8 @@ class ModelManager:
             return [name]
         chain = self.active.chain()
         if not chain:
-            raise ModelNotFound("no default model is set", "use NAME sets it (POST /model/switch/NAME), or name a model")
+            raise ModelNotFound("no default model is set",
+                                "use NAME sets it (POST /model/switch/NAME), or name a model")
         return chain
 
     def record(self, name: str) -> ModelRecord:
@@ -365,7 +366,8 @@ class ModelManager:
             if model is not None and (not unload or model.busy):
                 why = "is serving requests" if model.busy else "is loaded"
                 raise ModelBusy(f"{name} {why}, so it cannot be {action}",
-                                f"unload model {name} first" + (", when its requests have finished" if model.busy else ""))
+                                f"unload model {name} first"
+                                + (", when its requests have finished" if model.busy else ""))
             self._changing[name] = action
         try:
             if model is not None:

@@ -103,7 +103,8 @@ class Body(BaseModel):
 
 class FunctionCall(Body):
     name: Annotated[str, Field(min_length=1, max_length=TOOL_NAME_MAX)]
-    arguments: Union[Text, dict[str, Any]] = Field(default="{}", description="JSON text (OpenAI) or an object (Ollama).")
+    arguments: Union[Text, dict[str, Any]] = Field(default="{}",
+                                                   description="JSON text (OpenAI) or an object (Ollama).")
 
 
 class ToolCallIn(Body):

@@ -103,7 +103,8 @@ class FakeHub:
                                             "and be authenticated to access it. Please log in."}
         if repo.gated and download and token not in self.gated_access:
             return 403, {"X-Error-Code": "GatedRepo",
-                         "X-Error-Message": f"Access to model {repo_id} is restricted and you are not in the authorized list."}
+                         "X-Error-Message": f"Access to model {repo_id} is restricted and you are not in the "
+                                            "authorized list."}
         return None
 
     def _handle(self, req: BaseHTTPRequestHandler, head: bool) -> None:
@@ -122,7 +123,8 @@ class FakeHub:
         denied = self._deny(repo_id, repo, req.headers.get("Authorization", ""), download=resolve is not None)
         if denied:
             status, headers = denied
-            return self._send(req, status, json.dumps({"error": headers.get("X-Error-Message", "")}).encode(), headers, head)
+            body = json.dumps({"error": headers.get("X-Error-Message", "")}).encode()
+            return self._send(req, status, body, headers, head)
         revision = (api.group(3) if api else resolve.group(2)) or "main"
         if revision not in ("main", COMMIT):
             headers = {"X-Error-Code": "RevisionNotFound", "X-Error-Message": f"Invalid rev id: {revision}"}

@@ -67,7 +67,7 @@ ANSWERS_B = ["pos", "pos", "pos", "neg"]
 
 @pytest.fixture
 def hand_dataset(tmp_path):
-    return write_jsonl(tmp_path / "hand.jsonl", [{"text": t, "label": l} for t, l in HAND])
+    return write_jsonl(tmp_path / "hand.jsonl", [{"text": t, "label": label} for t, label in HAND])
 
 
 def test_every_metric_on_a_case_worked_by_hand(hand_dataset, tmp_path):
@@ -99,7 +99,8 @@ def test_csv_rows_and_no_temporary_left(hand_dataset, tmp_path):
         rows = list(csv.DictReader(handle))
     assert list(rows[0]) == ["index", "text", "label", "response_a", "parsed_a", "correct_a",
                              "response_b", "parsed_b", "correct_b", "agree", "similarity"]
-    assert [(r["index"], r["text"], r["label"]) for r in rows] == [(str(i), t, l) for i, (t, l) in enumerate(HAND)]
+    assert [(r["index"], r["text"], r["label"]) for r in rows] == [
+        (str(i), t, label) for i, (t, label) in enumerate(HAND)]
     assert [r["response_a"] for r in rows] == ANSWERS_A and [r["response_b"] for r in rows] == ANSWERS_B
     assert [r["parsed_a"] for r in rows] == ["pos", "neg", "", "neg"]
     assert [r["parsed_b"] for r in rows] == ["pos", "pos", "pos", "neg"]
@@ -120,10 +121,11 @@ def test_records_into_the_store_and_fails_cleanly(hand_dataset, tmp_path):
         assert done["params"]["labels"] == ["neg", "pos"] and done["params"]["examples"] == 4
         results = store.results(done["id"])
         assert [(r["model"], r["response"]) for r in results] == [
-            pair for answers in zip(ANSWERS_A, ANSWERS_B) for pair in zip(("A", "B"), answers)]
+            pair for answers in zip(ANSWERS_A, ANSWERS_B, strict=True)
+            for pair in zip(("A", "B"), answers, strict=True)]
         assert [r["metrics"]["parsed"] for r in results if r["model"] == "A"] == ["pos", "neg", None, "neg"]
         assert [r["metrics"]["correct"] for r in results if r["model"] == "B"] == [True, False, False, True]
-        assert [r["metrics"]["label"] for r in results[::2]] == [l for _, l in HAND]
+        assert [r["metrics"]["label"] for r in results[::2]] == [label for _, label in HAND]
 
         failed_csv = tmp_path / "failed.csv"
         with pytest.raises(LQMFError, match="went away"):
@@ -160,7 +162,8 @@ def test_parse_label(response, labels, expected):
 # -- dataset checks -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("rows, message", [
-    ([{"text": "a", "label": "x"}, '{"text": "b", "label": ', {"text": "c", "label": "y"}], r"bad\.jsonl:2: not valid JSON"),
+    ([{"text": "a", "label": "x"}, '{"text": "b", "label": ', {"text": "c", "label": "y"}],
+     r"bad\.jsonl:2: not valid JSON"),
     ([{"text": "a", "label": "x"}, "", {"text": "b"}], r'bad\.jsonl:3: "label" is missing'),
     ([{"text": "  ", "label": "x"}], r'bad\.jsonl:1: "text" is missing or empty'),
     ([{"label": "x"}], r'bad\.jsonl:1: "text" is missing'),
@@ -227,7 +230,7 @@ REAL = [("Return a random element from the list.", "return"), ("What does shuffl
 
 @pytest.fixture
 def real_dataset(tmp_path):
-    return write_jsonl(tmp_path / "real.jsonl", [{"text": t, "label": l} for t, l in REAL])
+    return write_jsonl(tmp_path / "real.jsonl", [{"text": t, "label": label} for t, label in REAL])
 
 
 def test_a_model_agrees_with_itself(demo_dir, tmp_path, real_dataset):
@@ -283,7 +286,7 @@ def test_local_against_the_same_model_over_http(demo_dir, tmp_path, real_dataset
     assert experiment["status"] == "done" and experiment["models"] == ["demo-q4_k_m", f"demo-q4_k_m@{keyed_server}"]
     assert experiment["summary"] == report.to_dict()
     assert len(results) == 8 and [r["model"] for r in results[:2]] == experiment["models"]
-    for first, second, (text, label) in zip(results[::2], results[1::2], REAL):
+    for first, second, (text, label) in zip(results[::2], results[1::2], REAL, strict=True):
         assert first["prompt"] == second["prompt"] == build_prompt(text, ["return", "what"])
         assert first["response"] == second["response"] and first["latency_s"] > 0
         assert first["metrics"]["label"] == label and first["metrics"]["parsed"] == second["metrics"]["parsed"]

@@ -127,7 +127,8 @@ def test_demo_data_is_balanced_stable_and_readable(lab):
 
     data = read_labelled(lab["data"])
     assert data.counts() == {"code": 100, "prose": 100} and len(set(data.texts)) == 200
-    assert [(r.text, r.label) for r in make_rows(100)] == list(zip(data.texts, data.labels))  # same Python, same rows
+    # Same Python, same rows.
+    assert [(r.text, r.label) for r in make_rows(100)] == list(zip(data.texts, data.labels, strict=True))
     assert lab["data"].read_text().splitlines()[0] == "text,label,source"
 
 

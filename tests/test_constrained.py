@@ -184,7 +184,7 @@ def check_logprobs(backend, prompt: list[int], result, top_n: int) -> None:
     """Each token's logprob is the model's own log_softmax at that step, and its top_n are the n best."""
     assert len(result.logprobs) == len(result.token_ids) > 0
     expected = log_softmax(backend.logits(prompt + result.token_ids[:-1])[len(prompt) - 1:])
-    for step, (token, entry) in enumerate(zip(result.token_ids, result.logprobs)):
+    for step, (token, entry) in enumerate(zip(result.token_ids, result.logprobs, strict=True)):
         assert entry.logprob == pytest.approx(expected[step, token], abs=2e-3)
         assert entry.token == backend.tokenizer.decode([token])
         assert bytes(entry.bytes).decode("utf-8", errors="replace") == entry.token or len(entry.bytes) == 1

@@ -71,7 +71,8 @@ def test_hf_mean_pooling_matches_a_plain_transformers_forward_pass(http, demo_di
     model = AutoModelForCausalLM.from_pretrained(demo_dir / "demo-hf")
     with torch.inference_mode():
         expected = np.array([
-            model(**tokenizer(text, return_tensors="pt"), output_hidden_states=True).hidden_states[-1][0].mean(0).numpy()
+            model(**tokenizer(text, return_tensors="pt"), output_hidden_states=True)
+            .hidden_states[-1][0].mean(0).numpy()
             for text in TEXTS
         ])
     np.testing.assert_allclose(served_vectors, expected, rtol=1e-4, atol=1e-4)
@@ -94,7 +95,8 @@ def test_every_format_points_where_the_source_model_does(http):
 @pytest.mark.parametrize("model", ["demo-q4_k_m", "demo-hf"])
 def test_batches_give_the_vectors_of_one_at_a_time(manager, model):
     seen = []
-    batched = embed_texts(manager, model, TEXTS, batch_size=32, progress=lambda what, done, total: seen.append((done, total)))
+    batched = embed_texts(manager, model, TEXTS, batch_size=32,
+                          progress=lambda what, done, total: seen.append((done, total)))
     one_by_one = embed_texts(manager, model, TEXTS, batch_size=1)
     assert batched.vectors.dtype == np.float32 and batched.vectors.shape == (len(TEXTS), 256)
     np.testing.assert_allclose(batched.vectors, one_by_one.vectors, atol=2e-5)
@@ -133,7 +135,7 @@ def test_base64_is_little_endian_float32_of_the_same_vector(http):
     body = {"model": "demo-q4_k_m", "input": ["def f(x):", "x"]}
     floats = http.post("/v1/embeddings", json=body).json()["data"]
     encoded = http.post("/v1/embeddings", json={**body, "encoding_format": "base64"}).json()["data"]
-    for f, e in zip(floats, encoded):
+    for f, e in zip(floats, encoded, strict=True):
         decoded = np.frombuffer(base64.b64decode(e["embedding"]), dtype="<f4")
         assert decoded.shape == (256,)
         np.testing.assert_array_equal(decoded, np.array(f["embedding"], dtype=np.float32))

@@ -577,7 +577,7 @@ def test_waiting_requests_start_in_arrival_order(served):
     for i in range(slots + 3):  # one slot frees at a time: the oldest waiting request takes it
         release[i].set()
         if i + slots < len(jobs):
-            assert wait_until(lambda: len(started) == i + slots + 1, 10)
+            assert wait_until(lambda i=i: len(started) == i + slots + 1, 10)
             assert started[-1] == i + slots
     assert [job.result() for job in jobs] == [[i] for i in range(slots + 3)]
 

@@ -69,7 +69,8 @@ def test_verdicts_follow_each_target_kind():
 
 def test_summary_takes_medians_but_sums_errors():
     figures = figures_for([1])
-    rounds = [{"system": BASELINE, "figures": {"tok_s_c1": v, "errors": e}} for v, e in ((10.0, 0), (30.0, 1), (20.0, 2))]
+    rounds = [{"system": BASELINE, "figures": {"tok_s_c1": v, "errors": e}}
+              for v, e in ((10.0, 0), (30.0, 1), (20.0, 2))]
     out = summarize(rounds, figures)
     assert out[BASELINE]["tok_s_c1"] == 20.0 and out[BASELINE]["errors"] == 3.0
     assert "lqmf-server" not in out  # a system that did not run has no column values

@@ -234,7 +234,7 @@ def measure_gaps(url: str, interval_s: float = HAMMER_INTERVAL_S, hammer_s: floa
         reader.join(timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     hammer = json.loads(out.stdout)
-    gaps = sorted(b - a for arrivals in streams for a, b in zip(arrivals, arrivals[1:])
+    gaps = sorted(b - a for arrivals in streams for a, b in zip(arrivals, arrivals[1:], strict=False)
                   if a >= hammer["start"] and b <= hammer["end"])
     pick = lambda q: round(gaps[min(len(gaps) - 1, int(len(gaps) * q))] * 1000, 1) if gaps else float("inf")  # noqa: E731
     return {"gaps": len(gaps), "p50_ms": pick(0.5), "p99_ms": pick(0.99), "max_ms": pick(1.0),

@@ -104,7 +104,7 @@ def test_benchmark_figures_agree_with_token_counts_and_timings(lab):
     results = lab.store.results(report.id)
     assert len(results) == 2 * 2 * 2  # models x repetitions x prompts; the warm-up is not recorded
     for model in ("demo-q4_k_m", "demo-hf"):
-        lengths = [lab.manager.call(model, lambda b: len(b.chat_prompt_ids([{"role": "user", "content": p}])))
+        lengths = [lab.manager.call(model, lambda b, p=p: len(b.chat_prompt_ids([{"role": "user", "content": p}])))
                    for p in prompts]
         runs = [r for r in results if r["model"] == model]
         row = report.row(model)
@@ -161,8 +161,8 @@ def test_batch_and_conversation_are_recorded_turn_by_turn(lab, tmp_path):
     for run in (first, second):
         heuristic = run["metrics"]["quality_heuristic"]
         assert 0 <= heuristic["total"] <= 1
-        assert heuristic["total"] == pytest.approx(heuristic["length"] + heuristic["relevance"] + heuristic["coherence"],
-                                                   abs=1e-3)
+        parts = heuristic["length"] + heuristic["relevance"] + heuristic["coherence"]
+        assert heuristic["total"] == pytest.approx(parts, abs=1e-3)
 
 
 @pytest.mark.parametrize("content,message", [
@@ -267,7 +267,7 @@ def test_auto_benchmark_fires_after_n_requests_and_feeds_the_summary(demo_dir, t
     try:
         url = server.status().url
         body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4, "temperature": 0}
-        for i in range(2):
+        for _ in range(2):
             assert httpx.post(f"{url}/models/demo-q4_k_m/chat", json=body, timeout=60).status_code == 200
         time.sleep(0.5)
         assert httpx.get(f"{url}/benchmark/summary").json()["fastest_model"] is None  # not yet: 2 of 3

@@ -192,7 +192,8 @@ def test_gguf_tokenizer_follows_moved_manifests_and_prefers_the_hub(demo_dir, tu
     # The HF folder came from the Hub: the repo id is what a serving machine can fetch.
     hf_manifest = tmp_path / "demo-hf" / "lqmf.json"
     data = json.loads(hf_manifest.read_text())
-    hf_manifest.write_text(json.dumps({**data, "source": {"hub": "org/base", "path": "hf://org/base@abc", "format": "hf"}}))
+    source = {"hub": "org/base", "path": "hf://org/base@abc", "format": "hf"}
+    hf_manifest.write_text(json.dumps({**data, "source": source}))
     plan = export_plan(record, "vllm", settings=tuned)
     assert flag(plan.argv, "--tokenizer") == "org/base" and flag(plan.argv, "--hf-config-path") == "org/base"
     assert any("downloads them from the Hugging Face Hub" in n for n in plan.notes)
@@ -231,7 +232,8 @@ def test_llama_server_flags_match_how_lqmf_runs_it(demo, tuned, settings):
     key_note = next(n for n in plan.notes if "LLAMA_API_KEY" in n and "--api-key-file" in n)
     assert "never a key on the command line" in key_note and "--api-key " not in plan.command
     # The model's trained context caps a slot when LQMF's own cap is larger.
-    wide = export_plan(record, "llama-server", settings=settings.model_copy(update={"parallel": 3, "context_length": 4096}))
+    wide = export_plan(record, "llama-server",
+                       settings=settings.model_copy(update={"parallel": 3, "context_length": 4096}))
     assert (flag(wide.argv, "-c"), flag(wide.argv, "--parallel")) == ("3072", "3")
 
 

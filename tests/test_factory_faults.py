@@ -125,7 +125,7 @@ def test_kept_outputs_were_loaded_and_decoded_before_the_run_was_done(demo_dir, 
             seen: list[str] = []
             plan = agent.plan(request)
             assert plan.steps[-1] == VERIFY_STEP
-            done = agent.run(plan, progress=lambda what, i, n: seen.append(what))
+            done = agent.run(plan, progress=lambda what, i, n, seen=seen: seen.append(what))
             assert seen[-2:] == [VERIFY_STEP, "done"]
             verified = done.manifest["details"]["verified"]
             assert verified["runtime"].startswith(runtime) and isinstance(verified["token"], int)

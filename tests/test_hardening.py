@@ -72,7 +72,8 @@ def test_unbounded_keep_alive_is_refused_and_ps_keeps_working(http, keep_alive):
 
 
 def test_long_keep_alive_shows_a_date_in_ps(http):
-    body = {"model": "demo-q8_0", "prompt": "hi", "stream": False, "options": {"num_predict": 2}, "keep_alive": "87600h"}
+    body = {"model": "demo-q8_0", "prompt": "hi", "stream": False, "options": {"num_predict": 2},
+            "keep_alive": "87600h"}
     assert http.post("/api/generate", json=body).status_code == 200
     ps = http.get("/api/ps")
     assert ps.status_code == 200

@@ -276,9 +276,9 @@ def test_fidelity_with_and_without_the_imatrix(f16, imatrix, demo_dir, tmp_path,
         bos = manager.call("demo-hf", lambda b: b.tokenize("", add_special=True))
         parts: dict[str, list[PositionStats]] = {n: [] for n in names}
         for window, first in scoring_chunks(ids, 512, bos[0] if bos else None)[:8]:
-            ref = manager.call("demo-hf", lambda b: b.logits(window))[first:-1]
+            ref = manager.call("demo-hf", lambda b, window=window: b.logits(window))[first:-1]
             for name in names:
-                logits = manager.call(name, lambda b: b.logits(window))[first:-1]
+                logits = manager.call(name, lambda b, window=window: b.logits(window))[first:-1]
                 parts[name].append(position_stats(ref, logits, window[first + 1:]))
     finally:
         manager.close()

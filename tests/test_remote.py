@@ -223,7 +223,8 @@ def test_a_client_that_leaves_cancels_the_remote_generation(gateway, tmp_path):
         # The gateway closed its connection to the remote: the remote saw its client go.
         assert behaviour.disconnected.wait(5), "the remote never saw the cancel"
         assert wait_for(lambda: not manager.get("endless").active, 5)
-        assert 'lqmf_generations_total{finish_reason="cancelled",model="endless"} 1.0' in httpx.get(f"{url}/metrics").text
+        metrics = httpx.get(f"{url}/metrics").text
+        assert 'lqmf_generations_total{finish_reason="cancelled",model="endless"} 1.0' in metrics
         manager.unload("endless")
         manager.endpoints.remove("endless")
 
@@ -328,7 +329,8 @@ def test_benchmark_compare_and_summary_over_http(gateway):
         bench = agent.benchmark(["far"], prompts=["Say one word."], repetitions=2, warmup=1, max_tokens=8)
         row = bench.rows[0]
         assert row.model == "far" and row.load.measured_over == "http" and row.format == "remote"
-        assert row.speed.ttft_p50_s > 0 and row.gen_tps > 0 and row.speed.completion_tokens == 2 * 8  # ignore_eos passed
+        # 2 * 8: ignore_eos was passed on.
+        assert row.speed.ttft_p50_s > 0 and row.gen_tps > 0 and row.speed.completion_tokens == 2 * 8
         assert any("measured over HTTP" in note for note in bench.notes)
         report = agent.compare(["demo-q4_k_m", "far"], max_tokens=8, chunks=2)
         rows = {r.model: r for r in report.rows}
@@ -585,7 +587,8 @@ def test_endpoint_lines_parse_and_a_typed_key_is_refused_and_never_kept(tmp_path
     use = agent.parse("use big then q4_k_m")
     assert use.intent is Intent.USE_MODEL and use.slots.models == ["big", "demo-q4_k_m"]
     export = agent.parse("export demo-f16 for llama server")
-    assert export.intent is Intent.EXPORT_MODEL and (export.slots.model, export.slots.kind) == ("demo-f16", "llama-server")
+    assert export.intent is Intent.EXPORT_MODEL
+    assert (export.slots.model, export.slots.kind) == ("demo-f16", "llama-server")
     typed = f"add endpoint x at http://10.0.0.5:8000/v1 key {KEY}"
     refused = agent.parse(typed)
     assert refused.question and "never the key" in refused.question and not refused.slots.urls

@@ -186,7 +186,7 @@ def test_table_shows_only_columns_with_values_and_formats_numbers() -> None:
     assert headers == ["Model", "Format", "Level", "Size (MiB)", "PPL", "PPL (ref)", "KLD mean", "Top-1 agree",
                        "Gen tok/s"]
     assert list(cells) == [r.model for r in ROWS]
-    column = dict(zip(headers, zip(*cells.values())))
+    column = dict(zip(headers, zip(*cells.values(), strict=True), strict=True))
     assert column["Size (MiB)"] == ("400.0", "220.0", "130.0", "300.0", "150.0", "—")
     # KLD in one notation down the column (six decimals, as the shell and llama.cpp print it).
     assert column["KLD mean"] == ("0.000000", "0.000123", "0.021300", "0.050000", "—", "0.010000")
@@ -213,7 +213,7 @@ def test_numbers_read_as_the_shell_prints_them() -> None:
                                               kld_p99=row["kld_p99"], top1_agreement=row["top1_agreement"],
                                               dp_rms=row["dp_rms"])])
     headers, cells = _table(document)
-    html = dict(zip(headers, cells["a"]))
+    html = dict(zip(headers, cells["a"], strict=True))
     assert shell == {"PPL": "97.432", "KLD mean": "0.000025", "KLD p99": "0.012346", "top-1 agree": "98.77%",
                      "Δp RMS": "1.230%"}
     assert (html["PPL"], html["KLD mean"], html["KLD p99"], html["Top-1 agree"], html["Δp RMS"]) == (
@@ -224,7 +224,7 @@ def test_numbers_read_as_the_shell_prints_them() -> None:
 
 def test_bits_per_weight_is_the_measured_figure_with_four_decimals() -> None:
     headers, cells = _table(render_report("t", [VariantRow("q4", "gguf", "q4_k_m", bits_per_weight=4.9993)]))
-    assert dict(zip(headers, cells["q4"]))["Bits per weight"] == "4.9993"
+    assert dict(zip(headers, cells["q4"], strict=True))["Bits per weight"] == "4.9993"
 
 
 def test_perplexity_names_the_text_it_was_measured_on() -> None:

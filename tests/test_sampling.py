@@ -39,10 +39,10 @@ def edges(limit: Limit) -> tuple[list[Any], list[Any]]:
     for end, open_, down in ((limit.low, limit.low_open, True), (limit.high, limit.high_open, False)):
         if end is None:
             continue
-        step = (lambda v: v - 1 if down else v + 1) if limit.kind is int else \
-            (lambda v: math.nextafter(v, -math.inf if down else math.inf))
-        back = (lambda v: v + 1 if down else v - 1) if limit.kind is int else \
-            (lambda v: math.nextafter(v, math.inf if down else -math.inf))
+        step = (lambda v, down=down: v - 1 if down else v + 1) if limit.kind is int else \
+            (lambda v, down=down: math.nextafter(v, -math.inf if down else math.inf))
+        back = (lambda v, down=down: v + 1 if down else v - 1) if limit.kind is int else \
+            (lambda v, down=down: math.nextafter(v, math.inf if down else -math.inf))
         end = limit.kind(end)
         if open_:
             inside.append(back(end))

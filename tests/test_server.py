@@ -105,7 +105,8 @@ def test_openai_models_chat_and_stream(oai):
     assert {"demo-q4_k_m", "demo-hf"} <= ids
     done = oai.chat.completions.create(model="demo-q4_k_m", messages=CHAT, temperature=0, max_tokens=30)
     assert done.choices[0].message.content.strip() and done.choices[0].finish_reason in {"stop", "length"}
-    assert done.usage.completion_tokens > 0 and done.usage.total_tokens == done.usage.prompt_tokens + done.usage.completion_tokens
+    assert done.usage.completion_tokens > 0
+    assert done.usage.total_tokens == done.usage.prompt_tokens + done.usage.completion_tokens
     stream = oai.chat.completions.create(model="demo-q4_k_m", messages=CHAT, temperature=0, max_tokens=30,
                                          stream=True, stream_options={"include_usage": True})
     parts, reasons, usage = [], [], None

@@ -65,7 +65,8 @@ class Terminal:
                 return match
             left = deadline - time.monotonic()
             if left <= 0:
-                raise AssertionError(f"no {pattern!r} within {timeout}s; output since mark:\n{self.buffer[self.mark:][-3000:]}")
+                raise AssertionError(f"no {pattern!r} within {timeout}s; output since mark:\n"
+                                     f"{self.buffer[self.mark:][-3000:]}")
             ready, _, _ = select.select([self.fd], [], [], min(left, 0.2))
             if ready:
                 try:
@@ -352,7 +353,8 @@ def test_experiments_from_the_shell(demo_dir, home):
 
 def test_agreement_from_the_shell(demo_dir, home, tmp_path):
     data = tmp_path / "labels.jsonl"
-    data.write_text('{"text": "def f(): return 1", "label": "code"}\n{"text": "Hello there, friend.", "label": "prose"}\n')
+    data.write_text('{"text": "def f(): return 1", "label": "code"}\n'
+                    '{"text": "Hello there, friend.", "label": "prose"}\n')
     out = cli(["--json", "-c", f"agreement of demo-f16 and demo-q8_0 on {data}"], home, demo_dir)
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)["result"]["report"]
@@ -493,7 +495,8 @@ def test_help_topics_and_unknown_lines(demo_dir, home):
     assert elephant.returncode == 1 and "I did not understand" in elephant.stdout
     assert "Configuration" not in elephant.stdout
     named = cli(["-c", "frobnicate demo-q8_0"], home, demo_dir)
-    assert named.returncode == 1 and re.search(r"Did you mean: \S+ model demo-q8_0 or \S+ model demo-q8_0", named.stdout)
+    assert named.returncode == 1
+    assert re.search(r"Did you mean: \S+ model demo-q8_0 or \S+ model demo-q8_0", named.stdout)
 
 
 def test_a_terminal_asks_before_a_guessed_unload_and_answers_questions(demo_dir, home, tmp_path):

@@ -173,7 +173,7 @@ class EmbeddingCache:
         shas = [text_sha(t) for t in texts]
         found = self.lookup(model_sha, key, shas)
         missing: dict[str, str] = {}
-        for sha, text in zip(shas, texts):
+        for sha, text in zip(shas, texts, strict=True):
             if sha not in found:
                 missing.setdefault(sha, text)
         seconds = 0.0

@@ -189,7 +189,7 @@ def check_classifier(registry: ClassifierRegistry, name: str, variants: Sequence
             row.confusion_matrix = got_scores["confusion_matrix"]
             row.accuracy_drop = src.accuracy - row.accuracy
             row.f1_drop = src.f1_macro - row.f1_macro
-            row.agreement = float(np.mean([a == b for a, b in zip(predicted, base_pred)]))
+            row.agreement = float(np.mean([a == b for a, b in zip(predicted, base_pred, strict=True)]))
             row.cosine_mean, row.cosine_p5 = float(cos.mean()), float(np.percentile(cos, 5))
             row.cosine_min = float(cos.min())
             row.embed_s = got.seconds

@@ -121,7 +121,7 @@ def _csv_rows(path: Path, content: str, text_column: str, label_column: str) -> 
         if len(cells) != len(header):
             raise DataError(f"{path}:{line}: {len(cells)} fields where the header has {len(header)}",
                             "quote fields that contain commas; give every row every column")
-        yield line, dict(zip(header, cells))
+        yield line, dict(zip(header, cells, strict=True))
 
 
 def _jsonl_rows(path: Path, content: str, text_column: str, label_column: str) -> Iterator[tuple[int, dict]]:

@@ -138,7 +138,8 @@ class ClassifierRegistry:
         proba = classifier.pipeline.predict_proba(np.asarray(embedded.vectors, dtype=np.float32))
         labels = classifier.manifest.labels
         predictions = [{"label": labels[int(row.argmax())],
-                        "probabilities": {label: float(p) for label, p in zip(labels, row)}} for row in proba]
+                        "probabilities": {label: float(p) for label, p in zip(labels, row, strict=True)}}
+                       for row in proba]
         return {
             "classifier": name, "model": record.name, "model_sha256": spec.sha256, "dimensions": spec.dim,
             "labels": labels, "predictions": predictions, "token_counts": embedded.token_counts,

@@ -145,7 +145,7 @@ def train_classifier(request: TrainRequest, *, settings, manager, store=None, ca
     report = TrainReport(name=name, path=str(folder), manifest=manifest.to_dict(), experiment_id=experiment,
                          replaced=replaced, seconds=round(time.perf_counter() - started, 3))
     if experiment is not None:
-        for fold, (acc, f1) in enumerate(zip(cv["accuracy_per_fold"], cv["f1_macro_per_fold"]), 1):
+        for fold, (acc, f1) in enumerate(zip(cv["accuracy_per_fold"], cv["f1_macro_per_fold"], strict=True), 1):
             auc = cv["roc_auc_per_fold"][fold - 1] if cv["roc_auc_per_fold"] else None
             store.add_result(experiment, record.name, f"cross-validation fold {fold}/{cv['folds']}",
                              metrics={"fold": fold, "accuracy": acc, "f1_macro": f1, "roc_auc": auc})

@@ -81,7 +81,8 @@ def build_demo(settings: Settings, spec: Optional[DemoSpec] = None) -> DemoBuild
     training = hf_manifest["details"]["training"]
     report.heldout_perplexity = training["heldout_perplexity"]
     report.heldout_text = (f"{' + '.join(HELDOUT_MODULES)} from the Python standard library, all "
-                           f"{training['heldout_tokens']:,} tokens in non-overlapping {spec.train_seq_len}-token windows")
+                           f"{training['heldout_tokens']:,} tokens in non-overlapping "
+                           f"{spec.train_seq_len}-token windows")
     log.info("demo-hf held-out perplexity %.1f, measured on %s", report.heldout_perplexity, report.heldout_text)
     hf_sha = tree_sha256(hf)
     f16 = models / "demo-f16.gguf"
@@ -90,7 +91,8 @@ def build_demo(settings: Settings, spec: Optional[DemoSpec] = None) -> DemoBuild
         ("demo-f16.gguf", lambda: hf_sha, lambda out: convert_to_gguf(hf, out, settings, "f16", overwrite=True)),
         ("demo-q8_0.gguf", lambda: sha256_file(f16), lambda out: quantize_gguf(f16, out, "q8_0", overwrite=True)),
         ("demo-q4_k_m.gguf", lambda: sha256_file(f16), lambda out: quantize_gguf(f16, out, "q4_k_m", overwrite=True)),
-        ("demo-gptq-4bit", lambda: hf_sha, lambda out: quantize_gptq(hf, out, bits=4, overwrite=True, logs_dir=settings.logs_dir)),
+        ("demo-gptq-4bit", lambda: hf_sha,
+         lambda out: quantize_gptq(hf, out, bits=4, overwrite=True, logs_dir=settings.logs_dir)),
         ("demo-bnb-nf4", lambda: hf_sha, lambda out: quantize_bnb(hf, out, "nf4", overwrite=True)),
         ("demo-bnb-int8", lambda: hf_sha, lambda out: quantize_bnb(hf, out, "int8", overwrite=True)),
     ]

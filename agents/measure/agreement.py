@@ -190,7 +190,8 @@ def load_dataset(path: Path, labels: Optional[Sequence[str]] = None) -> tuple[li
     """Examples from a JSONL file ({"text", "label"} per line) and the allowed labels; LQMFError names the line."""
     path = Path(path)
     if not path.is_file():
-        raise LQMFError(f"dataset {path} does not exist", 'give a JSONL file with one {"text": ..., "label": ...} per line')
+        raise LQMFError(f"dataset {path} does not exist",
+                        'give a JSONL file with one {"text": ..., "label": ...} per line')
     data = path.read_bytes()
     try:
         content = data.decode("utf-8-sig")  # tolerate the BOM some editors write
@@ -235,7 +236,7 @@ def load_dataset(path: Path, labels: Optional[Sequence[str]] = None) -> tuple[li
     if len(allowed) < 2:
         raise LQMFError(f"{where} only one label ({', '.join(allowed)}); an agreement report needs at least two",
                         "add examples of another label, or pass the allowed labels explicitly")
-    canonical = dict(zip(folded, allowed))
+    canonical = dict(zip(folded, allowed, strict=True))
     examples = []
     for number, text, label in raw:
         if label.casefold() not in canonical:

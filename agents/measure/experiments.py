@@ -271,8 +271,9 @@ class ExperimentAgent:
             for name in models:
                 if only_loaded and not self.manager.is_loaded(name):
                     continue
-                row, runs = self._benchmark_one(exp["id"], name, prompts, repetitions, warmup, params,
-                                                lambda n: progress and progress(f"benchmark {name}", done + n, total))
+                row, runs = self._benchmark_one(
+                    exp["id"], name, prompts, repetitions, warmup, params,
+                    lambda n, name=name, done=done: progress and progress(f"benchmark {name}", done + n, total))
                 done += per_model
                 rows.append(row)
                 all_runs.extend(runs)
@@ -424,12 +425,12 @@ class ExperimentAgent:
                             "give a longer text file")
         parts: dict[str, list[PositionStats]] = {n: [] for n in [reference, *models]}
         for i, (window, first) in enumerate(windows):
-            ref_logits = self.manager.call(reference, lambda b: b.logits(window))[first:-1]
+            ref_logits = self.manager.call(reference, lambda b, window=window: b.logits(window))[first:-1]
             targets = window[first + 1:]
             if reference not in models:
                 parts[reference].append(position_stats(ref_logits, ref_logits, targets))
             for name in models:
-                logits = self.manager.call(name, lambda b: b.logits(window))[first:-1]
+                logits = self.manager.call(name, lambda b, window=window: b.logits(window))[first:-1]
                 parts[name].append(position_stats(ref_logits, logits, targets))
             if progress:
                 progress(f"fidelity against {reference}", i + 1, len(windows))
@@ -477,7 +478,8 @@ class ExperimentAgent:
                 stats = self.fidelity_stats(reference, local, text, chunks=chunks, progress=progress, source=source)
                 for name in local:
                     rows[name].fidelity = stats[name]
-                notes.append(f"fidelity of {', '.join(local)} against {reference}, measured on {stats[local[0]].ppl_text}")
+                notes.append(f"fidelity of {', '.join(local)} against {reference}, "
+                             f"measured on {stats[local[0]].ppl_text}")
             elif local:
                 notes.append("no fidelity: these models do not share a source model (run: fidelity of A against REF)")
             ranked = rank(list(rows.values()))
@@ -534,7 +536,8 @@ def summarize_runs(model: str, runs: list[RunFigures]) -> ModelRow:
         prompt_tokens=sum(r.prompt_tokens for r in runs),
         completion_tokens=sum(r.completion_tokens for r in runs),
         prompt_tps=sum(r.prompt_tokens for r in runs) / ttft_s if ttft_s > 0 else None,
-        gen_tps=sum(r.completion_tokens - 1 for r in runs if r.completion_tokens > 1) / decode_s if decode_s > 0 else None,
+        gen_tps=(sum(r.completion_tokens - 1 for r in runs if r.completion_tokens > 1) / decode_s
+                 if decode_s > 0 else None),
         ttft_p50_s=percentile([r.ttft_s for r in runs], 50),
         latency_p50_s=percentile(latencies, 50),
         latency_p95_s=percentile(latencies, 95),
@@ -603,7 +606,8 @@ def benchmark_summary(store) -> dict[str, Any]:
                                         "experiment_id": exp["id"]} for name, (row, exp) in sorted(newest.items())}
     for exp in store.experiments(kind=("fidelity", "compare"), status="done", limit=20):
         reference = exp["summary"].get("reference")
-        rows = [r for r in exp["summary"].get("models", []) if r.get("kld_mean") is not None and r["model"] != reference]
+        rows = [r for r in exp["summary"].get("models", [])
+                if r.get("kld_mean") is not None and r["model"] != reference]
         if rows:
             best = min(rows, key=lambda r: r["kld_mean"])
             out["most_faithful_model"] = {
@@ -620,5 +624,6 @@ def benchmark_summary(store) -> dict[str, Any]:
         parts.append(f"fidelity: {f['model']} (KLD {f['kld_mean']:.5f} vs {f['reference']})")
     out["recommendation"] = " | ".join(parts) or None
     if not parts:
-        out["note"] = "nothing measured yet: benchmarks run every LQMF_AUTO_BENCHMARK_EVERY requests, or run one from the shell"
+        out["note"] = ("nothing measured yet: benchmarks run every LQMF_AUTO_BENCHMARK_EVERY requests, "
+                       "or run one from the shell")
     return out

@@ -39,7 +39,9 @@ class RunFigures:
     @property
     def gen_tps(self) -> Optional[float]:
         """Tokens after the first over the time after the first (the first belongs to the prompt's time)."""
-        return (self.completion_tokens - 1) / self.decode_s if self.completion_tokens > 1 and self.decode_s > 0 else None
+        if self.completion_tokens > 1 and self.decode_s > 0:
+            return (self.completion_tokens - 1) / self.decode_s
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, with the rates and the heuristic under its full name."""

@@ -305,7 +305,8 @@ def _vllm_gguf(request: _Request) -> ExportPlan:
     if split > 1:
         raise FeatureUnsupported(f"{record.name} is one part of a GGUF split into {split} files; "
                                  "vLLM loads single-file GGUF only",
-                                 "merge the parts with llama.cpp's `llama-gguf-split --merge`, or serve it on llama-server")
+                                 "merge the parts with llama.cpp's `llama-gguf-split --merge`, "
+                                 "or serve it on llama-server")
     unsupported = sorted(types - VLLM_GGUF_TYPES)
     if unsupported:
         raise FeatureUnsupported(
@@ -385,7 +386,8 @@ def _llama_server_plan(request: _Request) -> ExportPlan:
     record, settings = request.record, request.settings
     if record.format != "gguf":
         raise FeatureUnsupported(
-            f"llama-server serves GGUF files only; {record.name} is {FORMAT_WORDS.get(record.format, 'not a GGUF file')}",
+            "llama-server serves GGUF files only; "
+            f"{record.name} is {FORMAT_WORDS.get(record.format, 'not a GGUF file')}",
             f"quantize {_source_name(record)} to 4-bit gguf and export that for llama-server, "
             f"or export {record.name} for vllm")
     _require_usable(record)

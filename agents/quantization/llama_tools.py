@@ -127,7 +127,8 @@ class _BuildFailed(Exception):
 
 
 def ensure_llama_tools(settings: Settings) -> LlamaTools:
-    """Return the cached llama-imatrix / llama-quantize / llama-server, building them the first time (~4 min on 2 cores).
+    """Return the cached llama-imatrix / llama-quantize / llama-server, building them the first time
+    (~4 min on 2 cores).
 
     The build log goes to `settings.logs_dir`; a missing compiler or a failed build raises ToolUnavailable.
     """

@@ -339,7 +339,8 @@ def estimate_ram(method: str, params: int, imatrix: bool, history: list[dict],
     prev_base = int((run.get("plan") or {}).get("baseline_rss_bytes") or 0)
     measured_fixed = max(0.0, peak - prev_base - per_param * prev_params)
     ram = int(baseline + measured_fixed + per_param * params)
-    over = f"over a {prev_base / GIB:.2f} GiB process" if prev_base else "(its starting process unrecorded: all counted)"
+    over = (f"over a {prev_base / GIB:.2f} GiB process" if prev_base
+            else "(its starting process unrecorded: all counted)")
     return ram, (f"corrected from run #{run['id']} ({run.get('level')}: peak {peak / GIB:.2f} GiB measured {over}; "
                  f"{measured_fixed / GIB:.2f} GiB + {per_param:g} bytes per parameter on top of this process's "
                  f"{baseline / GIB:.2f} GiB)")

@@ -363,7 +363,10 @@ class Backend(ABC):
         return self.generate(self.prompt_ids(prompt), params, cancel)
 
     def reset_cache(self) -> None:
-        """Forget any prompt prefix kept from the last generation (benchmarks time the prompt in full)."""
+        """Forget any prompt prefix kept from the last generation (benchmarks time the prompt in full).
+
+        A backend that keeps no prefix has nothing to forget: this default does nothing."""
+        return None
 
     # -- embeddings ---------------------------------------------------------------------------
     @property

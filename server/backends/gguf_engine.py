@@ -382,5 +382,6 @@ def final_chunk(event: dict[str, Any], params: GenerationParams, whole: bool = F
         prompt_tokens=int(event.get("tokens_evaluated", 0)), completion_tokens=int(event.get("tokens_predicted", 0)),
         prompt_eval_s=prompt_s, eval_s=predicted_s, total_s=prompt_s + predicted_s,
     )
-    return Chunk(event.get("content", ""), event.get("tokens") or [], finish_reason=FINISH.get(event.get("stop_type"),
-                 "stop"), timings=timings, logprobs=token_logprobs(event, params) if whole or event.get("tokens") else [])
+    return Chunk(event.get("content", ""), event.get("tokens") or [],
+                 finish_reason=FINISH.get(event.get("stop_type"), "stop"), timings=timings,
+                 logprobs=token_logprobs(event, params) if whole or event.get("tokens") else [])

@@ -232,8 +232,8 @@ class RemoteBackend(Backend):
     def _sampling(self, params: GenerationParams, chat: bool) -> dict[str, Any]:
         """The request's sampling fields: OpenAI's, plus the ones the server's dialect takes."""
         out: dict[str, Any] = {"model": self.remote_model, "stream": True, "stream_options": {"include_usage": True},
-                               "max_tokens": params.max_tokens, "temperature": 0.0 if params.greedy else params.temperature,
-                               "top_p": params.top_p}
+                               "max_tokens": params.max_tokens,
+                               "temperature": 0.0 if params.greedy else params.temperature, "top_p": params.top_p}
         if params.seed is not None:
             out["seed"] = params.seed_bits(32)
         if params.stop:
@@ -322,8 +322,9 @@ class RemoteBackend(Backend):
                 if waited >= self.timeout_s:
                     exchange.close()
                     raise RemoteError(f"{where} sent nothing for {self.timeout_s:g} s",
-                                      "the remote is overloaded or stuck; raise LQMF_REMOTE_TIMEOUT_S if it is just slow",
-                                      status=504, member_fault=first)
+                                      "the remote is overloaded or stuck; "
+                                      "raise LQMF_REMOTE_TIMEOUT_S if it is just slow",
+                                      status=504, member_fault=first) from None
                 continue
             if isinstance(item, BaseException):
                 raise self._transport_error(where, item, first)
@@ -404,10 +405,12 @@ def remote_logprobs(entry: Any, chat: bool, params: GenerationParams) -> list[To
     if chat:
         for e in entry.get("content") or []:
             top = [(t["token"], float(t["logprob"]), list(t.get("bytes") or [])) for t in e.get("top_logprobs") or []]
-            out.append(TokenLogprob(e["token"], float(e["logprob"]), list(e.get("bytes") or []), top[: params.logprobs]))
+            out.append(TokenLogprob(e["token"], float(e["logprob"]), list(e.get("bytes") or []),
+                                    top[: params.logprobs]))
         return out
     tops = entry.get("top_logprobs") or []
-    for i, (token, logprob) in enumerate(zip(entry.get("tokens") or [], entry.get("token_logprobs") or [])):
+    tokens, logprobs = entry.get("tokens") or [], entry.get("token_logprobs") or []
+    for i, (token, logprob) in enumerate(zip(tokens, logprobs, strict=True)):
         alternatives = tops[i] if i < len(tops) and isinstance(tops[i], dict) else {}
         top = [(t, float(lp), list(t.encode())) for t, lp in alternatives.items()]
         out.append(TokenLogprob(token, float(logprob or 0.0), list(token.encode()), top[: params.logprobs]))

@@ -122,7 +122,8 @@ class TransformersBackend(Backend):
         validate_messages(messages)
         if getattr(self.tokenizer, "chat_template", None):
             return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return render_chat(None, messages, bos_token=self.tokenizer.bos_token or "", eos_token=self.tokenizer.eos_token or "")
+        return render_chat(None, messages, bos_token=self.tokenizer.bos_token or "",
+                           eos_token=self.tokenizer.eos_token or "")
 
     def _decoder(self, prompt_ids: list[int]) -> IncrementalDecoder:
         return WindowDecoder(self.tokenizer, prompt_ids)
@@ -189,7 +190,7 @@ class TransformersBackend(Backend):
         top: list[tuple[str, float, list[int]]] = []
         if top_n > 0:
             values, ids = torch.topk(logprobs, min(top_n, logprobs.numel()))
-            for value, tid in zip(values.tolist(), ids.tolist()):
+            for value, tid in zip(values.tolist(), ids.tolist(), strict=True):
                 text, data = self._piece(tid, pieces)
                 top.append((text, float(value), data))
         text, data = self._piece(token, pieces)

@@ -9,8 +9,8 @@ from typing import Any, Optional
 
 from fastapi import APIRouter, Request
 
+from lqmf.sampling import CHAT
 from server.errors import ClientGone, to_response
-from server.routes.native import NATIVE_DEFAULTS
 from server.schemas import BatchRequest, ChatMessage, CompareRequest, SamplingFields, check_model_name, conversation
 from server.streaming import generate
 
@@ -29,7 +29,7 @@ async def _run_one(request: Request, model: str, convo, fields: SamplingFields) 
     started = time.perf_counter()
     try:
         name = check_model_name(model)
-        result = await generate(request, name, convo, fields.params(**NATIVE_DEFAULTS), None)
+        result = await generate(request, name, convo, fields.params(**CHAT), None)
         name = result.model or name  # `default` may have fallen back
     except ClientGone:
         raise
@@ -39,7 +39,8 @@ async def _run_one(request: Request, model: str, convo, fields: SamplingFields) 
     t = result.timings
     return {
         "model": name, "response": result.text, "finish_reason": result.finish_reason,
-        "latency_s": round(time.perf_counter() - started, 4), "time_to_first_token_s": round(t.time_to_first_token_s, 4),
+        "latency_s": round(time.perf_counter() - started, 4),
+        "time_to_first_token_s": round(t.time_to_first_token_s, 4),
         "tokens_per_second": round(t.tokens_per_second, 2),
         "usage": {"prompt_tokens": t.prompt_tokens, "completion_tokens": t.completion_tokens,
                   "total_tokens": t.prompt_tokens + t.completion_tokens},

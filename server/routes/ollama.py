@@ -194,7 +194,8 @@ async def _ollama_stream(request: Request, name: str, prompt, options: Optional[
 
     def whole(text: str, final: Chunk) -> dict[str, Any]:
         content, calls = read_reply(text) if tool_plan is not None else (text, [])
-        return {**shaped(content or "", calls), **final_stats(name, final, started, load_s, reason[final.finish_reason])}
+        return {**shaped(content or "", calls),
+                **final_stats(name, final, started, load_s, reason[final.finish_reason])}
 
     if not stream:
         result = await generate(request, name, prompt, params, keep_alive)
@@ -276,7 +277,8 @@ async def _embed(request: Request, name: str, texts: list[str], keep_alive: Opti
 
 @router.post("/embed")
 async def api_embed(request: Request, body: OllamaEmbedRequest):
-    """Embeddings of one or more texts, L2-normalised; too-long inputs are cut to the context unless truncate is false."""
+    """Embeddings of one or more texts, L2-normalised; too-long inputs are cut to the context unless truncate
+    is false."""
     started = time.perf_counter()
     name = check_model_name(body.model)
     keep_alive = parse_keep_alive(body.keep_alive)

@@ -61,7 +61,8 @@ async def list_models(request: Request) -> dict[str, Any]:
 @router.get("/models/{name}")
 async def get_model(request: Request, name: ModelPath) -> dict[str, Any]:
     record = await run_in_threadpool(request.app.state.manager.record, check_model_name(name))
-    return {"id": record.name, "object": "model", "created": int(request.app.state.started_at), "owned_by": owner(record)}
+    return {"id": record.name, "object": "model", "created": int(request.app.state.started_at),
+            "owned_by": owner(record)}
 
 
 def owner(record) -> str:
@@ -69,7 +70,8 @@ def owner(record) -> str:
     return f"remote:{record.display.get('host', '')}" if record.format == "remote" else "lqmf"
 
 
-def chat_request(body: OpenAIChatRequest, params: GenerationParams) -> tuple[list[dict], GenerationParams, Optional[ToolPlan]]:
+def chat_request(body: OpenAIChatRequest,
+                 params: GenerationParams) -> tuple[list[dict], GenerationParams, Optional[ToolPlan]]:
     """The conversation and parameters for a chat request: tools, response_format and logprobs applied."""
     messages = [m.plain() for m in body.messages]
     schema = body.response_format.schema_text() if body.response_format else None
