@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -12,10 +12,22 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
+class UnderRoot:
+    """A read-only Settings attribute: a path below the settings' root (LQMF_HOME, else the project folder)."""
+
+    def __init__(self, *parts: str, doc: str = "") -> None:
+        self.parts = parts
+        self.__doc__ = doc or f"$LQMF_HOME/{'/'.join(parts)}"
+
+    def __get__(self, settings: Optional["Settings"], owner: type) -> Any:
+        return self if settings is None else settings.root.joinpath(*self.parts)
+
+
 class Settings(BaseSettings):
     """Where LQMF reads and writes. Every writable path derives from `home` unless overridden."""
 
-    model_config = SettingsConfigDict(env_prefix="LQMF_", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(env_prefix="LQMF_", extra="ignore", populate_by_name=True,
+                                      ignored_types=(UnderRoot,))
 
     home: Optional[Path] = Field(
         default=None,
@@ -127,39 +139,17 @@ class Settings(BaseSettings):
             return self.models_dir_override.expanduser().resolve()
         return self.root / "quantized-models"
 
-    @property
-    def logs_dir(self) -> Path:
-        return self.root / "logs"
-
-    @property
-    def db_path(self) -> Path:
-        return self.root / "memory" / "lqmf.db"
-
-    @property
-    def endpoints_path(self) -> Path:
-        """Remote endpoints (TOML, see docs/SCALE_OUT.md); written by `add endpoint` and POST /endpoints."""
-        return self.root / "endpoints.toml"
-
-    @property
-    def active_model_path(self) -> Path:
-        """The default model and its fallback chain (`use NAME [then OTHER]`)."""
-        return self.root / "memory" / "active_model.json"
-
-    @property
-    def reports_dir(self) -> Path:
-        return self.root / "reports"
-
-    @property
-    def benchmarks_log(self) -> Path:
-        return self.logs_dir / "benchmarks.jsonl"
-
-    @property
-    def history_path(self) -> Path:
-        return self.root / "memory" / "shell_history"
-
-    @property
-    def cache_dir(self) -> Path:
-        return self.root / ".cache"
+    # Every writable path below the root (LQMF_HOME), in one table.
+    logs_dir = UnderRoot("logs")
+    db_path = UnderRoot("memory", "lqmf.db")
+    endpoints_path = UnderRoot("endpoints.toml", doc="Remote endpoints (TOML, see docs/SCALE_OUT.md); written by "
+                               "`add endpoint` and POST /endpoints.")
+    active_model_path = UnderRoot("memory", "active_model.json",
+                                  doc="The default model and its fallback chain (`use NAME [then OTHER]`).")
+    reports_dir = UnderRoot("reports")
+    benchmarks_log = UnderRoot("logs", "benchmarks.jsonl")
+    history_path = UnderRoot("memory", "shell_history")
+    cache_dir = UnderRoot(".cache")
 
     @property
     def tools_dir(self) -> Path:

@@ -95,35 +95,48 @@ def _percent(share: float) -> str:
     return nonfinite_text(share) or f"{share * 100:.2f}%"
 
 
-# (field, header, tooltip, formatter); text columns use formatter None. The fidelity figures use the
-# shell's own formatters (agents.measure.fidelity), so a number reads the same in the terminal and here.
+# How a table cell is written, by the name the column table below gives ("-": text as it is). The fidelity
+# figures use the shell's own formatters (agents.measure.fidelity), so a number reads the same in the terminal
+# and here. Demo models are well under 1 MiB: "mib" keeps enough decimals to tell their variants apart.
+_FORMATS: dict[str, Optional[Callable[[float], str]]] = {
+    "-": None, "mib": lambda n: format_bytes(n, unit="MiB", small=True), "ppl": format_ppl, "kld": format_kld,
+    "share": format_share, "dp": format_dp, "percent": _percent, "1": _fixed(1), "3": _fixed(3), "4": _fixed(4)}
+# field | header | format | tooltip: the report's columns in order; a column shows when some row has its field.
 # There is no response-quality column: the word heuristic (agents/measure/quality.py) gives a fluent
 # non-answer full marks, so the report shows fidelity as the quality measure and leaves it to --json.
-_COLUMNS: tuple[tuple[str, str, str, Optional[Callable[[float], str]]], ...] = (
-    ("model", "Model", "variant name", None),
-    ("format", "Format", "gguf | hf | gptq | bnb", None),
-    ("level", "Level", "quantization level", None),
-    # Demo models are well under 1 MiB: small=True keeps enough decimals to tell their variants apart.
-    ("size_bytes", "Size (MiB)", "size on disk, MiB", lambda n: format_bytes(n, unit="MiB", small=True)),
-    ("bits_per_weight", "Bits per weight", "average bits per weight, measured from the file's tensors", _fixed(4)),
-    ("ppl", "PPL", "perplexity of the variant on the text named below the table", format_ppl),
-    ("ppl_ref", "PPL (ref)", "perplexity of the reference on the same text", format_ppl),
-    ("kld_mean", "KLD mean", "mean KL divergence vs the reference", format_kld),
-    ("kld_p99", "KLD p99", "99th percentile KL divergence vs the reference", format_kld),
-    ("top1_agreement", "Top-1 agree", "share of positions with the same top token as the reference", format_share),
-    ("dp_rms", "Δp RMS", "RMS change of the next token's probability, percentage points", format_dp),
-    ("gen_tps", "Gen tok/s", "generation tokens per second", _fixed(1)),
-    ("prompt_tps", "Prompt tok/s", "prompt-processing tokens per second", _fixed(1)),
-    ("ttft_s", "TTFT (s)", "time to first token, seconds", _fixed(3)),
-    ("latency_p50_s", "Latency p50 (s)", "median request latency, seconds", _fixed(3)),
-    ("latency_p95_s", "Latency p95 (s)", "95th percentile request latency, seconds", _fixed(3)),
-    ("clf_accuracy", "Classifier accuracy", "accuracy of the embedding classifier on the held-out split", _percent),
-    ("clf_f1", "Classifier F1", "macro F1 of the embedding classifier on the held-out split", _percent),
-    ("clf_agreement", "Agreement", "share of held-out texts labelled as with the reference's embeddings", _percent),
-    ("emb_cosine_mean", "Cosine mean", "mean cosine similarity to the reference's embeddings", _fixed(4)),
-    ("emb_cosine_p5", "Cosine p5", "5th percentile cosine similarity to the reference's embeddings", _fixed(4)),
-    ("emb_texts_per_s", "Texts/s", "embedding throughput, texts per second", _fixed(1)),
-)
+_COLUMN_TABLE = """
+model            | Model               | -       | variant name
+format           | Format              | -       | gguf, hf, gptq or bnb
+level            | Level               | -       | quantization level
+size_bytes       | Size (MiB)          | mib     | size on disk, MiB
+bits_per_weight  | Bits per weight     | 4       | average bits per weight, measured from the file's tensors
+ppl              | PPL                 | ppl     | perplexity of the variant on the text named below the table
+ppl_ref          | PPL (ref)           | ppl     | perplexity of the reference on the same text
+kld_mean         | KLD mean            | kld     | mean KL divergence vs the reference
+kld_p99          | KLD p99             | kld     | 99th percentile KL divergence vs the reference
+top1_agreement   | Top-1 agree         | share   | share of positions with the same top token as the reference
+dp_rms           | Δp RMS              | dp      | RMS change of the next token's probability, percentage points
+gen_tps          | Gen tok/s           | 1       | generation tokens per second
+prompt_tps       | Prompt tok/s        | 1       | prompt-processing tokens per second
+ttft_s           | TTFT (s)            | 3       | time to first token, seconds
+latency_p50_s    | Latency p50 (s)     | 3       | median request latency, seconds
+latency_p95_s    | Latency p95 (s)     | 3       | 95th percentile request latency, seconds
+clf_accuracy     | Classifier accuracy | percent | accuracy of the embedding classifier on the held-out split
+clf_f1           | Classifier F1       | percent | macro F1 of the embedding classifier on the held-out split
+clf_agreement    | Agreement           | percent | share of held-out texts labelled as with the reference's embeddings
+emb_cosine_mean  | Cosine mean         | 4       | mean cosine similarity to the reference's embeddings
+emb_cosine_p5    | Cosine p5           | 4       | 5th percentile cosine similarity to the reference's embeddings
+emb_texts_per_s  | Texts/s             | 1       | embedding throughput, texts per second
+"""
+
+
+def _columns(table: str) -> tuple[tuple[str, str, str, Optional[Callable[[float], str]]], ...]:
+    """(field, header, tooltip, formatter) per line of a column table."""
+    rows = [[cell.strip() for cell in line.split("|")] for line in table.strip().splitlines()]
+    return tuple((field, header, tooltip, _FORMATS[fmt]) for field, header, fmt, tooltip in rows)
+
+
+_COLUMNS = _columns(_COLUMN_TABLE)
 
 
 # ---------------------------------------------------------------------------------------------- scales

@@ -33,16 +33,9 @@ STAGING_PREFIX = ".lqmf-download-"
 HUB_METADATA_DIR = ".cache"  # what huggingface_hub keeps inside a local_dir
 
 
-def download_model(
-    repo_id: str,
-    settings: Settings,
-    *,
-    name: Optional[str] = None,
-    level: Optional[str] = None,
-    revision: Optional[str] = None,
-    token: Optional[str] = None,
-    progress: Optional[Progress] = None,
-) -> Acquired:
+def download_model(repo_id: str, settings: Settings, *, name: Optional[str] = None, level: Optional[str] = None,
+                   revision: Optional[str] = None, token: Optional[str] = None,
+                   progress: Optional[Progress] = None) -> Acquired:
     """Download a safetensors model folder, or one GGUF file (by `level`), from the Hub into the models folder.
 
     `progress(what, done, total)` gets bytes on disk; it may be called from huggingface_hub's worker threads.
