@@ -12,7 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 @dataclass
 class StubBehaviour:
-    """What the stub does: mode is ok | ratelimit | fail (answers `status`) | slow | break | endless;
+    """What the stub does: mode is ok | ratelimit | fail (answers `status`) | slow | break | endless | garbled
+    (log-probabilities without their tokens);
     `key` is required when set."""
 
     mode: str = "ok"
@@ -98,6 +99,8 @@ def _handler(behaviour: StubBehaviour):
                         return
                     delta = {"content": word if i == 0 else " " + word}
                     event = {"choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+                    if behaviour.mode == "garbled":
+                        event["choices"][0]["logprobs"] = {"content": [{"logprob": -0.5}]}
                     self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
                     self.wfile.flush()
                 final = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}

@@ -245,7 +245,8 @@ def test_remote_failures_become_clear_errors_that_name_the_endpoint(gateway):
             OpenAIStub(StubBehaviour(mode="slow", delay_s=30)) as slow, \
             OpenAIStub(StubBehaviour(mode="break", reply="one two three")) as broken, \
             OpenAIStub(StubBehaviour(mode="fail", status=404)) as missing, \
-            OpenAIStub(StubBehaviour(mode="fail", status=500)) as crashing:
+            OpenAIStub(StubBehaviour(mode="fail", status=500)) as crashing, \
+            OpenAIStub(StubBehaviour(mode="garbled")) as garbled:
         manager.endpoints.put("limited", [limited.url], "stub-model")
         manager.endpoints.put("locked", [locked.url], "stub-model", KEY_ENV)  # our key is not the one it wants
         manager.endpoints.put("slowpoke", [slow.url], "stub-model")
@@ -253,7 +254,12 @@ def test_remote_failures_become_clear_errors_that_name_the_endpoint(gateway):
         manager.endpoints.put("dead", [f"http://127.0.0.1:{dead_port}/v1"], "stub-model")
         manager.endpoints.put("missing", [missing.url], "stub-model")
         manager.endpoints.put("crashing", [crashing.url], "stub-model")
+        manager.endpoints.put("garbled", [garbled.url], "stub-model")
         try:
+            r = httpx.post(f"{url}/v1/chat/completions", timeout=30,
+                           json={"model": "garbled", "messages": ASK, "logprobs": True, "top_logprobs": 1})
+            assert r.status_code == 502 and "garbled (" in r.json()["error"]["message"]
+            assert "log-probabilities" in r.json()["error"]["message"]
             r = chat(url, "missing")
             assert r.status_code == 502 and "missing (" in r.json()["error"]["message"]
             assert "404" in r.json()["error"]["message"] and "model id" in r.json()["error"]["hint"]
@@ -286,7 +292,7 @@ def test_remote_failures_become_clear_errors_that_name_the_endpoint(gateway):
             assert chat(url, "demo-q4_k_m").status_code == 200
             assert chat(url, "far").status_code == 200
         finally:
-            for name in ("limited", "locked", "slowpoke", "broken", "dead", "missing", "crashing"):
+            for name in ("limited", "locked", "slowpoke", "broken", "dead", "missing", "crashing", "garbled"):
                 manager.unload(name)
                 manager.endpoints.remove(name)
 

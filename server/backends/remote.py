@@ -296,7 +296,12 @@ class RemoteBackend(Backend):
                     usage = event["usage"]
                 for choice in event.get("choices") or []:
                     text = (choice.get("delta") or {}).get("content") if chat else choice.get("text")
-                    logprobs = remote_logprobs(choice.get("logprobs"), chat, params)
+                    try:
+                        logprobs = remote_logprobs(choice.get("logprobs"), chat, params)
+                    except (KeyError, TypeError, ValueError) as exc:  # a field missing, or lists of unequal length
+                        raise RemoteError(f"{where} sent log-probabilities that are not in OpenAI's shape ({exc!r})",
+                                          "ask without logprobs, or point the endpoint at an OpenAI-compatible "
+                                          "API") from exc
                     if text or logprobs:
                         if first_at is None:
                             first_at = time.perf_counter()
