@@ -57,36 +57,35 @@ def _tree(node: dict[str, Any], name: str, branch: Optional[Tree] = None) -> Tre
     return here
 
 
-def model_details(res: r.ModelDetails, console: Console) -> None:
-    m = res.model
-    table = Table(title=f"{m['name']}", show_header=False)
+def model_details(m: r.ModelDetails, console: Console) -> None:
+    table = Table(title=f"{m.name}", show_header=False)
     table.add_column("fact", style="bold")
     table.add_column("value")
-    state = "loaded" if m.get("loaded") else "on disk"
-    if not m.get("usable", True):
-        state += f", NOT usable: {m.get('reason')}"
-    table.add_row("format", f"{m['format']} {m.get('level') or ''} ({state})")
-    table.add_row("path", escape(m["path"]))
-    disk = m.get("disk") or {}
-    if disk:
-        parts = [f"{format_bytes(disk['artefact_bytes'])} weights and files"]
-        if disk.get("manifest_bytes"):
-            parts.append(f"{format_bytes(disk['manifest_bytes'])} manifest")
-        if disk.get("children_bytes"):
-            parts.append(f"{format_bytes(disk['children_bytes'])} importance matrix")
-        table.add_row("size", f"{format_bytes(disk['total_bytes'])} ({', '.join(parts)})")
-    if m.get("parameter_count"):
-        table.add_row("parameters", f"{m['parameter_count']:,}")
-    table.add_row("architecture", escape(str(m.get("architecture") or "-")))
-    context = str(m.get("context_length") or "-")
-    if m.get("loaded_context_length"):
-        context += f" (loaded with {m['loaded_context_length']})"
+    state = "loaded" if m.loaded else "on disk"
+    if not m.usable:
+        state += f", NOT usable: {m.reason}"
+    table.add_row("format", f"{m.format} {m.level or ''} ({state})")
+    table.add_row("path", escape(m.path))
+    disk = m.disk
+    if disk is not None:
+        parts = [f"{format_bytes(disk.artefact_bytes)} weights and files"]
+        if disk.manifest_bytes:
+            parts.append(f"{format_bytes(disk.manifest_bytes)} manifest")
+        if disk.children_bytes:
+            parts.append(f"{format_bytes(disk.children_bytes)} importance matrix")
+        table.add_row("size", f"{format_bytes(disk.total_bytes)} ({', '.join(parts)})")
+    if m.parameter_count:
+        table.add_row("parameters", f"{m.parameter_count:,}")
+    table.add_row("architecture", escape(str(m.architecture or "-")))
+    context = str(m.context_length or "-")
+    if m.loaded_context_length:
+        context += f" (loaded with {m.loaded_context_length})"
     table.add_row("context length", context)
-    if m.get("has_chat_template"):
-        table.add_row("chat template", "present: " + escape((m.get("chat_template_first_line") or "")[:100]))
+    if m.has_chat_template:
+        table.add_row("chat template", "present: " + escape((m.chat_template_first_line or "")[:100]))
     else:
         table.add_row("chat template", "none (ChatML is used)")
-    manifest = m.get("manifest")
+    manifest = m.manifest
     if manifest:
         bpw = manifest.get("bits_per_weight")
         table.add_row("method", f"{manifest.get('method')} {manifest.get('level') or ''}"
@@ -105,51 +104,48 @@ def model_details(res: r.ModelDetails, console: Console) -> None:
                                   f"peak memory {format_bytes(manifest.get('peak_rss_bytes'))}")
     else:
         table.add_row("manifest", "none (not made by LQMF, or imported without one)")
-    figures = m.get("figures") or {}
-    speed, fidelity = figures.get("speed"), figures.get("fidelity")
+    speed, fidelity = m.figures.get("speed"), m.figures.get("fidelity")
     if speed:
         table.add_row("latest speed", f"{speed['gen_tps']:.1f} tokens/s generation"
                       + (f", TTFT p50 {speed['ttft_p50_s'] * 1000:.0f} ms" if speed.get("ttft_p50_s") else "")
                       + f" ({speed['kind']} #{speed['experiment_id']}, {_ago(speed.get('measured_at'))})")
     else:
-        table.add_row("latest speed", f"not measured yet: benchmark {escape(m['name'])}")
+        table.add_row("latest speed", f"not measured yet: benchmark {escape(m.name)}")
     if fidelity:
         ppl = f", perplexity {fidelity['ppl']:.2f}" if fidelity.get("ppl") else ""
         table.add_row("latest fidelity", f"KLD {fidelity['kld_mean']:.5f}, top-1 agreement "
                       f"{100 * (fidelity.get('top1_agreement') or 0):.1f}%{ppl} vs {escape(str(fidelity['reference']))}"
                       f" ({fidelity['kind']} #{fidelity['experiment_id']}, {_ago(fidelity.get('measured_at'))})")
     else:
-        table.add_row("latest fidelity", f"not measured yet: fidelity of {escape(m['name'])}")
-    for change in (m.get("changes") or [])[:3]:
+        table.add_row("latest fidelity", f"not measured yet: fidelity of {escape(m.name)}")
+    for change in m.changes[:3]:
         table.add_row("history", f"{change['action']} {escape(change['name'])}"
                       + (f" → {escape(change['new_name'])}" if change.get("new_name") else "")
                       + f" ({_ago(change.get('created_at'))})")
     console.print(table)
-    lineage = m.get("lineage") or {}
-    if lineage.get("tree"):
+    if m.lineage.get("tree"):
         root = Tree("lineage (source → variants)")
-        _tree(lineage["tree"], m["name"], root)
+        _tree(m.lineage["tree"], m.name, root)
         console.print(root)
 
 
-def disk_usage(res: r.DiskUsage, console: Console) -> None:
-    u = res.usage
-    table = Table(title=f"Disk usage of {u['models_dir']}")
+def disk_usage(u: r.DiskUsage, console: Console) -> None:
+    table = Table(title=f"Disk usage of {u.models_dir}")
     for column, justify in (("model", "left"), ("format", "left"), ("files", "right"), ("manifest", "right"),
                             ("imatrix", "right"), ("total", "right"), ("removing frees", "right")):
         table.add_column(column, justify=justify)
-    for row in u["models"]:
-        name = escape(row["name"]) + (" (loaded)" if row.get("loaded") else "")
-        table.add_row(name, f"{row['format']} {row.get('level') or ''}", format_bytes(row["artefact_bytes"]),
-                      format_bytes(row["manifest_bytes"]) if row["manifest_bytes"] else "-",
-                      format_bytes(row["children_bytes"]) if row["children_bytes"] else "-",
-                      format_bytes(row["total_bytes"]), format_bytes(row["frees_bytes"]))
+    for row in u.models:
+        name = escape(row.name) + (" (loaded)" if row.loaded else "")
+        table.add_row(name, f"{row.format} {row.level or ''}", format_bytes(row.artefact_bytes),
+                      format_bytes(row.manifest_bytes) if row.manifest_bytes else "-",
+                      format_bytes(row.children_bytes) if row.children_bytes else "-",
+                      format_bytes(row.total_bytes), format_bytes(row.frees_bytes))
     table.add_section()
-    table.add_row("[bold]total[/bold]", f"{len(u['models'])} models", "", "", "", format_bytes(u["total_bytes"]),
-                  format_bytes(u["frees_bytes"]))
+    table.add_row("[bold]total[/bold]", f"{len(u.models)} models", "", "", "", format_bytes(u.total_bytes),
+                  format_bytes(u.frees_bytes))
     console.print(table)
-    console.print(f"free on that disk: {format_bytes(u['disk_free_bytes'])} of {format_bytes(u['disk_total_bytes'])}"
-                  + ("" if u["frees_bytes"] >= u["total_bytes"] else
+    console.print(f"free on that disk: {format_bytes(u.disk_free_bytes)} of {format_bytes(u.disk_total_bytes)}"
+                  + ("" if u.frees_bytes >= u.total_bytes else
                      " — hard-linked files free nothing until their last link goes"))
 
 

@@ -198,10 +198,8 @@ class Library:
     def show(self, name: str) -> "ModelDetails":
         """One model: manifest facts, lineage tree, newest speed and fidelity, chat template and context."""
         from agents.models import admin
-        from agents.models.results import ModelDetails
 
-        return ModelDetails(model=admin.show_model(self.manager, admin.require_model(self.manager, name, "show"),
-                                                   store=self.store))
+        return admin.show_model(self.manager, admin.require_model(self.manager, name, "show"), store=self.store)
 
     def remove(self, name: str, *, unload: bool = False) -> "ModelChanged":
         """Delete a model's files (refused while it is loaded, unless `unload`: then unloaded first, still refused
@@ -231,9 +229,8 @@ class Library:
     def disk_usage(self) -> "DiskUsage":
         """Bytes per model and what removing each frees; the total and the disk's free space."""
         from agents.models import admin
-        from agents.models.results import DiskUsage
 
-        return DiskUsage(usage=admin.disk_usage(self.manager))
+        return admin.disk_usage(self.manager)
 
     def embed(self, model: str, texts: Sequence[str], *, normalize: bool = False,
               progress: Optional[Progress] = None) -> "EmbeddingResult":

@@ -240,20 +240,21 @@ def test_show_gives_manifest_lineage_figures_template_and_context(shell):
         {"model": "demo-q8_0", "kld_mean": 0.0004, "top1_agreement": 0.99, "ppl_test": 75.1}]})
     shown = run(shell, Intent.SHOW_MODEL, model="demo-q8_0")
     assert isinstance(shown, r.ModelDetails), shown
-    m = shown.model
-    assert m["format"] == "gguf" and m["level"] == "q8_0" and m["context_length"]
-    assert m["manifest"]["method"] == "llama.cpp-quantize" and m["manifest"]["bits_per_weight"] == pytest.approx(8.5121)
-    assert Path(m["manifest"]["source"]["path"]).name == "demo-f16.gguf" and "gguf" in m["manifest"]["tool_versions"]
-    assert m["lineage"]["ancestors"] == ["demo-f16", "demo-hf"]
-    assert m["lineage"]["tree"] == {"name": "demo-hf", "children": [
+    m = shown
+    assert m.format == "gguf" and m.level == "q8_0" and m.context_length
+    assert m.manifest["method"] == "llama.cpp-quantize" and m.manifest["bits_per_weight"] == pytest.approx(8.5121)
+    assert Path(m.manifest["source"]["path"]).name == "demo-f16.gguf" and "gguf" in m.manifest["tool_versions"]
+    assert m.lineage["ancestors"] == ["demo-f16", "demo-hf"]
+    assert m.lineage["tree"] == {"name": "demo-hf", "children": [
         {"name": "demo-f16", "children": [{"name": "demo-q8_0", "children": []}]}]}
-    assert m["figures"]["speed"]["gen_tps"] == 123.4 and m["figures"]["speed"]["experiment_id"] == exp
-    assert m["figures"]["fidelity"]["kld_mean"] == 0.0004 and m["figures"]["fidelity"]["reference"] == "demo-f16"
-    assert m["has_chat_template"] and m["chat_template_first_line"]
+    assert m.figures["speed"]["gen_tps"] == 123.4 and m.figures["speed"]["experiment_id"] == exp
+    assert m.figures["fidelity"]["kld_mean"] == 0.0004 and m.figures["fidelity"]["reference"] == "demo-f16"
+    assert m.has_chat_template and m.chat_template_first_line
+    assert m.disk.total_bytes == m.size_bytes and m.to_dict()["model"]["disk"]["total_bytes"] == m.size_bytes
     text = drawn(shown)
     for words in ("8.5121 bits per weight", "123.4 tokens/s", "KLD 0.00040", "lineage", "demo-hf", "present"):
         assert words in text, (words, text)
-    parent = run(shell, Intent.SHOW_MODEL, model="demo-f16").model["lineage"]["tree"]
+    parent = run(shell, Intent.SHOW_MODEL, model="demo-f16").lineage["tree"]
     assert parent == {"name": "demo-hf", "children": [{"name": "demo-f16", "children": [
         {"name": "demo-q4_k_m", "children": []}, {"name": "demo-q8_0", "children": []}]}]}
     unmeasured = drawn(run(shell, Intent.SHOW_MODEL, model="demo-q4_k_m"))
@@ -265,15 +266,16 @@ def test_disk_usage_per_model_total_frees_and_free_space(shell, models):
     os.link(models / "demo-q8_0.gguf", models / "linked.gguf")  # a hard link frees nothing while the other lives
     usage = run(shell, Intent.DISK_USAGE)
     assert isinstance(usage, r.DiskUsage), usage
-    rows = {row["name"]: row for row in usage.usage["models"]}
+    rows = {row.name: row for row in usage.models}
     q4 = rows["demo-q4_k_m"]
-    assert q4["artefact_bytes"] == (models / "demo-q4_k_m.gguf").stat().st_size
-    assert q4["manifest_bytes"] > 0 and q4["children_bytes"] > 4096
-    assert q4["total_bytes"] == q4["frees_bytes"] == q4["artefact_bytes"] + q4["manifest_bytes"] + q4["children_bytes"]
-    assert rows["linked"]["frees_bytes"] == 0 and rows["demo-q8_0"]["frees_bytes"] < rows["demo-q8_0"]["total_bytes"]
+    assert q4.artefact_bytes == (models / "demo-q4_k_m.gguf").stat().st_size
+    assert q4.manifest_bytes > 0 and q4.children_bytes > 4096
+    assert q4.total_bytes == q4.frees_bytes == q4.artefact_bytes + q4.manifest_bytes + q4.children_bytes
+    assert rows["linked"].frees_bytes == 0 and rows["demo-q8_0"].frees_bytes < rows["demo-q8_0"].total_bytes
     on_disk = sum(p.stat().st_size for p in models.rglob("*") if p.is_file()) - (models / "linked.gguf").stat().st_size
-    assert usage.usage["total_bytes"] == on_disk  # every file once, the hard link once
-    assert usage.usage["disk_free_bytes"] > 0
+    assert usage.total_bytes == on_disk  # every file once, the hard link once
+    assert usage.disk_free_bytes > 0
+    assert usage.to_dict()["usage"]["models"][0] == usage.models[0].to_dict()
     text = drawn(usage)
     assert "removing frees" in text and "free on that disk" in text and "hard-linked" in text
 

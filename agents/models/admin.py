@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
+from agents.models.results import DiskUsage, DiskUsageRow, ModelDetails, ModelFiles
 from lqmf.atomic import atomic_output, ensure_disk_space, temp_sibling
 from lqmf.errors import InvalidRequest, LQMFError, ModelNotFound, OutputExists
 from lqmf.files import write_text_atomic
@@ -81,12 +82,13 @@ class ModelUnit:
             parts.append(f"{len(matrices)} imatrix")
         return ", ".join(parts)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": self.kind, "artefact": str(self.artefact),
-                "manifest": str(self.manifest) if self.manifest else None,
-                "children": [str(c) for c in self.children], "artefact_bytes": self.artefact_bytes,
-                "manifest_bytes": self.manifest_bytes, "children_bytes": self.children_bytes,
-                "total_bytes": self.total_bytes, "frees_bytes": self.frees_bytes}
+    def facts(self) -> ModelFiles:
+        """The unit's paths (as text) and bytes, as `show` and `disk usage` report them."""
+        return ModelFiles(name=self.name, kind=self.kind, artefact=str(self.artefact),
+                          manifest=str(self.manifest) if self.manifest else None,
+                          children=[str(c) for c in self.children], artefact_bytes=self.artefact_bytes,
+                          manifest_bytes=self.manifest_bytes, children_bytes=self.children_bytes,
+                          total_bytes=self.total_bytes, frees_bytes=self.frees_bytes)
 
 
 @dataclass(frozen=True)
@@ -484,7 +486,7 @@ def _record(store, change: Change) -> None:
 
 
 # -- disk usage ---------------------------------------------------------------------------------------------
-def disk_usage(manager) -> dict[str, Any]:
+def disk_usage(manager) -> DiskUsage:
     """Per local model: its files' bytes (artefact, manifest, importance matrix) and what removing it frees;
     the total (each file once), and the models folder's free space."""
     models_dir = Path(manager.settings.models_dir)
@@ -502,14 +504,14 @@ def disk_usage(manager) -> dict[str, Any]:
             if (st.st_dev, st.st_ino) not in seen:
                 seen.add((st.st_dev, st.st_ino))
                 total += st.st_size
-        rows.append({**unit.to_dict(), "format": record.format, "level": record.level,
-                     "usable": record.usable, "loaded": manager.is_loaded(record.name)})
-    rows.sort(key=lambda row: (-row["total_bytes"], row["name"]))
+        rows.append(DiskUsageRow(**vars(unit.facts()), format=record.format, level=record.level,
+                                 usable=record.usable, loaded=manager.is_loaded(record.name)))
+    rows.sort(key=lambda row: (-row.total_bytes, row.name))
     probe = models_dir if models_dir.exists() else models_dir.parent
     usage = shutil.disk_usage(probe)
-    return {"models_dir": str(models_dir), "models": rows, "total_bytes": total,
-            "frees_bytes": sum(row["frees_bytes"] for row in rows),
-            "disk_free_bytes": usage.free, "disk_total_bytes": usage.total}
+    return DiskUsage(models_dir=str(models_dir), models=rows, total_bytes=total,
+                     frees_bytes=sum(row.frees_bytes for row in rows),
+                     disk_free_bytes=usage.free, disk_total_bytes=usage.total)
 
 
 # -- show ----------------------------------------------------------------------------------------------------
@@ -571,20 +573,19 @@ def latest_figures(store, name: str) -> dict[str, Any]:
     return {"speed": speed, "fidelity": fidelity}
 
 
-def show_model(manager, name: str, *, store=None, with_template: bool = True) -> dict[str, Any]:
+def show_model(manager, name: str, *, store=None, with_template: bool = True) -> ModelDetails:
     """Everything known about one model: the manifest's facts, lineage, latest figures, template, context."""
     record = manager.record(name)
     facts: dict[str, Any] = {
         "name": record.name, "format": record.format, "level": record.level, "bits": record.bits,
         "path": str(record.path), "architecture": record.architecture, "parameter_count": record.parameter_count,
         "context_length": record.context_length, "usable": record.usable, "reason": record.reason,
-        "loaded": manager.is_loaded(record.name),
+        "loaded": manager.is_loaded(record.name), "figures": latest_figures(store, record.name),
+        "changes": store.model_changes(name=record.name) if store is not None else [],
     }
     if record.format == "remote":
-        return {**facts, "remote": record.remote, "manifest": None, "lineage": {"ancestors": [], "tree": {
-            "name": record.name, "children": []}}, "figures": latest_figures(store, record.name),
-            "chat_template": None, "chat_template_first_line": None, "has_chat_template": False, "disk": None,
-            "changes": store.model_changes(name=record.name) if store is not None else []}
+        return ModelDetails(**facts, remote=record.remote,
+                            lineage={"ancestors": [], "tree": {"name": record.name, "children": []}})
     unit = model_unit(record, manager.settings.models_dir)
     manifest = record.manifest
     summary = None
@@ -602,14 +603,11 @@ def show_model(manager, name: str, *, store=None, with_template: bool = True) ->
     loaded_context = None
     if facts["loaded"]:
         loaded_context = next((m.get("context_length") for m in manager.loaded() if m["name"] == record.name), None)
-    return {
-        **facts, "size_bytes": unit.total_bytes, "disk": unit.to_dict(), "has_manifest": manifest is not None,
-        "manifest": summary, "lineage": lineage_tree(manager, record.name),
-        "figures": latest_figures(store, record.name), "has_chat_template": record.has_chat_template,
-        "chat_template": template if with_template else None, "chat_template_first_line": first,
-        "loaded_context_length": loaded_context,
-        "changes": store.model_changes(name=record.name) if store is not None else [],
-    }
+    return ModelDetails(**facts, size_bytes=unit.total_bytes, disk=unit.facts(), has_manifest=manifest is not None,
+                        manifest=summary, lineage=lineage_tree(manager, record.name),
+                        has_chat_template=record.has_chat_template,
+                        chat_template=template if with_template else None, chat_template_first_line=first,
+                        loaded_context_length=loaded_context)
 
 
 def require_model(manager, name: Optional[str], verb: str) -> str:

@@ -73,7 +73,7 @@ async def models_disk_usage(request: Request) -> dict[str, Any]:
     """Bytes per local model (files, manifest, importance matrix), what removing each frees, the total, and the
     models folder's free disk space."""
     library = request.app.state.library
-    return (await run_in_threadpool(library.disk_usage)).usage
+    return (await run_in_threadpool(library.disk_usage)).usage_dict()
 
 
 @router.get("/models/{name}")
@@ -81,7 +81,7 @@ async def show_model(request: Request, name: ModelPath) -> dict[str, Any]:
     """One model: format, level, the manifest's facts (method, bits per weight, source, tool versions), the lineage
     tree (source -> variants), the latest speed and fidelity figures, chat template and context length."""
     name = check_model_name(name)
-    return (await run_in_threadpool(request.app.state.library.show, name)).model
+    return (await run_in_threadpool(request.app.state.library.show, name)).model_dict()
 
 
 async def _admin(call, conflict_hint: str = "") -> dict[str, Any]:
