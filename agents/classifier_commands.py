@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Callable, Optional
 
 from agents import results as r
@@ -21,11 +20,11 @@ HELP = [
 
 
 class ClassifierCommands:
-    """Handlers over the executor's library (settings, manager, history store); loaded classifiers are kept."""
+    """Handlers over the executor's library: each maps a command's slots to one Library call (the library keeps the
+    loaded classifiers)."""
 
     def __init__(self, executor) -> None:
         self.executor = executor
-        self._registry = None
 
     def handlers(self) -> dict[Intent, Callable[[Command, Optional[Progress]], r.Result]]:
         """The intents these handlers answer (merged into the executor's table)."""
@@ -33,41 +32,21 @@ class ClassifierCommands:
                 Intent.CHECK_CLASSIFIER: self.check, Intent.LIST_CLASSIFIERS: self.list}
 
     @property
-    def registry(self):
-        """The shell's loaded classifiers, made on first use (sklearn stays out of the start-up)."""
-        if self._registry is None:
-            from agents.classifiers.registry import ClassifierRegistry
-
-            self._registry = ClassifierRegistry(self.executor.settings, self.executor.manager)
-        return self._registry
+    def library(self):
+        return self.executor.library
 
     def train(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
-        from agents.classifiers.pipeline import DEFAULT_ALGORITHM, PipelineSpec
-        from agents.classifiers.train import TrainRequest, train_classifier
-
         slots = command.slots
-        request = TrainRequest(
-            name=slots.classifier, data=Path(slots.file).expanduser(), model=slots.model,
-            text_column=slots.text_column or "text", label_column=slots.label_column or "label",
-            spec=PipelineSpec(algorithm=slots.algorithm or DEFAULT_ALGORITHM, pca=slots.pca))
-        report = train_classifier(request, settings=self.executor.settings, manager=self.executor.manager,
-                                  store=self.executor.library.store, cache=self.registry.cache,
-                                  progress=progress)
-        return r.ClassifierTrained(report=report.to_dict())
+        return self.library.train_classifier(slots.classifier, slots.file, slots.model,
+                                             text_column=slots.text_column or "text",
+                                             label_column=slots.label_column or "label",
+                                             algorithm=slots.algorithm, pca=slots.pca, progress=progress)
 
     def classify(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
-        texts = command.slots.texts or [command.slots.prompt]
-        return r.Classification(result={**self.registry.predict(command.slots.classifier, texts), "texts": texts})
+        return self.library.classify(command.slots.classifier, command.slots.texts or [command.slots.prompt])
 
     def check(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
-        from agents.classifiers.check import check_classifier
-
-        report = check_classifier(self.registry, command.slots.classifier, command.slots.models,
-                                  store=self.executor.library.store,
-                                  reports_dir=self.executor.settings.reports_dir, progress=progress)
-        return r.ClassifierCheckResult(report=report.to_dict())
+        return self.library.check_classifier(command.slots.classifier, command.slots.models, progress=progress)
 
     def list(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
-        from agents.classifiers.artifact import classifiers_dir
-
-        return r.ClassifierList(folder=str(classifiers_dir(self.executor.settings)), classifiers=self.registry.list())
+        return self.library.classifiers()

@@ -75,42 +75,31 @@ def endpoint_command(line: str) -> Optional[Command]:
 
 
 class EndpointCommands:
-    """Handlers over the executor's manager (the same registry and default the API server uses)."""
+    """Handlers over the executor's library (the same manager, endpoints and default the API server uses); a key typed
+    in the line never gets here (endpoint_command asks for its variable instead)."""
 
     def __init__(self, executor) -> None:
         self.executor = executor
 
     def handlers(self) -> dict[Intent, Callable[[Command, Optional[Progress]], r.Result]]:
         return {Intent.ADD_ENDPOINT: self.add, Intent.REMOVE_ENDPOINT: self.remove,
-                Intent.LIST_ENDPOINTS: self.list, Intent.USE_MODEL: self.use, Intent.EXPORT_MODEL: self.export}
+                Intent.LIST_ENDPOINTS: lambda c, p: self.library.endpoints(), Intent.USE_MODEL: self.use,
+                Intent.EXPORT_MODEL: lambda c, p: self.library.export(c.slots.model, c.slots.kind)}
 
     @property
-    def manager(self):
-        return self.executor.manager
+    def library(self):
+        return self.executor.library
 
     def add(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
         slots = command.slots
-        fleet, replaced = self.manager.add_endpoint(slots.name, slots.urls, slots.remote_model, slots.key_env)
-        return r.EndpointList(endpoints=[fleet.status()], changed="replaced" if replaced else "registered")
+        return self.library.add_endpoint(slots.name, slots.urls, model=slots.remote_model, key_env=slots.key_env)
 
     def remove(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
-        removed = self.manager.remove_endpoint(command.slots.name)
+        removed = self.library.remove_endpoint(command.slots.name)
         return r.Message(text=f"Endpoint {removed.name} removed ({', '.join(removed.urls)}).")
 
-    def list(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
-        fleets = self.manager.endpoints.refresh()
-        return r.EndpointList(endpoints=[f.status() for f in fleets.values()])
-
     def use(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
-        chain = self.manager.use(command.slots.models or [command.slots.model])
+        chain = self.library.use(command.slots.models or [command.slots.model])
         rest = f", falling back to {' then '.join(chain[1:])}" if chain[1:] else ""
         return r.Message(text=f"Default model: {chain[0]}{rest}. Requests naming `default` (or no model) go there; "
                               "`chat` with no model name too.")
-
-    def export(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
-        from agents.models.export import export_plan
-
-        plan = export_plan(self.manager.record(command.slots.model), command.slots.kind,
-                           settings=self.executor.settings)
-        return r.ExportResult(target=plan.target, model=plan.model, command=plan.command, notes=list(plan.notes),
-                              experimental=plan.experimental)

@@ -1,8 +1,8 @@
 """The shell's results: what a command answers besides the library's own results (questions, help, errors...).
 
 The library's results live with the work that makes them (agents/measure/results.py,
-agents/quantization/results.py, agents/models/results.py) and are re-exported here, so that the shell
-and cli/render.py read every result as `r.X`.
+agents/quantization/results.py, agents/models/results.py, agents/classifiers/results.py) and are re-exported
+here, so that the shell and cli/render*.py read every result as `r.X`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
 
-from agents.measure.results import (  # noqa: F401  (re-exported: the shell's one namespace of results)
+from agents.classifiers.results import (  # noqa: F401  (re-exported: the shell's one namespace of results)
+    Classification,
+    ClassifierCheckResult,
+    ClassifierList,
+    ClassifierTrained,
+)
+from agents.measure.results import (  # noqa: F401
     AgreementResult,
     EmbeddedText,
     EmbeddingResult,
@@ -18,7 +24,7 @@ from agents.measure.results import (  # noqa: F401  (re-exported: the shell's on
     ExperimentResult,
     Statistics,
 )
-from agents.models.results import DiskUsage, ModelChanged, ModelDetails, ModelList  # noqa: F401
+from agents.models.results import DiskUsage, EndpointList, ExportResult, ModelChanged, ModelDetails, ModelList  # noqa: F401
 from agents.quantization.results import (  # noqa: F401
     AcquiredResult,
     LoggedIn,
@@ -137,49 +143,3 @@ class Help(Result):
 @dataclass
 class Exit(Result):
     pass
-
-
-@dataclass
-class ClassifierTrained(Result):
-    """A trained embedding classifier: its folder, manifest (metrics, embedding model, data) and history id."""
-
-    report: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class ClassifierList(Result):
-    folder: str = ""
-    classifiers: list[dict[str, Any]] = field(default_factory=list)
-
-
-@dataclass
-class Classification(Result):
-    """Labels and probabilities of texts by a classifier, with its embedding model and the latency."""
-
-    result: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class ClassifierCheckResult(Result):
-    """A classifier checked on quantized variants' embeddings: one row per model, the report file."""
-
-    report: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class EndpointList(Result):
-    """Remote endpoints with their members' health; `changed` says what a command just did to them."""
-
-    endpoints: list[dict[str, Any]] = field(default_factory=list)
-    changed: str = ""
-
-
-@dataclass
-class ExportResult(Result):
-    """The command that serves a model on another engine, and what to know about it."""
-
-    target: str = ""
-    model: str = ""
-    command: str = ""
-    notes: list[str] = field(default_factory=list)
-    experimental: bool = False

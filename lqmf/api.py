@@ -27,8 +27,18 @@ from lqmf.sampling import GREEDY
 from lqmf.settings import Settings, load_settings
 
 if TYPE_CHECKING:  # typing only: the library imports its parts when first asked
+    from agents.classifiers.registry import ClassifierRegistry
+    from agents.classifiers.results import Classification, ClassifierCheckResult, ClassifierList, ClassifierTrained
     from agents.measure.results import AgreementResult, EmbeddingResult, ExperimentList, ExperimentResult, Statistics
-    from agents.models.results import DiskUsage, ModelChanged, ModelDetails, ModelList
+    from agents.models.results import (
+        DiskUsage,
+        EndpointList,
+        EndpointRemoved,
+        ExportResult,
+        ModelChanged,
+        ModelDetails,
+        ModelList,
+    )
     from agents.quantization.results import AcquiredResult, LoggedIn, QuantizationList, Quantized, QuantizePlan
     from server.backends.base import GenerationParams, GenerationResult
     from server.embeddings import Embeddings
@@ -127,6 +137,7 @@ class Library:
         self.manager = manager
         self._lab = None
         self._factory = None
+        self._classifiers: Optional["ClassifierRegistry"] = None
 
     def __enter__(self) -> "Library":
         return self
@@ -162,6 +173,15 @@ class Library:
 
             self._factory = QuantizationAgent(self.settings, self.manager, self.store)
         return self._factory
+
+    @property
+    def classifier_registry(self) -> "ClassifierRegistry":
+        """The classifiers this library has loaded (one registry per library: the shell's, the server's)."""
+        if self._classifiers is None:
+            from agents.classifiers.registry import ClassifierRegistry
+
+            self._classifiers = ClassifierRegistry(self.settings, self.manager)
+        return self._classifiers
 
     # -- models ---------------------------------------------------------------------------------------------
     def models(self, *, probe: bool = False) -> "ModelList":
@@ -231,6 +251,46 @@ class Library:
         from agents.models import admin
 
         return admin.disk_usage(self.manager)
+
+    def export(self, model: str, target: str, *, host: Optional[str] = None,
+               port: Optional[int] = None) -> "ExportResult":
+        """The command that serves `model` on `target` (vllm | llama-server), checked against its files; runs
+        nothing (FeatureUnsupported / InvalidRequest, with what to do instead, when that engine cannot serve it)."""
+        from agents.models.export import export_plan
+        from agents.models.results import ExportResult
+
+        plan = export_plan(self.manager.record(model), target, settings=self.settings, host=host, port=port)
+        return ExportResult(target=plan.target, model=plan.model, command=plan.command, notes=list(plan.notes),
+                            experimental=plan.experimental)
+
+    # -- remote endpoints and the default model ---------------------------------------------------------------
+    def endpoints(self) -> "EndpointList":
+        """Every registered endpoint with its members' health and latency (stale members probed first); never a
+        key, only the variable it comes from."""
+        from agents.models.results import EndpointList
+
+        fleets = self.manager.endpoints.refresh()
+        return EndpointList(endpoints=[fleet.status() for fleet in fleets.values()])
+
+    def add_endpoint(self, name: str, urls: Union[str, Sequence[str]], *, model: Optional[str] = None,
+                     key_env: Optional[str] = None) -> "EndpointList":
+        """Register (or replace) an OpenAI-compatible server as the model `name`; several URLs make a fleet. The key
+        is read from the environment variable `key_env` when a request goes out. Probed at once."""
+        from agents.models.results import EndpointList
+
+        members = [urls] if isinstance(urls, str) else list(urls)
+        fleet, replaced = self.manager.add_endpoint(name, members, model, key_env)
+        return EndpointList(endpoints=[fleet.status()], changed="replaced" if replaced else "registered")
+
+    def remove_endpoint(self, name: str) -> "EndpointRemoved":
+        """Forget an endpoint (after its requests in flight finish); it leaves the default chain too."""
+        from agents.models.results import EndpointRemoved
+
+        return EndpointRemoved(**self.manager.remove_endpoint(name).public())
+
+    def use(self, chain: Union[str, Sequence[str]]) -> list[str]:
+        """Make chain[0] the default model (what `default` names), the rest its fallbacks in order; persisted."""
+        return self.manager.use([chain] if isinstance(chain, str) else list(chain))
 
     def embed(self, model: str, texts: Sequence[str], *, normalize: bool = False,
               progress: Optional[Progress] = None) -> "EmbeddingResult":
@@ -401,6 +461,51 @@ class Library:
         from agents.measure.results import Statistics
 
         return Statistics(values=self.store.statistics())
+
+    # -- embedding classifiers (saved under LQMF_HOME/classifiers) ---------------------------------------------
+    def classifiers(self) -> "ClassifierList":
+        """Every saved classifier: its embedding model, labels, algorithm, accuracy (or why it is unusable)."""
+        from agents.classifiers.artifact import classifiers_dir
+        from agents.classifiers.results import ClassifierList
+
+        return ClassifierList(folder=str(classifiers_dir(self.settings)), classifiers=self.classifier_registry.list())
+
+    def train_classifier(self, name: str, data_file: PathLike, model: str, *, text_column: str = "text",
+                         label_column: str = "label", algorithm: Optional[str] = None, pca: Optional[float] = None,
+                         progress: Optional[Progress] = None) -> "ClassifierTrained":
+        """An embedding classifier on `model`'s embeddings of a labelled .csv / .jsonl file: cross-validated,
+        evaluated on a held-out split, saved safely; recorded in the history. algorithm: logreg (default) | svm;
+        pca: a share of variance in (0, 1) or a number of components."""
+        from agents.classifiers.pipeline import DEFAULT_ALGORITHM, PipelineSpec
+        from agents.classifiers.results import ClassifierTrained
+        from agents.classifiers.train import TrainRequest, train_classifier
+
+        request = TrainRequest(name=name, data=_path(data_file), model=model, text_column=text_column,
+                               label_column=label_column,
+                               spec=PipelineSpec(algorithm=algorithm or DEFAULT_ALGORITHM, pca=pca))
+        report = train_classifier(request, settings=self.settings, manager=self.manager, store=self.store,
+                                  cache=self.classifier_registry.cache, progress=progress)
+        return ClassifierTrained(report=report.to_dict())
+
+    def classify(self, name: str, texts: Union[str, Sequence[str]]) -> "Classification":
+        """A classifier's label and probabilities for each text (its embedding model loaded through the manager),
+        with the latency."""
+        from agents.classifiers.results import Classification
+
+        items = [texts] if isinstance(texts, str) else list(texts)
+        return Classification(result={**self.classifier_registry.predict(name, items), "texts": items})
+
+    def check_classifier(self, name: str, variants: Union[str, Sequence[str]], *,
+                         progress: Optional[Progress] = None) -> "ClassifierCheckResult":
+        """The classifier on quantized variants' embeddings of its held-out split: accuracy, agreement with the
+        source, cosine, texts/s; a report in the reports folder, recorded in the history."""
+        from agents.classifiers.check import check_classifier
+        from agents.classifiers.results import ClassifierCheckResult
+
+        models = [variants] if isinstance(variants, str) else list(variants)
+        report = check_classifier(self.classifier_registry, name, models, store=self.store,
+                                  reports_dir=self.settings.reports_dir, progress=progress)
+        return ClassifierCheckResult(report=report.to_dict())
 
 
 # -- one call each: a short-lived library from the settings (LQMF_* environment variables) -----------------------

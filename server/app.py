@@ -13,7 +13,6 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
-from agents.classifiers.registry import ClassifierRegistry
 from agents.measure.auto_benchmark import AutoBenchmark
 from lqmf.api import Library
 from lqmf.errors import LQMFError
@@ -69,7 +68,7 @@ def create_app(settings: Settings, manager: Optional[ModelManager] = None) -> Fa
     # Model changes and the auto-benchmark's experiments go through the same Library calls as the shell's.
     app.state.library = Library(settings, manager)
     store = app.state.store = manager.store
-    app.state.classifiers = ClassifierRegistry(settings, manager)
+    app.state.classifiers = app.state.library.classifier_registry  # the library's one registry
     auto_benchmark = AutoBenchmark(app.state.library.lab, settings.auto_benchmark_every)
     app.state.usage = Usage(app.state.metrics, store, auto_benchmark)
     install_error_handlers(app)

@@ -3,5 +3,6 @@
 data.py (labelled CSV / JSONL), cache.py (embeddings and model hashes under LQMF_HOME),
 pipeline.py (the scikit-learn pipeline and its cross-validation), artifact.py (safe save / load:
 skops with a trusted-types check, a JSON manifest), train.py, registry.py (loaded classifiers,
-predict), check.py (the variant check), parse.py and commands.py (the shell's side).
+predict), check.py (the variant check), results.py (what lqmf.api returns); the shell's side is
+agents/classifier_parse.py and agents/classifier_commands.py.
 """

@@ -1,4 +1,5 @@
-"""What asking about the models on disk returns: the listing, one model's details, changes and disk usage.
+"""What asking about the models returns: the listing, one model's details, changes, disk usage, the remote
+endpoints and an export to another engine.
 
 The library (lqmf.api) returns these, the shell draws them (cli/render.py, cli/render_models.py) and --json
 prints their to_dict().
@@ -149,3 +150,32 @@ class DiskUsage(Result):
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: the usage under "usage"."""
         return {"ok": self.ok, "usage": self.usage_dict(), "type": type(self).__name__}
+
+
+@dataclass
+class EndpointList(Result):
+    """Remote endpoints with their members' health; `changed` says what a command just did to them."""
+
+    endpoints: list[dict[str, Any]] = field(default_factory=list)
+    changed: str = ""
+
+
+@dataclass
+class EndpointRemoved(Result):
+    """An endpoint forgotten: its public facts (never a key, only the variable it came from)."""
+
+    name: str = ""
+    urls: list[str] = field(default_factory=list)
+    model: Optional[str] = None
+    key_env: Optional[str] = None
+
+
+@dataclass
+class ExportResult(Result):
+    """The command that serves a model on another engine, and what to know about it."""
+
+    target: str = ""
+    model: str = ""
+    command: str = ""
+    notes: list[str] = field(default_factory=list)
+    experimental: bool = False
