@@ -18,26 +18,27 @@ router = APIRouter(tags=["endpoints"])
 @router.get("/endpoints")
 async def list_endpoints(request: Request) -> dict[str, Any]:
     """Every registered endpoint with its members' health, latency and requests in flight (never a key)."""
-    registry = request.app.state.manager.endpoints
-    fleets = await run_in_threadpool(registry.refresh)
-    return {"endpoints": [f.status() for f in fleets.values()]}
+    listed = await run_in_threadpool(request.app.state.library.endpoints)
+    return {"endpoints": listed.endpoints}
 
 
 @router.post("/endpoints", status_code=201)
 async def add_endpoint(request: Request, body: EndpointRequest) -> JSONResponse:
     """Register (or replace) an endpoint; it is probed at once and listed as a model of format remote."""
     name = check_model_name(body.name)
-    fleet, replaced = await run_in_threadpool(request.app.state.manager.add_endpoint, name, body.all_urls(),
-                                              body.model, body.key_env)
-    return JSONResponse({"status": "replaced" if replaced else "registered", "endpoint": fleet.status()},
-                        status_code=200 if replaced else 201)
+    library = request.app.state.library
+    added = await run_in_threadpool(lambda: library.add_endpoint(name, body.all_urls(), model=body.model,
+                                                                 key_env=body.key_env))
+    return JSONResponse({"status": added.changed, "endpoint": added.endpoints[0]},
+                        status_code=200 if added.changed == "replaced" else 201)
 
 
 @router.delete("/endpoints/{name}")
 async def remove_endpoint(request: Request, name: ModelPath) -> dict[str, Any]:
     """Forget an endpoint (after its requests in flight finish); it leaves the model lists and the default chain."""
-    removed = await run_in_threadpool(request.app.state.manager.remove_endpoint, check_model_name(name))
-    return {"status": "removed", "endpoint": removed.public()}
+    removed = await run_in_threadpool(request.app.state.library.remove_endpoint, check_model_name(name))
+    return {"status": "removed", "endpoint": {"name": removed.name, "urls": removed.urls, "model": removed.model,
+                                              "key_env": removed.key_env}}
 
 
 @router.post("/model/switch/{name}")
@@ -45,7 +46,7 @@ async def switch(request: Request, name: ModelPath, body: Optional[SwitchRequest
     """Make `name` the default model (requests naming `default` go to it), with optional fallbacks; persisted."""
     chain = [check_model_name(name), *(check_model_name(f) for f in (body.fallbacks if body else []))]
     try:
-        await run_in_threadpool(request.app.state.manager.use, chain)
+        await run_in_threadpool(request.app.state.library.use, chain)
     except LQMFError as exc:
         if type(exc) is LQMFError:  # a chain that names a model twice, or `default` itself
             raise APIError(422, exc.message, exc.hint) from None
