@@ -112,3 +112,14 @@ def http(served):
 
     with httpx.Client(base_url=served[0], timeout=120) as client:
         yield client
+
+
+def interrupt(proc: subprocess.Popen, timeout: float = 60) -> str:
+    """Ctrl-C a child Python process and wait for it; its stderr (killed instead when it does not end)."""
+    try:
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return stderr

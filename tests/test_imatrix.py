@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -24,6 +23,7 @@ from lqmf.errors import QuantizationError, ToolUnavailable
 from lqmf.manifest import read_manifest, sha256_file
 from lqmf.tools import IMATRIX, LlamaTools, tools_folder
 from server.discovery import discover
+from tests.conftest import interrupt
 from tests.loaders import greedy_twice
 from tests.tiny_models import tiny_llama
 
@@ -194,12 +194,11 @@ def test_ctrl_c_ends_the_child_and_leaves_nothing(f16, tmp_path, tool_settings):
             time.sleep(0.05)
             children = _children_named(proc.pid, IMATRIX)
         assert children, f"llama-imatrix never started: {proc.stderr.read() if proc.poll() is not None else ''}"
-        time.sleep(0.5)  # let it get into its chunks
-        proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=60)
     finally:
-        if proc.poll() is None:
+        if not children and proc.poll() is None:
             proc.kill()
+    time.sleep(0.5)  # let it get into its chunks
+    stderr = interrupt(proc, timeout=60)
     assert proc.returncode != 0 and "KeyboardInterrupt" in stderr
     assert not any(child.is_running() for child in children)
     assert os.listdir(out_dir) == []

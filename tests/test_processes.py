@@ -20,7 +20,7 @@ from lqmf.processes import (
     start_child,
     tethered,
 )
-from tests.conftest import REPO
+from tests.conftest import REPO, interrupt
 
 PARENT = """
 import subprocess, sys, time
@@ -139,13 +139,8 @@ run_child([sys.executable, "-c", {script!r}])
 def test_ctrl_c_in_the_waiting_parent_ends_the_whole_group():
     parent = subprocess.Popen([sys.executable, "-c", CANCELLED.format(repo=str(REPO), script=WITH_GRANDCHILD)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        child, grandchild = (int(pid) for pid in parent.stdout.readline().split())
-        parent.send_signal(signal.SIGINT)
-        _, stderr = parent.communicate(timeout=30)
-    finally:
-        if parent.poll() is None:
-            parent.kill()
+    child, grandchild = (int(pid) for pid in parent.stdout.readline().split())
+    stderr = interrupt(parent, timeout=30)
     assert parent.returncode != 0 and "KeyboardInterrupt" in stderr
     assert _gone(child, grandchild)
 
