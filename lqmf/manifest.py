@@ -142,8 +142,13 @@ def process_rss() -> int:
 
     proc = psutil.Process()
     total = proc.memory_info().rss
+    own = proc.cmdline()
     for child in proc.children(recursive=True):
         try:
+            # Between fork and exec a child is this process's copy: its resident pages are ours, shared, and
+            # counting them would double the peak for that moment. Once it runs its own program, it counts.
+            if child.cmdline() == own:
+                continue
             total += child.memory_info().rss
         except psutil.Error:  # a child that ended between the listing and the look
             pass

@@ -73,3 +73,43 @@ def test_gptq_and_bnb_hold_quantized_tensors(demo_dir):
     assert nf4.get("U8", 0) > 0
     int8 = read_manifest(demo_dir / "demo-bnb-int8")["tensor_types"]
     assert int8.get("I8", 0) > 0
+
+
+def test_a_child_between_fork_and_exec_is_not_counted_twice():
+    # A forked child shares this process's pages until it execs: counted, they doubled a run's measured peak
+    # (a quantization "measured" at twice the test process's size whenever the sampler hit that moment).
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    from lqmf.manifest import process_rss
+
+    ballast = bytearray(256 * 2**20)
+    for i in range(0, len(ballast), 4096):  # resident, not just reserved
+        ballast[i] = 1
+    own = psutil.Process().memory_info().rss
+    pid = os.fork()
+    if pid == 0:  # the copy: it only waits, as a child does before its exec
+        time.sleep(30)
+        os._exit(0)
+    try:
+        time.sleep(0.2)
+        assert process_rss() < own * 1.3
+        fill = "b = bytearray(64 * 2**20); b[::4096] = b'x' * len(b[::4096]); import time; time.sleep(30)"
+        program = subprocess.Popen([sys.executable, "-c", fill])
+        try:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and process_rss() < own + 50 * 2**20:
+                time.sleep(0.05)
+            assert process_rss() >= own + 50 * 2**20  # a child running its own program counts
+        finally:
+            program.kill()
+            program.wait()
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    del ballast
