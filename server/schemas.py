@@ -13,7 +13,6 @@ from agents.classifiers.artifact import NAME_MAX as CLASSIFIER_NAME_MAX
 from agents.classifiers.artifact import NAME_PATTERN as CLASSIFIER_NAME_PATTERN
 from lqmf import sampling
 from lqmf.names import MODEL_NAME, MODEL_NAME_MAX, MODEL_NAME_PATTERN, NEW_MODEL_NAME_PATTERN
-from lqmf.sampling import JSON_SAFE_INT  # noqa: F401 (routes bound their integer path ids with it)
 from server.backends.base import GenerationParams
 
 TEXT_MAX = 1_048_576  # characters; the body limit (LQMF_MAX_BODY_BYTES, 1 MiB) bounds it first

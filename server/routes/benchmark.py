@@ -8,8 +8,8 @@ from fastapi import APIRouter, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from agents.measure.experiments import benchmark_summary
+from lqmf.sampling import JSON_SAFE_INT
 from server.errors import APIError
-from server.schemas import JSON_SAFE_INT
 
 router = APIRouter(tags=["experiments"])
 Status = Literal["running", "done", "failed", "incomplete"]
