@@ -12,19 +12,25 @@ PKG_HASH := $(shell cat pyproject.toml requirements.txt | sha256sum | cut -c1-16
 PKG_STAMP := $(VENV)/.editable-$(PKG_HASH)
 # llama-cpp-python is compiled from source by pip: use every core for it.
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
+# The flags every llama.cpp build here adds (the wheel's and the tools'): on x86, no AMX kernels, which
+# segfault on AMX Xeons (lqmf/native_build.py says why). Read with the system Python: no venv needed.
+LLAMA_FLAGS := $(shell $(PYTHON) -m lqmf.native_build flags)
 
-.PHONY: setup install converter tools demo run test lint
+.PHONY: setup install converter tools demo smoke run test lint
 
-setup: install converter tools demo
+setup: install converter tools demo smoke
 
+# Every time, not only on a new stamp: a wheel built earlier (or cached by pip) with the AMX kernels is
+# found here and rebuilt without them.
 install: $(STAMP) $(PKG_STAMP)
+	$(PY) -m lqmf.native_build ensure
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 # Only the hash names the stamp, so a fresh checkout's new mtime does not force a reinstall.
 $(STAMP): | $(PY)
-	$(PY) -m pip install --disable-pip-version-check -r requirements.txt
+	CFLAGS="$(LLAMA_FLAGS)" CXXFLAGS="$(LLAMA_FLAGS)" $(PY) -m pip install --disable-pip-version-check -r requirements.txt
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -46,6 +52,11 @@ tools: install
 
 demo: install converter
 	$(PY) -m agents.demo
+
+# Decode a few tokens of every GGUF type with the built llama.cpp (in process and on llama-server), each in
+# a child: a type that crashes is named, and serving falls back (repacking off, or that engine off).
+smoke: install tools demo
+	$(PY) -m server.gguf_smoke
 
 run: setup
 	$(PY) cli/api_cli.py

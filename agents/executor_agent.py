@@ -208,7 +208,8 @@ class Executor:
     def _server_info(self, note: str = "") -> r.ServerInfo:
         status = self.server.status()
         return r.ServerInfo(running=status.running, url=status.url, host=status.host, port=status.port,
-                            uptime_s=status.uptime_s, loaded=self.manager.loaded(), note=note)
+                            uptime_s=status.uptime_s, loaded=self.manager.loaded(), note=note,
+                            gguf=self.manager.engine_status())
 
     def start_server(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
         if self.server.running:

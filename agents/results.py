@@ -113,6 +113,7 @@ class ServerInfo(Result):
     uptime_s: float = 0.0
     loaded: list[dict[str, Any]] = field(default_factory=list)
     note: str = ""
+    gguf: dict[str, Any] = field(default_factory=dict)  # which engine serves GGUF, and why
 
 
 @dataclass

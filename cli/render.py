@@ -57,11 +57,16 @@ def endpoint_list(res: r.EndpointList, console: Console) -> None:
     if not res.endpoints:
         console.print("No remote endpoints. Add one: add endpoint NAME at http://HOST:PORT/v1 [model M] "
                       "[key from ENV_VAR]")
+        if res.problem:
+            console.print(f"[red]{escape(res.problem)}[/red]")
         return
     table = Table(title="Remote endpoints")
     for column in ("name", "member", "model", "key from", "health", "latency", "in flight", "served", "error"):
         table.add_column(column)
     for e in res.endpoints:
+        if e.get("broken"):  # no members: its entry in the file cannot be used
+            table.add_row(escape(e["name"]), escape(", ".join(e["urls"])) or "-", escape(e.get("model") or ""), "",
+                          "broken", "-", "", "", escape(e["broken"]))
         for i, m in enumerate(e["members"]):
             table.add_row(e["name"] if i == 0 else "", m["url"], (e.get("model") or "(the one it lists)") if i == 0
                           else "", (f"${e['key_env']}" if e.get("key_env") else "-") if i == 0 else "", m["health"],
@@ -102,6 +107,8 @@ def server_info(res: r.ServerInfo, console: Console) -> None:
         text = "API server not running (start it with: start server)"
     if res.note:
         text = f"{res.note}. {text}"
+    if res.gguf:
+        text += f"\nGGUF engine: [bold]{res.gguf['engine']}[/bold]: {escape(res.gguf['reason'])}"
     console.print(Panel(text, title="server"))
     loaded_table(res.loaded, console)
 

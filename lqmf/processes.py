@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -193,3 +194,20 @@ def _leads_own_group(proc: subprocess.Popen) -> bool:
         return os.getpgid(proc.pid) == proc.pid
     except ProcessLookupError:
         return False
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now (a child binds it; a lost race is retried by the caller)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def exit_words(code: int) -> str:
+    """A child's exit status in words: `killed by SIGSEGV`, `exited with 1`."""
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with {code}"

@@ -43,7 +43,9 @@ class Settings(BaseSettings):
     tools_dir_override: Optional[Path] = Field(
         default=None,
         validation_alias="LQMF_TOOLS_DIR",
-        description="Where fetched tools (the llama.cpp converter) are cached.",
+        description="Where built and fetched tools (llama.cpp's converter, llama-server, llama-quantize, "
+        "llama-imatrix) live. Unset: the installation's own .cache/tools, whatever LQMF_HOME says: "
+        "programs belong to the installation, not to a user's data.",
     )
     log_level: str = Field(default="INFO", description="Level of logs/lqmf.log.")
     max_models: int = Field(default=5, ge=1, description="Most models loaded at once (the brief's MAX_MODELS).")
@@ -153,9 +155,10 @@ class Settings(BaseSettings):
 
     @property
     def tools_dir(self) -> Path:
+        """Built programs: the installation's, so a server with another LQMF_HOME still finds its engine."""
         if self.tools_dir_override is not None:
             return self.tools_dir_override.expanduser().resolve()
-        return self.cache_dir / "tools"
+        return PROJECT_ROOT / ".cache" / "tools"
 
 
 def _comma_or_json_list(value) -> list[str]:

@@ -22,6 +22,7 @@ from server.errors import ErrorBody, OllamaErrorBody, documented_errors, install
 from server.manager import ModelManager
 from server.metrics import Metrics, MetricsMiddleware
 from server.routes import benchmark, classifiers, compare, endpoints, native, ollama, openai, ops
+from server.routes.links import install_links
 from server.security import (
     APIKeyMiddleware,
     BodyLimitMiddleware,
@@ -78,6 +79,7 @@ def create_app(settings: Settings, manager: Optional[ModelManager] = None) -> Fa
                    endpoints.router):
         app.include_router(router, responses=documented_errors(ErrorBody, *ERROR_STATUSES))
     app.include_router(ollama.router, responses=documented_errors(OllamaErrorBody, *ERROR_STATUSES))
+    install_links(app)  # which operation takes the name another one made, renamed or removed
     # Added innermost first: metrics see every response, including the ones the outer layers refuse.
     cross_site = CrossSitePolicy.build(settings.host, settings.allowed_hosts, settings.origins)
     app.add_middleware(RoutedModelHeaders)
@@ -108,6 +110,9 @@ async def _probe_endpoints(app: FastAPI) -> None:
 async def _preload(app: FastAPI) -> None:
     """Load the configured models, then mark the server ready (/health answers 503 until then)."""
     manager: ModelManager = app.state.manager
+    # Which engine serves GGUF (a smoke check in child processes on a build not checked yet), before ready:
+    # /health then reports it without waiting.
+    await run_in_threadpool(manager.engine_status)
     for name in app.state.settings.preload:
         try:
             await run_in_threadpool(manager.load, name, -1.0)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import socket
 import subprocess
 import threading
 import time
@@ -21,9 +20,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 from lqmf.errors import EngineUnavailable, ModelLoadError
-from lqmf.processes import end_process, start_child
+from lqmf.processes import end_process, exit_words, free_port, start_child
 from lqmf.settings import Settings
 from lqmf.tools import LlamaTools, tools_folder
+from server.gguf_smoke import IN_PROCESS, SERVER, engine_verdict
 
 log = logging.getLogger(__name__)
 
@@ -34,36 +34,60 @@ LOG_TAIL_LINES = 6
 
 @dataclass(frozen=True)
 class EngineChoice:
-    """Which engine serves GGUF models, and why (said once, in the log and on the shell's screen)."""
+    """Which engine serves GGUF models, and why (said once, in the log and on the shell's screen).
+
+    The smoke check (server.gguf_smoke) decides how each engine runs here: llama-server with
+    --no-repack when repacking crashed it, and whether GGUF weights may run in this process at all.
+    """
 
     binary: Optional[Path]  # llama-server when the server engine is used, else None
     reason: str
+    server_args: tuple[str, ...] = ()  # extra llama-server arguments (--no-repack)
+    repack: bool = True  # in-process loads repack weights (llama.cpp's default)
+    inprocess_refusal: Optional[str] = None  # why GGUF weights must not run in this process, if they must not
 
     @property
     def server(self) -> bool:
         return self.binary is not None
 
+    @property
+    def name(self) -> str:
+        """The engine's name for /health, GET /models and `status`."""
+        return "llama-server" if self.server else "in-process"
+
+    def describe(self) -> dict[str, Any]:
+        """What /health and GET /models say about how GGUF is served, and why."""
+        return {"engine": self.name, "reason": self.reason, "binary": str(self.binary) if self.binary else None,
+                "repack": self.repack if not self.server else "--no-repack" not in self.server_args,
+                "in_process_weights": self.inprocess_refusal or "allowed"}
+
 
 def choose_engine(settings: Settings) -> EngineChoice:
-    """The server engine when it is built (or asked for), else the in-process one, with the reason."""
+    """The server engine when it is built (or asked for) and decodes on this CPU, else the in-process one, with
+    the reason; either way as the smoke check found it runs here."""
+    inproc = engine_verdict(IN_PROCESS, settings)
+    in_process = {"repack": inproc.mode != "no-repack",
+                  "inprocess_refusal": inproc.reason if inproc.mode == "off" else None}
+    caveat = "" if inproc.mode in ("repack", "unchecked") else f" ({inproc.reason})"
     if settings.gguf_engine == "in-process":
-        return EngineChoice(None, "GGUF models are served in-process (LQMF_GGUF_ENGINE=in-process)")
+        return EngineChoice(None, f"GGUF models are served in-process (LQMF_GGUF_ENGINE=in-process){caveat}",
+                            **in_process)
     tools = LlamaTools.in_folder(tools_folder(settings))
     if tools.server.is_file() and os.access(tools.server, os.X_OK):
-        return EngineChoice(tools.server, f"GGUF models are served by llama.cpp's llama-server ({tools.server})")
-    missing = (f"llama.cpp's llama-server is not built (no {tools.server}); run `make tools` to build it "
-               "(about 4 minutes; needs cmake and a C++ compiler)")
+        verdict = engine_verdict(SERVER, settings)
+        if verdict.mode != "off":
+            how = f"; {verdict.reason}" if verdict.mode == "no-repack" else ""
+            return EngineChoice(tools.server, f"GGUF models are served by llama.cpp's llama-server ({tools.server})"
+                                f"{how}", ("--no-repack",) if verdict.mode == "no-repack" else (), **in_process)
+        missing = verdict.reason
+    else:
+        missing = (f"llama.cpp's llama-server is not built (no {tools.server}); run `make tools` to build it "
+                   "(about 4 minutes; needs cmake and a C++ compiler)")
     if settings.gguf_engine == "server":
         raise ModelLoadError(f"LQMF_GGUF_ENGINE=server but {missing.split('; ')[0]}",
                              "run `make tools`, or set LQMF_GGUF_ENGINE=in-process")
-    return EngineChoice(None, f"GGUF models are served in-process, one request at a time: {missing}")
-
-
-def free_port() -> int:
-    """A port nothing listens on now (the child binds it; a lost race is retried by the caller)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    return EngineChoice(None, f"GGUF models are served in-process, one request at a time: {missing}{caveat}",
+                        **in_process)
 
 
 @dataclass(frozen=True)
@@ -77,6 +101,7 @@ class ChildSpec:
     slot_ctx: int  # tokens each slot's context holds (a request's prompt + generation)
     threads: int
     log_path: Path
+    extra_args: tuple[str, ...] = ()  # from the EngineChoice (--no-repack where the smoke check needs it)
 
 
 class EngineChild:
@@ -114,7 +139,7 @@ class EngineChild:
             str(s.binary), "-m", str(s.model_path), "--host", "127.0.0.1", "--port", str(self.port),
             "-np", str(s.slots), "-c", str(s.slot_ctx * s.slots), "-t", str(s.threads), "-tb", str(s.threads),
             "--jinja", "--no-webui", "--metrics", "--slots", "--no-warmup", "-a", s.name,
-            "--log-prefix", "--log-timestamps",
+            "--log-prefix", "--log-timestamps", *s.extra_args,
         ]
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -186,7 +211,7 @@ class EngineChild:
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 raise ModelLoadError(
-                    f"llama-server could not serve {self.spec.name} (it exited with {self._proc.returncode}): "
+                    f"llama-server could not serve {self.spec.name} (it {exit_words(self._proc.returncode)}): "
                     f"{self.log_tail()}", f"see {self.spec.log_path}")
             try:
                 if httpx.get(f"{self.url}/health", headers=headers, timeout=2.0).status_code == 200:
@@ -202,8 +227,7 @@ class EngineChild:
         with self._lock:
             if self._stopping or proc is not self._proc:  # stopped on purpose, or replaced
                 return
-            how = f"was killed by signal {-code}" if code < 0 else f"exited with {code}"
-            self.died = f"llama-server for {self.spec.name} {how}: {self.log_tail()}"
+            self.died = f"llama-server for {self.spec.name} {exit_words(code)}: {self.log_tail()}"
         log.error("%s (log: %s); the next request starts it again", self.died, self.spec.log_path)
 
     def ensure_running(self) -> None:

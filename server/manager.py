@@ -456,6 +456,14 @@ class ModelManager:
                 (log.info if self._engine.server else log.warning)("%s", self._engine.reason)
             return self._engine
 
+    def engine_status(self) -> dict[str, Any]:
+        """Which engine serves GGUF here and why (decided now if no GGUF load has decided it yet)."""
+        try:
+            return self.engine().describe()
+        except LQMFError as exc:  # LQMF_GGUF_ENGINE=server without a usable llama-server
+            return {"engine": "none", "reason": exc.message, "binary": None, "repack": None,
+                    "in_process_weights": None}
+
     def engine_notice(self) -> Optional[str]:
         """Once per manager, after a GGUF load on the in-process fallback: why, and how to get the engine."""
         with self._lock:

@@ -24,10 +24,20 @@ def test_defaults_live_in_the_project(monkeypatch):
 def test_home_relocates_every_writable_path(home: Path, monkeypatch):
     monkeypatch.delenv("LQMF_TOOLS_DIR", raising=False)
     s = load_settings()
-    paths = [s.models_dir, s.logs_dir, s.db_path, s.history_path, s.cache_dir, s.tools_dir]
+    paths = [s.models_dir, s.logs_dir, s.db_path, s.history_path, s.cache_dir]
     for path in paths:
         assert path.is_relative_to(home.resolve()), path
     assert len(set(paths)) == len(paths)
+
+
+def test_built_tools_belong_to_the_installation_not_the_home(home: Path, tmp_path, monkeypatch):
+    """LQMF_HOME moves a user's data, never the programs `make tools` built; LQMF_TOOLS_DIR still moves them."""
+    monkeypatch.delenv("LQMF_TOOLS_DIR", raising=False)
+    s = load_settings()
+    assert s.tools_dir == PROJECT_ROOT / ".cache" / "tools"
+    assert not s.tools_dir.is_relative_to(home.resolve())
+    monkeypatch.setenv("LQMF_TOOLS_DIR", str(tmp_path / "elsewhere"))
+    assert load_settings().tools_dir == (tmp_path / "elsewhere").resolve()
 
 
 def test_models_dir_overrides_models_alone(home: Path, tmp_path_factory, monkeypatch):

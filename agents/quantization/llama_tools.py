@@ -22,13 +22,13 @@ import shutil
 import sys
 import tempfile
 import time
-from importlib import util as import_util
 from pathlib import Path
 from typing import IO, Optional
 
 from agents.quantization.converter import extract_vendor, fetch_sdist
 from lqmf.atomic import atomic_output
 from lqmf.errors import ToolUnavailable
+from lqmf.native_build import amx_libraries, flags_text, wheel_library_dir
 from lqmf.processes import ChildTimedOut, run_child, run_child_captured
 from lqmf.settings import Settings
 from lqmf.tools import IMATRIX, QUANTIZE, SERVER, TARGETS, LlamaTools, llama_cpp_version, tools_folder
@@ -134,8 +134,11 @@ def ensure_llama_tools(settings: Settings) -> LlamaTools:
     """
     target = tools_folder(settings)
     tools = LlamaTools.in_folder(target)
-    if tools.ready():
+    stale = build_staleness(target) if tools.ready() else "not built"
+    if stale is None:
         return tools
+    if tools.ready():
+        log.warning("rebuilding llama.cpp's tools in %s: %s", target, stale)
     _require_build_programs()
     version = llama_cpp_version()
     settings.logs_dir.mkdir(parents=True, exist_ok=True)
@@ -151,11 +154,36 @@ def ensure_llama_tools(settings: Settings) -> LlamaTools:
         # overwrite: a folder from an older LQMF may hold only some of the programs.
         with atomic_output(target, is_dir=True, overwrite=True) as out:
             how = _build(source, work, out, build_log, log_path)
+            found = amx_libraries(out)
+            if found:
+                raise ToolUnavailable(
+                    f"the built {found[0].name} holds llama.cpp's AMX kernels although it was compiled with "
+                    f"{flags_text()}", f"see {log_path}; report this with the output of `cc -v`")
             record = {"version": version, "how": how, "detail": BUILD_KINDS[how],
+                      "compiler_flags": flags_text(), "amx_kernels": False,
                       "build_seconds": round(time.perf_counter() - start, 1)}
             (out / BUILD_RECORD).write_text(json.dumps(record, indent=2), encoding="utf-8")
     log.info("llama.cpp tools ready in %s (%s build, %.0f s)", target, how, time.perf_counter() - start)
     return tools
+
+
+def build_staleness(folder: Path) -> Optional[str]:
+    """Why the built tools in `folder` must be built again (None: they are current).
+
+    A folder built by an older LQMF, with other flags, or holding libraries with the AMX kernels
+    (copied from a wheel built with them) is rebuilt.
+    """
+    try:
+        record = json.loads((folder / BUILD_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return f"{BUILD_RECORD} is missing or unreadable"
+    if not isinstance(record, dict) or record.get("compiler_flags") != flags_text():
+        flags = record.get("compiler_flags") if isinstance(record, dict) else None
+        return f"built with compiler flags {flags!r}, not {flags_text()!r}"
+    found = amx_libraries(folder)
+    if found:
+        return f"{found[0].name} holds llama.cpp's AMX kernels, which segfault on AMX CPUs"
+    return None
 
 
 def _require_build_programs() -> None:
@@ -192,16 +220,12 @@ def _build(source: Path, work: Path, out: Path, build_log: IO[str], log_path: Pa
     return "static"
 
 
-def wheel_library_dir() -> Path:
-    """Where the installed llama-cpp-python keeps libllama.so and libggml*.so."""
-    spec = import_util.find_spec("llama_cpp")
-    if spec is None or not spec.submodule_search_locations:
-        raise ToolUnavailable("llama-cpp-python is not installed", "run `make setup`")
-    return Path(list(spec.submodule_search_locations)[0]) / "lib"
-
-
 def _build_against_wheel(source: Path, build_dir: Path, out: Path, build_log: IO[str]) -> None:
     libraries = wheel_library_dir()
+    if libraries is None:
+        raise ToolUnavailable("llama-cpp-python is not installed", "run `make setup`")
+    if amx_libraries(libraries):
+        raise _BuildFailed(f"the wheel's CPU library in {libraries} holds the AMX kernels (run `make install`)")
     copied = [p for p in sorted(libraries.glob("lib*.so.*")) if WHEEL_LIBRARY.match(p.name)]
     needed = {"libllama.so.0", "libggml.so.0", "libggml-base.so.0", "libmtmd.so.0"}
     if not needed <= {p.name for p in copied}:
@@ -225,8 +249,10 @@ def _build_static(source: Path, build_dir: Path, out: Path, build_log: IO[str]) 
 
 def _cmake(source: Path, build_dir: Path, build_log: IO[str], options: tuple[str, ...]) -> None:
     generator = ("-G", "Ninja") if shutil.which("ninja") else ()
+    # The same flags the wheel was compiled with (lqmf.native_build): no AMX kernels on x86.
+    flags = (f"-DCMAKE_C_FLAGS={flags_text()}", f"-DCMAKE_CXX_FLAGS={flags_text()}")
     steps = (
-        ("configure", ["cmake", "-S", str(source), "-B", str(build_dir), *generator, *options]),
+        ("configure", ["cmake", "-S", str(source), "-B", str(build_dir), *generator, *flags, *options]),
         ("compile", ["cmake", "--build", str(build_dir), "-j", str(os.cpu_count() or 1), "--target", *TARGETS]),
     )
     for step, cmd in steps:

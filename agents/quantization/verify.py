@@ -9,7 +9,6 @@ torch and the library, and GPTQModel's CPU kernel is compiled once per machine).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -18,14 +17,15 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from lqmf import gguf_check
 from lqmf.errors import QuantizationError
-from lqmf.processes import ChildTimedOut, run_child_split
+from lqmf.processes import ChildTimedOut, exit_words, run_child_split
 from lqmf.sampling import GREEDY
 
 log = logging.getLogger(__name__)
 
 VERIFY_STEP = "verify: load the output and decode one token"
-GGUF_CHECK = Path(__file__).with_name("gguf_check.py")
+GGUF_CHECK = Path(gguf_check.__file__)
 GGUF_TIMEOUT_S = 300.0
 PROMPT = "def main"
 # llama.cpp's log lines that carry a reason (loader errors, asserts); the rest is metadata chatter.
@@ -64,14 +64,14 @@ def verify_gguf(path: Path, name: str, threads: Optional[int] = None) -> dict:
             "the file may be damaged; quantize again",
         ) from exc
     log.debug("llama.cpp check of %s (exit %s):\n%s", name, code, stderr)
-    result = _last_json(stdout)
+    result = gguf_check.read_answer(stdout)
     if code == 0 and result.get("ok"):
         facts = {k: result[k] for k in ("n_vocab", "load_s", "token", "piece", "prompt_tokens") if k in result}
         facts.update(runtime="llama.cpp (llama-cpp-python)", wall_s=round(time.perf_counter() - start, 3))
         return facts
     log.error("llama.cpp cannot load %s (exit %s):\n%s", name, code, stderr[-20000:])
     stage = STAGES.get(result.get("stage", ""), "loading it")
-    reason = llama_cpp_reason(stderr) or result.get("error") or _exit_words(code)
+    reason = llama_cpp_reason(stderr) or result.get("error") or f"the checking process {exit_words(code)}"
     raise VerificationFailed(
         f"llama.cpp cannot load {name} ({stage}): {reason}",
         "the GGUF was not kept; the source's tokenizer or config may not fit its architecture for llama.cpp "
@@ -92,20 +92,6 @@ def llama_cpp_reason(stderr: str) -> str:
     # The loader repeats the cause up the call chain ("failed to load model"); keep only what says why.
     specific = [r for r in reasons if r not in GENERIC_REASONS]
     return "; ".join((specific or reasons)[:3])
-
-
-def _exit_words(code: int) -> str:
-    return f"the checking process was killed by signal {-code}" if code < 0 else f"the check exited with {code}"
-
-
-def _last_json(stdout: str) -> dict:
-    for line in reversed(stdout.strip().splitlines()):
-        if line.startswith("{"):
-            try:
-                return json.loads(line)
-            except json.JSONDecodeError:
-                return {}
-    return {}
 
 
 def verify_folder(folder: Path, fmt: str, name: str, threads: Optional[int] = None) -> dict:

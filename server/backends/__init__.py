@@ -22,11 +22,14 @@ def backend_for(record: "ModelRecord", *, engine: "Optional[EngineChoice]" = Non
     from server.backends.gguf import GGUFBackend
     from server.backends.transformers_backend import TransformersBackend
 
+    if record.format == "gguf" and engine is not None:
+        # How llama.cpp may run in this process here (embeddings and the in-process engine load weights).
+        options.update(repack=engine.repack, inprocess_refusal=engine.inprocess_refusal)
     if record.format == "gguf" and engine is not None and engine.server:
         from server.backends.gguf_engine import EngineBackend
         from server.engine import engine_log_path
 
-        return EngineBackend(record, binary=engine.binary, slots=slots,
+        return EngineBackend(record, binary=engine.binary, slots=slots, server_args=engine.server_args,
                              log_path=engine_log_path(logs_dir, record.name), **options)
 
     table: dict[str, Callable[..., "Backend"]] = {

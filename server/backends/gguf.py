@@ -82,8 +82,12 @@ class GGUFBackend(Backend):
     # pointing at /dev/null for good (seen under the load test). Every make and close takes this lock.
     _native_lock = threading.Lock()
 
-    def __init__(self, record, *, n_ctx: Optional[int] = None, threads: Optional[int] = None) -> None:
+    def __init__(self, record, *, n_ctx: Optional[int] = None, threads: Optional[int] = None, repack: bool = True,
+                 inprocess_refusal: Optional[str] = None) -> None:
         super().__init__(record, n_ctx=n_ctx, threads=threads)
+        # As the smoke check (server.gguf_smoke) found llama.cpp runs in this process on this CPU.
+        self.repack = repack
+        self.inprocess_refusal = inprocess_refusal
         self.llm = None
         self._template: Optional[str] = None
         self._n_ctx: Optional[int] = None
@@ -109,12 +113,12 @@ class GGUFBackend(Backend):
 
     def _open(self, **options) -> None:
         """Open the file as self.llm (a readable ModelLoadError if llama.cpp cannot) and read its template."""
-        from llama_cpp import Llama
-
         try:
             # Quiet: a vocab-only context warns about its n_ctx on the shell's screen.
             with self._native_lock, quiet_llama_log():
-                self.llm = Llama(model_path=str(self.record.path), verbose=False, **options)
+                self.llm = self._new_llama(**options)
+        except LQMFError:  # refused by the smoke check's verdict: its reason, as it is
+            raise
         except Exception as exc:  # llama.cpp reports every load failure as a bare ValueError
             raise ModelLoadError(
                 f"llama.cpp could not load {self.record.name} ({self.record.path.name}): {exc}",
@@ -126,6 +130,22 @@ class GGUFBackend(Backend):
         self._close_llm()
         self._grammar_tokenizer = None
         self.loaded = False
+
+    def _new_llama(self, **options):
+        """A llama_cpp.Llama over this file, made as the smoke check found safe; call it under _native_lock.
+
+        Weights (anything but a vocab-only handle) are refused where the check saw llama.cpp crash in
+        process even with repacking off: a crash here would take the server or the shell down with it.
+        """
+        from llama_cpp import Llama
+
+        from lqmf.gguf_check import repacking_off
+
+        if self.inprocess_refusal and not options.get("vocab_only"):
+            raise ModelLoadError(f"{self.record.name} cannot run in this process: {self.inprocess_refusal}",
+                                 "serve it on llama-server (`make tools`), or rebuild with `make install`")
+        with contextlib.nullcontext() if self.repack or options.get("vocab_only") else repacking_off():
+            return Llama(model_path=str(self.record.path), verbose=False, **options)
 
     def _close_llm(self) -> None:
         if self.llm is not None:
@@ -239,17 +259,14 @@ class GGUFBackend(Backend):
         and freed at once. Weights are memory-mapped, so the second handle costs no second copy.
         """
         import numpy as np
-        from llama_cpp import Llama
 
         ids = [int(t) for t in ids]
         if not ids:
             raise ValueError("no tokens to score")
         self.check_fits(ids[:-1])
         with self._native_lock:
-            scorer = Llama(
-                model_path=str(self.record.path), n_ctx=len(ids), n_batch=min(512, len(ids)), logits_all=True,
-                n_threads=self.threads or default_threads(), verbose=False,
-            )
+            scorer = self._new_llama(n_ctx=len(ids), n_batch=min(512, len(ids)), logits_all=True,
+                                     n_threads=self.threads or default_threads())
         try:
             scorer.eval(ids)
             return np.array(scorer.scores[: len(ids)], dtype=np.float32, copy=True)

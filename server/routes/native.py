@@ -51,8 +51,10 @@ async def status(request: Request) -> dict[str, Any]:
 
 @router.get("/models")
 async def loaded_models(request: Request) -> dict[str, Any]:
-    """Loaded models: format, bits, memory, load time, last used, queue depth, engine (process, slots, health)."""
-    return {"models": request.app.state.manager.loaded()}
+    """Loaded models: format, bits, memory, load time, last used, queue depth, engine (process, slots, health);
+    and which engine serves GGUF here, and why."""
+    manager = request.app.state.manager
+    return {"models": manager.loaded(), "gguf": await run_in_threadpool(manager.engine_status)}
 
 
 @router.get("/models/available")

@@ -18,9 +18,10 @@ router = APIRouter(tags=["ops"])
 
 @router.get("/health")
 async def health(request: Request):
-    """200 when ready to serve, 503 while starting (preloading models)."""
+    """200 when ready to serve, with which engine serves GGUF and why; 503 while starting (preloading models)."""
     if request.app.state.ready.is_set():
-        return {"status": "ok"}
+        # Startup decided the engine (_preload), so this is a lookup, not a smoke check.
+        return {"status": "ok", "gguf": await run_in_threadpool(request.app.state.manager.engine_status)}
     return JSONResponse({"status": "starting"}, status_code=503, headers={"Retry-After": "1"})
 
 
