@@ -68,7 +68,7 @@ def choose_engine(settings: Settings) -> EngineChoice:
     inproc = engine_verdict(IN_PROCESS, settings)
     in_process = {"repack": inproc.mode != "no-repack",
                   "inprocess_refusal": inproc.reason if inproc.mode == "off" else None}
-    caveat = "" if inproc.mode in ("repack", "unchecked") else f" ({inproc.reason})"
+    caveat = "" if inproc.mode == "repack" else f" ({inproc.reason})"
     if settings.gguf_engine == "in-process":
         return EngineChoice(None, f"GGUF models are served in-process (LQMF_GGUF_ENGINE=in-process){caveat}",
                             **in_process)
@@ -76,7 +76,7 @@ def choose_engine(settings: Settings) -> EngineChoice:
     if tools.server.is_file() and os.access(tools.server, os.X_OK):
         verdict = engine_verdict(SERVER, settings)
         if verdict.mode != "off":
-            how = f"; {verdict.reason}" if verdict.mode == "no-repack" else ""
+            how = "" if verdict.mode == "repack" else f"; {verdict.reason}"
             return EngineChoice(tools.server, f"GGUF models are served by llama.cpp's llama-server ({tools.server})"
                                 f"{how}", ("--no-repack",) if verdict.mode == "no-repack" else (), **in_process)
         missing = verdict.reason

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -46,6 +47,12 @@ SMOKE_TYPES = ("f16", "q8_0", "q4_k_m", "q4_0", "q4_1")
 VERDICT_FILE = "gguf-smoke.json"
 CHILD_TIMEOUT_S = 120.0
 SERVER_TOKENS = 4
+
+
+def smoke_threads() -> int:
+    """Several compute threads, as serving runs: a kernel may fail only on a thread other than the first
+    (AMX needs a per-thread permission, llama.cpp PR #26954)."""
+    return max(2, min(4, os.cpu_count() or 2))
 
 
 @dataclass(frozen=True)
@@ -231,7 +238,7 @@ def _quantize(sample: Path, out: Path, qtype: str, python: str) -> str:
 
 def _decode_in_child(path: Path, repack: bool, *, python: str, **_) -> tuple[bool, str]:
     """llama-cpp-python loads `path` and decodes a token in a child: (decoded, what happened)."""
-    cmd = [python, gguf_check.__file__, str(path), "1", *(() if repack else ("--no-repack",))]
+    cmd = [python, gguf_check.__file__, str(path), str(smoke_threads()), *(() if repack else ("--no-repack",))]
     try:
         code, stdout, stderr = run_child_split(cmd, timeout_s=CHILD_TIMEOUT_S)
     except ChildTimedOut:
@@ -248,7 +255,7 @@ def _decode_on_server(path: Path, repack: bool, *, server: Path, logs_dir: Path,
 
     port = free_port()
     cmd = [str(server), "-m", str(path), "--host", "127.0.0.1", "--port", str(port), "-c", "256", "-np", "1",
-           "-t", "1", "--no-webui", *(() if repack else ("--no-repack",))]
+           "-t", str(smoke_threads()), "--no-webui", *(() if repack else ("--no-repack",))]
     logs_dir.mkdir(parents=True, exist_ok=True)
     with open(logs_dir / "gguf-smoke-server.log", "ab") as out:
         proc = start_child(cmd, stdout=out)

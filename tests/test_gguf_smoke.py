@@ -198,3 +198,15 @@ def test_the_verdict_follows_the_build(tmp_path, demo_dir):
     stored[IN_PROCESS]["key"] = "another-build"
     path.write_text(json.dumps(stored))
     assert stored_verdict(IN_PROCESS, settings) is None
+
+
+def test_without_a_sample_gguf_serves_unchecked_and_says_so(tmp_path, monkeypatch):
+    from server import gguf_smoke
+
+    monkeypatch.setattr(gguf_smoke, "PROJECT_ROOT", tmp_path)  # no installation demo either
+    settings = Settings(home=tmp_path / "home", models_dir_override=tmp_path / "empty",
+                        tools_dir_override=tmp_path / "tools")
+    choice = choose_engine(settings)
+    assert choice.repack and choice.inprocess_refusal is None
+    assert "not checked" in choice.reason and "make demo" in choice.reason
+    assert not (tmp_path / "tools" / "gguf-smoke.json").exists()  # checked once there is a sample
