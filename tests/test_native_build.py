@@ -14,7 +14,13 @@ import pytest
 from agents.quantization.llama_tools import BUILD_RECORD, build_staleness
 from lqmf import native_build
 from lqmf.native_build import (
-    AMX_MARKER, amx_libraries, compiler_flags, cpu_libraries, ensure_wheel, flags_text, has_amx_kernels,
+    AMX_MARKER,
+    amx_libraries,
+    compiler_flags,
+    cpu_libraries,
+    ensure_wheel,
+    flags_text,
+    has_amx_kernels,
     wheel_library_dir,
 )
 from lqmf.settings import load_settings

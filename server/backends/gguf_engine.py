@@ -12,8 +12,10 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
@@ -36,9 +38,10 @@ class EngineBackend(GGUFBackend):
     features = frozenset({"json_schema", "logprobs"})
 
     def __init__(self, record, *, binary: Path, slots: int, log_path: Path, n_ctx: Optional[int] = None,
-                 threads: Optional[int] = None) -> None:
-        super().__init__(record, n_ctx=n_ctx, threads=threads)
+                 threads: Optional[int] = None, server_args: tuple[str, ...] = (), **native) -> None:
+        super().__init__(record, n_ctx=n_ctx, threads=threads, **native)
         self.binary = binary
+        self.server_args = server_args
         self.parallel = slots
         self.log_path = log_path
         self.child: Optional[EngineChild] = None
@@ -47,6 +50,7 @@ class EngineBackend(GGUFBackend):
         self._weights_lock = threading.Lock()
         self._idle: list = []  # (kept-alive http.client connection, pid of the child it reaches), newest last
         self._pool_lock = threading.Lock()
+        self._grammars = GrammarCache(GRAMMAR_CACHE_SIZE)  # the child's grammars by schema (see _grammar)
 
     # -- lifecycle -------------------------------------------------------------------------------
     def load(self) -> None:
@@ -57,7 +61,7 @@ class EngineBackend(GGUFBackend):
         self._open(vocab_only=True)
         threads = self.threads or engine_threads()
         self.child = EngineChild(ChildSpec(self.binary, Path(self.record.path), self.record.name, self.parallel,
-                                           self._n_ctx, threads, self.log_path))
+                                           self._n_ctx, threads, self.log_path, self.server_args))
         try:
             self.child.start()
         except BaseException:
@@ -89,7 +93,8 @@ class EngineBackend(GGUFBackend):
     def engine_info(self) -> dict[str, Any]:
         """What /models shows about the engine: its process, slots, restarts and why it last died."""
         child = self.child
-        return {"engine": "llama-server", "slots": self.parallel, "pid": child.pid if child else None,
+        return {"engine": "llama-server", "args": list(self.server_args), "slots": self.parallel,
+                "pid": child.pid if child else None,
                 "alive": bool(child and child.alive()), "restarts": child.restarts if child else 0,
                 "died": child.died if child else None}
 
@@ -171,7 +176,8 @@ class EngineBackend(GGUFBackend):
         self.check_fits(prompt_ids, window)
         budget = min(params.max_tokens, window - len(prompt_ids))
         self.child.ensure_running()
-        return completion_body(prompt_ids, params, budget, stream)
+        grammar = self._grammar(prompt_ids, params) if params.json_schema is not None else None
+        return completion_body(prompt_ids, params, budget, stream, grammar)
 
     def _post(self, body: dict[str, Any], cancel: Optional[threading.Event]):
         """POST /completion: (connection, response), or (connection, None) when `cancel` was set before the
@@ -288,15 +294,54 @@ class EngineBackend(GGUFBackend):
                 f"llama.cpp's grammar cannot enforce {', '.join(sorted(skipped))} in a JSON schema",
                 "drop those keywords, or use a transformers format of the model (llguidance enforces them)")
 
+    def _grammar(self, prompt_ids: list[int], params: GenerationParams) -> str:
+        """The GBNF grammar the child gets for the request's schema: llama.cpp's own conversion, compact, its
+        fixed text in this model's tokens (see compact_grammar, tokenized_literals). Made once per schema."""
+        grammar = self._grammars.get(params.json_schema)
+        if grammar is None:
+            converted = compact_grammar(self._converted_grammar(prompt_ids, params))
+            grammar = tokenized_literals(converted, self._spelling)
+            self._grammars.put(params.json_schema, grammar)
+        return grammar
+
+    def _spelling(self, text: str) -> Optional[list[int]]:
+        """The model's own tokens for `text` (no BOS, special tokens not parsed), or None when they do not
+        spell it back exactly (a tokenizer that adds a leading space, for one)."""
+        with self._vocab_lock:
+            ids = self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+        return ids if ids and self.detokenize(ids) == text else None
+
+    def _converted_grammar(self, prompt_ids: list[int], params: GenerationParams) -> str:
+        """The grammar llama-server's own converter (C++) makes of the schema, as the child reports it.
+
+        The converter is not exported by any library this process loads, and llama-cpp-python's Python port
+        of it does not enforce integer bounds, so the child converts: a one-token generation under the schema,
+        whose answer echoes its settings. It runs on the request's own prompt, so the slot it warms is the one
+        the request then finds cached.
+        """
+        body = completion_body(prompt_ids, params, 1, stream=False)
+        body.pop("n_probs", None)
+        body["response_fields"] = ["generation_settings"]  # not the prompt's text, tokens and timings
+        with self._failures_explained():
+            conn, response = self._post(body, cancel=None)
+            done = False
+            try:
+                answer = json.loads(response.read())
+                done = True
+            finally:
+                self._release(conn, reusable=done)
+        grammar = (answer.get("generation_settings") or {}).get("grammar")
+        if not isinstance(grammar, str) or not grammar:
+            raise LQMFError("llama-server did not report the grammar it made of the JSON schema",
+                            f"see {self.log_path}; the engine's version may not echo generation_settings")
+        return grammar
+
     # -- embeddings: a full in-process handle on the same (memory-mapped) file --------------------
     def _weights_llm(self):
-        from llama_cpp import Llama
-
         with self._weights_lock:
             if self._weights is None:
                 with self._native_lock:
-                    self._weights = Llama(model_path=str(self.record.path), n_ctx=256, n_batch=256,
-                                          n_threads=self.threads or engine_threads(), verbose=False)
+                    self._weights = self._new_llama(n_ctx=256, n_batch=256, n_threads=self.threads or engine_threads())
             return self._weights
 
 
@@ -329,6 +374,80 @@ def engine_unenforced(schema: Any) -> set[str]:
     return found
 
 
+# llama.cpp's converter lets whitespace (one space, or up to two newlines and 20 spaces or tabs) follow
+# every JSON token, in one rule named `space`. A small model spends its budget on that indentation
+# (measured: a forced tool call cut at 64 tokens inside its first key), so the rule is made empty: the
+# child then writes the compact JSON that the in-process engine's llguidance writes
+# (server/constrained.py compiles with whitespace_flexible off). Whitespace inside strings is content,
+# untouched.
+SPACE_RULE = re.compile(r"^space ::= .*$", re.MULTILINE)
+COMPACT_SPACE = 'space ::= ""'
+# A GBNF string literal (group 1: its escaped text), or a character class, matched whole so that the
+# quotes it may hold are not taken for a literal's.
+GBNF_LITERAL = re.compile(r'\[(?:\\.|[^\]\\])*\]|"((?:\\.|[^"\\])*)"')
+GBNF_ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|.)")
+GBNF_ESCAPED = {"t": "\t", "r": "\r", "n": "\n"}  # any other escaped character stands for itself
+GRAMMAR_CACHE_SIZE = 256
+
+
+def compact_grammar(gbnf: str) -> str:
+    """llama.cpp's GBNF for a JSON schema with no whitespace allowed between tokens."""
+    compact, found = SPACE_RULE.subn(COMPACT_SPACE, gbnf, count=1)
+    if not found:  # a future converter without the rule: its JSON is still valid, maybe not compact
+        log.warning("llama.cpp's grammar has no `space` rule to make empty; its JSON may not be compact")
+    return compact
+
+
+def tokenized_literals(gbnf: str, spelling) -> str:
+    """`gbnf` with every literal of two or more characters written as the model's own tokens for it.
+
+    llama.cpp's grammar admits any tokenization of a literal, and a small model then spells keys one
+    character a token (measured on demo-q4_k_m: `"tool_calls"` as 12 tokens, a forced call 67-77 tokens
+    where the in-process engine took 43-51). llguidance admits only the tokenizer's own tokens for text the
+    schema fixes; token ids (`<[id]>`) do the same here. `spelling(text)` gives those ids, or None to leave
+    the literal as characters. The language is unchanged: only how the fixed text is cut into tokens.
+    """
+    def rewrite(match: re.Match) -> str:
+        if match.group(1) is None:
+            return match.group(0)  # a character class
+        text = GBNF_ESCAPE.sub(lambda e: gbnf_char(e.group(1)), match.group(1))
+        ids = spelling(text) if len(text) > 1 else None
+        return "(" + " ".join(f"<[{i}]>" for i in ids) + ")" if ids else match.group(0)
+
+    return GBNF_LITERAL.sub(rewrite, gbnf)
+
+
+def gbnf_char(escape: str) -> str:
+    """The character a GBNF escape (without its backslash) stands for, as llama.cpp's parse_char reads it."""
+    if escape[0] in "xuU" and len(escape) > 1:
+        return chr(int(escape[1:], 16))
+    return GBNF_ESCAPED.get(escape, escape)
+
+
+class GrammarCache:
+    """One model's grammars by schema text, the least recently used dropped first: tool requests repeat the
+    same schema, and each new one costs the child a one-token run (see EngineBackend._converted_grammar)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[str, str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> Optional[str]:
+        with self._lock:
+            grammar = self._items.get(key)
+            if grammar is not None:
+                self._items.move_to_end(key)
+            return grammar
+
+    def put(self, key: str, grammar: str) -> None:
+        with self._lock:
+            self._items[key] = grammar
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+
 def engine_threads() -> int:
     """Physical cores: the child's threads spin at barriers, and the parent's per-token work is small."""
     import os
@@ -338,8 +457,10 @@ def engine_threads() -> int:
     return psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
 
-def completion_body(prompt_ids: list[int], params: GenerationParams, budget: int, stream: bool) -> dict[str, Any]:
-    """The llama-server /completion request for a generation."""
+def completion_body(prompt_ids: list[int], params: GenerationParams, budget: int, stream: bool,
+                    grammar: Optional[str] = None) -> dict[str, Any]:
+    """The llama-server /completion request for a generation; `grammar` (GBNF) constrains it in place of the
+    schema's own conversion (see compact_grammar)."""
     body: dict[str, Any] = {
         "prompt": prompt_ids, "n_predict": budget, "stream": stream, "return_tokens": True,
         "cache_prompt": params.cache_prompt,
@@ -352,7 +473,9 @@ def completion_body(prompt_ids: list[int], params: GenerationParams, budget: int
     }
     if params.seed is not None:
         body["seed"] = params.seed_bits(32)
-    if params.json_schema is not None:
+    if grammar is not None:
+        body["grammar"] = grammar
+    elif params.json_schema is not None:
         # llama.cpp's own converter, which enforces integer bounds where llama-cpp-python's Python port of
         # it does not; `true` (any value) is written as the empty schema it means.
         schema = json.loads(params.json_schema)
