@@ -265,12 +265,13 @@ class Library:
 
     # -- remote endpoints and the default model ---------------------------------------------------------------
     def endpoints(self) -> "EndpointList":
-        """Every registered endpoint with its members' health and latency (stale members probed first); never a
-        key, only the variable it comes from."""
+        """Every registered endpoint with its members' health and latency (stale members probed first), a broken
+        entry with the reason; never a key, only the variable it comes from."""
         from agents.models.results import EndpointList
 
         fleets = self.manager.endpoints.refresh()
-        return EndpointList(endpoints=[fleet.status() for fleet in fleets.values()])
+        return EndpointList(endpoints=[fleet.status() for fleet in fleets.values()],
+                            problem=self.manager.endpoints.config.problem())
 
     def add_endpoint(self, name: str, urls: Union[str, Sequence[str]], *, model: Optional[str] = None,
                      key_env: Optional[str] = None) -> "EndpointList":

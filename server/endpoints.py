@@ -15,10 +15,12 @@ while a server runs; a member that fails a request is skipped until a probe find
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import os
 import re
+import socket
 import threading
 import time
 import tomllib
@@ -35,6 +37,10 @@ log = logging.getLogger(__name__)
 
 KEY_ENV = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 REMOTE_MODEL = re.compile(r"^[^\s\x00-\x1f]{1,256}$")
+# A DNS label as resolvers take it: letters, digits, '-' inside, and '_' (container and compose service names).
+HOST_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
+NUMERIC_HOST = re.compile(r"^[0-9.]+$")  # all digits: an IPv4 address or nothing (no top-level domain is numeric)
+MAX_HOST_NAME = 253
 LISTING_PROBE_TIMEOUT_S = 3.0  # a listing waits at most this long for stale probes
 MAX_MEMBERS = 64
 
@@ -47,6 +53,10 @@ class Endpoint:
     urls: tuple[str, ...]
     model: Optional[str] = None
     key_env: Optional[str] = None
+    # Why the file's entry cannot be used: it is listed with this reason and never routed to.
+    broken: Optional[str] = None
+    # A broken entry as the file holds it, written back unchanged when other entries change.
+    raw: Any = field(default=None, compare=False, hash=False, repr=False)
 
     def api_key(self) -> Optional[str]:
         """The key, read from its environment variable now; RemoteError when the variable is unset."""
@@ -72,7 +82,7 @@ def normalize_url(url: str) -> str:
                              "give a plain http(s) URL (an international host name in its xn-- form)")
     try:
         parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises on a port out of range
+        port = parts.port  # raises on a port out of range
     except ValueError as exc:  # a bad port or a bracketed host that is no IP address
         raise InvalidRequest(f"{url[:200]!r} is not a valid URL ({exc})", "give e.g. http://10.0.0.5:8000/v1") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -80,6 +90,10 @@ def normalize_url(url: str) -> str:
     if parts.query or parts.fragment or parts.username or parts.password:
         raise InvalidRequest(f"{url!r} carries a query, fragment or credentials",
                              "give the bare base URL; a key goes in an environment variable (key from ENV_VAR)")
+    if port == 0:
+        raise InvalidRequest(f"{url!r} names port 0, which no server listens on",
+                             "give the port the server listens on (1-65535), e.g. http://10.0.0.5:8000/v1")
+    check_host(parts.hostname, url)
     path = parts.path.rstrip("/")
     normal = f"{parts.scheme}://{parts.netloc}{path or '/v1'}"
     try:
@@ -89,6 +103,46 @@ def normalize_url(url: str) -> str:
     except httpx.InvalidURL as exc:
         raise InvalidRequest(f"{url[:200]!r} is not a valid URL ({exc})", "give e.g. http://10.0.0.5:8000/v1") from None
     return normal
+
+
+def check_host(host: str, url: str) -> None:
+    """InvalidRequest unless the resolver can take `host`: an IP address, or a DNS name of valid labels.
+
+    getaddrinfo encodes a name with the idna codec, which raises UnicodeError (not an HTTP error) on an
+    empty or over-long label, and a name with characters no host has can never resolve: both are
+    refused here, before anything is written, rather than failing every later probe.
+    """
+    if ":" in host:  # urlsplit has already checked that a bracketed host is an IPv6 address
+        return
+    name = host[:-1] if host.endswith(".") else host  # a fully qualified name's root dot
+    hint = ("give a host name of letters, digits, '-' and '_' in dot-separated labels of 1-63 characters "
+            "(at most 253 in all), or an IP address, e.g. http://10.0.0.5:8000/v1")
+    if NUMERIC_HOST.match(name):
+        try:
+            socket.inet_aton(name)  # what getaddrinfo accepts as an IPv4 address (0 is 0.0.0.0)
+        except OSError:
+            raise InvalidRequest(f"{url!r}: {host!r} is not an IPv4 address", hint) from None
+        return
+    why = next((w for w in map(label_problem, name.split(".")) if w), None)
+    if why is None and len(name) > MAX_HOST_NAME:
+        why = f"it is longer than {MAX_HOST_NAME} characters"
+    if why is not None:
+        raise InvalidRequest(f"{url!r}: the host {host!r} cannot be resolved ({why})", hint)
+    try:
+        host.encode("idna")  # exactly what the resolver does first; the rules above should make this hold
+    except UnicodeError as exc:
+        raise InvalidRequest(f"{url!r}: the host {host!r} cannot be resolved ({exc})", hint) from None
+
+
+def label_problem(label: str) -> Optional[str]:
+    """What is wrong with one dot-separated label of a host name, or None."""
+    if not label:
+        return "it has an empty label"
+    if len(label) > 63:
+        return f"its label {label[:20]!r}... is longer than 63 characters"
+    if not HOST_LABEL.match(label):
+        return f"its label {label!r} has characters no host name has, or starts or ends with '-'"
+    return None
 
 
 def check_endpoint(name: str, urls: Iterable[str], model: Optional[str], key_env: Optional[str]) -> Endpoint:
@@ -105,9 +159,9 @@ def check_endpoint(name: str, urls: Iterable[str], model: Optional[str], key_env
     if len(members) > MAX_MEMBERS:
         raise InvalidRequest(f"endpoint {name} has {len(members)} members, more than {MAX_MEMBERS}",
                              "split the fleet under several names")
-    if model is not None and not REMOTE_MODEL.match(model):
+    if model is not None and (not isinstance(model, str) or not REMOTE_MODEL.match(model)):
         raise InvalidRequest(f"{model!r} is not a model id", "give the id the server lists under GET /v1/models")
-    if key_env is not None and not KEY_ENV.match(key_env):
+    if key_env is not None and (not isinstance(key_env, str) or not KEY_ENV.match(key_env)):
         raise InvalidRequest(f"{key_env!r} is not an environment variable name",
                              "give the variable's name (e.g. OPENAI_API_KEY), never the key itself")
     return Endpoint(name, members, model or None, key_env or None)
@@ -124,81 +178,149 @@ def remote_facts(record: Any) -> dict[str, Any]:
 # -- the config file -------------------------------------------------------------------------------
 
 def parse_config(text: str, path: Path) -> dict[str, Endpoint]:
-    """Endpoints from the TOML text; LQMFError naming the file and the entry that is wrong."""
+    """Endpoints from the TOML text, a broken entry marked with the reason; LQMFError when the file itself is wrong."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise LQMFError(f"{path} is not valid TOML: {exc}",
-                        "fix the file or remove it (see docs/SCALE_OUT.md)") from exc
+        raise LQMFError(f"{path} is not valid TOML: {exc}", "fix the file or remove it (see docs/SCALE_OUT.md); "
+                        "nothing is written to it until then") from exc
     table = data.get("endpoints", {})
     if not isinstance(table, dict):
-        raise LQMFError(f"{path}: 'endpoints' must be a table of [endpoints.NAME] entries", "see docs/SCALE_OUT.md")
-    out: dict[str, Endpoint] = {}
-    for name, entry in table.items():
-        if not isinstance(entry, dict):
-            raise LQMFError(f"{path}: [endpoints.{name}] must be a table", "see docs/SCALE_OUT.md")
-        unknown = set(entry) - {"url", "urls", "model", "key_env"}
-        if unknown:
-            raise LQMFError(f"{path}: [endpoints.{name}] has unknown keys {sorted(unknown)}",
-                            "use url or urls, model, key_env (never a key itself)")
-        urls = entry.get("urls", [entry["url"]] if "url" in entry else [])
-        if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
-            raise LQMFError(f"{path}: [endpoints.{name}] urls must be a list of strings", 'urls = ["http://HOST:PORT/v1"]')
-        try:
-            out[name] = check_endpoint(name, urls, entry.get("model"), entry.get("key_env"))
-        except InvalidRequest as exc:
-            raise LQMFError(f"{path}: [endpoints.{name}]: {exc.message}", exc.hint) from None
-    return out
+        raise LQMFError(f"{path}: 'endpoints' must be a table of [endpoints.NAME] entries",
+                        "see docs/SCALE_OUT.md; nothing is written to the file until it is fixed")
+    return {name: parse_entry(name, entry, path) for name, entry in table.items()}
 
 
-def _toml_string(value: str) -> str:
-    # A JSON string of printable text is a TOML basic string (validated values have no control characters).
-    return json.dumps(value, ensure_ascii=False)
+def parse_entry(name: str, entry: Any, path: Path) -> Endpoint:
+    """One [endpoints.NAME] entry; a broken one (bad URL, missing field, wrong type) is marked, never raised."""
+    try:
+        return check_entry(name, entry)
+    except InvalidRequest as exc:
+        reason = f"{path}: [endpoints.{name}]: {exc.message} ({exc.hint or 'see docs/SCALE_OUT.md'})"
+        log.warning("endpoint %s is broken: %s", name, reason)
+        urls = entry.get("urls", [entry.get("url")]) if isinstance(entry, dict) else []
+        shown = tuple(u for u in urls if isinstance(u, str)) if isinstance(urls, list) else ()
+        return Endpoint(name, shown, broken=reason, raw=entry)
+
+
+def check_entry(name: str, entry: Any) -> Endpoint:
+    """A file entry as an Endpoint, or InvalidRequest that says what to change in it."""
+    if not isinstance(entry, dict):
+        raise InvalidRequest("it must be a table", f'[endpoints.{name}] with urls = ["http://HOST:PORT/v1"]')
+    unknown = set(entry) - {"url", "urls", "model", "key_env"}
+    if unknown:  # only the names: an unknown key may hold a secret
+        raise InvalidRequest(f"it has unknown keys {sorted(unknown)}",
+                             "use url or urls, model, key_env (never a key itself)")
+    urls = entry.get("urls", [entry["url"]] if "url" in entry else [])
+    if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+        raise InvalidRequest("urls must be a list of strings", 'urls = ["http://HOST:PORT/v1"]')
+    for key in ("model", "key_env"):
+        if key in entry and not isinstance(entry[key], str):
+            raise InvalidRequest(f"{key} must be a string, not {type(entry[key]).__name__}",
+                                 'model = "the remote id", key_env = "THE_VARIABLE_NAME"')
+    return check_endpoint(name, urls, entry.get("model"), entry.get("key_env"))
+
+
+def _toml_value(value: Any) -> str:
+    """`value` (as tomllib reads it) in TOML, inline: a broken entry goes back into the file as it was."""
+    if isinstance(value, str):
+        # A JSON string is a TOML basic string, once DEL (which JSON leaves bare) is escaped too.
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)  # inf, -inf and nan are TOML's spellings too
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_toml_value(str(k))} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"no TOML form for {type(value).__name__}")
 
 
 def render_config(endpoints: dict[str, Endpoint]) -> str:
     lines = ["# LQMF remote endpoints (see docs/SCALE_OUT.md). Keys are never stored: key_env names the",
              "# environment variable each request reads the key from.", ""]
+    loose = {e.name: e.raw for e in endpoints.values() if e.broken and not isinstance(e.raw, dict)}
+    if loose:  # broken entries that are no tables: keys of [endpoints] itself, before any sub-table
+        lines += ["[endpoints]", *(f"{_toml_value(name)} = {_toml_value(raw)}" for name, raw in loose.items()), ""]
     for e in endpoints.values():
-        lines.append(f"[endpoints.{_toml_string(e.name)}]")
-        lines.append(f"urls = [{', '.join(_toml_string(u) for u in e.urls)}]")
+        if e.name in loose:
+            continue
+        lines.append(f"[endpoints.{_toml_value(e.name)}]")
+        if e.broken:
+            lines += [f"{_toml_value(key)} = {_toml_value(value)}" for key, value in e.raw.items()]
+            lines.append("")
+            continue
+        lines.append(f"urls = [{', '.join(_toml_value(u) for u in e.urls)}]")
         if e.model:
-            lines.append(f"model = {_toml_string(e.model)}")
+            lines.append(f"model = {_toml_value(e.model)}")
         if e.key_env:
-            lines.append(f"key_env = {_toml_string(e.key_env)}")
+            lines.append(f"key_env = {_toml_value(e.key_env)}")
         lines.append("")
     return "\n".join(lines)
 
 
 class EndpointConfig:
-    """The endpoints file, re-read when it changes on disk (the shell and a server share it)."""
+    """The endpoints file, re-read when it changes on disk (the shell and a server share it).
+
+    A broken entry is kept (listed as broken, written back as it was); a file that cannot be read at all
+    lists no endpoint, says why in `problem`, and is never overwritten: it may hold what its owner wrote.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
         self._stamp: Optional[tuple[int, int]] = None
         self._endpoints: dict[str, Endpoint] = {}
+        self._problem: Optional[LQMFError] = None
 
     def all(self) -> dict[str, Endpoint]:
+        """Every entry, broken ones included ({} when the file cannot be read: see `problem`)."""
         with self._lock:
             return dict(self._read())
+
+    def problem(self) -> Optional[str]:
+        """Why the file cannot be read at all (with what to do), or None."""
+        with self._lock:
+            self._read()
+            return None if self._problem is None else f"{self._problem.message} ({self._problem.hint})"
 
     def _read(self) -> dict[str, Endpoint]:
         try:
             stat = self.path.stat()
         except FileNotFoundError:
-            self._stamp, self._endpoints = None, {}
+            self._stamp, self._endpoints, self._problem = None, {}, None
             return self._endpoints
         stamp = (stat.st_mtime_ns, stat.st_size)
         if stamp != self._stamp:
-            self._endpoints = parse_config(self.path.read_text(encoding="utf-8"), self.path)
+            try:
+                self._endpoints, self._problem = parse_config(self._text(), self.path), None
+            except LQMFError as exc:  # listings go on without the file's endpoints; the log and `problem` say why
+                log.error("remote endpoints unavailable: %s (%s)", exc.message, exc.hint)
+                self._endpoints, self._problem = {}, exc
             self._stamp = stamp
         return self._endpoints
 
+    def _text(self) -> str:
+        try:
+            return self.path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise LQMFError(f"{self.path} cannot be read ({exc})",
+                            "fix or remove the file; nothing is written to it until then") from exc
+
+    def _writable(self) -> dict[str, Endpoint]:
+        """The entries to change; LQMFError (nothing written) while the file cannot be read."""
+        current = dict(self._read())
+        if self._problem is not None:
+            raise LQMFError(self._problem.message, self._problem.hint)
+        return current
+
     def put(self, endpoint: Endpoint) -> Optional[Endpoint]:
-        """Add or replace an endpoint; the one it replaced, if any."""
+        """Add or replace an endpoint (a broken entry of that name too); the one it replaced, if any."""
         with self._lock:
-            current = dict(self._read())
+            current = self._writable()
             old = current.get(endpoint.name)
             current[endpoint.name] = endpoint
             self._write(current)
@@ -206,7 +328,7 @@ class EndpointConfig:
 
     def remove(self, name: str) -> Optional[Endpoint]:
         with self._lock:
-            current = dict(self._read())
+            current = self._writable()
             old = current.pop(name, None)
             if old is not None:
                 self._write(current)
@@ -243,6 +365,9 @@ def probe_member(url: str, key: Optional[str], timeout: float) -> Probe:
     try:
         response = httpx.get(f"{url}/models", headers=headers, timeout=timeout)
     except httpx.HTTPError as exc:
+        return Probe(False, time.perf_counter() - start, time.time(), error=f"unreachable ({describe_http_error(exc)})")
+    except (OSError, UnicodeError) as exc:  # the resolver's own errors, which httpx passes on unwrapped
+        log.warning("probe of %s failed below HTTP: %r", url, exc)
         return Probe(False, time.perf_counter() - start, time.time(), error=f"unreachable ({describe_http_error(exc)})")
     latency = time.perf_counter() - start
     if response.status_code != 200:
@@ -294,7 +419,8 @@ class Fleet:
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
-        self.members = [Member(u) for u in endpoint.urls]
+        # A broken entry has no members: its URLs are never probed nor routed to.
+        self.members = [] if endpoint.broken else [Member(u) for u in endpoint.urls]
         self._lock = threading.Lock()
         self._turn = 0
 
@@ -332,6 +458,9 @@ class Fleet:
                 log.warning("endpoint %s: member %s marked down: %s", self.name, member.url, error)
 
     def down_error(self) -> RemoteError:
+        if self.endpoint.broken:
+            return RemoteError(f"endpoint {self.name} is broken: {self.endpoint.broken}",
+                               f"fix its entry, or register it again: add endpoint {self.name} at URL", status=503)
         reasons = "; ".join(f"{m.url}: {m.failed or (m.probe.error if m.probe else 'not probed')}"
                             for m in self.members)
         if any(m.probe is not None and m.probe.status in (401, 403) for m in self.members):
@@ -366,6 +495,8 @@ class Fleet:
                     member.failed = None
 
     def health(self) -> str:
+        if self.endpoint.broken:
+            return "broken"
         up = sum(m.known_up for m in self.members)
         if up == len(self.members):
             return "up"
@@ -416,7 +547,7 @@ class Fleet:
 
     def status(self) -> dict[str, Any]:
         return {**self.endpoint.public(), "health": self.health(), "latency_ms": self.latency_ms(),
-                "members": [m.status() for m in self.members]}
+                "members": [m.status() for m in self.members], "broken": self.endpoint.broken}
 
 
 class EndpointRegistry:
@@ -478,7 +609,7 @@ class EndpointRegistry:
         except InvalidRequest:
             return None
         for fleet in self.fleets().values():
-            if wanted in fleet.endpoint.urls:
+            if not fleet.endpoint.broken and wanted in fleet.endpoint.urls:
                 return fleet.endpoint.api_key()
         return None
 
@@ -498,10 +629,12 @@ class EndpointRegistry:
             status = fleet.status()
             record = ModelRecord(name=name, path=self.config.path, format="remote",
                                  context_length=fleet.context_length(), remote=status)
-            hosts = sorted({urlsplit(u).netloc for u in fleet.endpoint.urls})
-            record.display = {"host": ", ".join(hosts), "health": status["health"],
+            hosts = sorted({urlsplit(u).netloc for u in fleet.endpoint.urls}) if not fleet.endpoint.broken else []
+            record.display = {"host": ", ".join(hosts) or "-", "health": status["health"],
                               "latency": f"{status['latency_ms']} ms" if status["latency_ms"] is not None else "-"}
-            if name in taken:
+            if fleet.endpoint.broken:
+                record.usable, record.reason = False, fleet.endpoint.broken
+            elif name in taken:
                 record.usable, record.reason = False, f"a local model is also called {name}: rename the endpoint"
             out.append(record)
         return out

@@ -29,7 +29,7 @@ from typing import Any, Iterator, Optional
 
 from agents.models.results import DiskUsage, DiskUsageRow, ModelDetails, ModelFiles
 from lqmf.atomic import atomic_output, ensure_disk_space, temp_sibling
-from lqmf.errors import InvalidRequest, LQMFError, ModelNotFound, OutputExists
+from lqmf.errors import InvalidRequest, LQMFError, ModelBusy, ModelNotFound, OutputExists
 from lqmf.files import write_text_atomic
 from lqmf.manifest import MANIFEST_SUFFIX, manifest_path_for
 from lqmf.names import MODEL_NAME_MAX, NEW_MODEL_NAME
@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 IMATRIX_DIR = ".imatrix"  # as the quantization agent keeps them (agents/quantization/factory.py)
 IMATRIX_SUFFIX = ".imatrix.gguf"
 RESERVED_NAMES = ("default",)  # `default` names the active model (use NAME)
+SHOW_ATTEMPTS = 3  # reads of a model that others rename or remove meanwhile, before show gives up (ModelBusy)
 
 
 @dataclass
@@ -526,6 +527,8 @@ def lineage_tree(manager, name: str) -> dict[str, Any]:
     by_file = {Path(r.path).name: r.name for r in records.values()}
 
     def parent(n: str) -> Optional[str]:
+        if n not in records:  # removed or renamed since the caller found it: no lineage to follow
+            return None
         source = ((records[n].manifest or {}).get("source") or {}).get("path")
         found = by_file.get(Path(source).name) if source else None
         return found if found != n else None
@@ -574,8 +577,39 @@ def latest_figures(store, name: str) -> dict[str, Any]:
 
 
 def show_model(manager, name: str, *, store=None, with_template: bool = True) -> ModelDetails:
-    """Everything known about one model: the manifest's facts, lineage, latest figures, template, context."""
-    record = manager.record(name)
+    """Everything known about one model: the manifest's facts, lineage, latest figures, template, context.
+
+    Nothing holds the model while it is read, so a rename or removal may happen meanwhile: the read is
+    repeated until the files did not change under it, and a model that is gone is ModelNotFound.
+    """
+    for _ in range(SHOW_ATTEMPTS):
+        record = manager.record(name)  # ModelNotFound once it is gone
+        before = _identity(record)
+        try:
+            details = _details(manager, record, store, with_template)
+        except (FileNotFoundError, NotADirectoryError) as exc:  # a file moved while it was read
+            log.info("%s changed on disk while it was shown (%s): reading it again", name, exc)
+            continue
+        if before is not None and before == _identity(record):
+            return details
+        log.info("%s changed on disk while it was shown: reading it again", name)
+    raise ModelBusy(f"{name} kept changing on disk while it was read", "retry in a moment")
+
+
+def _identity(record: ModelRecord) -> Optional[tuple[int, int, int]]:
+    """What identifies a model's file or folder on disk (device, inode, mtime); None when it is not there."""
+    if record.format == "remote":
+        return (0, 0, 0)
+    try:
+        stat = os.stat(record.path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return stat.st_dev, stat.st_ino, stat.st_mtime_ns
+
+
+def _details(manager, record: ModelRecord, store, with_template: bool) -> ModelDetails:
+    """show_model's one read of a model's facts, files, lineage and figures."""
+    name = record.name
     facts: dict[str, Any] = {
         "name": record.name, "format": record.format, "level": record.level, "bits": record.bits,
         "path": str(record.path), "architecture": record.architecture, "parameter_count": record.parameter_count,

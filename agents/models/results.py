@@ -158,6 +158,7 @@ class EndpointList(Result):
 
     endpoints: list[dict[str, Any]] = field(default_factory=list)
     changed: str = ""
+    problem: Optional[str] = None  # why the endpoints file cannot be read at all (none of it is listed then)
 
 
 @dataclass

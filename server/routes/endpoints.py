@@ -17,12 +17,14 @@ router = APIRouter(tags=["endpoints"])
 
 @router.get("/endpoints")
 async def list_endpoints(request: Request) -> dict[str, Any]:
-    """Every registered endpoint with its members' health, latency and requests in flight (never a key)."""
+    """Every registered endpoint with its members' health, latency and requests in flight (never a key); a broken
+    entry of the file with `health` "broken" and the reason in `broken`; `problem`: why the file cannot be read."""
     listed = await run_in_threadpool(request.app.state.library.endpoints)
-    return {"endpoints": listed.endpoints}
+    return {"endpoints": listed.endpoints, "problem": listed.problem}
 
 
-@router.post("/endpoints", status_code=201)
+@router.post("/endpoints", status_code=201,
+             responses={200: {"description": "An endpoint of that name was replaced (a broken one included)"}})
 async def add_endpoint(request: Request, body: EndpointRequest) -> JSONResponse:
     """Register (or replace) an endpoint; it is probed at once and listed as a model of format remote."""
     name = check_model_name(body.name)
