@@ -159,12 +159,7 @@ class EngineBackend(GGUFBackend):
             if response is None:  # cancelled while the child worked: closing the connection stops it
                 elapsed = time.perf_counter() - start
                 return GenerationResult("", [], "cancelled", Timings(len(prompt_ids), 0, 0.0, elapsed, elapsed))
-            done = False
-            try:
-                event = json.loads(response.read())
-                done = True
-            finally:
-                self._release(conn, reusable=done)
+            event = self._whole_answer(conn, response)
         chunk = final_chunk(event, params, whole=True)
         return GenerationResult(chunk.text, chunk.token_ids, chunk.finish_reason, chunk.timings, chunk.logprobs)
 
@@ -216,6 +211,16 @@ class EngineBackend(GGUFBackend):
             finally:
                 conn.close()
         return conn, response
+
+    def _whole_answer(self, conn, response) -> dict[str, Any]:
+        """The child's JSON answer, read whole; only a connection read to its end goes back to the pool."""
+        done = False
+        try:
+            answer = json.loads(response.read())
+            done = True
+        finally:
+            self._release(conn, reusable=done)
+        return answer
 
     def _connection(self):
         """(an idle kept-alive connection to the running child, True) or (a new one, False)."""
@@ -324,12 +329,7 @@ class EngineBackend(GGUFBackend):
         body["response_fields"] = ["generation_settings"]  # not the prompt's text, tokens and timings
         with self._failures_explained():
             conn, response = self._post(body, cancel=None)
-            done = False
-            try:
-                answer = json.loads(response.read())
-                done = True
-            finally:
-                self._release(conn, reusable=done)
+            answer = self._whole_answer(conn, response)
         grammar = (answer.get("generation_settings") or {}).get("grammar")
         if not isinstance(grammar, str) or not grammar:
             raise LQMFError("llama-server did not report the grammar it made of the JSON schema",
