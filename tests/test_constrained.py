@@ -62,15 +62,44 @@ def constrained(backend, schema: dict, max_tokens: int = BUDGET, **sampling):
     return backend.generate(backend.chat_prompt_ids(ASK), params)
 
 
+def whitespace_outside_strings(text: str) -> list[int]:
+    """Offsets of whitespace between JSON tokens (compact JSON has none); `text` is valid JSON."""
+    found, in_string, escaped = [], False, False
+    for i, ch in enumerate(text):
+        if in_string:
+            escaped, in_string = (False, True) if escaped else (ch == "\\", ch != '"')
+        elif ch == '"':
+            in_string = True
+        elif ch in " \t\n\r":
+            found.append(i)
+    return found
+
+
 def assert_valid(result, schema: dict) -> object:
     assert result.finish_reason == "stop", f"cut at {len(result.token_ids)} tokens: {result.text!r}"
     value = json.loads(result.text)
     jsonschema_rs.validate(schema, value)
-    assert result.text == json.dumps(value, separators=(",", ":"), ensure_ascii=False), "not compact JSON"
+    # Compact means no whitespace between tokens, not json.dumps's spelling: a sampled `[-0]`, `1E2` or
+    # `"\u00e9"` is valid, compact JSON that the grammar may produce on any CPU (one sampled `[-0]` where
+    # this machine's kernels gave `[0]`); json.dumps would write them `[0]`, `100.0` and `"é"`.
+    assert not whitespace_outside_strings(result.text), f"not compact JSON: {result.text!r}"
     return value
 
 
 # -- every output is one valid JSON value --------------------------------------------------------------
+
+def test_the_check_takes_any_compact_spelling_of_a_valid_value():
+    """`[-0]` (sampled on another CPU) passes; whitespace between tokens or an invalid value does not."""
+    from types import SimpleNamespace as Result
+
+    def check(text: str) -> object:
+        return assert_valid(Result(finish_reason="stop", token_ids=[0], text=text), NUMBERS)
+
+    assert check("[-0]") == [0] and check("[1E1,-5]") == [10, -5]
+    for bad in ("[ 0]", "[0,\n1]", "[100]", "[]"):
+        with pytest.raises((AssertionError, jsonschema_rs.ValidationError)):
+            check(bad)
+
 
 @pytest.mark.parametrize("label", list(SCHEMAS))
 def test_greedy_and_sampled_generations_validate(hf, label):
@@ -86,21 +115,71 @@ def test_sampling_without_truncation_still_validates(hf):
         assert_valid(constrained(hf, PERSON, temperature=1.5, top_k=0, top_p=1.0, min_p=0.0, seed=seed), PERSON)
 
 
-def test_the_tools_schema_reaches_more_than_one_branch(hf):
-    names = set()
-    for seed in range(8):
-        names.add(assert_valid(constrained(hf, TOOLS, temperature=1.0, seed=seed), TOOLS)["name"])
-        if len(names) == 2:
-            break
-    assert len(names) == 2, names
+BRANCHES = {  # one complete call per branch of TOOLS, keys in the schema's order
+    "get_weather": '{"name":"get_weather","arguments":{"location":{"city":"Paris"},"unit":"celsius"}}',
+    "search": '{"name":"search","arguments":{"query":"x","limit":5}}',
+    "send_email": '{"name":"send_email","arguments":{"to":["bob"],"urgent":true}}',
+}
+
+
+def test_the_tools_schema_reaches_every_branch(hf):
+    """Every anyOf branch is open to the model, token by token, to its end. Which branch a seed samples is
+    the model's choice: it differs between machines (the demo model is trained on each, and sampled with
+    its CPU's kernels), so sampling only has to give valid calls, whichever branches they take."""
+    from server.constrained import JsonConstraint
+
+    for name, text in BRANCHES.items():
+        jsonschema_rs.validate(TOOLS, json.loads(text))
+        constraint = JsonConstraint.for_backend(hf, json.dumps(TOOLS))
+        ids = hf.tokenize(text, add_special=False)
+        for i, token in enumerate(ids):
+            assert not constraint.done and constraint.allowed_mask()[token], (name, hf.detokenize(ids[: i + 1]))
+            constraint.advance(token)
+        assert constraint.done and constraint.accepts_eos, name
+    # The sampled calls, each valid whatever its branch: test_greedy_and_sampled_generations_validate[tools].
+
+
+def completes_to_json(prefix: str) -> bool:
+    """Whether `prefix` is the start of some JSON text: json.loads (not our grammar) judges a few closings."""
+    stack, in_string, escape, hex_left = [], False, False, 0
+    for ch in prefix:
+        if in_string:
+            if hex_left:
+                hex_left -= 1
+            elif escape:
+                escape, hex_left = False, 4 if ch == "u" else 0
+            elif ch == "\\":
+                escape = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "{[":
+            stack.append("}" if ch == "{" else "]")
+        elif ch in "}]" and stack:
+            stack.pop()
+    close_string = ("n" if escape else "0" * hex_left) + '"' if in_string else ""
+    closers = "".join(reversed(stack))
+    middles = ("", "0", ":0", '"":0', "e", "l", "ue", "se", "le", "lse", "ll", "rue", "alse", "ull")
+    for middle in middles:
+        try:
+            json.loads(prefix + close_string + middle + closers)
+            return True
+        except ValueError:
+            continue
+    return False
 
 
 def test_json_object_gives_an_object(hf):
     """{"type": "object"} (OpenAI's json_object mode): keys and values are free, so this docstring-trained
-    model often runs out of tokens inside a long key; every sample that ends is an object."""
+    model often runs out of tokens inside a long key; every sample that ends is an object, and every
+    sample cut by max_tokens is the start of one. How many of the samples end is the model's choice (on
+    one machine about half within 120 tokens, on another 2 of 20): the grammar's side of ending, EOS
+    allowed exactly when the object is complete, is shown token by token in the next test."""
     schema = {"type": "object"}
+    assert completes_to_json('{"a\\u00') and completes_to_json('{"a":[tru') and not completes_to_json('{"a"}')
     ended = 0
-    for seed in range(10):  # about half end within 120 tokens; two are enough
+    for seed in range(10):
         result = constrained(hf, schema, max_tokens=120, temperature=1.0, repeat_penalty=1.3, seed=seed)
         if result.finish_reason == "stop":
             assert isinstance(assert_valid(result, schema), dict)
@@ -108,8 +187,8 @@ def test_json_object_gives_an_object(hf):
             if ended == 2:
                 break
         else:
-            assert result.text.startswith("{")
-    assert ended == 2
+            assert result.finish_reason == "length" and len(result.token_ids) == 120
+            assert result.text.startswith("{") and completes_to_json(result.text), result.text
 
 
 def test_json_object_admits_any_object_and_ends_with_it(hf):
@@ -193,15 +272,22 @@ def check_logprobs(backend, prompt: list[int], result, top_n: int) -> None:
         assert values == sorted(values, reverse=True)
         best = np.argsort(-expected[step])[:top_n]
         np.testing.assert_allclose(values, expected[step, best], atol=2e-3)
-        assert [t for t, _, _ in entry.top] == [backend.tokenizer.decode([int(i)]) for i in best]
+        # Each alternative is a token with that logprob among the n best, not one fixed order of ids: two
+        # tokens within float noise of each other (the generation's cached steps against this one full
+        # pass, or another CPU's kernels) may be listed in either order.
+        contenders = np.flatnonzero(expected[step] >= expected[step, best[-1]] - 2e-3)
+        for alternative, logprob, _ in entry.top:
+            assert any(backend.tokenizer.decode([int(i)]) == alternative and abs(expected[step, i] - logprob) <= 2e-3
+                       for i in contenders), (step, alternative, logprob)
 
 
 def test_logprobs_are_the_models_log_softmax_with_sorted_alternatives(hf):
     prompt = hf.chat_prompt_ids(ASK)
     result = hf.generate(prompt, GenerationParams(max_tokens=12, temperature=0, logprobs=5))
     check_logprobs(hf, prompt, result, 5)
-    # Greedy: the chosen token is the most likely one.
-    assert all(e.top[0][0] == e.token and e.top[0][1] == pytest.approx(e.logprob) for e in result.logprobs)
+    # Greedy: the chosen token is the most likely one, or tied with it (then either may be listed first).
+    assert all(e.top[0][1] == pytest.approx(e.logprob, abs=1e-6) for e in result.logprobs)
+    assert all(e.top[0][0] == e.token for e in result.logprobs if e.top[1][1] < e.top[0][1] - 1e-6)
 
 
 def test_logprobs_under_a_schema_are_unmasked_and_ride_on_each_chunk(hf):

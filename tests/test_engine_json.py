@@ -10,6 +10,7 @@ import pytest
 
 from server.backends.gguf_engine import COMPACT_SPACE, compact_grammar, tokenized_literals
 from server.tool_calls import ARRAY_CAP, STRING_CAP
+from tests.test_constrained import whitespace_outside_strings
 from tests.test_server import start_server
 
 MODEL = "demo-q4_k_m"
@@ -93,27 +94,14 @@ def forced_call(client, name: str, parameters: dict, max_tokens: int, **sampling
     return r, arguments
 
 
-def whitespace_between_tokens(text: str) -> list[int]:
-    """Offsets of whitespace outside JSON string literals (inside them it is content)."""
-    found, in_string, escaped = [], False, False
-    for i, ch in enumerate(text):
-        if in_string:
-            escaped, in_string = (False, True) if escaped else (ch == "\\", ch != '"')
-        elif ch == '"':
-            in_string = True
-        elif ch.isspace():
-            found.append(i)
-    return found
-
-
 def assert_compact(text: str, schema: dict) -> None:
     jsonschema_rs.validate(schema, json.loads(text))
-    assert whitespace_between_tokens(text) == [], f"whitespace between tokens: {text!r}"
+    assert whitespace_outside_strings(text) == [], f"whitespace between tokens: {text!r}"
 
 
-def test_the_scanner_sees_whitespace_between_tokens_only():
-    assert whitespace_between_tokens('{"a b":"c\\" d","e":[1,2]}') == []
-    assert whitespace_between_tokens('{\n  "a": [1, 2]}') == [1, 2, 3, 8, 12]
+def test_the_scanner_sees_whitespace_outside_strings_only():
+    assert whitespace_outside_strings('{"a b":"c\\" d","e":[1,2]}') == []
+    assert whitespace_outside_strings('{\n  "a": [1, 2]}') == [1, 2, 3, 8, 12]
 
 
 def test_the_grammars_space_rule_is_made_empty_and_nothing_else_changes():
@@ -157,7 +145,7 @@ def test_json_schema_and_ollama_format_are_compact(openai_client, ollama_client)
     if reply.done_reason == "stop":  # any object: the model may not close it within the budget
         assert_compact(reply.message.content, {"type": "object"})
     else:
-        assert whitespace_between_tokens(reply.message.content) == []
+        assert whitespace_outside_strings(reply.message.content) == []
 
 
 def test_an_unbounded_string_ends_at_the_cap(openai_client):

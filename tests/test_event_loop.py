@@ -189,7 +189,13 @@ def crowded(demo_dir, tmp_path_factory):
     folder = tmp_path_factory.mktemp("crowded-models")
     listed = fill(folder, demo_dir)
     # The stream batch interval is pinned: the gaps measured are the loop's, not a configured batching.
-    env = {"LQMF_AUTO_BENCHMARK_EVERY": "0", "LQMF_STREAM_BATCH_MS": "2"}
+    # So is the GGUF engine: the stream probes this server's loop. On the llama-server engine its tokens
+    # come from a child whose threads (one per core) compete with the server and the hammer for the cores,
+    # and the gaps measure how many cores the machine has (p99 about 300 ms on 2 cores, 25-40 ms with one
+    # engine thread), not the loop. In process, generation and the listings share this process and its
+    # GIL, so a blocked loop shows at once. (Until the tools stopped moving with LQMF_HOME, this server's
+    # fresh home had no llama-server, and it ran in process without saying so.)
+    env = {"LQMF_AUTO_BENCHMARK_EVERY": "0", "LQMF_STREAM_BATCH_MS": "2", "LQMF_GGUF_ENGINE": "in-process"}
     with ServerProcess(folder, env=env) as server:
         with httpx.Client(base_url=server.url, timeout=120) as client:
             assert len(client.get("/models/available").json()["models"]) == listed  # parses every header once

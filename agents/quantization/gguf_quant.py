@@ -380,14 +380,14 @@ def _quantize_with_tool(
     on_tensor: Optional[Progress] = None,
 ) -> str:
     from agents.quantization.llama_output import tensor_lines
-    from lqmf.processes import run_child_lines
+    from lqmf.processes import exit_words, run_child_lines
 
     cmd = [str(quantize), "--imatrix", str(imatrix), str(src_gguf), str(tmp), spec.name.upper(), str(nthreads)]
     code, output = run_child_lines(cmd, tensor_lines(on_tensor))
     log.debug("llama-quantize output:\n%s", output)
     if code != 0 or not tmp.is_file():
         tail = "\n".join(output.strip().splitlines()[-8:])
-        how = f"was killed by signal {-code}" if code < 0 else f"exited with {code}"
+        how = exit_words(code)
         raise QuantizationError(
             f"llama-quantize could not quantize {src_gguf.name} to {spec.name} ({how}):\n{tail}",
             "check that the source is a complete float GGUF and the imatrix was computed on this model",

@@ -18,7 +18,7 @@ from typing import Optional
 from agents.quantization.llama_tools import ensure_llama_tools
 from lqmf.atomic import atomic_output, temp_sibling
 from lqmf.errors import OutputExists, QuantizationError
-from lqmf.processes import run_child_captured
+from lqmf.processes import exit_words, run_child_captured
 from lqmf.settings import Settings
 from lqmf.tools import LlamaTools
 
@@ -145,7 +145,7 @@ def _run_imatrix(tools: LlamaTools, model: Path, workdir: Path, out: Path, chunk
     log.debug("llama-imatrix output:\n%s", output)
     if code != 0 or not out.is_file():
         tail = "\n".join(output.strip().splitlines()[-8:])
-        how = f"was killed by signal {-code}" if code < 0 else f"exited with {code}"
+        how = exit_words(code)
         raise QuantizationError(f"llama-imatrix {how}:\n{tail}", "see logs/lqmf.log for the full output")
     return output
 
