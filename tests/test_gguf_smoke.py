@@ -210,3 +210,23 @@ def test_without_a_sample_gguf_serves_unchecked_and_says_so(tmp_path, monkeypatc
     assert choice.repack and choice.inprocess_refusal is None
     assert "not checked" in choice.reason and "make demo" in choice.reason
     assert not (tmp_path / "tools" / "gguf-smoke.json").exists()  # checked once there is a sample
+
+
+def test_repacking_off_reaches_llama_cpp(tmp_path, demo_dir):
+    """--no-repack (repacking_off) really loads the weights as stored: llama.cpp makes no CPU_REPACK buffer,
+    where by default it does on a CPU with repacked kernels (its own log says which it did)."""
+    from lqmf import gguf_check
+    from lqmf.processes import run_child_split
+
+    q4_0 = tmp_path / "q4_0.gguf"
+    code, _, _ = run_child_split([sys.executable, gguf_check.__file__, "--quantize", str(demo_dir / "demo-f16.gguf"),
+                                  str(q4_0), "q4_0", "2"])
+    assert code == 0 and q4_0.is_file()
+    logs = {}
+    for flags in ((), ("--no-repack",)):
+        code, stdout, stderr = run_child_split([sys.executable, gguf_check.__file__, str(q4_0), "2", *flags])
+        assert code == 0 and gguf_check.read_answer(stdout)["ok"], stderr[-2000:]
+        logs[flags] = stderr
+    assert "CPU_REPACK model buffer" not in logs[("--no-repack",)]
+    if "REPACK = 1" in logs[()]:  # this CPU has repacked kernels for q4_0 (AVX2, AVX-512, NEON, ...)
+        assert "CPU_REPACK model buffer" in logs[()]
