@@ -135,16 +135,18 @@ def verdict_path(settings: Settings) -> Path:
     return settings.tools_dir / VERDICT_FILE
 
 
-def stored_verdict(engine: str, settings: Settings) -> Optional[EngineVerdict]:
-    """The verdict kept for the current build of `engine` on this CPU, if any."""
-    found = engine_key(engine, settings)
-    if found is None:
-        return None
+def stored_verdict(engine: str, settings: Settings, key: Optional[str] = None) -> Optional[EngineVerdict]:
+    """The verdict kept for the current build of `engine` on this CPU (`key`: its engine_key, when known)."""
+    if key is None:
+        found = engine_key(engine, settings)
+        if found is None:
+            return None
+        key = found[0]
     try:
         stored = json.loads(verdict_path(settings).read_text(encoding="utf-8")).get(engine)
     except (OSError, ValueError, AttributeError):
         return None
-    if not isinstance(stored, dict) or stored.get("key") != found[0]:
+    if not isinstance(stored, dict) or stored.get("key") != key:
         return None
     try:
         cases = [SmokeCase(**c) for c in stored["cases"]]
@@ -163,24 +165,25 @@ def find_sample(settings: Settings) -> Optional[Path]:
 
 def engine_verdict(engine: str, settings: Settings, python: str = sys.executable) -> EngineVerdict:
     """The stored verdict for `engine`, else a smoke check run now (seconds) and stored."""
-    stored = stored_verdict(engine, settings)
-    if stored is not None:
-        return stored
-    found = engine_key(engine, settings)
+    found = engine_key(engine, settings)  # hashes the libraries (and llama-server): once per verdict
     if found is None:
         return EngineVerdict(engine, "", "not built")
+    stored = stored_verdict(engine, settings, found[0])
+    if stored is not None:
+        return stored
     sample = find_sample(settings)
     if sample is None:
         return EngineVerdict(engine, found[0], f"no {SAMPLE} to check with: run `make demo`")
-    verdict = run_smoke(engine, settings, sample, python)
+    verdict = run_smoke(engine, settings, sample, python, found)
     _store(verdict, settings)
     return verdict
 
 
-def run_smoke(engine: str, settings: Settings, sample: Path, python: str = sys.executable) -> EngineVerdict:
+def run_smoke(engine: str, settings: Settings, sample: Path, python: str = sys.executable,
+              found: Optional[tuple[str, str]] = None) -> EngineVerdict:
     """Decode a few tokens of every SMOKE_TYPES type with `engine`, each in a child; after a crash, all again
-    with repacking off."""
-    key, library = engine_key(engine, settings) or ("", "not built")
+    with repacking off. `found`: engine_key's answer, when the caller has it."""
+    key, library = found or engine_key(engine, settings) or ("", "not built")
     verdict = EngineVerdict(engine, key, library, checked_at=time.time())
     decode = {IN_PROCESS: _decode_in_child, SERVER: _decode_on_server}[engine]
     server = LlamaTools.in_folder(tools_folder(settings)).server
