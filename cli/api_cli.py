@@ -39,15 +39,13 @@ def main(argv: list[str] | None = None) -> int:
 
         return serve(argv[1:], prog=f"{prog} serve")
     if argv[:1] == ["demo"]:
-        argparse.ArgumentParser(prog=f"{prog} demo", description="build (or confirm) the demo models in the "
-                                "models folder (python -m agents.demo)").parse_args(argv[1:])
         from agents.demo.__main__ import main as build_demo
 
-        return build_demo()
+        return build_demo(argv[1:], prog=f"{prog} demo")
     parser = argparse.ArgumentParser(
         prog=prog, description="LQMF: the Local Quantized Model Factory shell",
         epilog=f"{prog} serve [--host H] [--port P] [--allow-insecure-bind]: the API server in the foreground "
-               f"(python -m server); {prog} demo: build the demo models (python -m agents.demo)",
+               f"(python -m server); {prog} demo [--real]: build the demo models (python -m agents.demo)",
     )
     parser.add_argument("--parse", metavar="TEXT", help='print the intent of TEXT as JSON; "-" reads lines from stdin')
     parser.add_argument("-c", dest="command", metavar="CMD", help="run one command and exit (non-zero on failure)")
