@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 from agents import results as r
+from agents.classifier_parse import drops_unknown_labels
 from agents.intents import Command, Intent
 from lqmf.progress import Progress
 
@@ -13,8 +14,9 @@ HELP = [
      "an embedding classifier: cross-validated, saved safely under LQMF_HOME/classifiers"),
     ('classify "text" with NAME',
      "a classifier's label and probabilities for a text (also POST /classifiers/NAME/predict)"),
-    ("check classifier NAME on VARIANT [and VARIANT]",
-     "the classifier on quantized variants' embeddings: accuracy, agreement, cosine, texts/s"),
+    ("check classifier NAME on VARIANT [and VARIANT] [with test.csv] [dropping unknown labels]",
+     "the classifier on quantized variants' embeddings of its held-out split, or of a labelled file with its "
+     "training columns: accuracy, agreement, cosine, texts/s"),
     ("list classifiers", "the saved classifiers with their model, labels and accuracy"),
 ]
 
@@ -46,7 +48,11 @@ class ClassifierCommands:
         return self.library.classify(command.slots.classifier, command.slots.texts or [command.slots.prompt])
 
     def check(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
-        return self.library.check_classifier(command.slots.classifier, command.slots.models, progress=progress)
+        slots = command.slots
+        # The drop option is read from the line as typed: no Slots field carries it.
+        return self.library.check_classifier(slots.classifier, slots.models, data_file=slots.file,
+                                             drop_unknown_labels=drops_unknown_labels(command.text),
+                                             progress=progress)
 
     def list(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
         return self.library.classifiers()

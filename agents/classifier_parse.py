@@ -2,7 +2,7 @@
 
     train classifier NAME on data.csv with MODEL [text column T, label column L] [svm|logreg] [pca 0.95]
     classify "text" with NAME
-    check classifier NAME on VARIANT [and VARIANT ...]
+    check classifier NAME on VARIANT [and VARIANT ...] [with test.csv] [dropping unknown labels]
     list classifiers
 """
 
@@ -27,6 +27,14 @@ ALGORITHM = re.compile(r"\b(svm|svc|support[\s-]+vector(?:[\s-]+machine)?|logreg
                        re.I)
 QUOTED = re.compile(r"\"([^\"]*)\"|'([^']*)'")
 PCA = re.compile(r"\bpca\b(?:\s*[=:]?\s*(\d*\.\d+|\d+))?", re.I)
+# A check's labelled file: "with|using FILE.csv", or any name after "with the file / test set / data ...".
+DATA_SUFFIX = re.compile(r"\.(?:csv|jsonl|ndjson)$", re.I)
+FILE_WORDS = r"(?:(?:the|a|my|this)\s+)?(?:labell?ed\s+)?(?:file|data(?:\s*set)?|test[\s_-]*(?:set|file|data)|examples)"
+FILE_CLAUSE = re.compile(rf"\b(?:with|using|against|from)\s+({FILE_WORDS}\s+)?({ARG})", re.I)
+DROP_UNKNOWN = re.compile(r"\b(?:drop|dropping|skip|skipping|ignore|ignoring|without)\s+(?:the\s+)?"
+                          r"(?:rows\s+(?:with|of)\s+)?(?:unknown|unseen|new)\s+labels?\b", re.I)
+LIST_ITEM = re.compile(r"\"[^\"]+\"|'[^']+'|[^\s,;&]+")
+NOT_VARIANTS = KEYWORDS | {"variant", "variants", "model", "models", "please", "too", "both", "each", "of"}
 
 
 def _words(line: str) -> list[str]:
@@ -53,8 +61,10 @@ def _after(pattern: str, line: str) -> Optional[str]:
 
 
 def _classifier_name(line: str, noun: str) -> Optional[str]:
-    """NAME in 'classifier NAME', 'classifier named NAME' or '... as NAME' (`noun`: "classifier" as typed)."""
-    for pattern in (rf"\b{re.escape(noun)}\s+(?:named\s+|called\s+)?({NAME})", rf"\b(?:named|called|as)\s+({NAME})"):
+    """NAME in 'classifier NAME', 'classifier named NAME', '... as NAME' or 'the NAME classifier' (`noun`:
+    "classifier" as typed)."""
+    for pattern in (rf"\b{re.escape(noun)}\s+(?:named\s+|called\s+)?({NAME})", rf"\b(?:named|called|as)\s+({NAME})",
+                    rf"\b(?:the|my|our|this)\s+({NAME})\s+{re.escape(noun)}\b"):
         for match in re.finditer(pattern, line, re.I):
             if match.group(1).lower() not in KEYWORDS:
                 return match.group(1).rstrip(".,;")
@@ -94,15 +104,50 @@ def _classify(line: str, quoted: list[str]) -> Command:
     return command
 
 
+def drops_unknown_labels(line: str) -> bool:
+    """Whether a check line asks to drop the rows whose label the classifier never saw ("dropping unknown labels")."""
+    return bool(DROP_UNKNOWN.search(line))
+
+
+def _data_file(line: str) -> tuple[Optional[str], str]:
+    """A check's labelled file ("with test.csv", "using the test set 'my data.jsonl'") and the line without it."""
+    for match in FILE_CLAUSE.finditer(line):
+        value = _unquote(match.group(2))
+        if value and (match.group(1) or DATA_SUFFIX.search(value)):
+            return value, line[:match.start()] + " " + line[match.end():]
+    return None, line
+
+
 def _check(line: str, noun: str) -> Command:
-    tail = _after(r"\bon\s+(.+)$", line) or ""
-    variants = [_unquote(v) for v in re.split(r"\s*(?:,|;|&|\band\b)\s*", tail, flags=re.I) if v.strip()]
-    slots = Slots(classifier=_classifier_name(line, noun), models=[v for v in variants if v])
+    name = _classifier_name(line, noun)
+    file, rest = _data_file(DROP_UNKNOWN.sub(" ", line))
+    after_on = re.search(r"\bon\s+(.+)$", rest, re.I)  # not unquoted whole: each item keeps its own quotes
+    tail = after_on.group(1) if after_on else ""
+    items = [_unquote(v) for v in LIST_ITEM.findall(tail) if v.lower() not in NOT_VARIANTS]
+    # A labelled file where a variant belongs ("on test.csv") is the file, not a model to look for.
+    in_list = [v for v in items if v and DATA_SUFFIX.search(v)]
+    variants = [v for v in items if v and v not in in_list]
+    files = ([file] if file else []) + in_list
+    slots = Slots(classifier=name, models=variants, file=files[0] if files else None)
     command = Command(Intent.CHECK_CLASSIFIER, slots)
-    if not slots.classifier or not slots.models:
-        command.question = ("Check which classifier on which variants? e.g. check classifier NAME on demo-q8_0 and "
-                            "demo-q4_k_m")
+    shown = name or "NAME"
+    form = f"check classifier {shown} on demo-q8_0 and demo-q4_k_m"
+    if len(files) > 1:
+        command.question = (f"One labelled file per check ({' and '.join(files)} were named): "
+                            f"{form} with {_quoted(files[0])}")
+    elif in_list and not variants:
+        command.question = (f"{files[0]} is a labelled file, not a variant: name the variants after 'on' and the file "
+                            f"after 'with', e.g. {form} with {_quoted(files[0])}")
+    elif not name or not variants:
+        command.question = (f"Check which classifier on which variants? e.g. {form}" if not files else
+                            f"Check classifier {shown} with {files[0]} on which variants? e.g. {form} with "
+                            f"{_quoted(files[0])}")
     return command
+
+
+def _quoted(value: str) -> str:
+    """A value as typed back in a command: quoted when it holds a space."""
+    return f'"{value}"' if re.search(r"\s", value) else value
 
 
 def classifier_command(line: str) -> Optional[Command]:

@@ -111,7 +111,8 @@ def check(res: r.ClassifierCheckResult, console: Console) -> None:
     rep = res.report
     console.print(f"[green]classifier-check[/green] #{rep['experiment_id']}: classifier "
                   f"[bold]{escape(rep['classifier'])}[/bold] (trained on {escape(rep['model'])}) on "
-                  f"{rep['eval_rows']} held-out rows — recorded in the history")
+                  f"{escape(rep.get('evaluated_on') or str(rep['eval_rows']) + ' held-out rows')} — recorded in the "
+                  "history")
     table = Table(title="Per model (Δ: change from the classifier's own model)")
     table.add_column("model")
     for header, _, _ in CHECK_COLUMNS:

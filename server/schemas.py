@@ -498,6 +498,42 @@ class ClassifyRequest(Body):
         return [self.text] if self.text is not None else list(self.texts or [])
 
 
+# A file's name only: no folder, no control character, a suffix the labelled-data reader knows.
+DATA_FILE_NAME = r"^[^/\\\x00-\x1f]+\.(?:csv|CSV|jsonl|JSONL|ndjson|NDJSON)$"
+
+
+class LabelledData(Body):
+    """A labelled .csv or .jsonl file sent with a request: its name and content, never a path on the server."""
+
+    name: str = Field(min_length=5, max_length=255, pattern=DATA_FILE_NAME,
+                      description="The file's name; its suffix says the format (.csv with a header row, or .jsonl).",
+                      examples=["test.csv"])
+    content: str = Field(min_length=1, max_length=TEXT_MAX, description=(
+        "The file's text (UTF-8), with the classifier's own training columns (GET /classifiers/{name}: "
+        "manifest.data.text_column and label_column)."), examples=["text,label\nfor i in range(3): pass,code\n"])
+
+
+class ClassifierCheckRequest(Body):
+    """POST /classifiers/{name}/check: the variants, and a labelled file to check on instead of the held-out split."""
+
+    models: list[ModelName] = Field(min_length=1, max_length=8, json_schema_extra={"uniqueItems": True},
+                                    description="The variants to check the classifier on (its own model is the "
+                                                "reference row).")
+    data: Optional[LabelledData] = Field(default=None, description=(
+        "A labelled file to check on; without it, the held-out split kept at training time. Refused (422) when "
+        "its columns are not the classifier's training columns or it has labels the classifier never saw."))
+    drop_unknown_labels: bool = Field(default=False, description=(
+        "Check on the rows whose label the classifier knows instead of refusing a file with other labels (the "
+        "report counts the dropped rows)."))
+
+    @field_validator("models")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("list each model once")
+        return value
+
+
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 

@@ -36,6 +36,7 @@ INTENTS = {
     "LE": Intent.LIST_EXPERIMENTS, "STATS": Intent.SHOW_STATISTICS, "CFG": Intent.SHOW_CONFIG,
     "RM": Intent.REMOVE_MODEL, "SH": Intent.SHOW_MODEL, "RN": Intent.RENAME_MODEL, "CP": Intent.COPY_MODEL,
     "DU": Intent.DISK_USAGE, "H": Intent.SHOW_HELP, "X": Intent.EXIT, "UNK": Intent.UNKNOWN,
+    "CHK": Intent.CHECK_CLASSIFIER,
 }
 HELD_OUT_TARGET = 0.97
 

@@ -1,7 +1,8 @@
 """check_classifier(): does a classifier keep its accuracy on a quantized variant's embeddings?
 
-The held-out split kept at training time is embedded by the classifier's own model and by each
-variant; the classifier (trained on the source's embeddings) labels every set of vectors. Per
+The held-out split kept at training time, or a labelled file a person brings (evalset.py checks its
+columns and labels first), is embedded by the classifier's own model and by each variant; the
+classifier (trained on the source's embeddings) labels every set of vectors. Per
 variant: accuracy and macro F1 and their drop from the source's, agreement with the source's
 labels, cosine similarity of each vector to the source's (mean and 5th percentile), and embedding
 throughput (texts/s, the model already loaded). Recorded as a 'classifier-check' experiment, with
@@ -16,8 +17,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from agents.classifiers.artifact import read_eval_rows
-from agents.classifiers.errors import ClassifierRefused
+from agents.classifiers.data import SUFFIXES
+from agents.classifiers.errors import ClassifierRefused, DataError
+from agents.classifiers.evalset import LabelledFile, evaluation_set
 from agents.classifiers.pipeline import scores
 from agents.classifiers.registry import ClassifierRegistry, LoadedClassifier, check_dimension
 from agents.classifiers.train import record_failure
@@ -67,6 +69,8 @@ class CheckReport:
     model: str
     labels: list[str]
     eval_rows: int
+    evaluated_on: str = ""  # "40 held-out rows of data.csv" or "12 rows of test.csv (sha256 …)"
+    data: dict[str, Any] = field(default_factory=dict)  # the rows' source: held-out | file, path, sha256, rows
     rows: list[VariantFigures] = field(default_factory=list)
     experiment_id: Optional[int] = None
     report_path: Optional[str] = None
@@ -119,8 +123,10 @@ def _figures(classifier: LoadedClassifier, vectors, labels_true: list[str]) -> t
 
 
 def check_classifier(registry: ClassifierRegistry, name: str, variants: Sequence[str], *, store=None,
-                     reports_dir: Optional[Path] = None, progress: Optional[Progress] = None) -> CheckReport:
-    """Embed the held-out split with the source and each variant; score the classifier on each; record it."""
+                     reports_dir: Optional[Path] = None, progress: Optional[Progress] = None,
+                     data: Optional[LabelledFile] = None) -> CheckReport:
+    """Embed the held-out split (or `data`, a file a person brings) with the source and each variant; score the
+    classifier on each; record it."""
     import numpy as np
 
     from server.embeddings import embed_texts
@@ -128,22 +134,27 @@ def check_classifier(registry: ClassifierRegistry, name: str, variants: Sequence
     manager = registry.manager
     classifier = registry.get(name)
     manifest = classifier.manifest
+    evaluation = evaluation_set(classifier, data)  # a file that does not fit is refused before any model loads
     source = registry.embedding_model(classifier)  # refused when missing or changed
-    rows_eval = read_eval_rows(classifier.folder, manifest)
-    texts, truth = [r.text for r in rows_eval], [r.label for r in rows_eval]
+    texts, truth = evaluation.texts, evaluation.labels
     wanted = list(dict.fromkeys(v for v in variants if v != source.name))
     if not wanted:
         raise LQMFError(f"no variant to check classifier {name!r} on (its own model is {source.name})",
                         f"name one or more variants: check classifier {name} on demo-q8_0 and demo-q4_k_m")
     records = {r.name: r for r in manager.available()}
     for variant in wanted:
+        if variant not in records and Path(variant).suffix.lower() in SUFFIXES:
+            raise DataError(f"{variant} is a labelled file, not a model to check classifier {name!r} on",
+                            f"name the variants and give the file as the data: check classifier {name} on "
+                            f"VARIANT [and VARIANT] with {variant} (data_file= in lqmf.api, data over HTTP)")
         manager.record(variant)  # an unknown name is refused (with close names) before any work
-    report = CheckReport(classifier=name, model=source.name, labels=manifest.labels, eval_rows=len(texts))
+    report = CheckReport(classifier=name, model=source.name, labels=manifest.labels, eval_rows=len(texts),
+                         evaluated_on=evaluation.described, data=evaluation.facts)
     experiment = None
     if store is not None:
         experiment = store.start_experiment("classifier-check", [source.name, *wanted], {
             "classifier": name, "model_sha256": manifest.embedding.sha256, "eval_rows": len(texts),
-            "labels": manifest.labels, "variants": wanted})
+            "labels": manifest.labels, "variants": wanted, "data": evaluation.facts})
         report.experiment_id = experiment
     spec = manifest.embedding
 
@@ -195,8 +206,7 @@ def check_classifier(registry: ClassifierRegistry, name: str, variants: Sequence
             row.embed_s = got.seconds
             row.texts_per_s = len(texts) / got.seconds if got.seconds > 0 else None
         report.recommendation = recommend(report.rows)
-        report.notes = [f"{len(texts)} held-out rows of {manifest.data.get('path')} "
-                        f"(labels {', '.join(manifest.labels)})",
+        report.notes = [*evaluation.notes,
                         "cosine: each variant's vector against the source's vector of the same text",
                         "throughput: embedding only, the model loaded and warmed up first"]
         if reports_dir is not None:
@@ -206,13 +216,14 @@ def check_classifier(registry: ClassifierRegistry, name: str, variants: Sequence
         raise
     if experiment is not None:
         for row in report.rows:
-            store.add_result(experiment, row.model, f"classifier {name}: {len(texts)} held-out rows",
+            store.add_result(experiment, row.model, f"classifier {name}: {evaluation.described}",
                              latency_s=row.embed_s, tokens_per_second=None, metrics=asdict(row))
-        store.finish_experiment(experiment, {"classifier": name, "model": source.name,
+        store.finish_experiment(experiment, {"classifier": name, "model": source.name, "data": evaluation.facts,
                                              "rows": [asdict(r) for r in report.rows],
                                              "recommendation": report.recommendation,
                                              "report_path": report.report_path})
-    log.info("checked classifier %s on %s: %s", name, ", ".join(wanted), report.recommendation)
+    log.info("checked classifier %s on %s with %s: %s", name, ", ".join(wanted), evaluation.described,
+             report.recommendation)
     return report
 
 
@@ -243,5 +254,6 @@ def write_check_report(report: CheckReport, reports_dir: Path) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     name = f"experiment-{report.experiment_id}-classifier-check.html" if report.experiment_id else \
         f"classifier-check-{report.classifier}-{stamp}.html"
-    return write_report(reports_dir / name, f"LQMF classifier check: {report.classifier} ({report.model})", rows,
+    title = f"LQMF classifier check: {report.classifier} ({report.model}) on {report.evaluated_on}"
+    return write_report(reports_dir / name, title, rows,
                         reference=report.model, recommendation=report.recommendation, notes=notes)

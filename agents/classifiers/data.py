@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
-from agents.classifiers.errors import DataError
+from agents.classifiers.errors import DataError, MissingColumns
 
 # A stratified hold-out split and k-fold cross-validation need a few rows of every label.
 MIN_PER_LABEL = 3
@@ -39,7 +39,20 @@ class LabelledSet:
 
 
 def read_labelled(path: Path, text_column: str = "text", label_column: str = "label") -> LabelledSet:
-    """Read a labelled .csv or .jsonl file; DataError (naming the line or column) for anything unusable."""
+    """Training data: the rows of a labelled .csv or .jsonl file, with at least two labels and MIN_PER_LABEL rows
+    of each; DataError (naming the line or column) for anything unusable."""
+    labelled = read_rows(path, text_column, label_column)
+    _check_labels(labelled)
+    return labelled
+
+
+def read_rows(path: Path, text_column: str = "text", label_column: str = "label", *,
+              content: Optional[bytes] = None) -> LabelledSet:
+    """The rows of a labelled .csv or .jsonl file, with no rule on how many labels (a test set may hold one).
+
+    `content`: the file's bytes when they did not come from this disk (an HTTP request's); `path` then only
+    names it (its suffix says the format). DataError for anything unusable, MissingColumns for a missing column.
+    """
     path = Path(path).expanduser()
     shape = (f"a .csv file with a header row naming the columns {text_column!r} and {label_column!r}, or a .jsonl "
              f"file with one object like {{{json.dumps(text_column)}: ..., {json.dumps(label_column)}: ...}} per line")
@@ -47,34 +60,54 @@ def read_labelled(path: Path, text_column: str = "text", label_column: str = "la
     if kind is None:
         raise DataError(f"{path}: a {path.suffix or 'suffix-less'} file is not labelled data I can read",
                         f"give {shape}")
+    data = _read_bytes(path, shape) if content is None else content
     try:
-        data = path.read_bytes()
+        text = data.decode("utf-8-sig")  # the BOM some spreadsheet exports write is not part of the header
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise DataError(f"{path}:{line}: not UTF-8 text (byte {exc.start}: {data[exc.start:exc.start + 1]!r})",
+                        "save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
+    if not text.strip():
+        raise DataError(f"{path} is empty", f"give {shape}")
+    rows = READERS[kind](path, text, text_column, label_column)
+    texts, labels, lines = [], [], []
+    for line, row in rows:
+        texts.append(_cell(path, line, row, text_column, "text"))
+        labels.append(_cell(path, line, row, label_column, "label").strip())
+        lines.append(line)
+    if not texts:
+        raise DataError(f"{path} has no rows", f"give {shape}")
+    return LabelledSet(path, hashlib.sha256(data).hexdigest(), kind, text_column, label_column, texts, labels, lines)
+
+
+def _read_bytes(path: Path, shape: str) -> bytes:
+    try:
+        return path.read_bytes()
     except FileNotFoundError:
         raise DataError(f"no file at {path}", f"give {shape}") from None
     except IsADirectoryError:
         raise DataError(f"{path} is a folder, not a file", f"give {shape}") from None
     except OSError as exc:
         raise DataError(f"{path} cannot be read: {exc.strerror or exc}", "check the file's permissions") from None
-    try:
-        content = data.decode("utf-8-sig")  # the BOM some spreadsheet exports write is not part of the header
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise DataError(f"{path}:{line}: not UTF-8 text (byte {exc.start}: {data[exc.start:exc.start + 1]!r})",
-                        "save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
-    rows = READERS[kind](path, content, text_column, label_column)
-    texts, labels, lines = [], [], []
-    for line, row in rows:
-        text = _cell(path, line, row, text_column, "text")
-        label = _cell(path, line, row, label_column, "label")
-        texts.append(text)
-        labels.append(label.strip())
-        lines.append(line)
-    if not texts:
-        raise DataError(f"{path} has no rows", f"give {shape}")
-    labelled = LabelledSet(path, hashlib.sha256(data).hexdigest(), kind, text_column, label_column, texts, labels,
-                           lines)
-    _check_labels(labelled)
-    return labelled
+
+
+def show_columns(columns: list[str], most: int = 20, width: int = 40) -> str:
+    """Column names as a message lists them: quoted, and bounded (a header may be a whole line of prose)."""
+    shown = [repr(c if len(c) <= width else c[:width - 1] + "…") for c in columns[:most]]
+    more = f" and {len(columns) - most} more" if len(columns) > most else ""
+    return (", ".join(shown) or "none") + more
+
+
+def _require(path: Path, line: int, found: list[str], needed: tuple[tuple[str, str], ...], noun: str) -> None:
+    """MissingColumns naming every needed column the header (or a JSONL line) lacks, and the ones it has."""
+    missing = [(column, what) for column, what in needed if column not in found]
+    if not missing:
+        return
+    listed = " nor ".join(f"{what} {noun} {column!r}" for column, what in missing)
+    have = show_columns(found)
+    raise MissingColumns(f"{path}:{line}: no {listed} (the {noun}s are {have})",
+                         " and ".join(f"name the {what} {noun}: ... {what} column NAME" for _, what in missing),
+                         found=list(found), missing=[column for column, _ in missing], line=line)
 
 
 def _cell(path: Path, line: int, row: dict[str, Any], column: str, what: str) -> str:
@@ -103,10 +136,7 @@ def _csv_rows(path: Path, content: str, text_column: str, label_column: str) -> 
         raise DataError(f"{path}:1: no header row",
                         f"the first line names the columns, e.g. {text_column},{label_column}")
     header = [h.strip() for h in header]
-    for column, what in ((text_column, "text"), (label_column, "label")):
-        if column not in header:
-            raise DataError(f"{path}:1: no {what} column {column!r} (the columns are {', '.join(map(repr, header))})",
-                            f"name the {what} column: ... {what} column NAME")
+    _require(path, 1, header, ((text_column, "text"), (label_column, "label")), "column")
     start = reader.line_num + 1
     while True:
         try:
@@ -133,14 +163,13 @@ def _jsonl_rows(path: Path, content: str, text_column: str, label_column: str) -
         except json.JSONDecodeError as exc:
             raise DataError(f"{path}:{line}: not valid JSON ({exc.msg} at column {exc.colno})",
                             "write one JSON object per line") from None
+        except (ValueError, RecursionError) as exc:  # a number past Python's digit limit, nesting past the stack
+            raise DataError(f"{path}:{line}: JSON that cannot be read ({type(exc).__name__}: {exc})",
+                            "write one flat JSON object per line") from None
         if not isinstance(row, dict):
             raise DataError(f"{path}:{line}: expected a JSON object, got {type(row).__name__}",
                             "write one JSON object per line")
-        for column, what in ((text_column, "text"), (label_column, "label")):
-            if column not in row:
-                keys = ", ".join(map(repr, row)) or "none"
-                raise DataError(f"{path}:{line}: no {what} field {column!r} (the fields are {keys})",
-                                f"name the {what} field: ... {what} column NAME")
+        _require(path, line, list(row), ((text_column, "text"), (label_column, "label")), "field")
         yield line, row
 
 

@@ -1,7 +1,9 @@
-"""Embedding classifiers over HTTP: list them, read one's manifest, predict (embed through the manager, classify)."""
+"""Embedding classifiers over HTTP: list them, read one's manifest, predict (embed through the manager, classify),
+check one on quantized variants."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -10,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from agents.classifiers.errors import ClassifierNotFound, ClassifierRefused, DataError
 from lqmf.errors import LQMFError
 from server.errors import APIError
-from server.schemas import ClassifierPath, ClassifyRequest, parse_keep_alive
+from server.schemas import ClassifierCheckRequest, ClassifierPath, ClassifyRequest, parse_keep_alive
 
 router = APIRouter(tags=["classifiers"])
 
@@ -58,3 +60,20 @@ async def predict(request: Request, name: ClassifierPath, body: ClassifyRequest)
         out["label"] = out["predictions"][0]["label"]
         out["probabilities"] = out["predictions"][0]["probabilities"]
     return out
+
+
+@router.post("/classifiers/{name}/check")
+async def check(request: Request, name: ClassifierPath, body: ClassifierCheckRequest) -> dict[str, Any]:
+    """The classifier on each variant's embeddings of its held-out split, or of the labelled file in `data`:
+    accuracy, macro F1, agreement with its own model's labels, cosine to its own model's vectors, texts/s.
+    Recorded as a classifier-check experiment, with an HTML report.
+
+    The file is sent, never read from the server's disk. 422: its columns are not the classifier's training
+    columns (the message names both), it has labels the classifier never saw (unless drop_unknown_labels), or it
+    is empty or not UTF-8. 404: no such classifier or model; 409: the classifier or its model is refused.
+    """
+    data = body.data
+    result = await _run(partial(request.app.state.library.check_classifier, name, body.models,
+                                data_file=data.name if data else None, data_content=data.content if data else None,
+                                drop_unknown_labels=body.drop_unknown_labels))
+    return result.report
