@@ -12,7 +12,7 @@ from agents.endpoint_commands import HELP as ENDPOINT_HELP
 from agents.endpoint_commands import EndpointCommands
 from agents.intents import Command, Intent
 from agents.model_commands import ModelCommands
-from lqmf.errors import LQMFError
+from lqmf.errors import FeatureUnsupported, LQMFError
 from lqmf.progress import Progress
 from lqmf.settings import Settings
 from server.manager import DEFAULT
@@ -56,7 +56,8 @@ HELP: list[tuple[str, str, str, str, tuple[str, ...]]] = [
      "list experiments", ("history", "stats")),
     ("Factory", "quantize NAME to 4-bit gguf [with imatrix] [and fidelity] [as OUT] [--yes]",
      "plan, confirm and run a quantization", "quantize NAME to q4_k_m",
-     ("quantize NAME to q8_0", "quantize NAME to 4-bit gptq with calib.txt", "quantize NAME to nf4",
+     ("quantize NAME to q8_0", "quantize NAME to 4-bit gptq with calib.txt",
+      "quantize NAME to 4-bit gptq with group size 64", "quantize NAME to nf4",
       "quantize NAME to iq4_xs with imatrix and fidelity as OUT --yes", "list quantizations")),
     ("Factory", "download ORG/NAME [LEVEL] [as NAME] / import PATH",
      "fetch from the Hugging Face Hub / copy a local one", "download Qwen/Qwen2.5-0.5B-Instruct",
@@ -234,6 +235,13 @@ class Executor:
         `default` takes the first model of the default chain that loads."""
         from agents.chat_session import ChatSession
 
+        try:
+            role = self.manager.record(command.slots.model).role if command.slots.model else None
+        except LQMFError:
+            role = None  # `default`, or a name library.load explains
+        if role == "embedding":
+            raise FeatureUnsupported(f"{command.slots.model} is an embedding model: it makes vectors, not text",
+                                     f"embed with it, or measure it: fidelity of {command.slots.model}")
         model = self.library.load(command.slots.model)
         return r.ChatStart(model=model.name, prompt=command.slots.prompt,
                            session=ChatSession(self.manager, model.name))
@@ -272,7 +280,8 @@ class Executor:
         """The plan for a quantize command (a repo id not on disk is downloaded first, with progress)."""
         s = command.slots
         return self.library.quantize(s.model, s.method, s.level, bits=s.bits, name=s.name, calibration=s.file,
-                                     imatrix=s.imatrix, fidelity=s.fidelity, progress=progress)
+                                     imatrix=s.imatrix, fidelity=s.fidelity, group_size=s.group_size,
+                                     progress=progress)
 
     def quantize(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
         """Plan and run without asking (scripts, -c, --json); the interactive shell asks between the two itself."""

@@ -3,6 +3,10 @@
 `python gguf_check.py --quantize SOURCE OUTPUT TYPE THREADS` writes a quantized copy instead (TYPE: a
 llama.cpp file type such as q4_0, q4_k_m).
 
+`python gguf_check.py --embed FILE THREADS TEXTS_JSON [--no-repack]` checks an embedding model (an encoder
+cannot decode a token): it loads the GGUF with embeddings on, pools each text as the file's metadata says
+(`<arch>.pooling_type`) and answers with the raw, unnormalised vectors.
+
 Run in a tethered child process, as a file (it imports nothing of LQMF), by
 agents.quantization.verify and by server.gguf_smoke: llama.cpp reports why a load failed only on
 its log (stderr), a file it cannot read may abort the process (GGML_ASSERT) instead of raising, and
@@ -79,12 +83,52 @@ def quantize(argv: list[str]) -> int:
     return 0 if code == 0 else 1
 
 
+EMBED_CTX = 512  # BERT-family encoders hold 512 positions; a longer text is cut, which a check never needs
+
+
+def embed(argv: list[str]) -> int:
+    """--embed FILE THREADS TEXTS_JSON: the pooled vector of each text, with the load facts."""
+    path, threads, texts = argv[0], int(argv[1]), json.loads(argv[2])
+    stage = "import llama_cpp"
+    facts: dict = {}
+    try:
+        from llama_cpp import Llama
+
+        with repacking_off() if "--no-repack" in argv[3:] else contextlib.nullcontext():
+            stage = "vocabulary"
+            start = time.perf_counter()
+            vocab = Llama(model_path=path, vocab_only=True, verbose=True)
+            facts["n_vocab"] = int(vocab.n_vocab())
+            vocab.close()
+            stage = "weights"
+            # An encoder's batch must hold a whole text (llama.cpp pools per micro-batch): n_ubatch = n_batch.
+            llm = Llama(model_path=path, embedding=True, n_ctx=EMBED_CTX, n_batch=EMBED_CTX, n_ubatch=EMBED_CTX,
+                        n_threads=threads, verbose=True)
+            facts["load_s"] = round(time.perf_counter() - start, 3)
+            stage = "embed"
+            # One text per decode: packing several would need a sequence per text, which a check does not need.
+            vectors = [[float(x) for x in llm.embed(text, normalize=False, truncate=True)] for text in texts]
+            bad = sum(1 for v in vectors for x in v if not math.isfinite(x))
+            if bad:
+                raise ValueError(f"the embeddings hold {bad} non-finite values (NaN or inf)")
+            facts.update(n_embd=int(llm.n_embd()), pooling_type=int(llm.pooling_type()), vectors=vectors,
+                         prompt_tokens=len(llm.tokenize(texts[0].encode("utf-8"))) if texts else 0)
+            llm.close()
+    except Exception as exc:  # the parent turns this into llama.cpp's reason; stderr has the details
+        _answer({"ok": False, "stage": stage, "error": f"{type(exc).__name__}: {exc}"})
+        return 1
+    _answer({"ok": True, **facts})
+    return 0
+
+
 def main(argv: list[str]) -> int:
     # Run as a file, sys.path[0] is this folder, whose module names (source, plan, ...) could shadow others.
     here = sys.path[0]
     sys.path[:] = [p for p in sys.path if p != here]
     if argv and argv[0] == "--quantize":
         return quantize(argv[1:])
+    if argv and argv[0] == "--embed":
+        return embed(argv[1:])
     path, threads = argv[0], int(argv[1])
     stage = "import llama_cpp"
     facts: dict = {}

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
 from lqmf.atomic import is_temp_name
+from lqmf.encoders import GENERATION, MODULES_FILE, gguf_role, hf_role
 from lqmf.manifest import MANIFEST_SUFFIX, read_manifest
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,9 @@ class ModelRecord:
     display: dict[str, str] = field(default_factory=dict)
     # A remote endpoint's state (format "remote"): urls, model, key_env, health, latency, members.
     remote: Optional[dict[str, Any]] = None
+    # What the model is for, from its files: "embedding" (an encoder or a sentence-transformers model: it makes
+    # vectors, it cannot decode a token) or "generation" (lqmf.encoders decides).
+    role: str = GENERATION
 
     def to_dict(self) -> dict[str, Any]:
         data = {k: v for k, v in self.__dict__.items() if k != "manifest"}
@@ -109,6 +113,8 @@ def inspect_gguf(path: Path, name: str) -> ModelRecord:
         key_len = value(f"{arch}.attention.key_length") or (width // heads if width and heads else None)
         record.kv_width = int((kv_heads or heads) * key_len) if key_len and (kv_heads or heads) else None
         record.has_chat_template = value("tokenizer.chat_template") is not None
+        if arch:
+            record.role = gguf_role(arch, value(f"{arch}.pooling_type"), value(f"{arch}.attention.causal"))
         file_type = value("general.file_type")
         record.level = GGUF_FILE_TYPES.get(file_type) if file_type is not None else None
         record.parameter_count = sum(int(t.n_elements) for t in reader.tensors)
@@ -161,6 +167,7 @@ def _inspect_model_folder(path: Path, config_path: Path) -> ModelRecord:
         record.bits = LEVEL_BITS.get(record.level)
     archs = config.get("architectures") or []
     record.architecture = archs[0] if archs else config.get("model_type")
+    record.role = hf_role(config, (path / MODULES_FILE).is_file())
     record.context_length = config.get("max_position_embeddings")
     record.block_count = config.get("num_hidden_layers")
     heads = config.get("num_attention_heads")

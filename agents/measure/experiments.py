@@ -23,6 +23,7 @@ from agents.measure.fidelity import (
     summarize,
 )
 from agents.measure.results import ExperimentResult, LoadFigures, ModelRow, RunFigures, SpeedFigures
+from lqmf.encoders import EMBEDDING
 from lqmf.errors import LQMFError
 from lqmf.progress import Progress
 from lqmf.sampling import GREEDY
@@ -360,11 +361,46 @@ class ExperimentAgent:
                  text: Optional[str] = None, chunks: int = DEFAULT_CHUNKS, chunk: int = DEFAULT_CHUNK,
                  progress: Optional[Progress] = None) -> ExperimentResult:
         """The report card of `model` against `reference` on held-out text (a windowed perplexity run);
-        `text_path` or `text` replaces the held-out text."""
+        `text_path` or `text` replaces the held-out text. An embedding model's card is embedding fidelity
+        (agents.measure.embedding_fidelity), and an embedding model made from nothing here gets its variants'."""
+        if self.manager.record(model).role == EMBEDDING:
+            return self.embedding_fidelity([model], reference, text_path=text_path, text=text, progress=progress)
         reference = reference or self.reference_for(model)
         self._seen(model, reference)
         scored = (text, "the given text") if text is not None else self._fidelity_text(text_path)
         return self._fidelity_report("fidelity", [model], reference, scored, chunks, chunk, progress)
+
+    def embedding_fidelity(self, models: list[str], reference: Optional[str] = None, *, kind: str = "fidelity",
+                           text_path: Optional[Path] = None, text: Optional[str] = None,
+                           progress: Optional[Progress] = None) -> ExperimentResult:
+        """Cosine to the reference and neighbour agreement of embedding models over held-out sentences.
+
+        No reference: the models' common source. A source alone (made from nothing here) is the reference of
+        every embedding model made from it, so `fidelity of SOURCE` is the table of its variants, small and large.
+        """
+        from agents.measure.embedding_fidelity import embedding_report, heldout_texts
+
+        if reference is None and len(models) == 1 and self._reference_or_none(models[0]) is None:
+            reference, models = models[0], self.variants_of(models[0])
+            if not models:
+                raise LQMFError(f"{reference} has no variants to measure",
+                                f"quantize it first, e.g. quantize {reference} to q8_0")
+        elif reference is None:
+            reference = self.common_reference(models) if len(models) > 1 else self.reference_for(models[0])
+            if reference is None:
+                raise LQMFError(f"{', '.join(models)} do not share a source model", "name the reference: against MODEL")
+        not_embedding = [n for n in [reference, *models] if self.manager.record(n).role != EMBEDDING]
+        if not_embedding:
+            raise LQMFError(f"{', '.join(not_embedding)} cannot be measured by embedding fidelity: not embedding "
+                            "models", "measure a generator's fidelity against a generator")
+        self._seen(reference, *models)
+        texts, source = heldout_texts(text_path, text)
+        return embedding_report(self, kind, models, reference, texts, source, progress)
+
+    def variants_of(self, source: str) -> list[str]:
+        """Every model made from `source`, directly or through others (by their manifests' lineage)."""
+        return [r.name for r in self.manager.available()
+                if r.name != source and r.usable and source in self.lineage(r.name)[1:]]
 
     def _fidelity_report(self, kind: str, models: list[str], reference: str, scored: tuple[str, str],
                          chunks: int, chunk: int, progress: Optional[Progress]) -> ExperimentResult:
@@ -448,6 +484,8 @@ class ExperimentAgent:
         shared reference when there is one; ranked."""
         if len(set(models)) < 2:
             raise LQMFError("compare needs two or more different models", "compare A and B")
+        if all(self.manager.record(m).role == EMBEDDING for m in models):  # vectors, not tokens, to compare
+            return self.embedding_fidelity(list(dict.fromkeys(models)), reference, kind="compare", progress=progress)
         self._seen(*models)
         prompts = list(prompts) if prompts else load_prompts(prompts_path) if prompts_path else list(STANDARD_PROMPTS)
         notes = []
@@ -513,7 +551,9 @@ class ExperimentAgent:
                 ppl_text=v("ppl_text"), kld_mean=v("kld_mean"), kld_p99=v("kld_p99"),
                 top1_agreement=v("top1_agreement"), dp_rms=v("dp_rms"), gen_tps=v("gen_tps"),
                 prompt_tps=v("prompt_tps"), ttft_s=v("ttft_p50_s"), latency_p50_s=v("latency_p50_s"),
-                latency_p95_s=v("latency_p95_s"),
+                latency_p95_s=v("latency_p95_s"), emb_cosine_mean=v("cosine_mean"), emb_cosine_p5=v("cosine_p5"),
+                emb_neighbour_overlap=v("neighbour_overlap"),
+                emb_texts_per_s=v("texts") / v("embed_s") if v("embed_s") else None,
             )
 
         path = self.settings.reports_dir / f"experiment-{report.id}-{report.kind}.html"

@@ -50,6 +50,8 @@ class VariantRow:
     emb_cosine_mean: Optional[float] = None  # vs the reference's embedding of the same text
     emb_cosine_p5: Optional[float] = None
     emb_texts_per_s: Optional[float] = None
+    # An embedding model's fidelity card (agents/measure/embedding_fidelity.py), beside the cosines above.
+    emb_neighbour_overlap: Optional[float] = None  # 0..1, nearest neighbours shared with the reference's
 
 
 # ---------------------------------------------------------------------------------------------- escaping
@@ -127,6 +129,7 @@ clf_agreement    | Agreement           | percent | share of held-out texts label
 emb_cosine_mean  | Cosine mean         | 4       | mean cosine similarity to the reference's embeddings
 emb_cosine_p5    | Cosine p5           | 4       | 5th percentile cosine similarity to the reference's embeddings
 emb_texts_per_s  | Texts/s             | 1       | embedding throughput, texts per second
+emb_neighbour_overlap | Neighbours kept | percent | share of each text's nearest neighbours kept from the reference's
 """
 
 
@@ -343,6 +346,8 @@ def _classifier_figures(rows: Sequence[VariantRow]) -> str:
             ("clf_agreement", "chart-classifier-agreement", "Agreement with the reference's labels", "Agreement"),
             ("emb_cosine_mean", "chart-embedding-cosine", "Mean cosine similarity to the reference's embeddings",
              "Cosine"),
+            ("emb_neighbour_overlap", "chart-embedding-neighbours",
+             "Nearest neighbours kept (the same as with the reference's embeddings)", "Neighbours kept"),
         )
         if any(_finite(getattr(r, key)) for r in rows)
     )

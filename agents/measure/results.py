@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Optional
 
+from agents.measure.embedding_fidelity import EmbeddingFidelityStats
 from agents.measure.fidelity import FidelityStats
 from agents.measure.quality import QualityHeuristic
 from lqmf.results import Result
@@ -102,6 +103,8 @@ class ModelRow:
     load: Optional[LoadFigures] = None  # benchmark, compare
     fidelity: Optional[FidelityStats] = None  # fidelity, compare (local models that share a reference)
     rank: Optional[int] = None  # 1 = the fastest
+    embedding: Optional[EmbeddingFidelityStats] = None  # an embedding model's fidelity (its peer of `fidelity`)
+    bits_per_weight: Optional[float] = None  # measured, from the manifest (set where a table shows it)
 
     @property
     def gen_tps(self) -> Optional[float]:
@@ -110,7 +113,7 @@ class ModelRow:
 
     def value(self, key: str) -> Any:
         """One figure by its JSON name ("gen_tps", "kld_mean", "size_bytes"), from whichever part holds it."""
-        for part in (self, self.speed, self.load, self.fidelity):
+        for part in (self, self.speed, self.load, self.fidelity, self.embedding):
             if part is not None and key in {f.name for f in fields(part)}:
                 return getattr(part, key)
         return None
@@ -126,6 +129,10 @@ class ModelRow:
             data.update(self.load.to_dict())
         if self.fidelity is not None:
             data.update(self.fidelity.to_dict())
+        if self.embedding is not None:
+            data.update(self.embedding.to_dict())
+        if self.bits_per_weight is not None:
+            data["bits_per_weight"] = self.bits_per_weight
         if self.rank is not None:
             data["rank"] = self.rank
         return data

@@ -8,15 +8,20 @@ import os
 import re
 from typing import TYPE_CHECKING, Iterator, Optional, Sequence, Union
 
-from lqmf.errors import ModelLoadError
+from lqmf.encoders import read_layout
+from lqmf.errors import FeatureUnsupported, ModelLoadError
 from server.backends.base import Backend, GenerationParams, IncrementalDecoder, Message, TokenLogprob
 from server.backends.chat import render_chat, validate_messages
+from server.backends.pooling import pool
 
 if TYPE_CHECKING:
     from server.constrained import GrammarTokenizer
 
 log = logging.getLogger(__name__)
 
+# The transformers class a folder loads with, by its role (server.discovery): an encoder is loaded bare, as
+# sentence-transformers loads it (a causal-LM head on BERT would be random, and bitsandbytes cannot build one).
+AUTO_CLASS = {"embedding": "AutoModel", "generation": "AutoModelForCausalLM"}
 CONTEXT_TOKENS = 4  # prompt tokens kept in the decoder's window so the first piece keeps its space
 EMBED_BATCH_TOKENS = 8192  # padded tokens per embedding forward pass (bounds its activations)
 BYTE_PIECE = re.compile(r"<0x([0-9A-Fa-f]{2})>")  # SentencePiece's byte-fallback tokens
@@ -63,6 +68,7 @@ class TransformersBackend(Backend):
         self.tokenizer = None
         self.eos_ids: set[int] = set()
         self._grammar_tokenizer: Optional["GrammarTokenizer"] = None  # built on the first json_schema request
+        self._pooling = "mean"  # what the folder's sentence-transformers Pooling module says, read at load
 
     def load(self) -> None:
         if not self.record.usable:
@@ -79,14 +85,18 @@ class TransformersBackend(Backend):
 
                 self.model = GPTQModel.load(str(path), device="cpu").model
             else:
-                from transformers import AutoModelForCausalLM
+                import transformers
 
-                self.model = AutoModelForCausalLM.from_pretrained(path, device_map="cpu")
+                auto = getattr(transformers, AUTO_CLASS.get(self.record.role, "AutoModelForCausalLM"))
+                self.model = auto.from_pretrained(path, device_map="cpu")
         except Exception as exc:  # any library failure becomes one readable error
             self.model = self.tokenizer = None
             raise ModelLoadError(f"could not load {self.record.name}: {exc}", "check the folder's files") from exc
         self.model.eval()
-        eos = self.model.generation_config.eos_token_id if self.model.generation_config else None
+        layout = read_layout(path)
+        self._pooling = layout.pooling if layout is not None else "mean"
+        generation_config = getattr(self.model, "generation_config", None)
+        eos = generation_config.eos_token_id if generation_config else None
         ids = eos if isinstance(eos, list) else [eos]
         self.eos_ids = {int(i) for i in ids if i is not None}
         if self.tokenizer.eos_token_id is not None:
@@ -148,6 +158,7 @@ class TransformersBackend(Backend):
         """
         import torch
 
+        self._require_generator()
         constraint = None
         if params.json_schema is not None:
             from server.constrained import JsonConstraint
@@ -208,14 +219,26 @@ class TransformersBackend(Backend):
             cache[token] = (text, [int(piece.group(1), 16)] if piece else list(text.encode("utf-8")))
         return cache[token]
 
+    def _require_generator(self) -> None:
+        """An encoder (loaded bare, without an LM head) makes vectors: asking it for tokens is refused, not crashed."""
+        if self.record.role == "embedding":
+            raise FeatureUnsupported(f"{self.record.name} is an embedding model: it makes vectors, not text",
+                                     "embed with it (/v1/embeddings, classifiers), or chat with a generation model")
+
     def logits(self, ids: Sequence[int]):
         import torch
 
+        self._require_generator()
         with torch.inference_mode():
             return self.model(input_ids=torch.tensor([list(ids)])).logits[0].float().numpy()
 
+    @property
+    def embedding_pooling(self) -> str:
+        """The folder's own pooling (its 1_Pooling/config.json), else mean."""
+        return self._pooling
+
     def _embed_ids(self, batch: list[list[int]]):
-        """Mean of the last hidden states over the attention mask, in padded batches.
+        """The last hidden states pooled over the attention mask (embedding_pooling), in padded batches.
 
         Right padding keeps every real token at its own position, so with the mask (causal
         attention never looks ahead to the padding anyway) a padded row computes what it would alone.
@@ -245,9 +268,7 @@ class TransformersBackend(Backend):
                     ids[r, : len(batch[row])] = torch.tensor(batch[row])
                     mask[r, : len(batch[row])] = 1
                 hidden = body(input_ids=ids, attention_mask=mask).last_hidden_state.float()
-                # masked_fill, not a product: whatever a padding position holds (even NaN) must not leak in.
-                hidden = hidden.masked_fill(mask.unsqueeze(-1) == 0, 0.0)
-                pooled = (hidden.sum(dim=1) / mask.sum(dim=1, keepdim=True).to(hidden.dtype)).numpy()
+                pooled = pool(hidden, mask, self._pooling).numpy()
                 if out is None:
                     out = np.empty((len(batch), pooled.shape[1]), dtype=np.float32)
                 out[rows] = pooled

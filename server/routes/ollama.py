@@ -142,8 +142,12 @@ async def show(request: Request, body: OllamaShowRequest) -> dict[str, Any]:
     return {
         "modelfile": modelfile, "parameters": parameters, "template": template or "",
         "details": {**details(record), "parent_model": ancestors[0] if ancestors else ""}, "model_info": info,
-        "modified_at": modified, "capabilities": ["completion", "embedding", "tools"], "lqmf": facts.model_dict(),
+        "modified_at": modified, "capabilities": CAPABILITIES[record.role], "lqmf": facts.model_dict(),
     }
+
+
+# What /api/show says a model can do, by its role (server.discovery): an encoder only embeds.
+CAPABILITIES = {"generation": ["completion", "embedding", "tools"], "embedding": ["embedding"]}
 
 
 def final_stats(name: str, chunk: Chunk, started: float, load_s: float, reason: str) -> dict[str, Any]:

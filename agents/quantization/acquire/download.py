@@ -20,6 +20,7 @@ from agents.quantization.acquire.hub_errors import hub_errors
 from agents.quantization.acquire.placement import DISK_MARGIN_BYTES, Acquired, check_name
 from agents.quantization.acquire.selection import Selection, select_files
 from lqmf.atomic import atomic_output, ensure_disk_space
+from lqmf.encoders import MODULES_FILE, parse_modules
 from lqmf.errors import DownloadError, OutputExists
 from lqmf.manifest import MANIFEST_NAME, Manifest, RunMeasure, measure_run, read_manifest
 from lqmf.progress import Progress
@@ -53,6 +54,12 @@ def download_model(repo_id: str, settings: Settings, *, name: Optional[str] = No
     models_dir.mkdir(parents=True, exist_ok=True)
     staging = models_dir / f"{STAGING_PREFIX}{final.name}"
     what = repo_id if selection.format == "hf" else f"{repo_id}/{selection.files[0].path}"
+    try:
+        with hub_errors(endpoint, repo_id=repo_id, revision=revision, token=token):
+            selection = _with_named_modules(listing, selection, staging, token, level)
+    except BaseException:
+        _discard_if_empty(staging)
+        raise
     staged = _staged_bytes(staging, selection)
     ensure_disk_space(models_dir, selection.total_bytes - staged + DISK_MARGIN_BYTES, what)
     if progress:
@@ -190,6 +197,25 @@ def _fetch(listing: RepoListing, selection: Selection, staging: Path, token: Opt
         library_name="lqmf",
         library_version=__version__,
     )
+
+
+def _with_named_modules(listing: RepoListing, selection: Selection, staging: Path, token: Optional[str],
+                        level: Optional[str]) -> Selection:
+    """A sentence-transformers repo: the selection with exactly the module folders its modules.json names.
+
+    The first selection took folders by sentence-transformers' naming (1_Pooling, 2_Dense); modules.json,
+    a few hundred bytes, is fetched first (into the staging folder, where the download keeps it) so that a
+    folder named otherwise comes too and an unlisted look-alike does not.
+    """
+    if selection.format != "hf" or not any(f.path == MODULES_FILE for f in selection.files):
+        return selection
+    only = Selection("hf", tuple(f for f in selection.files if f.path == MODULES_FILE))
+    _fetch(listing, only, staging, token, _progress_bar_class(MODULES_FILE, only.total_bytes, 0, None))
+    try:
+        modules = parse_modules((staging / MODULES_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        return selection
+    return select_files(listing, level, [m.path for m in modules if m.path])
 
 
 def _verify_sizes(staging: Path, selection: Selection, repo_id: str) -> None:

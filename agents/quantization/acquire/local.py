@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Optional
@@ -10,6 +11,7 @@ from typing import Optional
 from agents.quantization.acquire.placement import DISK_MARGIN_BYTES, Acquired, check_name
 from agents.quantization.acquire.selection import pick_hf_files
 from lqmf.atomic import atomic_output, ensure_disk_space
+from lqmf.encoders import read_layout
 from lqmf.errors import LQMFError, ModelNotFound, OutputExists
 from lqmf.manifest import measure_run
 from lqmf.progress import Progress
@@ -52,6 +54,16 @@ def _copy_with_progress(src: Path, dest: Path, what: str, done: int, total: int,
     return done
 
 
+def _relative_files(src: Path) -> list[str]:
+    """Every file under a folder as a relative POSIX path, without descending into hidden folders (.git, .cache)."""
+    found = []
+    for root, dirs, files in os.walk(src):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        base = Path(root).relative_to(src)
+        found.extend((base / name).as_posix() for name in files)
+    return found
+
+
 def _import_folder(src: Path, models_dir: Path, name: Optional[str], progress: Optional[Progress],
                    started: float) -> Acquired:
     """Copy a transformers folder's model files (the same choice a download makes) and write a manifest."""
@@ -62,7 +74,8 @@ def _import_folder(src: Path, models_dir: Path, name: Optional[str], progress: O
         require_hf_folder(src)
     except LQMFError as exc:
         raise ModelNotFound(f"{src} is not a model: {exc.message}", exc.hint) from None
-    names = pick_hf_files(p.name for p in src.iterdir() if p.is_file())
+    layout = read_layout(src)  # a sentence-transformers model: its module folders belong to it
+    names = pick_hf_files(_relative_files(src), layout.folders if layout is not None else ())
     final = models_dir / check_name(name or src.name)
     if final.exists():
         raise OutputExists(f"{final.name} already exists in {models_dir}",

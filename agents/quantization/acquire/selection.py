@@ -8,6 +8,7 @@ from pathlib import PurePosixPath
 from typing import Iterable, Optional
 
 from agents.quantization.acquire.hub import RemoteFile, RepoListing
+from lqmf.encoders import MODULES_FILE, conventional_folders, in_module_folder
 from lqmf.errors import DownloadError
 from lqmf.manifest import MANIFEST_NAME
 from lqmf.units import format_bytes
@@ -34,13 +35,40 @@ class Selection:
         return sum(f.size for f in self.files)
 
 
-def pick_hf_files(paths: Iterable[str]) -> list[str]:
-    """The files of a transformers folder worth having: top-level safetensors plus config/tokenizer files."""
-    top = [p for p in paths if "/" not in p and not p.startswith(".")]
+def pick_hf_files(paths: Iterable[str], module_folders: Optional[Iterable[str]] = None) -> list[str]:
+    """The files of a transformers folder worth having: top-level safetensors plus config/tokenizer files,
+    and a sentence-transformers model's module folders (1_Pooling/, 2_Dense/, ...).
+
+    `module_folders` are the folders modules.json names; None: when modules.json is among `paths`, the
+    folders named the way sentence-transformers names them. Other subfolders (onnx/, openvino/ exports)
+    are never taken.
+    """
+    paths = [p for p in paths if not any(part.startswith(".") for part in PurePosixPath(p).parts)]
+    top = [p for p in paths if "/" not in p]
     weights = [p for p in top if p.endswith(".safetensors")]
     # Mistral repos ship consolidated*.safetensors (their own layout) beside the transformers shards.
     weights = [p for p in weights if not p.startswith("consolidated")] or weights
-    return sorted(weights + [p for p in top if _is_support_file(p)])
+    if module_folders is None:
+        module_folders = conventional_folders(paths) if MODULES_FILE in top else ()
+    folders = tuple(module_folders)
+    modules = [p for p in paths if "/" in p and in_module_folder(p, folders)]
+    return sorted(weights + [p for p in top if _is_support_file(p)] + _module_files(modules))
+
+
+def _module_files(paths: list[str]) -> list[str]:
+    """A module folder's config and weights: safetensors where it has them, else its pytorch_model.bin."""
+    by_folder: dict[str, list[str]] = {}
+    for path in paths:
+        by_folder.setdefault(str(PurePosixPath(path).parent), []).append(path)
+    kept: list[str] = []
+    for files in by_folder.values():
+        has_safetensors = any(f.endswith(".safetensors") for f in files)
+        for f in files:
+            name = PurePosixPath(f).name
+            if _is_support_file(name) or name.endswith(".safetensors") or name in SUPPORT_NAMES or (
+                    name.endswith(".bin") and not has_safetensors):
+                kept.append(f)
+    return kept
 
 
 def _is_support_file(name: str) -> bool:
@@ -52,15 +80,19 @@ def _is_support_file(name: str) -> bool:
     return name.endswith(SUPPORT_SUFFIXES) or name in SUPPORT_NAMES
 
 
-def select_files(listing: RepoListing, level: Optional[str]) -> Selection:
-    """Choose what to fetch: the safetensors folder, else the GGUF file of `level`; refuse anything else."""
+def select_files(listing: RepoListing, level: Optional[str],
+                 module_folders: Optional[Iterable[str]] = None) -> Selection:
+    """Choose what to fetch: the safetensors folder, else the GGUF file of `level`; refuse anything else.
+
+    `module_folders`: the folders a sentence-transformers repo's modules.json names (see pick_hf_files).
+    """
     repo_id = listing.repo_id
     by_path = {f.path: f for f in listing.files}
     has_safetensors = any("/" not in p and p.endswith(".safetensors") for p in by_path)
     ggufs = [f for f in listing.files if f.path.lower().endswith(".gguf") and not AUX_GGUF.search(f.path)]
     # A level only means something for GGUF files: with one given, a repo holding both gets its GGUF.
     if has_safetensors and not level:
-        names = pick_hf_files(by_path)
+        names = pick_hf_files(by_path, module_folders)
         if "config.json" not in names:
             raise DownloadError(
                 f"{repo_id} has safetensors weights but no config.json, so it is not a transformers model "
