@@ -49,3 +49,21 @@ def smol_gguf(real_models: RealModels) -> Path:
 def minilm_hf(real_models: RealModels) -> Path:
     """all-MiniLM-L6-v2 as a sentence-transformers folder."""
     return real_models.models_dir / "minilm-hf"
+
+
+def ensure_variant(library, source: str, method: str, level: str) -> str:
+    """The factory's variant of `source` (made once per session: modules share the session's models folder)."""
+    plan = library.quantize(source, method, level)
+    name = Path(plan.plan.output_path).stem if method == "gguf" else Path(plan.plan.output_path).name
+    if name not in {m.name for m in library.models().models}:
+        plan.run()
+    return name
+
+
+@pytest.fixture(scope="module")
+def library(real_models):
+    """The library over the real models folder (one per module: its manager unloads at the end)."""
+    from lqmf.api import Library
+
+    with Library(real_models.settings()) as lib:
+        yield lib

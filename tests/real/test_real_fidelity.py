@@ -10,30 +10,17 @@ import math
 
 import pytest
 
+from tests.real.conftest import ensure_variant
+
 pytestmark = pytest.mark.real
 
 LEVELS = ("f16", "q8_0", "q4_k_m")
 
 
 @pytest.fixture(scope="module")
-def library(real_models):
-    from lqmf.api import Library
-
-    with Library(real_models.settings()) as lib:
-        yield lib
-
-
-@pytest.fixture(scope="module")
 def variants(library) -> dict[str, str]:
     """smol-hf quantized to each level by the factory (kept from an earlier module of the session when there)."""
-    made = {}
-    names = {m.name for m in library.models().models}
-    for level in LEVELS:
-        name = f"smol-{level}"
-        if name not in names:
-            library.quantize("smol-hf", "gguf", level).run()
-        made[level] = name
-    return made
+    return {level: ensure_variant(library, "smol-hf", "gguf", level) for level in LEVELS}
 
 
 def fidelity(library, model: str, reference: str, chunks: int):
