@@ -169,6 +169,17 @@ def test_the_plan_refuses_gptq_and_importance_matrix_levels_for_an_encoder(libra
     assert not iq2.runnable and "importance matrix" in iq2.problems[0]
 
 
+def test_benchmark_and_a_mixed_compare_refuse_an_encoder_before_any_work(library, demo_dir):
+    from lqmf.errors import LQMFError
+
+    with pytest.raises(LQMFError, match="tiny-st is an embedding model: benchmark measures text generation"):
+        library.benchmark("tiny-st")
+    library.import_model(demo_dir / "demo-q8_0.gguf", name="demo-q8_0")
+    with pytest.raises(LQMFError, match="tiny-st is an embedding model: compare"):
+        library.compare(["demo-q8_0", "tiny-st"])
+    assert library.store.experiments(limit=5) == [] and not library.manager.loaded()
+
+
 def test_an_output_whose_vectors_point_elsewhere_is_not_kept(encoder_src):
     from agents.quantization.encoder import VERIFY_TEXTS
     from agents.quantization.verify import EmbeddingReference, VerificationFailed, embeddings_of, verify_embeddings

@@ -173,6 +173,15 @@ class ExperimentAgent:
         for name in names:
             self.store.record_model(self.manager.record(name))
 
+    def _generators_only(self, models: Sequence[str], what: str) -> None:
+        """Refuse embedding models where text generation is measured, before any work (they make vectors)."""
+        encoders = [m for m in models if self.manager.record(m).role == EMBEDDING]
+        if encoders:
+            verb = "is an embedding model" if len(encoders) == 1 else "are embedding models"
+            raise LQMFError(f"{', '.join(encoders)} {verb}: {what} measures text generation, which encoders do not do",
+                            "compare embedding models with each other (compare A and B) or measure one with "
+                            f"`fidelity of {encoders[0]}`")
+
     def _record_run(self, experiment_id: int, run: RunFigures, **extra: Any) -> None:
         self.store.add_result(
             experiment_id, run.model, run.prompt, response=run.response, prompt_tokens=run.prompt_tokens,
@@ -261,6 +270,7 @@ class ExperimentAgent:
         """Fixed-length greedy generations (end-of-text ignored, prompt cache dropped) after a warm-up."""
         if repetitions < 1 or warmup < 0 or max_tokens < 2:
             raise LQMFError("repetitions must be >= 1, warm-up >= 0 and max_tokens >= 2", "use the defaults")
+        self._generators_only(models, kind)
         self._seen(*models)
         params = GenerationParams(**GREEDY, max_tokens=max_tokens, ignore_eos=True)
         rows: list[ModelRow] = []
@@ -486,6 +496,7 @@ class ExperimentAgent:
             raise LQMFError("compare needs two or more different models", "compare A and B")
         if all(self.manager.record(m).role == EMBEDDING for m in models):  # vectors, not tokens, to compare
             return self.embedding_fidelity(list(dict.fromkeys(models)), reference, kind="compare", progress=progress)
+        self._generators_only(models, "compare")  # a mix: vectors and tokens have no common measure
         self._seen(*models)
         prompts = list(prompts) if prompts else load_prompts(prompts_path) if prompts_path else list(STANDARD_PROMPTS)
         notes = []
