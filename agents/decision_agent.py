@@ -77,6 +77,8 @@ URL = re.compile(r"https?://\S+")
 TOKEN = re.compile(r"(?:~?/|\.{1,2}/)?[A-Za-z0-9][A-Za-z0-9._/:+\-]*|\?")  # paths may start with / ~/ ./
 PORT = re.compile(r"(?:\bport\s*[:=]?\s*|\bon\s+|:)(\d{2,5})\b", re.I)
 BITS = re.compile(r"\b(\d{1,2})\s*-?\s*bits?\b", re.I)
+# GPTQ's group size: "with group size 64", "--group-size 64", "group_size=64", or GPTQ's own "g64".
+GROUP_SIZE = re.compile(r"\bgroup[\s_-]*size\s*(?:of\s+|=\s*|:\s*)?(\d{1,4})\b|(?<![\w.-])g(\d{2,4})(?![\w.-])", re.I)
 CANONICAL = [
     "start server", "stop server", "show api status", "list models", "load model NAME", "unload model NAME",
     "chat with model NAME", "benchmark model NAME", "compare models NAME and B", "experiment with model NAME",
@@ -446,9 +448,11 @@ def _quantize(s: _Words, line: str) -> Optional[Command]:
         method = method or "gguf"
     level_bits = BNB_LEVELS.get(level) if level in BNB_LEVELS else \
         int(re.search(r"\d", level).group()) if level and "q" in level[:2] else None
+    group = GROUP_SIZE.search(line)
     slots = Slots(model=refs[0] if refs else None, method=method, level=level,
                   bits=int(bits.group(1)) if bits else level_bits, file=s.files[0] if s.files else None,
-                  name=name, yes=bool(YES.search(line)), imatrix=s.has("imatrix"), fidelity=s.has("fidelity"))
+                  name=name, yes=bool(YES.search(line)), imatrix=s.has("imatrix"), fidelity=s.has("fidelity"),
+                  group_size=int(group.group(1) or group.group(2)) if group else None)
     return Command(Intent.QUANTIZE_MODEL, slots)
 
 
@@ -708,7 +712,9 @@ def describe(command: Command) -> str:
     if command.intent is Intent.QUANTIZE_MODEL:
         target = slots.level or (f"{slots.bits}-bit" if slots.bits else "")
         parts = [f"quantize {slots.model}", f"to {target}" if target else "", slots.method or "",
-                 "with imatrix" if slots.imatrix else "", f"as {slots.name}" if slots.name else ""]
+                 "with imatrix" if slots.imatrix else "",
+                 f"with group size {slots.group_size}" if slots.group_size else "",
+                 f"as {slots.name}" if slots.name else ""]
         return " ".join(p for p in parts if p)
     if command.intent in EXPERIMENTS:
         names = " and ".join(slots.models or [slots.model or "NAME"])

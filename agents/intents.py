@@ -68,6 +68,7 @@ class Slots:
     yes: bool = False  # --yes: run the plan without asking
     imatrix: bool = False  # GGUF: compute an importance matrix first
     fidelity: bool = False  # quantize: a fidelity report card right after
+    group_size: Optional[int] = None  # quantize (gptq): "with group size 64"
     texts: list[str] = field(default_factory=list)  # embed: every quoted text
     classifier: Optional[str] = None  # an embedding classifier's name
     text_column: Optional[str] = None  # train classifier: the data's text column (default "text")

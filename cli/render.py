@@ -11,6 +11,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from agents import results as r
+from agents.measure.embedding_fidelity import format_cosine
 from agents.measure.fidelity import format_dp, format_kld, format_ppl, format_share
 from cli.render_classifiers import RENDERERS as CLASSIFIER_RENDERERS
 from cli.render_models import RENDERERS as MODEL_RENDERERS
@@ -30,20 +31,26 @@ def model_list(res: r.ModelList, console: Console) -> None:
         console.print(f"No models in {res.models_dir}. Run `make setup` to build the demo models.")
         return
     table = Table(title=f"Models in {res.models_dir}")
-    for column in ("name", "format", "level", "bits", "size", "params", "context", "loaded", "usable"):
+    for column in ("name", "format", "level", "bits/weight", "size", "params", "context", "loaded", "usable"):
         table.add_column(column)
+    nominal = False
     for m in res.models:
         if m.remote:  # a remote endpoint: where it is and how it answered, instead of file facts
             level = m.display.get("host", "-")
             size = f"{m.remote['health']}, {m.display.get('latency', '-')}"
         else:
             level, size = m.level or "-", format_bytes(m.size_bytes)
+        kind = m.format + (" (embedding)" if m.role == "embedding" else "")  # an encoder: vectors, not text
+        measured = res.measured_bits(m)
+        nominal = nominal or (measured is None and bool(m.bits))
         table.add_row(
-            m.name, m.format, level, f"{m.bits:g}" if m.bits else "-",
+            m.name, kind, level, f"{measured:.2f}" if measured else f"~{m.bits:g}" if m.bits else "-",
             size, _params(m.parameter_count), str(m.context_length or "-"),
             "yes" if m.name in res.loaded else "", "yes" if m.usable else f"no: {m.reason}",
         )
     console.print(table)
+    console.print("bits/weight: measured from the weight bytes (the manifest's weight bytes × 8 / parameters)"
+                  + ("; ~N: the level's nominal bits (no manifest)" if nominal else ""))
     if any(m.remote for m in res.models):
         console.print("Remote models show their host in the level column and health, probe latency in the size "
                       "column (list endpoints: every member).")
@@ -192,6 +199,18 @@ FIDELITY_COLUMNS: list[Column] = [
     ("Δp RMS", "dp_rms", format_dp),
 ]
 
+# An embedding model's card (agents.measure.embedding_fidelity): small against large, one row per variant.
+EMBEDDING_COLUMNS: list[Column] = [
+    ("level", "level", lambda v: v or "-"),
+    ("size", "size_bytes", lambda v: format_bytes(v or None)),
+    ("bits/weight", "bits_per_weight", lambda v: _num(v, ".2f")),
+    ("cosine mean", "cosine_mean", format_cosine),
+    ("cosine min", "cosine_min", format_cosine),
+    ("neighbours kept", "neighbour_overlap", format_share),
+    ("rank ρ", "rank_spearman", lambda v: _num(v, ".4f")),
+    ("embed s", "embed_s", lambda v: _num(v, ".2f")),
+]
+
 
 def experiment_result(res: r.ExperimentResult, console: Console) -> None:
     console.print(f"[green]{res.kind}[/green] #{res.id} on {', '.join(res.models)} — recorded in the history")
@@ -207,7 +226,8 @@ def experiment_result(res: r.ExperimentResult, console: Console) -> None:
                       "(a word heuristic is in --json). For quality, run: fidelity of MODEL")
     tables = (("Speed (ranked by generation tok/s)" if res.kind in ("compare", "benchmark") else "Per model",
                SPEED_COLUMNS, "latency_p50_s"),
-              (f"Fidelity against {res.reference}", FIDELITY_COLUMNS, "kld_mean"))
+              (f"Fidelity against {res.reference}", FIDELITY_COLUMNS, "kld_mean"),
+              (f"Embedding fidelity against {res.reference}", EMBEDDING_COLUMNS, "cosine_mean"))
     for title, columns, measured in tables:
         if not any(row.value(measured) is not None for row in res.rows):
             continue
@@ -291,7 +311,8 @@ def plan_panel(res: r.QuantizePlan, console: Console) -> None:
     lines = [
         f"[bold]{p.source}[/bold] ({p.source_format}, {_params(p.parameter_count)} parameters) → "
         f"[bold]{p.output_name}[/bold]",
-        f"method {p.method}, level {p.level} ({p.bits:g} bits per weight nominal)",
+        f"method {p.method}, level {p.level} ({p.bits:g} bits per weight nominal"
+        + (f", group size {p.group_size})" if p.group_size else ")"),
         f"why: {p.recommendation}",
         *(f"  {i}. {step}" for i, step in enumerate(p.steps, 1)),
     ]
@@ -300,10 +321,12 @@ def plan_panel(res: r.QuantizePlan, console: Console) -> None:
     if p.fidelity:
         lines.append(f"then: fidelity report card against {p.source}")
     lines += [
-        f"expected: output ≈ {format_bytes(p.expected_size_bytes)}, "
+        f"expected: output ≈ {format_bytes(p.expected_size_bytes)}"
+        + (f" ({p.expected_bits_per_weight:.2f} bits per weight)" if p.expected_bits_per_weight else "") + ", "
         f"peak RAM ≈ {format_bytes(p.expected_peak_ram_bytes)} "
         f"(available {format_bytes(p.available_ram_bytes)}), disk ≈ {format_bytes(p.disk_needed_bytes)} "
         f"(free {format_bytes(p.free_disk_bytes)})",
+        *([f"tensor types: {', '.join(f'{t} ×{n}' for t, n in p.tensor_types.items())}"] if p.tensor_types else []),
         f"time: about {_duration(p.estimated_seconds)} ({p.estimate_basis})",
         *([f"RAM: {p.ram_basis}"] if p.ram_basis else []),
         *(f"note: {note}" for note in p.notes),
@@ -316,7 +339,8 @@ def plan_panel(res: r.QuantizePlan, console: Console) -> None:
 def quantized(res: r.Quantized, console: Console) -> None:
     m = res.manifest
     console.print(f"[green]quantized[/green] {res.plan.source} → [bold]{res.output}[/bold] "
-                  f"({m.get('format')} {m.get('level')}, {format_bytes(m.get('size_bytes'))}, "
+                  f"({m.get('format')} {m.get('level')}, {format_bytes(m.get('size_bytes'))} "
+                  f"(planned {format_bytes(res.plan.expected_size_bytes)}), "
                   f"{m.get('bits_per_weight', 0):.2f} bits per weight) in {_duration(res.wall_time_s)}, "
                   f"peak memory {format_bytes(res.peak_rss_bytes)} "
                   f"(planned {format_bytes(res.plan.expected_peak_ram_bytes)})"

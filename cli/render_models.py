@@ -76,7 +76,8 @@ def model_details(m: r.ModelDetails, console: Console) -> None:
         table.add_row("size", f"{format_bytes(disk.total_bytes)} ({', '.join(parts)})")
     if m.parameter_count:
         table.add_row("parameters", f"{m.parameter_count:,}")
-    table.add_row("architecture", escape(str(m.architecture or "-")))
+    table.add_row("architecture", escape(str(m.architecture or "-"))
+                  + (" (embedding model: it makes vectors, not text)" if m.role == "embedding" else ""))
     context = str(m.context_length or "-")
     if m.loaded_context_length:
         context += f" (loaded with {m.loaded_context_length})"
@@ -88,8 +89,11 @@ def model_details(m: r.ModelDetails, console: Console) -> None:
     manifest = m.manifest
     if manifest:
         bpw = manifest.get("bits_per_weight")
-        table.add_row("method", f"{manifest.get('method')} {manifest.get('level') or ''}"
-                      + (f", {bpw:.4f} bits per weight (measured)" if isinstance(bpw, (int, float)) else ""))
+        table.add_row("method", f"{manifest.get('method')} {manifest.get('level') or ''}")
+        if isinstance(bpw, (int, float)) and bpw:
+            # What the file really holds: llama.cpp's shape fallbacks and level mixes make it differ from the name.
+            table.add_row("bits per weight", f"{bpw:.2f} measured (weight bytes × 8 / parameters)"
+                          + (f"; the level's name says {m.bits:g}" if m.bits else ""))
         source = manifest.get("source") or {}
         if source:
             table.add_row("source", escape(", ".join(f"{k} {v}" for k, v in source.items() if k != "sha256" and v)))
@@ -111,7 +115,11 @@ def model_details(m: r.ModelDetails, console: Console) -> None:
                       + f" ({speed['kind']} #{speed['experiment_id']}, {_ago(speed.get('measured_at'))})")
     else:
         table.add_row("latest speed", f"not measured yet: benchmark {escape(m.name)}")
-    if fidelity:
+    if fidelity and fidelity.get("measure") == "embedding":
+        table.add_row("latest fidelity", f"cosine {fidelity['cosine_mean']:.6f}, nearest neighbours kept "
+                      f"{100 * (fidelity.get('neighbour_overlap') or 0):.1f}% vs {escape(str(fidelity['reference']))}"
+                      f" ({fidelity['kind']} #{fidelity['experiment_id']}, {_ago(fidelity.get('measured_at'))})")
+    elif fidelity:
         ppl = f", perplexity {fidelity['ppl']:.2f}" if fidelity.get("ppl") else ""
         table.add_row("latest fidelity", f"KLD {fidelity['kld_mean']:.5f}, top-1 agreement "
                       f"{100 * (fidelity.get('top1_agreement') or 0):.1f}%{ppl} vs {escape(str(fidelity['reference']))}"

@@ -311,19 +311,21 @@ class Library:
     # -- the factory ------------------------------------------------------------------------------------------
     def quantize(self, source: str, method: Optional[str] = None, level: Optional[str] = None, *,
                  bits: Optional[int] = None, name: Optional[str] = None, calibration: Optional[PathLike] = None,
-                 imatrix: bool = False, fidelity: bool = False,
+                 imatrix: bool = False, fidelity: bool = False, group_size: Optional[int] = None,
                  progress: Optional[Progress] = None) -> "QuantizePlan":
         """The plan to quantize `source` (a model on disk, or a Hub repo id: downloaded first, with progress).
 
         method: gguf | gptq | bnb (None: gguf, unless the level names another: nf4 -> bnb); level: q4_k_m, q8_0,
-        nf4, int8, 4bit...; bits: 2-8 picks the method's usual level. Nothing is quantized until .run().
+        nf4, int8, 4bit...; bits: 2-8 picks the method's usual level; group_size: GPTQ's weights per scale
+        (default 128; a plan refused for the model's widths says which one works). Nothing is quantized until .run().
         """
         from agents.quantization.plan import QuantRequest
         from agents.quantization.results import QuantizePlan
 
         model, acquired = self._local_source(source, progress)
         request = QuantRequest(model=model, method=method, bits=bits, level=level, name=name,
-                               calibration_file=_path(calibration), imatrix=imatrix, fidelity=fidelity)
+                               calibration_file=_path(calibration), imatrix=imatrix, fidelity=fidelity,
+                               group_size=group_size)
         return QuantizePlan(plan=self.factory.plan(request), acquired=acquired, runner=self._run_plan)
 
     def _local_source(self, ref: str, progress: Optional[Progress]):
@@ -497,15 +499,29 @@ class Library:
         return Classification(result={**self.classifier_registry.predict(name, items), "texts": items})
 
     def check_classifier(self, name: str, variants: Union[str, Sequence[str]], *,
+                         data_file: Optional[PathLike] = None, data_content: Optional[Union[str, bytes]] = None,
+                         drop_unknown_labels: bool = False,
                          progress: Optional[Progress] = None) -> "ClassifierCheckResult":
-        """The classifier on quantized variants' embeddings of its held-out split: accuracy, agreement with the
-        source, cosine, texts/s; a report in the reports folder, recorded in the history."""
+        """The classifier on quantized variants' embeddings of its held-out split, or of `data_file` (a labelled
+        .csv / .jsonl with the classifier's training columns and labels): accuracy, agreement with the source,
+        cosine, texts/s; a report in the reports folder, recorded in the history.
+
+        data_content: the file's content when it is not on this machine (`data_file` then only names it: its
+        suffix says csv or jsonl). drop_unknown_labels: score the rows whose label the classifier knows instead
+        of refusing a file with others."""
         from agents.classifiers.check import check_classifier
+        from agents.classifiers.evalset import LabelledFile
         from agents.classifiers.results import ClassifierCheckResult
 
         models = [variants] if isinstance(variants, str) else list(variants)
+        path = _path(data_file)
+        if data_content is not None and path is None:
+            raise InvalidRequest("data_content needs data_file to name it", "e.g. data_file='test.csv'")
+        # A lone surrogate (no UTF-8 file holds one) becomes bytes the reader refuses as "not UTF-8", naming the line.
+        content = data_content.encode("utf-8", "surrogatepass") if isinstance(data_content, str) else data_content
+        data = None if path is None else LabelledFile(path, content, drop_unknown_labels)
         report = check_classifier(self.classifier_registry, name, models, store=self.store,
-                                  reports_dir=self.settings.reports_dir, progress=progress)
+                                  reports_dir=self.settings.reports_dir, progress=progress, data=data)
         return ClassifierCheckResult(report=report.to_dict())
 
 

@@ -566,6 +566,11 @@ def latest_figures(store, name: str) -> dict[str, Any]:
                 speed = {"gen_tps": row["gen_tps"], "prompt_tps": row.get("prompt_tps"),
                          "ttft_p50_s": row.get("ttft_p50_s"), "latency_p50_s": row.get("latency_p50_s"),
                          "experiment_id": exp["id"], "kind": exp["kind"], "measured_at": exp.get("finished_at")}
+            if fidelity is None and row.get("cosine_mean") is not None and summary.get("reference") != name:
+                fidelity = {"reference": summary.get("reference"), "measure": "embedding",
+                            "cosine_mean": row["cosine_mean"], "cosine_min": row.get("cosine_min"),
+                            "neighbour_overlap": row.get("neighbour_overlap"), "text": summary.get("text"),
+                            "experiment_id": exp["id"], "kind": exp["kind"], "measured_at": exp.get("finished_at")}
             if fidelity is None and row.get("kld_mean") is not None and summary.get("reference") != name:
                 fidelity = {"reference": summary.get("reference"), "kld_mean": row["kld_mean"],
                             "top1_agreement": row.get("top1_agreement"), "ppl": row.get("ppl_test"),
@@ -614,6 +619,7 @@ def _details(manager, record: ModelRecord, store, with_template: bool) -> ModelD
         "name": record.name, "format": record.format, "level": record.level, "bits": record.bits,
         "path": str(record.path), "architecture": record.architecture, "parameter_count": record.parameter_count,
         "context_length": record.context_length, "usable": record.usable, "reason": record.reason,
+        "role": record.role,
         "loaded": manager.is_loaded(record.name), "figures": latest_figures(store, record.name),
         "changes": store.model_changes(name=record.name) if store is not None else [],
     }

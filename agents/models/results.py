@@ -28,6 +28,15 @@ class ModelList(Result):
     def __iter__(self) -> Iterator["ModelRecord"]:
         return iter(self.models)
 
+    @staticmethod
+    def measured_bits(record: "ModelRecord") -> Optional[float]:
+        """Bits per weight as the model's manifest measured them (weight bytes x 8 / parameters); None without one.
+
+        A level's name says less: q4_k_m on 576-wide rows holds 6.17 bits per weight (llama.cpp's shape fallbacks).
+        """
+        bpw = (record.manifest or {}).get("bits_per_weight")
+        return round(float(bpw), 4) if isinstance(bpw, (int, float)) and bpw > 0 else None
+
     @property
     def names(self) -> list[str]:
         """The models' names, in the listing's order."""
@@ -35,7 +44,8 @@ class ModelList(Result):
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: each record's facts (without its manifest) and whether it is loaded."""
-        models = [{**record.to_dict(), "loaded": record.name in self.loaded} for record in self.models]
+        models = [{**record.to_dict(), "loaded": record.name in self.loaded,
+                   "bits_per_weight": self.measured_bits(record)} for record in self.models]
         return {"ok": self.ok, "models_dir": self.models_dir, "models": models, "type": type(self).__name__}
 
 
@@ -75,6 +85,7 @@ class ModelDetails(Result):
     context_length: Optional[int] = None
     usable: bool = True
     reason: str = ""  # why it is not usable
+    role: str = "generation"  # embedding | generation (server.discovery.ModelRecord.role)
     loaded: bool = False
     remote: Optional[dict[str, Any]] = None  # a remote endpoint's state: urls, model, key_env, health, members
     size_bytes: int = 0  # the files' bytes (disk.total_bytes)
@@ -95,7 +106,7 @@ class ModelDetails(Result):
         facts = {"name": self.name, "format": self.format, "level": self.level, "bits": self.bits, "path": self.path,
                  "architecture": self.architecture, "parameter_count": self.parameter_count,
                  "context_length": self.context_length, "usable": self.usable, "reason": self.reason,
-                 "loaded": self.loaded}
+                 "role": self.role, "loaded": self.loaded}
         disk = self.disk.to_dict() if self.disk is not None else None
         if self.format == "remote":
             return {**facts, "remote": self.remote, "manifest": self.manifest, "lineage": self.lineage,

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+from agents.quantization.encoder import embedding_reference, is_embedding_role, is_embedding_source
 from agents.quantization.faults import step_failure
 from agents.quantization.plan import MARGIN, QuantPlan, QuantRequest, machine_now, make_plan, source_facts
-from agents.quantization.verify import VERIFY_STEP, verify_output
+from agents.quantization.verify import EMBED_VERIFY_STEP, VERIFY_STEP, verify_embeddings, verify_output
 from lqmf.atomic import sweep_stale_temps, temp_sibling
 from lqmf.errors import PlanRefused
 from lqmf.manifest import manifest_path_for, measure_run, read_manifest, tree_sha256
@@ -63,7 +64,7 @@ class QuantizationAgent:
 
             if not LlamaTools.in_folder(tools_folder(self.settings)).ready():
                 plan.steps.insert(0, f"{BUILD_TOOLS_STEP} (once, about 2 minutes)")
-        plan.steps.append(VERIFY_STEP)
+        plan.steps.append(EMBED_VERIFY_STEP if is_embedding_role(record.role) else VERIFY_STEP)
         return plan
 
     def run(self, plan: QuantPlan, progress: Optional[Progress] = None) -> QuantRun:
@@ -74,7 +75,7 @@ class QuantizationAgent:
         """
         if not plan.runnable:
             raise PlanRefused("; ".join(plan.problems), "change the request (see the plan) and try again")
-        if VERIFY_STEP not in plan.steps:  # a plan made by make_plan() directly, not by plan()
+        if not {VERIFY_STEP, EMBED_VERIFY_STEP} & set(plan.steps):  # a plan made by make_plan() directly
             plan.steps.append(VERIFY_STEP)
         sweep_stale_temps(self.settings.models_dir)
         run_id = self.store.start_quantization(plan.source, plan.output_name, plan.method, plan.level, plan.bits,
@@ -116,12 +117,22 @@ class QuantizationAgent:
         """The file lqmf.log.configure_logging writes (where a failed step's traceback goes)."""
         return self.settings.logs_dir / "lqmf.log"
 
-    def _verifier(self, steps: "_Steps", fmt: str, output: Path) -> Callable[[Path], dict]:
-        """The plan's verify step, called by the core on the output while it is still a hidden temporary."""
+    def _verifier(self, steps: "_Steps", fmt: str, output: Path,
+                  plan: Optional[QuantPlan] = None) -> Callable[[Path], dict]:
+        """The plan's verify step, called by the core on the output while it is still a hidden temporary.
+
+        The output of an embedding model is checked by its vectors against the source's (computed then, from
+        the source as it is served); any other output decodes one token.
+        """
         name = output.stem if fmt == "gguf" else output.name
+        encoder = plan is not None and is_embedding_source(Path(plan.source_path))
 
         def verify(built: Path) -> dict:
             steps.next()
+            if encoder:
+                reference = embedding_reference(Path(plan.source_path), plan.source_format, plan.source, plan.bits,
+                                                threads=self.settings.threads)
+                return verify_embeddings(built, fmt, name, reference, threads=self.settings.threads)
             return verify_output(built, fmt, name, threads=self.settings.threads)
 
         return verify
@@ -139,7 +150,7 @@ class QuantizationAgent:
         from agents.quantization.gguf_quant import FLOAT_BITS, convert_to_gguf, quantize_gguf
 
         src, out = Path(plan.source_path), Path(plan.output_path)
-        verify = self._verifier(steps, "gguf", out)
+        verify = self._verifier(steps, "gguf", out, plan)
         if plan.level in FLOAT_BITS:
             steps.next()
             convert_to_gguf(src, out, self.settings, plan.level, overwrite=plan.overwrite, verify=verify,
@@ -192,11 +203,13 @@ class QuantizationAgent:
 
     def _gptq(self, plan: QuantPlan, steps: "_Steps") -> dict:
         from agents.quantization.hf_quant import quantize_gptq
+        from agents.quantization.shape_plan import DEFAULT_GROUP_SIZE
 
         steps.next()
         quantize_gptq(
             Path(plan.source_path), Path(plan.output_path), bits=int(plan.bits),
             calibration_file=Path(plan.calibration_file) if plan.calibration_file else None,
+            group_size=plan.group_size or DEFAULT_GROUP_SIZE, on_progress=steps.within,
             overwrite=plan.overwrite, logs_dir=self.settings.logs_dir,
             verify=self._verifier(steps, "gptq", Path(plan.output_path)),
         )
@@ -207,7 +220,7 @@ class QuantizationAgent:
 
         steps.next()
         quantize_bnb(Path(plan.source_path), Path(plan.output_path), plan.level, overwrite=plan.overwrite,
-                     verify=self._verifier(steps, "bnb", Path(plan.output_path)))
+                     verify=self._verifier(steps, "bnb", Path(plan.output_path), plan))
         return read_manifest(Path(plan.output_path))
 
 

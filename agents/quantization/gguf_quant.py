@@ -13,7 +13,7 @@ import os
 import re
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
@@ -116,6 +116,7 @@ class GGUFTensorReport:
     parameter_count: int
     tensor_bytes: int
     matrix_types: dict[str, str]  # name -> type, for tensors with 2+ dimensions
+    all_types: dict[str, str] = field(default_factory=dict)  # name -> type, every tensor
 
     @property
     def bits_per_weight(self) -> float:
@@ -129,19 +130,30 @@ def read_gguf_tensors(path: Path) -> GGUFTensorReport:
     reader = GGUFReader(str(path))
     histogram: dict[str, int] = {}
     matrix_types: dict[str, str] = {}
+    all_types: dict[str, str] = {}
     n_params = n_bytes = 0
     for tensor in reader.tensors:
         type_name = tensor.tensor_type.name
+        all_types[tensor.name] = type_name
         histogram[type_name] = histogram.get(type_name, 0) + 1
         n_params += int(tensor.n_elements)
         n_bytes += int(tensor.n_bytes)
         if len(tensor.shape) >= 2 and int(min(tensor.shape)) > 1:
             matrix_types[tensor.name] = type_name
-    return GGUFTensorReport(dict(sorted(histogram.items())), n_params, n_bytes, matrix_types)
+    return GGUFTensorReport(dict(sorted(histogram.items())), n_params, n_bytes, matrix_types, all_types)
 
 
-def find_fallbacks(report: GGUFTensorReport, level: GGUFLevel) -> list[dict[str, str]]:
-    """Weight matrices llama.cpp stored in another type than the level asks (e.g. rows not /256)."""
+def find_fallbacks(report: GGUFTensorReport, level: GGUFLevel, src_gguf: Optional[Path] = None,
+                   has_imatrix: bool = False) -> list[dict[str, str]]:
+    """Weight matrices llama.cpp stored in another type than it chose for them (e.g. rows not /256).
+
+    With the float GGUF they were quantized from, exactly as llama.cpp counts them: its choice for each tensor
+    (agents.quantization.gguf_mix, the level's mix included) against what the file holds. Without it, or if
+    that prediction and the file disagree anywhere else, by the level's usual types.
+    """
+    exact = _predicted_fallbacks(report, level, src_gguf, has_imatrix) if src_gguf is not None else None
+    if exact is not None:
+        return exact
     if level.is_iq:
         # IQ levels mix IQ and K types by design (attn_v, output, first ffn_down layers).
         allowed = K_TYPES | IQ_TYPES | {level.main_type}
@@ -155,6 +167,24 @@ def find_fallbacks(report: GGUFTensorReport, level: GGUFLevel) -> list[dict[str,
         for name, type_name in sorted(report.matrix_types.items())
         if type_name not in allowed
     ]
+
+
+def _predicted_fallbacks(report: GGUFTensorReport, level: GGUFLevel, src_gguf: Path,
+                         has_imatrix: bool) -> Optional[list[dict[str, str]]]:
+    from agents.quantization.gguf_mix import fallback_type, float_gguf, predict_mix
+    from agents.quantization.shapes import read_shapes
+
+    shapes = read_shapes(src_gguf, "gguf")
+    if shapes is None:
+        return None
+    mix = predict_mix(float_gguf(shapes, src_gguf), shapes, level.name, has_imatrix=has_imatrix)
+    real = report.all_types
+    if any(real.get(t.name) != t.type for t in mix.tensors):
+        log.debug("llama.cpp's types for %s differ from the prediction: fallbacks by the level's usual types",
+                  src_gguf.name)
+        return None
+    return [{"tensor": t.name, "type": t.type, "expected": t.wanted} for t in sorted(mix.tensors, key=lambda t: t.name)
+            if t.type != t.wanted and t.type == fallback_type(t.wanted, t.columns)]
 
 
 def gguf_manifest(
@@ -273,13 +303,16 @@ def quantize_gguf(
     with file_output(out_file, overwrite) as tmp:
         with measure_run() as measure:
             if tools is None:
-                with _llama_log_tensors(on_tensor):
-                    details["quantizer"] = _quantize_in_process(src_gguf, tmp, spec, nthreads)
+                with _llama_log_captured(on_tensor) as llama_log:
+                    try:
+                        details["quantizer"] = _quantize_in_process(src_gguf, tmp, spec, nthreads)
+                    finally:
+                        log.debug("llama.cpp's quantizer log for %s:\n%s", out_file.name, "".join(llama_log))
             else:
                 details["quantizer"] = _quantize_with_tool(tools.quantize, src_gguf, tmp, spec, nthreads, imatrix,
                                                            on_tensor)
         report = read_gguf_tensors(tmp)
-        fallbacks = find_fallbacks(report, spec)
+        fallbacks = find_fallbacks(report, spec, src_gguf, has_imatrix=imatrix is not None)
         warnings = _quantize_warnings(out_file, spec, fallbacks, imatrix)
         if verify is not None:
             details["verified"] = verify(tmp)
@@ -323,9 +356,6 @@ def _check_quantize_request(
 def _quantize_in_process(src_gguf: Path, tmp: Path, spec: GGUFLevel, nthreads: int) -> str:
     import llama_cpp
 
-    # llama-cpp-python prints llama.cpp's per-tensor log to stderr unless its logger is above INFO;
-    # the shell shows its own progress and the manifest records what was written.
-    logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, spec.ftype)
     params.nthread = nthreads
@@ -342,35 +372,37 @@ _LOG_LOCK = threading.Lock()  # llama.cpp has one log callback per process
 
 
 @contextmanager
-def _llama_log_tensors(on_tensor: Optional[Progress]) -> Iterator[None]:
-    """While in-process quantizing, read llama.cpp's "[ n/ N] tensor" log lines into `on_tensor`.
+def _llama_log_captured(on_tensor: Optional[Progress]) -> Iterator[list[str]]:
+    """While in-process quantizing, llama.cpp's log is collected (for the log file), not printed.
 
-    llama_model_quantize reports nothing else while it works; its log lines go through the one
-    process-wide callback, so it is swapped for the duration and every message still reaches
-    llama-cpp-python's own callback (which prints them only when its logger is verbose).
+    llama.cpp has one log callback per process. llama-cpp-python's own maps ggml's levels by an older enum
+    (WARN = 2; this ggml's WARN is 3, which it takes for ERROR), so even at its quietest it prints every
+    "falling back" warning: 180 lines on SmolLM2. Here the callback is swapped for the duration: the text is
+    collected, its "[ n/ N] tensor" lines go to `on_tensor`, and the fallbacks reach the user once, summed
+    up in the manifest's warnings.
     """
-    if on_tensor is None:
-        yield
-        return
     import llama_cpp
     from llama_cpp import _logger
 
     from agents.quantization.llama_output import TENSOR_PROGRESS
 
-    def forward(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+    collected: list[str] = []
+
+    def capture(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
         try:
-            _logger.llama_log_callback(level, text, user_data)
-            match = TENSOR_PROGRESS.match(text.decode("utf-8", "replace"))
+            line = text.decode("utf-8", "replace")
+            collected.append(line)
+            match = TENSOR_PROGRESS.match(line) if on_tensor is not None else None
             if match:
                 on_tensor("tensors", int(match.group(1)), int(match.group(2)))
         except Exception:  # an exception cannot cross back into C: log it, keep quantizing
-            log.debug("tensor progress callback failed", exc_info=True)
+            log.debug("llama.cpp log callback failed", exc_info=True)
 
-    callback = llama_cpp.llama_log_callback(forward)  # held here: C keeps only a pointer to it
+    callback = llama_cpp.llama_log_callback(capture)  # held here: C keeps only a pointer to it
     with _LOG_LOCK:
         llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
         try:
-            yield
+            yield collected
         finally:
             llama_cpp.llama_log_set(_logger.llama_log_callback, ctypes.c_void_p(0))
 
@@ -415,9 +447,15 @@ def _quantize_warnings(
 ) -> list[str]:
     warnings = []
     if fallbacks:
+        moves: dict[str, int] = {}
+        for f in fallbacks:
+            move = f"{f.get('expected', spec.main_type)} -> {f['type']}"
+            moves[move] = moves.get(move, 0) + 1
+        blocks = sorted({_block_size(f.get("expected", spec.main_type)) for f in fallbacks}, reverse=True)
         warnings.append(
-            f"{len(fallbacks)} weight matrices fell back from {spec.main_type} "
-            f"(llama.cpp K-quant and IQ types need row widths divisible by 256): "
+            f"{len(fallbacks)} weight matrices fell back to other types "
+            f"({', '.join(f'{n} {move}' for move, n in sorted(moves.items(), key=lambda kv: -kv[1]))}): llama.cpp "
+            f"needs row widths divisible by {' or '.join(map(str, blocks))} for the types it chose: "
             + ", ".join(f"{f['tensor']}={f['type']}" for f in fallbacks[:8])
             + (" ..." if len(fallbacks) > 8 else "")
         )
@@ -427,3 +465,9 @@ def _quantize_warnings(
     for warning in warnings:
         log.warning("%s: %s", out_file.name, warning)
     return warnings
+
+
+def _block_size(ggml_type: str) -> int:
+    from agents.quantization.gguf_mix import GGML_SIZES
+
+    return GGML_SIZES.get(ggml_type, (256, 0))[0]

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 from pathlib import Path
 from typing import Callable, Optional
 
 from agents.quantization.calibration import load_calibration
+from agents.quantization.quiet import library_output_to
 from lqmf.atomic import atomic_output, ensure_disk_space
+from lqmf.encoders import EMBEDDING, GENERATION, MODULES_FILE, hf_role
 from lqmf.errors import QuantizationError
 from lqmf.manifest import (
     Manifest,
@@ -20,12 +23,14 @@ from lqmf.manifest import (
     tree_sha256,
     weight_files,
 )
+from lqmf.progress import Progress
 from lqmf.settings import load_settings
 from lqmf.source import architecture, hf_parameter_count, hf_weight_bytes, require_hf_folder
 
 log = logging.getLogger(__name__)
 
 BNB_MODES = ("nf4", "fp4", "int8")
+BNB_AUTO_CLASS = {EMBEDDING: "AutoModel", GENERATION: "AutoModelForCausalLM"}  # by lqmf.encoders.hf_role
 GPTQ_BITS = (4, 8)
 TOKENIZER_FILES = (
     "tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
@@ -65,6 +70,25 @@ def copy_tokenizer_files(src: Path, dest: Path) -> None:
             shutil.copy2(src / name, dest / name)
 
 
+def copy_sentence_layout(src: Path, dest: Path) -> None:
+    """Copy a sentence-transformers model's pipeline files (modules.json, its configs, 1_Pooling/, 2_Dense/ ...)
+    that save_pretrained does not write, so the output pools and normalises as the source does."""
+    from agents.quantization.acquire.selection import pick_hf_files
+    from lqmf.encoders import read_layout
+
+    layout = read_layout(src)
+    if layout is None:
+        return
+    files = (p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_file())
+    for rel in pick_hf_files(files, layout.folders):
+        if "/" not in rel and rel.endswith((".safetensors", ".index.json")):
+            continue  # the quantized weights (and their index) are the quantizer's
+        target = dest / rel
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src / rel, target)
+
+
 def _quantize_folder(
     src: Path, out_dir: Path, overwrite: bool, estimate_bytes: int,
     build: Callable[[Path], None], describe: Callable[[Path, Path, RunMeasure], Manifest],
@@ -101,9 +125,14 @@ def quantize_bnb(src: Path, out_dir: Path, mode: str = "nf4", overwrite: bool = 
     src = Path(src)
     bits = 8 if mode == "int8" else 4
 
+    # An encoder is quantized bare (AutoModel), as sentence-transformers and the server load it: a causal-LM
+    # head on BERT would be random, and bitsandbytes cannot initialise one (int8 'Parameter' has no 'CB').
+    role = hf_role(require_hf_folder(src), (src / MODULES_FILE).is_file())
+
     def build(tmp: Path) -> None:
         import torch
-        from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+        import transformers
+        from transformers import BitsAndBytesConfig
 
         if bits == 8:
             config = BitsAndBytesConfig(load_in_8bit=True)
@@ -112,8 +141,11 @@ def quantize_bnb(src: Path, out_dir: Path, mode: str = "nf4", overwrite: bool = 
                 load_in_4bit=True, bnb_4bit_quant_type=mode, bnb_4bit_compute_dtype=torch.float32,
                 bnb_4bit_use_double_quant=False,
             )
-        model = AutoModelForCausalLM.from_pretrained(src, quantization_config=config, device_map="cpu")
+        auto = getattr(transformers, BNB_AUTO_CLASS[role])
+        model = auto.from_pretrained(src, quantization_config=config, device_map="cpu")
         model.save_pretrained(tmp, safe_serialization=True)
+        if role == EMBEDDING:
+            copy_sentence_layout(src, tmp)
 
     def describe(final: Path, built: Path, measure: RunMeasure) -> Manifest:
         return folder_manifest(
@@ -135,28 +167,42 @@ def quantize_gptq(
     overwrite: bool = False,
     logs_dir: Optional[Path] = None,
     verify: Optional[Callable[[Path], dict]] = None,
+    on_progress: Optional[Progress] = None,
 ) -> Manifest:
     """Quantize an HF folder with GPTQ through GPTQModel on CPU; calibration from a file or the default.
 
-    GPTQModel's per-layer logs go to `logs_dir`/gptqmodel (default: the settings' logs folder).
+    GPTQModel's per-layer logs go to `logs_dir`/gptqmodel (default: the settings' logs folder), and so does
+    everything it prints (banners, INFO lines, progress bars: `logs_dir`/gptqmodel/<output>.log), while it
+    quantizes and while `verify` loads the output; `on_progress("layers", done, total)` follows its layers.
     `verify`, when given, checks the folder before it is renamed into place.
     """
     if bits not in GPTQ_BITS:
         raise QuantizationError(f"GPTQ supports {GPTQ_BITS} bits here, not {bits}", "use bits=4 or bits=8")
     src = Path(src)
     samples = load_calibration(calibration_file, max_samples)
+    gptq_logs = Path(logs_dir or load_settings().logs_dir) / "gptqmodel"
+    output_log = gptq_logs / f"{Path(out_dir).name}.log"
+
+    def quiet(title: str):
+        return library_output_to(output_log, _layer_progress(on_progress), title=f"{title} {Path(out_dir).name}")
 
     def build(tmp: Path) -> None:
-        from gptqmodel import GPTQModel, QuantizeConfig
-        from gptqmodel.looper import loop_processor
+        with quiet("quantize"):
+            from gptqmodel import GPTQModel, QuantizeConfig
+            from gptqmodel.looper import loop_processor
 
-        # GPTQModel writes its per-layer logs to ./logs relative to the working directory;
-        # point them at our logs folder so a run never writes into whatever the cwd is.
-        loop_processor._PROJECT_LOG_DIR = Path(logs_dir or load_settings().logs_dir) / "gptqmodel"
-        config = QuantizeConfig(bits=bits, group_size=group_size, desc_act=False, sym=True)
-        model = GPTQModel.load(str(src), config, device="cpu")
-        model.quantize(samples, batch_size=1)
-        model.save(str(tmp))
+            # GPTQModel writes its per-layer logs to ./logs relative to the working directory;
+            # point them at our logs folder so a run never writes into whatever the cwd is.
+            loop_processor._PROJECT_LOG_DIR = gptq_logs
+            config = QuantizeConfig(bits=bits, group_size=group_size, desc_act=False, sym=True)
+            model = GPTQModel.load(str(src), config, device="cpu")
+            model.quantize(samples, batch_size=1)
+            model.save(str(tmp))
+        log.info("GPTQModel's output for %s is in %s", Path(out_dir).name, output_log)
+
+    def quiet_verify(built: Path) -> dict:
+        with quiet("verify"):
+            return verify(built)
 
     def describe(final: Path, built: Path, measure: RunMeasure) -> Manifest:
         return folder_manifest(
@@ -170,4 +216,26 @@ def quantize_gptq(
         )
 
     estimate = hf_parameter_count(src) * bits // 8 + hf_weight_bytes(src) // 4
-    return _quantize_folder(src, out_dir, overwrite, estimate, build, describe, verify)
+    return _quantize_folder(src, out_dir, overwrite, estimate, build, describe,
+                            quiet_verify if verify is not None else None)
+
+
+# GPTQModel's layer loop, as LogBar draws it: "Quantizing layer 3 of 29 [3 of 29] ...", with the last index.
+LAYER_LINE = re.compile(r"Quantizing layer (\d+) of (\d+)")
+
+
+def _layer_progress(on_progress: Optional[Progress]) -> Optional[Callable[[str], None]]:
+    """A line reader that reports GPTQModel's layer loop to `on_progress` once per layer."""
+    if on_progress is None:
+        return None
+    last = [-1]
+
+    def on_line(line: str) -> None:
+        found = LAYER_LINE.findall(line)
+        if found:
+            done, last_index = (int(x) for x in found[-1])
+            if done != last[0]:
+                last[0] = done
+                on_progress("layers", done, last_index + 1)
+
+    return on_line

@@ -16,8 +16,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional
 
+from agents.quantization.encoder import encoder_problems
 from agents.quantization.gguf_quant import FLOAT_BITS, GGUF_LEVELS
 from agents.quantization.hf_quant import BNB_MODES, GPTQ_BITS
+from agents.quantization.shape_plan import DEFAULT_GROUP_SIZE, ShapeVerdict, shape_verdict
 from lqmf.manifest import process_rss
 from lqmf.source import hf_parameter_count, hf_weight_bytes, safetensors_headers
 
@@ -40,6 +42,8 @@ WHY_LEVEL = {
     "nf4": "bitsandbytes NF4: 4-bit normal-float weights, loaded by transformers without conversion",
     "int8": "bitsandbytes LLM.int8: 8-bit weights, close to the original, loaded by transformers",
     "fp4": "bitsandbytes FP4: 4-bit float weights (NF4 is usually more faithful)",
+    "4bit": "GPTQ 4-bit: each layer's rounding corrected against calibration text; GPTQModel serves it on CPU",
+    "8bit": "GPTQ 8-bit: close to the original, calibrated layer by layer; GPTQModel serves it on CPU",
 }
 # Rough costs for a first run of a method on this kind of machine (no earlier run to scale from):
 # fixed start-up seconds, seconds per billion parameters, and RAM as fixed + bytes per parameter.
@@ -72,6 +76,7 @@ class QuantRequest:
     imatrix: bool = False
     fidelity: bool = False
     overwrite: bool = False
+    group_size: Optional[int] = None  # GPTQ: weights per scale and zero (default 128)
 
 
 @dataclass
@@ -131,6 +136,12 @@ class QuantPlan:
     notes: list[str] = field(default_factory=list)
     baseline_rss_bytes: int = 0  # the planning process's size (children included) the RAM estimate starts from
     ram_basis: str = ""  # how the RAM estimate was made: the default formula or an earlier run's measured peak
+    group_size: Optional[int] = None  # GPTQ only
+    # From the source's tensor shapes (agents.quantization.shape_plan): the output's weight bytes over its
+    # parameters, as the manifest will measure it (0: no shapes read), and its tensor types (GGUF).
+    expected_bits_per_weight: float = 0.0
+    tensor_types: dict[str, int] = field(default_factory=dict)
+    alternative: Optional[str] = None  # what to change in the request for a plan that works or is smaller
 
     @property
     def runnable(self) -> bool:
@@ -225,12 +236,14 @@ def expected_output_bytes(facts: SourceFacts, method: str, bits: float) -> int:
     return int(total) + 256 * 1024  # config, tokenizer and manifest files
 
 
-def default_output_name(source: str, method: str, level: str) -> str:
-    """demo-hf + gguf q4_k_m -> demo-q4_k_m.gguf; + bnb nf4 -> demo-bnb-nf4; + gptq 4bit -> demo-gptq-4bit."""
+def default_output_name(source: str, method: str, level: str, group_size: Optional[int] = None) -> str:
+    """demo-hf + gguf q4_k_m -> demo-q4_k_m.gguf; + bnb nf4 -> demo-bnb-nf4; + gptq 4bit -> demo-gptq-4bit
+    (+ group size 64 -> demo-gptq-4bit-g64: the default 128 is not named)."""
     stem = re.sub(r"[-_](hf|f16|f32|bf16)$", "", source, flags=re.I) or source
     if method == "gguf":
         return f"{stem}-{level}.gguf"
-    return f"{stem}-{method}-{level}"
+    suffix = f"-g{group_size}" if method == "gptq" and group_size and group_size != DEFAULT_GROUP_SIZE else ""
+    return f"{stem}-{method}-{level}{suffix}"
 
 
 def choose_method_and_level(request: QuantRequest) -> tuple[str, str, list[str]]:
@@ -285,6 +298,8 @@ def _source_problems(method: str, level: str, facts: SourceFacts, converter_dir:
     if method == "gguf" and facts.format == "gguf" and facts.level not in FLOAT_BITS:
         return [f"{facts.name} is already quantized ({facts.level}); requantizing loses quality twice — "
                 f"quantize from its f16/f32 GGUF or its Hugging Face folder"]
+    if encoder := encoder_problems(method, level, facts):
+        return encoder
     if method == "gguf" and facts.format == "hf" and converter_dir is not None and facts.architecture:
         known = converter_architectures(converter_dir)
         if known and facts.architecture not in known:
@@ -351,9 +366,10 @@ def make_plan(request: QuantRequest, facts: SourceFacts, models_dir: Path, machi
     """The plan for a request on this machine; refused plans carry their problems."""
     method, level, problems = choose_method_and_level(request)
     problems += _source_problems(method, level, facts, converter_dir)
+    checkable = bool(level) and not problems  # the shapes are read only for a request that names a real level
     params = facts.parameter_count
     bits = level_bits(method, level) if level else 0.0
-    name = request.name or default_output_name(facts.name, method, level or "x")
+    name = request.name or default_output_name(facts.name, method, level or "x", request.group_size)
     if method == "gguf" and not name.endswith(".gguf"):
         name += ".gguf"
     output = Path(models_dir) / name
@@ -368,6 +384,14 @@ def make_plan(request: QuantRequest, facts: SourceFacts, models_dir: Path, machi
         notes.append(f"{level} needs an importance matrix: one will be computed from the calibration text")
     if request.imatrix and method != "gguf":
         notes.append("an importance matrix is a llama.cpp (gguf) feature; ignored for " + method)
+    shaped = shape_verdict(method, level, source=facts.name, path=facts.path, fmt=facts.format,
+                           group_size=request.group_size, imatrix=imatrix, converter_dir=converter_dir) \
+        if checkable else ShapeVerdict(group_size=request.group_size)
+    if shaped.expected_bytes:
+        disk += shaped.expected_bytes - expected
+        expected = shaped.expected_bytes
+    problems += shaped.problems
+    notes += shaped.notes
     if method == "gguf":
         if facts.format == "hf" and level not in FLOAT_BITS:
             steps.append("convert the Hugging Face folder to an f16 GGUF (temporary) with llama.cpp's converter")
@@ -379,7 +403,8 @@ def make_plan(request: QuantRequest, facts: SourceFacts, models_dir: Path, machi
         if level not in FLOAT_BITS:
             steps.append(f"quantize to {level} with llama.cpp" + (" using the importance matrix" if imatrix else ""))
     elif method == "gptq":
-        steps.append(f"quantize with GPTQModel ({level}, group size 128) on CPU, layer by layer")
+        steps.append(f"quantize with GPTQModel ({level}, group size {shaped.group_size or DEFAULT_GROUP_SIZE}) on "
+                     "CPU, layer by layer")
         disk += facts.weight_bytes // 4
     else:
         steps.append(f"quantize with bitsandbytes ({level}) through transformers on CPU")
@@ -410,4 +435,7 @@ def make_plan(request: QuantRequest, facts: SourceFacts, models_dir: Path, machi
         recommendation=recommendation, overwrite=request.overwrite,
         calibration_file=str(request.calibration_file) if request.calibration_file else None,
         problems=problems, notes=notes, baseline_rss_bytes=machine.process_rss, ram_basis=ram_basis,
+        group_size=shaped.group_size if method == "gptq" else None,
+        expected_bits_per_weight=round(shaped.bits_per_weight, 4), tensor_types=shaped.tensor_types,
+        alternative=shaped.alternative,
     )
