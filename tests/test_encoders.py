@@ -167,6 +167,9 @@ def test_the_plan_refuses_gptq_and_importance_matrix_levels_for_an_encoder(libra
     assert gptq.problems == ["GPTQModel does not quantize BERT encoders (bert); use gguf or bnb"]
     iq2 = library.quantize("tiny-st", level="iq2_xs").plan
     assert not iq2.runnable and "importance matrix" in iq2.problems[0]
+    asked = library.quantize("tiny-st", level="q4_k_m", imatrix=True).plan
+    assert asked.problems == ["an importance matrix is computed from next-token logits, which an encoder (bert) "
+                              "does not have; quantize tiny-st to q4_k_m without `with imatrix`"]
 
 
 def test_benchmark_and_a_mixed_compare_refuse_an_encoder_before_any_work(library, demo_dir):

@@ -44,7 +44,7 @@ def min_cosine(bits: float) -> float:
     return next(threshold for floor, threshold in MIN_COSINE_BY_BITS if bits >= floor)
 
 
-def encoder_problems(method: str, level: str, facts: "SourceFacts") -> list[str]:
+def encoder_problems(method: str, level: str, facts: "SourceFacts", imatrix: bool = False) -> list[str]:
     """Why a plan cannot quantize this encoder with `method` at `level` (nothing for a generator).
 
     GPTQModel 7.7 has no BERT-family definition (its MODEL_MAP is decoder-only); llama-imatrix needs
@@ -60,6 +60,9 @@ def encoder_problems(method: str, level: str, facts: "SourceFacts") -> list[str]
             getattr(GGUF_LEVELS.get(level), "needs_imatrix", False):
         return [f"{level} needs an importance matrix, which llama.cpp computes from next-token logits that an "
                 f"encoder ({facts.model_type}) does not have; use q2_k or a higher level"]
+    if method == "gguf" and imatrix and is_encoder_model_type(facts.model_type):
+        return [f"an importance matrix is computed from next-token logits, which an encoder ({facts.model_type}) "
+                f"does not have; quantize {facts.name} to {level} without `with imatrix`"]
     layout = read_layout(facts.path) if Path(facts.path).is_dir() else None
     if method == "gguf" and layout is not None and layout.pooling not in LLAMA_CPP_POOLINGS:
         return [f"{facts.name} pools with {layout.pooling!r}, which llama.cpp cannot (it pools mean, cls or last "

@@ -384,6 +384,8 @@ def make_plan(request: QuantRequest, facts: SourceFacts, models_dir: Path, machi
         notes.append(f"{level} needs an importance matrix: one will be computed from the calibration text")
     if request.imatrix and method != "gguf":
         notes.append("an importance matrix is a llama.cpp (gguf) feature; ignored for " + method)
+    if request.imatrix and not problems:
+        problems += encoder_problems(method, level, facts, imatrix=True)
     shaped = shape_verdict(method, level, source=facts.name, path=facts.path, fmt=facts.format,
                            group_size=request.group_size, imatrix=imatrix, converter_dir=converter_dir) \
         if checkable else ShapeVerdict(group_size=request.group_size)
