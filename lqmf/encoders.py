@@ -12,10 +12,13 @@ sentence-transformers saves a model as a pipeline named by `modules.json`: modul
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Optional
+
+log = logging.getLogger(__name__)
 
 EMBEDDING = "embedding"
 GENERATION = "generation"
@@ -119,8 +122,9 @@ def read_layout(folder: Path) -> Optional[SentenceLayout]:
         if module.kind == "Pooling" and module.path and config.is_file():
             try:
                 pooling = pooling_mode(json.loads(config.read_text(encoding="utf-8")))
-            except (OSError, json.JSONDecodeError):
-                pass
+            except (OSError, json.JSONDecodeError) as exc:
+                # Readable enough to serve; said, because the vectors then pool by the default, not the config.
+                log.warning("%s is unreadable (%s): pooling by the default, mean", config, exc)
     return SentenceLayout(
         modules=modules, pooling=pooling,
         normalize=any(m.kind == "Normalize" for m in modules),

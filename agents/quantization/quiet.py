@@ -11,6 +11,7 @@ terminal. The swap is process-wide: anything printed by another thread meanwhile
 from __future__ import annotations
 
 import io
+import logging
 import re
 import sys
 import threading
@@ -19,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Callable, Iterator, Optional
 
+log = logging.getLogger(__name__)
 LINE_END = re.compile(r"[\r\n]")
 
 
@@ -63,7 +65,7 @@ class _Sink(io.TextIOBase):
             try:
                 self._on_line(line)
             except Exception:  # progress is a courtesy: a failing callback must not fail the library's print
-                pass
+                log.debug("progress from a library's line failed: %r", line, exc_info=True)
         return len(text)
 
     def _lines(self, text: str) -> list[str]:
