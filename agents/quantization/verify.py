@@ -19,9 +19,10 @@ import math
 import re
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Optional, Sequence
 
 if TYPE_CHECKING:  # numpy stays out of the shell's start-up
     import numpy as np
@@ -105,10 +106,12 @@ def llama_cpp_reason(stderr: str) -> str:
     return "; ".join((specific or reasons)[:3])
 
 
-def verify_folder(folder: Path, fmt: str, name: str, threads: Optional[int] = None) -> dict:
-    """The server's TransformersBackend loads the folder as `fmt` and decodes one token (greedy)."""
+@contextmanager
+def _folder_backend(folder: Path, fmt: str, name: str, threads: Optional[int], failure: str,
+                    **options) -> Iterator:
+    """The server's backend for the folder read back as `fmt` (not yet loaded), unloaded after; any library error
+    inside becomes VerificationFailed("the FMT output FAILURE: the library's words")."""
     from server.backends import backend_for
-    from server.backends.base import GenerationParams
     from server.discovery import inspect_folder
 
     records = inspect_folder(folder)
@@ -118,9 +121,26 @@ def verify_folder(folder: Path, fmt: str, name: str, threads: Optional[int] = No
                                  "the quantizer wrote an incomplete folder; see the log")
     record = records[0]
     record.name = name  # messages name the output, not its hidden temporary
-    backend = backend_for(record, n_ctx=64, threads=threads)
-    start = time.perf_counter()
+    backend = backend_for(record, threads=threads, **options)
     try:
+        yield backend
+    except VerificationFailed:
+        raise
+    except Exception as exc:
+        log.error("%s: %s", name, failure, exc_info=True)
+        message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+        raise VerificationFailed(f"the {fmt} output {failure}: {message}",
+                                 "the folder was not kept; see the log") from exc
+    finally:
+        backend.unload()
+
+
+def verify_folder(folder: Path, fmt: str, name: str, threads: Optional[int] = None) -> dict:
+    """The server's TransformersBackend loads the folder as `fmt` and decodes one token (greedy)."""
+    from server.backends.base import GenerationParams
+
+    start = time.perf_counter()
+    with _folder_backend(folder, fmt, name, threads, "cannot be loaded back", n_ctx=64) as backend:
         backend.load()  # ModelLoadError carries the library's reason
         load_s = time.perf_counter() - start
         ids = backend.tokenize(PROMPT)
@@ -135,15 +155,6 @@ def verify_folder(folder: Path, fmt: str, name: str, threads: Optional[int] = No
         if len(out.token_ids) != 1:
             raise VerificationFailed(f"{name} produced {len(out.token_ids)} tokens where one was asked",
                                      "see the log")
-    except VerificationFailed:
-        raise
-    except Exception as exc:
-        log.error("%s cannot be loaded back", name, exc_info=True)
-        message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
-        raise VerificationFailed(f"the {fmt} output cannot be loaded back: {message}",
-                                 "the folder was not kept; see the log") from exc
-    finally:
-        backend.unload()
     return {"runtime": f"transformers ({fmt})", "load_s": round(load_s, 3), "token": int(out.token_ids[0]),
             "piece": out.text, "prompt_tokens": len(ids), "wall_s": round(time.perf_counter() - start, 3)}
 
@@ -187,31 +198,11 @@ def gguf_embeddings(path: Path, name: str, texts: Sequence[str],
 def folder_embeddings(folder: Path, fmt: str, name: str, texts: Sequence[str],
                       threads: Optional[int] = None) -> tuple["np.ndarray", dict]:
     """The server's TransformersBackend embeds `texts` with the folder (its own pooling); vectors, facts."""
-    from server.backends import backend_for
-    from server.discovery import inspect_folder
-
-    records = inspect_folder(folder)
-    if len(records) != 1 or records[0].format != fmt or not records[0].usable:
-        seen = ", ".join(f"{r.format}{'' if r.usable else ' (' + r.reason + ')'}" for r in records) or "no model"
-        raise VerificationFailed(f"{name} does not read back as a {fmt} model: found {seen}",
-                                 "the quantizer wrote an incomplete folder; see the log")
-    record = records[0]
-    record.name = name
-    backend = backend_for(record, threads=threads)
     start = time.perf_counter()
-    try:
+    with _folder_backend(folder, fmt, name, threads, f"{name} cannot embed") as backend:
         backend.load()
         load_s = time.perf_counter() - start
         batch = backend.embed_batch(list(texts), normalize=False, truncate=True)
-    except VerificationFailed:
-        raise
-    except Exception as exc:
-        log.error("%s cannot embed", name, exc_info=True)
-        message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
-        raise VerificationFailed(f"the {fmt} output {name} cannot embed: {message}",
-                                 "the folder was not kept; see the log") from exc
-    finally:
-        backend.unload()
     return batch.vectors, {"runtime": f"transformers ({fmt})", "load_s": round(load_s, 3),
                            "pooling": batch.pooling, "prompt_tokens": batch.token_counts[0] if texts else 0,
                            "wall_s": round(time.perf_counter() - start, 3)}
