@@ -452,15 +452,17 @@ class PromptOrMessages(SamplingFields):
         return self
 
 
+def each_once(value: list[str]) -> list[str]:
+    """A list of model names with none named twice."""
+    if len(set(value)) != len(value):
+        raise ValueError("list each model once")
+    return value
+
+
 class CompareRequest(PromptOrMessages):
     models: list[ModelName] = Field(min_length=2, max_length=8, json_schema_extra={"uniqueItems": True})
 
-    @field_validator("models")
-    @classmethod
-    def _distinct(cls, value: list[str]) -> list[str]:
-        if len(set(value)) != len(value):
-            raise ValueError("list each model once")
-        return value
+    _distinct = field_validator("models")(classmethod(lambda cls, value: each_once(value)))
 
 
 class BatchItem(PromptOrMessages):
@@ -526,12 +528,7 @@ class ClassifierCheckRequest(Body):
         "Check on the rows whose label the classifier knows instead of refusing a file with other labels (the "
         "report counts the dropped rows)."))
 
-    @field_validator("models")
-    @classmethod
-    def _distinct(cls, value: list[str]) -> list[str]:
-        if len(set(value)) != len(value):
-            raise ValueError("list each model once")
-        return value
+    _distinct = field_validator("models")(classmethod(lambda cls, value: each_once(value)))
 
 
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
