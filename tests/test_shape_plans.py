@@ -260,11 +260,12 @@ def test_list_and_show_give_measured_bits_per_weight(demo_dir):
 def test_gptq_output_goes_to_the_log_and_progress_to_the_caller(zoo, tmp_path):
     """A real GPTQ run through the library in a fresh process (as the shell's: GPTQModel decides at import whether
     to draw, and an earlier test of this session may have imported it): nothing of GPTQModel on stdout/stderr,
-    its lines in the log, its layers as the caller's progress."""
+    its lines in the log, its layers as the caller's progress. CI=1, as in a CI run or an agent's session, where
+    LogBar would stop drawing the progress bars the layers are read from."""
     models = tmp_path / "models"
     shutil.copytree(zoo / "wide96", models / "wide96")
-    env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
-    env.update(LQMF_HOME=str(tmp_path / "home"), LQMF_MODELS_DIR=str(models))
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_CURRENT_TEST", "LOGBAR_FORCE_PROGRESS")}
+    env.update(LQMF_HOME=str(tmp_path / "home"), LQMF_MODELS_DIR=str(models), CI="1")
     script = ("import json, lqmf\ncalls = []\n"
               "done = lqmf.quantize('wide96', 'gptq', bits=4, group_size=32).run(lambda *c: calls.append(c))\n"
               "open('calls.json', 'w').write(json.dumps({'calls': calls, 'level': done.manifest['level'], "

@@ -6,12 +6,17 @@ While inside `library_output_to`, both are a sink that appends to a log file. Th
 resolves sys.stdout at write time too; the sink names the real stream as `rich_proxied_file` (rich's own
 hook for a stream that stands in for another, rich.file_proxy.FileProxy), so rich keeps drawing on the
 terminal. The swap is process-wide: anything printed by another thread meanwhile goes to the log as well.
+
+LogBar stops drawing progress where it guesses a CI or agent session (a `CI` or `AGENT` variable, TERM=dumb),
+and then no "Quantizing layer" line ever reaches `on_line`: the caller would see no progress at all. Inside the
+context LOGBAR_FORCE_PROGRESS=1 keeps it drawing, into the log, wherever the shell runs.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import os
 import re
 import sys
 import threading
@@ -22,6 +27,7 @@ from typing import IO, Callable, Iterator, Optional
 
 log = logging.getLogger(__name__)
 LINE_END = re.compile(r"[\r\n]")
+FORCE_PROGRESS = "LOGBAR_FORCE_PROGRESS"
 
 
 class _Sink(io.TextIOBase):
@@ -94,9 +100,15 @@ def library_output_to(log_file: Path, on_line: Optional[Callable[[str], None]] =
         saved = sys.stdout, sys.stderr
         sinks = _Sink(handle, saved[0], lock, on_line), _Sink(handle, saved[1], lock, on_line)
         sys.stdout, sys.stderr = sinks
+        forced = os.environ.get(FORCE_PROGRESS)
+        os.environ[FORCE_PROGRESS] = "1"
         try:
             yield log_file
         finally:
             sys.stdout, sys.stderr = saved
+            if forced is None:
+                os.environ.pop(FORCE_PROGRESS, None)
+            else:
+                os.environ[FORCE_PROGRESS] = forced
             for sink in sinks:
                 sink.detach_log()
