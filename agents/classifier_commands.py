@@ -1,12 +1,12 @@
-"""The shell's classifier handlers: train, classify, check, list (the executor merges their dispatch table)."""
+"""The shell's classifier handlers: train, classify, check, list (agents/intent_table.py routes intents here)."""
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Optional
 
 from agents import results as r
 from agents.classifier_parse import drops_unknown_labels
-from agents.intents import Command, Intent
+from agents.intents import Command
 from lqmf.progress import Progress
 
 HELP = [
@@ -27,11 +27,6 @@ class ClassifierCommands:
 
     def __init__(self, executor) -> None:
         self.executor = executor
-
-    def handlers(self) -> dict[Intent, Callable[[Command, Optional[Progress]], r.Result]]:
-        """The intents these handlers answer (merged into the executor's table)."""
-        return {Intent.TRAIN_CLASSIFIER: self.train, Intent.CLASSIFY_TEXT: self.classify,
-                Intent.CHECK_CLASSIFIER: self.check, Intent.LIST_CLASSIFIERS: self.list}
 
     @property
     def library(self):

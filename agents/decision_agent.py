@@ -16,6 +16,7 @@ from typing import Callable, Iterable, Optional
 
 from agents.classifier_parse import classifier_command
 from agents.endpoint_commands import endpoint_command
+from agents.intent_table import canonical_lines, description, missing
 from agents.intents import Command, Intent, Slots
 
 log = logging.getLogger(__name__)
@@ -79,16 +80,6 @@ PORT = re.compile(r"(?:\bport\s*[:=]?\s*|\bon\s+|:)(\d{2,5})\b", re.I)
 BITS = re.compile(r"\b(\d{1,2})\s*-?\s*bits?\b", re.I)
 # GPTQ's group size: "with group size 64", "--group-size 64", "group_size=64", or GPTQ's own "g64".
 GROUP_SIZE = re.compile(r"\bgroup[\s_-]*size\s*(?:of\s+|=\s*|:\s*)?(\d{1,4})\b|(?<![\w.-])g(\d{2,4})(?![\w.-])", re.I)
-CANONICAL = [
-    "start server", "stop server", "show api status", "list models", "load model NAME", "unload model NAME",
-    "chat with model NAME", "benchmark model NAME", "compare models NAME and B", "experiment with model NAME",
-    "quantize NAME to 4-bit gguf", "download model ORG/NAME", "import PATH", "login", "list quantizations",
-    "list experiments", "show statistics", "show config", 'embed NAME "text"', "fidelity of NAME",
-    "add endpoint NAME at URL", "list endpoints", "remove endpoint NAME", "use NAME", "export NAME for vllm",
-    "remove model NAME", "show model NAME", "rename NAME to NEW", "copy NAME to NEW", "disk usage",
-    "help", "exit",
-]
-
 # Multi-word verbs and question forms, rewritten to one command word before the words are split.
 # Each says what people type that no single word carries: "fire up X" is a load, "take down the api"
 # a stop, "how quick is X" a benchmark. Applied outside quotes only (a prompt is never rewritten).
@@ -256,6 +247,19 @@ class DecisionAgent:
         self._ask_for_missing(command, known)
         return command
 
+    def rule_reading(self, text: str) -> tuple["_Words", Command]:
+        """The line's words and what the word rules alone make of it (no model names resolved, no questions)."""
+        line = text.strip()
+        split = self._split(line, sorted(set(self.model_names())))
+        return split, self._classify(split, line)
+
+    def masked(self, text: str) -> str:
+        """The line as the intent classifier reads it: model names, quoted text, URLs and files as placeholders."""
+        from agents.understanding.intent_model import masked
+
+        split = self._split(text.strip(), sorted(set(self.model_names())))
+        return masked(text.strip(), split.models + split.levels, split.files)
+
     # -- splitting --------------------------------------------------------------------------------
     def _split(self, line: str, known: list[str]) -> _Words:
         line = _outside_double_quotes(line, lambda part: PHRASES[0][0].sub(PHRASES[0][1], part))
@@ -361,35 +365,12 @@ class DecisionAgent:
 
     @staticmethod
     def _ask_for_missing(command: Command, known: list[str]) -> None:
-        needs_model = {Intent.LOAD_MODEL_API, Intent.UNLOAD_MODEL_API, Intent.CHAT_WITH_MODEL,
-                       Intent.QUANTIZE_MODEL, Intent.REMOVE_MODEL, Intent.SHOW_MODEL, Intent.RENAME_MODEL,
-                       Intent.COPY_MODEL}
-        slots = command.slots
-        if command.intent in (Intent.RENAME_MODEL, Intent.COPY_MODEL) and slots.model and not slots.name:
-            verb = "rename" if command.intent is Intent.RENAME_MODEL else "copy"
-            command.question = f"What should the new name be? e.g. {verb} {slots.model} to NEW-NAME"
-        elif command.intent is Intent.DOWNLOAD_MODEL and not slots.model:
-            command.question = "Which Hugging Face repository? e.g. download Qwen/Qwen2.5-0.5B-Instruct"
-        elif command.intent is Intent.IMPORT_MODEL and not slots.model:
-            command.question = "Which folder or .gguf file? e.g. import ~/models/my-model"
-        elif command.intent is Intent.EMBED_TEXT and not (slots.model and slots.prompt):
-            command.question = 'Embed what, with which model? e.g. embed NAME "def f(x):"'
-            command.choices = [] if slots.model else known[:20]
-        elif command.intent in needs_model and not slots.model:
-            verb = command.intent.value.split("_")[0].lower()
-            # The executor replaces an unload's choices with the loaded models (it knows them).
-            command.question = f"Which model do you want to {verb}?"
-            command.choices = known[:20]
-        elif command.intent is Intent.AGREEMENT_REPORT and (len(slots.models) < 2 or not slots.file):
-            command.question = ("Agreement needs two models (or URL#MODEL of an OpenAI-compatible server) and "
-                                "a labelled .jsonl file: agreement of A and B on data.jsonl")
-            command.choices = known[:20]
-        elif command.intent is Intent.COMPARE_MODELS and len(slots.models) < 2:
-            command.question = "Which models should I compare? Name two or more."
-            command.choices = known[:20]
-        elif command.intent in EXPERIMENTS and command.intent is not Intent.COMPARE_MODELS and not slots.model:
-            command.question = f"Which model should the {EXPERIMENTS[command.intent]} run on?"
-            command.choices = known[:20]
+        """The question for the first slot the intent needs that the line left open (agents/intent_table.py)."""
+        need = missing(command)
+        if need is not None:
+            # The parser knows only the models on disk; the executor narrows an unload's to the loaded ones.
+            command.question = need.ask(command.slots)
+            command.choices = known[:20] if need.choices else []
 
 
 def _port(line: str) -> Optional[int]:
@@ -688,53 +669,24 @@ def llm_classifier(complete: Callable[[str], str]) -> Callable[[str], Optional[d
     return classify
 
 
-# The experiment intents, each with the word a person uses for it (questions, "Did you mean: ...?").
-EXPERIMENTS: dict[Intent, str] = {
-    Intent.EXPERIMENT_WITH_MODEL: "experiment", Intent.BATCH_EXPERIMENT: "batch",
-    Intent.CONVERSATION_EXPERIMENT: "conversation", Intent.BENCHMARK_MODELS: "benchmark",
-    Intent.COMPARE_MODELS: "compare", Intent.FIDELITY_REPORT: "fidelity", Intent.AGREEMENT_REPORT: "agreement",
-}
-# What a command does, as the shortest line that asks for it: confirmation questions and suggestions.
-DESCRIBE: dict[Intent, str] = {
-    Intent.LOAD_MODEL_API: "load {model}", Intent.UNLOAD_MODEL_API: "unload {model}",
-    Intent.START_API_SERVER: "start server", Intent.STOP_API_SERVER: "stop server",
-    Intent.SHOW_API_STATUS: "show api status", Intent.LIST_MODELS: "list models",
-    Intent.CHAT_WITH_MODEL: "chat with {model}", Intent.DOWNLOAD_MODEL: "download {model}",
-    Intent.REMOVE_MODEL: "remove {model}", Intent.SHOW_MODEL: "show {model}",
-    Intent.RENAME_MODEL: "rename {model} to {name}", Intent.COPY_MODEL: "copy {model} to {name}",
-    Intent.DISK_USAGE: "disk usage", Intent.SHOW_HELP: "help", Intent.EXIT: "exit",
-}
-
-
 def describe(command: Command) -> str:
     """The command in canonical words ("unload demo-q8_0"), for "Did you mean: ...?"."""
-    slots = command.slots
-    if command.intent is Intent.QUANTIZE_MODEL:
-        target = slots.level or (f"{slots.bits}-bit" if slots.bits else "")
-        parts = [f"quantize {slots.model}", f"to {target}" if target else "", slots.method or "",
-                 "with imatrix" if slots.imatrix else "",
-                 f"with group size {slots.group_size}" if slots.group_size else "",
-                 f"as {slots.name}" if slots.name else ""]
-        return " ".join(p for p in parts if p)
-    if command.intent in EXPERIMENTS:
-        names = " and ".join(slots.models or [slots.model or "NAME"])
-        joint = {Intent.BENCHMARK_MODELS: "", Intent.COMPARE_MODELS: "", Intent.EXPERIMENT_WITH_MODEL: " with"}
-        return f"{EXPERIMENTS[command.intent]}{joint.get(command.intent, ' of')} {names}"
-    template = DESCRIBE.get(command.intent)
-    if template is None:
+    described = description(command)
+    if described is None:
         return command.text.strip() or command.intent.value.lower().replace("_", " ")
-    return template.format(model=slots.model or "NAME", name=slots.name or "NEW")
+    return described
 
 
 def suggest(words: str, model: Optional[str] = None, n: int = 2) -> list[str]:
     """The n commands closest to what was typed, filled with the user's model name when one was given.
 
     Closeness is the command words shared (a word's group counts: "evict" shares with "unload");
-    with none shared, the commonest commands come first (CANONICAL's order), not a spelling accident.
+    with none shared, the commonest commands come first (the intent table's ranks), not a spelling accident.
     """
     typed = set(words.split())
     typed |= {g for g in map(_group_of, typed) if g}
-    templates = [t for t in CANONICAL if "NAME" in t and "endpoint" not in t] if model else CANONICAL
+    canonical = canonical_lines()
+    templates = [t for t in canonical if "NAME" in t and "endpoint" not in t] if model else canonical
 
     def shared(template: str) -> int:
         plain = set(template.replace("NAME", "").split())

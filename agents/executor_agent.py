@@ -1,14 +1,14 @@
-"""Command -> result: a dispatch table from intent to handler; each handler maps slots to a Library call."""
+"""Command -> result: each intent's handler (agents/intent_table.py names it) maps slots to a Library call."""
 
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Callable, Optional
 
+from agents import intent_table as table
 from agents import results as r
-from agents.classifier_commands import HELP as CLASSIFIER_HELP
 from agents.classifier_commands import ClassifierCommands
-from agents.endpoint_commands import HELP as ENDPOINT_HELP
 from agents.endpoint_commands import EndpointCommands
 from agents.intents import Command, Intent
 from agents.model_commands import ModelCommands
@@ -19,76 +19,7 @@ from server.manager import DEFAULT
 
 log = logging.getLogger(__name__)
 
-# Help, grouped by task: (task, form, what it does, one example, more forms shown by `help TOPIC`).
-# Examples name NAME / A / B; the executor fills them with models on disk so they run as printed.
-HELP: list[tuple[str, str, str, str, tuple[str, ...]]] = [
-    ("Models", "list models", "models on disk: format, level, size, whether they load", "list models",
-     ("show models", "what models do I have")),
-    ("Models", "show NAME", "one model: manifest, lineage, latest speed and fidelity", "show NAME",
-     ("info about NAME", "details of NAME")),
-    ("Models", "remove NAME [--yes]", "delete a model from disk (asks first)", "remove NAME",
-     ("delete model NAME", "rm NAME --yes")),
-    ("Models", "rename NAME to NEW / copy NAME to NEW", "rename or copy a model, manifests kept",
-     "copy NAME to NAME-copy", ("mv NAME NEW", "cp NAME NEW", "duplicate NAME as NEW")),
-    ("Models", "disk usage", "space per model and in total, what removing would free", "disk usage",
-     ("how much space do my models use",)),
-    ("Serving", "load NAME / unload NAME", "put a model in memory / free it", "load NAME",
-     ("load model NAME", "serve NAME", "fire up NAME", "get NAME running", "unload NAME", "evict NAME",
-      "stop serving NAME")),
-    ("Serving", "start server [on port N] / stop server", "the background API (OpenAI- and Ollama-compatible)",
-     "start server on port 8000", ("launch the api", "boot the server", "shut down the api", "kill the server")),
-    ("Serving", "show api status", "the server and the loaded models", "show api status",
-     ("show loaded models", "what's being served right now", "is the server running?")),
-    ("Chat", "chat with NAME", "talk to a model; /exit /clear /system TEXT /set temperature 0.2 /stats",
-     "chat with NAME", ('ask NAME "What does shuffle do?"', "talk to NAME", "run NAME", "exit (leaves chat)")),
-    ("Chat", 'embed NAME "text" ["text" ...]', "a text's embedding: dimensions, norm and first values",
-     'embed NAME "def f(x):"', ()),
-    ("Experiments", "benchmark NAME [and NAME2]", "TTFT, tokens/s, latency p50/p95, load time, memory",
-     "benchmark NAME", ("how fast is NAME", "NAME's speed", "bench A and B")),
-    ("Experiments", "compare A and B [and C]", "the same prompts on each, fidelity against their source, ranked",
-     "compare A and B", ("A vs B", "is A or B better")),
-    ("Experiments", "fidelity of NAME [against REF]", "perplexity, KL divergence, top-1 agreement, Δp",
-     "fidelity of NAME", ("how faithful is NAME", "kld NAME vs REF", "perplexity of NAME on notes.txt")),
-    ("Experiments", 'experiment with NAME ["prompt"] / batch NAME prompts.txt', "one prompt, or a file of prompts",
-     'experiment with NAME "hello"', ("conversation with NAME on script.txt",
-                                      "agreement of A and B on data.jsonl")),
-    ("Experiments", "list experiments / show statistics", "the recorded history / counts per model",
-     "list experiments", ("history", "stats")),
-    ("Factory", "quantize NAME to 4-bit gguf [with imatrix] [and fidelity] [as OUT] [--yes]",
-     "plan, confirm and run a quantization", "quantize NAME to q4_k_m",
-     ("quantize NAME to q8_0", "quantize NAME to 4-bit gptq with calib.txt",
-      "quantize NAME to 4-bit gptq with group size 64", "quantize NAME to nf4",
-      "quantize NAME to iq4_xs with imatrix and fidelity as OUT --yes", "list quantizations")),
-    ("Factory", "download ORG/NAME [LEVEL] [as NAME] / import PATH",
-     "fetch from the Hugging Face Hub / copy a local one", "download Qwen/Qwen2.5-0.5B-Instruct",
-     ("pull ORG/NAME q4_k_m as short", "import ~/models/x.gguf", "login")),
-    *(("Classifiers", say, does, say, ()) for say, does in CLASSIFIER_HELP),
-    *(("Endpoints", say, does, say, ()) for say, does in ENDPOINT_HELP),
-    ("Shell", "show config / help [TOPIC] / exit", "settings / this list or one topic's forms / leave",
-     "help quantize", ("help models", "help serving", "what can you do")),
-]
-# Parsed help topics ("help quantize" -> "quantize") that name a task under another word.
-TOPIC_TASKS = {"load": "Serving", "unload": "Serving", "start": "Serving", "stop": "Serving", "server": "Serving",
-               "status": "Serving", "serve": "Serving", "chat": "Chat", "embed": "Chat", "benchmark": "Experiments",
-               "compare": "Experiments", "fidelity": "Experiments", "experiment": "Experiments",
-               "experiments": "Experiments", "agreement": "Experiments", "quantize": "Factory",
-               "download": "Factory", "import": "Factory", "login": "Factory", "remove": "Models",
-               "rename": "Models", "copy": "Models", "inspect": "Models", "disk": "Models", "list": "Models",
-               "models": "Models", "config": "Shell", "exit": "Shell"}
-# Tasks whose NAME / A / B are model names (an endpoint's or classifier's NAME is not).
-FILLED = {"Models", "Serving", "Chat", "Experiments", "Factory"}
-# Intents that cost minutes or lose something: never run from a guessed parse without a yes.
-GUARDED = {Intent.QUANTIZE_MODEL, Intent.DOWNLOAD_MODEL, Intent.REMOVE_MODEL, Intent.UNLOAD_MODEL_API,
-           Intent.STOP_API_SERVER, Intent.RENAME_MODEL}
 LOW_CONFIDENCE = 0.8  # below it any command asks; one corrected word alone is 0.85 (a guarded command asks anyway)
-# Experiments that read a file, and what to say when none was named.
-FILE_NEEDED = {
-    Intent.BATCH_EXPERIMENT: ("a batch needs a file of prompts",
-                              "batch {model} prompts.txt (one prompt per line, or .jsonl)"),
-    Intent.CONVERSATION_EXPERIMENT: ("a conversation needs a script file",
-                                     "conversation with {model} on script.txt (one user turn per line)"),
-}
-
 
 Handler = Callable[[Command, Optional[Progress]], r.Result]
 
@@ -107,48 +38,11 @@ class Executor:
         self.manager = manager
         self.server = server
         self.library = Library(settings, manager)
-        self.handlers: dict[Intent, Handler] = {
-            Intent.LIST_MODELS: lambda c, p: self.library.models(probe=True),
-            Intent.LOAD_MODEL_API: self.load,
-            Intent.UNLOAD_MODEL_API: self.unload,
-            Intent.START_API_SERVER: self.start_server,
-            Intent.STOP_API_SERVER: self.stop_server,
-            Intent.SHOW_API_STATUS: lambda c, p: self._server_info(),
-            Intent.CHAT_WITH_MODEL: self.chat,
-            Intent.EMBED_TEXT: lambda c, p: self.library.embed(c.slots.model, c.slots.texts or [c.slots.prompt],
-                                                               progress=p),
-            Intent.SHOW_CONFIG: self.config,
-            Intent.SHOW_HELP: self.help,
-            Intent.EXIT: lambda c, p: r.Exit(),
-            Intent.UNKNOWN: self.unknown,
-            # Experiments, one intent each.
-            Intent.EXPERIMENT_WITH_MODEL: lambda c, p: self.library.experiment(c.slots.model, c.slots.prompt,
-                                                                               progress=p),
-            Intent.BATCH_EXPERIMENT: self._from_file(self.library.batch),
-            Intent.CONVERSATION_EXPERIMENT: self._from_file(self.library.conversation),
-            Intent.BENCHMARK_MODELS: lambda c, p: self.library.benchmark(c.slots.models or [c.slots.model],
-                                                                         progress=p),
-            Intent.COMPARE_MODELS: lambda c, p: self.library.compare(c.slots.models, prompts_file=c.slots.file,
-                                                                     progress=p),
-            Intent.FIDELITY_REPORT: self.fidelity,
-            Intent.AGREEMENT_REPORT: lambda c, p: self.library.agreement(*c.slots.models[:2], c.slots.file,
-                                                                         progress=p),
-            Intent.LIST_EXPERIMENTS: lambda c, p: self.library.experiments(model=c.slots.model),
-            Intent.SHOW_STATISTICS: lambda c, p: self.library.statistics(),
-            # The factory.
-            Intent.QUANTIZE_MODEL: self.quantize,
-            Intent.LIST_QUANTIZATIONS: lambda c, p: self.library.quantizations(),
-            Intent.DOWNLOAD_MODEL: lambda c, p: self.library.download(c.slots.model, name=c.slots.name,
-                                                                      level=c.slots.level, progress=p),
-            Intent.IMPORT_MODEL: lambda c, p: self.library.import_model(c.slots.model, name=c.slots.name,
-                                                                        progress=p),
-            Intent.LOGIN: lambda c, p: r.ErrorResult(
-                message="login asks for the token at a prompt, so it needs the interactive shell",
-                hint="run `python cli/api_cli.py` and type login, or set HF_TOKEN in the environment"),
-        }
-        self.handlers.update(ClassifierCommands(self).handlers())
-        self.handlers.update(EndpointCommands(self).handlers())
-        self.handlers.update(ModelCommands(self).handlers())
+        # The handlers live here and in these three; agents/intent_table.py says which one runs each intent.
+        self.classifier_commands = ClassifierCommands(self)
+        self.endpoint_commands = EndpointCommands(self)
+        self.model_commands = ModelCommands(self)
+        self.handlers: dict[Intent, Handler] = {intent: partial(s.handler, self) for intent, s in table.SPECS.items()}
 
     def execute(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
         """Run one command (progress, when given, hears how long work advances); core errors become ErrorResult
@@ -156,10 +50,11 @@ class Executor:
         if command.intent is Intent.CHAT_WITH_MODEL and not command.slots.model and self._has_default():
             command.slots.model, command.question = DEFAULT, None  # `chat` alone talks to the default model
         if command.question:
-            if command.intent is Intent.UNLOAD_MODEL_API:  # only what is loaded can be unloaded
+            need = table.missing(command)
+            if need is not None and need.choices == table.LOADED_MODELS:  # e.g. only what is loaded can be unloaded
                 command.choices = [m["name"] for m in self.manager.loaded()]
                 if not command.choices:
-                    return r.Message(text="Nothing is loaded, so there is nothing to unload.")
+                    return r.Message(text=need.none)
             return r.Question(text=command.question, choices=command.choices)
         confirm = self.confirmation(command)
         if confirm is not None:
@@ -182,9 +77,9 @@ class Executor:
         guarded (expensive or destructive) one with any corrected word too."""
         from agents.decision_agent import describe
 
-        if command.slots.yes or command.intent in (Intent.UNKNOWN, Intent.EXIT, Intent.SHOW_HELP):
+        if command.slots.yes or table.never_asks(command.intent):
             return None
-        guessed = command.confidence < LOW_CONFIDENCE or (command.intent in GUARDED and command.corrections)
+        guessed = command.confidence < LOW_CONFIDENCE or (table.guarded(command.intent) and command.corrections)
         if not guessed:
             return None
         return r.Confirm(question=f"Did you mean: {describe(command)}? [y/N]")
@@ -206,7 +101,8 @@ class Executor:
                                  hint=f"loaded now: {', '.join(loaded)}" if loaded else "nothing is loaded")
         return r.Unloaded(name=name)
 
-    def _server_info(self, note: str = "") -> r.ServerInfo:
+    def server_info(self, note: str = "") -> r.ServerInfo:
+        """The server and the loaded models."""
         status = self.server.status()
         return r.ServerInfo(running=status.running, url=status.url, host=status.host, port=status.port,
                             uptime_s=status.uptime_s, loaded=self.manager.loaded(), note=note,
@@ -214,15 +110,15 @@ class Executor:
 
     def start_server(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
         if self.server.running:
-            return self._server_info(note="the server was already running")
+            return self.server_info(note="the server was already running")
         self.server.start(port=command.slots.port)
-        return self._server_info(note="started")
+        return self.server_info(note="started")
 
     def stop_server(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
         if not self.server.running:
-            return self._server_info(note="the server was not running")
+            return self.server_info(note="the server was not running")
         self.server.stop()
-        return self._server_info(note="stopped")
+        return self.server_info(note="stopped")
 
     def _has_default(self) -> bool:
         try:
@@ -258,16 +154,12 @@ class Executor:
         return r.Config(values=values)
 
     @staticmethod
-    def _from_file(run: Callable[..., r.Result]) -> Handler:
-        """The handler of an experiment that reads a file: run(model, file), or what to type when no file was named."""
-
-        def handler(command: Command, progress: Optional[Progress] = None) -> r.Result:
-            if not command.slots.file:
-                message, hint = FILE_NEEDED[command.intent]
-                return r.ErrorResult(message=message, hint=hint.format(model=command.slots.model))
-            return run(command.slots.model, command.slots.file, progress=progress)
-
-        return handler
+    def with_file(run: Callable[..., r.Result], command: Command, progress: Optional[Progress] = None) -> r.Result:
+        """run(model, file) for an experiment that reads a file, or what to type when no file was named."""
+        if not command.slots.file:
+            message, hint = table.file_needed(command.intent)
+            return r.ErrorResult(message=message, hint=hint.format(model=command.slots.model))
+        return run(command.slots.model, command.slots.file, progress=progress)
 
     def fidelity(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
         """`fidelity of A [against B] [on FILE]`: B is the reference (default: what A was made from)."""
@@ -312,23 +204,24 @@ class Executor:
     def help(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
         """`help`: one line per command, grouped by task, each with an example; `help TOPIC`: its forms."""
         topic = (command.slots.kind or "").lower()
+        rows_all = table.help_rows()
         if not topic:
-            rows = [(task, say, does, self._examples_filled(example) if task in FILLED else example)
-                    for task, say, does, example, _ in HELP]
+            rows = [(task, say, does, self._examples_filled(example) if task in table.FILLED else example)
+                    for task, say, does, example, _ in rows_all]
             return r.Help(commands=rows)
-        task = TOPIC_TASKS.get(topic)
-        chosen = [entry for entry in HELP if entry[0] == task] if task else \
-            [entry for entry in HELP if topic in entry[0].lower() or topic in entry[1].lower()]
-        if task and topic not in ("models", "list", "status", "server"):
+        task = table.topic_tasks().get(topic)
+        chosen = [entry for entry in rows_all if entry[0] == task] if task else \
+            [entry for entry in rows_all if topic in entry[0].lower() or topic in entry[1].lower()]
+        if task and topic not in table.WHOLE_TASK_TOPICS:
             # "help quantize": the entries that name the topic, when some do; else the whole task.
             chosen = [entry for entry in chosen if topic in " ".join(entry[1:4] + entry[4]).lower()] or chosen
         if not chosen:
             return r.Help(commands=[("", f"no help topic '{topic}'", "every command:", "help")]
-                          + [(t, say, does, self._examples_filled(ex) if t in FILLED else ex)
-                             for t, say, does, ex, _ in HELP])
+                          + [(t, say, does, self._examples_filled(ex) if t in table.FILLED else ex)
+                             for t, say, does, ex, _ in rows_all])
         rows = []
         for task, say, does, example, forms in chosen:
-            fill = self._examples_filled if task in FILLED else str
+            fill = self._examples_filled if task in table.FILLED else str
             rows.append((task, say, does, fill(example)))
             rows += [(task, "", "", fill(form)) for form in forms]
         return r.Help(commands=rows)

@@ -1,4 +1,4 @@
-"""The shell's model-management commands over agents/models/admin.py (merged into the executor's table).
+"""The shell's model-management commands over agents/models/admin.py (agents/intent_table.py routes intents here).
 
     remove NAME [--yes]      asks first; refused while NAME is loaded (unload model NAME first)
     show NAME                manifest, lineage tree, latest speed and fidelity, chat template, context
@@ -12,10 +12,10 @@ instead of reporting a load that did not happen.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Optional
 
 from agents import results as r
-from agents.intents import Command, Intent
+from agents.intents import Command
 from lqmf.progress import Progress
 
 
@@ -24,11 +24,6 @@ class ModelCommands:
 
     def __init__(self, executor) -> None:
         self.executor = executor
-
-    def handlers(self) -> dict[Intent, Callable[[Command, Optional[Progress]], r.Result]]:
-        return {Intent.REMOVE_MODEL: self.remove, Intent.SHOW_MODEL: self.show, Intent.RENAME_MODEL: self.rename,
-                Intent.COPY_MODEL: self.copy, Intent.DISK_USAGE: lambda c, p: self.library.disk_usage(),
-                Intent.LOAD_MODEL_API: self.load}
 
     @property
     def library(self):

@@ -16,6 +16,7 @@ from agents import results as r
 from agents.chat_session import ChatSession
 from agents.decision_agent import DecisionAgent
 from agents.executor_agent import Executor
+from agents.intent_table import SPECS, completion_words, many_models
 from agents.intents import Intent
 from cli.render import render
 from lqmf.errors import LQMFError
@@ -23,30 +24,6 @@ from lqmf.progress import Progress
 from lqmf.units import format_bytes
 
 log = logging.getLogger("cli")
-
-COMMAND_WORDS = [
-    "list models", "load model", "unload model", "serve model", "start server", "stop server", "show api status",
-    "show loaded models", "chat with", "talk to", "benchmark", "compare", "experiment with", "quantize",
-    "download", "import", "login", "list quantizations", "list experiments", "show statistics", "show config",
-    "embed", "train classifier", "classify", "check classifier", "list classifiers",
-    "remove", "show", "rename", "copy", "disk usage",
-    "help", "exit",
-]
-
-
-# Intents whose work advances a progress bar (drawn from the progress callback passed into execute()).
-PROGRESS = {Intent.EXPERIMENT_WITH_MODEL, Intent.BATCH_EXPERIMENT, Intent.CONVERSATION_EXPERIMENT,
-            Intent.BENCHMARK_MODELS, Intent.COMPARE_MODELS, Intent.FIDELITY_REPORT, Intent.AGREEMENT_REPORT,
-            Intent.DOWNLOAD_MODEL, Intent.IMPORT_MODEL, Intent.EMBED_TEXT, Intent.TRAIN_CLASSIFIER,
-            Intent.CHECK_CLASSIFIER}
-# Intents whose answer is a list of models (a pending question's choice is added to it, not put in its place).
-MANY_MODELS = {Intent.COMPARE_MODELS, Intent.AGREEMENT_REPORT}
-
-
-# Intents that can take seconds (loading weights, starting uvicorn): a spinner while they run.
-SLOW = {Intent.LOAD_MODEL_API, Intent.CHAT_WITH_MODEL, Intent.START_API_SERVER, Intent.STOP_API_SERVER,
-        Intent.UNLOAD_MODEL_API}
-
 
 
 class SecretSafeHistory(FileHistory):
@@ -69,7 +46,7 @@ class ShellCompleter(Completer):
         text = document.text_before_cursor
         word = document.get_word_before_cursor(WORD=True)
         if " " not in text.strip() or not text.strip():
-            for phrase in COMMAND_WORDS:
+            for phrase in completion_words():
                 if phrase.startswith(text.lstrip().lower()):
                     yield Completion(phrase, start_position=-len(text.lstrip()))
         for name in self.model_names():
@@ -154,7 +131,7 @@ class Shell:
         if chosen is None:
             return None
         slots = pending.slots
-        if pending.intent in MANY_MODELS:
+        if many_models(pending.intent):
             slots.models = [*slots.models, chosen]
             slots.model = slots.models[0]
         else:
@@ -168,8 +145,8 @@ class Shell:
         quantize plan and its question, a hidden prompt); the others just run."""
         ways: dict[Intent, Callable[[object, bool], r.Result]] = {Intent.LOGIN: self._login}
         if not self.as_json:  # JSON output is for programs: nothing drawn, nothing asked between plan and run
-            ways.update({intent: self._with_bar for intent in PROGRESS})
-            ways.update({intent: self._with_spinner for intent in SLOW})
+            drawn = {"bar": self._with_bar, "spinner": self._with_spinner}
+            ways.update({intent: drawn[s.progress] for intent, s in SPECS.items() if s.progress})
             ways[Intent.QUANTIZE_MODEL] = self._quantize
         return ways
 

@@ -1,0 +1,424 @@
+"""One declaration per intent: what the parser asks, how the executor runs it, and how help and the shell show it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Literal, NamedTuple, Optional, Union
+
+from agents import results as r
+from agents.intents import Command, Intent, Slots
+
+if TYPE_CHECKING:
+    from lqmf.progress import Progress
+
+# handler(x, c, p): x the Executor, c the Command, p the progress callback (or None); one Library call each.
+Handler = Callable[[Any, Command, Optional["Progress"]], r.Result]
+Guard = Literal["confirm", "never"]
+ProgressKind = Literal["bar", "spinner"]
+
+EXAMPLES_DIR = Path(__file__).parent / "understanding" / "examples"
+# Where a missing slot's answer is picked from (the parser offers the models on disk; the executor narrows
+# LOADED_MODELS to what is in memory, which only it knows).
+MODELS_ON_DISK = "models on disk"
+LOADED_MODELS = "loaded models"
+CONFIRM: Guard = "confirm"  # costs minutes or loses something: a guessed parse (any corrected word) asks first
+NEVER: Guard = "never"  # asking "did you mean help?" helps nobody: never asks, however unsure the parse
+# Help's tasks whose NAME / A / B are model names (an endpoint's or classifier's NAME is not): the executor
+# fills them with models on disk so that examples run as printed.
+FILLED = frozenset({"Models", "Serving", "Chat", "Experiments", "Factory"})
+# Topics that name a whole task: "help models" lists every Models row, not only the rows that say "models".
+WHOLE_TASK_TOPICS = frozenset({"models", "list", "status", "server"})
+
+
+class HelpRow(NamedTuple):
+    """One help line: the form, what it does, one example, more forms (shown by `help TOPIC`)."""
+
+    form: str
+    does: str
+    example: str
+    more: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Need:
+    """Slots a command cannot run without, and the question asked when one is missing."""
+
+    slots: tuple[str, ...]
+    question: str  # may name slots: {model}
+    choices: Optional[str] = None  # MODELS_ON_DISK | LOADED_MODELS; None: a free answer
+    at_least: int = 1  # how many a list slot ("models") must hold
+    none: str = ""  # said instead of the question when there is nothing to choose from
+
+    def missing(self, slots: Slots) -> bool:
+        """Whether any of its slots is unset (or a list slot holds too few)."""
+        values = [getattr(slots, name) for name in self.slots]
+        return any(len(v) < self.at_least if isinstance(v, list) else not v for v in values)
+
+    def ask(self, slots: Slots) -> str:
+        """The question, with the slots it names filled in."""
+        return self.question.format(**vars(slots))
+
+
+@dataclass(frozen=True)
+class IntentSpec:
+    """Everything about one intent that is not parsing: its questions, handler, help, guard and shell feedback."""
+
+    intent: Intent
+    task: str  # help's group ("Models", "Serving", ...)
+    handler: Handler
+    examples: str = ""  # its example sentences under EXAMPLES_DIR; "" -> f"{intent.value.lower()}.txt"
+    needs: tuple[Need, ...] = ()  # checked in order: the first missing one is asked
+    describe: Union[str, Callable[[Slots], str], None] = None  # the shortest line asking for it ({model} {models})
+    help: tuple[HelpRow, ...] = ()  # rows that document it (and maybe its siblings: "load NAME / unload NAME")
+    topics: tuple[str, ...] = ()  # `help WORD` words that open its task
+    guard: Optional[Guard] = None  # None: asks only below the executor's confidence floor
+    file_needed: Optional[tuple[str, str]] = None  # reads a file: (what to say, what to type) when none was named
+    progress: Optional[ProgressKind] = None  # the shell's feedback while it runs
+    many_models: bool = False  # its answer is a list of models: a chosen one is added, not put in place
+    completion: tuple[str, ...] = ()  # the shell's completions at the start of a line
+    canonical: str = ""  # the line suggest() offers for it (NAME: the user's model)
+    rank: int = 0  # suggest()'s order among equally close lines: commonest (lowest) first
+
+    def __post_init__(self) -> None:
+        if not self.examples:  # frozen: the default is derived once, here
+            object.__setattr__(self, "examples", f"{self.intent.value.lower()}.txt")
+
+
+def _describe_quantize(slots: Slots) -> str:
+    """quantize NAME [to LEVEL|N-bit] [METHOD] [with imatrix] [with group size N] [as OUT]."""
+    target = slots.level or (f"{slots.bits}-bit" if slots.bits else "")
+    parts = [f"quantize {slots.model}", f"to {target}" if target else "", slots.method or "",
+             "with imatrix" if slots.imatrix else "",
+             f"with group size {slots.group_size}" if slots.group_size else "",
+             f"as {slots.name}" if slots.name else ""]
+    return " ".join(p for p in parts if p)
+
+
+def _login(x: Any, c: Command, p: Optional[Progress]) -> r.Result:
+    """The token is asked at a hidden prompt, which only the interactive shell has (it runs login itself)."""
+    return r.ErrorResult(message="login asks for the token at a prompt, so it needs the interactive shell",
+                         hint="run `python cli/api_cli.py` and type login, or set HF_TOKEN in the environment")
+
+
+def _model(verb: str, choices: str = MODELS_ON_DISK, none: str = "") -> Need:
+    return Need(("model",), f"Which model do you want to {verb}?", choices, none=none)
+
+
+def _runs_on(word: str) -> Need:
+    return Need(("model",), f"Which model should the {word} run on?", MODELS_ON_DISK)
+
+
+def _new_name(verb: str) -> Need:
+    return Need(("name",), f"What should the new name be? e.g. {verb} {{model}} to NEW-NAME")
+
+
+# In help's order: grouped by task, each task's rows as `help` prints them.
+_SPECS = (
+    # -- Models ---------------------------------------------------------------------------------------------------
+    IntentSpec(
+        Intent.LIST_MODELS, "Models", lambda x, c, p: x.library.models(probe=True), describe="list models",
+        help=(HelpRow("list models", "models on disk: format, level, size, whether they load", "list models",
+                      ("show models", "what models do I have")),),
+        topics=("list", "models"), completion=("list models",), canonical="list models", rank=4),
+    IntentSpec(
+        Intent.SHOW_MODEL, "Models", lambda x, c, p: x.model_commands.show(c, p), needs=(_model("show"),),
+        describe="show {model}",
+        help=(HelpRow("show NAME", "one model: manifest, lineage, latest speed and fidelity", "show NAME",
+                      ("info about NAME", "details of NAME")),),
+        topics=("inspect",), completion=("show",), canonical="show model NAME", rank=27),
+    IntentSpec(
+        Intent.REMOVE_MODEL, "Models", lambda x, c, p: x.model_commands.remove(c, p), needs=(_model("remove"),),
+        describe="remove {model}",
+        help=(HelpRow("remove NAME [--yes]", "delete a model from disk (asks first)", "remove NAME",
+                      ("delete model NAME", "rm NAME --yes")),),
+        topics=("remove",), guard=CONFIRM, completion=("remove",), canonical="remove model NAME", rank=26),
+    IntentSpec(
+        Intent.RENAME_MODEL, "Models", lambda x, c, p: x.model_commands.rename(c, p),
+        needs=(_model("rename"), _new_name("rename")), describe="rename {model} to {name}",
+        help=(HelpRow("rename NAME to NEW / copy NAME to NEW", "rename or copy a model, manifests kept",
+                      "copy NAME to NAME-copy", ("mv NAME NEW", "cp NAME NEW", "duplicate NAME as NEW")),),
+        topics=("rename",), guard=CONFIRM, completion=("rename",), canonical="rename NAME to NEW", rank=28),
+    IntentSpec(
+        Intent.COPY_MODEL, "Models", lambda x, c, p: x.model_commands.copy(c, p),
+        needs=(_model("copy"), _new_name("copy")), describe="copy {model} to {name}",
+        topics=("copy",), completion=("copy",), canonical="copy NAME to NEW", rank=29),
+    IntentSpec(
+        Intent.DISK_USAGE, "Models", lambda x, c, p: x.library.disk_usage(), describe="disk usage",
+        help=(HelpRow("disk usage", "space per model and in total, what removing would free", "disk usage",
+                      ("how much space do my models use",)),),
+        topics=("disk",), completion=("disk usage",), canonical="disk usage", rank=30),
+    # -- Serving --------------------------------------------------------------------------------------------------
+    IntentSpec(
+        Intent.LOAD_MODEL_API, "Serving", lambda x, c, p: x.model_commands.load(c, p), needs=(_model("load"),),
+        describe="load {model}",
+        help=(HelpRow("load NAME / unload NAME", "put a model in memory / free it", "load NAME",
+                      ("load model NAME", "serve NAME", "fire up NAME", "get NAME running", "unload NAME",
+                       "evict NAME", "stop serving NAME")),),
+        topics=("load", "serve"), progress="spinner", completion=("load model", "serve model"),
+        canonical="load model NAME", rank=5),
+    IntentSpec(
+        Intent.UNLOAD_MODEL_API, "Serving", lambda x, c, p: x.unload(c, p),
+        needs=(_model("unload", LOADED_MODELS, "Nothing is loaded, so there is nothing to unload."),),
+        describe="unload {model}", topics=("unload",), guard=CONFIRM, progress="spinner",
+        completion=("unload model",), canonical="unload model NAME", rank=6),
+    IntentSpec(
+        Intent.START_API_SERVER, "Serving", lambda x, c, p: x.start_server(c, p), describe="start server",
+        help=(HelpRow("start server [on port N] / stop server", "the background API (OpenAI- and Ollama-compatible)",
+                      "start server on port 8000",
+                      ("launch the api", "boot the server", "shut down the api", "kill the server")),),
+        topics=("start", "server"), progress="spinner", completion=("start server",), canonical="start server",
+        rank=1),
+    IntentSpec(
+        Intent.STOP_API_SERVER, "Serving", lambda x, c, p: x.stop_server(c, p), describe="stop server",
+        topics=("stop",), guard=CONFIRM, progress="spinner", completion=("stop server",), canonical="stop server",
+        rank=2),
+    IntentSpec(
+        Intent.SHOW_API_STATUS, "Serving", lambda x, c, p: x.server_info(), describe="show api status",
+        help=(HelpRow("show api status", "the server and the loaded models", "show api status",
+                      ("show loaded models", "what's being served right now", "is the server running?")),),
+        topics=("status",), completion=("show api status", "show loaded models"), canonical="show api status",
+        rank=3),
+    # -- Chat -----------------------------------------------------------------------------------------------------
+    IntentSpec(
+        Intent.CHAT_WITH_MODEL, "Chat", lambda x, c, p: x.chat(c, p), needs=(_model("chat"),),
+        describe="chat with {model}",
+        help=(HelpRow("chat with NAME", "talk to a model; /exit /clear /system TEXT /set temperature 0.2 /stats",
+                      "chat with NAME",
+                      ('ask NAME "What does shuffle do?"', "talk to NAME", "run NAME", "exit (leaves chat)")),),
+        topics=("chat",), progress="spinner", completion=("chat with", "talk to"), canonical="chat with model NAME",
+        rank=7),
+    IntentSpec(
+        Intent.EMBED_TEXT, "Chat",
+        lambda x, c, p: x.library.embed(c.slots.model, c.slots.texts or [c.slots.prompt], progress=p),
+        # One question for both slots; the models are offered only while the model is what is missing.
+        needs=(Need(("model",), 'Embed what, with which model? e.g. embed NAME "def f(x):"', MODELS_ON_DISK),
+               Need(("prompt",), 'Embed what, with which model? e.g. embed NAME "def f(x):"')),
+        help=(HelpRow('embed NAME "text" ["text" ...]', "a text's embedding: dimensions, norm and first values",
+                      'embed NAME "def f(x):"'),),
+        topics=("embed",), progress="bar", completion=("embed",), canonical='embed NAME "text"', rank=19),
+    # -- Experiments ----------------------------------------------------------------------------------------------
+    IntentSpec(
+        Intent.BENCHMARK_MODELS, "Experiments",
+        lambda x, c, p: x.library.benchmark(c.slots.models or [c.slots.model], progress=p),
+        needs=(_runs_on("benchmark"),), describe="benchmark {models}",
+        help=(HelpRow("benchmark NAME [and NAME2]", "TTFT, tokens/s, latency p50/p95, load time, memory",
+                      "benchmark NAME", ("how fast is NAME", "NAME's speed", "bench A and B")),),
+        topics=("benchmark",), progress="bar", completion=("benchmark",), canonical="benchmark model NAME", rank=8),
+    IntentSpec(
+        Intent.COMPARE_MODELS, "Experiments",
+        lambda x, c, p: x.library.compare(c.slots.models, prompts_file=c.slots.file, progress=p),
+        needs=(Need(("models",), "Which models should I compare? Name two or more.", MODELS_ON_DISK, at_least=2),),
+        describe="compare {models}",
+        help=(HelpRow("compare A and B [and C]", "the same prompts on each, fidelity against their source, ranked",
+                      "compare A and B", ("A vs B", "is A or B better")),),
+        topics=("compare",), progress="bar", many_models=True, completion=("compare",),
+        canonical="compare models NAME and B", rank=9),
+    IntentSpec(
+        Intent.FIDELITY_REPORT, "Experiments", lambda x, c, p: x.fidelity(c, p), needs=(_runs_on("fidelity"),),
+        describe="fidelity of {models}",
+        help=(HelpRow("fidelity of NAME [against REF]", "perplexity, KL divergence, top-1 agreement, Δp",
+                      "fidelity of NAME",
+                      ("how faithful is NAME", "kld NAME vs REF", "perplexity of NAME on notes.txt")),),
+        topics=("fidelity",), progress="bar", canonical="fidelity of NAME", rank=20),
+    IntentSpec(
+        Intent.EXPERIMENT_WITH_MODEL, "Experiments",
+        lambda x, c, p: x.library.experiment(c.slots.model, c.slots.prompt, progress=p),
+        needs=(_runs_on("experiment"),), describe="experiment with {models}",
+        help=(HelpRow('experiment with NAME ["prompt"] / batch NAME prompts.txt', "one prompt, or a file of prompts",
+                      'experiment with NAME "hello"',
+                      ("conversation with NAME on script.txt", "agreement of A and B on data.jsonl")),),
+        topics=("experiment",), progress="bar", completion=("experiment with",),
+        canonical="experiment with model NAME", rank=10),
+    IntentSpec(
+        Intent.BATCH_EXPERIMENT, "Experiments", lambda x, c, p: x.with_file(x.library.batch, c, p),
+        needs=(_runs_on("batch"),), describe="batch of {models}",
+        file_needed=("a batch needs a file of prompts", "batch {model} prompts.txt (one prompt per line, or .jsonl)"),
+        progress="bar"),
+    IntentSpec(
+        Intent.CONVERSATION_EXPERIMENT, "Experiments", lambda x, c, p: x.with_file(x.library.conversation, c, p),
+        needs=(_runs_on("conversation"),), describe="conversation of {models}",
+        file_needed=("a conversation needs a script file",
+                     "conversation with {model} on script.txt (one user turn per line)"),
+        progress="bar"),
+    IntentSpec(
+        Intent.AGREEMENT_REPORT, "Experiments",
+        lambda x, c, p: x.library.agreement(*c.slots.models[:2], c.slots.file, progress=p),
+        needs=(Need(("models", "file"), "Agreement needs two models (or URL#MODEL of an OpenAI-compatible server) "
+                    "and a labelled .jsonl file: agreement of A and B on data.jsonl", MODELS_ON_DISK, at_least=2),),
+        describe="agreement of {models}", topics=("agreement",), progress="bar", many_models=True),
+    IntentSpec(
+        Intent.LIST_EXPERIMENTS, "Experiments", lambda x, c, p: x.library.experiments(model=c.slots.model),
+        help=(HelpRow("list experiments / show statistics", "the recorded history / counts per model",
+                      "list experiments", ("history", "stats")),),
+        topics=("experiments",), completion=("list experiments",), canonical="list experiments", rank=16),
+    IntentSpec(
+        Intent.SHOW_STATISTICS, "Experiments", lambda x, c, p: x.library.statistics(),
+        completion=("show statistics",), canonical="show statistics", rank=17),
+    # -- Factory --------------------------------------------------------------------------------------------------
+    IntentSpec(
+        Intent.QUANTIZE_MODEL, "Factory", lambda x, c, p: x.quantize(c, p), needs=(_model("quantize"),),
+        describe=_describe_quantize,
+        help=(HelpRow("quantize NAME to 4-bit gguf [with imatrix] [and fidelity] [as OUT] [--yes]",
+                      "plan, confirm and run a quantization", "quantize NAME to q4_k_m",
+                      ("quantize NAME to q8_0", "quantize NAME to 4-bit gptq with calib.txt",
+                       "quantize NAME to 4-bit gptq with group size 64", "quantize NAME to nf4",
+                       "quantize NAME to iq4_xs with imatrix and fidelity as OUT --yes", "list quantizations")),),
+        topics=("quantize",), guard=CONFIRM, completion=("quantize",), canonical="quantize NAME to 4-bit gguf",
+        rank=11),
+    IntentSpec(
+        Intent.LIST_QUANTIZATIONS, "Factory", lambda x, c, p: x.library.quantizations(),
+        completion=("list quantizations",), canonical="list quantizations", rank=15),
+    IntentSpec(
+        Intent.DOWNLOAD_MODEL, "Factory",
+        lambda x, c, p: x.library.download(c.slots.model, name=c.slots.name, level=c.slots.level, progress=p),
+        needs=(Need(("model",), "Which Hugging Face repository? e.g. download Qwen/Qwen2.5-0.5B-Instruct"),),
+        describe="download {model}",
+        help=(HelpRow("download ORG/NAME [LEVEL] [as NAME] / import PATH",
+                      "fetch from the Hugging Face Hub / copy a local one", "download Qwen/Qwen2.5-0.5B-Instruct",
+                      ("pull ORG/NAME q4_k_m as short", "import ~/models/x.gguf", "login")),),
+        topics=("download",), guard=CONFIRM, progress="bar", completion=("download",),
+        canonical="download model ORG/NAME", rank=12),
+    IntentSpec(
+        Intent.IMPORT_MODEL, "Factory",
+        lambda x, c, p: x.library.import_model(c.slots.model, name=c.slots.name, progress=p),
+        needs=(Need(("model",), "Which folder or .gguf file? e.g. import ~/models/my-model"),),
+        topics=("import",), progress="bar", completion=("import",), canonical="import PATH", rank=13),
+    IntentSpec(Intent.LOGIN, "Factory", _login, topics=("login",), completion=("login",), canonical="login", rank=14),
+    # -- Classifiers ----------------------------------------------------------------------------------------------
+    IntentSpec(
+        Intent.TRAIN_CLASSIFIER, "Classifiers", lambda x, c, p: x.classifier_commands.train(c, p),
+        help=(HelpRow("train classifier NAME on data.csv with MODEL [text column T, label column L] [svm|logreg] "
+                      "[pca 0.95]",
+                      "an embedding classifier: cross-validated, saved safely under LQMF_HOME/classifiers",
+                      "train classifier NAME on data.csv with MODEL [text column T, label column L] [svm|logreg] "
+                      "[pca 0.95]"),),
+        progress="bar", completion=("train classifier",)),
+    IntentSpec(
+        Intent.CLASSIFY_TEXT, "Classifiers", lambda x, c, p: x.classifier_commands.classify(c, p),
+        help=(HelpRow('classify "text" with NAME',
+                      "a classifier's label and probabilities for a text (also POST /classifiers/NAME/predict)",
+                      'classify "text" with NAME'),),
+        completion=("classify",)),
+    IntentSpec(
+        Intent.CHECK_CLASSIFIER, "Classifiers", lambda x, c, p: x.classifier_commands.check(c, p),
+        help=(HelpRow("check classifier NAME on VARIANT [and VARIANT] [with test.csv] [dropping unknown labels]",
+                      "the classifier on quantized variants' embeddings of its held-out split, or of a labelled file "
+                      "with its training columns: accuracy, agreement, cosine, texts/s",
+                      "check classifier NAME on VARIANT [and VARIANT] [with test.csv] [dropping unknown labels]"),),
+        progress="bar", completion=("check classifier",)),
+    IntentSpec(
+        Intent.LIST_CLASSIFIERS, "Classifiers", lambda x, c, p: x.classifier_commands.list(c, p),
+        help=(HelpRow("list classifiers", "the saved classifiers with their model, labels and accuracy",
+                      "list classifiers"),),
+        completion=("list classifiers",)),
+    # -- Endpoints ------------------------------------------------------------------------------------------------
+    IntentSpec(
+        Intent.ADD_ENDPOINT, "Endpoints", lambda x, c, p: x.endpoint_commands.add(c, p),
+        help=(HelpRow("add endpoint NAME at URL [, URL2] [model M] [key from ENV_VAR]",
+                      "a remote OpenAI-compatible server (vLLM, llama-server, Ollama, a cloud API) as a model; "
+                      "several URLs: a fleet", "add endpoint NAME at URL [, URL2] [model M] [key from ENV_VAR]"),),
+        guard=CONFIRM, canonical="add endpoint NAME at URL", rank=21),
+    IntentSpec(
+        Intent.LIST_ENDPOINTS, "Endpoints", lambda x, c, p: x.library.endpoints(),
+        help=(HelpRow("list endpoints / remove endpoint NAME",
+                      "registered endpoints with health and latency / forget one",
+                      "list endpoints / remove endpoint NAME"),),
+        canonical="list endpoints", rank=22),
+    IntentSpec(
+        Intent.REMOVE_ENDPOINT, "Endpoints", lambda x, c, p: x.endpoint_commands.remove(c, p), guard=CONFIRM,
+        canonical="remove endpoint NAME", rank=23),
+    IntentSpec(
+        Intent.USE_MODEL, "Endpoints", lambda x, c, p: x.endpoint_commands.use(c, p),
+        help=(HelpRow("use NAME [then OTHER]",
+                      "the default model (requests naming `default`), with fallbacks; persisted",
+                      "use NAME [then OTHER]"),),
+        guard=CONFIRM, canonical="use NAME", rank=24),
+    IntentSpec(
+        Intent.EXPORT_MODEL, "Endpoints", lambda x, c, p: x.library.export(c.slots.model, c.slots.kind),
+        help=(HelpRow("export NAME for vllm|llama-server",
+                      "check a model can be served there and print the exact command",
+                      "export NAME for vllm|llama-server"),),
+        canonical="export NAME for vllm", rank=25),
+    # -- Shell ----------------------------------------------------------------------------------------------------
+    IntentSpec(
+        Intent.SHOW_CONFIG, "Shell", lambda x, c, p: x.config(c, p),
+        help=(HelpRow("show config / help [TOPIC] / exit", "settings / this list or one topic's forms / leave",
+                      "help quantize", ("help models", "help serving", "what can you do")),),
+        topics=("config",), completion=("show config",), canonical="show config", rank=18),
+    IntentSpec(Intent.SHOW_HELP, "Shell", lambda x, c, p: x.help(c, p), describe="help", guard=NEVER,
+               completion=("help",), canonical="help", rank=31),
+    IntentSpec(Intent.EXIT, "Shell", lambda x, c, p: r.Exit(), describe="exit", topics=("exit",), guard=NEVER,
+               completion=("exit",), canonical="exit", rank=32),
+    IntentSpec(Intent.UNKNOWN, "Shell", lambda x, c, p: x.unknown(c, p), guard=NEVER),
+)
+SPECS: dict[Intent, IntentSpec] = {s.intent: s for s in _SPECS}
+
+
+def spec(intent: Intent) -> IntentSpec:
+    """The declaration of one intent."""
+    return SPECS[intent]
+
+
+def examples_file(intent: Intent) -> Path:
+    """Where its example sentences live."""
+    return EXAMPLES_DIR / SPECS[intent].examples
+
+
+def missing(command: Command) -> Optional[Need]:
+    """The first need of the command's intent that its slots leave open, if any."""
+    return next((need for need in SPECS[command.intent].needs if need.missing(command.slots)), None)
+
+
+def guarded(intent: Intent) -> bool:
+    """Whether a guessed parse of it (any corrected word) must ask before it runs."""
+    return SPECS[intent].guard == CONFIRM
+
+
+def never_asks(intent: Intent) -> bool:
+    """Whether it runs without "Did you mean ...?", however unsure the parse."""
+    return SPECS[intent].guard == NEVER
+
+
+def file_needed(intent: Intent) -> Optional[tuple[str, str]]:
+    """(what to say, what to type) when it reads a file and none was named."""
+    return SPECS[intent].file_needed
+
+
+def progress_kind(intent: Intent) -> Optional[ProgressKind]:
+    """The shell's feedback while it runs: "bar", "spinner" or None."""
+    return SPECS[intent].progress
+
+
+def many_models(intent: Intent) -> bool:
+    """Whether its answer is a list of models."""
+    return SPECS[intent].many_models
+
+
+def help_rows() -> list[tuple[str, str, str, str, tuple[str, ...]]]:
+    """(task, form, what it does, example, more forms), in help's order."""
+    return [(s.task, *row) for s in SPECS.values() for row in s.help]
+
+
+def topic_tasks() -> dict[str, str]:
+    """`help WORD` -> the task it opens."""
+    return {word: s.task for s in SPECS.values() for word in s.topics}
+
+
+def completion_words() -> list[str]:
+    """The shell's completions at the start of a line."""
+    return [word for s in SPECS.values() for word in s.completion]
+
+
+def canonical_lines() -> list[str]:
+    """suggest()'s lines, commonest first."""
+    return [s.canonical for s in sorted(SPECS.values(), key=lambda s: s.rank) if s.canonical]
+
+
+def description(command: Command) -> Optional[str]:
+    """The command as the shortest line asking for it, or None when its intent declares none."""
+    template, slots = SPECS[command.intent].describe, command.slots
+    if template is None or callable(template):
+        return template(slots) if template else None
+    return template.format(model=slots.model or "NAME", name=slots.name or "NEW",
+                           models=" and ".join(slots.models or [slots.model or "NAME"]))
