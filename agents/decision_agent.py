@@ -7,17 +7,21 @@ when they are confident.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import json
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Optional
+from typing import TYPE_CHECKING, Callable, Iterable, Optional, Sequence
 
-from agents.classifier_parse import classifier_command
-from agents.endpoint_commands import endpoint_command
+from agents.classifier_parse import classifier_command, classifier_slots
+from agents.endpoint_commands import endpoint_command, endpoint_slots
 from agents.intent_table import canonical_lines, description, missing
 from agents.intents import Command, Intent, Slots
+
+if TYPE_CHECKING:
+    from agents.understanding.runtime import Understanding
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +112,8 @@ PHRASES: list[tuple[re.Pattern, str]] = [(re.compile(pattern, re.I), word) for p
 # Words a person types that spelling correction must never turn into a command word, beyond the
 # dictionary: short technical words, and words the phrase rewrites above may leave behind.
 KEEP = frozenset({"memory", "ram", "gpu", "vram", "out", "offline", "online", "going", "ready", "much", "big",
-                  "use", "used", "take", "takes", "anything", "everything", "right", "model's", "prompt", "text"})
+                  "use", "used", "take", "takes", "anything", "everything", "right", "model's", "prompt", "text",
+                  "vllm", "ollama"})
 
 
 @dataclass
@@ -220,9 +225,11 @@ class DecisionAgent:
         self,
         model_names: Callable[[], Iterable[str]] = lambda: (),
         assist: Optional[Callable[[str], Optional[dict]]] = None,
+        meaning: Optional["Understanding"] = None,
     ) -> None:
         self.model_names = model_names
         self.assist = assist
+        self.meaning = meaning  # the intent classifier (agents/understanding); None or not ready: rules alone
 
     # -- public -------------------------------------------------------------------------------
     def parse(self, text: str) -> Command:
@@ -233,6 +240,12 @@ class DecisionAgent:
         known = sorted(set(self.model_names()))
         split = self._split(line, known)
         command = self._classify(split, line)
+        reading = self._by_meaning(command.intent, split, line)
+        if reading is not None and (reading.intent is not command.intent or command.question):
+            # The classifier chose another intent, or the rules' exact form missed this line's slots.
+            reread = self._read_slots(reading.intent, split, line, known)
+            if reading.intent is not command.intent or not reread.question:
+                command = reread
         command.text = text
         if command.intent is Intent.UNKNOWN and self.assist is not None:
             assisted = self._assisted(line)
@@ -245,7 +258,46 @@ class DecisionAgent:
             command.slots.yes = command.slots.yes or bool(YES.search(re.sub(r'"[^"]*"', ' ', line)))
         self._resolve_models(command, known)
         self._ask_for_missing(command, known)
+        if reading is not None:
+            self._weigh(command, reading, split, line, known)
         return command
+
+    def _by_meaning(self, rule_intent: Intent, split: "_Words", line: str):
+        """The fused reading of the rules and the intent classifier; None when the classifier is not there."""
+        if self.meaning is None:
+            return None
+        from agents.understanding.fusion import fuse
+        from agents.understanding.intent_model import masked
+
+        ranked = self.meaning.rank(masked(line, split.models + split.levels, split.files))
+        return fuse(rule_intent, ranked) if ranked else None
+
+    def _weigh(self, command: Command, reading, split: "_Words", line: str, known: list[str]) -> None:
+        """The calibrated confidence; below the threshold a question offers the likely readings instead."""
+        calibrator = self.meaning.calibrator
+        rule_intent = self._classify(split, line).intent
+        command.confidence = round(calibrator.confidence(reading.features(rule_intent, len(split.corrections))), 3)
+        command.agreed = reading.agree
+        if command.confidence >= calibrator.threshold or command.question:
+            return
+        options = [copy.deepcopy(command)] + [self._read_slots(intent, split, line, known)
+                                              for intent in reading.alternatives]
+        options = [option for option in options if option.intent is not Intent.UNKNOWN][:3]
+        if len(options) < 2 and command.intent is not Intent.UNKNOWN:
+            return  # nothing else is likely: the executor's own "Did you mean: ...? [y/N]" asks
+        for option in options:
+            option.text, option.confidence = command.text, 1.0  # chosen by the person: no longer a guess
+            self._resolve_models(option, known)
+            self._ask_for_missing(option, known)
+        command.alternatives = options
+        command.choices = [describe(option) for option in options]
+        command.question = "Did you mean: " + " ".join(f"{i}) {c}" for i, c in enumerate(command.choices, 1)) + \
+            "? (type a number, or say it another way)"
+
+    def _read_slots(self, intent: Intent, s: "_Words", line: str, known: list[str]) -> Command:
+        """The slots an intent takes, read from the line whatever words chose the intent."""
+        reader = SLOT_READERS.get(intent)
+        return reader(s, line, known) if reader is not None else Command(intent)
 
     def rule_reading(self, text: str) -> tuple["_Words", Command]:
         """The line's words and what the word rules alone make of it (no model names resolved, no questions)."""
@@ -420,6 +472,12 @@ def _quantize(s: _Words, line: str) -> Optional[Command]:
     name, refs = _output_name(s, line)
     if not refs and (s.has("list") or s.has("experiments")):
         return Command(Intent.LIST_QUANTIZATIONS)
+    return _quantize_command(s, line)
+
+
+def _quantize_command(s: _Words, line: str, known: Sequence[str] = ()) -> Command:
+    """quantize NAME [to LEVEL | N-bit] [METHOD] [with FILE] [with imatrix] [and fidelity] [as OUT] [--yes]."""
+    name, refs = _output_name(s, line)
     bits = BITS.search(line)
     level = next((lv for lv in s.levels), None)
     method = s.methods[0] if s.methods else None
@@ -442,13 +500,17 @@ def _acquire(s: _Words, line: str) -> Optional[Command]:
     # "import" only as typed: its spelling neighbours ("port") belong to other commands.
     typed_import = any(raw.lower() in GROUPS["import"] for raw in s.raw)
     if s.has("download") or typed_import:
-        name, refs = _output_name(s, line)
-        intent = Intent.DOWNLOAD_MODEL if s.has("download") else Intent.IMPORT_MODEL
-        return Command(intent, Slots(model=refs[0] if refs else None, level=s.levels[0] if s.levels else None,
-                                     name=name))
+        return _acquire_command(Intent.DOWNLOAD_MODEL if s.has("download") else Intent.IMPORT_MODEL, s, line)
     if s.has("login") or re.search(r"\blog\s+in(?:to)?\b", line, re.I):
         return Command(Intent.LOGIN)
     return None
+
+
+def _acquire_command(intent: Intent, s: _Words, line: str) -> Command:
+    """download ORG/NAME / import PATH, with [LEVEL] [as NAME]."""
+    name, refs = _output_name(s, line)
+    refs = refs or [f for f in s.files if f != name]  # a file to import: x.gguf
+    return Command(intent, Slots(model=refs[0] if refs else None, level=s.levels[0] if s.levels else None, name=name))
 
 
 def _embed(s: _Words, line: str) -> Optional[Command]:
@@ -559,7 +621,12 @@ def _help_topic(s: _Words, line: str) -> Optional[Command]:
     """help [TOPIC]: "help quantize", "how do I compare models", "?"; the topic is kept in `kind`."""
     if not s.words or s.words[0] not in GROUPS["help"]:
         return None
-    rest = [w for w in s.words[1:] if w not in GROUPS["help"]]
+    return _help_command(s.words[1:])
+
+
+def _help_command(words: Sequence[str]) -> Command:
+    """Help on the first command word among `words` (its group's name), else on the first word."""
+    rest = [w for w in words if w not in GROUPS["help"]]
     topic = next((_group_of(w) for w in rest if _group_of(w) not in (None, "models", "list")), None)
     if topic is None and rest:
         topic = rest[0]
@@ -645,6 +712,60 @@ RULES: list[Callable[[_Words, str], Optional[Command]]] = [
     _simple(Intent.SHOW_CONFIG, "config"),
     _help,
 ]
+
+
+def _models_reader(intent: Intent, **options) -> Callable[[_Words, str, Sequence[str]], Command]:
+    """A reader for an intent whose slots are model references (and the file and prompt, when typed)."""
+    def read(s: _Words, line: str, known: Sequence[str]) -> Command:
+        return Command(intent, _model_slots(s, file=s.files[0] if s.files else None, **options))
+    return read
+
+
+def _typed_reader(parse: Callable[[Intent, str, Sequence[str]], Command], intent: Intent):
+    """A reader for the commands read from the line as typed (endpoints, classifiers), in any word order."""
+    return lambda s, line, known: parse(intent, line, known)
+
+
+def _agreement_command(s: _Words, line: str, known: Sequence[str]) -> Command:
+    refs = s.in_order(s.models + s.levels) + s.urls
+    return Command(Intent.AGREEMENT_REPORT, Slots(model=refs[0] if refs else None, models=refs,
+                                                  file=s.files[0] if s.files else None))
+
+
+def _renaming_reader(intent: Intent) -> Callable[[_Words, str, Sequence[str]], Command]:
+    def read(s: _Words, line: str, known: Sequence[str]) -> Command:
+        name, refs = _output_name(s, line)
+        new = name or (s.models[1] if len(s.models) > 1 else None)
+        return Command(intent, Slots(model=refs[0] if refs else None, name=new))
+    return read
+
+
+# When the intent classifier chose the intent, how each intent's slots are read (any other: no slots).
+SLOT_READERS: dict[Intent, Callable[[_Words, str, Sequence[str]], Command]] = {
+    **{intent: _models_reader(intent) for intent in (
+        Intent.LOAD_MODEL_API, Intent.UNLOAD_MODEL_API, Intent.CHAT_WITH_MODEL, Intent.REMOVE_MODEL,
+        Intent.SHOW_MODEL, Intent.BENCHMARK_MODELS, Intent.EXPERIMENT_WITH_MODEL, Intent.BATCH_EXPERIMENT,
+        Intent.CONVERSATION_EXPERIMENT, Intent.FIDELITY_REPORT)},
+    Intent.COMPARE_MODELS: _models_reader(Intent.COMPARE_MODELS, many=True),
+    Intent.AGREEMENT_REPORT: _agreement_command,
+    Intent.QUANTIZE_MODEL: _quantize_command,
+    Intent.DOWNLOAD_MODEL: lambda s, line, known: _acquire_command(Intent.DOWNLOAD_MODEL, s, line),
+    Intent.IMPORT_MODEL: lambda s, line, known: _acquire_command(Intent.IMPORT_MODEL, s, line),
+    Intent.START_API_SERVER: lambda s, line, known: Command(Intent.START_API_SERVER, Slots(port=_port(line))),
+    Intent.SHOW_API_STATUS: lambda s, line, known: Command(Intent.SHOW_API_STATUS,
+                                                           Slots(model=s.models[0] if s.models else None)),
+    Intent.DISK_USAGE: lambda s, line, known: Command(Intent.DISK_USAGE,
+                                                      Slots(model=s.models[0] if len(s.models) == 1 else None)),
+    Intent.RENAME_MODEL: _renaming_reader(Intent.RENAME_MODEL),
+    Intent.COPY_MODEL: _renaming_reader(Intent.COPY_MODEL),
+    Intent.EMBED_TEXT: lambda s, line, known: Command(Intent.EMBED_TEXT, Slots(
+        model=s.models[0] if s.models else None, prompt=_prompt(s), texts=list(s.quoted))),
+    Intent.SHOW_HELP: lambda s, line, known: _help_command(s.words),
+    **{intent: _typed_reader(endpoint_slots, intent) for intent in (
+        Intent.ADD_ENDPOINT, Intent.REMOVE_ENDPOINT, Intent.LIST_ENDPOINTS, Intent.USE_MODEL, Intent.EXPORT_MODEL)},
+    **{intent: _typed_reader(classifier_slots, intent) for intent in (
+        Intent.TRAIN_CLASSIFIER, Intent.CLASSIFY_TEXT, Intent.CHECK_CLASSIFIER, Intent.LIST_CLASSIFIERS)},
+}
 
 
 def llm_classifier(complete: Callable[[str], str]) -> Callable[[str], Optional[dict]]:

@@ -31,12 +31,13 @@ class Executor:
     passed into execute() by whoever draws it, and on to the call.
     """
 
-    def __init__(self, settings: Settings, manager, server) -> None:
+    def __init__(self, settings: Settings, manager, server, understanding=None) -> None:
         from lqmf.api import Library
 
         self.settings = settings
         self.manager = manager
         self.server = server
+        self.understanding = understanding  # the shell's intent classifier, for `show config` (None: rules alone)
         self.library = Library(settings, manager)
         # The handlers live here and in these three; agents/intent_table.py says which one runs each intent.
         self.classifier_commands = ClassifierCommands(self)
@@ -74,12 +75,14 @@ class Executor:
     @staticmethod
     def confirmation(command: Command) -> Optional[r.Confirm]:
         """A Confirm for a command not yet confirmed that was guessed: any command below LOW_CONFIDENCE, and a
-        guarded (expensive or destructive) one with any corrected word too."""
+        guarded (expensive or destructive) one with any corrected word, or that the word rules and the intent
+        classifier read differently (it would rest on one word, or on the classifier alone)."""
         from agents.decision_agent import describe
 
         if command.slots.yes or table.never_asks(command.intent):
             return None
-        guessed = command.confidence < LOW_CONFIDENCE or (table.guarded(command.intent) and command.corrections)
+        guessed = command.confidence < LOW_CONFIDENCE or \
+            (table.guarded(command.intent) and (command.corrections or not command.agreed))
         if not guessed:
             return None
         return r.Confirm(question=f"Did you mean: {describe(command)}? [y/N]")
@@ -150,6 +153,7 @@ class Executor:
             "max_models": s.max_models, "max_memory_mb": s.max_memory_mb, "context_length": s.context_length,
             "keep_alive_s": s.keep_alive_s, "queue_size": s.queue_size, "host": s.host, "port": s.port,
             "api_key": "set" if s.api_key else "not set", "autoload": s.autoload,
+            "understanding": self.understanding.status() if self.understanding is not None else "word rules only",
         }
         return r.Config(values=values)
 
@@ -164,6 +168,12 @@ class Executor:
     def fidelity(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
         """`fidelity of A [against B] [on FILE]`: B is the reference (default: what A was made from)."""
         slots = command.slots
+        if len(slots.models) > 2:  # one report measures one model: never drop the others silently
+            *models, reference = slots.models
+            return r.ErrorResult(
+                message=f"fidelity measures one model against one reference; {len(slots.models)} were named",
+                hint=f"one at a time: fidelity of {models[0]} against {reference}; or all at once, ranked: compare "
+                     f"{' and '.join(models)}")
         reference = slots.models[1] if len(slots.models) > 1 else None
         return self.library.fidelity(slots.model, reference, text_file=slots.file, progress=progress)
 

@@ -114,6 +114,25 @@ def _new_name(verb: str) -> Need:
 
 
 # In help's order: grouped by task, each task's rows as `help` prints them.
+
+def _train_line(s: Slots) -> str:
+    return f"train classifier {s.classifier or 'NAME'} on {s.file or 'data.csv'} with {s.model or 'MODEL'}"
+
+
+def _classify_line(s: Slots) -> str:
+    return f'classify "{s.prompt or "text"}" with {s.classifier or "NAME"}'
+
+
+def _check_line(s: Slots) -> str:
+    variants = " and ".join(s.models) or "VARIANT"
+    return f"check classifier {s.classifier or 'NAME'} on {variants}" + (f" with {s.file}" if s.file else "")
+
+
+def _add_endpoint_line(s: Slots) -> str:
+    extra = (f" model {s.remote_model}" if s.remote_model else "") + (f" key from {s.key_env}" if s.key_env else "")
+    return f"add endpoint {s.name or 'NAME'} at {', '.join(s.urls) or 'URL'}{extra}"
+
+
 _SPECS = (
     # -- Models ---------------------------------------------------------------------------------------------------
     IntentSpec(
@@ -288,6 +307,7 @@ _SPECS = (
     # -- Classifiers ----------------------------------------------------------------------------------------------
     IntentSpec(
         Intent.TRAIN_CLASSIFIER, "Classifiers", lambda x, c, p: x.classifier_commands.train(c, p),
+        describe=_train_line,
         help=(HelpRow("train classifier NAME on data.csv with MODEL [text column T, label column L] [svm|logreg] "
                       "[pca 0.95]",
                       "an embedding classifier: cross-validated, saved safely under LQMF_HOME/classifiers",
@@ -296,12 +316,14 @@ _SPECS = (
         progress="bar", completion=("train classifier",)),
     IntentSpec(
         Intent.CLASSIFY_TEXT, "Classifiers", lambda x, c, p: x.classifier_commands.classify(c, p),
+        describe=_classify_line,
         help=(HelpRow('classify "text" with NAME',
                       "a classifier's label and probabilities for a text (also POST /classifiers/NAME/predict)",
                       'classify "text" with NAME'),),
         completion=("classify",)),
     IntentSpec(
         Intent.CHECK_CLASSIFIER, "Classifiers", lambda x, c, p: x.classifier_commands.check(c, p),
+        describe=_check_line,
         help=(HelpRow("check classifier NAME on VARIANT [and VARIANT] [with test.csv] [dropping unknown labels]",
                       "the classifier on quantized variants' embeddings of its held-out split, or of a labelled file "
                       "with its training columns: accuracy, agreement, cosine, texts/s",
@@ -309,33 +331,39 @@ _SPECS = (
         progress="bar", completion=("check classifier",)),
     IntentSpec(
         Intent.LIST_CLASSIFIERS, "Classifiers", lambda x, c, p: x.classifier_commands.list(c, p),
+        describe="list classifiers",
         help=(HelpRow("list classifiers", "the saved classifiers with their model, labels and accuracy",
                       "list classifiers"),),
         completion=("list classifiers",)),
     # -- Endpoints ------------------------------------------------------------------------------------------------
     IntentSpec(
         Intent.ADD_ENDPOINT, "Endpoints", lambda x, c, p: x.endpoint_commands.add(c, p),
+        describe=_add_endpoint_line,
         help=(HelpRow("add endpoint NAME at URL [, URL2] [model M] [key from ENV_VAR]",
                       "a remote OpenAI-compatible server (vLLM, llama-server, Ollama, a cloud API) as a model; "
                       "several URLs: a fleet", "add endpoint NAME at URL [, URL2] [model M] [key from ENV_VAR]"),),
         guard=CONFIRM, canonical="add endpoint NAME at URL", rank=21),
     IntentSpec(
         Intent.LIST_ENDPOINTS, "Endpoints", lambda x, c, p: x.library.endpoints(),
+        describe="list endpoints",
         help=(HelpRow("list endpoints / remove endpoint NAME",
                       "registered endpoints with health and latency / forget one",
                       "list endpoints / remove endpoint NAME"),),
         canonical="list endpoints", rank=22),
     IntentSpec(
         Intent.REMOVE_ENDPOINT, "Endpoints", lambda x, c, p: x.endpoint_commands.remove(c, p), guard=CONFIRM,
+        describe=lambda s: f"remove endpoint {s.name or 'NAME'}",
         canonical="remove endpoint NAME", rank=23),
     IntentSpec(
         Intent.USE_MODEL, "Endpoints", lambda x, c, p: x.endpoint_commands.use(c, p),
+        describe=lambda s: "use " + " then ".join(s.models or [s.model or "NAME"]),
         help=(HelpRow("use NAME [then OTHER]",
                       "the default model (requests naming `default`), with fallbacks; persisted",
                       "use NAME [then OTHER]"),),
         guard=CONFIRM, canonical="use NAME", rank=24),
     IntentSpec(
         Intent.EXPORT_MODEL, "Endpoints", lambda x, c, p: x.library.export(c.slots.model, c.slots.kind),
+        describe=lambda s: f"export {s.model or 'NAME'} for {s.kind or 'vllm'}",
         help=(HelpRow("export NAME for vllm|llama-server",
                       "check a model can be served there and print the exact command",
                       "export NAME for vllm|llama-server"),),

@@ -96,6 +96,8 @@ class Command:
     choices: list[str] = field(default_factory=list)
     suggestion: Optional[str] = None  # UNKNOWN: "did you mean ..."
     text: str = ""
+    agreed: bool = True  # the word rules and the intent classifier read the same intent (or only one read it)
+    alternatives: list["Command"] = field(default_factory=list)  # an unsure reading: the readings to choose from
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"intent": self.intent.value, "slots": self.slots.to_dict()}
@@ -107,4 +109,6 @@ class Command:
         out["confidence"] = round(self.confidence, 3)
         if self.corrections:
             out["corrections"] = self.corrections
+        if not self.agreed:
+            out["agreed"] = False
         return out

@@ -25,10 +25,31 @@ def parse_only(texts, settings) -> int:
     from agents.decision_agent import DecisionAgent
     from server.discovery import discover
 
-    agent = DecisionAgent(lambda: [rec.name for rec in discover(settings.models_dir)])
-    for text in texts:
-        print(json.dumps(agent.parse(text).to_dict()), flush=True)
+    understanding = _understanding(settings, wait=True)
+    agent = DecisionAgent(lambda: [rec.name for rec in discover(settings.models_dir)], meaning=understanding)
+    try:
+        for text in texts:
+            print(json.dumps(agent.parse(text).to_dict()), flush=True)
+    finally:
+        if understanding is not None:
+            understanding.close()
     return 0
+
+
+def _understanding(settings, *, wait: bool):
+    """The intent classifier, loading in the background (None with LQMF_INTENT_CLASSIFIER=0); with wait, loaded.
+
+    A terminal's prompt never waits for it (its first lines may be read by the rules alone); piped lines and
+    --parse wait, so the same input is always read the same way.
+    """
+    if not settings.intent_classifier:
+        return None
+    from agents.understanding.runtime import Understanding
+
+    understanding = Understanding(settings).start()
+    if wait:
+        understanding.wait()
+    return understanding
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,8 +90,10 @@ def main(argv: list[str] | None = None) -> int:
 
     manager = ModelManager(settings)
     server = BackgroundServer(settings, manager)
-    executor = Executor(settings, manager, server)
-    agent = DecisionAgent(model_names(manager), assist=make_assist(settings, manager))
+    # Scripts (-c, --script) are read by the word rules alone: exactly, and without loading a model.
+    understanding = None if args.command or args.script else _understanding(settings, wait=not sys.stdin.isatty())
+    executor = Executor(settings, manager, server, understanding=understanding)
+    agent = DecisionAgent(model_names(manager), assist=make_assist(settings, manager), meaning=understanding)
     console = Console(highlight=False)
     try:
         if args.command or args.script:
@@ -90,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         server.stop()
         executor.close()
         manager.close()
+        if understanding is not None:
+            understanding.close()
 
 
 def run_lines(shell, lines: list[str], log_path: Path) -> int:

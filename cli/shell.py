@@ -120,6 +120,10 @@ class Shell:
             return None
         choices = pending.choices
         chosen = None
+        if pending.alternatives:  # "Did you mean: 1) ... 2) ...": the reading chosen by number or as worded
+            numbered = text.isdigit() and 1 <= int(text) <= len(pending.alternatives)
+            worded = [i for i, c in enumerate(choices) if c.lower() == text.lower()]
+            return pending.alternatives[int(text) - 1 if numbered else worded[0]] if numbered or worded else None
         if text.isdigit() and 1 <= int(text) <= len(choices):
             chosen = choices[int(text) - 1]
         elif self.agent.parse(text).intent is not Intent.UNKNOWN:

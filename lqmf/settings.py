@@ -47,6 +47,17 @@ class Settings(BaseSettings):
         "llama-imatrix) live. Unset: the installation's own .cache/tools, whatever LQMF_HOME says: "
         "programs belong to the installation, not to a user's data.",
     )
+    understanding_dir_override: Optional[Path] = Field(
+        default=None,
+        validation_alias="LQMF_UNDERSTANDING_DIR",
+        description="Where the shell's sentence model (all-MiniLM-L6-v2 as a GGUF) and its intent classifier "
+        "live. Unset: the installation's own .cache/understanding, built by `make setup`.",
+    )
+    intent_classifier: bool = Field(
+        default=True,
+        description="Read what people type with the intent classifier on all-MiniLM-L6-v2 as well as the word rules "
+        "(0: the word rules alone). Scripts (-c, --script) always use the rules alone.",
+    )
     log_level: str = Field(default="INFO", description="Level of logs/lqmf.log.")
     max_models: int = Field(default=5, ge=1, description="Most models loaded at once (the brief's MAX_MODELS).")
     max_memory_mb: int = Field(
@@ -159,6 +170,13 @@ class Settings(BaseSettings):
         if self.tools_dir_override is not None:
             return self.tools_dir_override.expanduser().resolve()
         return PROJECT_ROOT / ".cache" / "tools"
+
+    @property
+    def understanding_dir(self) -> Path:
+        """The shell's sentence model and intent classifier: the installation's, like its tools."""
+        if self.understanding_dir_override is not None:
+            return self.understanding_dir_override.expanduser().resolve()
+        return PROJECT_ROOT / ".cache" / "understanding"
 
 
 def _comma_or_json_list(value) -> list[str]:

@@ -16,6 +16,8 @@ REPO = Path(__file__).resolve().parents[1]
 WATCHED = ("quantized-models", "logs", "memory", ".cache")
 # The real tier's wheels and unpacked models: a cache it fills by design (make real-models fills it first).
 REAL_CACHE = REPO / ".cache" / "real-models"
+# The shell's intent classifier: `make setup` builds it; a test rebuilds it only when the examples changed since.
+UNDERSTANDING = REPO / ".cache" / "understanding"
 DEMO_OUTPUTS = (
     "demo-hf", "demo-f16.gguf", "demo-q8_0.gguf", "demo-q4_k_m.gguf",
     "demo-gptq-4bit", "demo-bnb-nf4", "demo-bnb-int8",
@@ -27,7 +29,7 @@ def _snapshot_checkout() -> dict[str, tuple[int, int]]:
     state: dict[str, tuple[int, int]] = {}
     for folder in WATCHED:
         for path in (REPO / folder).rglob("*"):
-            if path.is_file() and not path.is_relative_to(REAL_CACHE):
+            if path.is_file() and not path.is_relative_to(REAL_CACHE) and not path.is_relative_to(UNDERSTANDING):
                 stat = path.stat()
                 state[str(path.relative_to(REPO))] = (stat.st_size, stat.st_mtime_ns)
     status = subprocess.run(
