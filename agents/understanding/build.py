@@ -28,6 +28,7 @@ from agents.understanding.intent_model import (
     new_pipeline,
     save,
 )
+from agents.understanding.intent_model import rows as model_rows
 from agents.understanding.sentence_model import MODEL_NAME, STAMP, SentenceModel, ensure_gguf
 
 if TYPE_CHECKING:
@@ -61,7 +62,9 @@ class BuildReport:
 
 def _fingerprint(gguf: Path) -> dict:
     digest = hashlib.sha256()
-    for path in sorted(examples_folder().glob("*.txt")):
+    # The examples, and the code that reads, masks, trains and fuses: a change to either is a new build.
+    code = [Path(__file__).with_name(name) for name in ("build.py", "intent_model.py", "fusion.py")]
+    for path in sorted(examples_folder().glob("*.txt")) + code + [Path(__file__).parents[1] / "decision_agent.py"]:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return {"examples_sha256": digest.hexdigest(), "gguf_bytes": gguf.stat().st_size,
             "gguf_mtime_ns": gguf.stat().st_mtime_ns, "C": ALGORITHM_C, "rule_keep": RULE_KEEP,
@@ -122,13 +125,14 @@ def build(settings: "Settings", *, force: bool = False) -> BuildReport:
     names = example_models()
     agent = DecisionAgent(lambda: names)
     encoder = SentenceModel.open(gguf)
+    texts = [agent.masked(row.text) for row in rows]
     try:
-        vectors = np.stack([encoder.embed(agent.masked(row.text)) for row in rows])
+        inputs = model_rows(texts, np.stack([encoder.embed(text) for text in texts]))
     finally:
         encoder.close()
     labels_of_rows = [row.intent.value for row in rows]
     folds = StratifiedKFold(n_splits=FOLDS, shuffle=True, random_state=0)
-    oof = cross_val_predict(new_pipeline(), vectors, labels_of_rows, cv=folds, method="predict_proba")
+    oof = cross_val_predict(new_pipeline(), inputs, labels_of_rows, cv=folds, method="predict_proba")
     labels = sorted(set(labels_of_rows))
     read = readings(rows, oof, labels, agent)
     right = [reading.intent is row.intent for row, (_, reading, _) in zip(rows, read, strict=True)]
@@ -142,10 +146,11 @@ def build(settings: "Settings", *, force: bool = False) -> BuildReport:
                                 / len(rows), 4),
         "reliability": reliability(confidences, right),
     }
-    model = IntentModel(new_pipeline().fit(vectors, labels_of_rows), calibrator, labels)
+    model = IntentModel(new_pipeline().fit(inputs, labels_of_rows), calibrator, labels)
     source = json.loads((settings.understanding_dir / STAMP).read_text(encoding="utf-8"))
     save(folder, model, embedding={"model": MODEL_NAME, "sha256": source["zip_sha256"], "format": "gguf",
-                                   "level": "f16", "dim": int(vectors.shape[1]), "pooling": "mean",
+                                   # dim: what the pipeline takes, the line beside its 384 numbers
+                                   "level": "f16", "dim": int(inputs.shape[1]), "pooling": "mean",
                                    "normalized": True, "truncate": True},
          data={"rows": len(rows), "intents": len(labels), "files": "agents/understanding/examples/*.txt"},
          cv={"folds": FOLDS, **{k: v for k, v in measured.items() if k != "reliability"}})

@@ -13,7 +13,7 @@ from typing import Sequence
 
 from agents.intents import Intent
 
-RULE_KEEP = 0.05
+RULE_KEEP = 0.15
 
 
 @dataclass(frozen=True)

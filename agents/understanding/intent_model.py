@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CLASSIFIER_FOLDER = "intents"
-ALGORITHM_C = 30.0  # regularisation chosen on the dev rows' cross-validation (benchmarks/understanding.py)
+ALGORITHM_C = 30.0  # regularisation chosen on the dev rows' cross-validation
+VECTOR_WEIGHT = 1.5  # the vector's weight beside the n-grams', chosen the same way (1.5: 93.7%, 2: 92.8%, 3: 92.2%)
 URL_TEXT = re.compile(r"https?://\S+")
 QUOTED_TEXT = re.compile(r"\"[^\"]*\"|(?<![A-Za-z0-9])'[^']*'(?![A-Za-z0-9])")
 
@@ -43,11 +44,33 @@ def masked(line: str, refs: Sequence[str], files: Sequence[str] = ()) -> str:
 
 
 def new_pipeline(seed: int = 0):
-    """The unfitted classifier: logistic regression on unit vectors (no scaling: their geometry is the meaning)."""
+    """The unfitted classifier: one logistic regression over the line's vector and its character n-grams.
+
+    The vector carries meaning; the n-grams carry the exact words a vector blurs ("endpoint", "default",
+    "classifier", a typo of "remove"). Out of fold on the dev rows (benchmarks/understanding.py reruns it): the
+    vector alone 91.7%, the n-grams alone 84.7%, both 93.7%.
+    """
+    from sklearn.compose import ColumnTransformer
+    from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
 
-    return Pipeline([("classify", LogisticRegression(C=ALGORITHM_C, max_iter=5000, random_state=seed))])
+    features = ColumnTransformer(
+        [("text", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True), 0),
+         ("vector", "passthrough", slice(1, None))],
+        transformer_weights={"text": 1.0, "vector": VECTOR_WEIGHT})
+    return Pipeline([("features", features),
+                     ("classify", LogisticRegression(C=ALGORITHM_C, max_iter=5000, random_state=seed))])
+
+
+def rows(texts: Sequence[str], vectors: "np.ndarray") -> "np.ndarray":
+    """The classifier's input: each masked line beside its vector, one object row per line."""
+    import numpy as np
+
+    out = np.empty((len(texts), 1 + vectors.shape[1]), dtype=object)
+    out[:, 0] = list(texts)
+    out[:, 1:] = vectors
+    return out
 
 
 @dataclass(frozen=True)
@@ -78,9 +101,9 @@ class IntentModel:
     calibrator: Calibrator
     labels: list[str] = field(default_factory=list)
 
-    def rank(self, vector: "np.ndarray") -> list[tuple[Intent, float]]:
+    def rank(self, masked_line: str, vector: "np.ndarray") -> list[tuple[Intent, float]]:
         """Every intent the classifier knows, most probable first."""
-        probabilities = self.pipeline.predict_proba(vector.reshape(1, -1))[0]
+        probabilities = self.pipeline.predict_proba(rows([masked_line], vector.reshape(1, -1)))[0]
         ranked = sorted(zip(self.labels, probabilities, strict=True), key=lambda pair: -pair[1])
         return [(Intent(label), float(p)) for label, p in ranked]
 
@@ -92,7 +115,8 @@ def save(folder: Path, model: IntentModel, *, embedding: dict[str, Any], data: d
 
     manifest = ClassifierManifest(
         name=CLASSIFIER_FOLDER, embedding=EmbeddingSpec(**embedding), labels=list(model.labels), data=data,
-        pipeline={"algorithm": "logreg", "C": ALGORITHM_C, "pca": None, "steps": ["LogisticRegression"],
+        pipeline={"algorithm": "logreg", "C": ALGORITHM_C, "pca": None, "vector_weight": VECTOR_WEIGHT,
+                  "steps": ["ColumnTransformer(TfidfVectorizer(char_wb 2-5), vector)", "LogisticRegression"],
                   "calibration": model.calibrator.to_dict()},
         split={"dev": "agents/understanding/examples/*.txt", "held_out": "tests/phrasings-held-out.txt (never read)"},
         cv=cv, holdout={})

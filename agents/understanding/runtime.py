@@ -65,11 +65,13 @@ class Understanding:
         from agents.understanding.build import build
         from agents.understanding.intent_model import CLASSIFIER_FOLDER, load
         from agents.understanding.sentence_model import GGUF_FILE, SentenceModel
-        from server.engine import choose_engine
+        from server.gguf_smoke import IN_PROCESS, stored_verdict
 
-        refusal = choose_engine(self.settings).inprocess_refusal
-        if refusal:
-            raise LQMFError(f"llama.cpp may not run in this process here ({refusal})", "the word rules decide alone")
+        # Only a verdict `make smoke` stored: running the smoke check here would spawn children behind the prompt.
+        verdict = stored_verdict(IN_PROCESS, self.settings)
+        if verdict is not None and verdict.mode == "off":
+            raise LQMFError(f"llama.cpp may not run in this process here ({verdict.reason})",
+                            "the word rules decide alone")
         folder = self.settings.understanding_dir
         if self.build:
             build(self.settings)
@@ -92,7 +94,7 @@ class Understanding:
             return None
         with self._lock:
             vector = self._encoder.embed(masked_line)
-        return self._model.rank(vector)
+        return self._model.rank(masked_line, vector)
 
     def status(self) -> str:
         """One line for `show config`: ready, loading, or why the rules decide alone."""
