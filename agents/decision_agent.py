@@ -456,7 +456,8 @@ def _model_slots(s: _Words, plain_names: bool = False, many: bool = False, **ext
 
 
 AS_NAME = re.compile(r"\bas\s+([A-Za-z0-9][A-Za-z0-9._\-]*)", re.I)
-YES = re.compile(r"(?:^|\s)(?:--yes|-y)\b|\byes\b", re.I)
+YES = re.compile(r"(?:^|\s)(?:--yes|-y)\b|\byes\b|\b(?:don'?t|do\s+not|never)\s+ask\b|\bwithout\s+(?:asking|"
+                 r"(?:a\s+|any\s+)?confirm\w*)|\bno\s+(?:need\s+to\s+confirm|confirm\w*|questions\s+asked)\b", re.I)
 
 
 def _output_name(s: _Words, line: str) -> tuple[Optional[str], list[str]]:
@@ -624,9 +625,20 @@ def _help_topic(s: _Words, line: str) -> Optional[Command]:
     return _help_command(s.words[1:])
 
 
+# Help topics named by a noun, and the verbs that name a topic only when no noun does ("how do I use export").
+HELP_NOUNS = {"export": "export", "endpoint": "endpoints", "endpoints": "endpoints", "remote": "endpoints",
+              "remotes": "endpoints", "classifier": "classifiers", "classifiers": "classifiers", "server": "server",
+              "api": "server", "default": "use"}
+WEAK_TOPICS = frozenset({"use", "list", "models", "start", "status"})
+
+
 def _help_command(words: Sequence[str]) -> Command:
-    """Help on the first command word among `words` (its group's name), else on the first word."""
+    """Help on the command the words name (a noun before a verb: "how do I start the server"), else the first word."""
     rest = [w for w in words if w not in GROUPS["help"]]
+    named = [HELP_NOUNS.get(w) or _group_of(w) for w in rest]
+    strong = [t for t in named if t and t not in WEAK_TOPICS]
+    if strong:
+        return Command(Intent.SHOW_HELP, Slots(kind=strong[0]))
     topic = next((_group_of(w) for w in rest if _group_of(w) not in (None, "models", "list")), None)
     if topic is None and rest:
         topic = rest[0]
@@ -722,8 +734,23 @@ def _models_reader(intent: Intent, **options) -> Callable[[_Words, str, Sequence
 
 
 def _typed_reader(parse: Callable[[Intent, str, Sequence[str]], Command], intent: Intent):
-    """A reader for the commands read from the line as typed (endpoints, classifiers), in any word order."""
-    return lambda s, line, known: parse(intent, line, known)
+    """A reader for the commands read from the line as typed (endpoints, classifiers), in any word order.
+
+    Where the line names models on disk, only those are its models: a free-order reading may otherwise take a
+    plain word ("make it the default", "compared to") for one; a data file read as the model swaps back.
+    """
+    def read(s: _Words, line: str, known: Sequence[str]) -> Command:
+        command = parse(intent, line, known)
+        slots, on_disk = command.slots, set(known)
+        named = [m for m in s.in_order(s.models) if m in on_disk]
+        if named:
+            slots.models = [m for m in slots.models if m in on_disk] or ([] if not slots.models else named)
+            if slots.model is not None and slots.model not in on_disk:
+                slots.model = slots.models[0] if slots.models else named[0]
+        if slots.model and FILE.search(slots.model.rstrip("?.!,")) and slots.file in on_disk:
+            slots.model, slots.file = slots.file, slots.model.rstrip("?.!,")
+        return command
+    return read
 
 
 def _agreement_command(s: _Words, line: str, known: Sequence[str]) -> Command:

@@ -38,7 +38,7 @@ NON_COMMANDS = [row for row in HELD_OUT if row.intent is Intent.UNKNOWN]
 # closing note says so): with the classifier, on rows nobody tuned for.
 FIRST_TARGET = 0.96
 HELD_OUT_FLOOR = 0.88
-NON_COMMAND_FLOOR = 0.8
+NON_COMMAND_FLOOR = 0.9
 
 
 def right(agent: DecisionAgent, row: Example) -> bool:
