@@ -134,8 +134,12 @@ def _asked_train(slots: Slots) -> Command:
 
 
 def _train(line: str, noun: str) -> Command:
-    return _asked_train(Slots(classifier=_classifier_name(line, noun), file=_after(TRAIN_FILE, line),
-                              model=_after(TRAIN_MODEL, line), **_training_options(line)))
+    file, model = _after(TRAIN_FILE, line), _after(TRAIN_MODEL, line)
+    if model and DATA_SUFFIX.search(model.rstrip("?.!,")) and not (file and DATA_SUFFIX.search(file)):
+        # "on MODEL with data.csv": the prepositions the other way round; the suffix says which is the data.
+        file, model = model.rstrip("?.!,"), file
+    return _asked_train(Slots(classifier=_classifier_name(line, noun), file=file, model=model,
+                              **_training_options(line)))
 
 
 def _asked_classify(slots: Slots) -> Command:

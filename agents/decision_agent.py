@@ -65,6 +65,7 @@ GROUPS: dict[str, frozenset[str]] = {
     "conversation": frozenset({"conversation", "dialog", "dialogue", "multi-turn", "script"}),
 }
 VOCAB = sorted(set().union(*GROUPS.values()) - {"?"})
+VOCAB_SET = frozenset(VOCAB)
 FILLER = frozenset({
     "please", "pls", "plz", "can", "could", "would", "will", "you", "kindly", "hey", "hi", "hello", "i", "want",
     "to", "like", "id", "i'd", "lets", "let's", "let", "us", "me", "for", "the", "a", "an", "now", "thanks",
@@ -325,8 +326,11 @@ class DecisionAgent:
         prompt_tail = ""
         if ":" in rest and not PORT.search(rest):
             head, tail = rest.split(":", 1)
-            # "which is better: A or B" names models after the colon; "ask X: what is ..." a prompt.
-            if not all(w.lower() in known_lower or w.lower() in ("or", "and", "vs") for w in tail.split()):
+            # "which is better: A or B" names models after the colon; "ask X: what is ..." a prompt; after
+            # "batch experiment: X, prompts.txt" the colon only introduces the command's names.
+            words_after = [w.lower().strip(",;.") for w in tail.split()]
+            names_it = any(w in known_lower or FILE.search(w) for w in words_after)
+            if not names_it and not all(w in known_lower or w in ("or", "and", "vs") for w in words_after):
                 rest, prompt_tail = head, tail
         for pattern, word in PHRASES[1:]:
             rest = pattern.sub(word, rest)
@@ -365,7 +369,7 @@ class DecisionAgent:
         if low in VOCAB or low in FILLER:
             return False
         if re.search(r"[-_./:]", low) and re.search(r"[a-z0-9]", low):
-            return not re.fullmatch(r"\d+(?:\.\d+)?", low)
+            return not re.fullmatch(r"\d+(?:\.\d+)?", low) and not _hyphenated_words(low)
         return bool(re.search(r"[a-z]", low) and re.search(r"\d", low))
 
     # -- classification -----------------------------------------------------------------------------
@@ -425,6 +429,20 @@ class DecisionAgent:
             command.choices = known[:20] if need.choices else []
 
 
+def _hyphenated_words(low: str) -> bool:
+    """English words joined by hyphens ("one-shot", "head-to-head"), or a letter and a slash ("w/"): no model name.
+
+    Only what is not on disk gets here: a model named so is still found by its exact name.
+    """
+    from agents.english_words import WORDS
+
+    if re.fullmatch(r"[a-z]{1,2}/", low):
+        return True
+    parts = low.split("-")
+    return len(parts) > 1 and all(part.isalpha() and (part in WORDS or part in VOCAB_SET or part in FILLER)
+                                  for part in parts)
+
+
 def _port(line: str) -> Optional[int]:
     match = PORT.search(line)
     if match:
@@ -451,11 +469,30 @@ def _model_slots(s: _Words, plain_names: bool = False, many: bool = False, **ext
         verb = s.first(*PLAIN_NAME_VERBS)
         refs = [raw for i, (w, raw) in enumerate(zip(s.words, s.raw, strict=True))
                 if i > verb and raw.lower() not in VOCAB and w not in VOCAB and raw.lower() not in NOT_A_NAME][:1]
+    refs = _objects(s.line, refs)
     many = len(refs) > 1 or many
     return Slots(model=refs[0] if refs else None, models=refs if many else [], prompt=_prompt(s), **extra)
 
 
-AS_NAME = re.compile(r"\bas\s+([A-Za-z0-9][A-Za-z0-9._\-]*)", re.I)
+# Not "from" or "than": "drifted from A" and "faster than B" name the reference and the other side.
+SET_ASIDE = r"(?:not|instead\s+of|keep|keeping|forget|except|leave|leaving)\s+(?:the\s+)?(?:model\s+)?"
+
+
+def _objects(line: str, refs: list[str]) -> list[str]:
+    """The references a command acts on, when a line names others to set aside: "load B, not A", "unload A but
+    keep B", "forget A, chat with B", "I meant B" (the one meant). Unchanged when that would leave none."""
+    if len(refs) < 2:
+        return refs
+    meant = [ref for ref in refs if re.search(rf"\bmeant\s+(?:the\s+)?{re.escape(ref)}", line, re.I)]
+    if meant:
+        return meant
+    kept = [ref for ref in refs if not re.search(rf"\b{SET_ASIDE}{re.escape(ref)}(?![\w.-])", line, re.I)]
+    return kept or refs
+
+
+# The output's name: "as NAME", "as a new model called NAME", "and call it NAME", "name it NAME".
+AS_NAME = re.compile(r"\b(?:as\s+(?:an?\s+(?:new\s+)?(?:model\s+|copy\s+)?(?:called|named)\s+)?|(?:call|name)\s+it\s+)"
+                     r"([A-Za-z0-9][A-Za-z0-9._\-]*)", re.I)
 YES = re.compile(r"(?:^|\s)(?:--yes|-y)\b|\byes\b|\b(?:don'?t|do\s+not|never)\s+ask\b|\bwithout\s+(?:asking|"
                  r"(?:a\s+|any\s+)?confirm\w*)|\bno\s+(?:need\s+to\s+confirm|confirm\w*|questions\s+asked)\b", re.I)
 
