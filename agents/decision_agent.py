@@ -19,6 +19,7 @@ from agents.classifier_parse import classifier_command, classifier_slots
 from agents.endpoint_commands import endpoint_command, endpoint_slots
 from agents.intent_table import canonical_lines, description, missing
 from agents.intents import Command, Intent, Slots
+from agents.references import acted_on
 
 if TYPE_CHECKING:
     from agents.understanding.runtime import Understanding
@@ -469,25 +470,11 @@ def _model_slots(s: _Words, plain_names: bool = False, many: bool = False, **ext
         verb = s.first(*PLAIN_NAME_VERBS)
         refs = [raw for i, (w, raw) in enumerate(zip(s.words, s.raw, strict=True))
                 if i > verb and raw.lower() not in VOCAB and w not in VOCAB and raw.lower() not in NOT_A_NAME][:1]
-    refs = _objects(s.line, refs)
+    refs = acted_on(s.line, refs)
     many = len(refs) > 1 or many
     return Slots(model=refs[0] if refs else None, models=refs if many else [], prompt=_prompt(s), **extra)
 
 
-# Not "from" or "than": "drifted from A" and "faster than B" name the reference and the other side.
-SET_ASIDE = r"(?:not|instead\s+of|keep|keeping|forget|except|leave|leaving)\s+(?:the\s+)?(?:model\s+)?"
-
-
-def _objects(line: str, refs: list[str]) -> list[str]:
-    """The references a command acts on, when a line names others to set aside: "load B, not A", "unload A but
-    keep B", "forget A, chat with B", "I meant B" (the one meant). Unchanged when that would leave none."""
-    if len(refs) < 2:
-        return refs
-    meant = [ref for ref in refs if re.search(rf"\bmeant\s+(?:the\s+)?{re.escape(ref)}", line, re.I)]
-    if meant:
-        return meant
-    kept = [ref for ref in refs if not re.search(rf"\b{SET_ASIDE}{re.escape(ref)}(?![\w.-])", line, re.I)]
-    return kept or refs
 
 
 # The output's name: "as NAME", "as a new model called NAME", "and call it NAME", "name it NAME".

@@ -16,6 +16,7 @@ from typing import Callable, Optional, Sequence
 from agents import results as r
 from agents.classifier_parse import looks_like_model, named_words, resolve_model
 from agents.intents import Command, Intent, Slots
+from agents.references import acted_on
 from lqmf.progress import Progress
 
 NAME = r"[A-Za-z0-9][A-Za-z0-9_.+\-]*"
@@ -183,9 +184,16 @@ def _lone_word(text: str, known: Sequence[str], skip: Sequence[str] = ()) -> Opt
     return words[0] if len(words) == 1 else None
 
 
+def _named_known(text: str, known: Sequence[str]) -> list[str]:
+    """The known names (the shell's models include its endpoints) the text names, as whole words."""
+    return [k for k in known if re.search(rf"(?<![\w.-]){re.escape(k)}(?![\w-])", text, re.I)]
+
+
 def _remove(line: str, known: Sequence[str]) -> Command:
     rest = URLS.sub(" ", line)
-    name = _endpoint_name(rest) or _lone_word(rest, known)
+    # Endpoints are among the shell's known names: the one named (and not set aside: "keep B") is the one.
+    listed = acted_on(rest, _named_known(rest, known))
+    name = (listed[0] if len(listed) == 1 else None) or _endpoint_name(rest) or _lone_word(rest, known)
     command = Command(Intent.REMOVE_ENDPOINT, Slots(name=name))
     if not name:
         command.question = "Remove which endpoint? remove endpoint NAME (list endpoints shows them)"
