@@ -132,6 +132,7 @@ class _Words:
     urls: list[str] = field(default_factory=list)  # remote OpenAI-compatible variants: URL#MODEL
     line: str = ""
     corrections: list[str] = field(default_factory=list)  # "laod -> load", as typed
+    classifiers: list[str] = field(default_factory=list)  # the saved classifiers' names
 
     def in_order(self, refs: list[str]) -> list[str]:
         """References in the order they were typed ("A against B": B is the reference)."""
@@ -228,8 +229,10 @@ class DecisionAgent:
         model_names: Callable[[], Iterable[str]] = lambda: (),
         assist: Optional[Callable[[str], Optional[dict]]] = None,
         meaning: Optional["Understanding"] = None,
+        classifier_names: Callable[[], Iterable[str]] = lambda: (),
     ) -> None:
         self.model_names = model_names
+        self.classifier_names = classifier_names  # saved classifiers: "run sentiment on ..." names one
         self.assist = assist
         self.meaning = meaning  # the intent classifier (agents/understanding); None or not ready: rules alone
 
@@ -241,6 +244,7 @@ class DecisionAgent:
             return Command(Intent.UNKNOWN, text=text, suggestion="help")
         known = sorted(set(self.model_names()))
         split = self._split(line, known)
+        split.classifiers = sorted(set(self.classifier_names()))
         command = self._classify(split, line)
         reading = self._by_meaning(command.intent, split, line)
         if reading is not None and (reading.intent is not command.intent or command.question):
@@ -248,6 +252,7 @@ class DecisionAgent:
             reread = self._read_slots(reading.intent, split, line, known)
             if reading.intent is not command.intent or not reread.question:
                 command = reread
+        _name_the_classifier(command, split, line)
         command.text = text
         if command.intent is Intent.UNKNOWN and self.assist is not None:
             assisted = self._assisted(line)
@@ -428,6 +433,23 @@ class DecisionAgent:
             # The parser knows only the models on disk; the executor narrows an unload's to the loaded ones.
             command.question = need.ask(command.slots)
             command.choices = known[:20] if need.choices else []
+
+
+CLASSIFIER_INTENTS = frozenset({Intent.CLASSIFY_TEXT, Intent.CHECK_CLASSIFIER, Intent.TRAIN_CLASSIFIER})
+
+
+def _name_the_classifier(command: Command, s: _Words, line: str) -> None:
+    """A classify or check line that names one saved classifier acts on it, whatever word the form took."""
+    if command.intent not in CLASSIFIER_INTENTS or command.slots.classifier in s.classifiers:
+        return
+    outside = re.sub(r'"[^"]*"', " ", line)  # the text to classify may say anything
+    named = acted_on(outside, [c for c in s.classifiers if re.search(rf"(?<![\w.-]){re.escape(c)}(?![\w-])",
+                                                                     outside, re.I)])
+    if len(named) == 1 and command.intent is not Intent.TRAIN_CLASSIFIER:
+        command.slots.classifier = named[0]
+        command.slots.models = [m for m in command.slots.models if m != named[0]]
+        if command.intent is Intent.CLASSIFY_TEXT and command.slots.texts:
+            command.question = None  # it asked for the classifier, which the line named
 
 
 def _hyphenated_words(low: str) -> bool:
@@ -757,14 +779,14 @@ def _models_reader(intent: Intent, **options) -> Callable[[_Words, str, Sequence
     return read
 
 
-def _typed_reader(parse: Callable[[Intent, str, Sequence[str]], Command], intent: Intent):
+def _typed_reader(parse: Callable[[Intent, str, Sequence[str], _Words], Command], intent: Intent):
     """A reader for the commands read from the line as typed (endpoints, classifiers), in any word order.
 
     Where the line names models on disk, only those are its models: a free-order reading may otherwise take a
     plain word ("make it the default", "compared to") for one; a data file read as the model swaps back.
     """
     def read(s: _Words, line: str, known: Sequence[str]) -> Command:
-        command = parse(intent, line, known)
+        command = parse(intent, line, known, s)
         slots, on_disk = command.slots, set(known)
         named = [m for m in s.in_order(s.models) if m in on_disk]
         if named:
@@ -812,9 +834,10 @@ SLOT_READERS: dict[Intent, Callable[[_Words, str, Sequence[str]], Command]] = {
     Intent.EMBED_TEXT: lambda s, line, known: Command(Intent.EMBED_TEXT, Slots(
         model=s.models[0] if s.models else None, prompt=_prompt(s), texts=list(s.quoted))),
     Intent.SHOW_HELP: lambda s, line, known: _help_command(s.words),
-    **{intent: _typed_reader(endpoint_slots, intent) for intent in (
+    **{intent: _typed_reader(lambda i, line, known, s: endpoint_slots(i, line, known), intent) for intent in (
         Intent.ADD_ENDPOINT, Intent.REMOVE_ENDPOINT, Intent.LIST_ENDPOINTS, Intent.USE_MODEL, Intent.EXPORT_MODEL)},
-    **{intent: _typed_reader(classifier_slots, intent) for intent in (
+    **{intent: _typed_reader(lambda i, line, known, s: classifier_slots(i, line, known, s.classifiers), intent)
+       for intent in (
         Intent.TRAIN_CLASSIFIER, Intent.CLASSIFY_TEXT, Intent.CHECK_CLASSIFIER, Intent.LIST_CLASSIFIERS)},
 }
 

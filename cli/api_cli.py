@@ -22,11 +22,13 @@ log = logging.getLogger("cli")
 
 def parse_only(texts, settings) -> int:
     """--parse: print {"intent", "slots"} per line (model references resolved against the models dir)."""
+    from agents.classifiers.artifact import classifier_names
     from agents.decision_agent import DecisionAgent
     from server.discovery import discover
 
     understanding = _understanding(settings, wait=True)
-    agent = DecisionAgent(lambda: [rec.name for rec in discover(settings.models_dir)], meaning=understanding)
+    agent = DecisionAgent(lambda: [rec.name for rec in discover(settings.models_dir)], meaning=understanding,
+                          classifier_names=lambda: classifier_names(settings))
     try:
         for text in texts:
             print(json.dumps(agent.parse(text).to_dict()), flush=True)
@@ -82,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from rich.console import Console
 
+    from agents.classifiers.artifact import classifier_names
     from agents.decision_agent import DecisionAgent
     from agents.executor_agent import Executor, make_assist, model_names
     from cli.shell import Shell
@@ -93,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     # Scripts (-c, --script) are read by the word rules alone: exactly, and without loading a model.
     understanding = None if args.command or args.script else _understanding(settings, wait=not sys.stdin.isatty())
     executor = Executor(settings, manager, server, understanding=understanding)
-    agent = DecisionAgent(model_names(manager), assist=make_assist(settings, manager), meaning=understanding)
+    agent = DecisionAgent(model_names(manager), assist=make_assist(settings, manager), meaning=understanding,
+                          classifier_names=lambda: classifier_names(settings))
     console = Console(highlight=False)
     try:
         if args.command or args.script:

@@ -23,11 +23,18 @@ if __name__ == "__main__":  # run as a script from the checkout
 
 from agents.decision_agent import DecisionAgent  # noqa: E402
 from agents.intents import Intent  # noqa: E402
-from agents.understanding.examples import Example, dev_examples, example_models, read_table  # noqa: E402
+from agents.understanding.examples import (  # noqa: E402
+    Example,
+    dev_examples,
+    example_classifiers,
+    example_models,
+    read_table,
+)
 
 HELD_OUT_FILE = Path(__file__).with_name("phrasings-held-out.txt")
 SECOND_PART = "# Written in 2026-12"
 KNOWN = example_models()
+CLASSIFIERS = example_classifiers()
 DEV = dev_examples()
 _first, _second = HELD_OUT_FILE.read_text(encoding="utf-8").split(SECOND_PART, 1)
 FIRST = read_table(_first, HELD_OUT_FILE.name)
@@ -54,7 +61,7 @@ def accuracy(agent: DecisionAgent, part: list[Example]) -> tuple[float, list[Exa
 
 @pytest.fixture(scope="module")
 def rules():
-    return DecisionAgent(lambda: KNOWN)
+    return DecisionAgent(lambda: KNOWN, classifier_names=lambda: CLASSIFIERS)
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +72,7 @@ def fused():
 
     understanding = Understanding(load_settings())
     assert understanding.wait(600), understanding.problem
-    yield DecisionAgent(lambda: KNOWN, meaning=understanding)
+    yield DecisionAgent(lambda: KNOWN, meaning=understanding, classifier_names=lambda: CLASSIFIERS)
     understanding.close()
 
 
@@ -97,7 +104,7 @@ def test_the_classifier_reads_what_the_rules_miss(rules, fused):
 
 
 if __name__ == "__main__":
-    agent = DecisionAgent(lambda: KNOWN)
+    agent = DecisionAgent(lambda: KNOWN, classifier_names=lambda: CLASSIFIERS)
     score, misses = accuracy(agent, DEV)
     print(f"dev accuracy, rules alone: {score:.1%} of {len(DEV)}")
     for row in misses:

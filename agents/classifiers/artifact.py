@@ -205,6 +205,14 @@ def read_eval_rows(folder: Path, manifest: ClassifierManifest) -> list[EvalRow]:
     return [EvalRow(**json.loads(line)) for line in data.decode("utf-8").splitlines() if line.strip()]
 
 
+def classifier_names(settings) -> list[str]:
+    """The saved classifiers' names, without reading them (the shell's parser asks on every line)."""
+    root = classifiers_dir(settings)
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / MANIFEST_FILE).is_file() and not is_temp_name(p.name))
+
+
 def list_classifiers(settings) -> list[dict[str, Any]]:
     """Every saved classifier's summary (a broken one listed with the reason), sorted by name."""
     root = classifiers_dir(settings)

@@ -3,7 +3,8 @@
 Each line is `text | slot=value; slot=value` (models=A+B lists several; yes=true a flag); # starts a
 comment. They train the intent classifier and tune the rules (the dev rows). The held-out rows live in
 tests/phrasings-held-out.txt, as `text | INTENT | slots`, and nothing here reads them.
-`_models.txt` lists the model names the sentences use, as if they were on disk.
+`_models.txt` lists the model names the sentences use, as if they were on disk; `_classifiers.txt` the
+classifiers, as if saved.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from agents.intents import Intent
 
 FOLDER = "examples"
 MODELS_FILE = "_models.txt"
+CLASSIFIERS_FILE = "_classifiers.txt"
 LIST_SLOTS = frozenset({"models", "urls", "texts"})
 INT_SLOTS = frozenset({"port", "bits", "group_size"})
 FLAG_SLOTS = frozenset({"yes", "imatrix", "fidelity"})
@@ -94,5 +96,14 @@ def dev_examples() -> list[Example]:
 
 def example_models() -> list[str]:
     """The model names the example sentences treat as on disk."""
-    text = (examples_folder() / MODELS_FILE).read_text(encoding="utf-8")
+    return _names(MODELS_FILE)
+
+
+def example_classifiers() -> list[str]:
+    """The classifier names the example sentences treat as saved."""
+    return _names(CLASSIFIERS_FILE)
+
+
+def _names(file: str) -> list[str]:
+    text = (examples_folder() / file).read_text(encoding="utf-8")
     return [line.strip() for _, line in _lines(text)]
