@@ -243,10 +243,14 @@ def words_of(text: str) -> list[str]:
 
 
 def resolve_model(word: str, known: Sequence[str]) -> Optional[str]:
-    """The model on disk a word names: the same name, or the only name that contains it ("q8_0" -> demo-q8_0)."""
+    """The model on disk a word names: the same name, or the only name that contains it ("q8_0" -> demo-q8_0).
+
+    Only a word that looks like a piece of a name is matched in part: "chat" in "every single chat" is no
+    reference to chat-helper-v2.
+    """
     low = word.lower()
     exact = [k for k in known if k.lower() == low]
-    partial = [k for k in known if low in k.lower()]
+    partial = [k for k in known if low in k.lower()] if looks_like_model(word) else []
     return exact[0] if exact else partial[0] if len(partial) == 1 else None
 
 

@@ -500,7 +500,8 @@ def _model_slots(s: _Words, plain_names: bool = False, many: bool = False, **ext
 
 
 # The output's name: "as NAME", "as a new model called NAME", "and call it NAME", "name it NAME".
-AS_NAME = re.compile(r"\b(?:as\s+(?:an?\s+(?:new\s+)?(?:model\s+|copy\s+)?(?:called|named)\s+)?|(?:call|name)\s+it\s+)"
+AS_NAME = re.compile(r"\b(?:as\s+(?:an?\s+(?:new\s+)?(?:model\s+|copy\s+)?(?:called|named)\s+)?|(?:call|name)\s+it\s+|"
+                     r"(?:renamed|copied)\s+(?:to|as)\s+|with\s+(?:the\s+)?(?:new\s+)?name\s+)"
                      r"([A-Za-z0-9][A-Za-z0-9._\-]*)", re.I)
 YES = re.compile(r"(?:^|\s)(?:--yes|-y)\b|\byes\b|\b(?:don'?t|do\s+not|never)\s+ask\b|\bwithout\s+(?:asking|"
                  r"(?:a\s+|any\s+)?confirm\w*)|\bno\s+(?:need\s+to\s+confirm|confirm\w*|questions\s+asked)\b", re.I)
@@ -678,10 +679,18 @@ HELP_NOUNS = {"export": "export", "endpoint": "endpoints", "endpoints": "endpoin
 WEAK_TOPICS = frozenset({"use", "list", "models", "start", "status"})
 
 
+def _unsuffixed(word: str) -> str:
+    """The verb of an -ing word ("removing" -> remove, "benchmarking" -> benchmark), for help topics."""
+    if not word.endswith("ing") or len(word) < 6:
+        return word
+    stem = word[:-3]
+    return stem if _group_of(stem) else stem + "e"
+
+
 def _help_command(words: Sequence[str]) -> Command:
     """Help on the command the words name (a noun before a verb: "how do I start the server"), else the first word."""
     rest = [w for w in words if w not in GROUPS["help"]]
-    named = [HELP_NOUNS.get(w) or _group_of(w) for w in rest]
+    named = [HELP_NOUNS.get(w) or _group_of(w) or _group_of(_unsuffixed(w)) for w in rest]
     strong = [t for t in named if t and t not in WEAK_TOPICS]
     if strong:
         return Command(Intent.SHOW_HELP, Slots(kind=strong[0]))

@@ -16,5 +16,8 @@ def acted_on(line: str, refs: list[str]) -> list[str]:
     meant = [ref for ref in refs if re.search(rf"\bmeant\s+(?:the\s+)?{re.escape(ref)}", line, re.I)]
     if meant:
         return meant
+    moved = re.search(r"\bfrom\s+(\S+)\s+to\s+(\S+)", line, re.I)  # "switch the default from A to B": B
+    if moved and {moved.group(1).rstrip(",."), moved.group(2).rstrip(",.?!")} <= set(refs):
+        return [moved.group(2).rstrip(",.?!")]
     kept = [ref for ref in refs if not re.search(rf"\b{SET_ASIDE}{re.escape(ref)}(?![\w.-])", line, re.I)]
     return kept or refs
