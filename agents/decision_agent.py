@@ -185,10 +185,10 @@ def _distance(a: str, b: str, limit: int) -> int:
 def _nearest(word: str) -> Optional[str]:
     """The command word within a small edit distance (1 for short words, 2 for long), if one is nearest."""
     limit = 1 if len(word) <= 5 else 2
-    scored = sorted((_distance(word, v, limit), sorted(v) != sorted(word),
-                     -difflib.SequenceMatcher(None, word, v).ratio(), v)
-                    for v in VOCAB if abs(len(v) - len(word)) <= limit)
-    scored = [entry for entry in scored if entry[0] <= limit]
+    near = [(d, v) for v in VOCAB if abs(len(v) - len(word)) <= limit and (d := _distance(word, v, limit)) <= limit]
+    # The tie-breaks (same letters, then difflib's ratio) only for the few within reach: they cost the most.
+    scored = sorted((d, sorted(v) != sorted(word), -difflib.SequenceMatcher(None, word, v).ratio(), v)
+                    for d, v in near)
     return scored[0][3] if scored else None
 
 

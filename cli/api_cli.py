@@ -39,16 +39,17 @@ def parse_only(texts, settings) -> int:
 
 
 def _understanding(settings, *, wait: bool):
-    """The intent classifier, loading in the background (None with LQMF_INTENT_CLASSIFIER=0); with wait, loaded.
+    """The intent classifier (None with LQMF_INTENT_CLASSIFIER=0); with wait, loaded.
 
-    A terminal's prompt never waits for it (its first lines may be read by the rules alone); piped lines and
-    --parse wait, so the same input is always read the same way.
+    A terminal's prompt never waits for it: the shell starts loading it once its first screen is drawn, and its
+    first lines may be read by the rules alone. Piped lines and --parse wait, so the same input is always read
+    the same way.
     """
     if not settings.intent_classifier:
         return None
     from agents.understanding.runtime import Understanding
 
-    understanding = Understanding(settings).start()
+    understanding = Understanding(settings)
     if wait:
         understanding.wait()
     return understanding

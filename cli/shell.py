@@ -281,6 +281,10 @@ class Shell:
     def loop(self) -> None:
         self.console.print("LQMF shell. Type [bold]help[/bold] for commands, [bold]exit[/bold] to quit.")
         self.run_line("list models")
+        if self.agent.meaning is not None:
+            # Only now: its imports would hold the interpreter while the first screen is drawn. Until it is
+            # loaded (seconds) the word rules read what is typed.
+            self.agent.meaning.start()
         while True:
             try:
                 line = self.session.prompt("lqmf> ")

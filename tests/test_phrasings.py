@@ -44,7 +44,7 @@ NON_COMMANDS = [row for row in HELD_OUT if row.intent is Intent.UNKNOWN]
 # Measured floors (the figures are printed; the 97% on unseen sentences is not reached yet, and the
 # closing note says so): with the classifier, on rows nobody tuned for.
 FIRST_TARGET = 0.96
-HELD_OUT_FLOOR = 0.88
+HELD_OUT_FLOOR = 0.92
 NON_COMMAND_FLOOR = 0.9
 
 
