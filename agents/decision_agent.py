@@ -313,7 +313,7 @@ class DecisionAgent:
         return split, self._classify(split, line)
 
     def masked(self, text: str) -> str:
-        """The line as the intent classifier reads it: model names, quoted text, URLs and files as placeholders."""
+        """The line as the intent classifier reads it: model names, quoted text, URLs and files as stand-in words."""
         from agents.understanding.intent_model import masked
 
         split = self._split(text.strip(), sorted(set(self.model_names())))

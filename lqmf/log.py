@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from logging.handlers import RotatingFileHandler
 
 from lqmf.settings import Settings
@@ -27,4 +28,13 @@ def configure_logging(settings: Settings) -> logging.Handler:
     root.addHandler(handler)
     level = logging.getLevelName(settings.log_level.upper())
     root.setLevel(level if isinstance(level, int) else logging.INFO)
+    return handler
+
+
+def console_handler(tag: str) -> logging.Handler:
+    """INFO and above from LQMF's own loggers on stderr, as `[tag] message`: what a setup step tells the person."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter(f"[{tag}] %(message)s"))
+    handler.addFilter(lambda record: record.name.startswith(("lqmf", "agents")))
     return handler

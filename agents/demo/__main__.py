@@ -10,7 +10,7 @@ from typing import Optional
 
 from lqmf.environment import apply_environment_quirks
 from lqmf.errors import LQMFError
-from lqmf.log import configure_logging
+from lqmf.log import configure_logging, console_handler
 from lqmf.settings import load_settings
 
 
@@ -29,7 +29,7 @@ def main(argv: Optional[list[str]] = None, prog: str = "python -m agents.demo") 
     apply_environment_quirks()
     settings = load_settings()
     configure_logging(settings)
-    logging.getLogger().addHandler(_console_handler())
+    logging.getLogger().addHandler(console_handler("demo"))
     start = time.perf_counter()
     try:
         if not args.real_only:
@@ -62,14 +62,6 @@ def _import_real(settings) -> None:
         "real models in %s: imported %s, already there %s; %.0f s", settings.models_dir,
         ", ".join(report.imported) or "none", ", ".join(report.cached) or "none", time.perf_counter() - start,
     )
-
-
-def _console_handler() -> logging.Handler:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setLevel(logging.INFO)
-    handler.setFormatter(logging.Formatter("[demo] %(message)s"))
-    handler.addFilter(lambda record: record.name.startswith(("lqmf", "agents")))
-    return handler
 
 
 if __name__ == "__main__":

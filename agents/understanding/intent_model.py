@@ -33,7 +33,7 @@ QUOTED_TEXT = re.compile(r"\"[^\"]*\"|(?<![A-Za-z0-9])'[^']*'(?![A-Za-z0-9])")
 
 
 def masked(line: str, refs: Sequence[str], files: Sequence[str] = ()) -> str:
-    """The line with its slot values replaced by placeholders, the way the classifier was trained."""
+    """The line with its slot values as stand-in words (X, "text", url, file), as the classifier was trained."""
     out = QUOTED_TEXT.sub(' "text" ', line)
     out = URL_TEXT.sub(" url ", out)
     for ref in sorted({r for r in refs if r}, key=len, reverse=True):
