@@ -246,7 +246,8 @@ class DecisionAgent:
         split = self._split(line, known)
         split.classifiers = sorted(set(self.classifier_names()))
         command = self._classify(split, line)
-        reading = self._by_meaning(command.intent, split, line)
+        rule_intent = command.intent
+        reading = self._by_meaning(rule_intent, split, line)
         if reading is not None and (reading.intent is not command.intent or command.question):
             # The classifier chose another intent, or the rules' exact form missed this line's slots.
             reread = self._read_slots(reading.intent, split, line, known)
@@ -266,7 +267,7 @@ class DecisionAgent:
         self._resolve_models(command, known)
         self._ask_for_missing(command, known)
         if reading is not None:
-            self._weigh(command, reading, split, line, known)
+            self._weigh(command, reading, rule_intent, split, line, known)
         return command
 
     def _by_meaning(self, rule_intent: Intent, split: "_Words", line: str):
@@ -279,10 +280,10 @@ class DecisionAgent:
         ranked = self.meaning.rank(masked(line, split.models + split.levels, split.files))
         return fuse(rule_intent, ranked) if ranked else None
 
-    def _weigh(self, command: Command, reading, split: "_Words", line: str, known: list[str]) -> None:
+    def _weigh(self, command: Command, reading, rule_intent: Intent, split: "_Words", line: str,
+               known: list[str]) -> None:
         """The calibrated confidence; below the threshold a question offers the likely readings instead."""
         calibrator = self.meaning.calibrator
-        rule_intent = self._classify(split, line).intent
         command.confidence = round(calibrator.confidence(reading.features(rule_intent, len(split.corrections))), 3)
         command.agreed = reading.agree
         if command.confidence >= calibrator.threshold or command.question:
