@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
 from lqmf.sampling import CHAT, LIMITS, SAMPLERS
+from lqmf.units import plural
 from server.backends.base import GenerationParams, Timings
 
 
@@ -37,21 +38,30 @@ class ChatSession:
     """The conversation so far, the sampling settings, and the running statistics."""
 
     manager: Any
-    model: str
+    model: str  # the model that answered last (the one asked for until a reply falls back)
     params: GenerationParams = field(default_factory=lambda: GenerationParams(**CHAT))
     system: Optional[str] = None
     history: list[dict[str, str]] = field(default_factory=list)
     replies: int = 0
     tokens_out: int = 0
     seconds: float = 0.0
+    # The name asked for when it is `default`: each reply walks its fallback chain, as an HTTP request does.
+    asked: Optional[str] = None
+    fell_back: Optional[str] = None  # what the last reply skipped and why ("far is unreachable (...); answered by B")
 
     def messages(self, user_text: str) -> list[dict[str, str]]:
         head = [{"role": "system", "content": self.system}] if self.system else []
         return head + self.history + [{"role": "user", "content": user_text}]
 
     def send(self, user_text: str):
-        """Start a reply: a Job of Chunks (iterate it; cancel() stops it)."""
-        return self.manager.stream(self.model, self.messages(user_text), self.params)
+        """Start a reply: its Chunks (iterate them; cancel() stops it), once the model has begun answering. For
+        `default`, the first model of the chain that begins answers; fell_back then says what was skipped."""
+        from server.fallback import stream_with_fallback
+
+        started, walk = stream_with_fallback(self.manager, self.asked or self.model, self.messages(user_text),
+                                             self.params)
+        self.model, self.fell_back = started.model, walk.notice(started.model)
+        return started
 
     def record(self, user_text: str, reply: str, timings: Timings, finished: bool) -> None:
         """Keep a finished turn in the context (a cancelled reply is kept as far as it got)."""
@@ -105,7 +115,7 @@ class ChatSession:
         rate = self.tokens_out / self.seconds if self.seconds else 0.0
         p = self.params
         return SlashResult(
-            f"{self.replies} replies, {self.tokens_out} tokens, {rate:.1f} tokens/s on average; "
-            f"{len(self.history) // 2} turns in context; temperature {p.temperature}, top_p {p.top_p}, "
-            f"max_tokens {p.max_tokens}"
+            f"{plural(self.replies, 'reply', 'replies')}, {plural(self.tokens_out, 'token')}, {rate:.1f} tokens/s on "
+            f"average; {plural(len(self.history) // 2, 'turn')} in context; temperature {p.temperature}, "
+            f"top_p {p.top_p}, max_tokens {p.max_tokens}"
         )

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Optional, Sequence
 
 from agents.classifier_parse import classifier_command, classifier_slots
 from agents.endpoint_commands import endpoint_command, endpoint_slots
-from agents.intent_table import canonical_lines, description, missing
+from agents.intent_table import canonical_lines, description, missing, spec
 from agents.intents import Command, Intent, Slots
 from agents.references import acted_on
 
@@ -217,7 +217,8 @@ def _corrected(words: list[str]) -> tuple[list[str], list[str]]:
             if not any((n, group) in PAIRS or (group, n) in PAIRS for n in neighbours if n):
                 continue
         out[i] = nearest
-        corrections.append(f"{word} -> {nearest}")
+        if word not in (nearest + "s", nearest + "es"):  # a plural ("quantizations") is read, not a typo to report
+            corrections.append(f"{word} -> {nearest}")
     return out, corrections
 
 
@@ -254,6 +255,7 @@ class DecisionAgent:
             if reading.intent is not command.intent or not reread.question:
                 command = reread
         _name_the_classifier(command, split, line)
+        _every_model(command, split, line)
         command.text = text
         if command.intent is Intent.UNKNOWN and self.assist is not None:
             assisted = self._assisted(line)
@@ -706,6 +708,47 @@ MANAGE = re.compile(r"^\s*(?:(?:please|pls|can you|could you|kindly)\s+)*(?P<ver
                     r"(?:\s+(?:--yes|-y|please))*\s*[.!]?\s*$", re.I)
 
 
+# "which model is fastest?", "which one should I use?", "what do you recommend": a choice among the models on disk,
+# none named (with names, "which is faster, A or B?" is a benchmark or a comparison of those).
+RECOMMEND = re.compile(r"\b(?:which|what)\b.*\b(?:fastest|quickest|speediest|best|most\s+(?:faithful|accurate)|"
+                       r"closest|should\s+(?:i|we)\s+(?:use|pick|choose|take|go\s+(?:with|for))|recommend\w*)\b|"
+                       r"\brecommend\w*\b.*\b(?:models?|variants?|llms?)\b", re.I)
+# ... and asks about the models ("what is the best pizza" does not).
+CHOICE = re.compile(r"\b(?:which|models?|variants?|ones?|llms?|quant\w*)\b", re.I)
+FOCUS_WORDS = {"speed": frozenset({"fastest", "quickest", "speediest", "faster", "speed", "throughput"}),
+               "fidelity": frozenset({"faithful", "accurate", "closest", "fidelity", "quality", "kld"})}
+
+
+def _recommend(s: _Words, line: str) -> Optional[Command]:
+    if s.models or s.levels or s.files or s.urls or not RECOMMEND.search(line) or not CHOICE.search(line):
+        return None
+    return _recommend_command(s, line)
+
+
+def _recommend_command(s: _Words, line: str, known: Sequence[str] = ()) -> Command:
+    """What "best" means in the question: speed, fidelity, or (neither named) both."""
+    typed = set(re.findall(r"[a-z]+", line.lower()))
+    focus = next((kind for kind, words in FOCUS_WORDS.items() if typed & words), None)
+    return Command(Intent.RECOMMEND_MODEL, Slots(kind=focus))
+
+
+# "all models", "all of them", "every model", "each variant", "them all": every model the command can run on.
+EVERY = re.compile(r"\b(?:all|every|each)(?:\s+of)?\s+(?:the\s+|my\s+|these\s+|those\s+|your\s+)?"
+                   r"(?:them|models?|variants?|ones?|llms?|quantizations?)\b|\bthem\s+all\b|^\s*all\s*[.!?]?\s*$",
+                   re.I)
+
+
+def means_every(text: str) -> bool:
+    """Whether a line (or an answer to "which model?") names every model: "all of them", "all models"."""
+    return bool(EVERY.search(re.sub(r'"[^"]*"', " ", text)))
+
+
+def _every_model(command: Command, s: _Words, line: str) -> None:
+    """"benchmark all models": the intent's models are every one it can run on (chosen when it runs)."""
+    if spec(command.intent).every and not s.models and means_every(line):
+        command.slots.every, command.slots.model, command.slots.models = True, None, []
+
+
 def _rename_or_copy(s: _Words, line: str) -> Optional[Command]:
     """rename A to B / mv A B; copy A as B / cp A B: `model` is A, `name` the new name."""
     if not (s.has("rename") or s.has("copy")):
@@ -765,6 +808,7 @@ RULES: list[Callable[[_Words, str], Optional[Command]]] = [
     lambda s, line: classifier_command(line),  # "classifier" / "classify" lines read as typed
     lambda s, line: endpoint_command(line),  # endpoints, `use`, `export`: read as typed
     _rename_or_copy,
+    _recommend,  # "which model is fastest?" asks for an answer from the history, not a benchmark
     _quantize,
     _acquire,
     _embed,
@@ -844,6 +888,7 @@ SLOT_READERS: dict[Intent, Callable[[_Words, str, Sequence[str]], Command]] = {
     Intent.EMBED_TEXT: lambda s, line, known: Command(Intent.EMBED_TEXT, Slots(
         model=s.models[0] if s.models else None, prompt=_prompt(s), texts=list(s.quoted))),
     Intent.SHOW_HELP: lambda s, line, known: _help_command(s.words),
+    Intent.RECOMMEND_MODEL: _recommend_command,
     **{intent: _typed_reader(lambda i, line, known, s: endpoint_slots(i, line, known), intent) for intent in (
         Intent.ADD_ENDPOINT, Intent.REMOVE_ENDPOINT, Intent.LIST_ENDPOINTS, Intent.USE_MODEL, Intent.EXPORT_MODEL)},
     **{intent: _typed_reader(lambda i, line, known, s: classifier_slots(i, line, known, s.classifiers), intent)

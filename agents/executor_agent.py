@@ -79,7 +79,7 @@ class Executor:
         classifier read differently (it would rest on one word, or on the classifier alone)."""
         from agents.decision_agent import describe
 
-        if command.slots.yes or table.never_asks(command.intent):
+        if command.slots.yes or table.never_asks(command.intent) or table.runs_as_understood(command):
             return None
         guessed = command.confidence < LOW_CONFIDENCE or \
             (table.guarded(command.intent) and (command.corrections or not command.agreed))
@@ -143,7 +143,7 @@ class Executor:
                                      f"embed with it, or measure it: fidelity of {command.slots.model}")
         model = self.library.load(command.slots.model)
         return r.ChatStart(model=model.name, prompt=command.slots.prompt,
-                           session=ChatSession(self.manager, model.name))
+                           session=ChatSession(self.manager, model.name, asked=command.slots.model))
 
     def config(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
         s = self.settings
@@ -155,7 +155,25 @@ class Executor:
             "api_key": "set" if s.api_key else "not set", "autoload": s.autoload,
             "understanding": self.understanding.status() if self.understanding is not None else "word rules only",
         }
-        return r.Config(values=values)
+        return r.Config(values={**values, **self._running_server()})
+
+    def _running_server(self) -> dict[str, object]:
+        """Where the shell's server listens now (`start server on port P` overrides LQMF_PORT), the configured host
+        and port beside it when they differ, and the `lqmf serve` processes running over the same LQMF_HOME."""
+        from lqmf.processes import running_servers
+
+        s, status = self.settings, self.server.status()
+        elsewhere = [f"{entry['url']} (lqmf serve, pid {entry['pid']})" for entry in running_servers(s.servers_dir)]
+        values: dict[str, object] = {"server": f"running at {status.url}" if status.running else "not running here"}
+        if elsewhere:
+            values["other_servers"] = ", ".join(elsewhere)
+        if status.running:
+            values.update(host=status.host, port=status.port)
+            if status.host != s.host:
+                values["configured_host"] = s.host
+            if status.port != s.port:
+                values["configured_port"] = s.port
+        return values
 
     @staticmethod
     def with_file(run: Callable[..., r.Result], command: Command, progress: Optional[Progress] = None) -> r.Result:
@@ -200,41 +218,17 @@ class Executor:
         closest = command.choices[:2] or [command.suggestion or "help"]
         return r.Unknown(text=command.text.strip(), suggestion=" or ".join(closest))
 
-    def _examples_filled(self, text: str) -> str:
-        """An example with real model names in place of NAME / A / B, so it runs as printed."""
-        import re
-
-        records = [rec for rec in self.manager.available() if not getattr(rec, "remote", None)]
-        names = [rec.name for rec in sorted(records, key=lambda rec: (not rec.usable, rec.name))]
-        if not names:
-            return text
-        first, second = names[0], names[1] if len(names) > 1 else names[0]
-        return re.sub(r"\bB\b", second, re.sub(r"\b(?:NAME|A)\b", first, text))
-
     def help(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
         """`help`: one line per command, grouped by task, each with an example; `help TOPIC`: its forms."""
-        topic = (command.slots.kind or "").lower()
-        rows_all = table.help_rows()
-        if not topic:
-            rows = [(task, say, does, self._examples_filled(example) if task in table.FILLED else example)
-                    for task, say, does, example, _ in rows_all]
-            return r.Help(commands=rows)
-        task = table.topic_tasks().get(topic)
-        chosen = [entry for entry in rows_all if entry[0] == task] if task else \
-            [entry for entry in rows_all if topic in entry[0].lower() or topic in entry[1].lower()]
-        if task and topic not in table.WHOLE_TASK_TOPICS:
-            # "help quantize": the entries that name the topic, when some do; else the whole task.
-            chosen = [entry for entry in chosen if topic in " ".join(entry[1:4] + entry[4]).lower()] or chosen
-        if not chosen:
-            return r.Help(commands=[("", f"no help topic '{topic}'", "every command:", "help")]
-                          + [(t, say, does, self._examples_filled(ex) if t in table.FILLED else ex)
-                             for t, say, does, ex, _ in rows_all])
-        rows = []
-        for task, say, does, example, forms in chosen:
-            fill = self._examples_filled if task in table.FILLED else str
-            rows.append((task, say, does, fill(example)))
-            rows += [(task, "", "", fill(form)) for form in forms]
-        return r.Help(commands=rows)
+        from agents.help_examples import help_result
+
+        return help_result(self, command)
+
+    def recommend(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
+        """"Which model is fastest?", "which should I use?": answered from the recorded measurements."""
+        from agents.recommend import recommendation
+
+        return recommendation(self.library, command.slots.kind)
 
 
 def model_names(manager) -> Callable[[], list[str]]:

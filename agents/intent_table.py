@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal, NamedTuple, Optional, Union
 
+from agents import model_sets as ms
 from agents import results as r
 from agents.intents import Command, Intent, Slots
 
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
 
 # handler(x, c, p): x the Executor, c the Command, p the progress callback (or None); one Library call each.
 Handler = Callable[[Any, Command, Optional["Progress"]], r.Result]
-Guard = Literal["confirm", "never"]
+Guard = Literal["confirm", "never", "reads"]
 ProgressKind = Literal["bar", "spinner"]
 
 EXAMPLES_DIR = Path(__file__).parent / "understanding" / "examples"
@@ -24,9 +25,10 @@ MODELS_ON_DISK = "models on disk"
 LOADED_MODELS = "loaded models"
 CONFIRM: Guard = "confirm"  # costs minutes or loses something: a guessed parse (any corrected word) asks first
 NEVER: Guard = "never"  # asking "did you mean help?" helps nobody: never asks, however unsure the parse
-# Help's tasks whose NAME / A / B are model names (an endpoint's or classifier's NAME is not): the executor
-# fills them with models on disk so that examples run as printed.
-FILLED = frozenset({"Models", "Serving", "Chat", "Experiments", "Factory"})
+# Only reads (a listing, a figure): a corrected word both readers agree on runs at once, saying what it understood;
+# asking "Did you mean: list models?" costs more than a wrong listing would.
+READS: Guard = "reads"
+PAIR = "pair"  # help's `fits` for two models worth comparing (two variants of one source when there are)
 # Topics that name a whole task: "help models" lists every Models row, not only the rows that say "models".
 WHOLE_TASK_TOPICS = frozenset({"models", "list", "status", "server"})
 
@@ -51,7 +53,9 @@ class Need:
     none: str = ""  # said instead of the question when there is nothing to choose from
 
     def missing(self, slots: Slots) -> bool:
-        """Whether any of its slots is unset (or a list slot holds too few)."""
+        """Whether any of its slots is unset (or a list slot holds too few); "all models" fills the model slots."""
+        if slots.every and set(self.slots) <= {"model", "models"}:
+            return False
         values = [getattr(slots, name) for name in self.slots]
         return any(len(v) < self.at_least if isinstance(v, list) else not v for v in values)
 
@@ -76,6 +80,8 @@ class IntentSpec:
     file_needed: Optional[tuple[str, str]] = None  # reads a file: (what to say, what to type) when none was named
     progress: Optional[ProgressKind] = None  # the shell's feedback while it runs
     many_models: bool = False  # its answer is a list of models: a chosen one is added, not put in place
+    every: bool = False  # "all models" / "all of them" stands for its models: every one on disk it can run on
+    fits: Optional[str] = None  # what its help examples' NAME / A / B must be (agents/model_sets.py); None: no model
     completion: tuple[str, ...] = ()  # the shell's completions at the start of a line
     canonical: str = ""  # the line suggest() offers for it (NAME: the user's model)
     rank: int = 0  # suggest()'s order among equally close lines: commonest (lowest) first
@@ -99,6 +105,18 @@ def _login(x: Any, c: Command, p: Optional[Progress]) -> r.Result:
     """The token is asked at a hidden prompt, which only the interactive shell has (it runs login itself)."""
     return r.ErrorResult(message="login asks for the token at a prompt, so it needs the interactive shell",
                          hint="run `python cli/api_cli.py` and type login, or set HF_TOKEN in the environment")
+
+
+def models_of(x: Any, c: Command) -> list[str]:
+    """The command's models; for "all models", every usable one on disk that generates text, quickest first."""
+    if c.slots.every:
+        return ms.Pool.of(x.manager.available()).fitting(ms.GENERATES)
+    return c.slots.models or [c.slots.model]
+
+
+# RECOMMEND_MODEL's kind: what "best" means in the question ("" both).
+FOCUS_LINES = {"speed": "which model is fastest", "fidelity": "which model is most faithful",
+               "": "which model should I use"}
 
 
 def _model(verb: str, choices: str = MODELS_ON_DISK, none: str = "") -> Need:
@@ -139,34 +157,36 @@ _SPECS = (
         Intent.LIST_MODELS, "Models", lambda x, c, p: x.library.models(probe=True), describe="list models",
         help=(HelpRow("list models", "models on disk: format, level, size, whether they load", "list models",
                       ("show models", "what models do I have")),),
-        topics=("list", "models"), completion=("list models",), canonical="list models", rank=4),
+        topics=("list", "models"), guard=READS, completion=("list models",), canonical="list models", rank=4),
     IntentSpec(
         Intent.SHOW_MODEL, "Models", lambda x, c, p: x.model_commands.show(c, p), needs=(_model("show"),),
         describe="show {model}",
         help=(HelpRow("show NAME", "one model: manifest, lineage, latest speed and fidelity", "show NAME",
                       ("info about NAME", "details of NAME")),),
-        topics=("inspect",), completion=("show",), canonical="show model NAME", rank=27),
+        topics=("inspect",), guard=READS, fits=ms.ANY, completion=("show",), canonical="show model NAME", rank=27),
     IntentSpec(
         Intent.REMOVE_MODEL, "Models", lambda x, c, p: x.model_commands.remove(c, p), needs=(_model("remove"),),
         describe="remove {model}",
         help=(HelpRow("remove NAME [--yes]", "delete a model from disk (asks first)", "remove NAME",
                       ("delete model NAME", "rm NAME --yes")),),
-        topics=("remove",), guard=CONFIRM, completion=("remove",), canonical="remove model NAME", rank=26),
+        topics=("remove",), guard=CONFIRM, fits=ms.ANY, completion=("remove",), canonical="remove model NAME",
+        rank=26),
     IntentSpec(
         Intent.RENAME_MODEL, "Models", lambda x, c, p: x.model_commands.rename(c, p),
         needs=(_model("rename"), _new_name("rename")), describe="rename {model} to {name}",
         help=(HelpRow("rename NAME to NEW / copy NAME to NEW", "rename or copy a model, manifests kept",
                       "copy NAME to NAME-copy", ("mv NAME NEW", "cp NAME NEW", "duplicate NAME as NEW")),),
-        topics=("rename",), guard=CONFIRM, completion=("rename",), canonical="rename NAME to NEW", rank=28),
+        topics=("rename",), guard=CONFIRM, fits=ms.ANY, completion=("rename",), canonical="rename NAME to NEW",
+        rank=28),
     IntentSpec(
         Intent.COPY_MODEL, "Models", lambda x, c, p: x.model_commands.copy(c, p),
         needs=(_model("copy"), _new_name("copy")), describe="copy {model} to {name}",
-        topics=("copy",), completion=("copy",), canonical="copy NAME to NEW", rank=29),
+        topics=("copy",), fits=ms.ANY, completion=("copy",), canonical="copy NAME to NEW", rank=29),
     IntentSpec(
         Intent.DISK_USAGE, "Models", lambda x, c, p: x.library.disk_usage(), describe="disk usage",
         help=(HelpRow("disk usage", "space per model and in total, what removing would free", "disk usage",
                       ("how much space do my models use",)),),
-        topics=("disk",), completion=("disk usage",), canonical="disk usage", rank=30),
+        topics=("disk",), guard=READS, completion=("disk usage",), canonical="disk usage", rank=30),
     # -- Serving --------------------------------------------------------------------------------------------------
     IntentSpec(
         Intent.LOAD_MODEL_API, "Serving", lambda x, c, p: x.model_commands.load(c, p), needs=(_model("load"),),
@@ -174,7 +194,7 @@ _SPECS = (
         help=(HelpRow("load NAME / unload NAME", "put a model in memory / free it", "load NAME",
                       ("load model NAME", "serve NAME", "fire up NAME", "get NAME running", "unload NAME",
                        "evict NAME", "stop serving NAME")),),
-        topics=("load", "serve"), progress="spinner", completion=("load model", "serve model"),
+        topics=("load", "serve"), fits=ms.GENERATES, progress="spinner", completion=("load model", "serve model"),
         canonical="load model NAME", rank=5),
     IntentSpec(
         Intent.UNLOAD_MODEL_API, "Serving", lambda x, c, p: x.unload(c, p),
@@ -196,7 +216,8 @@ _SPECS = (
         Intent.SHOW_API_STATUS, "Serving", lambda x, c, p: x.server_info(), describe="show api status",
         help=(HelpRow("show api status", "the server and the loaded models", "show api status",
                       ("show loaded models", "what's being served right now", "is the server running?")),),
-        topics=("status",), completion=("show api status", "show loaded models"), canonical="show api status",
+        topics=("status",), guard=READS, completion=("show api status", "show loaded models"),
+        canonical="show api status",
         rank=3),
     # -- Chat -----------------------------------------------------------------------------------------------------
     IntentSpec(
@@ -205,8 +226,8 @@ _SPECS = (
         help=(HelpRow("chat with NAME", "talk to a model; /exit /clear /system TEXT /set temperature 0.2 /stats",
                       "chat with NAME",
                       ('ask NAME "What does shuffle do?"', "talk to NAME", "run NAME", "exit (leaves chat)")),),
-        topics=("chat",), progress="spinner", completion=("chat with", "talk to"), canonical="chat with model NAME",
-        rank=7),
+        topics=("chat",), fits=ms.GENERATES, progress="spinner", completion=("chat with", "talk to"),
+        canonical="chat with model NAME", rank=7),
     IntentSpec(
         Intent.EMBED_TEXT, "Chat",
         lambda x, c, p: x.library.embed(c.slots.model, c.slots.texts or [c.slots.prompt], progress=p),
@@ -215,23 +236,26 @@ _SPECS = (
                Need(("prompt",), 'Embed what, with which model? e.g. embed NAME "def f(x):"')),
         help=(HelpRow('embed NAME "text" ["text" ...]', "a text's embedding: dimensions, norm and first values",
                       'embed NAME "def f(x):"'),),
-        topics=("embed",), progress="bar", completion=("embed",), canonical='embed NAME "text"', rank=19),
+        topics=("embed",), fits=ms.EMBEDS, progress="bar", completion=("embed",), canonical='embed NAME "text"',
+        rank=19),
     # -- Experiments ----------------------------------------------------------------------------------------------
     IntentSpec(
         Intent.BENCHMARK_MODELS, "Experiments",
-        lambda x, c, p: x.library.benchmark(c.slots.models or [c.slots.model], progress=p),
+        lambda x, c, p: x.library.benchmark(models_of(x, c), progress=p),
         needs=(_runs_on("benchmark"),), describe="benchmark {models}",
         help=(HelpRow("benchmark NAME [and NAME2]", "TTFT, tokens/s, latency p50/p95, load time, memory",
-                      "benchmark NAME", ("how fast is NAME", "NAME's speed", "bench A and B")),),
-        topics=("benchmark",), progress="bar", completion=("benchmark",), canonical="benchmark model NAME", rank=8),
+                      "benchmark NAME",
+                      ("how fast is NAME", "NAME's speed", "bench A and B", "benchmark all models")),),
+        topics=("benchmark",), every=True, fits=ms.GENERATES, progress="bar", completion=("benchmark",),
+        canonical="benchmark model NAME", rank=8),
     IntentSpec(
         Intent.COMPARE_MODELS, "Experiments",
-        lambda x, c, p: x.library.compare(c.slots.models, prompts_file=c.slots.file, progress=p),
+        lambda x, c, p: x.library.compare(models_of(x, c), prompts_file=c.slots.file, progress=p),
         needs=(Need(("models",), "Which models should I compare? Name two or more.", MODELS_ON_DISK, at_least=2),),
         describe="compare {models}",
         help=(HelpRow("compare A and B [and C]", "the same prompts on each, fidelity against their source, ranked",
-                      "compare A and B", ("A vs B", "is A or B better")),),
-        topics=("compare",), progress="bar", many_models=True, completion=("compare",),
+                      "compare A and B", ("A vs B", "is A or B better", "compare all models")),),
+        topics=("compare",), every=True, fits=PAIR, progress="bar", many_models=True, completion=("compare",),
         canonical="compare models NAME and B", rank=9),
     IntentSpec(
         Intent.FIDELITY_REPORT, "Experiments", lambda x, c, p: x.fidelity(c, p), needs=(_runs_on("fidelity"),),
@@ -239,7 +263,7 @@ _SPECS = (
         help=(HelpRow("fidelity of NAME [against REF]", "perplexity, KL divergence, top-1 agreement, Δp",
                       "fidelity of NAME",
                       ("how faithful is NAME", "kld NAME vs REF", "perplexity of NAME on notes.txt")),),
-        topics=("fidelity",), progress="bar", canonical="fidelity of NAME", rank=20),
+        topics=("fidelity",), fits=ms.VARIANT, progress="bar", canonical="fidelity of NAME", rank=20),
     IntentSpec(
         Intent.EXPERIMENT_WITH_MODEL, "Experiments",
         lambda x, c, p: x.library.experiment(c.slots.model, c.slots.prompt, progress=p),
@@ -247,7 +271,7 @@ _SPECS = (
         help=(HelpRow('experiment with NAME ["prompt"] / batch NAME prompts.txt', "one prompt, or a file of prompts",
                       'experiment with NAME "hello"',
                       ("conversation with NAME on script.txt", "agreement of A and B on data.jsonl")),),
-        topics=("experiment",), progress="bar", completion=("experiment with",),
+        topics=("experiment",), fits=ms.GENERATES, progress="bar", completion=("experiment with",),
         canonical="experiment with model NAME", rank=10),
     IntentSpec(
         Intent.BATCH_EXPERIMENT, "Experiments", lambda x, c, p: x.with_file(x.library.batch, c, p),
@@ -270,10 +294,18 @@ _SPECS = (
         Intent.LIST_EXPERIMENTS, "Experiments", lambda x, c, p: x.library.experiments(model=c.slots.model),
         help=(HelpRow("list experiments / show statistics", "the recorded history / counts per model",
                       "list experiments", ("history", "stats")),),
-        topics=("experiments",), completion=("list experiments",), canonical="list experiments", rank=16),
+        topics=("experiments",), guard=READS, completion=("list experiments",), canonical="list experiments",
+        rank=16),
     IntentSpec(
-        Intent.SHOW_STATISTICS, "Experiments", lambda x, c, p: x.library.statistics(),
+        Intent.SHOW_STATISTICS, "Experiments", lambda x, c, p: x.library.statistics(), guard=READS,
         completion=("show statistics",), canonical="show statistics", rank=17),
+    IntentSpec(
+        Intent.RECOMMEND_MODEL, "Experiments", lambda x, c, p: x.recommend(c, p),
+        describe=lambda s: FOCUS_LINES.get(s.kind or "", FOCUS_LINES[""]),
+        help=(HelpRow("which model is fastest? / which should I use?",
+                      "answered from the newest benchmark and fidelity figures (or what to measure first)",
+                      "which model should I use?", ("which model is fastest?", "which model is most faithful?")),),
+        topics=("recommend",), guard=READS),
     # -- Factory --------------------------------------------------------------------------------------------------
     IntentSpec(
         Intent.QUANTIZE_MODEL, "Factory", lambda x, c, p: x.quantize(c, p), needs=(_model("quantize"),),
@@ -283,10 +315,11 @@ _SPECS = (
                       ("quantize NAME to q8_0", "quantize NAME to 4-bit gptq with calib.txt",
                        "quantize NAME to 4-bit gptq with group size 64", "quantize NAME to nf4",
                        "quantize NAME to iq4_xs with imatrix and fidelity as OUT --yes", "list quantizations")),),
-        topics=("quantize",), guard=CONFIRM, completion=("quantize",), canonical="quantize NAME to 4-bit gguf",
+        topics=("quantize",), guard=CONFIRM, fits=ms.SOURCE, completion=("quantize",),
+        canonical="quantize NAME to 4-bit gguf",
         rank=11),
     IntentSpec(
-        Intent.LIST_QUANTIZATIONS, "Factory", lambda x, c, p: x.library.quantizations(),
+        Intent.LIST_QUANTIZATIONS, "Factory", lambda x, c, p: x.library.quantizations(), guard=READS,
         completion=("list quantizations",), canonical="list quantizations", rank=15),
     IntentSpec(
         Intent.DOWNLOAD_MODEL, "Factory",
@@ -311,30 +344,29 @@ _SPECS = (
         help=(HelpRow("train classifier NAME on data.csv with MODEL [text column T, label column L] [svm|logreg] "
                       "[pca 0.95]",
                       "an embedding classifier: cross-validated, saved safely under LQMF_HOME/classifiers",
-                      "train classifier NAME on data.csv with MODEL [text column T, label column L] [svm|logreg] "
-                      "[pca 0.95]"),),
-        progress="bar", completion=("train classifier",)),
+                      "train classifier sentiment on data.csv with MODEL"),),
+        fits=ms.EMBEDS, progress="bar", completion=("train classifier",)),
     IntentSpec(
         Intent.CLASSIFY_TEXT, "Classifiers", lambda x, c, p: x.classifier_commands.classify(c, p),
         describe=_classify_line,
         help=(HelpRow('classify "text" with NAME',
                       "a classifier's label and probabilities for a text (also POST /classifiers/NAME/predict)",
-                      'classify "text" with NAME'),),
-        completion=("classify",)),
+                      'classify "this was a lovely gift" with CLASSIFIER'),),
+        fits=ms.EMBEDS, completion=("classify",)),
     IntentSpec(
         Intent.CHECK_CLASSIFIER, "Classifiers", lambda x, c, p: x.classifier_commands.check(c, p),
         describe=_check_line,
         help=(HelpRow("check classifier NAME on VARIANT [and VARIANT] [with test.csv] [dropping unknown labels]",
                       "the classifier on quantized variants' embeddings of its held-out split, or of a labelled file "
                       "with its training columns: accuracy, agreement, cosine, texts/s",
-                      "check classifier NAME on VARIANT [and VARIANT] [with test.csv] [dropping unknown labels]"),),
-        progress="bar", completion=("check classifier",)),
+                      "check classifier CLASSIFIER on VARIANT"),),
+        fits=ms.EMBEDS, progress="bar", completion=("check classifier",)),
     IntentSpec(
         Intent.LIST_CLASSIFIERS, "Classifiers", lambda x, c, p: x.classifier_commands.list(c, p),
         describe="list classifiers",
         help=(HelpRow("list classifiers", "the saved classifiers with their model, labels and accuracy",
                       "list classifiers"),),
-        completion=("list classifiers",)),
+        guard=READS, completion=("list classifiers",)),
     # -- Endpoints ------------------------------------------------------------------------------------------------
     IntentSpec(
         Intent.ADD_ENDPOINT, "Endpoints", lambda x, c, p: x.endpoint_commands.add(c, p),
@@ -349,7 +381,7 @@ _SPECS = (
         help=(HelpRow("list endpoints / remove endpoint NAME",
                       "registered endpoints with health and latency / forget one",
                       "list endpoints / remove endpoint NAME"),),
-        canonical="list endpoints", rank=22),
+        guard=READS, canonical="list endpoints", rank=22),
     IntentSpec(
         Intent.REMOVE_ENDPOINT, "Endpoints", lambda x, c, p: x.endpoint_commands.remove(c, p), guard=CONFIRM,
         describe=lambda s: f"remove endpoint {s.name or 'NAME'}",
@@ -359,21 +391,21 @@ _SPECS = (
         describe=lambda s: "use " + " then ".join(s.models or [s.model or "NAME"]),
         help=(HelpRow("use NAME [then OTHER]",
                       "the default model (requests naming `default`), with fallbacks; persisted",
-                      "use NAME [then OTHER]"),),
-        guard=CONFIRM, canonical="use NAME", rank=24),
+                      "use NAME then NAME2"),),
+        guard=CONFIRM, fits=ms.GENERATES, canonical="use NAME", rank=24),
     IntentSpec(
         Intent.EXPORT_MODEL, "Endpoints", lambda x, c, p: x.library.export(c.slots.model, c.slots.kind),
         describe=lambda s: f"export {s.model or 'NAME'} for {s.kind or 'vllm'}",
         help=(HelpRow("export NAME for vllm|llama-server",
                       "check a model can be served there and print the exact command",
                       "export NAME for vllm|llama-server"),),
-        canonical="export NAME for vllm", rank=25),
+        guard=READS, canonical="export NAME for vllm", rank=25),
     # -- Shell ----------------------------------------------------------------------------------------------------
     IntentSpec(
         Intent.SHOW_CONFIG, "Shell", lambda x, c, p: x.config(c, p),
         help=(HelpRow("show config / help [TOPIC] / exit", "settings / this list or one topic's forms / leave",
                       "help quantize", ("help models", "help serving", "what can you do")),),
-        topics=("config",), completion=("show config",), canonical="show config", rank=18),
+        topics=("config",), guard=READS, completion=("show config",), canonical="show config", rank=18),
     IntentSpec(Intent.SHOW_HELP, "Shell", lambda x, c, p: x.help(c, p), describe="help", guard=NEVER,
                completion=("help",), canonical="help", rank=31),
     IntentSpec(Intent.EXIT, "Shell", lambda x, c, p: r.Exit(), describe="exit", topics=("exit",), guard=NEVER,
@@ -423,6 +455,18 @@ def many_models(intent: Intent) -> bool:
     return SPECS[intent].many_models
 
 
+def help_entries() -> list[tuple[IntentSpec, HelpRow]]:
+    """(the intent's declaration, one of its help rows), in help's order."""
+    return [(s, row) for s in SPECS.values() for row in s.help]
+
+
+def runs_as_understood(command: Command) -> bool:
+    """Whether a guessed line runs at once, saying what was understood: a read-only intent whose corrected words
+    the word rules and the classifier read alike, with no other reading to offer and nothing to ask."""
+    return SPECS[command.intent].guard == READS and bool(command.corrections) and command.agreed \
+        and not command.question and not command.alternatives
+
+
 def help_rows() -> list[tuple[str, str, str, str, tuple[str, ...]]]:
     """(task, form, what it does, example, more forms), in help's order."""
     return [(s.task, *row) for s in SPECS.values() for row in s.help]
@@ -448,5 +492,5 @@ def description(command: Command) -> Optional[str]:
     template, slots = SPECS[command.intent].describe, command.slots
     if template is None or callable(template):
         return template(slots) if template else None
-    return template.format(model=slots.model or "NAME", name=slots.name or "NEW",
-                           models=" and ".join(slots.models or [slots.model or "NAME"]))
+    models = "all models" if slots.every else " and ".join(slots.models or [slots.model or "NAME"])
+    return template.format(model=slots.model or "NAME", name=slots.name or "NEW", models=models)

@@ -22,6 +22,7 @@ class Intent(str, Enum):
     BENCHMARK_MODELS = "BENCHMARK_MODELS"  # speed: TTFT, tokens/s, latency, load time, memory
     COMPARE_MODELS = "COMPARE_MODELS"  # the same prompts on each, fidelity against their source, ranked
     FIDELITY_REPORT = "FIDELITY_REPORT"  # perplexity, KL divergence, top-1 agreement against a reference
+    RECOMMEND_MODEL = "RECOMMEND_MODEL"  # "which model is fastest?": answered from the recorded measurements
     AGREEMENT_REPORT = "AGREEMENT_REPORT"  # two variants on a labelled dataset
     QUANTIZE_MODEL = "QUANTIZE_MODEL"
     DOWNLOAD_MODEL = "DOWNLOAD_MODEL"
@@ -57,6 +58,7 @@ class Slots:
 
     model: Optional[str] = None
     models: list[str] = field(default_factory=list)
+    every: bool = False  # "all models", "all of them": every model the command can run on (resolved when it runs)
     port: Optional[int] = None
     kind: Optional[str] = None  # help: the topic; export: the target engine (vllm | llama-server)
     prompt: Optional[str] = None

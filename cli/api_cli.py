@@ -76,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--script", metavar="FILE",
                         help="run the commands in FILE, one per line, in order; stop at the first that fails")
     parser.add_argument("--json", action="store_true", help="print results as JSON")
+    parser.add_argument("-y", "--yes", action="store_true",
+                        help="answer yes to every confirmation (plans, removals, guessed commands), for -c, --script "
+                             "and the shell alike: as if each line ended in --yes")
     args = parser.parse_args(argv)
     apply_environment_quirks()
     settings = load_settings()
@@ -103,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command or args.script:
             lines = [args.command] if args.command else Path(args.script).read_text(encoding="utf-8").splitlines()
-            shell = Shell(executor, agent, console, as_json=args.json, session=_NoSession(), interactive=False)
+            shell = Shell(executor, agent, console, as_json=args.json, session=_NoSession(), interactive=False,
+                          yes=args.yes)
             return run_lines(shell, lines, settings.logs_dir / "lqmf.log")
         # A pipe is read line by line; prompt_toolkit is for terminals (it would swallow piped lines).
         session = None if sys.stdin.isatty() else _NoSession()
@@ -112,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signal.SIGINT, signal.default_int_handler)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         # Piped lines are typed lines: plans are confirmed and login reads the token from the next line.
-        Shell(executor, agent, console, as_json=args.json, session=session, interactive=True).loop()
+        Shell(executor, agent, console, as_json=args.json, session=session, interactive=True, yes=args.yes).loop()
         return 0
     finally:
         server.stop()
@@ -130,6 +134,8 @@ def run_lines(shell, lines: list[str], log_path: Path) -> int:
     An unexpected exception is reported with its line, and its traceback goes to the log file.
     """
     from rich.markup import escape
+
+    from lqmf.units import plural
 
     console = shell.console
     numbered = [(n, line) for n, line in enumerate(lines, 1) if line.strip() and not line.lstrip().startswith("#")]
@@ -162,8 +168,8 @@ def run_lines(shell, lines: list[str], log_path: Path) -> int:
                     console.print_json(json.dumps({"stopped": {"line_number": number, "line": line,
                                                                "not_run": not_run}}))
                 else:
-                    console.print(f"[yellow]stopped at line {number}:[/yellow] the {not_run} command line"
-                                  f"{'s' if not_run > 1 else ''} after it did not run")
+                    console.print(f"[yellow]stopped at line {number}:[/yellow] the "
+                                  f"{plural(not_run, 'command line')} after it did not run")
             return 1
     return 0
 

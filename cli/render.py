@@ -15,7 +15,8 @@ from agents.measure.embedding_fidelity import format_cosine
 from agents.measure.fidelity import format_dp, format_kld, format_ppl, format_share
 from cli.render_classifiers import RENDERERS as CLASSIFIER_RENDERERS
 from cli.render_models import RENDERERS as MODEL_RENDERERS
-from lqmf.units import format_bytes
+from lqmf.manifest import bits_per_weight_words
+from lqmf.units import format_bytes, plural
 
 EMBED_SHOWN = 5  # values of each embedding drawn; --json prints them all
 
@@ -49,7 +50,8 @@ def model_list(res: r.ModelList, console: Console) -> None:
             "yes" if m.name in res.loaded else "", "yes" if m.usable else f"no: {m.reason}",
         )
     console.print(table)
-    console.print("bits/weight: measured from the weight bytes (the manifest's weight bytes × 8 / parameters)"
+    console.print("bits/weight: measured from the weight bytes (the manifest's weight bytes × 8 / parameters), over "
+                  "all weights: GPTQ and bitsandbytes keep embeddings and output head in float (show MODEL splits it)"
                   + ("; ~N: the level's nominal bits (no manifest)" if nominal else ""))
     if any(m.remote for m in res.models):
         console.print("Remote models show their host in the level column and health, probe latency in the size "
@@ -249,7 +251,7 @@ def experiment_result(res: r.ExperimentResult, console: Console) -> None:
 
 def agreement(res: r.AgreementResult, console: Console) -> None:
     rep = res.report
-    table = Table(title=f"Agreement of {rep.variant_a} and {rep.variant_b} on {rep.examples} examples")
+    table = Table(title=f"Agreement of {rep.variant_a} and {rep.variant_b} on {plural(rep.examples, 'example')}")
     table.add_column("measure")
     table.add_column("value", justify="right")
     pct = lambda v: "-" if v is None else f"{100 * v:.1f}%"  # noqa: E731
@@ -304,36 +306,43 @@ def _duration(seconds: Any) -> str:
     return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
+def _plan_lines(p) -> list[str]:
+    """A plan's lines, each only when it has something to say (a refused plan may have no level or output)."""
+    params = f", {_params(p.parameter_count)} parameters" if p.parameter_count else ""
+    target = f" → [bold]{escape(p.output_name)}[/bold]" if p.output_name else ""
+    detail = [f"{p.bits:g} bits per weight nominal"] if p.bits else []
+    detail += [f"group size {p.group_size}"] if p.group_size else []
+    lines = [
+        f"[bold]{escape(p.source)}[/bold] ({p.source_format}{params}){target}",
+        f"method {p.method}" + (f", level {p.level}" if p.level else "")
+        + (f" ({', '.join(detail)})" if detail else ""),
+        *([f"why: {escape(p.recommendation)}"] if p.recommendation else []),
+        *(f"  {i}. {escape(step)}" for i, step in enumerate(p.steps, 1)),
+        *([f"calibration: {escape(p.calibration)}"] if p.calibration else []),
+        *([f"then: fidelity report card against {escape(p.source)}"] if p.fidelity and p.output_name else []),
+    ]
+    if p.expected_size_bytes:
+        lines.append(
+            f"expected: output ≈ {format_bytes(p.expected_size_bytes)}"
+            + (f" ({p.expected_bits_per_weight:.2f} bits per weight over all weights)"
+               if p.expected_bits_per_weight else "") + ", "
+            f"peak RAM ≈ {format_bytes(p.expected_peak_ram_bytes)} "
+            f"(available {format_bytes(p.available_ram_bytes)}), disk ≈ {format_bytes(p.disk_needed_bytes)} "
+            f"(free {format_bytes(p.free_disk_bytes)})")
+    if p.tensor_types:
+        lines.append(f"tensor types: {', '.join(f'{t} ×{n}' for t, n in p.tensor_types.items())}")
+    if p.estimate_basis:
+        lines.append(f"time: about {_duration(p.estimated_seconds)} ({escape(p.estimate_basis)})")
+    lines += [f"RAM: {escape(p.ram_basis)}"] if p.ram_basis else []
+    lines += [f"note: {escape(note)}" for note in p.notes]
+    return lines + [f"[red]refused:[/red] {escape(problem)}" for problem in p.problems]
+
+
 def plan_panel(res: r.QuantizePlan, console: Console) -> None:
-    p = res.plan
     if res.acquired:
         acquired(r.AcquiredResult(action="downloaded", model=res.acquired), console)
-    lines = [
-        f"[bold]{p.source}[/bold] ({p.source_format}, {_params(p.parameter_count)} parameters) → "
-        f"[bold]{p.output_name}[/bold]",
-        f"method {p.method}, level {p.level} ({p.bits:g} bits per weight nominal"
-        + (f", group size {p.group_size})" if p.group_size else ")"),
-        f"why: {p.recommendation}",
-        *(f"  {i}. {step}" for i, step in enumerate(p.steps, 1)),
-    ]
-    if p.calibration:
-        lines.append(f"calibration: {p.calibration}")
-    if p.fidelity:
-        lines.append(f"then: fidelity report card against {p.source}")
-    lines += [
-        f"expected: output ≈ {format_bytes(p.expected_size_bytes)}"
-        + (f" ({p.expected_bits_per_weight:.2f} bits per weight)" if p.expected_bits_per_weight else "") + ", "
-        f"peak RAM ≈ {format_bytes(p.expected_peak_ram_bytes)} "
-        f"(available {format_bytes(p.available_ram_bytes)}), disk ≈ {format_bytes(p.disk_needed_bytes)} "
-        f"(free {format_bytes(p.free_disk_bytes)})",
-        *([f"tensor types: {', '.join(f'{t} ×{n}' for t, n in p.tensor_types.items())}"] if p.tensor_types else []),
-        f"time: about {_duration(p.estimated_seconds)} ({p.estimate_basis})",
-        *([f"RAM: {p.ram_basis}"] if p.ram_basis else []),
-        *(f"note: {note}" for note in p.notes),
-    ]
-    if res.refused:
-        lines += [f"[red]refused:[/red] {problem}" for problem in p.problems]
-    console.print(Panel("\n".join(lines), title="quantization plan" + (" — refused" if res.refused else "")))
+    console.print(Panel("\n".join(_plan_lines(res.plan)), title="quantization plan"
+                        + (" — refused" if res.refused else "")))
 
 
 def quantized(res: r.Quantized, console: Console) -> None:
@@ -341,7 +350,8 @@ def quantized(res: r.Quantized, console: Console) -> None:
     console.print(f"[green]quantized[/green] {res.plan.source} → [bold]{res.output}[/bold] "
                   f"({m.get('format')} {m.get('level')}, {format_bytes(m.get('size_bytes'))} "
                   f"(planned {format_bytes(res.plan.expected_size_bytes)}), "
-                  f"{m.get('bits_per_weight', 0):.2f} bits per weight) in {_duration(res.wall_time_s)}, "
+                  f"{bits_per_weight_words(m.get('bits_per_weight', 0), m.get('weights'))}) "
+                  f"in {_duration(res.wall_time_s)}, "
                   f"peak memory {format_bytes(res.peak_rss_bytes)} "
                   f"(planned {format_bytes(res.plan.expected_peak_ram_bytes)})"
                   f" — run #{res.run_id} in the history")
@@ -358,7 +368,7 @@ def acquired(res: r.AcquiredResult, console: Console) -> None:
         console.print(f"{m.name} is already here ({m.path}), from {m.source}")
         return
     console.print(f"[green]{res.action}[/green] {m.source} → [bold]{m.name}[/bold] ({m.format}, "
-                  f"{m.files} files, {format_bytes(m.size_bytes)}) in {_duration(m.wall_time_s)}")
+                  f"{plural(m.files, 'file')}, {format_bytes(m.size_bytes)}) in {_duration(m.wall_time_s)}")
 
 
 def quantization_list(res: r.QuantizationList, console: Console) -> None:
@@ -371,8 +381,16 @@ def quantization_list(res: r.QuantizationList, console: Console) -> None:
     for q in res.runs:
         table.add_row(str(q["id"]), q["source"], q["output"], q["method"], q.get("level") or "-", q["status"],
                       time.strftime("%Y-%m-%d %H:%M", time.localtime(q["started_at"])), _duration(q.get("wall_time_s")),
-                      format_bytes(q.get("peak_rss_bytes")), q.get("error") or "")
+                      format_bytes(q.get("peak_rss_bytes")), escape("; ".join(_run_notes(q))))
     console.print(table)
+
+
+def _run_notes(q: dict) -> list[str]:
+    """What became of a run's models since (agents/models/renames.py), then its error."""
+    notes = [f"renamed from {q['output_renamed_from']}"] if q.get("output_renamed_from") else []
+    notes += ["output removed since"] if q.get("output_removed") else []
+    notes += [f"source renamed from {q['source_renamed_from']}"] if q.get("source_renamed_from") else []
+    return notes + ([q["error"]] if q.get("error") else [])
 
 
 def embeddings(res: r.EmbeddingResult, console: Console) -> None:

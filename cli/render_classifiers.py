@@ -24,6 +24,23 @@ def _points(value: Optional[float]) -> str:
     return "-" if value is None else f"{100 * value + 0.0:+.1f} pt"  # + 0.0: no "-0.0"
 
 
+def _chance(out: dict[str, Any], console: Console) -> None:
+    """The warning of a classifier that is not clearly above chance (or not measured against it)."""
+    if out.get("warning"):
+        colour = "red" if out.get("above_chance") is False else "yellow"
+        console.print(f"[bold {colour}]warning:[/bold {colour}] {escape(out['warning'])}")
+
+
+def _versus_chance(c: dict[str, Any]) -> str:
+    """A listing's cell: how the cross-validated accuracy compares with chance."""
+    chance = c.get("chance") or {}
+    if c.get("above_chance") is None:
+        return "not measured"
+    low, high = chance["interval"]
+    figures = f"95% {low:.2f}–{high:.2f} vs {chance['chance']:.2f}"
+    return f"above ({figures})" if c["above_chance"] else f"[red]NOT above[/red] ({figures})"
+
+
 def _confusion(console: Console, title: str, labels: list[str], matrix: list[list[int]]) -> None:
     table = Table(title=title)
     table.add_column("true \\ predicted")
@@ -56,6 +73,7 @@ def trained(res: r.ClassifierTrained, console: Console) -> None:
                       _num(holdout.get(key), ".3f"))
     console.print(table)
     _confusion(console, "Confusion matrix (cross-validation)", m["labels"], cv["confusion_matrix"])
+    _chance(rep, console)
     console.print(f"saved in {escape(rep['path'])} — experiment #{rep['experiment_id']} in the history\n"
                   f"next: classify \"some text\" with {escape(rep['name'])} · check classifier {escape(rep['name'])} "
                   f"on VARIANT \\[and VARIANT]")
@@ -67,16 +85,21 @@ def classifier_list(res: r.ClassifierList, console: Console) -> None:
                       "Train one: train classifier NAME on data.csv with MODEL")
         return
     table = Table(title=f"Classifiers in {escape(res.folder)}")
-    for column in ("name", "model", "dims", "labels", "algorithm", "rows", "cv accuracy", "held-out", "usable"):
+    for column in ("name", "model", "dims", "labels", "algorithm", "rows", "cv accuracy", "vs chance", "held-out",
+                   "usable"):
         table.add_column(column)
     for c in res.classifiers:
         if not c["usable"]:
-            table.add_row(escape(c["name"]), *["-"] * 7, f"no: {escape(c['reason'])}")
+            table.add_row(escape(c["name"]), *["-"] * 8, f"no: {escape(c['reason'])}")
             continue
         table.add_row(escape(c["name"]), escape(c["model"]), str(c["dim"]), escape(", ".join(c["labels"])),
                       c["algorithm"] + (f" + pca {c['pca']:g}" if c.get("pca") else ""), str(c["rows"]),
-                      _pct(c["cv_accuracy"]), _pct(c["holdout_accuracy"]), "yes")
+                      _pct(c["cv_accuracy"]), _versus_chance(c), _pct(c["holdout_accuracy"]), "yes")
     console.print(table)
+    for c in res.classifiers:
+        if c["usable"] and c.get("warning"):
+            console.print(f"{escape(c['name'])}: ", end="")
+            _chance(c, console)
 
 
 def classification(res: r.Classification, console: Console) -> None:
@@ -92,6 +115,11 @@ def classification(res: r.Classification, console: Console) -> None:
         table.add_row(escape(shown), f"[bold]{escape(prediction['label'])}[/bold]",
                       *(f"{prediction['probabilities'][label]:.3f}" for label in out["labels"]))
     console.print(table)
+    if out.get("above_chance") is False:
+        console.print(f"[bold red]warning:[/bold red] classifier {escape(out['classifier'])} is "
+                      f"{escape(out['warning'])}; its labels and probabilities mean little")
+    else:
+        _chance(out, console)
 
 
 CHECK_COLUMNS: list[tuple[str, str, Callable[[Any], str]]] = [
@@ -113,6 +141,7 @@ def check(res: r.ClassifierCheckResult, console: Console) -> None:
                   f"[bold]{escape(rep['classifier'])}[/bold] (trained on {escape(rep['model'])}) on "
                   f"{escape(rep.get('evaluated_on') or str(rep['eval_rows']) + ' held-out rows')} — recorded in the "
                   "history")
+    _chance(rep, console)
     table = Table(title="Per model (Δ: change from the classifier's own model)")
     table.add_column("model")
     for header, _, _ in CHECK_COLUMNS:

@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.tree import Tree
 
 from agents import results as r
+from lqmf.manifest import bits_per_weight_words
 from lqmf.units import format_bytes
 
 
@@ -92,7 +93,8 @@ def model_details(m: r.ModelDetails, console: Console) -> None:
         table.add_row("method", f"{manifest.get('method')} {manifest.get('level') or ''}")
         if isinstance(bpw, (int, float)) and bpw:
             # What the file really holds: llama.cpp's shape fallbacks and level mixes make it differ from the name.
-            table.add_row("bits per weight", f"{bpw:.2f} measured (weight bytes × 8 / parameters)"
+            table.add_row("bits per weight", bits_per_weight_words(bpw, manifest.get("weights"), "measured")
+                          + " (weight bytes × 8 / parameters)"
                           + (f"; the level's name says {m.bits:g}" if m.bits else ""))
         source = manifest.get("source") or {}
         if source:

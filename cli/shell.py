@@ -14,16 +14,19 @@ from rich.console import Console
 
 from agents import results as r
 from agents.chat_session import ChatSession
-from agents.decision_agent import DecisionAgent
+from agents.decision_agent import DecisionAgent, describe, means_every
 from agents.executor_agent import Executor
-from agents.intent_table import SPECS, completion_words, many_models
+from agents.intent_table import SPECS, completion_words, many_models, runs_as_understood
 from agents.intents import Intent
 from cli.render import render
 from lqmf.errors import LQMFError
 from lqmf.progress import Progress
-from lqmf.units import format_bytes
+from lqmf.units import format_bytes, plural
 
 log = logging.getLogger("cli")
+
+YES = frozenset({"y", "yes"})
+NO = frozenset({"", "n", "no"})
 
 
 class SecretSafeHistory(FileHistory):
@@ -68,13 +71,16 @@ class Shell:
     """Reads commands, runs them, draws the results. One manager, shared with the API server."""
 
     def __init__(self, executor: Executor, agent: DecisionAgent, console: Console, as_json: bool = False,
-                 session: Optional[PromptSession] = None, interactive: Optional[bool] = None) -> None:
+                 session: Optional[PromptSession] = None, interactive: Optional[bool] = None,
+                 yes: bool = False) -> None:
         self.executor = executor
+        self.yes = yes  # `lqmf --yes`: every line confirmed, as if it ended in --yes
         # Interactive shells confirm plans and prompt for secrets; -c and --script never stop to ask.
         self.interactive = session is None if interactive is None else interactive
         self.agent = agent
         self.console = console
         self.pending = None  # the last command that asked a question with choices: the next line may answer it
+        self.typed_instead: Optional[str] = None  # a line typed at a y/N question that is no answer: run it next
         self.as_json = as_json
         self.ways = self._ways()
         names = lambda: [rec.name for rec in executor.manager.available()]  # noqa: E731
@@ -88,18 +94,24 @@ class Shell:
     # -- one command ----------------------------------------------------------------------------------
     def run_line(self, line: str) -> r.Result:
         """Parse, execute and draw one line; chat mode and one-shot prompts happen here too."""
-        command = self._answer(line) or self.agent.parse(line)
+        command = self._answer(line)
+        if command is None and self.pending is not None and line.strip() and not self.as_json:
+            self._say(f"not done: {self.pending.question}")  # a new command instead of an answer
+        command = command or self.agent.parse(line)
+        command.slots.yes = command.slots.yes or self.yes
         self.pending = None
         typed_yes = command.slots.yes
+        if runs_as_understood(command) and not self.as_json:
+            self._say(f"(understood: {describe(command)})")  # corrected words, read-only: it runs, saying how read
         result = self._dispatch(command, typed_yes)
         if isinstance(result, r.Confirm) and self.interactive and not self.as_json:
             # Asked here, where someone can answer; on yes the same command runs again, confirmed.
             question = result.question if "[y/N]" in result.question else f"{result.question} [y/N]"
-            if self.session.prompt(f"{question} ").strip().lower() in ("y", "yes"):
+            if self._ask(question):
                 command.slots.yes = True
                 result = self._dispatch(command, typed_yes)
             else:
-                result = r.Message(text="Not done.")
+                result = r.Message(text=self._not_done(result.question, "Not done."))
         if self.as_json:
             self.console.print_json(json.dumps({"command": command.to_dict(), "result": result.to_dict()}, default=str))
         else:
@@ -111,7 +123,23 @@ class Shell:
                 self.reply(result.session, result.prompt)
             else:
                 self.chat_mode(result.session)
-        return result
+        typed, self.typed_instead = self.typed_instead, None
+        return self.run_line(typed) if typed is not None else result
+
+    def _ask(self, question: str) -> bool:
+        """Whether a y/N question was answered yes; a line that is no answer ("list models") is kept in
+        typed_instead, to run as the new command it is once this one is reported not done."""
+        answer = self.session.prompt(f"{question} ").strip()
+        if answer.lower() not in YES | NO:
+            self.typed_instead = answer
+        return answer.lower() in YES
+
+    def _not_done(self, question: str, otherwise: str) -> str:
+        """What a no says: `otherwise`, or which question a new command passed over."""
+        return f"not done: {question.replace(' [y/N]', '')}" if self.typed_instead is not None else otherwise
+
+    def _say(self, text: str) -> None:
+        self.console.print(text, style="dim", markup=False, highlight=False)
 
     def _answer(self, line: str):
         """The pending question's command with its model filled in, when line answers it (a number or a name)."""
@@ -126,6 +154,11 @@ class Shell:
             return pending.alternatives[int(text) - 1 if numbered else worded[0]] if numbered or worded else None
         if text.isdigit() and 1 <= int(text) <= len(choices):
             chosen = choices[int(text) - 1]
+        elif SPECS[pending.intent].every and means_every(text):  # "all of them": every model it can run on
+            pending.slots.every, pending.slots.model, pending.slots.models = True, None, []
+            pending.question, pending.choices = None, []
+            pending.text = f"{pending.text.strip()} {text}"
+            return pending
         elif self.agent.parse(text).intent is not Intent.UNKNOWN:
             return None  # a command of its own ("list models", "q"): the question is dropped
         else:
@@ -152,6 +185,7 @@ class Shell:
             drawn = {"bar": self._with_bar, "spinner": self._with_spinner}
             ways.update({intent: drawn[s.progress] for intent, s in SPECS.items() if s.progress})
             ways[Intent.QUANTIZE_MODEL] = self._quantize
+            ways[Intent.ADD_ENDPOINT] = self._add_endpoint
         return ways
 
     def _dispatch(self, command, typed_yes: bool) -> r.Result:
@@ -206,10 +240,39 @@ class Shell:
         if not planned.runnable:
             return planned  # refused: run_line draws it with its reasons
         render(planned, self.console)
-        if self.interactive and ask:
-            if self.session.prompt("Run this plan? [y/N] ").strip().lower() not in ("y", "yes"):
-                return r.Message(text="Not run. Change the request (method, level, as NAME) and try again.")
+        if self.interactive and ask and not self._ask("Run this plan? [y/N]"):
+            return r.Message(text=self._not_done("Run this plan?", "Not run. Change the request (method, level, "
+                                                                   "as NAME) and try again."))
         return self._with_progress(planned.run, "quantizing")
+
+    def _add_endpoint(self, command, typed_yes: bool = False) -> r.Result:
+        """Add an endpoint; on a server that lists several models, with none named, ask which (a number or a
+        name) and add it with that one. -c and --script are refused with the list instead (nobody can answer)."""
+        from server.endpoints import ModelChoiceNeeded
+
+        confirm = self.executor.confirmation(command)
+        if confirm is not None or not self.interactive:
+            return confirm or self.executor.execute(command)
+        try:
+            return self.executor.handlers[command.intent](command, None)
+        except ModelChoiceNeeded as exc:
+            self.console.print(f"{exc.endpoint.name} serves {len(exc.models)} models. Which one?", markup=False,
+                               highlight=False)
+            for number, model in enumerate(exc.models, 1):
+                self.console.print(f"  {number}. {model}", markup=False, highlight=False)
+            answer = self.session.prompt("Model (a number or a name; empty to cancel): ").strip()
+            numbered = answer.isdigit() and 1 <= int(answer) <= len(exc.models)
+            named = [m for m in exc.models if m.lower() == answer.lower()]
+            chosen = exc.models[int(answer) - 1] if numbered else named[0] if named else None
+            if not answer:
+                return r.Message(text=f"Not added. To add it: {exc.command(exc.models[0])}")
+            if chosen is None:
+                return r.ErrorResult(message=f"{answer!r} is none of the {len(exc.models)} models listed",
+                                     hint=exc.hint)
+            command.slots.remote_model = chosen
+            return self._add_endpoint(command, typed_yes)
+        except LQMFError as exc:
+            return self.executor.failed(command, exc)
 
     def _login(self, command, typed_yes: bool = False) -> r.Result:
         """Ask for a token without echoing it; huggingface_hub validates and stores it in its own store."""
@@ -228,6 +291,8 @@ class Shell:
     def reply(self, chat: ChatSession, text: str) -> None:
         """Stream one reply; Ctrl-C stops it and keeps the shell."""
         job = chat.send(text)
+        if chat.fell_back:  # the default model's chain moved on: say so before the reply, as HTTP's header does
+            self.console.print(chat.fell_back, style="yellow", markup=False, highlight=False)
         parts: list[str] = []
         final = None
         try:
@@ -247,7 +312,7 @@ class Shell:
         if final is not None:
             chat.record(text, "".join(parts), final.timings, final.finish_reason != "cancelled")
             t = final.timings
-            self.console.print(f"[dim]{t.completion_tokens} tokens in {t.total_s:.2f} s, "
+            self.console.print(f"[dim]{plural(t.completion_tokens, 'token')} in {t.total_s:.2f} s, "
                                f"{t.tokens_per_second:.1f} tokens/s ({final.finish_reason})[/dim]")
 
     def chat_mode(self, chat: ChatSession) -> None:

@@ -354,10 +354,12 @@ class Library:
         return result
 
     def quantizations(self, *, limit: int = 30) -> "QuantizationList":
-        """Recorded quantization runs, newest first."""
+        """Recorded quantization runs, newest first, their models named as they are now (renames followed)."""
+        from agents.models.renames import CHANGES_FOLLOWED, runs_with_names_now
         from agents.quantization.results import QuantizationList
 
-        return QuantizationList(runs=self.store.quantization_runs(limit=limit))
+        changes = self.store.model_changes(limit=CHANGES_FOLLOWED)
+        return QuantizationList(runs=runs_with_names_now(self.store.quantization_runs(limit=limit), changes))
 
     def download(self, repo_id: str, *, name: Optional[str] = None, level: Optional[str] = None,
                  progress: Optional[Progress] = None) -> "AcquiredResult":

@@ -8,6 +8,7 @@ starts a long-lived one (llama-server) that its owner ends with end_process.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -16,8 +17,12 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Callable, Optional
+from typing import IO, Any, Callable, Iterator, Optional
+
+from lqmf.files import write_text_atomic
 
 
 class ChildTimedOut(TimeoutError):
@@ -201,6 +206,36 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+@contextmanager
+def recorded_server(folder: Path, host: str, port: int) -> Iterator[Path]:
+    """While the block runs, `folder`/PID.json says this process serves http://host:port (`show config` in any
+    shell over the same LQMF_HOME reads it); the record goes when the block ends."""
+    folder.mkdir(parents=True, exist_ok=True)
+    record = folder / f"{os.getpid()}.json"
+    url_host = f"[{host}]" if ":" in host else host
+    write_text_atomic(record, json.dumps({"pid": os.getpid(), "host": host, "port": port, "started_at": time.time(),
+                                          "url": f"http://{url_host}:{port}"}))
+    try:
+        yield record
+    finally:
+        record.unlink(missing_ok=True)
+
+
+def running_servers(folder: Path) -> list[dict[str, Any]]:
+    """The servers recorded in `folder` whose process still lives, oldest first (a killed one's record is dropped)."""
+    found = []
+    for record in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            entry = json.loads(record.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # being written or removed right now
+        if isinstance(entry, dict) and isinstance(entry.get("pid"), int) and pid_alive(entry["pid"]):
+            found.append(entry)
+        else:
+            record.unlink(missing_ok=True)
+    return sorted(found, key=lambda entry: entry.get("started_at") or 0)
 
 
 def exit_words(code: int) -> str:

@@ -162,6 +162,8 @@ class Settings(BaseSettings):
     reports_dir = UnderRoot("reports")
     benchmarks_log = UnderRoot("logs", "benchmarks.jsonl")
     history_path = UnderRoot("memory", "shell_history")
+    servers_dir = UnderRoot("memory", "servers", doc="One PID.json per running `lqmf serve` (host, port), removed "
+                            "when it stops: `show config` reads them.")
     cache_dir = UnderRoot(".cache")
 
     @property

@@ -1,4 +1,4 @@
-"""Numbers for people: the one byte formatter every face uses."""
+"""Numbers for people: the one byte formatter every face uses, and counted words (1 file, 2 files)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,11 @@ from typing import Optional
 
 _UNITS = (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10))
 _SCALE = MappingProxyType({"B": 1, **dict(_UNITS)})
+
+
+def plural(count: int, word: str, many: Optional[str] = None) -> str:
+    """`count` and `word`, in the plural unless it is one: 1 file, 2 files; `many` for other plurals (replies)."""
+    return f"{count} {word if count == 1 else many or word + 's'}"
 
 
 def nonfinite_text(value: float) -> Optional[str]:

@@ -11,7 +11,10 @@ import sys
 from lqmf.environment import apply_environment_quirks
 from lqmf.errors import LQMFError
 from lqmf.log import configure_logging
+from lqmf.processes import recorded_server
 from lqmf.settings import load_settings
+
+INTERRUPTED = 128 + 2  # a shell's code for "ended by SIGINT", as `lqmf -c` returns for a cancelled line
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m server") -> int:
@@ -23,6 +26,16 @@ def main(argv: list[str] | None = None, prog: str = "python -m server") -> int:
     parser.add_argument("--allow-insecure-bind", action="store_true",
                         help="bind a non-loopback address without an API key")
     args = parser.parse_args(argv)
+    try:
+        return _serve(args, settings)
+    except KeyboardInterrupt:
+        # Ctrl-C while starting, or uvicorn re-raising the one it handled after shutting down: a traceback says
+        # nothing the person does not know.
+        sys.stderr.write("stopped\n")
+        return INTERRUPTED
+
+
+def _serve(args: argparse.Namespace, settings) -> int:
     apply_environment_quirks()
     # The Host check allows the bound name, so the app must see the --host actually used.
     settings = settings.model_copy(update={"host": args.host})
@@ -41,7 +54,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m server") -> int:
         return 2
     sys.stderr.write(f"LQMF API on http://{args.host}:{args.port} (models from {settings.models_dir})\n")
     # SIGTERM or Ctrl-C: streams in flight end with an error event, the port is freed within seconds.
-    make_server(create_app(settings), args.host, args.port).run()
+    with recorded_server(settings.servers_dir, args.host, args.port):
+        make_server(create_app(settings), args.host, args.port).run()
+    sys.stderr.write("stopped\n")  # told to stop by a signal it was not to die of (SIGINT ignored by a parent)
     return 0
 
 

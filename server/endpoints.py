@@ -74,6 +74,27 @@ class Endpoint:
         return {"name": self.name, "urls": list(self.urls), "model": self.model, "key_env": self.key_env}
 
 
+class ModelChoiceNeeded(InvalidRequest):
+    """An endpoint added without a model on a server that lists several: which one is the person's to say.
+
+    Nothing is registered; `models` are the ids the server lists (the shell asks among them).
+    """
+
+    SHOWN = 8  # ids named in the message; the rest are counted
+
+    def __init__(self, endpoint: Endpoint, models: list[str]) -> None:
+        more = len(models) - self.SHOWN
+        listed = ", ".join(models[:self.SHOWN]) + (f" and {more} more" if more > 0 else "")
+        self.endpoint, self.models = endpoint, list(models)
+        super().__init__(f"{endpoint.name} serves {len(models)} models: {listed}",
+                         f"say which one: {self.command(models[0])}")
+
+    def command(self, model: str) -> str:
+        """The shell line that adds the endpoint with `model`."""
+        key = f" key from {self.endpoint.key_env}" if self.endpoint.key_env else ""
+        return f"add endpoint {self.endpoint.name} at {', '.join(self.endpoint.urls)} model {model}{key}"
+
+
 def normalize_url(url: str) -> str:
     """An http(s) base URL of an OpenAI-compatible API; a bare host gets /v1 (what every such server uses)."""
     url = url.strip()
@@ -583,11 +604,21 @@ class EndpointRegistry:
 
     def put(self, name: str, urls: Iterable[str], model: Optional[str] = None,
             key_env: Optional[str] = None) -> Fleet:
-        """Register (or replace) an endpoint and probe it now; its Fleet (health says whether it answered)."""
+        """Register (or replace) an endpoint and probe it now; its Fleet (health says whether it answered).
+
+        Probed before anything is written: a server that lists several models, with none named, is refused
+        (ModelChoiceNeeded) rather than registered to fail at its first request.
+        """
         endpoint = check_endpoint(name, urls, model, key_env)
-        self.config.put(endpoint)
-        fleet = self.fleets()[name]
+        fleet = Fleet(endpoint)
         fleet.refresh(0, LISTING_PROBE_TIMEOUT_S, self._pool)
+        served = fleet.served_models()
+        if endpoint.model is None and len(served) > 1:
+            raise ModelChoiceNeeded(endpoint, served)
+        self.config.put(endpoint)
+        with self._lock:
+            self._fleets[name] = fleet  # its probe stands: fleets() keeps a fleet whose endpoint is unchanged
+        fleet = self.fleets()[name]
         log.info("endpoint %s registered (%s): %s", name, ", ".join(endpoint.urls), fleet.health())
         return fleet
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, S
 
 from lqmf.errors import InsufficientMemory, LQMFError, ModelBusy, ModelNotFound, QueueFull
 from lqmf.settings import Settings
+from lqmf.units import plural
 from server.backends.base import Backend, Chunk, GenerationParams, GenerationResult, Prompt  # noqa: F401 (Prompt: re-exported)
 from server.discovery import DiscoveryCache, ModelRecord
 
@@ -620,7 +621,7 @@ class ModelManager:
                 if not idle:
                     busy = ", ".join([*local, *(f"{n} (loading)" for n in loading)]) or "none"
                     reason = (
-                        f"{len(local)} models are loaded (the maximum is {self.settings.max_models})"
+                        f"{plural(len(local), 'model')} loaded (the maximum is {self.settings.max_models})"
                         if too_many else
                         f"{name} needs about {need / MiB:.0f} MiB, {held / MiB:.0f} of the {budget / MiB:.0f} MiB "
                         f"budget are held"

@@ -14,18 +14,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
 
 from lqmf.errors import (
-    EngineUnavailable,
-    InsufficientMemory,
     LQMFError,
-    ModelBusy,
-    ModelLoadError,
-    ModelNotFound,
-    QueueFull,
-    RemoteError,
     ShuttingDown,
 )
 from server.asgi import HTTPMiddleware
 from server.backends.base import Chunk, GenerationParams, GenerationResult, Timings
+from server.fallback import FallbackWalk
 from server.manager import Job, ModelManager, NotLoadedNow, Prompt
 
 log = logging.getLogger(__name__)
@@ -85,38 +79,23 @@ def _ended(job: Job, chunk_or_result) -> None:
         raise job.error
 
 
-# Failures of the model rather than of the request: a fallback chain moves on from these.
-MODEL_FAILURES = (RemoteError, EngineUnavailable, ModelLoadError, InsufficientMemory, QueueFull, ModelBusy,
-                  ModelNotFound)
-
-
-def falls_back(exc: BaseException) -> bool:
-    """Whether the next model of a fallback chain should get a request that failed with `exc`."""
-    if isinstance(exc, RemoteError):
-        return exc.status != 400  # the remote refused the request's values: any model would
-    return isinstance(exc, MODEL_FAILURES)
-
-
 async def _with_fallback(attempt: Callable[..., Any], request: Request, name: str, *args: Any) -> Any:
     """attempt(request, model, *args, fallback_from) on `name`, or for `default` on the active model and then
-    its fallbacks while one fails before its first token; every move is logged, counted and recorded."""
+    its fallbacks while one fails before its first token (server/fallback.py: the walk the shell's chat takes
+    too); every move is logged, counted and recorded."""
     manager: ModelManager = request.app.state.manager
-    chain = await run_in_threadpool(manager.resolve, name) if name == "default" else [name]
-    failed: list[str] = []
-    for index, candidate in enumerate(chain):
+    fallbacks = request.app.state.metrics.fallbacks
+    walk = await run_in_threadpool(FallbackWalk.of, manager, name,
+                                   lambda failed, following: fallbacks.labels(failed, following).inc())
+    for candidate in walk:
         try:
-            result = await attempt(request, candidate, *args, ", ".join(failed) or None)
+            result = await attempt(request, candidate, *args, walk.fallback_from)
         except Exception as exc:
-            if index + 1 == len(chain) or not falls_back(exc):
-                raise
-            log.warning("default model %s failed before its first token (%s); falling back to %s",
-                        candidate, exc, chain[index + 1])
-            request.app.state.metrics.fallbacks.labels(candidate, chain[index + 1]).inc()
-            failed.append(candidate)
+            walk.failed_on(candidate, exc)
             continue
         request.state.lqmf_model = candidate
-        if failed:
-            request.state.lqmf_fallback = ", ".join(failed)
+        if walk.failed:
+            request.state.lqmf_fallback = walk.fallback_from
         return result
     raise AssertionError("unreachable: the chain is never empty")
 

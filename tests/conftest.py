@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -116,6 +118,22 @@ def http(served):
 
     with httpx.Client(base_url=served[0], timeout=120) as client:
         yield client
+
+
+def wait_for_health(proc: subprocess.Popen, url: str, timeout: float, output: Callable[[], str] = lambda: "") -> None:
+    """Wait until a child server answers GET url/health with 200; fail with its output if it ends or never does."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc.poll() is None, f"the server exited {proc.returncode}: {output()[-2000:]}"
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, f"no /health within {timeout} s: {output()[-2000:]}"
+        time.sleep(0.2)
 
 
 def interrupt(proc: subprocess.Popen, timeout: float = 60) -> str:

@@ -335,13 +335,18 @@ def test_guarded_intents_ask_when_guessed():
 
 
 def test_a_guess_asks_before_it_acts(agent):
-    """Below the confidence floor any command asks; a corrected word makes a destructive one ask too."""
+    """Below the confidence floor any command asks, except one that only reads (it runs, saying what it
+    understood); a corrected word makes a destructive one ask too."""
+    from agents import intent_table as table
     from agents import results as r
     from agents.executor_agent import Executor
 
-    unsure = agent.parse("shwo stauts")  # two corrections
-    assert unsure.intent is S and unsure.confidence < 0.8
+    unsure = agent.parse("laod modle demo-q8_0")  # two corrections
+    assert unsure.intent is Intent.LOAD_MODEL_API and unsure.confidence < 0.8
     assert isinstance(Executor.confirmation(unsure), r.Confirm)
+    reading = agent.parse("shwo stauts")  # two corrections too, but it only reads
+    assert reading.intent is S and reading.confidence < 0.8 and table.runs_as_understood(reading)
+    assert Executor.confirmation(reading) is None
     assert Executor.confirmation(agent.parse("laod demo-q8_0")) is None  # one typo, harmless: it loads
     destructive = agent.parse("unlaod demo-q8_0")
     assert isinstance(Executor.confirmation(destructive), r.Confirm)

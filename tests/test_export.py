@@ -9,7 +9,6 @@ import secrets
 import shlex
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
@@ -21,6 +20,7 @@ from lqmf.errors import FeatureUnsupported, InvalidRequest, LQMFError
 from lqmf.processes import end_process
 from server.discovery import ModelRecord, discover, inspect_gguf
 from server.engine import free_port
+from tests.conftest import wait_for_health
 
 HEALTH_TIMEOUT_S = 60
 
@@ -311,16 +311,7 @@ def test_exported_llama_server_command_serves_the_demo_model(demo, settings, tmp
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True)
     try:
-        deadline = time.monotonic() + HEALTH_TIMEOUT_S
-        while True:
-            assert proc.poll() is None, f"llama-server exited {proc.returncode}: {log_path.read_text()[-2000:]}"
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"no /health in {HEALTH_TIMEOUT_S}s: {log_path.read_text()[-2000:]}"
-            time.sleep(0.2)
+        wait_for_health(proc, url, HEALTH_TIMEOUT_S, log_path.read_text)
         assert httpx.get(f"{url}/v1/models", timeout=10).status_code == 401  # the key is required
         models = httpx.get(f"{url}/v1/models", headers=auth, timeout=10)
         assert models.status_code == 200

@@ -165,7 +165,7 @@ def test_broken_entries_are_listed_as_broken_with_the_reason_and_the_rest_works(
                                                            "messages": [{"role": "user", "content": "hi"}]})
             assert chat.status_code == 200, chat.text
             # Registering another endpoint keeps the broken entries as they were (fixing them is the owner's call).
-            added = http.post("/endpoints", json={"name": "far", "url": f"{remote_url}/v1"})
+            added = http.post("/endpoints", json={"name": "far", "url": f"{remote_url}/v1", "model": "demo-q4_k_m"})
             assert added.status_code == 201 and added.json()["endpoint"]["health"] == "up", added.text
             kept = tomllib.loads(config.read_text())["endpoints"]
             assert kept["extra"]["key"] == "sk-never-shown-3f9c" and kept["badmodel"]["model"] == 42

@@ -226,7 +226,7 @@ def test_the_shell_reads_completion_and_feedback_from_the_table(executor, monkey
             assert shell.ways[intent] == shell._with_bar, intent.value
         elif spec.progress == "spinner":
             assert shell.ways[intent] == shell._with_spinner, intent.value
-        elif intent not in (Intent.QUANTIZE_MODEL, Intent.LOGIN):  # a plan to confirm, a hidden prompt
+        elif intent not in (Intent.QUANTIZE_MODEL, Intent.LOGIN, Intent.ADD_ENDPOINT):  # a plan, a prompt, a pick
             assert intent not in shell.ways, intent.value
     assert {i for i in Intent if table.many_models(i)} == {Intent.COMPARE_MODELS, Intent.AGREEMENT_REPORT}
 

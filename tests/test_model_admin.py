@@ -18,6 +18,7 @@ from agents.executor_agent import Executor
 from agents.intents import Command, Intent, Slots
 from agents.models import admin as admin
 from cli.render import render
+from lqmf.manifest import read_manifest
 from lqmf.settings import Settings
 from server.manager import ModelManager
 from server.runner import BackgroundServer
@@ -168,7 +169,7 @@ def test_rename_moves_files_and_keeps_lineage(shell, models):
     assert manifest["name"] == "base-f16" and manifest["weight_files"][0]["path"] == "base-f16.gguf"
     assert manifest["details"]["renamed_from"] == "demo-f16"
     for child in ("demo-q8_0", "demo-q4_k_m"):
-        source = json.loads((models / f"{child}.gguf.lqmf.json").read_text())["source"]
+        source = read_manifest(models / f"{child}.gguf")["source"]  # stored relative to the models folder
         assert source["path"] == str(models / "base-f16.gguf")
     assert shell.library.lab.lineage("demo-q8_0") == ["demo-q8_0", "base-f16", "demo-hf"]
     assert shell.manager.active.chain() == ["base-f16", "demo-q8_0"]
@@ -182,14 +183,14 @@ def test_rename_carries_the_importance_matrix(shell, models):
     matrix = models / ".imatrix" / "small.imatrix.gguf"
     assert matrix.is_file() and not (models / ".imatrix" / "demo-q4_k_m.imatrix.gguf").exists()
     assert json.loads(matrix.with_name(matrix.name + ".lqmf.json").read_text())["name"] == "small.imatrix.gguf"
-    manifest = json.loads((models / "small.gguf.lqmf.json").read_text())
+    manifest = read_manifest(models / "small.gguf")
     assert manifest["details"]["imatrix"]["path"] == str(matrix)
 
 
 def test_rename_of_a_folder_updates_its_inner_manifest_and_children(shell, models):
     assert run(shell, Intent.RENAME_MODEL, model="demo-hf", name="tiny-hf").ok
     assert json.loads((models / "tiny-hf" / "lqmf.json").read_text())["name"] == "tiny-hf"
-    source = json.loads((models / "demo-f16.gguf.lqmf.json").read_text())["source"]
+    source = read_manifest(models / "demo-f16.gguf")["source"]
     assert source["path"] == str(models / "tiny-hf")
 
 
@@ -217,7 +218,7 @@ def test_copy_is_independent_and_leaves_lineage_to_the_original(shell, models):
     done = run(shell, Intent.COPY_MODEL, model="demo-q4_k_m", name="my-q4")
     assert isinstance(done, r.ModelChanged) and done.change.action == "copied", done
     assert (models / "my-q4.gguf").read_bytes() == (models / "demo-q4_k_m.gguf").read_bytes()
-    manifest = json.loads((models / "my-q4.gguf.lqmf.json").read_text())
+    manifest = read_manifest(models / "my-q4.gguf")
     assert manifest["name"] == "my-q4" and manifest["details"]["copied_from"]["name"] == "demo-q4_k_m"
     assert manifest["details"]["imatrix"]["path"] == str(models / ".imatrix" / "my-q4.imatrix.gguf")
     assert (models / ".imatrix" / "demo-q4_k_m.imatrix.gguf").is_file()  # the original keeps its own

@@ -156,7 +156,7 @@ def test_ctrl_c_stops_a_generation_and_the_shell_lives_on(demo_dir, home):
     term.expect(r"stopped")
     term.expect(r"tokens/s \(cancelled\)")
     term.send("/stats\r")
-    term.expect(r"1 replies")
+    term.expect(r"1 reply, ")  # one reply, in the singular
     term.send("/exit\r")
     term.expect(r"lqmf> ")
     term.key("\x03")  # Ctrl-C at the prompt: nothing happens

@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 
+from agents.classifiers.chance import ChanceVerdict, for_manifest
 from agents.classifiers.errors import ClassifierNotFound, ClassifierRefused, DataError
 from lqmf.atomic import atomic_output, is_temp_name
 from lqmf.manifest import tool_versions
@@ -77,6 +78,8 @@ class ClassifierManifest:
     files: dict[str, str] = field(default_factory=dict)  # file name -> sha256
     library_versions: dict[str, str] = field(default_factory=lambda: tool_versions(*LIBRARIES))
     embedding_run: dict[str, Any] = field(default_factory=dict)
+    # The cross-validated accuracy against chance (chance.py): its inputs and verdict; {} when saved before it was.
+    chance: dict[str, Any] = field(default_factory=dict)
     experiment_id: Optional[int] = None
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
     manifest_version: int = MANIFEST_VERSION
@@ -90,13 +93,19 @@ class ClassifierManifest:
         values["embedding"] = EmbeddingSpec(**values["embedding"])
         return cls(**values)
 
+    def verdict(self) -> ChanceVerdict:
+        """Whether its cross-validated accuracy is clearly above chance (computed from what the manifest holds)."""
+        return for_manifest(self)
+
     def summary(self) -> dict[str, Any]:
         """The facts a listing shows."""
+        verdict = self.verdict()
         return {"name": self.name, "model": self.embedding.model, "model_sha256": self.embedding.sha256,
                 "dim": self.embedding.dim, "labels": self.labels, "algorithm": self.pipeline.get("algorithm"),
                 "pca": self.pipeline.get("pca"), "rows": self.data.get("rows"),
                 "cv_accuracy": self.cv.get("accuracy"), "cv_f1_macro": self.cv.get("f1_macro"),
-                "holdout_accuracy": self.holdout.get("accuracy"), "created_at": self.created_at}
+                "holdout_accuracy": self.holdout.get("accuracy"), "created_at": self.created_at,
+                **verdict.fields(), "chance": verdict.to_dict()}
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from agents.classifiers.chance import ChanceVerdict
 from agents.classifiers.data import SUFFIXES
 from agents.classifiers.errors import ClassifierRefused, DataError
 from agents.classifiers.evalset import LabelledFile, evaluation_set
@@ -76,6 +77,8 @@ class CheckReport:
     report_path: Optional[str] = None
     recommendation: str = ""
     notes: list[str] = field(default_factory=list)
+    above_chance: Optional[bool] = None  # the classifier's own cross-validated accuracy clears chance (chance.py)
+    warning: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -148,8 +151,9 @@ def check_classifier(registry: ClassifierRegistry, name: str, variants: Sequence
                             f"name the variants and give the file as the data: check classifier {name} on "
                             f"VARIANT [and VARIANT] with {variant} (data_file= in lqmf.api, data over HTTP)")
         manager.record(variant)  # an unknown name is refused (with close names) before any work
+    verdict = manifest.verdict()
     report = CheckReport(classifier=name, model=source.name, labels=manifest.labels, eval_rows=len(texts),
-                         evaluated_on=evaluation.described, data=evaluation.facts)
+                         evaluated_on=evaluation.described, data=evaluation.facts, **verdict.fields())
     experiment = None
     if store is not None:
         experiment = store.start_experiment("classifier-check", [source.name, *wanted], {
@@ -205,7 +209,7 @@ def check_classifier(registry: ClassifierRegistry, name: str, variants: Sequence
             row.cosine_min = float(cos.min())
             row.embed_s = got.seconds
             row.texts_per_s = len(texts) / got.seconds if got.seconds > 0 else None
-        report.recommendation = recommend(report.rows)
+        report.recommendation = recommend(report.rows, verdict)
         report.notes = [*evaluation.notes,
                         "cosine: each variant's vector against the source's vector of the same text",
                         "throughput: embedding only, the model loaded and warmed up first"]
@@ -221,17 +225,26 @@ def check_classifier(registry: ClassifierRegistry, name: str, variants: Sequence
         store.finish_experiment(experiment, {"classifier": name, "model": source.name, "data": evaluation.facts,
                                              "rows": [asdict(r) for r in report.rows],
                                              "recommendation": report.recommendation,
+                                             **verdict.fields(),
                                              "report_path": report.report_path})
     log.info("checked classifier %s on %s with %s: %s", name, ", ".join(wanted), evaluation.described,
              report.recommendation)
     return report
 
 
-def recommend(rows: Sequence[VariantFigures]) -> str:
-    """The smallest variant that keeps the source's accuracy, or the one that loses least."""
+def recommend(rows: Sequence[VariantFigures], verdict: Optional[ChanceVerdict] = None) -> str:
+    """The smallest variant that keeps the source's accuracy, or the one that loses least; no praise for keeping the
+    accuracy of a classifier that is not clearly above chance (`verdict`)."""
     measured = [r for r in rows if r.role == "variant" and r.status == "ok"]
     if not measured:
         return "no variant could be checked"
+    if verdict is not None and verdict.above_chance is False:
+        figures = "; ".join(f"{r.model} {r.accuracy:.3f}, agreeing with the source on {100 * r.agreement:.1f}%"
+                            for r in measured)
+        low, high = verdict.interval or (0.0, 0.0)
+        return (f"no verdict on the variants: the classifier itself is not clearly above chance (cross-validated "
+                f"{verdict.accuracy:.2f}, 95% {low:.2f}–{high:.2f}, vs chance {verdict.chance:.2f}), so keeping its "
+                f"accuracy says nothing about them ({figures}); {verdict.advice}")
     kept = [r for r in measured if (r.accuracy_drop or 0) <= 0]
     if kept:
         best = min(kept, key=lambda r: (r.size_bytes or 0))
@@ -250,7 +263,8 @@ def write_check_report(report: CheckReport, reports_dir: Path) -> Path:
                        clf_accuracy=r.accuracy, clf_f1=r.f1_macro, clf_agreement=r.agreement,
                        emb_cosine_mean=r.cosine_mean, emb_cosine_p5=r.cosine_p5, emb_texts_per_s=r.texts_per_s)
             for r in report.rows]
-    notes = list(report.notes) + [f"{r.model}: {r.status}: {r.reason}" for r in report.rows if r.status != "ok"]
+    notes = [*([f"classifier {report.classifier}: {report.warning}"] if report.warning else []), *report.notes,
+             *(f"{r.model}: {r.status}: {r.reason}" for r in report.rows if r.status != "ok")]
     stamp = time.strftime("%Y%m%d-%H%M%S")
     name = f"experiment-{report.experiment_id}-classifier-check.html" if report.experiment_id else \
         f"classifier-check-{report.classifier}-{stamp}.html"

@@ -18,6 +18,7 @@ from agents.classifiers.artifact import read_eval_rows
 from agents.classifiers.data import LabelledSet, read_rows, show_columns
 from agents.classifiers.errors import DataError, MissingColumns
 from agents.classifiers.registry import LoadedClassifier
+from lqmf.units import plural
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +76,11 @@ def from_file(classifier: LoadedClassifier, brought: LabelledFile) -> EvalSet:
         dropped = {label: len(lines) for label, lines in unknown.items()}
     texts, labels = [data.texts[i] for i in keep], [data.labels[i] for i in keep]
     counts = dict(sorted(Counter(labels).items()))
-    notes = [f"{len(texts)} rows of {data.path} (sha256 {data.sha256}, {data.format}; "
+    notes = [f"{plural(len(texts), 'row')} of {data.path} (sha256 {data.sha256}, {data.format}; "
              + ", ".join(f"{label} {n}" for label, n in counts.items()) + ")"]
     if dropped:
-        notes.append(f"dropped {len(data.labels) - len(keep)} rows with labels the classifier was never trained on: "
+        notes.append(f"dropped {plural(len(data.labels) - len(keep), 'row')} with labels the classifier was never "
+                     "trained on: "
                      + ", ".join(f"{show_columns([label])} ({n})" for label, n in list(dropped.items())[:LISTED])
                      + (f" and {len(dropped) - LISTED} more labels" if len(dropped) > LISTED else ""))
     absent = sorted(known - set(labels))
@@ -95,7 +97,7 @@ def from_file(classifier: LoadedClassifier, brought: LabelledFile) -> EvalSet:
              "dropped_rows": len(data.labels) - len(keep), "sent": brought.content is not None}
     log.info("check of classifier %s on %s: %d rows (%d dropped)", manifest.name, data.path, len(texts),
              len(data.texts) - len(texts))
-    return EvalSet(texts=texts, labels=labels, described=f"{len(texts)} rows of {data.path.name} "
+    return EvalSet(texts=texts, labels=labels, described=f"{plural(len(texts), 'row')} of {data.path.name} "
                    f"(sha256 {data.sha256[:12]}…)", facts=facts, notes=notes)
 
 

@@ -15,6 +15,7 @@ from agents.classifiers.artifact import (
     MODEL_FILE,
     ClassifierManifest,
     check_name,
+    classifier_names,
     classifiers_dir,
     list_classifiers,
     load_pipeline,
@@ -23,6 +24,7 @@ from agents.classifiers.artifact import (
 from agents.classifiers.cache import EmbeddingCache
 from agents.classifiers.errors import ClassifierNotFound, ClassifierRefused, DataError
 from lqmf.errors import ModelNotFound
+from server.manager import names_hint
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +76,7 @@ class ClassifierRegistry:
         try:
             check_name(name)
         except DataError:
-            raise ClassifierNotFound(f"no classifier named {name!r}", "list classifiers shows them") from None
+            raise self.not_found(name) from None
         folder = classifiers_dir(self.settings) / name
         signature = _signature(folder)
         with self._lock:
@@ -87,15 +89,26 @@ class ClassifierRegistry:
                 raise ClassifierRefused(f"the folder {folder} holds classifier {manifest.name!r}, not {name!r}",
                                         "rename the folder back, or train it again under this name")
             loaded = LoadedClassifier(folder, manifest, load_pipeline(folder, manifest), signature)
-        except BaseException:
+        except BaseException as exc:
             with self._lock:
                 self._loaded.pop(name, None)  # a classifier that fails now is never served from memory
+            if isinstance(exc, ClassifierNotFound):
+                raise self.not_found(name) from None
             raise
         with self._lock:
             self._loaded[name] = loaded
         log.info("loaded classifier %s (%s, %d dimensions, labels %s)", name, manifest.embedding.model,
                  manifest.embedding.dim, manifest.labels)
         return loaded
+
+    def not_found(self, name: str) -> ClassifierNotFound:
+        """The error for a name no classifier has: the nearest saved names, or the ones there are."""
+        names = classifier_names(self.settings)
+        if not names:
+            return ClassifierNotFound(f"no classifier named {name!r}: there are none yet in "
+                                      f"{classifiers_dir(self.settings)}",
+                                      "train one with: train classifier NAME on data.csv with MODEL")
+        return ClassifierNotFound(f"no classifier named {name!r}", names_hint(name, names))
 
     def embedding_model(self, classifier: LoadedClassifier):
         """The classifier's embedding model as discovered now; refused when it is missing or not the one trained on."""
@@ -141,6 +154,7 @@ class ClassifierRegistry:
                         "probabilities": {label: float(p) for label, p in zip(labels, row, strict=True)}}
                        for row in proba]
         return {
+            **classifier.manifest.verdict().fields(),
             "classifier": name, "model": record.name, "model_sha256": spec.sha256, "dimensions": spec.dim,
             "labels": labels, "predictions": predictions, "token_counts": embedded.token_counts,
             "load_s": round(load_s, 6), "embedding_s": round(embedded.seconds, 6),

@@ -17,6 +17,7 @@ from agents.classifiers.artifact import (
     save_classifier,
 )
 from agents.classifiers.cache import EmbeddingCache
+from agents.classifiers.chance import inputs_from_cv, judge
 from agents.classifiers.data import describe, read_labelled
 from agents.classifiers.pipeline import (
     PipelineSpec,
@@ -58,6 +59,8 @@ class TrainReport:
     experiment_id: Optional[int]
     replaced: bool
     seconds: float
+    above_chance: Optional[bool] = None  # the cross-validated accuracy's interval clears chance (chance.py)
+    warning: str = ""  # why the classifier should not be trusted, when it should not
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -118,6 +121,7 @@ def train_classifier(request: TrainRequest, *, settings, manager, store=None, ca
         if progress:
             progress("cross-validating", 1, 1)
         pca = pipeline.named_steps.get("pca")
+        verdict = judge(inputs_from_cv(data.counts(), cv["labels"], cv["confusion_matrix"]))
         manifest = ClassifierManifest(
             name=name,
             embedding=EmbeddingSpec(model=record.name, sha256=model_sha, format=record.format, level=record.level,
@@ -130,7 +134,7 @@ def train_classifier(request: TrainRequest, *, settings, manager, store=None, ca
                    "test_size": request.test_size,
                    "seed": request.spec.seed, "train_rows": len(train_idx), "eval_rows": len(eval_idx),
                    "train_order": "file order", "eval_file": "eval.jsonl"},
-            cv=cv, holdout=holdout,
+            cv=cv, holdout=holdout, chance=verdict.to_dict(),
             embedding_run={"computed": embedded.computed, "cached": embedded.cached,
                            "seconds": round(embedded.seconds, 4), "tokens": int(sum(embedded.token_counts))},
             experiment_id=experiment,
@@ -143,7 +147,7 @@ def train_classifier(request: TrainRequest, *, settings, manager, store=None, ca
         record_failure(store, experiment, exc, name)
         raise
     report = TrainReport(name=name, path=str(folder), manifest=manifest.to_dict(), experiment_id=experiment,
-                         replaced=replaced, seconds=round(time.perf_counter() - started, 3))
+                         replaced=replaced, seconds=round(time.perf_counter() - started, 3), **verdict.fields())
     if experiment is not None:
         for fold, (acc, f1) in enumerate(zip(cv["accuracy_per_fold"], cv["f1_macro_per_fold"], strict=True), 1):
             auc = cv["roc_auc_per_fold"][fold - 1] if cv["roc_auc_per_fold"] else None
@@ -154,8 +158,12 @@ def train_classifier(request: TrainRequest, *, settings, manager, store=None, ca
         store.finish_experiment(experiment, {
             "classifier": name, "path": str(folder), "model": record.name, "model_sha256": model_sha,
             "dim": embedded.dim, "labels": labels, "cv": cv, "holdout": holdout, **request.spec.describe(),
+            "chance": verdict.to_dict(),
             "recommendation": f"classifier {name}: cross-validated accuracy {cv['accuracy']:.3f}, "
-                              f"held-out accuracy {holdout['accuracy']:.3f}"})
+                              f"held-out accuracy {holdout['accuracy']:.3f}"
+                              + (f"; {verdict.warning}" if verdict.warning else "")})
     log.info("trained classifier %s on %s with %s: cv accuracy %.3f, held-out %.3f (%d embedded, %d cached)",
              name, data.path, record.name, cv["accuracy"], holdout["accuracy"], embedded.computed, embedded.cached)
+    if verdict.warning:
+        log.warning("classifier %s: %s", name, verdict.warning)
     return report

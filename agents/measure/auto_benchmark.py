@@ -62,7 +62,7 @@ class AutoBenchmark:
             "experiment_id": report.id,
             "models": {row.model: {k: row.value(k) for k in (
                 "gen_tps", "prompt_tps", "ttft_p50_s", "latency_p50_s", "latency_p95_s", "completion_tokens",
-                "quality_heuristic")} for row in report.rows},
+                "quality_heuristic", "untimed_runs")} for row in report.rows},
             "recommendation": report.recommendation,
         }
         path = self.agent.settings.benchmarks_log

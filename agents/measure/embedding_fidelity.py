@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
-from lqmf.units import nonfinite_text
+from lqmf.units import nonfinite_text, plural
 
 if TYPE_CHECKING:
     import numpy as np
@@ -169,7 +169,7 @@ def heldout_texts(text_path: Optional[Path] = None, text: Optional[str] = None) 
     if text is not None:
         lines = [line.strip() for line in text.splitlines() if line.strip()]
         where = str(text_path) if text_path is not None else "the given text"
-        return lines, f"{where}: {len(lines)} texts, one per line"
+        return lines, f"{where}: {plural(len(lines), 'text')}, one per line"
     return list(HELDOUT_SENTENCES), f"LQMF's {len(HELDOUT_SENTENCES)} held-out sentences of varied text"
 
 

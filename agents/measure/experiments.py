@@ -22,12 +22,21 @@ from agents.measure.fidelity import (
     scoring_chunks,
     summarize,
 )
-from agents.measure.results import ExperimentResult, LoadFigures, ModelRow, RunFigures, SpeedFigures
+from agents.measure.results import (
+    ExperimentResult,
+    LoadFigures,
+    ModelRow,
+    RunFigures,
+    SpeedFigures,
+    arrived_in_one_burst,
+)
+from agents.measure.summary import benchmark_summary, prompt_set  # noqa: F401 (benchmark_summary: re-exported)
 from lqmf.encoders import EMBEDDING
 from lqmf.errors import LQMFError
 from lqmf.progress import Progress
 from lqmf.sampling import GREEDY
 from lqmf.settings import Settings
+from lqmf.units import plural
 from server.backends.base import GenerationParams, collect
 from server.manager import ModelManager, Prompt
 
@@ -210,10 +219,14 @@ class ExperimentAgent:
         latency = time.perf_counter() - start
         text = prompt_text(prompt)
         t = result.timings
+        # A local engine times its own decoding; a remote's times are arrivals here, which say nothing of
+        # decoding when the answer came in one burst.
+        remote = self.manager.record(model).format == "remote"
         return RunFigures(
             model=model, prompt=text, response=result.text, prompt_tokens=t.prompt_tokens,
             completion_tokens=t.completion_tokens, finish_reason=result.finish_reason, ttft_s=t.prompt_eval_s,
             decode_s=t.eval_s, latency_s=latency, quality=quality.score(text, result.text),
+            decode_timed=not (remote and arrived_in_one_burst(t.eval_s, t.total_s or latency)),
         )
 
     # -- prompts ------------------------------------------------------------------------------------------
@@ -275,7 +288,9 @@ class ExperimentAgent:
         params = GenerationParams(**GREEDY, max_tokens=max_tokens, ignore_eos=True)
         rows: list[ModelRow] = []
         all_runs: list[RunFigures] = []
-        settings = {"repetitions": repetitions, "warmup": warmup, "max_tokens": max_tokens, "prompts": len(prompts)}
+        # The prompt set is recorded by content, so the history compares only speeds measured on the same one.
+        settings = {"repetitions": repetitions, "warmup": warmup, "max_tokens": max_tokens, "prompts": len(prompts),
+                    "prompt_set": prompt_set(prompts, STANDARD_PROMPTS), "ignore_eos": True}
         with self._recording(kind, list(models), settings) as exp:
             per_model = (warmup + repetitions) * len(prompts)
             total, done = len(models) * per_model, 0
@@ -293,6 +308,7 @@ class ExperimentAgent:
             exp["summary"] = {"models": [r.to_dict() for r in ranked], "recommendation": recommend(ranked), **settings}
         notes = [f"{row.model} is remote ({row.load.host}): measured over HTTP, so TTFT and latency include "
                  "the network; token counts are the remote's own" for row in ranked if row.load.measured_over]
+        notes += untimed_notes(ranked)
         return ExperimentResult(id=exp["id"], kind=kind, models=list(models), rows=ranked, runs=all_runs,
                                 recommendation=recommend(ranked), notes=notes)
 
@@ -467,7 +483,7 @@ class ExperimentAgent:
                                 "compare variants made from the same model")
         windows = scoring_chunks(ids, chunk, bos)[:chunks]
         if not windows:
-            raise LQMFError(f"the text is {len(ids)} tokens, shorter than one window of {chunk}",
+            raise LQMFError(f"the text is {plural(len(ids), 'token')}, shorter than one window of {chunk}",
                             "give a longer text file")
         parts: dict[str, list[PositionStats]] = {n: [] for n in [reference, *models]}
         for i, (window, first) in enumerate(windows):
@@ -509,8 +525,9 @@ class ExperimentAgent:
             notes.append(f"{name} is remote: measured over HTTP (TTFT includes the network); its API returns "
                          "sampled text, not the full logits fidelity needs, so it has no fidelity figures")
         params = GenerationParams(**GREEDY, max_tokens=max_tokens)
-        with self._recording("compare", list(models), {"prompts": len(prompts), "max_tokens": max_tokens,
-                                                      "reference": reference}) as exp:
+        recorded = {"prompts": len(prompts), "max_tokens": max_tokens, "reference": reference,
+                    "prompt_set": prompt_set(prompts, STANDARD_PROMPTS), "ignore_eos": False}
+        with self._recording("compare", list(models), recorded) as exp:
             rows: dict[str, ModelRow] = {}
             runs: list[RunFigures] = []
             per_model = 2 * len(prompts)  # a warm-up pass, then one measured pass
@@ -532,6 +549,7 @@ class ExperimentAgent:
             elif local:
                 notes.append("no fidelity: these models do not share a source model (run: fidelity of A against REF)")
             ranked = rank(list(rows.values()))
+            notes += untimed_notes(ranked)
             exp["summary"] = {"models": [r.to_dict() for r in ranked], "reference": reference,
                               "recommendation": recommend(ranked, reference)}
         report = ExperimentResult(id=exp["id"], kind="compare", models=list(models), rows=ranked, runs=runs,
@@ -579,7 +597,9 @@ def summarize_runs(model: str, runs: list[RunFigures]) -> ModelRow:
     """A model's row from its runs: totals, rates over summed times, latency percentiles."""
     if not runs:
         return ModelRow(model)
-    decode_s = sum(r.decode_s for r in runs if r.completion_tokens > 1)
+    decoded = [r for r in runs if r.completion_tokens > 1]
+    timed = [r for r in decoded if r.decode_timed]  # a remote's burst has no decode time to sum
+    decode_s = sum(r.decode_s for r in timed)
     ttft_s = sum(r.ttft_s for r in runs)
     latencies = [r.latency_s for r in runs]
     return ModelRow(model, speed=SpeedFigures(
@@ -587,19 +607,35 @@ def summarize_runs(model: str, runs: list[RunFigures]) -> ModelRow:
         prompt_tokens=sum(r.prompt_tokens for r in runs),
         completion_tokens=sum(r.completion_tokens for r in runs),
         prompt_tps=sum(r.prompt_tokens for r in runs) / ttft_s if ttft_s > 0 else None,
-        gen_tps=(sum(r.completion_tokens - 1 for r in runs if r.completion_tokens > 1) / decode_s
-                 if decode_s > 0 else None),
+        gen_tps=sum(r.completion_tokens - 1 for r in timed) / decode_s if decode_s > 0 else None,
         ttft_p50_s=percentile([r.ttft_s for r in runs], 50),
         latency_p50_s=percentile(latencies, 50),
         latency_p95_s=percentile(latencies, 95),
         quality_heuristic=sum(r.quality.total for r in runs) / len(runs),
+        untimed_runs=len(decoded) - len(timed),
     ))
 
 
+def untimed_notes(rows: list[ModelRow]) -> list[str]:
+    """What each row with answers that arrived in one burst over HTTP left out of its generation rate."""
+    notes = []
+    for row in rows:
+        speed = row.speed
+        if speed is None or not speed.untimed_runs:
+            continue
+        which = ("its answer" if speed.runs == 1 else f"all {speed.runs} answers" if speed.untimed_runs == speed.runs
+                 else f"{speed.untimed_runs} of {speed.runs} answers")
+        rest = (f"its generation rate is over the other {speed.runs - speed.untimed_runs}" if row.gen_tps
+                else "it has no generation rate and is not ranked by speed")
+        notes.append(f"{row.model}: {which} arrived in one burst over HTTP (the tokens after the first came at "
+                     "once), so their arrival times are no decode rate; " + rest)
+    return notes
+
+
 def rank(rows: list[ModelRow]) -> list[ModelRow]:
-    """Rows ordered by generation speed, fastest first, each with its rank."""
+    """Rows ordered by generation speed, fastest first, each with its rank (none for a row without a rate)."""
     ordered = sorted(rows, key=lambda r: -(r.gen_tps or 0))
-    return [dataclasses.replace(row, rank=i + 1) for i, row in enumerate(ordered)]
+    return [dataclasses.replace(row, rank=i + 1 if row.gen_tps else None) for i, row in enumerate(ordered)]
 
 
 def recommend(rows: list[ModelRow], reference: Optional[str] = None) -> str:
@@ -631,50 +667,3 @@ def fidelity_verdict(rows: list[ModelRow], reference: str) -> str:
             parts.append(f"{row.model}: KLD {f.kld_mean:.5f}, same top token {100 * f.top1_agreement:.1f}%, "
                          f"perplexity {change:+.2f}% vs {reference}")
     return " · ".join(parts)
-
-
-def benchmark_summary(store) -> dict[str, Any]:
-    """The latest fastest model (from the newest benchmark) and most faithful model (newest fidelity figures)."""
-    out: dict[str, Any] = {"fastest_model": None, "most_faithful_model": None, "recommendation": None}
-    # Each model's newest speed figures (local ones and remote ones, measured over HTTP), then the fastest.
-    newest: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
-    for exp in store.experiments(kind=("auto-benchmark", "benchmark", "compare"), status="done", limit=50):
-        for row in exp["summary"].get("models", []):
-            if row.get("gen_tps") and row["model"] not in newest:
-                newest[row["model"]] = (row, exp)
-    if newest:
-        best, exp = max(newest.values(), key=lambda pair: pair[0]["gen_tps"])
-        out["fastest_model"] = {
-            "model": best["model"], "gen_tps": best["gen_tps"], "prompt_tps": best.get("prompt_tps"),
-            "ttft_p50_s": best.get("ttft_p50_s"), "latency_p50_s": best.get("latency_p50_s"),
-            "latency_p95_s": best.get("latency_p95_s"), "format": best.get("format"),
-            "measured_over": best.get("measured_over", "local"), "experiment_id": exp["id"],
-            "kind": exp["kind"], "measured_at": exp["finished_at"],
-        }
-        out["speed_by_model"] = {name: {"gen_tps": row["gen_tps"], "ttft_p50_s": row.get("ttft_p50_s"),
-                                        "format": row.get("format"),
-                                        "measured_over": row.get("measured_over", "local"),
-                                        "experiment_id": exp["id"]} for name, (row, exp) in sorted(newest.items())}
-    for exp in store.experiments(kind=("fidelity", "compare"), status="done", limit=20):
-        reference = exp["summary"].get("reference")
-        rows = [r for r in exp["summary"].get("models", [])
-                if r.get("kld_mean") is not None and r["model"] != reference]
-        if rows:
-            best = min(rows, key=lambda r: r["kld_mean"])
-            out["most_faithful_model"] = {
-                "model": best["model"], "reference": reference, "kld_mean": best["kld_mean"],
-                "top1_agreement": best["top1_agreement"], "ppl": best.get("ppl_test"),
-                "experiment_id": exp["id"], "measured_at": exp["finished_at"],
-            }
-            break
-    parts = []
-    if out["fastest_model"]:
-        parts.append(f"speed: {out['fastest_model']['model']} ({out['fastest_model']['gen_tps']:.1f} tok/s)")
-    if out["most_faithful_model"]:
-        f = out["most_faithful_model"]
-        parts.append(f"fidelity: {f['model']} (KLD {f['kld_mean']:.5f} vs {f['reference']})")
-    out["recommendation"] = " | ".join(parts) or None
-    if not parts:
-        out["note"] = ("nothing measured yet: benchmarks run every LQMF_AUTO_BENCHMARK_EVERY requests, "
-                       "or run one from the shell")
-    return out

@@ -16,6 +16,16 @@ from lqmf.results import Result
 if TYPE_CHECKING:  # the report's module stays unimported until an agreement runs
     from agents.measure.agreement import AgreementReport
 
+# Over HTTP the decode time is when the tokens after the first arrived here. When they came within this share
+# of the whole request (an answer buffered by the remote or the network, or sent as one piece), their arrival
+# says nothing of how fast they were decoded: such a run has no decode rate.
+BURST_SHARE = 0.1
+
+
+def arrived_in_one_burst(decode_s: float, latency_s: float) -> bool:
+    """Whether the tokens after the first arrived too close together for their times to be a decode rate."""
+    return latency_s > 0 and decode_s < BURST_SHARE * latency_s
+
 
 @dataclass
 class RunFigures:
@@ -31,6 +41,8 @@ class RunFigures:
     decode_s: float  # after the first token
     latency_s: float  # submit to result, queueing included
     quality: QualityHeuristic
+    # False when decode_s is no decode time: a remote's answer that arrived in one burst (arrived_in_one_burst).
+    decode_timed: bool = True
 
     @property
     def prompt_tps(self) -> Optional[float]:
@@ -40,7 +52,7 @@ class RunFigures:
     @property
     def gen_tps(self) -> Optional[float]:
         """Tokens after the first over the time after the first (the first belongs to the prompt's time)."""
-        if self.completion_tokens > 1 and self.decode_s > 0:
+        if self.completion_tokens > 1 and self.decode_s > 0 and self.decode_timed:
             return (self.completion_tokens - 1) / self.decode_s
         return None
 
@@ -65,6 +77,7 @@ class SpeedFigures:
     latency_p50_s: float
     latency_p95_s: float
     quality_heuristic: float  # the word heuristic's mean (agents/measure/quality.py): no measure of correctness
+    untimed_runs: int = 0  # runs whose decode could not be timed (a remote's burst): left out of gen_tps
 
 
 @dataclass

@@ -31,7 +31,7 @@ from agents.models.results import DiskUsage, DiskUsageRow, ModelDetails, ModelFi
 from lqmf.atomic import atomic_output, ensure_disk_space, temp_sibling
 from lqmf.errors import InvalidRequest, LQMFError, ModelBusy, ModelNotFound, OutputExists
 from lqmf.files import write_text_atomic
-from lqmf.manifest import MANIFEST_SUFFIX, manifest_path_for
+from lqmf.manifest import MANIFEST_SUFFIX, manifest_path_for, portable, weight_split
 from lqmf.names import MODEL_NAME_MAX, NEW_MODEL_NAME
 from lqmf.units import format_bytes
 from server.discovery import ModelRecord, chat_template_of
@@ -356,7 +356,7 @@ def rename_model(manager, name: str, new: str, *, store=None) -> Change:
         # 1. The new manifest beside the new name (a file's): alone it is never listed.
         new_side = target.with_name(target.name + MANIFEST_SUFFIX) if unit.manifest is not None else None
         if new_side is not None and data is not None:
-            write_text_atomic(new_side, json.dumps(data, indent=2, sort_keys=True))
+            write_text_atomic(new_side, json.dumps(portable(data, models_dir), indent=2, sort_keys=True))
         try:
             # 2. The artefact, in one rename: the model is listed under its new name from here on.
             os.replace(unit.artefact, target)
@@ -370,7 +370,7 @@ def rename_model(manager, name: str, new: str, *, store=None) -> Change:
         elif data is not None:
             inner = _model_manifest_path(unit, target)
             if inner is not None and inner.is_file():
-                write_text_atomic(inner, json.dumps(data, indent=2, sort_keys=True))
+                write_text_atomic(inner, json.dumps(portable(data, models_dir), indent=2, sort_keys=True))
         for old_child, new_child in children.items():
             if old_child.exists():
                 os.replace(old_child, new_child)
@@ -425,7 +425,7 @@ def _point_source(child: ModelRecord, new_path: Path) -> bool:
         return False
     data = json.loads(path.read_text(encoding="utf-8"))
     data.setdefault("source", {})["path"] = str(new_path)
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True))
+    write_text_atomic(path, json.dumps(portable(data, Path(child.path).parent), indent=2, sort_keys=True))
     return True
 
 
@@ -456,14 +456,14 @@ def copy_model(manager, name: str, new: str, *, store=None) -> Change:
         for new_child in children.values():
             _rename_in_manifest(new_child, new_child.name)
         if new_side is not None and data is not None:
-            write_text_atomic(new_side, json.dumps(data, indent=2, sort_keys=True))
+            write_text_atomic(new_side, json.dumps(portable(data, models_dir), indent=2, sort_keys=True))
             made.append(new_side)
         with atomic_output(target, is_dir=artefact_is_dir) as tmp:
             if artefact_is_dir:
                 shutil.copytree(unit.artefact, tmp, symlinks=True, dirs_exist_ok=True)
                 inner = _model_manifest_path(unit, tmp)
                 if data is not None and inner is not None and inner.is_file():
-                    write_text_atomic(inner, json.dumps(data, indent=2, sort_keys=True))
+                    write_text_atomic(inner, json.dumps(portable(data, models_dir), indent=2, sort_keys=True))
             else:
                 shutil.copy2(unit.artefact, tmp)
     except BaseException:
@@ -634,6 +634,9 @@ def _details(manager, record: ModelRecord, store, with_template: bool) -> ModelD
         summary["source"] = manifest.get("source")
         summary["imatrix"] = (manifest.get("details") or {}).get("imatrix")
         summary["details"] = {k: v for k, v in (manifest.get("details") or {}).items() if k != "imatrix"}
+        # Where the bits go (quantized layers vs tensors kept in float): recorded by the factory, else read here.
+        split = None if manifest.get("weights") else weight_split(Path(record.path))
+        summary["weights"] = manifest.get("weights") or (split.to_dict() if split else None)
     template = None
     try:
         template = chat_template_of(record) if record.has_chat_template else None

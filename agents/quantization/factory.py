@@ -19,7 +19,15 @@ from agents.quantization.plan import MARGIN, QuantPlan, QuantRequest, machine_no
 from agents.quantization.verify import EMBED_VERIFY_STEP, VERIFY_STEP, verify_embeddings, verify_output
 from lqmf.atomic import sweep_stale_temps, temp_sibling
 from lqmf.errors import PlanRefused
-from lqmf.manifest import manifest_path_for, measure_run, read_manifest, tree_sha256
+from lqmf.manifest import (
+    RunMeasure,
+    manifest_path_for,
+    measure_run,
+    read_manifest,
+    tree_sha256,
+    weight_split,
+    write_manifest,
+)
 from lqmf.progress import Progress
 from lqmf.settings import Settings
 
@@ -64,7 +72,8 @@ class QuantizationAgent:
 
             if not LlamaTools.in_folder(tools_folder(self.settings)).ready():
                 plan.steps.insert(0, f"{BUILD_TOOLS_STEP} (once, about 2 minutes)")
-        plan.steps.append(EMBED_VERIFY_STEP if is_embedding_role(record.role) else VERIFY_STEP)
+        if plan.steps:  # a plan without a level makes nothing, so there is nothing to verify
+            plan.steps.append(EMBED_VERIFY_STEP if is_embedding_role(record.role) else VERIFY_STEP)
         return plan
 
     def run(self, plan: QuantPlan, progress: Optional[Progress] = None) -> QuantRun:
@@ -94,11 +103,31 @@ class QuantizationAgent:
                       steps.current, failure.message, exc_info=exc)
             self._finish(run_id, "failed", measure, error=str(failure))
             raise failure from exc
+        manifest = self._whole_run(Path(plan.output_path), manifest, measure)
         self._finish(run_id, "done", measure, manifest=manifest)
         self._check_ram_estimate(run_id, plan, measure.peak_rss_bytes)
         steps.done()
         log.info("quantization run %s: %s -> %s in %.1f s", run_id, plan.source, plan.output_name, measure.wall_time_s)
         return QuantRun(run_id, plan, manifest, round(measure.wall_time_s, 3), measure.peak_rss_bytes)
+
+    @staticmethod
+    def _whole_run(output: Path, manifest: dict, measure: RunMeasure) -> dict:
+        """The output's manifest with the whole run's figures (what the run reports), where the quantizer wrote
+        its own step's; and, for a folder, where its bits go (quantized layers, tensors kept in float)."""
+        data = dict(manifest)
+        details = dict(data.get("details") or {})
+        details["quantizer_step"] = {"wall_time_s": data.get("wall_time_s"),
+                                     "peak_rss_bytes": data.get("peak_rss_bytes")}
+        data.update(wall_time_s=round(measure.wall_time_s, 3), peak_rss_bytes=measure.peak_rss_bytes, details=details)
+        try:
+            split = weight_split(output)
+            if split is not None:
+                data["weights"] = split.to_dict()
+            write_manifest(output, data)
+        except OSError as exc:  # the output is made and verified: a manifest left with its step's figures
+            log.warning("could not record the whole run's figures in the manifest of %s: %s", output, exc)
+            return manifest
+        return read_manifest(output) or data
 
     @staticmethod
     def _check_ram_estimate(run_id: int, plan: QuantPlan, peak: int) -> None:

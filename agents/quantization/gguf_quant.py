@@ -216,7 +216,7 @@ def gguf_manifest(
 def write_manifest_beside(final: Path, manifest: Manifest) -> None:
     """Write a file output's manifest next to it (`<file>.lqmf.json`), atomically."""
     with atomic_output(manifest_path_for(final), overwrite=True) as tmp:
-        tmp.write_text(manifest.to_json(), encoding="utf-8")
+        tmp.write_text(manifest.to_json(home=final.parent), encoding="utf-8")
 
 
 @contextmanager

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from agents.quantization.calibration import load_calibration
-from agents.quantization.quiet import library_output_to
 from lqmf.atomic import atomic_output, ensure_disk_space
 from lqmf.encoders import EMBEDDING, GENERATION, MODULES_FILE, hf_role
 from lqmf.errors import QuantizationError
+from lqmf.log import LOAD_OUTPUT, noise_filtered, route_library_loggers
 from lqmf.manifest import (
     Manifest,
     RunMeasure,
@@ -24,6 +24,7 @@ from lqmf.manifest import (
     weight_files,
 )
 from lqmf.progress import Progress
+from lqmf.quiet import library_output_logged, library_output_to
 from lqmf.settings import load_settings
 from lqmf.source import architecture, hf_parameter_count, hf_weight_bytes, require_hf_folder
 
@@ -60,7 +61,7 @@ def folder_manifest(
 
 
 def write_manifest_inside(folder: Path, manifest: Manifest) -> None:
-    manifest_path_for(folder).write_text(manifest.to_json(), encoding="utf-8")
+    manifest_path_for(folder).write_text(manifest.to_json(home=folder.parent), encoding="utf-8")
 
 
 def copy_tokenizer_files(src: Path, dest: Path) -> None:
@@ -141,8 +142,11 @@ def quantize_bnb(src: Path, out_dir: Path, mode: str = "nf4", overwrite: bool = 
                 load_in_4bit=True, bnb_4bit_quant_type=mode, bnb_4bit_compute_dtype=torch.float32,
                 bnb_4bit_use_double_quant=False,
             )
+        route_library_loggers()
         auto = getattr(transformers, BNB_AUTO_CLASS[role])
-        model = auto.from_pretrained(src, quantization_config=config, device_map="cpu")
+        # transformers' "Loading weights" bar and the libraries' prints: to the log (lqmf.log's NOISE)
+        with library_output_logged(noise_filtered(LOAD_OUTPUT), logging.INFO):
+            model = auto.from_pretrained(src, quantization_config=config, device_map="cpu")
         model.save_pretrained(tmp, safe_serialization=True)
         if role == EMBEDDING:
             copy_sentence_layout(src, tmp)
@@ -190,6 +194,8 @@ def quantize_gptq(
         with quiet("quantize"):
             from gptqmodel import GPTQModel, QuantizeConfig
             from gptqmodel.looper import loop_processor
+
+            route_library_loggers()  # a handler transformers bound to the terminal before this context
 
             # GPTQModel writes its per-layer logs to ./logs relative to the working directory;
             # point them at our logs folder so a run never writes into whatever the cwd is.

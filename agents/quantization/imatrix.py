@@ -111,7 +111,9 @@ def count_tokens(model_gguf: Path, text: str) -> int:
     """Tokens of `text` as llama-imatrix counts them (the model's own vocabulary, with BOS)."""
     import llama_cpp
 
-    logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
+    from lqmf.llama_log import route_llama_log
+
+    route_llama_log()  # a vocab-only handle's "n_ctx_train (0)" warning: to the log (lqmf.log NOISE)
     vocab = llama_cpp.Llama(str(model_gguf), vocab_only=True, verbose=False)
     try:
         return len(vocab.tokenize(text.encode("utf-8"), add_bos=True, special=False))

@@ -267,11 +267,37 @@ def choose_method_and_level(request: QuantRequest) -> tuple[str, str, list[str]]
             supported = ", ".join(str(b) for b in LEVEL_FOR_BITS[method])
             problems.append(f"{method} has no {bits}-bit level here: it supports {supported} bits")
             level = ""
-    valid = {"gguf": set(GGUF_LEVELS) | set(FLOAT_BITS), "bnb": set(BNB_MODES),
-             "gptq": {f"{b}bit" for b in GPTQ_BITS}}[method]
+    valid = valid_levels(method)
     if level and level not in valid:
         problems.append(f"{level} is not a {method} level: choose one of {', '.join(sorted(valid))}")
     return method, level, problems
+
+
+def valid_levels(method: str) -> set[str]:
+    """The levels a method (gguf, gptq, bnb) can make; none for an unknown method."""
+    if method == "gguf":
+        return set(GGUF_LEVELS) | set(FLOAT_BITS)
+    if method == "bnb":
+        return set(BNB_MODES)
+    return {f"{b}bit" for b in GPTQ_BITS} if method == "gptq" else set()
+
+
+def level_reason(method: str, level: str) -> str:
+    """Why one would pick a level: its known trade-off, else what llama.cpp documents; empty when it is not real.
+
+    Never "method level" again: the plan shows those on their own line, so repeating them explains nothing.
+    """
+    if level not in valid_levels(method):
+        return ""
+    if level in WHY_LEVEL:
+        return WHY_LEVEL[level]
+    if level in FLOAT_BITS:
+        return (f"unquantized {level}: {FLOAT_BITS[level]:g}-bit floats, the reference quantized variants are "
+                "measured against")
+    spec = GGUF_LEVELS[level]
+    family = "I-quant" if spec.is_iq else "K-quant" if spec.is_k_quant else "legacy block type"
+    return (f"llama.cpp {family} at about {spec.nominal_bits:g} bits per weight"
+            + (", made with an importance matrix" if spec.needs_imatrix else ""))
 
 
 def level_bits(method: str, level: str) -> float:
@@ -361,6 +387,33 @@ def estimate_ram(method: str, params: int, imatrix: bool, history: list[dict],
                  f"{baseline / GIB:.2f} GiB)")
 
 
+def _gguf_steps(level: str, facts: SourceFacts, imatrix: bool, group_size: Optional[int]) -> tuple[list[str], int]:
+    steps, disk = [], 0
+    if facts.format == "hf" and level not in FLOAT_BITS:
+        steps.append("convert the Hugging Face folder to an f16 GGUF (temporary) with llama.cpp's converter")
+        disk += facts.parameter_count * 2
+    elif facts.format == "hf":
+        steps.append(f"convert the Hugging Face folder to a {level} GGUF with llama.cpp's converter")
+    if imatrix:
+        steps.append("compute an importance matrix from the calibration text with llama.cpp")
+    if level not in FLOAT_BITS:
+        steps.append(f"quantize to {level} with llama.cpp" + (" using the importance matrix" if imatrix else ""))
+    return steps, disk
+
+
+def _gptq_steps(level: str, facts: SourceFacts, imatrix: bool, group_size: Optional[int]) -> tuple[list[str], int]:
+    group = group_size or DEFAULT_GROUP_SIZE
+    return [f"quantize with GPTQModel ({level}, group size {group}) on CPU, layer by layer"], facts.weight_bytes // 4
+
+
+def _bnb_steps(level: str, facts: SourceFacts, imatrix: bool, group_size: Optional[int]) -> tuple[list[str], int]:
+    return [f"quantize with bitsandbytes ({level}) through transformers on CPU"], facts.weight_bytes // 8
+
+
+# The steps of each method and the scratch disk they need on top of the output.
+STEP_PLANNERS = {"gguf": _gguf_steps, "gptq": _gptq_steps, "bnb": _bnb_steps}
+
+
 def make_plan(request: QuantRequest, facts: SourceFacts, models_dir: Path, machine: Machine,
               history: list[dict], converter_dir: Optional[Path] = None) -> QuantPlan:
     """The plan for a request on this machine; refused plans carry their problems."""
@@ -369,14 +422,15 @@ def make_plan(request: QuantRequest, facts: SourceFacts, models_dir: Path, machi
     checkable = bool(level) and not problems  # the shapes are read only for a request that names a real level
     params = facts.parameter_count
     bits = level_bits(method, level) if level else 0.0
-    name = request.name or default_output_name(facts.name, method, level or "x", request.group_size)
-    if method == "gguf" and not name.endswith(".gguf"):
+    # Without a level there is nothing to make: no output name, steps or estimates (a refusal shows none).
+    name = request.name or (default_output_name(facts.name, method, level, request.group_size) if level else "")
+    if method == "gguf" and name and not name.endswith(".gguf"):
         name += ".gguf"
-    output = Path(models_dir) / name
-    if output.exists() and not request.overwrite:
+    output = Path(models_dir) / name if name else None
+    if output is not None and output.exists() and not request.overwrite:
         problems.append(f"{name} already exists in {models_dir}: name the output (… as NEWNAME) or remove it")
 
-    expected = expected_output_bytes(facts, method, bits)
+    expected = expected_output_bytes(facts, method, bits) if level else 0
     steps, disk, calibration, notes = [], expected, None, []
     imatrix = request.imatrix and method == "gguf"
     if method == "gguf" and getattr(GGUF_LEVELS.get(level), "needs_imatrix", False) and not imatrix:
@@ -394,28 +448,15 @@ def make_plan(request: QuantRequest, facts: SourceFacts, models_dir: Path, machi
         expected = shaped.expected_bytes
     problems += shaped.problems
     notes += shaped.notes
-    if method == "gguf":
-        if facts.format == "hf" and level not in FLOAT_BITS:
-            steps.append("convert the Hugging Face folder to an f16 GGUF (temporary) with llama.cpp's converter")
-            disk += params * 2
-        elif facts.format == "hf":
-            steps.append(f"convert the Hugging Face folder to a {level} GGUF with llama.cpp's converter")
-        if imatrix:
-            steps.append("compute an importance matrix from the calibration text with llama.cpp")
-        if level not in FLOAT_BITS:
-            steps.append(f"quantize to {level} with llama.cpp" + (" using the importance matrix" if imatrix else ""))
-    elif method == "gptq":
-        steps.append(f"quantize with GPTQModel ({level}, group size {shaped.group_size or DEFAULT_GROUP_SIZE}) on "
-                     "CPU, layer by layer")
-        disk += facts.weight_bytes // 4
-    else:
-        steps.append(f"quantize with bitsandbytes ({level}) through transformers on CPU")
-        disk += facts.weight_bytes // 8
-    if method == "gptq" or imatrix:
+    if level and method in STEP_PLANNERS:
+        method_steps, method_disk = STEP_PLANNERS[method](level, facts, imatrix, shaped.group_size)
+        steps += method_steps
+        disk += method_disk
+    if level and (method == "gptq" or imatrix):
         calibration = str(request.calibration_file) if request.calibration_file else \
             "built-in: Python standard library docstrings (general English prose)"
 
-    known = method in DEFAULT_COST
+    known = method in DEFAULT_COST and bool(level)
     ram, ram_basis = estimate_ram(method, params, imatrix, history, machine.process_rss) if known else (0, "")
     seconds, basis = estimate_seconds(method, params, imatrix, history) if known else (0.0, "")
     if ram * MARGIN > machine.available_ram:
@@ -424,13 +465,12 @@ def make_plan(request: QuantRequest, facts: SourceFacts, models_dir: Path, machi
     if disk * MARGIN > machine.free_disk:
         problems.append(f"needs about {disk / GIB:.2f} GiB of disk, {machine.free_disk / GIB:.2f} GiB is free "
                         f"in {models_dir}: free space or set LQMF_MODELS_DIR")
-    why = WHY_LEVEL.get(level, f"{method} {level}")
-    recommendation = f"{method} {level}: {why}"
-    if request.method is None and request.level is None:
+    recommendation = level_reason(method, level)
+    if recommendation and request.method is None and request.level is None:
         recommendation += " (chosen because you named no method: gguf is the fastest to run on CPU)"
     return QuantPlan(
         source=facts.name, source_path=str(facts.path), source_format=facts.format, method=method, level=level,
-        bits=bits, output_name=name, output_path=str(output), parameter_count=params, steps=steps,
+        bits=bits, output_name=name, output_path=str(output or ""), parameter_count=params, steps=steps,
         calibration=calibration, imatrix=imatrix, fidelity=request.fidelity, expected_size_bytes=expected,
         expected_peak_ram_bytes=ram, disk_needed_bytes=disk, available_ram_bytes=machine.available_ram,
         free_disk_bytes=machine.free_disk, estimated_seconds=round(seconds, 1), estimate_basis=basis,

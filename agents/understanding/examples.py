@@ -21,7 +21,7 @@ MODELS_FILE = "_models.txt"
 CLASSIFIERS_FILE = "_classifiers.txt"
 LIST_SLOTS = frozenset({"models", "urls", "texts"})
 INT_SLOTS = frozenset({"port", "bits", "group_size"})
-FLAG_SLOTS = frozenset({"yes", "imatrix", "fidelity"})
+FLAG_SLOTS = frozenset({"yes", "imatrix", "fidelity", "every"})
 
 
 @dataclass(frozen=True)

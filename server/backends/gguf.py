@@ -41,20 +41,15 @@ def default_threads() -> int:
 
 @contextlib.contextmanager
 def quiet_llama_log():
-    """Silence llama.cpp's log for a moment.
+    """llama.cpp's log to the log file, not the terminal, while inside (and from then on: lqmf.llama_log).
 
-    llama-cpp-python 0.3.36 maps ggml's WARN level to logging.ERROR, so the warning every embedding
-    context of a model without pooling metadata gets ("model default pooling_type is [-1], but [1]
-    was specified") reaches stderr, i.e. the shell's screen. Its logger level is the library's own
-    global switch; a concurrent Llama() may reset it, which only lets a warning through.
+    A model without pooling metadata warns on every embedding context, an encoder on every batch; those and
+    the other known ones are demoted by lqmf.log's NOISE table.
     """
-    llama_log = logging.getLogger("llama-cpp-python")
-    before = llama_log.level
-    llama_log.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        llama_log.setLevel(before)
+    from lqmf.llama_log import route_llama_log
+
+    route_llama_log()
+    yield
 
 
 class PieceDecoder(IncrementalDecoder):
@@ -114,8 +109,7 @@ class GGUFBackend(Backend):
     def _open(self, **options) -> None:
         """Open the file as self.llm (a readable ModelLoadError if llama.cpp cannot) and read its template."""
         try:
-            # Quiet: a vocab-only context warns about its n_ctx on the shell's screen.
-            with self._native_lock, quiet_llama_log():
+            with self._native_lock:
                 self.llm = self._new_llama(**options)
         except LQMFError:  # refused by the smoke check's verdict: its reason, as it is
             raise
@@ -140,7 +134,9 @@ class GGUFBackend(Backend):
         from llama_cpp import Llama
 
         from lqmf.gguf_check import repacking_off
+        from lqmf.llama_log import route_llama_log
 
+        route_llama_log()
         if self.inprocess_refusal and not options.get("vocab_only"):
             raise ModelLoadError(f"{self.record.name} cannot run in this process: {self.inprocess_refusal}",
                                  "serve it on llama-server (`make tools`), or rebuild with `make install`")

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Iterator, Optional, Sequence, Union
 
 from lqmf.encoders import read_layout
 from lqmf.errors import FeatureUnsupported, ModelLoadError
+from lqmf.log import LOAD_OUTPUT, noise_filtered, route_library_loggers
+from lqmf.quiet import library_output_logged
 from server.backends.base import Backend, GenerationParams, IncrementalDecoder, Message, TokenLogprob
 from server.backends.chat import render_chat, validate_messages
 from server.backends.pooling import pool
@@ -76,19 +78,10 @@ class TransformersBackend(Backend):
         path = self.record.path
         self._grammar_tokenizer = None  # it belongs to the tokenizer loaded below
         try:
-            from transformers import AutoTokenizer
-
-            self.tokenizer = AutoTokenizer.from_pretrained(path)
-            if self.format == "gptq":
-                # transformers v5 loads GPTQ only through optimum + GPTQModel; GPTQModel alone suffices.
-                from gptqmodel import GPTQModel
-
-                self.model = GPTQModel.load(str(path), device="cpu").model
-            else:
-                import transformers
-
-                auto = getattr(transformers, AUTO_CLASS.get(self.record.role, "AutoModelForCausalLM"))
-                self.model = auto.from_pretrained(path, device_map="cpu")
+            # Libraries print while they load (GPTQModel's ~50-line banner, transformers' "Loading weights" bar,
+            # torch's warnings): to the log, where lqmf.log's NOISE keeps them at DEBUG.
+            with library_output_logged(noise_filtered(LOAD_OUTPUT), logging.INFO):
+                self.tokenizer, self.model = self._load_folder(path)
         except Exception as exc:  # any library failure becomes one readable error
             self.model = self.tokenizer = None
             raise ModelLoadError(f"could not load {self.record.name}: {exc}", "check the folder's files") from exc
@@ -102,6 +95,22 @@ class TransformersBackend(Backend):
         if self.tokenizer.eos_token_id is not None:
             self.eos_ids.add(int(self.tokenizer.eos_token_id))
         self.loaded = True
+
+    def _load_folder(self, path):
+        """The folder's tokenizer and model, by format."""
+        from transformers import AutoTokenizer
+
+        route_library_loggers()  # transformers' and torch's own terminal handlers (both imported now): to the log
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        if self.format == "gptq":
+            # transformers v5 loads GPTQ only through optimum + GPTQModel; GPTQModel alone suffices.
+            from gptqmodel import GPTQModel
+
+            return tokenizer, GPTQModel.load(str(path), device="cpu").model
+        import transformers
+
+        auto = getattr(transformers, AUTO_CLASS.get(self.record.role, "AutoModelForCausalLM"))
+        return tokenizer, auto.from_pretrained(path, device_map="cpu")
 
     def unload(self) -> None:
         self.model = self.tokenizer = self._grammar_tokenizer = None
@@ -123,7 +132,9 @@ class TransformersBackend(Backend):
         return len(self.tokenizer)
 
     def tokenize(self, text: str, add_special: bool = True) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=add_special)["input_ids"])
+        # verbose=False: text longer than the model's context is tokenized whole on purpose (fidelity windows
+        # it); the length check belongs to generation (ContextOverflow), not to transformers' warning.
+        return list(self.tokenizer(text, add_special_tokens=add_special, verbose=False)["input_ids"])
 
     def detokenize(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=True)

@@ -7,7 +7,7 @@ from typing import Any, Literal, Optional
 from fastapi import APIRouter, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from agents.measure.experiments import benchmark_summary
+from agents.measure.summary import benchmark_summary
 from lqmf.sampling import JSON_SAFE_INT
 from server.errors import APIError
 
@@ -17,8 +17,10 @@ Status = Literal["running", "done", "failed", "incomplete"]
 
 @router.get("/benchmark/summary")
 async def summary(request: Request) -> dict[str, Any]:
-    """The fastest model of the newest benchmark and the most faithful model of the newest fidelity figures."""
-    out = await run_in_threadpool(benchmark_summary, request.app.state.store)
+    """The fastest and the most faithful model, each among figures measured the same way, of models that exist."""
+    manager = request.app.state.manager
+    present = {record.name for record in await run_in_threadpool(manager.available)}
+    out = await run_in_threadpool(benchmark_summary, request.app.state.store, present)
     out["auto_benchmark_every"] = request.app.state.settings.auto_benchmark_every
     return out
 

@@ -35,20 +35,26 @@ async def _run(fn, *args) -> Any:
 
 @router.get("/classifiers")
 async def classifiers(request: Request) -> dict[str, Any]:
-    """Every saved classifier: its embedding model and sha256, labels, algorithm, accuracy (or why it is unusable)."""
+    """Every saved classifier: its embedding model and sha256, labels, algorithm, accuracy, whether that is clearly
+    above chance (`above_chance`, `warning`), or why it is unusable."""
     return {"classifiers": await _run(request.app.state.classifiers.list)}
 
 
 @router.get("/classifiers/{name}")
 async def classifier(request: Request, name: ClassifierPath) -> dict[str, Any]:
-    """One classifier's manifest, after its safety check (the file's hash and skops' trusted types)."""
+    """One classifier's manifest, after its safety check (the file's hash and skops' trusted types), and whether
+    its cross-validated accuracy is clearly above chance (`above_chance`: false with a `warning` saying why; null
+    when not measured), the figures behind that in `chance`."""
     loaded = await _run(request.app.state.classifiers.get, name)
-    return {"name": name, "manifest": loaded.manifest.to_dict()}
+    verdict = loaded.manifest.verdict()
+    return {"name": name, **verdict.fields(), "chance": verdict.to_dict(), "manifest": loaded.manifest.to_dict()}
 
 
 @router.post("/classifiers/{name}/predict")
 async def predict(request: Request, name: ClassifierPath, body: ClassifyRequest) -> dict[str, Any]:
     """Labels and probabilities for a text or texts; the embedding model is loaded through the manager.
+    `above_chance` false (with a `warning`): the classifier's cross-validated accuracy is not clearly above chance,
+    so its labels and probabilities mean little.
 
     409: the classifier failed its safety check, or its embedding model is missing, changed since
     training (sha256) or makes vectors of another dimension.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Optional
 
 from fastapi import APIRouter, Request
@@ -9,6 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from lqmf.errors import LQMFError
+from server.endpoints import ModelChoiceNeeded
 from server.errors import APIError
 from server.schemas import EndpointRequest, ModelPath, SwitchRequest, check_model_name
 
@@ -26,11 +28,16 @@ async def list_endpoints(request: Request) -> dict[str, Any]:
 @router.post("/endpoints", status_code=201,
              responses={200: {"description": "An endpoint of that name was replaced (a broken one included)"}})
 async def add_endpoint(request: Request, body: EndpointRequest) -> JSONResponse:
-    """Register (or replace) an endpoint; it is probed at once and listed as a model of format remote."""
+    """Register (or replace) an endpoint; it is probed at once and listed as a model of format remote. A server that
+    lists several models needs `model` (422 names them; nothing is registered)."""
     name = check_model_name(body.name)
     library = request.app.state.library
-    added = await run_in_threadpool(lambda: library.add_endpoint(name, body.all_urls(), model=body.model,
-                                                                 key_env=body.key_env))
+    try:
+        added = await run_in_threadpool(lambda: library.add_endpoint(name, body.all_urls(), model=body.model,
+                                                                     key_env=body.key_env))
+    except ModelChoiceNeeded as exc:  # the hint in this face's words: a field of the body, not a shell line
+        raise APIError(422, exc.message, f'send the same body with "model": one of them, e.g. '
+                                         f'"model": {json.dumps(exc.models[0])}') from None
     return JSONResponse({"status": added.changed, "endpoint": added.endpoints[0]},
                         status_code=200 if added.changed == "replaced" else 201)
 

@@ -1,0 +1,61 @@
+""""Which model is fastest?", "which one should I use?": answered from the recorded measurements, never guessed.
+
+The figures are the history's summary (agents/measure/experiments.py `benchmark_summary`, the one GET
+/benchmark/summary serves); where nothing is measured the answer says what to type to measure it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from agents import model_sets as ms
+from agents import results as r
+
+MEASURE_SPEED = "benchmark all models"
+MEASURE_FIDELITY = "compare all models"
+
+
+def _speed(summary: dict[str, Any]) -> Optional[str]:
+    best = summary.get("fastest_model")
+    if not best:
+        return None
+    where = f"{best.get('kind', 'benchmark')} #{best['experiment_id']}" if best.get("experiment_id") else "measured"
+    return f"fastest: {best['model']} at {best['gen_tps']:.1f} tokens/s ({where})"
+
+
+def _fidelity(summary: dict[str, Any]) -> Optional[str]:
+    best = summary.get("most_faithful_model")
+    if not best:
+        return None
+    top1 = f", same top token {100 * best['top1_agreement']:.1f}%" if best.get("top1_agreement") is not None else ""
+    where = f", experiment #{best['experiment_id']}" if best.get("experiment_id") else ""
+    return f"most faithful: {best['model']} (KLD {best['kld_mean']:.5f} against {best.get('reference')}{top1}{where})"
+
+
+FOCUS = {"speed": ((_speed, MEASURE_SPEED),), "fidelity": ((_fidelity, MEASURE_FIDELITY),),
+         "": ((_speed, MEASURE_SPEED), (_fidelity, MEASURE_FIDELITY))}
+
+
+def recommendation(library: Any, focus: Optional[str] = None) -> r.Result:
+    """The measured answer for a focus ("speed", "fidelity", None: both), or what to measure first."""
+    from agents.measure.experiments import benchmark_summary
+
+    records = library.manager.available()
+    summary = benchmark_summary(library.store, [rec.name for rec in records])  # what no longer exists is left out
+    lines, todo = [], []
+    for answer, measure in FOCUS.get(focus or "", FOCUS[""]):
+        line = answer(summary)
+        if line:
+            lines.append(line)
+        else:
+            todo.append(measure)
+    if not lines:
+        return r.Message(text=f"nothing measured yet; say `{'` or `'.join(todo)}`")
+    measured = set(summary.get("speed_by_model") or {})
+    unmeasured = [name for name in ms.Pool.of(records).fitting(ms.GENERATES) if name not in measured]
+    if measured and unmeasured and focus != "fidelity":
+        shown = ", ".join(unmeasured[:4]) + (f" and {len(unmeasured) - 4} more" if len(unmeasured) > 4 else "")
+        lines.append(f"not benchmarked yet: {shown} (say `{MEASURE_SPEED}`)")
+    lines += [f"no fidelity measured yet: say `{measure}`" for measure in todo if measure == MEASURE_FIDELITY]
+    lines += [f"no speed measured yet: say `{measure}`" for measure in todo if measure == MEASURE_SPEED]
+    return r.Message(text="\n".join(lines))
