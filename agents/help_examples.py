@@ -87,9 +87,8 @@ class Filler:
         return re.sub(r"(\s+--yes)?$", rf" as {free}\1", text, count=1)
 
 
-def filler(executor: Any) -> Filler:
-    """What the executor's models on disk and saved classifiers fill examples with."""
-    from agents.classifiers.artifact import classifier_names
+def _reference(executor: Any) -> Callable[[str], Optional[str]]:
+    """The source a variant was made from, or None (no manifest, or its source is not on disk)."""
     from lqmf.errors import LQMFError
 
     def reference(name: str) -> Optional[str]:
@@ -98,8 +97,28 @@ def filler(executor: Any) -> Filler:
         except LQMFError:
             return None
 
+    return reference
+
+
+def filler(executor: Any) -> Filler:
+    """What the executor's models on disk and saved classifiers fill examples with."""
+    from agents.classifiers.artifact import classifier_names
+
     records = executor.manager.available()
-    return Filler(ms.Pool.of(records, reference), classifier_names(executor.settings), {rec.name for rec in records})
+    return Filler(ms.Pool.of(records, _reference(executor)), classifier_names(executor.settings),
+                  {rec.name for rec in records})
+
+
+def completion_names(executor: Any, line: str) -> list[str]:
+    """The model names the shell's Tab offers after `line`: those its command would run on (quantize: the
+    unquantized sources; chat: what generates; ...), remote endpoints where the command can use them; every name
+    after a line that starts with no command phrase."""
+    fit = table.completion_fit(line)
+    records = executor.manager.available()
+    if fit is None:
+        return [rec.name for rec in records]
+    remote = [rec.name for rec in records if rec.remote and fit in (ms.ANY, ms.GENERATES)]
+    return ms.Pool.of(records, _reference(executor)).fitting(fit) + remote
 
 
 def _rows(entries: list[tuple[table.IntentSpec, table.HelpRow]], fill: Callable[[table.IntentSpec, str], str],

@@ -482,6 +482,15 @@ def completion_words() -> list[str]:
     return [word for s in SPECS.values() for word in s.completion]
 
 
+def completion_fit(line: str) -> Optional[str]:
+    """What the models completed after a line's command phrase must be (a model_sets fit); None: any name."""
+    start = " ".join(line.lower().split())
+    phrases = [(phrase, s.fits) for s in SPECS.values() for phrase in s.completion
+               if start == phrase or start.startswith(phrase + " ")]
+    fit = max(phrases, key=lambda entry: len(entry[0]))[1] if phrases else None
+    return ms.GENERATES if fit == PAIR else fit  # each name of a pair is completed on its own
+
+
 def canonical_lines() -> list[str]:
     """suggest()'s lines, commonest first."""
     return [s.canonical for s in sorted(SPECS.values(), key=lambda s: s.rank) if s.canonical]

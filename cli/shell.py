@@ -16,6 +16,7 @@ from agents import results as r
 from agents.chat_session import ChatSession
 from agents.decision_agent import DecisionAgent, describe, means_every
 from agents.executor_agent import Executor
+from agents.help_examples import completion_names
 from agents.intent_table import SPECS, completion_words, many_models, runs_as_understood
 from agents.intents import Intent
 from cli.render import render
@@ -40,10 +41,10 @@ class SecretSafeHistory(FileHistory):
             super().store_string(string)
 
 class ShellCompleter(Completer):
-    """Command phrases at the start of a line, model names after that."""
+    """Command phrases at the start of a line; after that, the model names the line's command would run on."""
 
-    def __init__(self, model_names: Callable[[], Iterable[str]]) -> None:
-        self.model_names = model_names
+    def __init__(self, model_names: Callable[[str], Iterable[str]]) -> None:
+        self.model_names = model_names  # the line before the word being completed -> the names to offer
 
     def get_completions(self, document, complete_event):
         text = document.text_before_cursor
@@ -52,7 +53,7 @@ class ShellCompleter(Completer):
             for phrase in completion_words():
                 if phrase.startswith(text.lstrip().lower()):
                     yield Completion(phrase, start_position=-len(text.lstrip()))
-        for name in self.model_names():
+        for name in self.model_names(text[:len(text) - len(word)]):
             if name.lower().startswith(word.lower()):
                 yield Completion(name, start_position=-len(word))
 
@@ -83,7 +84,7 @@ class Shell:
         self.typed_instead: Optional[str] = None  # a line typed at a y/N question that is no answer: run it next
         self.as_json = as_json
         self.ways = self._ways()
-        names = lambda: [rec.name for rec in executor.manager.available()]  # noqa: E731
+        names = lambda line: completion_names(executor, line)  # noqa: E731
         history = executor.settings.history_path
         history.parent.mkdir(parents=True, exist_ok=True)
         self.session = session or PromptSession(

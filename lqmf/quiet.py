@@ -120,11 +120,17 @@ def _redirected(handle: IO[str], on_line: Optional[Callable[[str], None]]) -> It
     lock = threading.RLock()  # one per target: stdout and stderr lines do not interleave mid-line
     saved = sys.stdout, sys.stderr
     sinks = _Sink(handle, saved[0], lock, on_line), _Sink(handle, saved[1], lock, on_line)
+    # A library may configure the root logger as it is imported (GPTQModel's tokenicer calls
+    # logging.basicConfig(level=INFO)): every INFO line of the process would then reach the terminal.
+    root = logging.getLogger()
+    root_before = list(root.handlers), root.level
     sys.stdout, sys.stderr = sinks
     try:
         yield
     finally:
         sys.stdout, sys.stderr = saved
+        root.handlers[:] = root_before[0]
+        root.setLevel(root_before[1])
         for sink in sinks:
             sink.detach_log()
 

@@ -209,7 +209,7 @@ def test_the_shell_reads_completion_and_feedback_from_the_table(executor, monkey
     from cli.api_cli import _NoSession
     from cli.shell import Shell, ShellCompleter
 
-    completer = ShellCompleter(lambda: [])
+    completer = ShellCompleter(lambda line: [])
 
     def complete(text: str) -> list[str]:
         return [c.text for c in completer.get_completions(Document(text), None)]

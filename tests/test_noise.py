@@ -235,3 +235,22 @@ def test_a_bnb_int8_chat_and_an_hf_fidelity_keep_the_terminal_and_the_log_small(
     assert len(cast) <= 2 + int(math.log10(counts[-1])), cast
     assert all(" DEBUG bitsandbytes" in line for line in cast)
     assert not [line for line in log_lines(home) if "Token indices" in line]
+
+
+def test_a_library_that_configures_logging_as_it_is_imported_leaves_the_root_logger_as_it_was():
+    """GPTQModel's tokenicer calls logging.basicConfig(level=INFO) on import: without the restore, every INFO line of
+    a program using lqmf.api (or the shell) reached its terminal after a GPTQ load."""
+    child = (
+        "import logging\n"
+        "from lqmf.quiet import library_output_logged\n"
+        "root = logging.getLogger()\n"
+        "before = (list(root.handlers), root.level)\n"
+        "with library_output_logged(logging.getLogger('lqmf.test')):\n"
+        "    import gptqmodel  # noqa: F401\n"
+        "assert (list(root.handlers), root.level) == before, (root.handlers, root.level)\n"
+        "logging.getLogger('agents.example').info('a line for the log only')\n"
+    )
+    run = subprocess.run([sys.executable, "-c", child], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "a line for the log only" not in run.stderr + run.stdout
+    assert "Torch" not in run.stdout + run.stderr  # and its import banner went to the log

@@ -286,7 +286,7 @@ def test_completion_of_commands_and_model_names():
 
     from cli.shell import ShellCompleter
 
-    completer = ShellCompleter(lambda: ["demo-q4_k_m", "demo-q8_0", "demo-hf"])
+    completer = ShellCompleter(lambda line: ["demo-q4_k_m", "demo-q8_0", "demo-hf"])
 
     def complete(text: str) -> list[str]:
         return [c.text for c in completer.get_completions(Document(text), None)]

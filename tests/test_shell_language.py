@@ -161,6 +161,27 @@ def test_all_of_them_answers_which_model(two_gguf, tmp_path):
         manager.close()
 
 
+@pytest.mark.parametrize("line, wanted, refused", [
+    ("quantize demo-", {"demo-hf"}, {"demo-q4_k_m", "demo-gptq-4bit", "demo-bnb-int8"}),  # sources only
+    ("chat with demo-", {"demo-hf", "demo-q4_k_m"}, set()),
+    ("fidelity of demo-", set(), set()),  # no completion phrase: every name
+    ("show demo-", {"demo-hf", "demo-q4_k_m", "demo-f16"}, set()),
+])
+def test_tab_offers_the_models_a_command_would_run_on(executor, line, wanted, refused):
+    """Completion is drawn from the models each command runs on, as help's examples are."""
+    from prompt_toolkit.document import Document
+
+    from agents.help_examples import completion_names
+    from cli.shell import ShellCompleter
+
+    completer = ShellCompleter(lambda before: completion_names(executor, before))
+    offered = {c.text for c in completer.get_completions(Document(line), None)}
+    every = {rec.name for rec in executor.manager.available() if rec.name.startswith("demo-")}
+    assert wanted <= offered and not offered & refused, offered
+    if not wanted:
+        assert offered == every
+
+
 # -- which model is fastest? -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("line, focus", [
     ("which model is fastest?", "speed"), ("which one should I use?", None), ("what's the best model", None),
