@@ -500,8 +500,6 @@ def _model_slots(s: _Words, plain_names: bool = False, many: bool = False, **ext
     return Slots(model=refs[0] if refs else None, models=refs if many else [], prompt=_prompt(s), **extra)
 
 
-
-
 # The output's name: "as NAME", "as a new model called NAME", "and call it NAME", "name it NAME".
 AS_NAME = re.compile(r"\b(?:as\s+(?:an?\s+(?:new\s+)?(?:model\s+|copy\s+)?(?:called|named)\s+)?|(?:call|name)\s+it\s+|"
                      r"(?:renamed|copied)\s+(?:to|as)\s+|with\s+(?:the\s+)?(?:new\s+)?name\s+)"

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from lqmf.files import write_text_atomic
-from lqmf.source import safetensors_headers
+from lqmf.source import DTYPE_BYTES, safetensors_headers
 from lqmf.version import __version__
 
 MANIFEST_NAME = "lqmf.json"
@@ -145,8 +145,6 @@ def resolved(data: dict[str, Any], home: Path, own: Optional[Path] = None) -> di
 
 
 # -- where the bits go ---------------------------------------------------------------------------------------
-DTYPE_BYTES = {"F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 2, "BF16": 2, "I16": 2, "U16": 2,
-               "I8": 1, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
 Tensors = dict[str, tuple[str, list[int]]]  # name -> (dtype, shape), from safetensors headers
 
 

@@ -9,6 +9,10 @@ from pathlib import Path
 
 from lqmf.errors import ModelNotFound, QuantizationError
 
+# Bytes per element of each safetensors dtype.
+DTYPE_BYTES = {"F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 2, "BF16": 2, "I16": 2, "U16": 2,
+               "I8": 1, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
+
 
 def require_hf_folder(src: Path) -> dict:
     """Return config.json of an HF model folder, or raise a clear error."""

@@ -21,7 +21,7 @@ from agents.quantization.gguf_quant import FLOAT_BITS, GGUF_LEVELS
 from agents.quantization.hf_quant import BNB_MODES, GPTQ_BITS
 from agents.quantization.shape_plan import DEFAULT_GROUP_SIZE, ShapeVerdict, shape_verdict
 from lqmf.manifest import process_rss
-from lqmf.source import hf_parameter_count, hf_weight_bytes, safetensors_headers
+from lqmf.source import DTYPE_BYTES, hf_parameter_count, hf_weight_bytes, safetensors_headers
 
 MIB = 2**20
 GIB = 2**30
@@ -205,7 +205,6 @@ def gptq_model_types() -> frozenset[str]:
     return frozenset(re.findall(r"[\"']([A-Za-z0-9_.\-]+)[\"']\s*:", block))
 
 
-DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
 KEPT_WIDE = re.compile(r"embed|lm_head|wte|wpe", re.I)  # transformers quantizers leave these unquantized
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from lqmf.source import safetensors_headers
+from lqmf.source import DTYPE_BYTES, safetensors_headers
 
 log = logging.getLogger(__name__)
 
@@ -262,6 +262,3 @@ def gptq_bytes(shapes: ModelShapes, bits: int, group_size: int) -> int:
         else:
             total += t.numel * min(DTYPE_BYTES.get(t.dtype, 4), 2)
     return total
-
-
-DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
