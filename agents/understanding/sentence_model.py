@@ -107,31 +107,25 @@ class SentenceModel:
         """Open the GGUF for embeddings, on one thread: a line is short, and the shell's other work needs the rest."""
         from llama_cpp import LLAMA_POOLING_TYPE_MEAN, Llama
 
-        from server.backends.gguf import quiet_llama_log
+        from lqmf.llama_log import route_llama_log
 
-        with quiet_llama_log():
-            llm = Llama(model_path=str(path), embedding=True, n_ctx=CONTEXT, n_batch=CONTEXT, n_ubatch=CONTEXT,
-                        n_threads=1, n_threads_batch=1, pooling_type=LLAMA_POOLING_TYPE_MEAN, verbose=False)
+        route_llama_log()  # llama.cpp warns on every BERT batch that it encodes: to the log (lqmf.log NOISE)
+        llm = Llama(model_path=str(path), embedding=True, n_ctx=CONTEXT, n_batch=CONTEXT, n_ubatch=CONTEXT,
+                    n_threads=1, n_threads_batch=1, pooling_type=LLAMA_POOLING_TYPE_MEAN, verbose=False)
         return cls(path, llm)
 
     def embed(self, text: str) -> "np.ndarray":
         """The line's unit vector; a line longer than the context keeps its first CONTEXT word pieces."""
         import numpy as np
 
-        from server.backends.gguf import quiet_llama_log
-
         pieces = len(self.llm.tokenize(text.encode("utf-8"), add_bos=True))
         if pieces > CONTEXT:  # llama-cpp-python keeps the first CONTEXT pieces: said, not silent
             log.info("a %d-piece line is read by its first %d pieces for its intent", pieces, CONTEXT)
-        with quiet_llama_log():  # llama.cpp warns on every BERT batch that it encodes instead of decoding
-            vector = np.asarray(self.llm.embed(text, truncate=True), dtype=np.float32)
+        vector = np.asarray(self.llm.embed(text, truncate=True), dtype=np.float32)
         return vector / max(float(np.linalg.norm(vector)), 1e-12)
 
     def close(self) -> None:
-        from server.backends.gguf import quiet_llama_log
-
-        with quiet_llama_log():
-            self.llm.close()
+        self.llm.close()
 
 
 def sentence_model(settings: "Settings", *, build: bool = False) -> Optional[Path]:

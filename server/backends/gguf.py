@@ -39,19 +39,6 @@ def default_threads() -> int:
     return max(1, min(physical, logical - 1))
 
 
-@contextlib.contextmanager
-def quiet_llama_log():
-    """llama.cpp's log to the log file, not the terminal, while inside (and from then on: lqmf.llama_log).
-
-    A model without pooling metadata warns on every embedding context, an encoder on every batch; those and
-    the other known ones are demoted by lqmf.log's NOISE table.
-    """
-    from lqmf.llama_log import route_llama_log
-
-    route_llama_log()
-    yield
-
-
 class PieceDecoder(IncrementalDecoder):
     """Per-token pieces (bytes) through an incremental UTF-8 decoder: O(1) work per token."""
 
@@ -319,8 +306,7 @@ class GGUFBackend(Backend):
         params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
         # The raw context, not _internals.LlamaContext: that one registers itself on the model's exit
         # stack, so one made per call would pile up there until the model unloads.
-        with quiet_llama_log():
-            ctx = llama_cpp.llama_init_from_model(llm.model, params)
+        ctx = llama_cpp.llama_init_from_model(llm.model, params)  # its log: routed when the model was opened
         if ctx is None:
             raise LQMFError(f"llama.cpp could not make an embedding context for {self.record.name}",
                             "see logs/lqmf.log; memory may be short")
