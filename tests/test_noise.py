@@ -254,3 +254,17 @@ def test_a_library_that_configures_logging_as_it_is_imported_leaves_the_root_log
     assert run.returncode == 0, run.stderr[-2000:]
     assert "a line for the log only" not in run.stderr + run.stdout
     assert "Torch" not in run.stdout + run.stderr  # and its import banner went to the log
+
+
+def test_the_demo_build_tokenizes_its_long_corpus_without_a_length_warning(demo_dir, capfd, caplog):
+    """`make demo` tokenizes the corpus as one stream on purpose: no "longer than the maximum sequence length"."""
+    from transformers import AutoTokenizer
+
+    from agents.demo.model import DemoSpec, corpus_tokens
+    from lqmf.corpus import load_corpus
+
+    tokenizer = AutoTokenizer.from_pretrained(demo_dir / "demo-hf")
+    stream, heldout = corpus_tokens(tokenizer, load_corpus(), DemoSpec())
+    assert len(stream) > tokenizer.model_max_length and heldout  # long enough that the warning would fire
+    said = capfd.readouterr()
+    assert "Token indices sequence length" not in said.out + said.err + caplog.text

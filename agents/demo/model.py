@@ -115,6 +115,16 @@ class TrainReport:
     seconds: float
 
 
+def corpus_tokens(tokenizer, corpus: Corpus, spec: DemoSpec) -> tuple[list[int], list[int]]:
+    """The training stream (the corpus, then the chats repeated) and the held-out stream, as token ids."""
+    # verbose=False: each stream is long on purpose and cut into blocks by the trainer; transformers would
+    # otherwise warn "longer than the specified maximum sequence length" on every `make demo`.
+    stream: list[int] = tokenizer(corpus.train, verbose=False)["input_ids"]
+    for text in [render_chat(c) for c in corpus.chats] * spec.chat_repeats:
+        stream += tokenizer(text, verbose=False)["input_ids"]
+    return stream, tokenizer(corpus.heldout, verbose=False)["input_ids"]
+
+
 def train_model(corpus: Corpus, spec: DemoSpec, folder: Path) -> TrainReport:
     """Train the tiny llama on the corpus (deterministic on CPU) and save it into `folder`."""
     import torch
@@ -124,11 +134,7 @@ def train_model(corpus: Corpus, spec: DemoSpec, folder: Path) -> TrainReport:
     torch.use_deterministic_algorithms(True)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     im_end = tokenizer.convert_tokens_to_ids(IM_END)
-    chat_text = [render_chat(c) for c in corpus.chats] * spec.chat_repeats
-    stream: list[int] = tokenizer(corpus.train)["input_ids"]
-    for text in chat_text:
-        stream += tokenizer(text)["input_ids"]
-    heldout = tokenizer(corpus.heldout)["input_ids"]
+    stream, heldout = corpus_tokens(tokenizer, corpus, spec)
     data = torch.tensor(stream, dtype=torch.long)
     held = torch.tensor(heldout, dtype=torch.long)
 
