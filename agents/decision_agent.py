@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterable, Optional, Sequence
 
+from agents.budget_words import SIZE_TOKEN, budget_phrase
 from agents.classifier_parse import classifier_command, classifier_slots
 from agents.endpoint_commands import endpoint_command, endpoint_slots
 from agents.intent_table import canonical_lines, description, missing, spec
@@ -101,6 +102,9 @@ PHRASES: list[tuple[re.Pattern, str]] = [(re.compile(pattern, re.I), word) for p
     (r"\b(?:put|stick|pop)\b(?=.*\b(?:memory|ram|gpu|vram)\b)", "load"),
     (r"\b(?:take|get|kick|throw|pull)\b(?=.*\bout\s+of\s+(?:memory|ram|gpu|vram)\b)", "unload"),
     (r"\bget\s+rid\s+of\b", "remove"),
+    # "make X fit in 90 MB", "squeeze X into 90 MB": a quantization to a budget (agents/budget_words.py reads it).
+    (r"\b(?:make|get|squeeze|cram|squash)\b(?=\s+(?:\S+\s+){1,3}?(?:fits?\s+)?(?:in(?:to|side)?|within|under|below)"
+     r"\s+(?:about\s+)?\d+(?:\.\d+)?\s*(?:[kmgt]i?b|gigs?|megs?)\b)", "quantize"),
     (r"\bhow\s+(?:fast|quick|quickly|speedy|slow|snappy|responsive)\b", "benchmark"),
     (r"\btok(?:en)?s?\s*(?:per|/|a)\s*(?:second|sec|s)\b", "benchmark"),
     (r"\bhow\s+(?:much|big)\b(?=.*\b(?:space|disk|storage|room|gb|gib|take|use|occupy)\b)", "disk usage"),
@@ -358,8 +362,9 @@ class DecisionAgent:
                 methods.append(METHODS[low])
             elif LEVEL.match(low) or low in BNB_LEVELS:
                 levels.append(low)
-            elif low.isdigit() or BITS.fullmatch(low) or re.fullmatch(r"\d{1,2}-?bits?", low):
-                continue  # numbers are read by the port / bits patterns
+            elif low.isdigit() or BITS.fullmatch(low) or re.fullmatch(r"\d{1,2}-?bits?", low) or \
+                    SIZE_TOKEN.fullmatch(low):
+                continue  # numbers are read by the port / bits / budget patterns
             elif self._looks_like_model(raw, low):
                 models.append(raw.rstrip(".,!?;:"))
             elif low in FILLER:
@@ -504,13 +509,15 @@ def _model_slots(s: _Words, plain_names: bool = False, many: bool = False, **ext
 AS_NAME = re.compile(r"\b(?:as\s+(?:an?\s+(?:new\s+)?(?:model\s+|copy\s+)?(?:called|named)\s+)?|(?:call|name)\s+it\s+|"
                      r"(?:renamed|copied)\s+(?:to|as)\s+|with\s+(?:the\s+)?(?:new\s+)?name\s+)"
                      r"([A-Za-z0-9][A-Za-z0-9._\-]*)", re.I)
+# A comparison names no output: "as good as possible", "as far as it goes".
+AS_COMPARED = re.compile(r"\bas\s+\w+\s+as\b", re.I)
 YES = re.compile(r"(?:^|\s)(?:--yes|-y)\b|\byes\b|\b(?:don'?t|do\s+not|never)\s+ask\b|\bwithout\s+(?:asking|"
                  r"(?:a\s+|any\s+)?confirm\w*)|\bno\s+(?:need\s+to\s+confirm|confirm\w*|questions\s+asked)\b", re.I)
 
 
 def _output_name(s: _Words, line: str) -> tuple[Optional[str], list[str]]:
     """"... as NAME": the output's name, and the model references other than it."""
-    match = AS_NAME.search(line)
+    match = AS_NAME.search(AS_COMPARED.sub(" ", line))
     name = match.group(1).rstrip(".,!?;") if match else None
     return name, [m for m in s.models if m != name]
 
@@ -525,10 +532,13 @@ def _quantize(s: _Words, line: str) -> Optional[Command]:
 
 
 def _quantize_command(s: _Words, line: str, known: Sequence[str] = ()) -> Command:
-    """quantize NAME [to LEVEL | N-bit] [METHOD] [with FILE] [with imatrix] [and fidelity] [as OUT] [--yes]."""
+    """quantize NAME [to LEVEL | N-bit | to fit SIZE | to kld X] [METHOD] [with FILE] [with imatrix] [and fidelity]
+    [as OUT] [--yes]."""
     name, refs = _output_name(s, line)
     bits = BITS.search(line)
     level = next((lv for lv in s.levels), None)
+    # A level or a bit width names the recipe: a size beside it is a remark, not a budget.
+    budget = None if level or bits else budget_phrase(line)
     method = s.methods[0] if s.methods else None
     if level in BNB_LEVELS:
         method = method or "bnb"
@@ -539,9 +549,17 @@ def _quantize_command(s: _Words, line: str, known: Sequence[str] = ()) -> Comman
     group = GROUP_SIZE.search(line)
     slots = Slots(model=refs[0] if refs else None, method=method, level=level,
                   bits=int(bits.group(1)) if bits else level_bits, file=s.files[0] if s.files else None,
-                  name=name, yes=bool(YES.search(line)), imatrix=s.has("imatrix"), fidelity=s.has("fidelity"),
-                  group_size=int(group.group(1) or group.group(2)) if group else None)
+                  name=name, yes=bool(YES.search(line)), imatrix=s.has("imatrix"),
+                  fidelity=_asks_fidelity(s, budget.said(line) if budget else ""),
+                  group_size=int(group.group(1) or group.group(2)) if group else None,
+                  budget=budget.text if budget else None)
     return Command(Intent.QUANTIZE_MODEL, slots)
+
+
+def _asks_fidelity(s: _Words, budget_words: str) -> bool:
+    """A fidelity word beyond the budget's own ("to kld 0.02" is a budget; "... and fidelity" asks for a report)."""
+    spent = sum(word in GROUPS["fidelity"] for word in re.findall(r"[\w-]+", budget_words.lower()))
+    return sum(word in GROUPS["fidelity"] for word in s.words) > spent
 
 
 def _acquire(s: _Words, line: str) -> Optional[Command]:

@@ -198,10 +198,13 @@ class Executor:
     # -- the factory -------------------------------------------------------------------------------------------
     def plan_quantization(self, command: Command, progress: Optional[Progress] = None) -> r.QuantizePlan:
         """The plan for a quantize command (a repo id not on disk is downloaded first, with progress)."""
+        from agents.quantization.budget.target import budget_or_none
+
         s = command.slots
+        budget = budget_or_none(s.budget)  # an unreadable budget is a BudgetError before any download starts
         return self.library.quantize(s.model, s.method, s.level, bits=s.bits, name=s.name, calibration=s.file,
                                      imatrix=s.imatrix, fidelity=s.fidelity, group_size=s.group_size,
-                                     progress=progress)
+                                     budget=budget, progress=progress)
 
     def quantize(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
         """Plan and run without asking (scripts, -c, --json); the interactive shell asks between the two itself."""

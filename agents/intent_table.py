@@ -92,8 +92,8 @@ class IntentSpec:
 
 
 def _describe_quantize(slots: Slots) -> str:
-    """quantize NAME [to LEVEL|N-bit] [METHOD] [with imatrix] [with group size N] [as OUT]."""
-    target = slots.level or (f"{slots.bits}-bit" if slots.bits else "")
+    """quantize NAME [to LEVEL|N-bit|fit SIZE|kld X] [METHOD] [with imatrix] [with group size N] [as OUT]."""
+    target = slots.level or (f"{slots.bits}-bit" if slots.bits else "") or slots.budget or ""
     parts = [f"quantize {slots.model}", f"to {target}" if target else "", slots.method or "",
              "with imatrix" if slots.imatrix else "",
              f"with group size {slots.group_size}" if slots.group_size else "",
@@ -314,7 +314,12 @@ _SPECS = (
                       "plan, confirm and run a quantization", "quantize NAME to q4_k_m",
                       ("quantize NAME to q8_0", "quantize NAME to 4-bit gptq with calib.txt",
                        "quantize NAME to 4-bit gptq with group size 64", "quantize NAME to nf4",
-                       "quantize NAME to iq4_xs with imatrix and fidelity as OUT --yes", "list quantizations")),),
+                       "quantize NAME to iq4_xs with imatrix and fidelity as OUT --yes", "list quantizations")),
+              HelpRow("quantize NAME to fit SIZE | to kld X [with imatrix]",
+                      "a GGUF whose per-tensor types are searched to meet a size, RAM or KL-divergence budget, "
+                      "then measured", "quantize NAME to fit 100 MB",
+                      ("quantize NAME to kld 0.02", "quantize NAME to fit 4 GB of RAM",
+                       "quantize NAME to fit 100 MB with imatrix"))),
         topics=("quantize",), guard=CONFIRM, fits=ms.SOURCE, completion=("quantize",),
         canonical="quantize NAME to 4-bit gguf",
         rank=11),

@@ -71,6 +71,9 @@ class Slots:
     imatrix: bool = False  # GGUF: compute an importance matrix first
     fidelity: bool = False  # quantize: a fidelity report card right after
     group_size: Optional[int] = None  # quantize (gptq): "with group size 64"
+    # quantize: a budget instead of a level, as parse_budget reads it ("fit 100 MB", "fit 4 GB of RAM", "kld 0.02");
+    # the search picks each tensor's type to meet it (agents.quantization.budget)
+    budget: Optional[str] = None
     texts: list[str] = field(default_factory=list)  # embed: every quoted text
     classifier: Optional[str] = None  # an embedding classifier's name
     text_column: Optional[str] = None  # train classifier: the data's text column (default "text")

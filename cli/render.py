@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any, Callable
 
 from rich.console import Console
@@ -11,6 +12,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from agents import results as r
+from agents.budget_words import decimal_mb, describe_budget, describe_level
 from agents.measure.embedding_fidelity import format_cosine
 from agents.measure.fidelity import format_dp, format_kld, format_ppl, format_share
 from cli.render_classifiers import RENDERERS as CLASSIFIER_RENDERERS
@@ -19,6 +21,7 @@ from lqmf.manifest import bits_per_weight_words
 from lqmf.units import format_bytes, plural
 
 EMBED_SHOWN = 5  # values of each embedding drawn; --json prints them all
+BUDGET_METHOD = "budget"  # a plan searched to a budget: its level is the budget's slug (fit-100mb, kld-0.02)
 
 
 def _params(n: Any) -> str:
@@ -316,6 +319,7 @@ def _plan_lines(p) -> list[str]:
         f"[bold]{escape(p.source)}[/bold] ({p.source_format}{params}){target}",
         f"method {p.method}" + (f", level {p.level}" if p.level else "")
         + (f" ({', '.join(detail)})" if detail else ""),
+        *([f"budget: {escape(describe_level(p.level))}"] if p.method == BUDGET_METHOD and p.level else []),
         *([f"why: {escape(p.recommendation)}"] if p.recommendation else []),
         *(f"  {i}. {escape(step)}" for i, step in enumerate(p.steps, 1)),
         *([f"calibration: {escape(p.calibration)}"] if p.calibration else []),
@@ -357,9 +361,47 @@ def quantized(res: r.Quantized, console: Console) -> None:
                   f" — run #{res.run_id} in the history")
     for warning in m.get("warnings") or []:
         console.print(f"[yellow]warning:[/yellow] {warning}")
+    budget = (m.get("details") or {}).get("budget")
+    if budget:
+        budget_result(budget, console)
     if res.fidelity is not None:
         experiment_result(res.fidelity, console)
     console.print(f"next: load model {res.model} · chat with {res.model} · compare {res.model} and {res.plan.source}")
+
+
+def budget_lines(budget: dict[str, Any]) -> list[str]:
+    """A budget run's measured result against its prediction, its tensor types and its check of the predictions."""
+    measured, predicted = budget.get("measured") or {}, budget.get("predicted") or {}
+    size = measured.get("size_bytes")
+    lines = [f"budget: {describe_budget(budget.get('budget') or {})} → measured "
+             f"{decimal_mb(size) if size is not None else '-'}, KLD {format_kld(measured.get('kld'))} "
+             f"(predicted {format_kld(predicted.get('kld'))}), PPL {format_ppl(measured.get('ppl'))} vs "
+             f"{format_ppl(measured.get('ppl_ref'))}, same top token {format_share(measured.get('top1'))}"]
+    if measured.get("text"):
+        lines.append(f"measured on: {measured['text']}")
+    counts = Counter(str(t).upper() for t in (budget.get("tensor_types") or {}).values())
+    if counts:
+        lines.append("types: " + ", ".join(f"{n} {t}" for t, n in sorted(counts.items(), key=lambda c: (-c[1], c[0]))))
+    check = budget.get("validation") or {}
+    if check:
+        mixes = check.get("mixes")
+        lines.append(f"predictions checked on {len(mixes) if isinstance(mixes, list) else mixes or '-'} mixes: "
+                     f"Spearman {_figure(check.get('spearman'), '{:.3f}')}, median error "
+                     f"{_figure(check.get('median_abs_rel_error'), '{:.0%}')} of the measured KLD")
+    return lines
+
+
+def _figure(value: Any, pattern: str) -> str:
+    return "-" if value is None else pattern.format(value)
+
+
+def budget_result(budget: dict[str, Any], console: Console) -> None:
+    """budget_lines, then the size-against-KLD frontier the search stood on (agents.measure.frontier)."""
+    from agents.measure.frontier import frontier_text, points_from_dicts
+
+    points, problems = points_from_dicts(budget.get("frontier") or [])
+    for line in budget_lines(budget) + ([frontier_text(points)] if points else []) + problems:
+        console.print(line, markup=False, highlight=False)
 
 
 def acquired(res: r.AcquiredResult, console: Console) -> None:

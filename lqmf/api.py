@@ -39,6 +39,7 @@ if TYPE_CHECKING:  # typing only: the library imports its parts when first asked
         ModelDetails,
         ModelList,
     )
+    from agents.quantization.budget.target import Budget
     from agents.quantization.results import AcquiredResult, LoggedIn, QuantizationList, Quantized, QuantizePlan
     from server.backends.base import GenerationParams, GenerationResult
     from server.embeddings import Embeddings
@@ -312,20 +313,23 @@ class Library:
     def quantize(self, source: str, method: Optional[str] = None, level: Optional[str] = None, *,
                  bits: Optional[int] = None, name: Optional[str] = None, calibration: Optional[PathLike] = None,
                  imatrix: bool = False, fidelity: bool = False, group_size: Optional[int] = None,
-                 progress: Optional[Progress] = None) -> "QuantizePlan":
+                 budget: Optional[Union[str, "Budget"]] = None, progress: Optional[Progress] = None) -> "QuantizePlan":
         """The plan to quantize `source` (a model on disk, or a Hub repo id: downloaded first, with progress).
 
         method: gguf | gptq | bnb (None: gguf, unless the level names another: nf4 -> bnb); level: q4_k_m, q8_0,
         nf4, int8, 4bit...; bits: 2-8 picks the method's usual level; group_size: GPTQ's weights per scale
-        (default 128; a plan refused for the model's widths says which one works). Nothing is quantized until .run().
+        (default 128; a plan refused for the model's widths says which one works). budget: "fit 100 MB",
+        "fit 4 GB of RAM" or "kld 0.02" (or a Budget): a GGUF mix searched per tensor to meet it, measured and
+        verified (agents.quantization.budget). Nothing is quantized until .run().
         """
+        from agents.quantization.budget.target import budget_or_none
         from agents.quantization.plan import QuantRequest
         from agents.quantization.results import QuantizePlan
 
         model, acquired = self._local_source(source, progress)
         request = QuantRequest(model=model, method=method, bits=bits, level=level, name=name,
                                calibration_file=_path(calibration), imatrix=imatrix, fidelity=fidelity,
-                               group_size=group_size)
+                               group_size=group_size, budget=budget_or_none(budget))
         return QuantizePlan(plan=self.factory.plan(request), acquired=acquired, runner=self._run_plan)
 
     def _local_source(self, ref: str, progress: Optional[Progress]):

@@ -1,7 +1,8 @@
-"""Where llama.cpp's built programs live: llama-imatrix, llama-quantize and llama-server.
+"""Where llama.cpp's built programs live: llama-imatrix, llama-quantize, llama-perplexity and llama-server.
 
 The factory builds them (agents.quantization.llama_tools) and the server runtime runs llama-server
-(server.engine); both find them here, so the runtime need not import the factory.
+(server.engine); both find them here, so the runtime need not import the factory. llama-perplexity is
+llama.cpp's own KL-divergence yardstick (agents.measure.llama_perplexity).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from lqmf.settings import Settings
 IMATRIX = "llama-imatrix"
 QUANTIZE = "llama-quantize"
 SERVER = "llama-server"
-TARGETS = (IMATRIX, QUANTIZE, SERVER)
+PERPLEXITY = "llama-perplexity"
+TARGETS = (IMATRIX, QUANTIZE, SERVER, PERPLEXITY)
 
 
 @dataclass(frozen=True)
@@ -28,15 +30,17 @@ class LlamaTools:
     imatrix: Path
     quantize: Path
     server: Path
+    perplexity: Path
 
     @classmethod
     def in_folder(cls, folder: Path) -> "LlamaTools":
         """The programs' paths in `folder`, built or not."""
-        return cls(folder, folder / IMATRIX, folder / QUANTIZE, folder / SERVER)
+        return cls(folder, folder / IMATRIX, folder / QUANTIZE, folder / SERVER, folder / PERPLEXITY)
 
     def ready(self) -> bool:
-        """True when every program is there and executable."""
-        return all(p.is_file() and os.access(p, os.X_OK) for p in (self.imatrix, self.quantize, self.server))
+        """True when every program is there and executable (a folder built before one was added is not)."""
+        programs = (self.imatrix, self.quantize, self.server, self.perplexity)
+        return all(p.is_file() and os.access(p, os.X_OK) for p in programs)
 
 
 def llama_cpp_version() -> str:

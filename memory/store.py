@@ -112,6 +112,16 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         CREATE INDEX model_changes_by_name ON model_changes(name, created_at);
     """),
+    # A budget search's measurements of one source (agents/quantization/budget): per-tensor sensitivities and
+    # the standard levels' measured points, so a second budget on the same source costs only the solve and check.
+    ("m006_sensitivities", """
+        CREATE TABLE sensitivities (
+            key TEXT PRIMARY KEY,
+            source TEXT NOT NULL,
+            data TEXT NOT NULL,
+            created_at REAL NOT NULL
+        );
+    """),
 ]
 
 
@@ -279,6 +289,17 @@ class Store:
                 "UPDATE experiments SET status = ?, summary = ?, finished_at = ? WHERE id = ?",
                 (status, json.dumps(summary), time.time(), experiment_id),
             )
+
+    def save_sensitivity(self, key: str, source: str, data: dict[str, Any]) -> None:
+        """Keep a budget search's measurements of a source (replacing older ones under the same key)."""
+        with self._write():
+            self._db.execute("INSERT OR REPLACE INTO sensitivities VALUES (?, ?, ?, ?)",
+                             (key, source, json.dumps(data), time.time()))
+
+    def sensitivity(self, key: str) -> Optional[dict[str, Any]]:
+        """The measurements kept under `key`, with `created_at`; None when there are none."""
+        rows = self._read("SELECT data, created_at FROM sensitivities WHERE key = ?", (key,))
+        return {**json.loads(rows[0]["data"]), "created_at": rows[0]["created_at"]} if rows else None
 
     def start_quantization(self, source: str, output: str, method: str, level: Optional[str],
                            bits: Optional[float], plan: dict[str, Any]) -> int:

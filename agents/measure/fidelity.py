@@ -91,15 +91,33 @@ def position_stats(ref_logits, test_logits, next_tokens) -> PositionStats:
 
     ref = np.asarray(ref_logits, dtype=np.float64)
     test = np.asarray(test_logits, dtype=np.float64)
+    if ref.shape != test.shape:
+        raise ValueError(f"logits {ref.shape} and {test.shape} do not pair")
+    return stats_against(_log_softmax(ref), test, next_tokens)
+
+
+def reference_log_probs(ref_logits):
+    """The reference's log-probabilities, computed once where many variants are scored against one reference."""
+    import numpy as np
+
+    return _log_softmax(np.asarray(ref_logits, dtype=np.float64)).astype(np.float32)
+
+
+def stats_against(log_ref, test_logits, next_tokens) -> PositionStats:
+    """position_stats from the reference's log-probabilities (reference_log_probs) and a variant's logits."""
+    import numpy as np
+
+    log_ref = np.asarray(log_ref, dtype=np.float64)
+    log_test = _log_softmax(np.asarray(test_logits, dtype=np.float64))
     targets = np.asarray(next_tokens, dtype=np.int64)
-    if ref.shape != test.shape or ref.ndim != 2 or len(targets) != ref.shape[0] or not len(targets):
-        raise ValueError(f"logits {ref.shape} and {test.shape} do not pair with {len(targets)} next tokens")
-    log_ref, log_test = _log_softmax(ref), _log_softmax(test)
-    kld = np.maximum((np.exp(log_ref) * (log_ref - log_test)).sum(axis=-1), 0.0)
+    if log_ref.shape != log_test.shape or log_ref.ndim != 2 or len(targets) != log_ref.shape[0] or not len(targets):
+        raise ValueError(f"logits {log_ref.shape} and {log_test.shape} do not pair with {len(targets)} next tokens")
+    p_ref = np.exp(log_ref)
+    kld = np.maximum((p_ref * (log_ref - log_test)).sum(axis=-1), 0.0)
     rows = np.arange(len(targets))
     nll_ref, nll_test = -log_ref[rows, targets], -log_test[rows, targets]
     return PositionStats(kld=kld, nll_ref=nll_ref, nll_test=nll_test, dp=np.exp(-nll_test) - np.exp(-nll_ref),
-                         same_top1=ref.argmax(axis=-1) == test.argmax(axis=-1))
+                         same_top1=log_ref.argmax(axis=-1) == log_test.argmax(axis=-1))
 
 
 def summarize(stats: PositionStats) -> FidelityStats:

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import html
 import logging
 import math
-import re
 import time
 from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, TypeGuard
+from typing import Any, Callable, Iterable, Optional, Sequence, TypeGuard
 
 from agents.measure.fidelity import format_dp, format_kld, format_ppl, format_share
+from agents.measure.frontier import frontier_html
+from agents.measure.svg import axes, coord, esc, linear_scale, svg_line, svg_text, truncate, vertical_title, y_ticks
 from lqmf.files import write_text_atomic
 from lqmf.units import format_bytes, nonfinite_text
 
@@ -54,19 +54,6 @@ class VariantRow:
     emb_neighbour_overlap: Optional[float] = None  # 0..1, nearest neighbours shared with the reference's
 
 
-# ---------------------------------------------------------------------------------------------- escaping
-
-# XML 1.0 forbids these even as references; dropping them keeps the SVG parts parseable as XML.
-_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
-
-
-def _esc(value: object) -> str:
-    """Escape any text for element content and quoted attributes."""
-    return html.escape(_XML_INVALID.sub("\ufffd", str(value)), quote=True)
-
-
-def _truncate(text: str, limit: int = 28) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # ---------------------------------------------------------------------------------------------- numbers
@@ -142,101 +129,7 @@ def _columns(table: str) -> tuple[tuple[str, str, str, Optional[Callable[[float]
 _COLUMNS = _columns(_COLUMN_TABLE)
 
 
-# ---------------------------------------------------------------------------------------------- scales
-
-
-@dataclass(frozen=True)
-class _Scale:
-    """Linear map from a data domain onto pixels, with round-number ticks."""
-
-    d0: float
-    d1: float
-    p0: float
-    p1: float
-    ticks: tuple[float, ...]
-    decimals: int
-
-    def __call__(self, value: float) -> float:
-        return self.p0 + (value - self.d0) / (self.d1 - self.d0) * (self.p1 - self.p0)
-
-    def label(self, tick: float) -> str:
-        text = f"{tick:,.{self.decimals}f}"
-        return "0" if float(tick) == 0 else text
-
-
-def _nice_step(span: float, target: int = 5) -> float:
-    raw = span / target
-    magnitude = 10 ** math.floor(math.log10(raw))
-    for mult in (1.0, 2.0, 2.5, 5.0):
-        if raw <= mult * magnitude:
-            return mult * magnitude
-    return 10 * magnitude
-
-
-def _scale(values: Sequence[float], p0: float, p1: float, *, include_zero: bool, margin: float = 0.0) -> _Scale:
-    """A scale covering `values` (finite, non-empty); equal values get a padded domain, never zero width."""
-    lo, hi = min(values), max(values)
-    if include_zero:
-        lo, hi = min(lo, 0.0), max(hi, 0.0)
-    # The margin keeps extreme points off the frame, but never pushes the domain across zero.
-    extra = (hi - lo) * margin
-    lo = lo - extra if lo < 0 or lo - extra >= 0 else 0.0
-    hi = hi + extra if hi > 0 or hi + extra <= 0 else 0.0
-    if hi == lo:
-        pad = abs(lo) * 0.1 or 1.0
-        lo, hi = (lo, lo + pad) if include_zero and lo == 0 else (lo - pad, hi + pad)
-    step = _nice_step(hi - lo)
-    k0, k1 = math.floor(lo / step), math.ceil(hi / step)
-    if not 0 < k1 - k0 <= 20:
-        # Float trouble with a span tiny against the magnitude: fall back to the bare ends.
-        return _Scale(lo, hi, p0, p1, (lo, hi), 6)
-    ticks = tuple(k * step for k in range(k0, k1 + 1))
-    mantissa = step / 10 ** math.floor(math.log10(step))
-    decimals = max(0, -math.floor(math.log10(step)) + (1 if math.isclose(mantissa, 2.5) else 0))
-    return _Scale(ticks[0], ticks[-1], p0, p1, ticks, decimals)
-
-
-def _n(value: float) -> str:
-    """Format an SVG coordinate."""
-    return f"{value:.2f}"
-
-
 # ---------------------------------------------------------------------------------------------- charts
-
-
-def _line(css: str, x1: float, y1: float, x2: float, y2: float) -> str:
-    return f'<line class="{css}" x1="{_n(x1)}" y1="{_n(y1)}" x2="{_n(x2)}" y2="{_n(y2)}"/>'
-
-
-def _text(css: str, x: float, y: float, anchor: str, content: object, *, rotate: Optional[float] = None) -> str:
-    """An SVG text with escaped content; `rotate` turns it (degrees) about its own anchor point."""
-    turn = f' transform="rotate({rotate:g} {_n(x)} {_n(y)})"' if rotate is not None else ""
-    return f'<text class="{css}" x="{_n(x)}" y="{_n(y)}" text-anchor="{anchor}"{turn}>{_esc(content)}</text>'
-
-
-def _axes(x: _Scale, y: _Scale, *, x_title: str, y_title: str) -> list[str]:
-    left, right = x.p0, x.p1
-    bottom, top = y.p0, y.p1
-    out = [_line("axis", left, bottom, right, bottom), _line("axis", left, bottom, left, top)]
-    for tick in x.ticks:
-        out.append(_line("grid", x(tick), bottom, x(tick), top))
-        out.append(_text("tick x-tick", x(tick), bottom + 16, "middle", x.label(tick)))
-    out.extend(_y_ticks(y, left, right))
-    out.append(_text("axis-title", (left + right) / 2, bottom + 38, "middle", x_title))
-    out.append(_y_title(y, y_title))
-    return out
-
-
-def _y_ticks(y: _Scale, left: float, right: float) -> list[str]:
-    out = []
-    for tick in y.ticks:
-        out.append(_line("grid", left, y(tick), right, y(tick)))
-        out.append(_text("tick y-tick", left - 6, y(tick) + 4, "end", y.label(tick)))
-    return out
-
-
-def _y_title(y: _Scale, title: str) -> str:
-    return _text("axis-title", 16, (y.p0 + y.p1) / 2, "middle", title, rotate=-90)
 
 
 def _scatter_size_kld(rows: Sequence[VariantRow]) -> str:
@@ -250,21 +143,21 @@ def _scatter_size_kld(rows: Sequence[VariantRow]) -> str:
         )
     width, height = 760, 420
     left, right, top, bottom = 90, width - 30, 20, height - 60
-    x = _scale([size / MIB for _, size, _ in points], left, right, include_zero=False, margin=0.05)
+    x = linear_scale([size / MIB for _, size, _ in points], left, right, include_zero=False, margin=0.05)
     # KLD starts at zero so a lossless variant sits on the axis and distances stay honest.
-    y = _scale([kld for _, _, kld in points], bottom, top, include_zero=True, margin=0.05)
+    y = linear_scale([kld for _, _, kld in points], bottom, top, include_zero=True, margin=0.05)
     parts = [
         f'<svg id="chart-size-kld" class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
         'role="img" aria-label="Size versus mean KL divergence">'
     ]
-    parts.extend(_axes(x, y, x_title="Size (MiB)", y_title="Mean KLD vs reference"))
+    parts.extend(axes(x, y, x_title="Size (MiB)", y_title="Mean KLD vs reference"))
     placed: list[tuple[float, float]] = []
     for row, size, kld in points:
         cx, cy = x(size / MIB), y(kld)
         tip = f"{row.model}: size {row.size_bytes} bytes ({format_bytes(size, small=True)}), mean KLD {kld!r}"
         parts.append(
-            f'<circle class="point" cx="{_n(cx)}" cy="{_n(cy)}" r="5" data-model="{_esc(row.model)}" '
-            f'data-size-bytes="{row.size_bytes}" data-kld="{kld!r}"><title>{_esc(tip)}</title></circle>'
+            f'<circle class="point" cx="{coord(cx)}" cy="{coord(cy)}" r="5" data-model="{esc(row.model)}" '
+            f'data-size-bytes="{row.size_bytes}" data-kld="{kld!r}"><title>{esc(tip)}</title></circle>'
         )
         # Labels near the right edge go to the left of their point so they stay inside the chart.
         anchor, dx = ("end", -8) if cx > left + (right - left) * 0.7 else ("start", 8)
@@ -273,7 +166,7 @@ def _scatter_size_kld(rows: Sequence[VariantRow]) -> str:
         while any(abs(cx - px) < 80 and abs(ly - py) < 12 for px, py in placed):
             ly += 13
         placed.append((cx, ly))
-        parts.append(_text("point-label", cx + dx, ly, anchor, _truncate(row.model)))
+        parts.append(svg_text("point-label", cx + dx, ly, anchor, truncate(row.model)))
     parts.append("</svg>")
     return "".join(parts)
 
@@ -294,28 +187,28 @@ def _bar_chart(
     width = left + plot_w + 30
     bottom = height - 110  # room for rotated model names
     domain = [0.0, 1.0] if share else [value for _, value in bars]
-    y = _scale(domain, bottom, top, include_zero=True, margin=0.0 if share else 0.05)
+    y = linear_scale(domain, bottom, top, include_zero=True, margin=0.0 if share else 0.05)
     base = y(0.0)
     slot = plot_w / max(1, len(bars))
     parts = [
-        f'<svg id="{chart_id}" class="chart" viewBox="0 0 {_n(width)} {height}" width="{_n(width)}" '
-        f'height="{height}" role="img" aria-label="{_esc(y_title)} per variant">'
+        f'<svg id="{chart_id}" class="chart" viewBox="0 0 {coord(width)} {height}" width="{coord(width)}" '
+        f'height="{height}" role="img" aria-label="{esc(y_title)} per variant">'
     ]
-    parts.extend(_y_ticks(y, left, left + plot_w))
-    parts.append(_line("axis", left, base, left + plot_w, base))
-    parts.append(_line("axis", left, bottom, left, top))
-    parts.append(_y_title(y, y_title))
+    parts.extend(y_ticks(y, left, left + plot_w))
+    parts.append(svg_line("axis", left, base, left + plot_w, base))
+    parts.append(svg_line("axis", left, bottom, left, top))
+    parts.append(vertical_title(y, y_title))
     for i, (row, value) in enumerate(bars):
         cx, py = left + slot * (i + 0.5), y(value)
         bar_top, bar_h = min(py, base), abs(base - py)
         # The exact value rides along as a tooltip, as in the table.
         parts.append(
-            f'<rect class="bar" data-model="{_esc(row.model)}" data-value="{value!r}" x="{_n(cx - slot * 0.3)}" '
-            f'y="{_n(bar_top)}" width="{_n(slot * 0.6)}" height="{_n(bar_h)}">'
-            f"<title>{_esc(f'{row.model}: {value_text(value)}{unit} ({value!r})')}</title></rect>"
+            f'<rect class="bar" data-model="{esc(row.model)}" data-value="{value!r}" x="{coord(cx - slot * 0.3)}" '
+            f'y="{coord(bar_top)}" width="{coord(slot * 0.6)}" height="{coord(bar_h)}">'
+            f"<title>{esc(f'{row.model}: {value_text(value)}{unit} ({value!r})')}</title></rect>"
         )
-        parts.append(_text("bar-value", cx, bar_top - 5, "middle", value_text(value)))
-        parts.append(_text("bar-label", cx, bottom + 14, "end", _truncate(row.model, 22), rotate=-35))
+        parts.append(svg_text("bar-value", cx, bar_top - 5, "middle", value_text(value)))
+        parts.append(svg_text("bar-label", cx, bottom + 14, "end", truncate(row.model, 22), rotate=-35))
     parts.append("</svg>")
     return "".join(parts)
 
@@ -372,14 +265,15 @@ svg.chart{max-width:100%;height:auto;font-size:11px}svg .axis{stroke:#444;stroke
 svg .grid{stroke:#e6e8ee;stroke-width:1}
 svg .tick{fill:#5a6272}svg .axis-title{fill:#1d2330;font-size:12px}svg .point{fill:#2f6fdb;stroke:#fff;stroke-width:1.5}
 svg .point-label,svg .bar-label{fill:#1d2330}svg .bar{fill:#2f6fdb}svg .bar-value{fill:#1d2330;font-size:10px}
-.table-note{color:#5a6272;font-size:.9rem}
+.table-note{color:#5a6272;font-size:.9rem}#frontier-points{width:auto;min-width:28rem}
+figcaption.frontier-caption{font-weight:400;color:#5a6272}
 """
 
 
 def _table(rows: Sequence[VariantRow], reference: Optional[str]) -> str:
     present = {f.name for f in fields(VariantRow) if any(getattr(r, f.name) is not None for r in rows)}
     columns = [c for c in _COLUMNS if c[0] == "model" or c[0] in present]
-    head = "".join(f'<th scope="col" title="{_esc(tip)}">{_esc(header)}</th>' for _, header, tip, _ in columns)
+    head = "".join(f'<th scope="col" title="{esc(tip)}">{esc(header)}</th>' for _, header, tip, _ in columns)
     body = []
     for row in rows:
         cells = []
@@ -390,14 +284,14 @@ def _table(rows: Sequence[VariantRow], reference: Optional[str]) -> str:
             elif fmt is None:
                 tag = "th" if name == "model" else "td"
                 scope = ' scope="row"' if name == "model" else ""
-                cells.append(f"<{tag}{scope}>{_esc(value)}</{tag}>")
+                cells.append(f"<{tag}{scope}>{esc(value)}</{tag}>")
             else:
                 try:
                     text = fmt(float(value))
                 except (TypeError, ValueError):
                     text = str(value)
                 # The exact value rides along as a tooltip: six decimals can round a tiny KLD to zero.
-                cells.append(f'<td class="num" data-field="{name}" title="{_esc(repr(value))}">{_esc(text)}</td>')
+                cells.append(f'<td class="num" data-field="{name}" title="{esc(repr(value))}">{esc(text)}</td>')
         css = ' class="reference"' if reference is not None and row.model == reference else ""
         body.append(f"<tr{css}>{''.join(cells)}</tr>")
     return (
@@ -413,7 +307,7 @@ def _table_notes(rows: Sequence[VariantRow]) -> list[str]:
     out = []
     texts = list(dict.fromkeys(r.ppl_text for r in rows if r.ppl_text and (r.ppl is not None or r.ppl_ref is not None)))
     for text in texts:
-        out.append(f'<p class="table-note ppl-text">Perplexity measured on {_esc(text)}. Perplexities '
+        out.append(f'<p class="table-note ppl-text">Perplexity measured on {esc(text)}. Perplexities '
                    "measured on other text or with other windows (the demo build's, for one) differ and are "
                    "not comparable with these.</p>")
     if any(_finite(r.kld_mean) for r in rows):
@@ -431,8 +325,10 @@ def render_report(
     recommendation: Optional[str] = None,
     notes: Sequence[str] = (),
     created_at: Optional[float] = None,
+    frontier: Optional[Iterable[Any]] = None,
 ) -> str:
-    """Return the report as one self-contained HTML document."""
+    """Return the report as one self-contained HTML document; `frontier` (a summary's "frontier" list of
+    FrontierPoint dicts, as a budget experiment records) adds the size-against-KLD frontier section."""
     rows = list(rows)
     stamp = time.time() if created_at is None else created_at
     when = datetime.fromtimestamp(stamp, tz=timezone.utc)
@@ -442,17 +338,19 @@ def render_report(
         '<meta name="viewport" content="width=device-width, initial-scale=1"/>',
         # Defence in depth: even if something slipped through escaping, the page may load and run nothing.
         "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\"/>",
-        f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{_esc(title)}</h1>",
+        f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{esc(title)}</h1>",
         f'<p class="meta">Created <time datetime="{when.isoformat()}">{when:%Y-%m-%d %H:%M:%S} UTC</time></p>',
         f'<p class="meta reference">Reference model: '
-        f"{f'<strong>{_esc(reference)}</strong>' if reference else 'not given'}</p>",
+        f"{f'<strong>{esc(reference)}</strong>' if reference else 'not given'}</p>",
     ]
     if recommendation:
-        parts.append(f'<p class="recommendation"><strong>Recommendation:</strong> {_esc(recommendation)}</p>')
-    if not rows:
+        parts.append(f'<p class="recommendation"><strong>Recommendation:</strong> {esc(recommendation)}</p>')
+    if frontier is not None:
+        parts.append(frontier_html(frontier))
+    if not rows and frontier is None:
         parts.append('<p class="empty" id="no-results">No results: this experiment produced no variant rows.</p>')
-    else:
+    elif rows:
         parts.append(f"<h2>Variants ({len(rows)})</h2>")
         parts.append(_table(rows, reference))
         parts.extend(_table_notes(rows))
@@ -466,7 +364,7 @@ def render_report(
                 f"<figure><figcaption>Generation tokens/s per variant</figcaption>{_bars_tps(rows)}</figure>"
             )
     if notes:
-        items = "".join(f"<li>{_esc(note)}</li>" for note in notes)
+        items = "".join(f"<li>{esc(note)}</li>" for note in notes)
         parts.append(f'<h2>Notes</h2><ul class="notes">{items}</ul>')
     parts.append("</body></html>\n")
     log.debug("rendered report %r: %d rows", title, len(rows))

@@ -65,9 +65,15 @@ class QuantizationAgent:
         models_dir = self.settings.models_dir
         history = self.store.quantization_runs(status="done", limit=200)
         conv = converter_dir(self.settings)
-        plan = make_plan(request, facts, models_dir, machine_now(models_dir), history,
-                         converter_dir=conv if conv.is_dir() else None)
-        if plan.imatrix:
+        if request.budget is not None:
+            from agents.quantization.budget.runner import make_budget_plan
+
+            plan = make_budget_plan(request, facts, models_dir, machine_now(models_dir), self.store, self.settings,
+                                    conv if conv.is_dir() else None)
+        else:
+            plan = make_plan(request, facts, models_dir, machine_now(models_dir), history,
+                             converter_dir=conv if conv.is_dir() else None)
+        if plan.imatrix or plan.method == "budget":
             from lqmf.tools import LlamaTools, tools_folder
 
             if not LlamaTools.in_folder(tools_folder(self.settings)).ready():
@@ -252,11 +258,22 @@ class QuantizationAgent:
                      verify=self._verifier(steps, "bnb", Path(plan.output_path), plan))
         return read_manifest(Path(plan.output_path))
 
+    def _budget(self, plan: QuantPlan, steps: "_Steps") -> dict:
+        from agents.quantization.budget.runner import run_budget
+
+        if plan.steps[0].startswith(BUILD_TOOLS_STEP):
+            from agents.quantization.llama_tools import ensure_llama_tools
+
+            steps.next()
+            ensure_llama_tools(self.settings)
+        return run_budget(self, plan, steps)
+
 
 RUNNERS: dict[str, Callable[[QuantizationAgent, QuantPlan, "_Steps"], dict]] = {
     "gguf": QuantizationAgent._gguf,
     "gptq": QuantizationAgent._gptq,
     "bnb": QuantizationAgent._bnb,
+    "budget": QuantizationAgent._budget,
 }
 
 

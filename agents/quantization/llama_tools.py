@@ -1,11 +1,13 @@
-"""Build llama.cpp's `llama-imatrix`, `llama-quantize` and `llama-server` once, from the pinned llama-cpp-python sdist.
+"""Build llama.cpp's `llama-imatrix`, `llama-quantize`, `llama-perplexity` and `llama-server` once, from the
+pinned llama-cpp-python sdist.
 
 An importance matrix (agents.quantization.imatrix) needs llama.cpp's command-line tools, and GGUF
-serving runs on llama.cpp's own server engine; the wheel ships neither. They are compiled from the
+serving runs on llama.cpp's own server engine, and llama-perplexity is llama.cpp's own KL-divergence
+yardstick (agents.measure.llama_perplexity); the wheel ships none of them. They are compiled from the
 same source distribution the converter comes from, into lqmf.tools.tools_folder(settings)
 (`settings.tools_dir / llama.cpp-tools-<version>`), where every user finds them.
 
-Fast path: compile only llama.cpp's `common/` library and the two tools, and link them against the
+Fast path: compile only llama.cpp's `common/` library and the tools, and link them against the
 shared libraries the installed wheel already has (libllama, libggml*: built from this very sdist, so
 the headers match). The libraries are copied next to the binaries (RUNPATH=$ORIGIN), so the folder
 keeps working whatever happens to the virtual environment. Fallback when that fails: the full static
@@ -31,7 +33,7 @@ from lqmf.errors import ToolUnavailable
 from lqmf.native_build import amx_libraries, flags_text, wheel_library_dir
 from lqmf.processes import ChildTimedOut, run_child, run_child_captured
 from lqmf.settings import Settings
-from lqmf.tools import IMATRIX, QUANTIZE, SERVER, TARGETS, LlamaTools, llama_cpp_version, tools_folder
+from lqmf.tools import IMATRIX, PERPLEXITY, QUANTIZE, SERVER, TARGETS, LlamaTools, llama_cpp_version, tools_folder
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +43,11 @@ SKIPPED_SOURCES = ("models/", "docs/", "media/")
 # The wheel's libraries under the names the loader asks for (their SONAMEs): libllama.so.0, ...
 WHEEL_LIBRARY = re.compile(r"^lib(?:llama|mtmd|ggml[\w-]*)\.so\.\d+$")
 # common/ is argument parsing, logging and tokenizer glue, not the hot loop: -O1 compiles it about
-# 40% faster than -O3. The two tools' own sources (imatrix collects activations) keep -O2.
+# 40% faster than -O3. The tools' own sources (imatrix collects activations, perplexity sums logits) keep -O2.
 FAST_FLAGS = "-O1 -DNDEBUG"
 PROBE_TIMEOUT_S = 60.0  # a built program answering --version / --help
 
-# Compiles llama.cpp's common/ and the two tools against the wheel's prebuilt libraries. The sdist's
+# Compiles llama.cpp's common/ and the tools against the wheel's prebuilt libraries. The sdist's
 # own CMake cannot do that: its src/ always builds libllama.
 WRAPPER_CMAKE = r"""
 cmake_minimum_required(VERSION 3.14)
@@ -90,8 +92,10 @@ add_subdirectory("${LQMF_LLAMA_DIR}/vendor/cpp-httplib" vendor/cpp-httplib)
 add_subdirectory("${LQMF_LLAMA_DIR}/common" common)
 add_subdirectory("${LQMF_LLAMA_DIR}/tools/imatrix" imatrix)
 add_subdirectory("${LQMF_LLAMA_DIR}/tools/quantize" quantize)
+add_subdirectory("${LQMF_LLAMA_DIR}/tools/perplexity" perplexity)
 target_compile_options(llama-imatrix PRIVATE -O2)
 target_compile_options(llama-quantize-impl PRIVATE -O2)
+target_compile_options(llama-perplexity-impl PRIVATE -O2)
 
 # llama-server embeds a web UI; LQMF serves none, so its asset table is generated empty (no npm, no
 # download). tools/ui's own CMakeLists cannot be used: it finds its script under PROJECT_SOURCE_DIR.
@@ -127,7 +131,7 @@ class _BuildFailed(Exception):
 
 
 def ensure_llama_tools(settings: Settings) -> LlamaTools:
-    """Return the cached llama-imatrix / llama-quantize / llama-server, building them the first time
+    """Return the cached llama-imatrix / llama-quantize / llama-server / llama-perplexity, building them the first time
     (~4 min on 2 cores).
 
     The build log goes to `settings.logs_dir`; a missing compiler or a failed build raises ToolUnavailable.
@@ -271,7 +275,8 @@ def _install_binaries(bin_dir: Path, out: Path) -> None:
         shutil.copy2(bin_dir / name, out / name)
     # LD_BIND_NOW resolves every symbol at start-up, so a library mismatch fails here, not mid-run.
     env = {**os.environ, "LD_BIND_NOW": "1"}
-    probes = ((IMATRIX, "--version", "version:"), (QUANTIZE, "--help", "usage:"), (SERVER, "--version", "version:"))
+    probes = ((IMATRIX, "--version", "version:"), (QUANTIZE, "--help", "usage:"), (SERVER, "--version", "version:"),
+              (PERPLEXITY, "--version", "version:"))
     for name, flag, expected in probes:
         try:
             _, output = run_child_captured([str(out / name), flag], env=env, timeout_s=PROBE_TIMEOUT_S)

@@ -16,6 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional
 
+from agents.quantization.budget.target import Budget
 from agents.quantization.encoder import encoder_problems
 from agents.quantization.gguf_quant import FLOAT_BITS, GGUF_LEVELS
 from agents.quantization.hf_quant import BNB_MODES, GPTQ_BITS
@@ -77,6 +78,7 @@ class QuantRequest:
     fidelity: bool = False
     overwrite: bool = False
     group_size: Optional[int] = None  # GPTQ: weights per scale and zero (default 128)
+    budget: Optional[Budget] = None  # a size, RAM or KLD target: a measured per-tensor mix (agents.quantization.budget)
 
 
 @dataclass
@@ -142,6 +144,7 @@ class QuantPlan:
     expected_bits_per_weight: float = 0.0
     tensor_types: dict[str, int] = field(default_factory=dict)
     alternative: Optional[str] = None  # what to change in the request for a plan that works or is smaller
+    budget: Optional[dict] = None  # a budget search's target (Budget.to_dict()); method "budget"
 
     @property
     def runnable(self) -> bool:
