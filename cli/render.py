@@ -385,9 +385,14 @@ def budget_lines(budget: dict[str, Any]) -> list[str]:
     check = budget.get("validation") or {}
     if check:
         mixes = check.get("mixes")
-        lines.append(f"predictions checked on {len(mixes) if isinstance(mixes, list) else mixes or '-'} mixes: "
-                     f"Spearman {_figure(check.get('spearman'), '{:.3f}')}, median error "
-                     f"{_figure(check.get('median_abs_rel_error'), '{:.0%}')} of the measured KLD")
+        corrected = check.get("corrected_median_abs_rel_error")
+        lines.append(f"predictions checked on {len(mixes) if isinstance(mixes, list) else mixes or '-'} standard "
+                     f"levels: Spearman {_figure(check.get('spearman'), '{:.3f}')}, median error "
+                     f"{_figure(check.get('median_abs_rel_error'), '{:.0%}')} of the measured KLD"
+                     + (f" ({_figure(corrected, '{:.0%}')} once scaled by the other levels' measured/predicted)"
+                        if corrected is not None else ""))
+    if budget.get("report"):
+        lines.append(f"report (the frontier drawn): {budget['report']}")
     return lines
 
 

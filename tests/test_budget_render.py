@@ -68,7 +68,7 @@ def test_a_budget_result_shows_measured_against_predicted_the_types_and_the_char
             "PPL 7.291 vs 7.087, same top token 90.34%") in text
     assert "measured on: configparser.py + pprint.py, 16 windows of 512 tokens" in text
     assert "types: 4 IQ4_NL, 2 Q5_0, 1 Q6_K, 1 Q8_0" in text
-    assert "predictions checked on 12 mixes: Spearman 0.912, median error 14% of the measured KLD" in text
+    assert "predictions checked on 12 standard levels: Spearman 0.912, median error 14% of the measured KLD" in text
     # The frontier chart: its title, the budget's mark and the levels', and its table of the points by size.
     assert "KLD vs reference (log scale)" in text and "file size (MB)" in text
     assert "* budget result" in text and "o standard level" in text

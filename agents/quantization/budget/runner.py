@@ -241,8 +241,10 @@ def run_budget(agent, plan, steps) -> dict:
             write_manifest_beside(out, manifest)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    _record_experiment(agent, plan, details)
-    return read_manifest(out)
+    report = _record_experiment(agent, plan, details)
+    manifest = read_manifest(out) or {}
+    manifest.setdefault("details", {}).setdefault("budget", {})["report"] = str(report)
+    return manifest  # the factory writes it back with the whole run's figures
 
 
 def _imatrix(f16: Path, out: Path, settings, threads: int) -> None:
@@ -274,7 +276,7 @@ def _details(plan, budget: Budget, found: dict, measurements: Measurements, out:
     }, "verified": verified}
 
 
-def _record_experiment(agent, plan, details: dict) -> None:
+def _record_experiment(agent, plan, details: dict) -> Path:
     """The run as a `budget` experiment in the history, with its HTML report (the frontier drawn)."""
     from agents.measure.report_html import write_report
 
@@ -294,3 +296,4 @@ def _record_experiment(agent, plan, details: dict) -> None:
     summary["report_path"] = str(write_report(path, f"LQMF budget #{exp_id}: {name} from {plan.source}", [],
                                               frontier=budget["frontier"], notes=notes))
     store.finish_experiment(exp_id, summary)
+    return path

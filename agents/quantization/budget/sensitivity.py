@@ -120,7 +120,7 @@ def output_errors(space: MixSpace, tools: LlamaTools, imatrix_file: Path, workdi
         if tick:
             tick(f"output error at {ggml_type}", i, len(types))
         out = workdir / f"pure-{ggml_type.lower()}.gguf"
-        _quantize_pure(tools, space.source, out, ggml_type, imatrix_file if quant_imatrix else None, threads)
+        _quantize_pure(space, tools, out, ggml_type, imatrix_file if quant_imatrix else None, threads)
         try:
             for t in GGUFReader(str(out)).tensors:
                 if t.name not in errors or t.tensor_type.name != ggml_type:
@@ -156,17 +156,12 @@ def activation_weights(imatrix_file: Path) -> dict[str, Any]:
     return out
 
 
-def _quantize_pure(tools: LlamaTools, source: Path, out: Path, ggml_type: str, imatrix: Optional[Path],
+def _quantize_pure(space: MixSpace, tools: LlamaTools, out: Path, ggml_type: str, imatrix: Optional[Path],
                    threads: int) -> None:
-    from lqmf.processes import exit_words, run_child_captured
-
-    cmd = [str(tools.quantize), "--pure", *(("--imatrix", str(imatrix)) if imatrix else ()), str(source), str(out),
-           ggml_type, str(threads)]
-    code, output = run_child_captured(cmd)
-    if code != 0 or not out.is_file():
-        tail = "\n".join(output.strip().splitlines()[-6:])
-        raise QuantizationError(f"llama-quantize --pure {ggml_type} {exit_words(code)}:\n{tail}",
-                                "see logs/lqmf.log")
+    """Every tensor that can take `ggml_type` at it, named tensor by tensor (llama-quantize's level names are not
+    type names: its IQ2_S level writes IQ2_XS)."""
+    types = {s.name: ggml_type for s in space.slots if ggml_type in s.options}
+    write_mix(tools, space.source, out, types, imatrix=imatrix, threads=threads)
 
 
 def measure_sensitivity(space: MixSpace, tools: LlamaTools, meter: KldMeter, imatrix_file: Path, workdir: Path, *,
