@@ -41,7 +41,6 @@ def main() -> int:
     shutil.rmtree(work, ignore_errors=True)
     (work / "models").mkdir(parents=True)
     os.environ.update(LQMF_HOME=str(work / "home"), LQMF_MODELS_DIR=str(work / "models"))
-    sys.path.insert(0, str(ROOT))
 
     from agents.demo.real import ensure_real_models
     from agents.measure.experiments import heldout_text

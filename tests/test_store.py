@@ -34,6 +34,7 @@ SCHEMA = {
     "request_stats": ["id", "model", "route", "prompt_tokens", "completion_tokens", "latency_s", "created_at",
                       "finish_reason", "fallback_from"],
     "model_changes": ["id", "action", "name", "new_name", "path", "new_path", "size_bytes", "details", "created_at"],
+    "sensitivities": ["key", "source", "data", "created_at"],
     "schema_migrations": ["name", "applied_at"],
 }
 
