@@ -3,8 +3,8 @@
 Two measurements, combined:
 
 1. **Output error on captured activations** (every tensor, every offered type). The model is quantized once
-   per type with llama-quantize (--pure: every tensor at that type), each tensor dequantized with gguf-py and
-   compared with its f16 weights, weighted by the importance matrix's mean squared activation of each input
+   per type with llama-quantize (each tensor that can take the type named at it), each tensor dequantized with
+   gguf-py and compared with its f16 weights, weighted by the importance matrix's mean squared activation of each input
    column: sum_j E[x_j^2] * ||W_q[:, j] - W[:, j]||^2, the expected squared error of the tensor's matmul on
    calibration text. It ranks types within a tensor and tensors within a role well, but says nothing of how an
    error in layer 3's attn_v reaches the logits compared with one in layer 27's ffn_down.
@@ -107,7 +107,7 @@ def probe_type(slots: list[Slot]) -> str:
 
 def output_errors(space: MixSpace, tools: LlamaTools, imatrix_file: Path, workdir: Path, *,
                   quant_imatrix: bool, threads: int, tick: Optional[Tick] = None) -> dict[str, dict[str, float]]:
-    """sum_j E[x_j^2] ||dW[:, j]||^2 for every (tensor, offered type), from one --pure quantization per type."""
+    """sum_j E[x_j^2] ||dW[:, j]||^2 for every (tensor, offered type), from one quantization per type."""
     import numpy as np
     from gguf import GGUFReader
     from gguf.quants import dequantize
@@ -119,8 +119,8 @@ def output_errors(space: MixSpace, tools: LlamaTools, imatrix_file: Path, workdi
     for i, ggml_type in enumerate(types):
         if tick:
             tick(f"output error at {ggml_type}", i, len(types))
-        out = workdir / f"pure-{ggml_type.lower()}.gguf"
-        _quantize_pure(space, tools, out, ggml_type, imatrix_file if quant_imatrix else None, threads)
+        out = workdir / f"all-{ggml_type.lower()}.gguf"
+        _quantize_all(space, tools, out, ggml_type, imatrix_file if quant_imatrix else None, threads)
         try:
             for t in GGUFReader(str(out)).tensors:
                 if t.name not in errors or t.tensor_type.name != ggml_type:
@@ -156,7 +156,7 @@ def activation_weights(imatrix_file: Path) -> dict[str, Any]:
     return out
 
 
-def _quantize_pure(space: MixSpace, tools: LlamaTools, out: Path, ggml_type: str, imatrix: Optional[Path],
+def _quantize_all(space: MixSpace, tools: LlamaTools, out: Path, ggml_type: str, imatrix: Optional[Path],
                    threads: int) -> None:
     """Every tensor that can take `ggml_type` at it, named tensor by tensor (llama-quantize's level names are not
     type names: its IQ2_S level writes IQ2_XS)."""
