@@ -13,8 +13,8 @@ PKG_STAMP := $(VENV)/.editable-$(PKG_HASH)
 # llama-cpp-python is compiled from source by pip: use every core for it.
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 # The flags every llama.cpp build here adds (the wheel's and the tools'): on x86, no AMX kernels, which
-# segfault on AMX Xeons (lqmf/native_build.py says why). Read with the system Python: no venv needed.
-LLAMA_FLAGS := $(shell $(PYTHON) -m lqmf.native_build flags)
+# segfault on AMX Xeons (lqmf/base/native_build.py says why). Read with the system Python: no venv needed.
+LLAMA_FLAGS := $(shell $(PYTHON) -m lqmf.base.native_build flags)
 
 .PHONY: setup install converter tools demo smoke understanding run test lint real-models test-real
 
@@ -23,7 +23,7 @@ setup: install converter tools demo smoke understanding
 # Every time, not only on a new stamp: a wheel built earlier (or cached by pip) with the AMX kernels is
 # found here and rebuilt without them.
 install: $(STAMP) $(PKG_STAMP)
-	$(PY) -m lqmf.native_build ensure
+	$(PY) -m lqmf.base.native_build ensure
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -56,7 +56,7 @@ demo: install converter
 # Decode a few tokens of every GGUF type with the built llama.cpp (in process and on llama-server), each in
 # a child: a type that crashes is named, and serving falls back (repacking off, or that engine off).
 smoke: install tools demo
-	$(PY) -m server.gguf_smoke
+	$(PY) -m server.runtime.gguf_smoke
 
 # The shell's understanding: all-MiniLM-L6-v2 (a requirement, from its registry package) as an f16 GGUF and
 # the intent classifier trained on agents/understanding/examples/; skipped in a second when nothing changed.

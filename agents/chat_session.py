@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
-from lqmf.sampling import CHAT, LIMITS, SAMPLERS
-from lqmf.units import plural
-from server.backends.base import GenerationParams, Timings
+from lqmf.base.generation import GenerationParams, Timings
+from lqmf.base.sampling import CHAT, LIMITS, SAMPLERS
+from lqmf.base.units import plural
 
 
 def _flag(text: str) -> bool:
@@ -56,7 +56,7 @@ class ChatSession:
     def send(self, user_text: str):
         """Start a reply: its Chunks (iterate them; cancel() stops it), once the model has begun answering. For
         `default`, the first model of the chain that begins answers; fell_back then says what was skipped."""
-        from server.fallback import stream_with_fallback
+        from server.runtime.fallback import stream_with_fallback
 
         started, walk = stream_with_fallback(self.manager, self.asked or self.model, self.messages(user_text),
                                              self.params)

@@ -7,7 +7,7 @@ from typing import Optional
 from agents import results as r
 from agents.classifier_parse import drops_unknown_labels
 from agents.intents import Command
-from lqmf.progress import Progress
+from lqmf.base.progress import Progress
 
 HELP = [
     ("train classifier NAME on data.csv with MODEL [text column T, label column L] [svm|logreg] [pca 0.95]",

@@ -17,7 +17,7 @@ from agents import results as r
 from agents.classifier_parse import looks_like_model, named_words, resolve_model
 from agents.intents import Command, Intent, Slots
 from agents.references import acted_on
-from lqmf.progress import Progress
+from lqmf.base.progress import Progress
 
 NAME = r"[A-Za-z0-9][A-Za-z0-9_.+\-]*"
 URL = r"https?://[^\s,;]+"

@@ -18,7 +18,7 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-from lqmf.files import write_text_atomic
+from lqmf.base.files import write_text_atomic
 
 log = logging.getLogger(__name__)
 

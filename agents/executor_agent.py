@@ -12,10 +12,10 @@ from agents.classifier_commands import ClassifierCommands
 from agents.endpoint_commands import EndpointCommands
 from agents.intents import Command, Intent
 from agents.model_commands import ModelCommands
-from lqmf.errors import FeatureUnsupported, LQMFError
-from lqmf.progress import Progress
-from lqmf.settings import Settings
-from server.manager import DEFAULT
+from lqmf.base.errors import FeatureUnsupported, LQMFError
+from lqmf.base.progress import Progress
+from lqmf.base.settings import Settings
+from server.runtime.manager import DEFAULT
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ class Executor:
     def _running_server(self) -> dict[str, object]:
         """Where the shell's server listens now (`start server on port P` overrides LQMF_PORT), the configured host
         and port beside it when they differ, and the `lqmf serve` processes running over the same LQMF_HOME."""
-        from lqmf.processes import running_servers
+        from lqmf.base.processes import running_servers
 
         s, status = self.settings, self.server.status()
         elsewhere = [f"{entry['url']} (lqmf serve, pid {entry['pid']})" for entry in running_servers(s.servers_dir)]
@@ -242,7 +242,7 @@ def model_names(manager) -> Callable[[], list[str]]:
 def make_assist(settings: Settings, manager) -> Optional[Callable]:
     """The optional LLM assist: an OpenAI-compatible endpoint (LQMF_ASSIST_URL) or a local model (LQMF_ASSIST_MODEL)."""
     from agents.decision_agent import llm_classifier
-    from lqmf.sampling import GREEDY
+    from lqmf.base.sampling import GREEDY
 
     if settings.assist_url:
         import httpx
@@ -261,7 +261,7 @@ def make_assist(settings: Settings, manager) -> Optional[Callable]:
 
         return llm_classifier(complete_remote)
     if settings.assist_model:
-        from server.backends.base import GenerationParams
+        from lqmf.base.generation import GenerationParams
 
         def complete_local(prompt: str) -> str:
             params = GenerationParams(**GREEDY, max_tokens=96)

@@ -89,7 +89,7 @@ class Filler:
 
 def _reference(executor: Any) -> Callable[[str], Optional[str]]:
     """The source a variant was made from, or None (no manifest, or its source is not on disk)."""
-    from lqmf.errors import LQMFError
+    from lqmf.base.errors import LQMFError
 
     def reference(name: str) -> Optional[str]:
         try:

@@ -11,7 +11,7 @@ from agents import results as r
 from agents.intents import Command, Intent, Slots
 
 if TYPE_CHECKING:
-    from lqmf.progress import Progress
+    from lqmf.base.progress import Progress
 
 # handler(x, c, p): x the Executor, c the Command, p the progress callback (or None); one Library call each.
 Handler = Callable[[Any, Command, Optional["Progress"]], r.Result]

@@ -16,7 +16,7 @@ from typing import Optional
 
 from agents import results as r
 from agents.intents import Command
-from lqmf.progress import Progress
+from lqmf.base.progress import Progress
 
 
 class ModelCommands:

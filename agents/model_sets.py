@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
-from lqmf.encoders import EMBEDDING
+from lqmf.base.encoders import EMBEDDING
 
 # What a command needs of the models it names (agents/intent_table.py declares one per intent).
 ANY = "any"  # any model on disk

@@ -32,7 +32,7 @@ from agents.quantization.results import (  # noqa: F401
     Quantized,
     QuantizePlan,
 )
-from lqmf.results import Result
+from lqmf.base.results import Result
 
 if TYPE_CHECKING:  # typing only: the chat session loads with the first chat
     from agents.chat_session import ChatSession

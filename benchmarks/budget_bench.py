@@ -48,10 +48,10 @@ def main() -> int:
     from agents.measure.llama_perplexity import kld_against, kld_base
     from agents.quantization.budget.runner import _imatrix
     from lqmf.api import Library
-    from lqmf.log import configure_logging
-    from lqmf.processes import run_child_captured
-    from lqmf.settings import load_settings
-    from lqmf.tools import LlamaTools, tools_folder
+    from lqmf.base.log import configure_logging
+    from lqmf.base.processes import run_child_captured
+    from lqmf.base.settings import load_settings
+    from lqmf.base.tools import LlamaTools, tools_folder
 
     settings = load_settings()
     configure_logging(settings)

@@ -20,8 +20,8 @@ import statistics
 import time
 from dataclasses import dataclass, field
 
-from lqmf.environment import apply_environment_quirks
-from lqmf.settings import load_settings
+from lqmf.base.environment import apply_environment_quirks
+from lqmf.base.settings import load_settings
 
 SMALL = {
     "type": "object",

@@ -3,7 +3,7 @@
 The three systems serve the same GGUF file with the same threads, slots and per-slot context:
 (a) LQMF's API server (`python -m server`) with LQMF_GGUF_ENGINE=server, which runs its own
 llama-server child; (b) that llama-server started directly, with the flags LQMF's child gets
-(server.engine.EngineChild.command()); (c) LQMF with LQMF_GGUF_ENGINE=in-process. Each system is
+(server.runtime.engine.EngineChild.command()); (c) LQMF with LQMF_GGUF_ENGINE=in-process. Each system is
 started, warmed up, measured and stopped in turn, rounds alternating A B C A B C ..., so that the
 machine's drift hits all three alike; every figure is the median over the rounds (errors: the sum).
 
@@ -310,8 +310,8 @@ def build_bench_model(cache: Path, demo_hf: Path, threads: int) -> Path:
     if out.is_file():
         return out
     from agents.quantization.gguf_quant import convert_to_gguf, quantize_gguf
-    from lqmf.manifest import manifest_path_for, tree_sha256
-    from lqmf.settings import load_settings
+    from lqmf.base.manifest import manifest_path_for, tree_sha256
+    from lqmf.base.settings import load_settings
 
     settings = load_settings()  # the converter's cache (LQMF_TOOLS_DIR or .cache/tools)
     began = time.perf_counter()
@@ -340,7 +340,7 @@ def _build_hf(folder: Path, demo_hf: Path) -> None:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from lqmf.atomic import atomic_output
+    from lqmf.base.atomic import atomic_output
 
     demo_config = json.loads((demo_hf / "config.json").read_text())
     config = LlamaConfig(vocab_size=demo_config["vocab_size"], bos_token_id=demo_config.get("bos_token_id"),
@@ -501,8 +501,8 @@ def _wait_gone(pids: Sequence[int], timeout: float = 15.0) -> None:
 @contextmanager
 def llama_server_alone(setup: Setup, workdir: Path) -> Iterator[tuple[str, dict[str, str]]]:
     """llama-server started directly with the command line LQMF gives its child (no API key)."""
-    from lqmf.processes import end_process, tethered
-    from server.engine import ChildSpec, EngineChild, free_port
+    from lqmf.base.processes import end_process, tethered
+    from server.runtime.engine import ChildSpec, EngineChild, free_port
 
     child = EngineChild(ChildSpec(setup.binary, setup.model_path, setup.model_name, setup.slots, setup.slot_ctx,
                                   setup.threads, workdir / "llama-server.log"))
@@ -538,12 +538,12 @@ def lqmf_server(setup: Setup, models_dir: Path, engine: str, preload: Sequence[s
     """`python -m server` in a temporary LQMF_HOME, models from `models_dir`, with the given GGUF engine."""
     import psutil
 
-    from lqmf.tools import tools_folder
+    from lqmf.base.tools import tools_folder
     if __package__:  # imported as benchmarks.*
         from benchmarks.load_test import ServerProcess
     else:  # run as a script: benchmarks/ is first on sys.path
         from load_test import ServerProcess
-    from lqmf.settings import load_settings
+    from lqmf.base.settings import load_settings
 
     threads = setup.in_process_threads if engine == "in-process" else setup.threads
     env = {
@@ -662,14 +662,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request would drown the progress
-    from lqmf.environment import apply_environment_quirks
+    from lqmf.base.environment import apply_environment_quirks
 
     apply_environment_quirks()
     from agents.quantization.imatrix import gguf_context_length
-    from lqmf.manifest import read_manifest
-    from lqmf.settings import load_settings
-    from lqmf.tools import LlamaTools, tools_folder
-    from server.backends.gguf_engine import engine_threads
+    from lqmf.base.manifest import read_manifest
+    from lqmf.base.settings import load_settings
+    from lqmf.base.tools import LlamaTools, tools_folder
+    from server.runtime.backends.gguf_engine import engine_threads
 
     settings = load_settings()
     binary = LlamaTools.in_folder(tools_folder(settings)).server

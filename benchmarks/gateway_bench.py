@@ -52,13 +52,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     from agents.quantization.imatrix import gguf_context_length
-    from lqmf.tools import LlamaTools, tools_folder
+    from lqmf.base.tools import LlamaTools, tools_folder
     if __package__:  # imported as benchmarks.*
         from benchmarks.load_test import ServerProcess
     else:  # run as a script: benchmarks/ is first on sys.path
         from load_test import ServerProcess
-    from lqmf.settings import load_settings
-    from server.backends.gguf_engine import engine_threads
+    from lqmf.base.settings import load_settings
+    from server.runtime.backends.gguf_engine import engine_threads
 
     settings = load_settings()
     binary = LlamaTools.in_folder(tools_folder(settings)).server

@@ -14,8 +14,8 @@ import statistics
 import sys
 import time
 
-from lqmf.environment import apply_environment_quirks
-from lqmf.settings import load_settings
+from lqmf.base.environment import apply_environment_quirks
+from lqmf.base.settings import load_settings
 
 PROMPT = [{"role": "user", "content": "What does shuffle do?"}]
 
@@ -52,8 +52,8 @@ def main() -> int:
     import llama_cpp
     from llama_cpp import Llama
 
-    from server.backends.base import GenerationParams
-    from server.manager import ModelManager
+    from lqmf.base.generation import GenerationParams
+    from server.runtime.manager import ModelManager
 
     settings = load_settings()
     manager = ModelManager(settings)

@@ -25,8 +25,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lqmf.environment import apply_environment_quirks
-from lqmf.settings import load_settings
+from lqmf.base.environment import apply_environment_quirks
+from lqmf.base.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -143,7 +143,7 @@ class InProcess:
     def __init__(self, model_path: str, n_ctx: int, threads: int, tokens: int) -> None:
         from llama_cpp import Llama
 
-        from server.backends.chat import render_chat
+        from server.runtime.backends.chat import render_chat
 
         self.llm = Llama(model_path=model_path, n_ctx=n_ctx, n_threads=threads, verbose=False)
         template = self.llm.metadata.get("tokenizer.chat_template")
@@ -219,8 +219,8 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=8, help="requests per client per scenario")
     args = parser.parse_args()
     apply_environment_quirks()
-    from server.backends.gguf import default_threads
-    from server.discovery import discover
+    from server.runtime.backends.gguf import default_threads
+    from server.runtime.discovery import discover
 
     settings = load_settings()
     record = {r.name: r for r in discover(settings.models_dir)}.get(args.model)

@@ -43,7 +43,7 @@ def parse_figures() -> None:
     from agents.decision_agent import DecisionAgent
     from agents.understanding.examples import dev_examples, example_classifiers, example_models, read_table
     from agents.understanding.runtime import Understanding
-    from lqmf.settings import load_settings
+    from lqmf.base.settings import load_settings
 
     started = time.perf_counter()
     understanding = Understanding(load_settings())
@@ -76,7 +76,7 @@ def engines() -> None:
     """transformers vs llama.cpp for the same model, each in a fresh process (imports are part of the cost)."""
     import subprocess
 
-    from lqmf.settings import load_settings
+    from lqmf.base.settings import load_settings
 
     folder = load_settings().understanding_dir
     probe = {

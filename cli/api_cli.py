@@ -13,9 +13,9 @@ import signal
 import sys
 from pathlib import Path
 
-from lqmf.environment import apply_environment_quirks
-from lqmf.log import configure_logging
-from lqmf.settings import load_settings
+from lqmf.base.environment import apply_environment_quirks
+from lqmf.base.log import configure_logging
+from lqmf.base.settings import load_settings
 
 log = logging.getLogger("cli")
 
@@ -24,7 +24,7 @@ def parse_only(texts, settings) -> int:
     """--parse: print {"intent", "slots"} per line (model references resolved against the models dir)."""
     from agents.classifiers.artifact import classifier_names
     from agents.decision_agent import DecisionAgent
-    from server.discovery import discover
+    from server.runtime.discovery import discover
 
     understanding = _understanding(settings, wait=True)
     agent = DecisionAgent(lambda: [rec.name for rec in discover(settings.models_dir)], meaning=understanding,
@@ -92,8 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     from agents.decision_agent import DecisionAgent
     from agents.executor_agent import Executor, make_assist, model_names
     from cli.shell import Shell
-    from server.manager import ModelManager
-    from server.runner import BackgroundServer
+    from server.http.runner import BackgroundServer
+    from server.runtime.manager import ModelManager
 
     manager = ModelManager(settings)
     server = BackgroundServer(settings, manager)
@@ -135,7 +135,7 @@ def run_lines(shell, lines: list[str], log_path: Path) -> int:
     """
     from rich.markup import escape
 
-    from lqmf.units import plural
+    from lqmf.base.units import plural
 
     console = shell.console
     numbered = [(n, line) for n, line in enumerate(lines, 1) if line.strip() and not line.lstrip().startswith("#")]

@@ -17,8 +17,8 @@ from agents.measure.embedding_fidelity import format_cosine
 from agents.measure.fidelity import format_dp, format_kld, format_ppl, format_share
 from cli.render_classifiers import RENDERERS as CLASSIFIER_RENDERERS
 from cli.render_models import RENDERERS as MODEL_RENDERERS
-from lqmf.manifest import bits_per_weight_words
-from lqmf.units import format_bytes, plural
+from lqmf.base.manifest import bits_per_weight_words
+from lqmf.base.units import format_bytes, plural
 
 EMBED_SHOWN = 5  # values of each embedding drawn; --json prints them all
 BUDGET_METHOD = "budget"  # a plan searched to a budget: its level is the budget's slug (fit-100mb, kld-0.02)

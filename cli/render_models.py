@@ -11,8 +11,8 @@ from rich.table import Table
 from rich.tree import Tree
 
 from agents import results as r
-from lqmf.manifest import bits_per_weight_words
-from lqmf.units import format_bytes
+from lqmf.base.manifest import bits_per_weight_words
+from lqmf.base.units import format_bytes
 
 
 def _ago(ts: Optional[float]) -> str:

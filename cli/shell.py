@@ -20,9 +20,9 @@ from agents.help_examples import completion_names
 from agents.intent_table import SPECS, completion_words, many_models, runs_as_understood
 from agents.intents import Intent
 from cli.render import render
-from lqmf.errors import LQMFError
-from lqmf.progress import Progress
-from lqmf.units import format_bytes, plural
+from lqmf.base.errors import LQMFError
+from lqmf.base.progress import Progress
+from lqmf.base.units import format_bytes, plural
 
 log = logging.getLogger("cli")
 
@@ -249,7 +249,7 @@ class Shell:
     def _add_endpoint(self, command, typed_yes: bool = False) -> r.Result:
         """Add an endpoint; on a server that lists several models, with none named, ask which (a number or a
         name) and add it with that one. -c and --script are refused with the list instead (nobody can answer)."""
-        from server.endpoints import ModelChoiceNeeded
+        from server.runtime.endpoints import ModelChoiceNeeded
 
         confirm = self.executor.confirmation(command)
         if confirm is not None or not self.interactive:

@@ -14,14 +14,14 @@ A program doing several things keeps one `lqmf.Library()` (one manager, one hist
 methods. Settings come from LQMF_* environment variables (LQMF_HOME relocates every writable path).
 
 Nothing heavy is imported by `import lqmf`: the names above load lqmf.api on first use (PEP 562), so the
-base modules (lqmf.settings, lqmf.errors, ...) stay importable from every layer below the API.
+base modules (lqmf.base.settings, lqmf.base.errors, ...) stay importable from every layer below the API.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from lqmf.version import __version__
+from lqmf.base.version import __version__
 
 __all__ = ["Library", "ModelHandle", "__version__", "compare", "fidelity", "load", "models", "quantize"]
 

@@ -21,10 +21,10 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
-from lqmf.errors import InvalidRequest, LQMFError
-from lqmf.progress import Progress
-from lqmf.sampling import GREEDY
-from lqmf.settings import Settings, load_settings
+from lqmf.base.errors import InvalidRequest, LQMFError
+from lqmf.base.progress import Progress
+from lqmf.base.sampling import GREEDY
+from lqmf.base.settings import Settings, load_settings
 
 if TYPE_CHECKING:  # typing only: the library imports its parts when first asked
     from agents.classifiers.registry import ClassifierRegistry
@@ -41,9 +41,9 @@ if TYPE_CHECKING:  # typing only: the library imports its parts when first asked
     )
     from agents.quantization.budget.target import Budget
     from agents.quantization.results import AcquiredResult, LoggedIn, QuantizationList, Quantized, QuantizePlan
-    from server.backends.base import GenerationParams, GenerationResult
-    from server.embeddings import Embeddings
-    from server.manager import Job, ModelManager
+    from lqmf.base.generation import GenerationParams, GenerationResult
+    from server.runtime.embeddings import Embeddings
+    from server.runtime.manager import Job, ModelManager
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ EXPERIMENT_MAX_TOKENS = 128  # a prompt experiment's answer length: long enough 
 
 def _params(sampling: dict[str, Any]) -> "GenerationParams":
     """Sampling keyword arguments (temperature=0.2, max_tokens=64, ...) as GenerationParams; unknown names refused."""
-    from server.backends.base import GenerationParams
+    from lqmf.base.generation import GenerationParams
 
     unknown = sorted(set(sampling) - set(GenerationParams.__dataclass_fields__))
     if unknown:
@@ -107,7 +107,7 @@ class ModelHandle:
     def embed(self, texts: Union[str, Sequence[str]], *, normalize: bool = True,
               progress: Optional[Progress] = None) -> "Embeddings":
         """Vectors of the texts (float32, one row each, unit length unless normalize=False), with token counts."""
-        from server.embeddings import embed_texts
+        from server.runtime.embeddings import embed_texts
 
         items = [texts] if isinstance(texts, str) else list(texts)
         return embed_texts(self.library.manager, self.name, items, normalize=normalize,
@@ -132,7 +132,7 @@ class Library:
         self.settings = settings or (manager.settings if manager is not None else load_settings())
         self._owns_manager = manager is None
         if manager is None:
-            from server.manager import ModelManager
+            from server.runtime.manager import ModelManager
 
             manager = ModelManager(self.settings)
         self.manager = manager

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence, Union
 
-from lqmf.processes import pid_alive
+from lqmf.base.processes import pid_alive
 
 log = logging.getLogger(__name__)
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lqmf.environment import apply_environment_quirks
-from lqmf.errors import LQMFError
-from lqmf.log import configure_logging
-from lqmf.processes import recorded_server
-from lqmf.settings import load_settings
+from lqmf.base.environment import apply_environment_quirks
+from lqmf.base.errors import LQMFError
+from lqmf.base.log import configure_logging
+from lqmf.base.processes import recorded_server
+from lqmf.base.settings import load_settings
 
 INTERRUPTED = 128 + 2  # a shell's code for "ended by SIGINT", as `lqmf -c` returns for a cancelled line
 
@@ -42,9 +42,9 @@ def _serve(args: argparse.Namespace, settings) -> int:
     if args.allow_insecure_bind:
         settings = settings.model_copy(update={"allow_insecure_bind": True})
     configure_logging(settings)
-    from server.app import create_app
-    from server.runner import make_server
-    from server.security import check_bind
+    from server.http.app import create_app
+    from server.http.runner import make_server
+    from server.http.security import check_bind
 
     try:
         check_bind(args.host, settings.api_key.get_secret_value() if settings.api_key else None,

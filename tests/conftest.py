@@ -55,7 +55,7 @@ def pytest_configure(config: pytest.Config) -> None:
     tools = REPO / ".cache" / "tools"
     if tools.is_dir() and any(tools.glob("llama.cpp-converter-*")):
         os.environ["LQMF_TOOLS_DIR"] = str(tools)  # read only: make setup fetched it there
-    from lqmf.environment import apply_environment_quirks
+    from lqmf.base.environment import apply_environment_quirks
 
     apply_environment_quirks()
     config._lqmf_checkout_before = _snapshot_checkout()  # type: ignore[attr-defined]
@@ -77,7 +77,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 @pytest.fixture(scope="session")
 def settings():
-    from lqmf.settings import load_settings
+    from lqmf.base.settings import load_settings
 
     return load_settings()
 
@@ -86,7 +86,7 @@ def settings():
 def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A session-wide, read-only copy of the demo models (from the checkout when built, else built here)."""
     from agents.demo.build import build_demo
-    from lqmf.settings import Settings
+    from lqmf.base.settings import Settings
 
     target = tmp_path_factory.mktemp("demo-models")
     checkout = REPO / "quantized-models"

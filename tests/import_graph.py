@@ -11,6 +11,7 @@ import ast
 import sys
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,30 +24,32 @@ END = "<!-- /import-diagram -->"
 
 @dataclass(frozen=True)
 class Part:
-    """One box of the diagram: a layer's piece, and the module prefixes that belong to it."""
+    """One box of the diagram: a folder that is one layer's piece (its sub-folders belong to it unless listed)."""
 
-    name: str
+    folder: str  # relative to the checkout, e.g. "server/http"
     layer: int  # an import may go to a lower layer, or sideways within its layer, never up
-    prefixes: tuple[str, ...]
     meaning: str
 
+    @property
+    def name(self) -> str:
+        return self.folder.replace("/", ".")
 
-# Bottom up. A module belongs to the part with its longest matching prefix.
+
+# Bottom up. A module belongs to the listed folder nearest above its file.
 PARTS = (
-    Part("lqmf", 0, ("lqmf",), "settings, errors, names, artifacts (atomic, manifest, source), processes, units"),
-    Part("memory", 1, ("memory",), "SQLite history, the only writer"),
-    Part("server.runtime", 2, ("server",), "discovery, manager, backends, engines, endpoints"),
-    Part("agents.quantization", 3, ("agents.quantization",), "the factory"),
-    Part("agents.measure", 3, ("agents.measure",), "experiments, fidelity, agreement, reports"),
-    Part("agents.models", 3, ("agents.models",), "models on disk: show, rename, copy, remove, export"),
-    Part("agents.classifiers", 3, ("agents.classifiers",), "embedding classifiers"),
-    Part("agents.demo", 4, ("agents.demo",), "the offline demo models, made with the factory"),
-    Part("lqmf.api", 5, ("lqmf.api", "lqmf.__init__"), "the public library API"),
-    Part("server.http", 6, ("server.app", "server.routes", "server.schemas", "server.errors", "server.security",
-                            "server.streaming", "server.runner", "server.__main__", "server.usage"),
-         "the HTTP face: app, routes, schemas"),
-    Part("agents", 7, ("agents",), "the shell's brains: text, intent, action"),
-    Part("cli", 8, ("cli",), "the terminal face"),
+    Part("lqmf/base", 0, "settings, errors, names, artifacts, processes, units, generation types"),
+    Part("memory", 1, "SQLite history, the only writer"),
+    Part("server/runtime", 2, "discovery, loaded models, backends, engines, endpoints"),
+    Part("agents/quantization", 3, "the factory"),
+    Part("agents/measure", 3, "experiments, fidelity, agreement, reports"),
+    Part("agents/models", 3, "models on disk: show, rename, copy, remove, export"),
+    Part("agents/classifiers", 3, "embedding classifiers"),
+    Part("agents/demo", 4, "the offline demo models, made with the factory"),
+    Part("lqmf", 5, "the public library API, the one way in for both faces"),
+    Part("server/http", 6, "the HTTP face: app, routes, schemas, errors, security, streaming, metrics"),
+    Part("server", 6, "`python -m server`: the HTTP face in the foreground"),
+    Part("agents", 7, "the shell's brains: text, intent (understanding/: the sentence model), action"),
+    Part("cli", 8, "the terminal face"),
 )
 
 
@@ -58,20 +61,25 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
+def part_of_path(path: Path) -> Part:
+    """The part a source file belongs to: the listed folder nearest above it (KeyError when none is)."""
+    folders = {part.folder: part for part in PARTS}
+    folder = path.relative_to(ROOT).parent
+    while str(folder) != ".":
+        if folder.as_posix() in folders:
+            return folders[folder.as_posix()]
+        folder = folder.parent
+    raise KeyError(str(path))
+
+
 def part_of(module: str) -> Part:
-    """The part a module belongs to (KeyError for a module no part claims)."""
-    best = None
-    for part in PARTS:
-        for prefix in part.prefixes:
-            if (module == prefix or module.startswith(prefix + ".")) and (best is None or len(prefix) > best[0]):
-                best = (len(prefix), part)
-    if best is None:
-        raise KeyError(module)
-    return best[1]
+    """The part a module belongs to, by its file's folder (KeyError for a module no part claims)."""
+    return part_of_path(source_modules()[module])
 
 
+@cache
 def source_modules() -> dict[str, Path]:
-    """Every product module, by dotted name."""
+    """Every product module, by dotted name (read once per process; do not modify the answer)."""
     found = {}
     for package in PACKAGES:
         for path in sorted((ROOT / package).rglob("*.py")):
@@ -134,8 +142,9 @@ def upward(arrows: dict[tuple[str, str], list[str]]) -> list[str]:
     return [line for (a, b), lines in sorted(arrows.items()) if layer[b] > layer[a] for line in lines]
 
 
-def cycles(arrows: dict[tuple[str, str], list[str]]) -> list[list[str]]:
-    """Circles among the parts (each as the parts in order), found by depth-first search."""
+def cycles(arrows: dict[tuple[str, str], list[str]] | set[tuple[str, str]]) -> list[list[str]]:
+    """Circles among the nodes of `arrows` (parts, or modules; each circle as the nodes in order), found by
+    depth-first search: empty exactly when the graph has no circle."""
     graph: dict[str, list[str]] = defaultdict(list)
     for a, b in arrows:
         graph[a].append(b)
@@ -152,10 +161,15 @@ def cycles(arrows: dict[tuple[str, str], list[str]]) -> list[list[str]]:
         stack.pop()
         state[node] = "done"
 
-    for part in PARTS:
-        if part.name not in state:
-            visit(part.name)
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
     return found
+
+
+def module_arrows() -> set[tuple[str, str]]:
+    """(module, module it imports) for every import in the product, in-function imports included."""
+    return {(module, target) for module, targets in module_edges().items() for target in targets}
 
 
 def mermaid(arrows: dict[tuple[str, str], list[str]]) -> str:

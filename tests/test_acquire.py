@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from agents.quantization.acquire import STAGING_PREFIX, download_model, import_model, login
-from lqmf.errors import AccessDenied, DownloadError, InsufficientDisk, LQMFError, ModelNotFound, OutputExists
-from lqmf.manifest import REQUIRED_KEYS, read_manifest, sha256_file, tree_sha256
-from server.discovery import discover
+from lqmf.base.errors import AccessDenied, DownloadError, InsufficientDisk, LQMFError, ModelNotFound, OutputExists
+from lqmf.base.manifest import REQUIRED_KEYS, read_manifest, sha256_file, tree_sha256
+from server.runtime.discovery import discover
 from tests.conftest import REPO
 from tests.fake_hub import COMMIT, FakeHub
 
@@ -68,7 +68,7 @@ def hub(demo_dir: Path, hf_home: Path, monkeypatch: pytest.MonkeyPatch):
 
 @pytest.fixture
 def settings(home: Path):
-    from lqmf.settings import load_settings
+    from lqmf.base.settings import load_settings
 
     return load_settings()
 

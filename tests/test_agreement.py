@@ -22,11 +22,11 @@ from agents.measure.agreement import (
     remote_variant,
     run_agreement,
 )
-from lqmf.errors import LQMFError, ModelNotFound
-from lqmf.settings import Settings
+from lqmf.base.errors import LQMFError, ModelNotFound
+from lqmf.base.settings import Settings
 from memory.store import Store
-from server.manager import ModelManager
-from server.runner import BackgroundServer
+from server.http.runner import BackgroundServer
+from server.runtime.manager import ModelManager
 
 
 class Scripted:

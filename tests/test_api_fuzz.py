@@ -28,9 +28,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lqmf.settings import Settings
-from server.manager import ModelManager
-from server.runner import BackgroundServer
+from lqmf.base.settings import Settings
+from server.http.runner import BackgroundServer
+from server.runtime.manager import ModelManager
 
 # GGUF models decode thousands of tokens a second and demo-hf is the transformers path; the
 # context is kept small, so the longest generation the fuzzer can ask for stays short.

@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from lqmf.atomic import atomic_output, ensure_disk_space, is_temp_name, sweep_stale_temps
-from lqmf.errors import InsufficientDisk, OutputExists
-from server.discovery import discover
+from lqmf.base.atomic import atomic_output, ensure_disk_space, is_temp_name, sweep_stale_temps
+from lqmf.base.errors import InsufficientDisk, OutputExists
+from server.runtime.discovery import discover
 
 
 def test_success_renames_into_place(tmp_path):
@@ -57,7 +57,7 @@ def test_killed_run_leaves_only_an_ignored_temp_that_is_swept(tmp_path, demo_dir
     shutil.copy2(demo_dir / "demo-q4_k_m.gguf", tmp_path / "kept.gguf")
     script = (
         "import sys, time, pathlib\n"
-        "from lqmf.atomic import atomic_output\n"
+        "from lqmf.base.atomic import atomic_output\n"
         "with atomic_output(pathlib.Path(sys.argv[1]), is_dir=True) as tmp:\n"
         "    (tmp / 'config.json').write_text('{}')\n"
         "    (tmp / 'model.safetensors').write_bytes(b'half')\n"

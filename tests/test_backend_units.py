@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from server.backends.base import GenerationParams, StopMatcher
-from server.backends.chat import FALLBACK_TEMPLATE, render_chat, validate_messages
+from lqmf.base.generation import GenerationParams
+from server.runtime.backends.base import StopMatcher
+from server.runtime.backends.chat import FALLBACK_TEMPLATE, render_chat, validate_messages
 
 
 def feed_all(stops, pieces):
@@ -60,7 +61,7 @@ def test_bad_parameters_are_named(kwargs, message):
 def test_sampling_filters():
     import torch
 
-    from server.backends.transformers_backend import sample_next
+    from server.runtime.backends.transformers_backend import sample_next
 
     logits = torch.tensor([0.0, 5.0, 4.9, -3.0])
     seen = torch.tensor([], dtype=torch.long)

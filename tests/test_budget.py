@@ -18,8 +18,8 @@ import pytest
 from agents.quantization.budget.solve import UNIT, Frontier
 from agents.quantization.budget.space import MixSpace, Slot, read_space
 from agents.quantization.budget.target import EXAMPLES, KLD, RAM, SIZE, Budget, BudgetError, parse_budget
-from lqmf.errors import PlanRefused
-from lqmf.tools import LlamaTools, tools_folder
+from lqmf.base.errors import PlanRefused
+from lqmf.base.tools import LlamaTools, tools_folder
 from memory.store import MIGRATIONS, Store
 
 FLOAT_TYPES = {"F32", "F16", "BF16"}
@@ -168,7 +168,7 @@ def _level(done, label: str) -> dict:
 def lab(demo_dir, tmp_path_factory):
     """A library over demo-hf and demo-q4_k_m, after one measuring search (fit 2.5 MB) whose measurements it keeps."""
     from lqmf.api import Library
-    from lqmf.settings import Settings, load_settings
+    from lqmf.base.settings import Settings, load_settings
 
     if not LlamaTools.in_folder(tools_folder(load_settings())).ready():
         pytest.skip("llama.cpp's tools are not built here (make tools): the budget search runs llama-quantize")

@@ -109,8 +109,8 @@ def test_help_documents_the_budget_form():
 @pytest.fixture
 def executor(tmp_path, demo_dir):
     from agents.executor_agent import Executor
-    from lqmf.settings import Settings
-    from server.manager import ModelManager
+    from lqmf.base.settings import Settings
+    from server.runtime.manager import ModelManager
 
     made = Executor(Settings(home=tmp_path, models_dir_override=demo_dir), ModelManager(Settings(
         home=tmp_path, models_dir_override=demo_dir)), server=None)

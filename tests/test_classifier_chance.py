@@ -21,8 +21,8 @@ from agents.classifiers.chance import ChanceInputs, chance_rate, judge, wilson
 from agents.classifiers.errors import ClassifierNotFound
 from agents.demo.classify_data import make_rows, write_csv
 from lqmf.api import Library
-from lqmf.settings import Settings
-from server.runner import BackgroundServer
+from lqmf.base.settings import Settings
+from server.http.runner import BackgroundServer
 from tests.test_classifiers import drawn, shell
 
 MOOD = {
@@ -60,7 +60,7 @@ def lab(demo_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def api(lab):
     """The real server on 127.0.0.1, over the same LQMF_HOME (a restart: it reads the saved manifests)."""
-    from server.manager import ModelManager
+    from server.runtime.manager import ModelManager
 
     manager = ModelManager(lab["settings"])
     server = BackgroundServer(lab["settings"], manager)

@@ -24,7 +24,7 @@ from agents.decision_agent import DecisionAgent
 from agents.demo.classify_data import make_rows, write_csv
 from agents.intents import Intent
 from lqmf.api import Library
-from lqmf.settings import Settings
+from lqmf.base.settings import Settings
 from tests.test_classifiers import drawn, shell, shell_json
 
 NAME = "cvp-file"
@@ -59,7 +59,7 @@ def lab(demo_dir, tmp_path_factory):
 def client(lab):
     from fastapi.testclient import TestClient
 
-    from server.app import create_app
+    from server.http.app import create_app
 
     app = create_app(lab["settings"])
     yield TestClient(app, base_url="http://localhost")

@@ -30,10 +30,10 @@ from agents.classifiers.pipeline import PipelineSpec
 from agents.decision_agent import DecisionAgent
 from agents.intents import Intent
 from cli.render import render
-from lqmf.manifest import tree_sha256
-from lqmf.settings import Settings
-from server.manager import ModelManager
-from server.runner import BackgroundServer
+from lqmf.base.manifest import tree_sha256
+from lqmf.base.settings import Settings
+from server.http.runner import BackgroundServer
+from server.runtime.manager import ModelManager
 from tests.conftest import REPO
 from tests.tiny_models import tiny_llama
 
@@ -392,7 +392,7 @@ def test_unreadable_files_and_named_columns(tmp_path):
 
 def test_a_failed_training_leaves_the_old_classifier_whole(lab, tmp_path):
     from agents.classifiers.train import TrainRequest, train_classifier
-    from lqmf.errors import LQMFError
+    from lqmf.base.errors import LQMFError
     from memory.store import Store
 
     before = (_folder(lab) / "manifest.json").read_bytes()

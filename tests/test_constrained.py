@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from benchmarks.constrained_bench import SMALL, tool_call_schema
-from lqmf.errors import FeatureUnsupported, InvalidRequest
-from server.backends import backend_for
-from server.backends.base import GenerationParams
-from server.discovery import discover
+from lqmf.base.errors import FeatureUnsupported, InvalidRequest
+from lqmf.base.generation import GenerationParams
+from server.runtime.backends import backend_for
+from server.runtime.discovery import discover
 
 ASK = [{"role": "user", "content": "Reply with JSON describing a function."}]
 SEEDS = (0, 1, 2, 3)
@@ -126,7 +126,7 @@ def test_the_tools_schema_reaches_every_branch(hf):
     """Every anyOf branch is open to the model, token by token, to its end. Which branch a seed samples is
     the model's choice: it differs between machines (the demo model is trained on each, and sampled with
     its CPU's kernels), so sampling only has to give valid calls, whichever branches they take."""
-    from server.constrained import JsonConstraint
+    from server.runtime.constrained import JsonConstraint
 
     for name, text in BRANCHES.items():
         jsonschema_rs.validate(TOOLS, json.loads(text))
@@ -193,7 +193,7 @@ def test_json_object_gives_an_object(hf):
 
 def test_json_object_admits_any_object_and_ends_with_it(hf):
     """The grammar itself, fed a nested object token by token: every token allowed, done at the last."""
-    from server.constrained import JsonConstraint
+    from server.runtime.constrained import JsonConstraint
 
     text = '{"a":[1,-2.5e3,{"b":null}],"c":"x\\n\\u0007 y","d":{},"e":true}'  # control characters escaped
     constraint = JsonConstraint.for_backend(hf, '{"type": "object"}')
@@ -315,8 +315,8 @@ def test_logprobs_zero_reports_the_token_alone_and_none_reports_nothing(hf):
 # -- through the manager (the path every face takes) -----------------------------------------------------
 
 def test_the_manager_lets_the_transformers_backend_constrain_and_report_logprobs(demo_dir, tmp_path):
-    from lqmf.settings import Settings
-    from server.manager import ModelManager
+    from lqmf.base.settings import Settings
+    from server.runtime.manager import ModelManager
 
     manager = ModelManager(Settings(home=tmp_path, models_dir_override=demo_dir))
     try:

@@ -32,8 +32,8 @@ def test_demo_model_is_better_than_chance(demo_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from agents.demo.model import DemoSpec, heldout_perplexity
-    from lqmf.corpus import load_corpus
-    from lqmf.manifest import read_manifest
+    from lqmf.base.corpus import load_corpus
+    from lqmf.base.manifest import read_manifest
 
     spec = DemoSpec()
     path = demo_dir / "demo-hf"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
-from server.discovery import discover
+from server.runtime.discovery import discover
 
 EXPECTED = {
     "demo-f16": ("gguf", "f16", 16.0),

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from server.embeddings import embed_texts
+from server.runtime.embeddings import embed_texts
 from tests.test_server import start_server
 from tests.test_shell import cli
 

@@ -14,8 +14,8 @@ import pytest
 
 from agents.quantization.acquire import download_model, import_model
 from agents.quantization.acquire.selection import pick_hf_files
-from lqmf.encoders import EMBEDDING, GENERATION, hf_role, read_layout
-from server.discovery import discover, inspect_folder
+from lqmf.base.encoders import EMBEDDING, GENERATION, hf_role, read_layout
+from server.runtime.discovery import discover, inspect_folder
 from tests.fake_hub import FakeHub
 from tests.tiny_encoder import tiny_bert
 
@@ -31,7 +31,7 @@ def encoder_src(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def settings(home: Path):
-    from lqmf.settings import load_settings
+    from lqmf.base.settings import load_settings
 
     return load_settings()
 
@@ -117,7 +117,7 @@ def test_a_listed_normalize_without_a_folder_and_the_pooling_config_are_read(tmp
 def test_pooling_modes_use_only_the_real_tokens():
     import torch
 
-    from server.backends.pooling import pool
+    from server.runtime.backends.pooling import pool
 
     hidden = torch.tensor([[[1.0, 2.0], [3.0, -4.0], [float("nan"), 9.0]]])
     mask = torch.tensor([[1, 1, 0]])
@@ -173,7 +173,7 @@ def test_the_plan_refuses_gptq_and_importance_matrix_levels_for_an_encoder(libra
 
 
 def test_benchmark_and_a_mixed_compare_refuse_an_encoder_before_any_work(library, demo_dir):
-    from lqmf.errors import LQMFError
+    from lqmf.base.errors import LQMFError
 
     with pytest.raises(LQMFError, match="tiny-st is an embedding model: benchmark measures text generation"):
         library.benchmark("tiny-st")
@@ -212,9 +212,9 @@ def test_the_hf_backend_loads_an_encoder_bare_and_pools_as_its_config_says(encod
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from lqmf.errors import FeatureUnsupported
-    from server.backends import backend_for
-    from server.backends.base import GenerationParams
+    from lqmf.base.errors import FeatureUnsupported
+    from lqmf.base.generation import GenerationParams
+    from server.runtime.backends import backend_for
 
     folder = shutil.copytree(encoder_src, tmp_path / "cls-st")
     (folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_cls_token": True}))

@@ -19,12 +19,12 @@ import jsonschema_rs
 import psutil
 import pytest
 
-from lqmf.errors import EngineUnavailable, ModelLoadError
-from lqmf.settings import Settings
-from server.backends.base import GenerationParams
-from server.backends.gguf_engine import EngineBackend
-from server.engine import ChildSpec, EngineChild, choose_engine, free_port
-from server.manager import ModelManager
+from lqmf.base.errors import EngineUnavailable, ModelLoadError
+from lqmf.base.generation import GenerationParams
+from lqmf.base.settings import Settings
+from server.runtime.backends.gguf_engine import EngineBackend
+from server.runtime.engine import ChildSpec, EngineChild, choose_engine, free_port
+from server.runtime.manager import ModelManager
 from tests.test_server import start_server
 
 REPO = Path(__file__).resolve().parents[1]
@@ -517,7 +517,7 @@ def test_in_process_fallback_serves_and_says_what_it_cannot(demo_dir, tmp_path):
         out = manager.generate(MODEL, ASK, GenerationParams(max_tokens=512, temperature=0,
                                                             json_schema=json.dumps(REPLY)))
         jsonschema_rs.validate(REPLY, json.loads(out.text))  # the same grammar, in-process
-        from lqmf.errors import FeatureUnsupported
+        from lqmf.base.errors import FeatureUnsupported
 
         with pytest.raises(FeatureUnsupported, match="log-probabilities") as refused:
             manager.generate(MODEL, ASK, GenerationParams(max_tokens=4, logprobs=2))
@@ -618,7 +618,7 @@ def test_waiting_requests_start_in_arrival_order(served):
 
 
 def test_unload_and_keep_alive_stop_the_child_and_memory_counts_every_slot(demo_dir, tmp_path):
-    from server.manager import estimate_bytes
+    from server.runtime.manager import estimate_bytes
 
     manager = ModelManager(Settings(home=tmp_path, models_dir_override=demo_dir, parallel=3, keep_alive_s=-1))
     try:

@@ -8,8 +8,8 @@ import json
 import jsonschema_rs
 import pytest
 
-from server.backends.gguf_engine import COMPACT_SPACE, compact_grammar, tokenized_literals
-from server.tool_calls import ARRAY_CAP, STRING_CAP
+from server.http.tool_calls import ARRAY_CAP, STRING_CAP
+from server.runtime.backends.gguf_engine import COMPACT_SPACE, compact_grammar, tokenized_literals
 from tests.test_constrained import whitespace_outside_strings
 from tests.test_server import start_server
 

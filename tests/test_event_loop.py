@@ -28,7 +28,7 @@ import httpx
 import pytest
 
 from benchmarks.load_test import ServerProcess
-from server.discovery import RACY_NS, DiscoveryCache, discover
+from server.runtime.discovery import RACY_NS, DiscoveryCache, discover
 from tests.conftest import REPO
 
 GGUF_COPIES = 50

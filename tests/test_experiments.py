@@ -19,11 +19,11 @@ import pytest
 
 from agents.measure.experiments import ExperimentAgent, heldout_text, percentile
 from agents.measure.quality import score
-from lqmf.errors import LQMFError
-from lqmf.settings import Settings
+from lqmf.base.errors import LQMFError
+from lqmf.base.generation import GenerationParams
+from lqmf.base.settings import Settings
 from memory.store import Store
-from server.backends.base import GenerationParams
-from server.manager import ModelManager
+from server.runtime.manager import ModelManager
 from tests.test_store import intact
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -193,10 +193,10 @@ def test_killed_mid_experiment_leaves_a_consistent_database(demo_dir, tmp_path):
     script = textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {str(ROOT)!r})
-        from lqmf.settings import Settings
+        from lqmf.base.settings import Settings
         from memory.store import Store
-        from server.manager import ModelManager
-        from server.backends.base import GenerationParams
+        from server.runtime.manager import ModelManager
+        from lqmf.base.generation import GenerationParams
         from agents.measure.experiments import ExperimentAgent
         settings = Settings(home={str(tmp_path)!r}, models_dir_override={str(demo_dir)!r})
         agent = ExperimentAgent(settings, ModelManager(settings), Store(settings.db_path))
@@ -258,7 +258,7 @@ def test_compare_ranks_and_finds_the_shared_reference(lab):
 
 
 def test_auto_benchmark_fires_after_n_requests_and_feeds_the_summary(demo_dir, tmp_path):
-    from server.runner import BackgroundServer
+    from server.http.runner import BackgroundServer
 
     settings = Settings(home=tmp_path, models_dir_override=demo_dir, port=0, auto_benchmark_every=3, keep_alive_s=-1)
     manager = ModelManager(settings)

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 from agents.models.export import ExportPlan, export_plan, llama_server_binary, original_model
-from lqmf.errors import FeatureUnsupported, InvalidRequest, LQMFError
-from lqmf.processes import end_process
-from server.discovery import ModelRecord, discover, inspect_gguf
-from server.engine import free_port
+from lqmf.base.errors import FeatureUnsupported, InvalidRequest, LQMFError
+from lqmf.base.processes import end_process
+from server.runtime.discovery import ModelRecord, discover, inspect_gguf
+from server.runtime.engine import free_port
 from tests.conftest import wait_for_health
 
 HEALTH_TIMEOUT_S = 60

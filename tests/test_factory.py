@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from lqmf.manifest import REQUIRED_KEYS, read_manifest
+from lqmf.base.manifest import REQUIRED_KEYS, read_manifest
 from memory.store import Store
-from server.discovery import discover
+from server.runtime.discovery import discover
 from tests.conftest import REPO
 from tests.fake_hub import FakeHub
 

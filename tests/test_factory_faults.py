@@ -110,9 +110,9 @@ def test_kept_outputs_were_loaded_and_decoded_before_the_run_was_done(demo_dir, 
     """A demo GGUF and a bitsandbytes folder pass the verify step, shown as the plan's last step."""
     from agents.quantization.factory import QuantizationAgent
     from agents.quantization.plan import QuantRequest
-    from lqmf.settings import Settings
+    from lqmf.base.settings import Settings
     from memory.store import Store
-    from server.manager import ModelManager
+    from server.runtime.manager import ModelManager
 
     models = tmp_path / "models"
     models.mkdir()

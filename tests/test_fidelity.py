@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from agents.measure.fidelity import FidelityStats, position_stats, summarize
-from lqmf.settings import Settings
-from server.manager import ModelManager
+from lqmf.base.settings import Settings
+from server.runtime.manager import ModelManager
 
 
 def compare_logits(ref_logits, test_logits, next_tokens) -> FidelityStats:
@@ -47,7 +47,7 @@ def test_mismatched_shapes_are_refused():
 
 def test_demo_variants_against_the_hf_source(demo_dir, tmp_path):
     """8-bit stays closer to the f32 source than 4-bit; both really differ from it."""
-    from lqmf.corpus import load_corpus
+    from lqmf.base.corpus import load_corpus
 
     manager = ModelManager(Settings(home=tmp_path, models_dir_override=demo_dir, keep_alive_s=-1))
     try:

@@ -18,9 +18,9 @@ from collections import Counter
 import httpx
 import pytest
 
-from lqmf.errors import InvalidRequest
-from lqmf.settings import Settings
-from server.endpoints import normalize_url
+from lqmf.base.errors import InvalidRequest
+from lqmf.base.settings import Settings
+from server.runtime.endpoints import normalize_url
 from tests.test_server import start_server
 
 # What schemathesis registered (seed 7): every listing answered 500 after it.

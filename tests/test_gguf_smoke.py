@@ -19,13 +19,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lqmf.errors import ModelLoadError
-from lqmf.settings import Settings
-from lqmf.tools import LlamaTools, llama_cpp_version, tools_folder
-from server.backends.base import GenerationParams
-from server.engine import choose_engine
-from server.gguf_smoke import IN_PROCESS, SERVER, SMOKE_TYPES, engine_verdict, stored_verdict
-from server.manager import ModelManager
+from lqmf.base.errors import ModelLoadError
+from lqmf.base.generation import GenerationParams
+from lqmf.base.settings import Settings
+from lqmf.base.tools import LlamaTools, llama_cpp_version, tools_folder
+from server.runtime.engine import choose_engine
+from server.runtime.gguf_smoke import IN_PROCESS, SERVER, SMOKE_TYPES, engine_verdict, stored_verdict
+from server.runtime.manager import ModelManager
 from tests.test_server import start_server
 
 REPO = Path(__file__).resolve().parents[1]
@@ -155,7 +155,7 @@ def test_a_server_with_a_fresh_home_serves_gguf_on_the_engine(tmp_path, demo_dir
     env = {k: v for k, v in os.environ.items() if k not in ("LQMF_TOOLS_DIR", "LQMF_HOME", "LQMF_MODELS_DIR")}
     env.update(LQMF_HOME=str(tmp_path / "fresh"), LQMF_MODELS_DIR=str(demo_dir), LQMF_PORT="0",
                LQMF_HOST="127.0.0.1")
-    from lqmf.processes import free_port
+    from lqmf.base.processes import free_port
 
     port = free_port()
     env["LQMF_PORT"] = str(port)
@@ -201,7 +201,7 @@ def test_the_verdict_follows_the_build(tmp_path, demo_dir):
 
 
 def test_without_a_sample_gguf_serves_unchecked_and_says_so(tmp_path, monkeypatch):
-    from server import gguf_smoke
+    from server.runtime import gguf_smoke
 
     monkeypatch.setattr(gguf_smoke, "PROJECT_ROOT", tmp_path)  # no installation demo either
     settings = Settings(home=tmp_path / "home", models_dir_override=tmp_path / "empty",
@@ -215,8 +215,8 @@ def test_without_a_sample_gguf_serves_unchecked_and_says_so(tmp_path, monkeypatc
 def test_repacking_off_reaches_llama_cpp(tmp_path, demo_dir):
     """--no-repack (repacking_off) really loads the weights as stored: llama.cpp makes no CPU_REPACK buffer,
     where by default it does on a CPU with repacked kernels (its own log says which it did)."""
-    from lqmf import gguf_check
-    from lqmf.processes import run_child_split
+    from lqmf.base import gguf_check
+    from lqmf.base.processes import run_child_split
 
     q4_0 = tmp_path / "q4_0.gguf"
     code, _, _ = run_child_split([sys.executable, gguf_check.__file__, "--quantize", str(demo_dir / "demo-f16.gguf"),

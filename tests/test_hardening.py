@@ -21,9 +21,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lqmf.settings import Settings
-from server.backends.gguf import GGUFBackend
-from server.manager import ModelManager
+from lqmf.base.settings import Settings
+from server.runtime.backends.gguf import GGUFBackend
+from server.runtime.manager import ModelManager
 from tests.conftest import REPO
 from tests.test_server import start_server
 
@@ -157,7 +157,7 @@ def _log_text(home: Path) -> str:
 
 
 def test_an_unexpected_error_is_a_generic_500_with_an_id_in_the_log(http, served, faulty_gguf):
-    from lqmf.log import configure_logging
+    from lqmf.base.log import configure_logging
 
     configure_logging(Settings(home=served[2]))
     response = http.post("/v1/chat/completions", json={"model": "demo-q4_k_m", "messages": CHAT, "max_tokens": 4})
@@ -249,7 +249,7 @@ def test_a_non_stream_client_that_leaves_cancels_its_generation(served, http, sl
 
 
 def test_concurrent_loads_cannot_overshoot_the_memory_budget(demo_dir, tmp_path):
-    from server.manager import estimate_bytes
+    from server.runtime.manager import estimate_bytes
 
     probe = ModelManager(Settings(home=tmp_path, models_dir_override=demo_dir))
     try:
@@ -421,8 +421,8 @@ def test_stopping_the_server_ends_an_ndjson_stream_with_ollama_s_error(demo_dir,
 def test_gguf_context_is_the_one_asked_for_not_llama_cpp_s_padded_one(demo_dir, tmp_path):
     """Found by the fuzzer: llama.cpp pads n_ctx to 256 while llama-cpp-python's buffer keeps 128, so a
     130-token prompt passed the context check and then broke the buffer (a 500)."""
-    from lqmf.errors import ContextOverflow
-    from server.backends.base import GenerationParams
+    from lqmf.base.errors import ContextOverflow
+    from lqmf.base.generation import GenerationParams
 
     manager = ModelManager(Settings(home=tmp_path, models_dir_override=demo_dir, context_length=128))
     try:

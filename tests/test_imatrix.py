@@ -19,10 +19,10 @@ from agents.quantization.calibration import load_calibration
 from agents.quantization.gguf_quant import GGUF_LEVELS, convert_to_gguf, quantize_gguf, read_gguf_tensors
 from agents.quantization.imatrix import DEFAULT_CHUNK, MIN_CHUNK, compute_imatrix
 from agents.quantization.llama_tools import BUILD_KINDS, BUILD_RECORD, ensure_llama_tools
-from lqmf.errors import QuantizationError, ToolUnavailable
-from lqmf.manifest import read_manifest, sha256_file
-from lqmf.tools import IMATRIX, LlamaTools, tools_folder
-from server.discovery import discover
+from lqmf.base.errors import QuantizationError, ToolUnavailable
+from lqmf.base.manifest import read_manifest, sha256_file
+from lqmf.base.tools import IMATRIX, LlamaTools, tools_folder
+from server.runtime.discovery import discover
 from tests.conftest import interrupt
 from tests.loaders import greedy_twice
 from tests.tiny_models import tiny_llama
@@ -35,7 +35,7 @@ NEEDS_IMATRIX = sorted(name for name, spec in GGUF_LEVELS.items() if spec.needs_
 @pytest.fixture(scope="session")
 def tool_settings(tmp_path_factory):
     """Settings whose tools folder holds the built tools: the checkout's (`make tools`, read only) or a fresh build."""
-    from lqmf.settings import Settings, load_settings
+    from lqmf.base.settings import Settings, load_settings
 
     shared = load_settings()
     if LlamaTools.in_folder(tools_folder(shared)).ready():
@@ -91,7 +91,7 @@ def test_tools_are_built_once_and_run(tool_settings):
 
 
 def test_missing_build_programs_are_explained(tmp_path, monkeypatch):
-    from lqmf.settings import Settings
+    from lqmf.base.settings import Settings
 
     monkeypatch.setenv("PATH", str(tmp_path))  # no cmake, no compiler
     with pytest.raises(ToolUnavailable, match="cmake") as info:
@@ -181,7 +181,7 @@ def test_ctrl_c_ends_the_child_and_leaves_nothing(f16, tmp_path, tool_settings):
         "from pathlib import Path\n"
         "from agents.quantization.calibration import load_calibration\n"
         "from agents.quantization.imatrix import compute_imatrix\n"
-        "from lqmf.settings import load_settings\n"
+        "from lqmf.base.settings import load_settings\n"
         "compute_imatrix(Path(sys.argv[1]), load_calibration(None) * 60, Path(sys.argv[2]), load_settings())\n"
     )
     env = {**os.environ, "LQMF_TOOLS_DIR": str(tool_settings.tools_dir), "LQMF_HOME": str(tmp_path / "home")}
@@ -260,9 +260,9 @@ def test_fidelity_with_and_without_the_imatrix(f16, imatrix, demo_dir, tmp_path,
     import shutil
 
     from agents.measure.fidelity import PositionStats, position_stats, scoring_chunks, summarize
-    from lqmf.corpus import load_corpus
-    from lqmf.settings import Settings
-    from server.manager import ModelManager
+    from lqmf.base.corpus import load_corpus
+    from lqmf.base.settings import Settings
+    from server.runtime.manager import ModelManager
 
     shutil.copytree(demo_dir / "demo-hf", tmp_path / "demo-hf")
     quantize_gguf(f16, tmp_path / "plain-q4_k_m.gguf", "q4_k_m")

@@ -42,8 +42,8 @@ def touched(intent: Intent) -> list[str]:
 @pytest.fixture
 def executor(tmp_path):
     from agents.executor_agent import Executor
-    from lqmf.settings import Settings
-    from server.manager import ModelManager
+    from lqmf.base.settings import Settings
+    from server.runtime.manager import ModelManager
 
     settings = Settings(home=tmp_path, models_dir_override=tmp_path / "models")
     (tmp_path / "models").mkdir()

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from lqmf.settings import Settings
-from server.backends.base import GenerationParams
-from server.discovery import discover
-from server.manager import ModelManager
+from lqmf.base.generation import GenerationParams
+from lqmf.base.settings import Settings
+from server.runtime.discovery import discover
+from server.runtime.manager import ModelManager
 from tests.test_shell import Terminal, shell_env
 
 

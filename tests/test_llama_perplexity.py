@@ -10,9 +10,9 @@ import pytest
 from agents.measure.experiments import heldout_text
 from agents.measure.fidelity import scoring_chunks
 from agents.measure.llama_perplexity import base_header, kld_against, kld_base, kld_text, parse_kld_output
-from lqmf.errors import LQMFError
-from lqmf.settings import Settings
-from lqmf.tools import PERPLEXITY, TARGETS, LlamaTools, tools_folder
+from lqmf.base.errors import LQMFError
+from lqmf.base.settings import Settings
+from lqmf.base.tools import PERPLEXITY, TARGETS, LlamaTools, tools_folder
 
 # A real run's output (demo-q4_k_m against demo-f16 on the held-out text, 8 windows of 512) as printed, less its
 # per-window table and some percentile lines.

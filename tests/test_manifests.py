@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from agents.quantization.gguf_quant import read_gguf_tensors
-from lqmf.manifest import REQUIRED_KEYS, manifest_path_for, read_manifest, sha256_file
-from lqmf.source import hf_parameter_count
+from lqmf.base.manifest import REQUIRED_KEYS, manifest_path_for, read_manifest, sha256_file
+from lqmf.base.source import hf_parameter_count
 from tests.conftest import DEMO_OUTPUTS
 
 
@@ -86,7 +86,7 @@ def test_a_child_between_fork_and_exec_is_not_counted_twice():
 
     import psutil
 
-    from lqmf.manifest import process_rss
+    from lqmf.base.manifest import process_rss
 
     ballast = bytearray(256 * 2**20)
     for i in range(0, len(ballast), 4096):  # resident, not just reserved

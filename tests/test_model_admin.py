@@ -18,10 +18,10 @@ from agents.executor_agent import Executor
 from agents.intents import Command, Intent, Slots
 from agents.models import admin as admin
 from cli.render import render
-from lqmf.manifest import read_manifest
-from lqmf.settings import Settings
-from server.manager import ModelManager
-from server.runner import BackgroundServer
+from lqmf.base.manifest import read_manifest
+from lqmf.base.settings import Settings
+from server.http.runner import BackgroundServer
+from server.runtime.manager import ModelManager
 from tests.test_factory import models_with
 from tests.test_shell import cli
 
@@ -353,7 +353,7 @@ def test_api_show_is_richer(api):
 def _parsed(line: str, intent: Intent, models: Path) -> None:
     """Skip until the parser (another change) reads the canonical phrasing as this intent."""
     from agents.decision_agent import DecisionAgent
-    from server.discovery import discover
+    from server.runtime.discovery import discover
 
     names = [rec.name for rec in discover(models)]
     got = DecisionAgent(lambda: names).parse(line)

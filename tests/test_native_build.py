@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from agents.quantization.llama_tools import BUILD_RECORD, build_staleness
-from lqmf import native_build
-from lqmf.native_build import (
+from lqmf.base import native_build
+from lqmf.base.native_build import (
     AMX_MARKER,
     amx_libraries,
     compiler_flags,
@@ -23,8 +23,8 @@ from lqmf.native_build import (
     has_amx_kernels,
     wheel_library_dir,
 )
-from lqmf.settings import load_settings
-from lqmf.tools import LlamaTools, tools_folder
+from lqmf.base.settings import load_settings
+from lqmf.base.tools import LlamaTools, tools_folder
 
 REPO = Path(__file__).resolve().parents[1]
 X86 = platform.machine().lower() in native_build.X86_MACHINES
@@ -35,7 +35,7 @@ AMX_SOURCE = "src/ggml-cpu/amx/amx.cpp"
 def ggml_source(tmp_path_factory) -> Path:
     """ggml's sources from the pinned llama-cpp-python sdist (pip's cache has it since `make setup`)."""
     from agents.quantization.converter import extract_vendor, fetch_sdist
-    from lqmf.tools import llama_cpp_version
+    from lqmf.base.tools import llama_cpp_version
 
     work = tmp_path_factory.mktemp("sdist")
     archive = fetch_sdist(llama_cpp_version(), work)
@@ -126,7 +126,7 @@ def test_make_install_builds_with_the_flags_and_checks_the_wheel_every_time():
     dry = subprocess.run(["make", "-n", "-B", "install"], cwd=REPO, capture_output=True, text=True, check=True).stdout
     pip_line = next(line for line in dry.splitlines() if "pip install" in line and "-r requirements.txt" in line)
     assert f'CFLAGS="{flags_text()}"' in pip_line and f'CXXFLAGS="{flags_text()}"' in pip_line
-    assert "-m lqmf.native_build ensure" in dry
+    assert "-m lqmf.base.native_build ensure" in dry
     # Without -B (stamps current): the check still runs.
     again = subprocess.run(["make", "-n", "install"], cwd=REPO, capture_output=True, text=True, check=True).stdout
-    assert "-m lqmf.native_build ensure" in again
+    assert "-m lqmf.base.native_build ensure" in again

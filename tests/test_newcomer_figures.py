@@ -15,10 +15,10 @@ from rich.console import Console
 from agents.measure.experiments import ExperimentAgent
 from agents.models.admin import show_model
 from lqmf.api import Library
-from lqmf.manifest import MANIFEST_SUFFIX, read_manifest, weight_split
-from lqmf.settings import Settings
-from server.manager import ModelManager
-from server.runner import BackgroundServer
+from lqmf.base.manifest import MANIFEST_SUFFIX, read_manifest, weight_split
+from lqmf.base.settings import Settings
+from server.http.runner import BackgroundServer
+from server.runtime.manager import ModelManager
 from tests.openai_stub import OpenAIStub, StubBehaviour
 
 ONE_PROMPT = dict(prompts=["Say one word."], repetitions=1, warmup=0, max_tokens=4)

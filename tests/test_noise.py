@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from lqmf.log import DROP, NOISE, TO_DEBUG
+from lqmf.base.log import DROP, NOISE, TO_DEBUG
 from tests.conftest import REPO
 from tests.test_shell import Terminal, shell_env
 
@@ -52,8 +52,8 @@ def run_child(script: str, home: Path, timeout: float = 300) -> subprocess.Compl
     prelude = textwrap.dedent(f"""
         import logging, sys
         from pathlib import Path
-        from lqmf.log import configure_logging
-        from lqmf.settings import Settings
+        from lqmf.base.log import configure_logging
+        from lqmf.base.settings import Settings
         configure_logging(Settings(home=Path({str(home)!r}), log_level="DEBUG"))
     """)
     return subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(script)], cwd=REPO, capture_output=True,
@@ -98,8 +98,8 @@ def test_the_noise_table_names_a_reason_for_each_entry():
 def test_a_vocab_only_gguf_load_logs_llama_cpp_at_debug_and_prints_nothing(demo_dir, tmp_path):
     """llama.cpp's "n_ctx_seq (512) > n_ctx_train (0)" of a vocab-only handle (the llama-server engine's tokenizer)."""
     done = run_child(f"""
-        from server.discovery import discover
-        from server.backends.gguf import GGUFBackend
+        from server.runtime.discovery import discover
+        from server.runtime.backends.gguf import GGUFBackend
         record = {{r.name: r for r in discover(Path({str(demo_dir)!r}))}}["demo-q4_k_m"]
         backend = GGUFBackend(record)
         backend._open(vocab_only=True)
@@ -114,8 +114,8 @@ def test_a_vocab_only_gguf_load_logs_llama_cpp_at_debug_and_prints_nothing(demo_
 def test_tokenizing_a_text_longer_than_the_context_warns_nowhere(demo_dir, tmp_path):
     """Fidelity tokenizes its whole text, then windows it: transformers' 'Token indices ... indexing errors'."""
     done = run_child(f"""
-        from server.discovery import discover
-        from server.backends.transformers_backend import TransformersBackend
+        from server.runtime.discovery import discover
+        from server.runtime.backends.transformers_backend import TransformersBackend
         backend = TransformersBackend({{r.name: r for r in discover(Path({str(demo_dir)!r}))}}["demo-hf"])
         backend.load()
         ids = backend.tokenize("def shuffle(x): return sorted(x) " * 800, add_special=False)
@@ -129,8 +129,8 @@ def test_tokenizing_a_text_longer_than_the_context_warns_nowhere(demo_dir, tmp_p
 
 def test_a_gptq_load_keeps_its_banner_in_the_log(demo_dir, tmp_path):
     done = run_child(f"""
-        from server.discovery import discover
-        from server.backends.transformers_backend import TransformersBackend
+        from server.runtime.discovery import discover
+        from server.runtime.backends.transformers_backend import TransformersBackend
         backend = TransformersBackend({{r.name: r for r in discover(Path({str(demo_dir)!r}))}}["demo-gptq-4bit"])
         backend.load()
     """, tmp_path)
@@ -168,7 +168,7 @@ def test_a_gptq_quantize_shows_the_plan_one_bar_and_the_result(demo_dir, home, t
     # GPTQModel's own output (about 2,000 lines here) is in its log file, its layer loop included ...
     library_log = (home / "logs" / "gptqmodel" / "quiet-gptq.log").read_text(errors="replace")
     assert "GPT-QModel" in library_log and "Quantizing layer" in library_log
-    # ... and lqmf.log stays small
+    # ... and lqmf.base.log stays small
     assert len(log_lines(home)) <= 40, log_lines(home)
 
 
@@ -242,7 +242,7 @@ def test_a_library_that_configures_logging_as_it_is_imported_leaves_the_root_log
     a program using lqmf.api (or the shell) reached its terminal after a GPTQ load."""
     child = (
         "import logging\n"
-        "from lqmf.quiet import library_output_logged\n"
+        "from lqmf.base.quiet import library_output_logged\n"
         "root = logging.getLogger()\n"
         "before = (list(root.handlers), root.level)\n"
         "with library_output_logged(logging.getLogger('lqmf.test')):\n"
@@ -261,7 +261,7 @@ def test_the_demo_build_tokenizes_its_long_corpus_without_a_length_warning(demo_
     from transformers import AutoTokenizer
 
     from agents.demo.model import DemoSpec, corpus_tokens
-    from lqmf.corpus import load_corpus
+    from lqmf.base.corpus import load_corpus
 
     tokenizer = AutoTokenizer.from_pretrained(demo_dir / "demo-hf")
     stream, heldout = corpus_tokens(tokenizer, load_corpus(), DemoSpec())

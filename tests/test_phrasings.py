@@ -68,7 +68,7 @@ def rules():
 def fused():
     """Rules and the intent classifier, as the shell reads a typed line (built by `make setup`)."""
     from agents.understanding.runtime import Understanding
-    from lqmf.settings import load_settings
+    from lqmf.base.settings import load_settings
 
     understanding = Understanding(load_settings())
     assert understanding.wait(600), understanding.problem

@@ -16,8 +16,8 @@ from agents.quantization.plan import (
     make_plan,
     source_facts,
 )
-from lqmf.manifest import read_manifest
-from server.discovery import discover
+from lqmf.base.manifest import read_manifest
+from server.runtime.discovery import discover
 from tests.conftest import REPO
 
 BIG = Machine(available_ram=64 * 2**30, free_disk=500 * 2**30, cpus=2)
@@ -161,9 +161,9 @@ def test_planned_ram_holds_against_real_runs(demo_dir, tmp_path):
     """Two real runs demo-hf -> q5_k_m: the first against the default, the second against the correction."""
     from agents.quantization.factory import QuantizationAgent
     from agents.quantization.plan import MARGIN, machine_now
-    from lqmf.settings import load_settings
+    from lqmf.base.settings import load_settings
     from memory.store import Store
-    from server.manager import ModelManager
+    from server.runtime.manager import ModelManager
 
     models = tmp_path / "models"
     models.mkdir()

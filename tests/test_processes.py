@@ -1,4 +1,4 @@
-"""lqmf.processes: tethered children die with the process that started them; the runner streams their
+"""lqmf.base.processes: tethered children die with the process that started them; the runner streams their
 output, and a timeout, a cancel or an error ends the child's whole process group."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from lqmf.processes import (
+from lqmf.base.processes import (
     ChildTimedOut,
     end_process,
     pid_alive,
@@ -25,7 +25,7 @@ from tests.conftest import REPO, interrupt
 PARENT = """
 import subprocess, sys, time
 sys.path.insert(0, {repo!r})
-from lqmf.processes import tethered
+from lqmf.base.processes import tethered
 child = subprocess.Popen(tethered(["sleep", "60"]))
 print(child.pid, flush=True)
 time.sleep(60)
@@ -131,7 +131,7 @@ def test_an_error_in_on_line_ends_the_whole_group():
 CANCELLED = """
 import sys
 sys.path.insert(0, {repo!r})
-from lqmf.processes import run_child
+from lqmf.base.processes import run_child
 run_child([sys.executable, "-c", {script!r}])
 """
 

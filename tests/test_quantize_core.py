@@ -11,15 +11,15 @@ import pytest
 from agents.quantization.calibration import default_calibration, load_calibration
 from agents.quantization.gguf_quant import GGUF_LEVELS, convert_to_gguf, quantize_gguf, read_gguf_tensors
 from agents.quantization.hf_quant import quantize_bnb, quantize_gptq
-from lqmf import atomic
-from lqmf.errors import (
+from lqmf.base import atomic
+from lqmf.base.errors import (
     InsufficientDisk,
     QuantizationError,
     TokenizerNotSupported,
     UnsupportedArchitecture,
 )
-from lqmf.manifest import read_manifest
-from server.discovery import discover
+from lqmf.base.manifest import read_manifest
+from server.runtime.discovery import discover
 from tests.loaders import greedy_twice
 from tests.tiny_models import tiny_llama, tiny_qwen2_with_new_bpe, unknown_architecture
 
@@ -196,7 +196,7 @@ def test_tensor_lines_of_a_streaming_child_are_read_as_they_come(tmp_path):
     import time
 
     from agents.quantization.llama_output import tensor_lines
-    from lqmf.processes import run_child_lines
+    from lqmf.base.processes import run_child_lines
 
     script = ("import sys, time\nfor i in range(1, 4):\n"
               "    print(f'[{i:4d}/{3:4d}] blk.{i}.weight - [256, 256], type = f16, converting to q4_K .. ', "

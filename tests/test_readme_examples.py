@@ -113,8 +113,8 @@ needs_curl = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is no
 
 @needs_curl
 def test_readme_documents_every_endpoint(demo_dir, tmp_path):
-    from lqmf.settings import Settings
-    from server.app import create_app
+    from lqmf.base.settings import Settings
+    from server.http.app import create_app
 
     paths = create_app(Settings(home=tmp_path, models_dir_override=demo_dir)).openapi()["paths"]
     documented = " ".join(readme_curls())
@@ -144,9 +144,9 @@ def test_curl_example_works(command, readme_server):
 
 @pytest.fixture(scope="module")
 def readme_server(demo_dir, tmp_path_factory):
-    from lqmf.settings import Settings
-    from server.manager import ModelManager
-    from server.runner import BackgroundServer
+    from lqmf.base.settings import Settings
+    from server.http.runner import BackgroundServer
+    from server.runtime.manager import ModelManager
 
     settings = Settings(home=tmp_path_factory.mktemp("readme-home"), models_dir_override=demo_dir, port=0)
     manager = ModelManager(settings)
@@ -154,8 +154,8 @@ def readme_server(demo_dir, tmp_path_factory):
     status = server.start()
     # One recorded experiment (#1), as a person's first `experiment with ...` leaves, for /experiments/1.
     from agents.measure.experiments import ExperimentAgent
+    from lqmf.base.generation import GenerationParams
     from memory.store import Store
-    from server.backends.base import GenerationParams
 
     store = Store(settings.db_path)
     ExperimentAgent(settings, manager, store).single("demo-q4_k_m", "hello", GenerationParams(max_tokens=4))
@@ -335,7 +335,7 @@ def test_readme_model_table_is_real(demo_dir, tmp_path):
         [c.strip() for c in line.strip("│").split("│")] for line in text.splitlines()
         if line.startswith("│ demo-") and line.count("│") > 8)}
     listing = json.loads(cli(["--json", "-c", "list models"], tmp_path, demo_dir).stdout)["result"]["models"]
-    from lqmf.units import format_bytes
+    from lqmf.base.units import format_bytes
 
     real = {m["name"]: [m["format"], m["level"], format_bytes(m["size_bytes"])] for m in listing}
     assert set(rows) == set(real)

@@ -16,13 +16,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lqmf.errors import RemoteError
-from lqmf.processes import end_process
-from lqmf.settings import Settings
-from server.backends.base import GenerationParams
-from server.engine import free_port
-from server.manager import ModelManager
-from server.runner import BackgroundServer
+from lqmf.base.errors import RemoteError
+from lqmf.base.generation import GenerationParams
+from lqmf.base.processes import end_process
+from lqmf.base.settings import Settings
+from server.http.runner import BackgroundServer
+from server.runtime.engine import free_port
+from server.runtime.manager import ModelManager
 from tests.openai_stub import OpenAIStub, StubBehaviour
 
 REPO = Path(__file__).resolve().parents[1]

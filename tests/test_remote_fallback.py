@@ -14,7 +14,7 @@ import tomllib
 import httpx
 import pytest
 
-from lqmf.settings import Settings
+from lqmf.base.settings import Settings
 from tests.test_server import start_server
 from tests.test_shell import Terminal, cli, shell_env
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from lqmf.errors import ContextOverflow, InsufficientMemory, ModelLoadError, ModelNotFound, QueueFull
-from lqmf.settings import Settings
-from server.backends.base import GenerationParams
-from server.manager import ModelManager, estimate_bytes
+from lqmf.base.errors import ContextOverflow, InsufficientMemory, ModelLoadError, ModelNotFound, QueueFull
+from lqmf.base.generation import GenerationParams
+from lqmf.base.settings import Settings
+from server.runtime.manager import ModelManager, estimate_bytes
 
 GREEDY = GenerationParams(max_tokens=48, temperature=0)
 CHAT = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "What does shuffle do?"}]
@@ -304,7 +304,7 @@ def test_unusable_model_gives_a_clear_load_error(demo_dir, tmp_path):
 def test_full_logits_agree_with_greedy_decoding(manager):
     import numpy as np
 
-    from lqmf.errors import ContextOverflow
+    from lqmf.base.errors import ContextOverflow
 
     ids = manager.call("demo-hf", lambda b: b.chat_prompt_ids(CHAT))
     logits = manager.call("demo-hf", lambda b: b.logits(ids))

@@ -1,4 +1,4 @@
-"""lqmf.sampling: one table of sampling defaults and limits, enforced alike by GenerationParams and the HTTP schemas."""
+"""lqmf.base.sampling: one table of sampling defaults and limits, enforced by GenerationParams and the HTTP schemas."""
 
 from __future__ import annotations
 
@@ -8,10 +8,16 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from lqmf import sampling
-from lqmf.sampling import LIMITS, Limit
-from server.backends.base import GenerationParams
-from server.schemas import NativeChatRequest, OllamaOptions, OpenAIChatRequest, OpenAICompletionRequest, SamplingFields
+from lqmf.base import sampling
+from lqmf.base.generation import GenerationParams
+from lqmf.base.sampling import LIMITS, Limit
+from server.http.schemas import (
+    NativeChatRequest,
+    OllamaOptions,
+    OpenAIChatRequest,
+    OpenAICompletionRequest,
+    SamplingFields,
+)
 
 # Where each table entry appears in the request bodies: (model, field name, the body's other required fields).
 CHAT = {"messages": [{"role": "user", "content": "hi"}]}
@@ -150,8 +156,8 @@ def test_profiles_are_valid_and_shape_the_bodies_defaults():
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    from lqmf.settings import Settings
-    from server.app import create_app
+    from lqmf.base.settings import Settings
+    from server.http.app import create_app
 
     home = tmp_path_factory.mktemp("sampling-home")
     (home / "models").mkdir()

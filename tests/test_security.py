@@ -9,10 +9,10 @@ import socket
 import httpx
 import pytest
 
-from lqmf.settings import Settings, load_settings
-from server.manager import ModelManager
-from server.runner import BackgroundServer
-from server.security import CrossSitePolicy, OllamaContentTypeMiddleware
+from lqmf.base.settings import Settings, load_settings
+from server.http.runner import BackgroundServer
+from server.http.security import CrossSitePolicy, OllamaContentTypeMiddleware
+from server.runtime.manager import ModelManager
 
 FOREIGN = "http://evil.example"
 GENERATE = {"model": "demo-q8_0", "prompt": "def f(x):", "stream": False, "options": {"num_predict": 2}}

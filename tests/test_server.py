@@ -13,11 +13,11 @@ import time
 import httpx
 import pytest
 
-from lqmf.settings import Settings
-from server.backends.base import GenerationParams
-from server.manager import ModelManager
-from server.runner import BackgroundServer, ServerStartError
-from server.security import InsecureBind
+from lqmf.base.generation import GenerationParams
+from lqmf.base.settings import Settings
+from server.http.runner import BackgroundServer, ServerStartError
+from server.http.security import InsecureBind
+from server.runtime.manager import ModelManager
 from tests.conftest import REPO
 
 CHAT = [{"role": "user", "content": "What does shuffle do?"}]
@@ -427,7 +427,7 @@ def test_non_loopback_without_key_is_refused(demo_dir, tmp_path):
 def test_health_is_503_while_preloading(demo_dir, tmp_path):
     import uvicorn
 
-    from server.app import create_app
+    from server.http.app import create_app
 
     settings = Settings(home=tmp_path, models_dir_override=demo_dir, preload=["demo-gptq-4bit"])
     app = create_app(settings)

@@ -7,9 +7,9 @@ import os
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
-from lqmf.environment import apply_environment_quirks
-from lqmf.log import configure_logging
-from lqmf.settings import PROJECT_ROOT, Settings, load_settings
+from lqmf.base.environment import apply_environment_quirks
+from lqmf.base.log import configure_logging
+from lqmf.base.settings import PROJECT_ROOT, Settings, load_settings
 
 
 def test_defaults_live_in_the_project(monkeypatch):

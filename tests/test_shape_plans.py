@@ -20,7 +20,7 @@ from agents.quantization.gguf_mix import GGML_SIZES, float_gguf, predict_gguf, p
 from agents.quantization.gguf_quant import GGUF_LEVELS, convert_to_gguf, quantize_gguf
 from agents.quantization.plan import Machine, QuantRequest, make_plan, source_facts
 from agents.quantization.shapes import ModelShapes, Tensor, gptq_problems, read_gguf_header, read_shapes
-from server.discovery import discover
+from server.runtime.discovery import discover
 from tests.conftest import REPO
 
 BIG = Machine(available_ram=64 * 2**30, free_disk=500 * 2**30, cpus=2)
@@ -53,7 +53,7 @@ def _tiny(kind: str, hidden: int, intermediate: int, heads: int, kv_heads: int, 
 @pytest.fixture(scope="module")
 def zoo(demo_dir, tmp_path_factory) -> Path:
     """A models folder with the random models above and each one's f16 GGUF made by llama.cpp's converter."""
-    from lqmf.settings import load_settings
+    from lqmf.base.settings import load_settings
 
     models = tmp_path_factory.mktemp("shape-zoo")
     for name, spec in ZOO.items():
@@ -64,7 +64,7 @@ def zoo(demo_dir, tmp_path_factory) -> Path:
 
 def _converter_dir() -> Path:
     from agents.quantization.converter import converter_dir
-    from lqmf.settings import load_settings
+    from lqmf.base.settings import load_settings
 
     return converter_dir(load_settings())
 

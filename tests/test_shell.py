@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from agents.chat_session import ChatSession
-from server.backends.base import GenerationParams
+from lqmf.base.generation import GenerationParams
 from tests.conftest import REPO
 
 
@@ -257,9 +257,9 @@ def test_llm_assist_over_an_openai_endpoint(demo_dir, home, tmp_path):
 
     The demo model answers no JSON, so the command stays UNKNOWN: the assist can never make things worse.
     """
-    from lqmf.settings import Settings
-    from server.manager import ModelManager
-    from server.runner import BackgroundServer
+    from lqmf.base.settings import Settings
+    from server.http.runner import BackgroundServer
+    from server.runtime.manager import ModelManager
 
     settings = Settings(home=tmp_path, models_dir_override=demo_dir, port=0)
     manager = ModelManager(settings)
@@ -312,10 +312,10 @@ def test_alt_enter_makes_multi_line_input():
 def test_debug_mode_re_raises(demo_dir, tmp_path):
     from agents.decision_agent import DecisionAgent
     from agents.executor_agent import Executor
-    from lqmf.errors import ModelNotFound
-    from lqmf.settings import Settings
-    from server.manager import ModelManager
-    from server.runner import BackgroundServer
+    from lqmf.base.errors import ModelNotFound
+    from lqmf.base.settings import Settings
+    from server.http.runner import BackgroundServer
+    from server.runtime.manager import ModelManager
 
     for debug in (False, True):
         settings = Settings(home=tmp_path, models_dir_override=demo_dir, debug=debug)
@@ -393,10 +393,10 @@ def test_a_script_stops_at_its_first_failure_and_names_an_unexpected_error(demo_
     from agents.intents import Intent
     from cli.api_cli import _NoSession, run_lines
     from cli.shell import Shell
-    from lqmf.log import configure_logging
-    from lqmf.settings import Settings
-    from server.manager import ModelManager
-    from server.runner import BackgroundServer
+    from lqmf.base.log import configure_logging
+    from lqmf.base.settings import Settings
+    from server.http.runner import BackgroundServer
+    from server.runtime.manager import ModelManager
 
     settings = Settings(home=tmp_path, models_dir_override=demo_dir)
     handler = configure_logging(settings)

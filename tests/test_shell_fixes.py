@@ -12,9 +12,9 @@ import pytest
 
 from agents.quantization.gguf_quant import FLOAT_BITS, GGUF_LEVELS
 from agents.quantization.plan import WHY_LEVEL, Machine, QuantRequest, level_reason, make_plan, source_facts
-from lqmf.units import plural
+from lqmf.base.units import plural
 from memory.store import Store
-from server.discovery import discover
+from server.runtime.discovery import discover
 from tests.conftest import REPO, interrupt, wait_for_health
 from tests.test_shell import Terminal, cli, free_port, json_objects, shell_env
 

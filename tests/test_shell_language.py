@@ -21,8 +21,8 @@ PLACEHOLDER = re.compile(r"<[a-z-]+>")
 
 def _executor(home, models):
     from agents.executor_agent import Executor
-    from lqmf.settings import Settings
-    from server.manager import ModelManager
+    from lqmf.base.settings import Settings
+    from server.runtime.manager import ModelManager
 
     settings = Settings(home=home, models_dir_override=models)
     manager = ModelManager(settings)

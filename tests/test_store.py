@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from memory.store import MIGRATIONS, Store
-from server.discovery import discover
+from server.runtime.discovery import discover
 from tests.conftest import REPO
 
 

@@ -7,8 +7,8 @@ import json
 import jsonschema_rs
 import pytest
 
-from lqmf.errors import InvalidRequest
-from server.tool_calls import (
+from lqmf.base.errors import InvalidRequest
+from server.http.tool_calls import (
     ARRAY_CAP,
     STRING_CAP,
     bounded,

@@ -25,7 +25,7 @@ NAMES = ["demo-q4_k_m", "demo-f16", "demo-q8_0", "demo-gptq-4bit", "demo-bnb-int
 @pytest.fixture(scope="module")
 def understanding():
     from agents.understanding.runtime import Understanding
-    from lqmf.settings import load_settings
+    from lqmf.base.settings import load_settings
 
     loaded = Understanding(load_settings())
     assert loaded.wait(600), loaded.problem
@@ -149,7 +149,7 @@ def test_masking_hides_names_texts_urls_and_files():
 
 def test_without_the_model_the_rules_decide(tmp_path):
     from agents.understanding.runtime import Understanding
-    from lqmf.settings import Settings
+    from lqmf.base.settings import Settings
 
     missing = Understanding(Settings(understanding_dir_override=tmp_path / "none"), build=False)
     assert not missing.wait(60) and "make setup" in (missing.problem or "") + " run `make setup`"

@@ -1,10 +1,10 @@
-"""lqmf.units.format_bytes: the one byte formatter every face and report uses."""
+"""lqmf.base.units.format_bytes: the one byte formatter every face and report uses."""
 
 from __future__ import annotations
 
 import pytest
 
-from lqmf.units import format_bytes
+from lqmf.base.units import format_bytes
 
 MIB = 2**20
 

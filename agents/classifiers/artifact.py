@@ -20,8 +20,8 @@ from typing import Any, Optional
 
 from agents.classifiers.chance import ChanceVerdict, for_manifest
 from agents.classifiers.errors import ClassifierNotFound, ClassifierRefused, DataError
-from lqmf.atomic import atomic_output, is_temp_name
-from lqmf.manifest import tool_versions
+from lqmf.base.atomic import atomic_output, is_temp_name
+from lqmf.base.manifest import tool_versions
 
 log = logging.getLogger(__name__)
 

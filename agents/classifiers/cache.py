@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
 
-from lqmf.manifest import MANIFEST_NAME, sha256_file
-from lqmf.progress import Progress, report
+from lqmf.base.manifest import MANIFEST_NAME, sha256_file
+from lqmf.base.progress import Progress, report
 
 if TYPE_CHECKING:
     import numpy as np
@@ -167,7 +167,7 @@ class EmbeddingCache:
         """Vectors of `texts` by `model`: cached ones read, the rest embedded through the manager and stored."""
         import numpy as np
 
-        from server.embeddings import embed_texts
+        from server.runtime.embeddings import embed_texts
 
         key = recipe(normalize, truncate)
         shas = [text_sha(t) for t in texts]

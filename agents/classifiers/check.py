@@ -24,9 +24,9 @@ from agents.classifiers.evalset import LabelledFile, evaluation_set
 from agents.classifiers.pipeline import scores
 from agents.classifiers.registry import ClassifierRegistry, LoadedClassifier, check_dimension
 from agents.classifiers.train import record_failure
-from lqmf.errors import LQMFError
-from lqmf.progress import Progress
-from lqmf.units import format_bytes
+from lqmf.base.errors import LQMFError
+from lqmf.base.progress import Progress
+from lqmf.base.units import format_bytes
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ def check_classifier(registry: ClassifierRegistry, name: str, variants: Sequence
     classifier on each; record it."""
     import numpy as np
 
-    from server.embeddings import embed_texts
+    from server.runtime.embeddings import embed_texts
 
     manager = registry.manager
     classifier = registry.get(name)

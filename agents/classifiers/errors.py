@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lqmf.errors import LQMFError
+from lqmf.base.errors import LQMFError
 
 
 class DataError(LQMFError):

@@ -18,7 +18,7 @@ from agents.classifiers.artifact import read_eval_rows
 from agents.classifiers.data import LabelledSet, read_rows, show_columns
 from agents.classifiers.errors import DataError, MissingColumns
 from agents.classifiers.registry import LoadedClassifier
-from lqmf.units import plural
+from lqmf.base.units import plural
 
 log = logging.getLogger(__name__)
 

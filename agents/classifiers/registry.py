@@ -23,8 +23,8 @@ from agents.classifiers.artifact import (
 )
 from agents.classifiers.cache import EmbeddingCache
 from agents.classifiers.errors import ClassifierNotFound, ClassifierRefused, DataError
-from lqmf.errors import ModelNotFound
-from server.manager import names_hint
+from lqmf.base.errors import ModelNotFound
+from server.runtime.manager import names_hint
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ class ClassifierRegistry:
         """Labels and probabilities for each text, with the embedding model used and the time it took."""
         import numpy as np
 
-        from server.embeddings import embed_texts
+        from server.runtime.embeddings import embed_texts
 
         started = time.perf_counter()
         classifier = self.get(name)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from lqmf.results import Result
+from lqmf.base.results import Result
 
 
 @dataclass

@@ -28,7 +28,7 @@ from agents.classifiers.pipeline import (
     folds_for,
     scores,
 )
-from lqmf.progress import Progress
+from lqmf.base.progress import Progress
 
 log = logging.getLogger(__name__)
 

@@ -8,10 +8,10 @@ import sys
 import time
 from typing import Optional
 
-from lqmf.environment import apply_environment_quirks
-from lqmf.errors import LQMFError
-from lqmf.log import configure_logging, console_handler
-from lqmf.settings import load_settings
+from lqmf.base.environment import apply_environment_quirks
+from lqmf.base.errors import LQMFError
+from lqmf.base.log import configure_logging, console_handler
+from lqmf.base.settings import load_settings
 
 
 def parse_args(argv: Optional[list[str]] = None, prog: str = "python -m agents.demo") -> argparse.Namespace:

@@ -10,11 +10,11 @@ from typing import Callable, Optional
 from agents.demo.model import DemoSpec, train_model, train_tokenizer
 from agents.quantization.gguf_quant import convert_to_gguf, quantize_gguf
 from agents.quantization.hf_quant import folder_manifest, quantize_bnb, quantize_gptq, write_manifest_inside
-from lqmf.atomic import atomic_output, sweep_stale_temps
-from lqmf.corpus import HELDOUT_MODULES, load_corpus
-from lqmf.errors import QuantizationError
-from lqmf.manifest import measure_run, read_manifest, sha256_file, tree_sha256
-from lqmf.settings import Settings
+from lqmf.base.atomic import atomic_output, sweep_stale_temps
+from lqmf.base.corpus import HELDOUT_MODULES, load_corpus
+from lqmf.base.errors import QuantizationError
+from lqmf.base.manifest import measure_run, read_manifest, sha256_file, tree_sha256
+from lqmf.base.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from lqmf.atomic import temp_sibling
-from lqmf.corpus import TRAIN_MODULES, stdlib_dir
+from lqmf.base.atomic import temp_sibling
+from lqmf.base.corpus import TRAIN_MODULES, stdlib_dir
 
 log = logging.getLogger(__name__)
 

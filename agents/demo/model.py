@@ -9,7 +9,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from lqmf.corpus import Corpus
+from lqmf.base.corpus import Corpus
 
 log = logging.getLogger(__name__)
 

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from lqmf.atomic import atomic_output
-from lqmf.errors import LQMFError
-from lqmf.manifest import manifest_path_for, read_manifest, sha256_file
-from lqmf.progress import Progress
-from lqmf.settings import PROJECT_ROOT, Settings
+from lqmf.base.atomic import atomic_output
+from lqmf.base.errors import LQMFError
+from lqmf.base.manifest import manifest_path_for, read_manifest, sha256_file
+from lqmf.base.progress import Progress
+from lqmf.base.settings import PROJECT_ROOT, Settings
 
 log = logging.getLogger(__name__)
 

@@ -20,10 +20,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Protocol, Sequence, runtime_checkable
 
-from lqmf.errors import LQMFError
-from lqmf.progress import Progress
-from lqmf.progress import report as report_progress
-from lqmf.sampling import GREEDY
+from lqmf.base.errors import LQMFError
+from lqmf.base.progress import Progress
+from lqmf.base.progress import report as report_progress
+from lqmf.base.sampling import GREEDY
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class LocalVariant:
     max_tokens: int = 16
 
     def complete(self, prompt: str) -> str:
-        from server.backends.base import GenerationParams
+        from lqmf.base.generation import GenerationParams
 
         params = GenerationParams(**GREEDY, max_tokens=self.max_tokens)
         return self.manager.generate(self.name, [{"role": "user", "content": prompt}], params).text

@@ -10,7 +10,7 @@ import threading
 from typing import Optional
 
 from agents.measure.experiments import SMALL_BENCHMARK, ExperimentAgent
-from lqmf.errors import LQMFError
+from lqmf.base.errors import LQMFError
 
 log = logging.getLogger(__name__)
 

@@ -16,14 +16,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
-from lqmf.units import nonfinite_text, plural
+from lqmf.base.units import nonfinite_text, plural
 
 if TYPE_CHECKING:
     import numpy as np
 
     from agents.measure.experiments import ExperimentAgent
     from agents.measure.results import ExperimentResult
-    from lqmf.progress import Progress
+    from lqmf.base.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ def heldout_texts(text_path: Optional[Path] = None, text: Optional[str] = None) 
 def _vectors(lab: "ExperimentAgent", name: str, texts: Sequence[str],
              progress: Optional["Progress"]) -> tuple["np.ndarray", float]:
     """A model's normalised vectors of `texts` through the manager (loaded first, so the time is embedding only)."""
-    from server.embeddings import embed_texts
+    from server.runtime.embeddings import embed_texts
 
     lab.manager.load(name)
     start = time.perf_counter()
@@ -195,7 +195,7 @@ def embedding_report(lab: "ExperimentAgent", kind: str, models: list[str], refer
     import dataclasses
 
     from agents.measure.results import ExperimentResult, ModelRow
-    from lqmf.errors import LQMFError
+    from lqmf.base.errors import LQMFError
 
     if len(texts) < 3:
         raise LQMFError(f"embedding fidelity needs three or more texts, not {len(texts)}",

@@ -31,14 +31,14 @@ from agents.measure.results import (
     arrived_in_one_burst,
 )
 from agents.measure.summary import benchmark_summary, prompt_set  # noqa: F401 (benchmark_summary: re-exported)
-from lqmf.encoders import EMBEDDING
-from lqmf.errors import LQMFError
-from lqmf.progress import Progress
-from lqmf.sampling import GREEDY
-from lqmf.settings import Settings
-from lqmf.units import plural
-from server.backends.base import GenerationParams, collect
-from server.manager import ModelManager, Prompt
+from lqmf.base.encoders import EMBEDDING
+from lqmf.base.errors import LQMFError
+from lqmf.base.generation import GenerationParams, collect
+from lqmf.base.progress import Progress
+from lqmf.base.sampling import GREEDY
+from lqmf.base.settings import Settings
+from lqmf.base.units import plural
+from server.runtime.manager import ModelManager, Prompt
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ def prompt_text(prompt: Prompt) -> str:
 
 def heldout_text() -> tuple[str, str]:
     """The default fidelity text and its description: stdlib modules the demo model never trained on."""
-    from lqmf.corpus import HELDOUT_MODULES, load_corpus
+    from lqmf.base.corpus import HELDOUT_MODULES, load_corpus
 
     return load_corpus().heldout, f"Python standard library {', '.join(HELDOUT_MODULES)} (held out of demo training)"
 
@@ -316,7 +316,7 @@ class ExperimentAgent:
                        warmup: int, params: GenerationParams, tick: Callable[[int], Any]):
         import psutil
 
-        from lqmf.manifest import measure_run
+        from lqmf.base.manifest import measure_run
 
         was_loaded = self.manager.is_loaded(name)
         baseline = psutil.Process().memory_info().rss

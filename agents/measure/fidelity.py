@@ -6,7 +6,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Optional
 
-from lqmf.units import nonfinite_text
+from lqmf.base.units import nonfinite_text
 
 # How every face writes these figures (the shell's tables and the HTML report call the same functions),
 # so one number reads the same wherever it appears. KLD is fixed-point with six decimals, as llama.cpp's

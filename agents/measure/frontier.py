@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 
 from agents.measure.fidelity import format_kld
 from agents.measure.svg import LogScale, Scale, axes, coord, esc, log_scale, svg_text, tight_scale, truncate
-from lqmf.errors import LQMFError
+from lqmf.base.errors import LQMFError
 
 log = logging.getLogger(__name__)
 

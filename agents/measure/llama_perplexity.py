@@ -3,7 +3,7 @@
 Two runs, as llama.cpp does it: kld_base() writes the reference's log-probabilities once
 (`--kl-divergence-base`), kld_against() scores any variant against them and parses the statistics
 llama-perplexity prints. The program is built with the other tools (agents.quantization.llama_tools,
-`make tools`) and runs as a tethered child (lqmf.processes).
+`make tools`) and runs as a tethered child (lqmf.base.processes).
 
 The windows. LQMF's fidelity (agents.measure.fidelity.scoring_chunks) tokenizes the text without BOS and
 scores windows of BOS + `chunk - 1` text tokens from the middle on. llama-perplexity tokenizes the whole
@@ -31,11 +31,11 @@ from pathlib import Path
 from typing import Optional
 
 from agents.measure.fidelity import scoring_chunks
-from lqmf.atomic import atomic_output
-from lqmf.errors import LQMFError, ToolUnavailable
-from lqmf.processes import exit_words, run_child_captured
-from lqmf.settings import Settings
-from lqmf.tools import LlamaTools, tools_folder
+from lqmf.base.atomic import atomic_output
+from lqmf.base.errors import LQMFError, ToolUnavailable
+from lqmf.base.processes import exit_words, run_child_captured
+from lqmf.base.settings import Settings
+from lqmf.base.tools import LlamaTools, tools_folder
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def kld_text(model_gguf: Path, text: str, *, chunk: int = DEFAULT_CHUNK, chunks:
     vocab = _vocabulary(Path(model_gguf))
     try:
         chunk = min(chunk, _context_length(vocab, Path(model_gguf)))
-        # As LQMF's fidelity tokenizes (server.backends.gguf: special tokens parsed, no BOS).
+        # As LQMF's fidelity tokenizes (server.runtime.backends.gguf: special tokens parsed, no BOS).
         ids = list(vocab.tokenize(plain, add_bos=False, special=True))
         with_bos = vocab.tokenize(b"", add_bos=True, special=True)
         bos = with_bos[0] if with_bos else None
@@ -266,11 +266,11 @@ def _vocabulary(model_gguf: Path):
     """The model's tokenizer alone (llama.cpp's vocab-only load): the tokens llama-perplexity will see."""
     import llama_cpp
 
-    from lqmf.llama_log import route_llama_log
+    from lqmf.base.llama_log import route_llama_log
 
     if not model_gguf.is_file():
         raise LQMFError(f"no GGUF file at {model_gguf}", "give the path of a .gguf model")
-    route_llama_log()  # a vocab-only handle's "n_ctx_train (0)" warning: to the log (lqmf.log NOISE)
+    route_llama_log()  # a vocab-only handle's "n_ctx_train (0)" warning: to the log (lqmf.base.log NOISE)
     return llama_cpp.Llama(str(model_gguf), vocab_only=True, verbose=False)
 
 

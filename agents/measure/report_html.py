@@ -13,8 +13,8 @@ from typing import Any, Callable, Iterable, Optional, Sequence, TypeGuard
 from agents.measure.fidelity import format_dp, format_kld, format_ppl, format_share
 from agents.measure.frontier import frontier_html
 from agents.measure.svg import axes, coord, esc, linear_scale, svg_line, svg_text, truncate, vertical_title, y_ticks
-from lqmf.files import write_text_atomic
-from lqmf.units import format_bytes, nonfinite_text
+from lqmf.base.files import write_text_atomic
+from lqmf.base.units import format_bytes, nonfinite_text
 
 log = logging.getLogger(__name__)
 

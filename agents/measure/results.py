@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from agents.measure.embedding_fidelity import EmbeddingFidelityStats
 from agents.measure.fidelity import FidelityStats
 from agents.measure.quality import QualityHeuristic
-from lqmf.results import Result
+from lqmf.base.results import Result
 
 if TYPE_CHECKING:  # the report's module stays unimported until an agreement runs
     from agents.measure.agreement import AgreementReport

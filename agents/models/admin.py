@@ -28,13 +28,13 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from agents.models.results import DiskUsage, DiskUsageRow, ModelDetails, ModelFiles
-from lqmf.atomic import atomic_output, ensure_disk_space, temp_sibling
-from lqmf.errors import InvalidRequest, LQMFError, ModelBusy, ModelNotFound, OutputExists
-from lqmf.files import write_text_atomic
-from lqmf.manifest import MANIFEST_SUFFIX, manifest_path_for, portable, weight_split
-from lqmf.names import MODEL_NAME_MAX, NEW_MODEL_NAME
-from lqmf.units import format_bytes
-from server.discovery import ModelRecord, chat_template_of
+from lqmf.base.atomic import atomic_output, ensure_disk_space, temp_sibling
+from lqmf.base.errors import InvalidRequest, LQMFError, ModelBusy, ModelNotFound, OutputExists
+from lqmf.base.files import write_text_atomic
+from lqmf.base.manifest import MANIFEST_SUFFIX, manifest_path_for, portable, weight_split
+from lqmf.base.names import MODEL_NAME_MAX, NEW_MODEL_NAME
+from lqmf.base.units import format_bytes
+from server.runtime.discovery import ModelRecord, chat_template_of
 
 log = logging.getLogger(__name__)
 

@@ -25,11 +25,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from lqmf.errors import FeatureUnsupported, InvalidRequest, LQMFError
+from lqmf.base.errors import FeatureUnsupported, InvalidRequest, LQMFError
 
 if TYPE_CHECKING:
-    from lqmf.settings import Settings
-    from server.discovery import ModelRecord
+    from lqmf.base.settings import Settings
+    from server.runtime.discovery import ModelRecord
 
 log = logging.getLogger(__name__)
 
@@ -374,7 +374,7 @@ def _vllm_plan(request: _Request) -> ExportPlan:
 def llama_server_binary(settings: "Settings") -> Optional[Path]:
     """The llama-server LQMF built (see agents/quantization/llama_tools.py), or None when it is not built."""
     try:
-        from lqmf.tools import LlamaTools, tools_folder
+        from lqmf.base.tools import LlamaTools, tools_folder
 
         server = LlamaTools.in_folder(tools_folder(settings)).server
     except LQMFError:  # llama-cpp-python is not installed: nothing was built either
@@ -392,7 +392,7 @@ def _llama_server_plan(request: _Request) -> ExportPlan:
             f"or export {record.name} for vllm")
     _require_usable(record)
     binary = llama_server_binary(settings)
-    # As LQMF runs it (server/engine.py EngineChild.command): -c is the whole KV cache, shared by the
+    # As LQMF runs it (server/runtime/engine.py EngineChild.command): -c is the whole KV cache, shared by the
     # slots, each holding the model's trained context capped by LQMF's context_length.
     slot_ctx = min(settings.context_length, int(record.context_length or settings.context_length))
     slots = settings.parallel
@@ -438,7 +438,7 @@ def original_model(record: "ModelRecord", settings: "Settings") -> Optional[str]
     Follows the manifests' `source` back through intermediate GGUFs (q4_k_m <- f16 <- HF folder);
     None when the chain ends without an HF model (a GGUF downloaded as is, a manifest missing).
     """
-    from lqmf.manifest import read_manifest
+    from lqmf.base.manifest import read_manifest
 
     near = [Path(record.path).parent, Path(settings.models_dir)]
     manifest = record.manifest

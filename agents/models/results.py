@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator, Optional
 
-from lqmf.results import Result
+from lqmf.base.results import Result
 
 if TYPE_CHECKING:  # typing only
     from agents.models.admin import Change
-    from server.discovery import ModelRecord
+    from server.runtime.discovery import ModelRecord
 
 
 @dataclass
@@ -85,7 +85,7 @@ class ModelDetails(Result):
     context_length: Optional[int] = None
     usable: bool = True
     reason: str = ""  # why it is not usable
-    role: str = "generation"  # embedding | generation (server.discovery.ModelRecord.role)
+    role: str = "generation"  # embedding | generation (server.runtime.discovery.ModelRecord.role)
     loaded: bool = False
     remote: Optional[dict[str, Any]] = None  # a remote endpoint's state: urls, model, key_env, health, members
     size_bytes: int = 0  # the files' bytes (disk.total_bytes)

@@ -8,7 +8,7 @@ import sysconfig
 from pathlib import Path
 from typing import Optional
 
-from lqmf.errors import QuantizationError
+from lqmf.base.errors import QuantizationError
 
 # Module docstrings of the standard library: English prose present on every machine.
 DEFAULT_MODULES = (

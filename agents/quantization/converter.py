@@ -15,17 +15,17 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Optional
 
-from lqmf.atomic import atomic_output
-from lqmf.errors import (
+from lqmf.base.atomic import atomic_output
+from lqmf.base.errors import (
     QuantizationError,
     TokenizerNotSupported,
     ToolUnavailable,
     UnsupportedArchitecture,
 )
-from lqmf.processes import run_child_captured, run_child_lines
-from lqmf.progress import Progress
-from lqmf.settings import Settings
-from lqmf.tools import llama_cpp_version
+from lqmf.base.processes import run_child_captured, run_child_lines
+from lqmf.base.progress import Progress
+from lqmf.base.settings import Settings
+from lqmf.base.tools import llama_cpp_version
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ def convert_hf_folder(src: Path, out_file: Path, outtype: str, settings: Setting
 
 
 def _source_tensor_count(src: Path) -> int:
-    from lqmf.source import safetensors_headers
+    from lqmf.base.source import safetensors_headers
 
     return sum(len([k for k in header if k != "__metadata__"]) for header in safetensors_headers(src))
 
@@ -173,9 +173,9 @@ def _explain_converter_failure(output: str, src: Path) -> QuantizationError:
 
 def main() -> int:
     """`python -m agents.quantization.converter`: fetch (or confirm) the cached converter."""
-    from lqmf.environment import apply_environment_quirks
-    from lqmf.log import configure_logging
-    from lqmf.settings import load_settings
+    from lqmf.base.environment import apply_environment_quirks
+    from lqmf.base.log import configure_logging
+    from lqmf.base.settings import load_settings
 
     apply_environment_quirks()
     settings = load_settings()

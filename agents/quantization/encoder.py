@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 from agents.quantization.gguf_quant import GGUF_LEVELS
-from lqmf.encoders import EMBEDDING, LLAMA_CPP_POOLINGS, is_encoder_model_type, read_layout
+from lqmf.base.encoders import EMBEDDING, LLAMA_CPP_POOLINGS, is_encoder_model_type, read_layout
 
 if TYPE_CHECKING:
     from agents.quantization.plan import SourceFacts
@@ -91,7 +91,7 @@ def is_embedding_role(role: Optional[str]) -> bool:
 
 def is_embedding_source(path: Path) -> bool:
     """True when the model at `path` (an HF folder or a GGUF file) is an embedding model, read from its files."""
-    from server.discovery import inspect_entry
+    from server.runtime.discovery import inspect_entry
 
     records = inspect_entry(Path(path))
     return bool(records) and is_embedding_role(records[0].role)

@@ -17,9 +17,9 @@ from agents.quantization.encoder import embedding_reference, is_embedding_role, 
 from agents.quantization.faults import step_failure
 from agents.quantization.plan import MARGIN, QuantPlan, QuantRequest, machine_now, make_plan, source_facts
 from agents.quantization.verify import EMBED_VERIFY_STEP, VERIFY_STEP, verify_embeddings, verify_output
-from lqmf.atomic import sweep_stale_temps, temp_sibling
-from lqmf.errors import PlanRefused
-from lqmf.manifest import (
+from lqmf.base.atomic import sweep_stale_temps, temp_sibling
+from lqmf.base.errors import PlanRefused
+from lqmf.base.manifest import (
     RunMeasure,
     manifest_path_for,
     measure_run,
@@ -28,8 +28,8 @@ from lqmf.manifest import (
     weight_split,
     write_manifest,
 )
-from lqmf.progress import Progress
-from lqmf.settings import Settings
+from lqmf.base.progress import Progress
+from lqmf.base.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class QuantizationAgent:
             plan = make_plan(request, facts, models_dir, machine_now(models_dir), history,
                              converter_dir=conv if conv.is_dir() else None)
         if plan.imatrix or plan.method == "budget":
-            from lqmf.tools import LlamaTools, tools_folder
+            from lqmf.base.tools import LlamaTools, tools_folder
 
             if not LlamaTools.in_folder(tools_folder(self.settings)).ready():
                 plan.steps.insert(0, f"{BUILD_TOOLS_STEP} (once, about 2 minutes)")
@@ -149,7 +149,7 @@ class QuantizationAgent:
 
     @property
     def log_path(self) -> Path:
-        """The file lqmf.log.configure_logging writes (where a failed step's traceback goes)."""
+        """The file lqmf.base.log.configure_logging writes (where a failed step's traceback goes)."""
         return self.settings.logs_dir / "lqmf.log"
 
     def _verifier(self, steps: "_Steps", fmt: str, output: Path,

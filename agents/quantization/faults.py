@@ -7,7 +7,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Optional
 
-from lqmf.errors import LQMFError, QuantizationError
+from lqmf.base.errors import LQMFError, QuantizationError
 
 MAX_MESSAGE_CHARS = 600  # library messages can be pages long (tensor dumps); the log keeps all of it
 OUR_PACKAGES = frozenset({"agents", "lqmf", "server", "memory", "cli"})

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 from agents.quantization.converter import GGUF_OUTTYPES, convert_hf_folder
-from lqmf.atomic import atomic_output, ensure_disk_space
-from lqmf.errors import OutputExists, QuantizationError
-from lqmf.manifest import (
+from lqmf.base.atomic import atomic_output, ensure_disk_space
+from lqmf.base.errors import OutputExists, QuantizationError
+from lqmf.base.manifest import (
     Manifest,
     RunMeasure,
     WeightFile,
@@ -31,9 +31,9 @@ from lqmf.manifest import (
     tool_versions,
     tree_sha256,
 )
-from lqmf.progress import Progress
-from lqmf.settings import Settings, load_settings
-from lqmf.source import hf_parameter_count, require_hf_folder
+from lqmf.base.progress import Progress
+from lqmf.base.settings import Settings, load_settings
+from lqmf.base.source import hf_parameter_count, require_hf_folder
 
 log = logging.getLogger(__name__)
 
@@ -412,7 +412,7 @@ def _quantize_with_tool(
     on_tensor: Optional[Progress] = None,
 ) -> str:
     from agents.quantization.llama_output import tensor_lines
-    from lqmf.processes import exit_words, run_child_lines
+    from lqmf.base.processes import exit_words, run_child_lines
 
     cmd = [str(quantize), "--imatrix", str(imatrix), str(src_gguf), str(tmp), spec.name.upper(), str(nthreads)]
     code, output = run_child_lines(cmd, tensor_lines(on_tensor))

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from agents.quantization.calibration import load_calibration
-from lqmf.atomic import atomic_output, ensure_disk_space
-from lqmf.encoders import EMBEDDING, GENERATION, MODULES_FILE, hf_role
-from lqmf.errors import QuantizationError
-from lqmf.log import LOAD_OUTPUT, noise_filtered, route_library_loggers
-from lqmf.manifest import (
+from lqmf.base.atomic import atomic_output, ensure_disk_space
+from lqmf.base.encoders import EMBEDDING, GENERATION, MODULES_FILE, hf_role
+from lqmf.base.errors import QuantizationError
+from lqmf.base.log import LOAD_OUTPUT, noise_filtered, route_library_loggers
+from lqmf.base.manifest import (
     Manifest,
     RunMeasure,
     manifest_path_for,
@@ -23,15 +23,15 @@ from lqmf.manifest import (
     tree_sha256,
     weight_files,
 )
-from lqmf.progress import Progress
-from lqmf.quiet import library_output_logged, library_output_to
-from lqmf.settings import load_settings
-from lqmf.source import architecture, hf_parameter_count, hf_weight_bytes, require_hf_folder
+from lqmf.base.progress import Progress
+from lqmf.base.quiet import library_output_logged, library_output_to
+from lqmf.base.settings import load_settings
+from lqmf.base.source import architecture, hf_parameter_count, hf_weight_bytes, require_hf_folder
 
 log = logging.getLogger(__name__)
 
 BNB_MODES = ("nf4", "fp4", "int8")
-BNB_AUTO_CLASS = {EMBEDDING: "AutoModel", GENERATION: "AutoModelForCausalLM"}  # by lqmf.encoders.hf_role
+BNB_AUTO_CLASS = {EMBEDDING: "AutoModel", GENERATION: "AutoModelForCausalLM"}  # by lqmf.base.encoders.hf_role
 GPTQ_BITS = (4, 8)
 TOKENIZER_FILES = (
     "tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
@@ -75,7 +75,7 @@ def copy_sentence_layout(src: Path, dest: Path) -> None:
     """Copy a sentence-transformers model's pipeline files (modules.json, its configs, 1_Pooling/, 2_Dense/ ...)
     that save_pretrained does not write, so the output pools and normalises as the source does."""
     from agents.quantization.acquire.selection import pick_hf_files
-    from lqmf.encoders import read_layout
+    from lqmf.base.encoders import read_layout
 
     layout = read_layout(src)
     if layout is None:

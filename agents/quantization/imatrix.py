@@ -2,7 +2,7 @@
 
 The matrix weighs each weight's rounding by how strongly calibration text activates it; llama-quantize
 reads it (gguf_quant.quantize_gguf(imatrix=...)), and some IQ levels cannot be made without one. The
-program is built by agents.quantization.llama_tools and runs as a tethered child (lqmf.processes).
+program is built by agents.quantization.llama_tools and runs as a tethered child (lqmf.base.processes).
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Optional
 
 from agents.quantization.llama_tools import ensure_llama_tools
-from lqmf.atomic import atomic_output, temp_sibling
-from lqmf.errors import OutputExists, QuantizationError
-from lqmf.processes import exit_words, run_child_captured
-from lqmf.settings import Settings
-from lqmf.tools import LlamaTools
+from lqmf.base.atomic import atomic_output, temp_sibling
+from lqmf.base.errors import OutputExists, QuantizationError
+from lqmf.base.processes import exit_words, run_child_captured
+from lqmf.base.settings import Settings
+from lqmf.base.tools import LlamaTools
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def compute_imatrix(
     text for the records. The output and its manifest (`<out_file>.lqmf.json`, which quantize_gguf reads)
     appear only when complete; Ctrl-C ends the child and leaves neither output nor temporary behind.
     """
-    from lqmf.manifest import measure_run
+    from lqmf.base.manifest import measure_run
 
     model_gguf, out_file = Path(model_gguf).resolve(), Path(out_file).resolve()
     if not model_gguf.is_file():
@@ -111,9 +111,9 @@ def count_tokens(model_gguf: Path, text: str) -> int:
     """Tokens of `text` as llama-imatrix counts them (the model's own vocabulary, with BOS)."""
     import llama_cpp
 
-    from lqmf.llama_log import route_llama_log
+    from lqmf.base.llama_log import route_llama_log
 
-    route_llama_log()  # a vocab-only handle's "n_ctx_train (0)" warning: to the log (lqmf.log NOISE)
+    route_llama_log()  # a vocab-only handle's "n_ctx_train (0)" warning: to the log (lqmf.base.log NOISE)
     vocab = llama_cpp.Llama(str(model_gguf), vocab_only=True, verbose=False)
     try:
         return len(vocab.tokenize(text.encode("utf-8"), add_bos=True, special=False))
@@ -154,7 +154,7 @@ def _run_imatrix(tools: LlamaTools, model: Path, workdir: Path, out: Path, chunk
 
 def _imatrix_report(final: Path, built: Path, output: str, samples: list[str], calibration: str,
                     wall_time_s: float) -> ImatrixReport:
-    from lqmf.manifest import sha256_file
+    from lqmf.base.manifest import sha256_file
 
     facts = read_imatrix(built)
     perplexity = re.search(r"Final estimate: PPL = ([0-9.]+)", output)
@@ -168,7 +168,7 @@ def _imatrix_report(final: Path, built: Path, output: str, samples: list[str], c
 def _write_imatrix_manifest(final: Path, built: Path, model: Path, report: ImatrixReport, measure,
                             threads: int) -> None:
     """The imatrix's own manifest, beside it: what quantize_gguf copies into the quantized model's record."""
-    from lqmf.manifest import Manifest, WeightFile, manifest_path_for, sha256_file, tool_versions
+    from lqmf.base.manifest import Manifest, WeightFile, manifest_path_for, sha256_file, tool_versions
 
     facts = read_imatrix(built)
     manifest = Manifest(

@@ -4,7 +4,7 @@ pinned llama-cpp-python sdist.
 An importance matrix (agents.quantization.imatrix) needs llama.cpp's command-line tools, and GGUF
 serving runs on llama.cpp's own server engine, and llama-perplexity is llama.cpp's own KL-divergence
 yardstick (agents.measure.llama_perplexity); the wheel ships none of them. They are compiled from the
-same source distribution the converter comes from, into lqmf.tools.tools_folder(settings)
+same source distribution the converter comes from, into lqmf.base.tools.tools_folder(settings)
 (`settings.tools_dir / llama.cpp-tools-<version>`), where every user finds them.
 
 Fast path: compile only llama.cpp's `common/` library and the tools, and link them against the
@@ -28,12 +28,12 @@ from pathlib import Path
 from typing import IO, Optional
 
 from agents.quantization.converter import extract_vendor, fetch_sdist
-from lqmf.atomic import atomic_output
-from lqmf.errors import ToolUnavailable
-from lqmf.native_build import amx_libraries, flags_text, wheel_library_dir
-from lqmf.processes import ChildTimedOut, run_child, run_child_captured
-from lqmf.settings import Settings
-from lqmf.tools import IMATRIX, PERPLEXITY, QUANTIZE, SERVER, TARGETS, LlamaTools, llama_cpp_version, tools_folder
+from lqmf.base.atomic import atomic_output
+from lqmf.base.errors import ToolUnavailable
+from lqmf.base.native_build import amx_libraries, flags_text, wheel_library_dir
+from lqmf.base.processes import ChildTimedOut, run_child, run_child_captured
+from lqmf.base.settings import Settings
+from lqmf.base.tools import IMATRIX, PERPLEXITY, QUANTIZE, SERVER, TARGETS, LlamaTools, llama_cpp_version, tools_folder
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +253,7 @@ def _build_static(source: Path, build_dir: Path, out: Path, build_log: IO[str]) 
 
 def _cmake(source: Path, build_dir: Path, build_log: IO[str], options: tuple[str, ...]) -> None:
     generator = ("-G", "Ninja") if shutil.which("ninja") else ()
-    # The same flags the wheel was compiled with (lqmf.native_build): no AMX kernels on x86.
+    # The same flags the wheel was compiled with (lqmf.base.native_build): no AMX kernels on x86.
     flags = (f"-DCMAKE_C_FLAGS={flags_text()}", f"-DCMAKE_CXX_FLAGS={flags_text()}")
     steps = (
         ("configure", ["cmake", "-S", str(source), "-B", str(build_dir), *generator, *flags, *options]),
@@ -293,9 +293,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     loses, and setup goes on (GGUF is then served in-process).
     """
     optional = "--optional" in (sys.argv[1:] if argv is None else argv)
-    from lqmf.environment import apply_environment_quirks
-    from lqmf.log import configure_logging
-    from lqmf.settings import load_settings
+    from lqmf.base.environment import apply_environment_quirks
+    from lqmf.base.log import configure_logging
+    from lqmf.base.settings import load_settings
 
     apply_environment_quirks()
     settings = load_settings()

@@ -21,8 +21,8 @@ from agents.quantization.encoder import encoder_problems
 from agents.quantization.gguf_quant import FLOAT_BITS, GGUF_LEVELS
 from agents.quantization.hf_quant import BNB_MODES, GPTQ_BITS
 from agents.quantization.shape_plan import DEFAULT_GROUP_SIZE, ShapeVerdict, shape_verdict
-from lqmf.manifest import process_rss
-from lqmf.source import DTYPE_BYTES, hf_parameter_count, hf_weight_bytes, safetensors_headers
+from lqmf.base.manifest import process_rss
+from lqmf.base.source import DTYPE_BYTES, hf_parameter_count, hf_weight_bytes, safetensors_headers
 
 MIB = 2**20
 GIB = 2**30
@@ -166,7 +166,7 @@ def machine_now(folder: Path) -> Machine:
 
 
 def source_facts(record) -> SourceFacts:
-    """Facts about a discovered model (a server.discovery.ModelRecord) needed to plan from it."""
+    """Facts about a discovered model (a server.runtime.discovery.ModelRecord) needed to plan from it."""
     path = Path(record.path)
     model_type = None
     if path.is_dir():

@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from lqmf.errors import LQMFError, PlanRefused
-from lqmf.progress import Progress
-from lqmf.results import Result
+from lqmf.base.errors import LQMFError, PlanRefused
+from lqmf.base.progress import Progress
+from lqmf.base.results import Result
 
 if TYPE_CHECKING:  # typing only: the factory's modules load when a plan is made
     from agents.measure.results import ExperimentResult

@@ -26,7 +26,7 @@ from agents.quantization.shapes import (
     gptq_working_group_size,
     read_shapes,
 )
-from lqmf.units import format_bytes
+from lqmf.base.units import format_bytes
 
 DEFAULT_GROUP_SIZE = 128  # GPTQModel's default, and what quantize_gptq uses unless a request names another
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from lqmf.source import DTYPE_BYTES, safetensors_headers
+from lqmf.base.source import DTYPE_BYTES, safetensors_headers
 
 log = logging.getLogger(__name__)
 

@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Callable, Iterator, Optional, Sequence
 if TYPE_CHECKING:  # numpy stays out of the shell's start-up
     import numpy as np
 
-from lqmf import gguf_check
-from lqmf.errors import QuantizationError
-from lqmf.processes import ChildTimedOut, exit_words, run_child_split
-from lqmf.sampling import GREEDY
+from lqmf.base import gguf_check
+from lqmf.base.errors import QuantizationError
+from lqmf.base.processes import ChildTimedOut, exit_words, run_child_split
+from lqmf.base.sampling import GREEDY
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +111,8 @@ def _folder_backend(folder: Path, fmt: str, name: str, threads: Optional[int], f
                     **options) -> Iterator:
     """The server's backend for the folder read back as `fmt` (not yet loaded), unloaded after; any library error
     inside becomes VerificationFailed("the FMT output FAILURE: the library's words")."""
-    from server.backends import backend_for
-    from server.discovery import inspect_folder
+    from server.runtime.backends import backend_for
+    from server.runtime.discovery import inspect_folder
 
     records = inspect_folder(folder)
     if len(records) != 1 or records[0].format != fmt or not records[0].usable:
@@ -137,7 +137,7 @@ def _folder_backend(folder: Path, fmt: str, name: str, threads: Optional[int], f
 
 def verify_folder(folder: Path, fmt: str, name: str, threads: Optional[int] = None) -> dict:
     """The server's TransformersBackend loads the folder as `fmt` and decodes one token (greedy)."""
-    from server.backends.base import GenerationParams
+    from lqmf.base.generation import GenerationParams
 
     start = time.perf_counter()
     with _folder_backend(folder, fmt, name, threads, "cannot be loaded back", n_ctx=64) as backend:

@@ -17,9 +17,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--force", action="store_true", help="rebuild even when nothing changed")
     args = parser.parse_args(argv)
     from agents.understanding.build import build
-    from lqmf.errors import LQMFError
-    from lqmf.log import configure_logging, console_handler
-    from lqmf.settings import load_settings
+    from lqmf.base.errors import LQMFError
+    from lqmf.base.log import configure_logging, console_handler
+    from lqmf.base.settings import load_settings
 
     settings = load_settings()
     configure_logging(settings)

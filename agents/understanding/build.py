@@ -34,7 +34,7 @@ from agents.understanding.sentence_model import MODEL_NAME, STAMP, SentenceModel
 if TYPE_CHECKING:
     import numpy as np
 
-    from lqmf.settings import Settings
+    from lqmf.base.settings import Settings
 
 log = logging.getLogger(__name__)
 

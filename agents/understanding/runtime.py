@@ -12,12 +12,12 @@ import time
 from typing import TYPE_CHECKING, Optional, Sequence
 
 from agents.intents import Intent
-from lqmf.errors import LQMFError
+from lqmf.base.errors import LQMFError
 
 if TYPE_CHECKING:
     from agents.understanding.intent_model import Calibrator, IntentModel
     from agents.understanding.sentence_model import SentenceModel
-    from lqmf.settings import Settings
+    from lqmf.base.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class Understanding:
         from agents.understanding.build import build
         from agents.understanding.intent_model import CLASSIFIER_FOLDER, load
         from agents.understanding.sentence_model import GGUF_FILE, SentenceModel
-        from server.gguf_smoke import IN_PROCESS, stored_verdict
+        from server.runtime.gguf_smoke import IN_PROCESS, stored_verdict
 
         # Only a verdict `make smoke` stored: running the smoke check here would spawn children behind the prompt.
         verdict = stored_verdict(IN_PROCESS, self.settings)

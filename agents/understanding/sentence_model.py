@@ -19,13 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
-from lqmf.atomic import atomic_output
-from lqmf.errors import LQMFError
+from lqmf.base.atomic import atomic_output
+from lqmf.base.errors import LQMFError
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from lqmf.settings import Settings
+    from lqmf.base.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -107,9 +107,9 @@ class SentenceModel:
         """Open the GGUF for embeddings, on one thread: a line is short, and the shell's other work needs the rest."""
         from llama_cpp import LLAMA_POOLING_TYPE_MEAN, Llama
 
-        from lqmf.llama_log import route_llama_log
+        from lqmf.base.llama_log import route_llama_log
 
-        route_llama_log()  # llama.cpp warns on every BERT batch that it encodes: to the log (lqmf.log NOISE)
+        route_llama_log()  # llama.cpp warns on every BERT batch that it encodes: to the log (lqmf.base.log NOISE)
         llm = Llama(model_path=str(path), embedding=True, n_ctx=CONTEXT, n_batch=CONTEXT, n_ubatch=CONTEXT,
                     n_threads=1, n_threads_batch=1, pooling_type=LLAMA_POOLING_TYPE_MEAN, verbose=False)
         return cls(path, llm)

@@ -16,7 +16,7 @@ class RealModels:
     sources: dict[str, str]
 
     def settings(self):
-        from lqmf.settings import Settings
+        from lqmf.base.settings import Settings
 
         return Settings(models_dir_override=self.models_dir)
 
@@ -25,7 +25,7 @@ class RealModels:
 def real_models(tmp_path_factory: pytest.TempPathFactory) -> RealModels:
     """smol-q4_1.gguf, smol-hf and minilm-hf imported into a session folder (outputs of the tests land there too)."""
     from agents.demo.real import ensure_real_models
-    from lqmf.settings import Settings
+    from lqmf.base.settings import Settings
 
     folder = tmp_path_factory.mktemp("real-models")
     report = ensure_real_models(Settings(models_dir_override=folder))

@@ -8,8 +8,8 @@ from typing import Optional
 
 from agents.quantization.acquire.hub import hub_endpoint
 from agents.quantization.acquire.hub_errors import hub_errors
-from lqmf.errors import AccessDenied, LQMFError
-from lqmf.settings import PROJECT_ROOT, Settings
+from lqmf.base.errors import AccessDenied, LQMFError
+from lqmf.base.settings import PROJECT_ROOT, Settings
 
 log = logging.getLogger(__name__)
 

@@ -19,13 +19,13 @@ from agents.quantization.acquire.hub import RepoListing, check_repo_id, hub_endp
 from agents.quantization.acquire.hub_errors import hub_errors
 from agents.quantization.acquire.placement import DISK_MARGIN_BYTES, Acquired, check_name
 from agents.quantization.acquire.selection import Selection, select_files
-from lqmf.atomic import atomic_output, ensure_disk_space
-from lqmf.encoders import MODULES_FILE, parse_modules
-from lqmf.errors import DownloadError, OutputExists
-from lqmf.manifest import MANIFEST_NAME, Manifest, RunMeasure, measure_run, read_manifest
-from lqmf.progress import Progress
-from lqmf.settings import Settings
-from server.discovery import inspect_folder, inspect_gguf
+from lqmf.base.atomic import atomic_output, ensure_disk_space
+from lqmf.base.encoders import MODULES_FILE, parse_modules
+from lqmf.base.errors import DownloadError, OutputExists
+from lqmf.base.manifest import MANIFEST_NAME, Manifest, RunMeasure, measure_run, read_manifest
+from lqmf.base.progress import Progress
+from lqmf.base.settings import Settings
+from server.runtime.discovery import inspect_folder, inspect_gguf
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ def _fetch(listing: RepoListing, selection: Selection, staging: Path, token: Opt
     from huggingface_hub import snapshot_download
     from huggingface_hub.utils import logging as hub_logging
 
-    from lqmf.version import __version__
+    from lqmf.base.version import __version__
 
     # huggingface_hub prints retries ("Trying to resume download...") on its own stderr handler,
     # which would draw over the shell's progress bar: send them to our log file instead.

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from typing import Optional
 
-from lqmf.errors import DownloadError
+from lqmf.base.errors import DownloadError
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 REPO_ID_EXAMPLE = "Qwen/Qwen2.5-0.5B-Instruct"

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from typing import Iterator, Optional
 
 from agents.quantization.acquire.hub import REPO_ID_EXAMPLE
-from lqmf.errors import AccessDenied, DownloadError, InsufficientDisk, LQMFError
+from lqmf.base.errors import AccessDenied, DownloadError, InsufficientDisk, LQMFError
 
 log = logging.getLogger(__name__)
 

@@ -10,13 +10,13 @@ from typing import Optional
 
 from agents.quantization.acquire.placement import DISK_MARGIN_BYTES, Acquired, check_name
 from agents.quantization.acquire.selection import pick_hf_files
-from lqmf.atomic import atomic_output, ensure_disk_space
-from lqmf.encoders import read_layout
-from lqmf.errors import LQMFError, ModelNotFound, OutputExists
-from lqmf.manifest import measure_run
-from lqmf.progress import Progress
-from lqmf.settings import Settings
-from server.discovery import GGUF_MAGIC, inspect_folder, inspect_gguf
+from lqmf.base.atomic import atomic_output, ensure_disk_space
+from lqmf.base.encoders import read_layout
+from lqmf.base.errors import LQMFError, ModelNotFound, OutputExists
+from lqmf.base.manifest import measure_run
+from lqmf.base.progress import Progress
+from lqmf.base.settings import Settings
+from server.runtime.discovery import GGUF_MAGIC, inspect_folder, inspect_gguf
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def _import_folder(src: Path, models_dir: Path, name: Optional[str], progress: O
                    started: float) -> Acquired:
     """Copy a transformers folder's model files (the same choice a download makes) and write a manifest."""
     from agents.quantization.hf_quant import folder_manifest, write_manifest_inside
-    from lqmf.source import require_hf_folder
+    from lqmf.base.source import require_hf_folder
 
     try:
         require_hf_folder(src)

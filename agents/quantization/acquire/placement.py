@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from lqmf.errors import LQMFError
-from lqmf.manifest import MANIFEST_SUFFIX
+from lqmf.base.errors import LQMFError
+from lqmf.base.manifest import MANIFEST_SUFFIX
 
 DISK_MARGIN_BYTES = 16 << 20  # free space kept beyond the model's own bytes
 

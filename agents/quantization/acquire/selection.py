@@ -8,11 +8,11 @@ from pathlib import PurePosixPath
 from typing import Iterable, Optional
 
 from agents.quantization.acquire.hub import RemoteFile, RepoListing
-from lqmf.encoders import MODULES_FILE, conventional_folders, in_module_folder
-from lqmf.errors import DownloadError
-from lqmf.manifest import MANIFEST_NAME
-from lqmf.units import format_bytes
-from server.discovery import GGUF_LEVEL_IN_NAME
+from lqmf.base.encoders import MODULES_FILE, conventional_folders, in_module_folder
+from lqmf.base.errors import DownloadError
+from lqmf.base.manifest import MANIFEST_NAME
+from lqmf.base.units import format_bytes
+from server.runtime.discovery import GGUF_LEVEL_IN_NAME
 
 # Besides the weights, a transformers folder needs its config, tokenizer and generation files.
 SUPPORT_SUFFIXES = (".json", ".jinja", ".tiktoken", ".model")

@@ -23,7 +23,7 @@ from agents.measure.fidelity import (
     stats_against,
     summarize,
 )
-from lqmf.errors import LQMFError
+from lqmf.base.errors import LQMFError
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class ScoringText:
 def _open(path: Path, chunk: int, threads: Optional[int]):
     from llama_cpp import Llama
 
-    from lqmf.llama_log import route_llama_log
+    from lqmf.base.llama_log import route_llama_log
 
     route_llama_log()
     return Llama(model_path=str(path), n_ctx=chunk, n_batch=chunk, logits_all=True, verbose=False,

@@ -7,9 +7,9 @@ import re
 from pathlib import Path
 from typing import Mapping, Optional
 
-from lqmf.errors import QuantizationError
-from lqmf.processes import exit_words, run_child_captured
-from lqmf.tools import LlamaTools
+from lqmf.base.errors import QuantizationError
+from lqmf.base.processes import exit_words, run_child_captured
+from lqmf.base.tools import LlamaTools
 
 log = logging.getLogger(__name__)
 

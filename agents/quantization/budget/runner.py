@@ -21,7 +21,7 @@ from agents.quantization.budget.search import (
 )
 from agents.quantization.budget.space import MixSpace, read_space, space_of
 from agents.quantization.budget.target import KLD, RAM, Budget, BudgetError, decimal_mb
-from lqmf.units import format_bytes
+from lqmf.base.units import format_bytes
 
 log = logging.getLogger(__name__)
 
@@ -194,8 +194,8 @@ def run_budget(agent, plan, steps) -> dict:
     from agents.quantization.gguf_quant import convert_to_gguf, file_output, gguf_manifest, write_manifest_beside
     from agents.quantization.llama_tools import ensure_llama_tools
     from agents.quantization.shapes import read_shapes
-    from lqmf.atomic import temp_sibling
-    from lqmf.manifest import measure_run, read_manifest, tree_sha256
+    from lqmf.base.atomic import temp_sibling
+    from lqmf.base.manifest import measure_run, read_manifest, tree_sha256
 
     settings, store = agent.settings, agent.store
     src, out = Path(plan.source_path), Path(plan.output_path)

@@ -20,7 +20,7 @@ from agents.quantization.budget.sensitivity import Sensitivity, measure_sensitiv
 from agents.quantization.budget.solve import Allocation, Frontier
 from agents.quantization.budget.space import MixSpace
 from agents.quantization.budget.target import KLD, RAM, Budget, BudgetError, decimal_mb
-from lqmf.tools import LlamaTools
+from lqmf.base.tools import LlamaTools
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ def measure_level(space: MixSpace, ctx: SearchContext, level: str, sensitivity: 
     """Quantize to a standard level with llama-quantize and measure it on the held-out text."""
     from gguf import GGUFReader
 
-    from lqmf.processes import exit_words, run_child_captured
+    from lqmf.base.processes import exit_words, run_child_captured
 
     if ctx.tick:
         ctx.tick(f"measuring {level} for the frontier", index, len(LEVELS))

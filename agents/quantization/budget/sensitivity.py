@@ -30,8 +30,8 @@ from typing import Any, Callable, Mapping, Optional
 from agents.quantization.budget.evaluate import KldMeter
 from agents.quantization.budget.mixwrite import write_mix
 from agents.quantization.budget.space import MixSpace, Slot, is_embedding
-from lqmf.errors import QuantizationError
-from lqmf.tools import LlamaTools
+from lqmf.base.errors import QuantizationError
+from lqmf.base.tools import LlamaTools
 
 log = logging.getLogger(__name__)
 

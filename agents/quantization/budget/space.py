@@ -27,7 +27,7 @@ from agents.quantization.gguf_mix import (
     row_bytes,
 )
 from agents.quantization.shapes import read_shapes
-from lqmf.errors import LQMFError
+from lqmf.base.errors import LQMFError
 
 # Offered to every tensor whose rows they divide, from the fewest bits up. Q8_0 is the top: a budget that
 # needs more than Q8_0 everywhere asks for no quantization (f16 is the reference every KLD is measured from).

@@ -6,8 +6,8 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any, Optional
 
-from lqmf.errors import LQMFError
-from lqmf.units import format_bytes
+from lqmf.base.errors import LQMFError
+from lqmf.base.units import format_bytes
 
 SIZE = "size"
 RAM = "ram"

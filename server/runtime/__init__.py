@@ -1,0 +1,1 @@
+"""Layer 2, the runtime: models on disk, the manager that owns loaded ones, backends, engines, endpoints."""
