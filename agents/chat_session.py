@@ -37,7 +37,7 @@ class SlashResult:
 class ChatSession:
     """The conversation so far, the sampling settings, and the running statistics."""
 
-    manager: Any
+    library: Any  # the shell's Library (lqmf.api): replies stream through it
     model: str  # the model that answered last (the one asked for until a reply falls back)
     params: GenerationParams = field(default_factory=lambda: GenerationParams(**CHAT))
     system: Optional[str] = None
@@ -56,10 +56,7 @@ class ChatSession:
     def send(self, user_text: str):
         """Start a reply: its Chunks (iterate them; cancel() stops it), once the model has begun answering. For
         `default`, the first model of the chain that begins answers; fell_back then says what was skipped."""
-        from server.runtime.fallback import stream_with_fallback
-
-        started, walk = stream_with_fallback(self.manager, self.asked or self.model, self.messages(user_text),
-                                             self.params)
+        started, walk = self.library.chat_stream(self.asked or self.model, self.messages(user_text), self.params)
         self.model, self.fell_back = started.model, walk.notice(started.model)
         return started
 

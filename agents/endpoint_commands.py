@@ -259,6 +259,17 @@ class EndpointCommands:
         slots = command.slots
         return self.library.add_endpoint(slots.name, slots.urls, model=slots.remote_model, key_env=slots.key_env)
 
+    def add_or_ask(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
+        """add(), or, on a server that lists several models with none named, which one (nothing registered yet)."""
+        from server.runtime.endpoints import ModelChoiceNeeded
+
+        try:
+            return self.add(command, progress)
+        except ModelChoiceNeeded as exc:
+            return r.ChooseModel(question=f"{exc.endpoint.name} serves {len(exc.models)} models. Which one?",
+                                 models=exc.models, hint=exc.hint,
+                                 cancelled=f"Not added. To add it: {exc.command(exc.models[0])}")
+
     def remove(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
         removed = self.library.remove_endpoint(command.slots.name)
         return r.Message(text=f"Endpoint {removed.name} removed ({', '.join(removed.urls)}).")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from functools import partial
-from typing import Callable, Optional
+from typing import Callable, Collection, Optional
 
 from agents import intent_table as table
 from agents import results as r
@@ -15,11 +15,13 @@ from agents.model_commands import ModelCommands
 from lqmf.base.errors import FeatureUnsupported, LQMFError
 from lqmf.base.progress import Progress
 from lqmf.base.settings import Settings
-from server.runtime.manager import DEFAULT
+from server.runtime.routing import DEFAULT
 
 log = logging.getLogger(__name__)
 
 LOW_CONFIDENCE = 0.8  # below it any command asks; one corrected word alone is 0.85 (a guarded command asks anyway)
+YES = frozenset({"y", "yes"})
+TOKEN_PROMPT = "Hugging Face token (hidden; make one at https://huggingface.co/settings/tokens): "
 
 Handler = Callable[[Command, Optional[Progress]], r.Result]
 
@@ -38,32 +40,97 @@ class Executor:
         self.manager = manager
         self.server = server
         self.understanding = understanding  # the shell's intent classifier, for `show config` (None: rules alone)
-        self.library = Library(settings, manager)
+        # The server's library when there is a server: the shell and the API it starts share one Store.
+        self.library = server.library if server is not None else Library(settings, manager)
         # The handlers live here and in these three; agents/intent_table.py says which one runs each intent.
         self.classifier_commands = ClassifierCommands(self)
         self.endpoint_commands = EndpointCommands(self)
         self.model_commands = ModelCommands(self)
         self.handlers: dict[Intent, Handler] = {intent: partial(s.handler, self) for intent, s in table.SPECS.items()}
 
-    def execute(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
+    def execute(self, command: Command, progress: Optional[Progress] = None, *,
+                answers: Collection[table.Asks] = ()) -> r.Result:
         """Run one command (progress, when given, hears how long work advances); core errors become ErrorResult
-        (LQMF_DEBUG=1 re-raises)."""
+        (LQMF_DEBUG=1 re-raises).
+
+        `answers`: what the caller can ask its person (agents/intent_table.py's TwoStep kinds). A two-step intent
+        whose kind is among them stops halfway and returns the question as a typed result: a runnable
+        QuantizePlan ("plan"), a ChooseModel ("model"), a NeedsSecret ("secret"); answer() goes on with the reply.
+        A guessed command returns a Confirm whatever the caller can answer; answer() runs it confirmed.
+        """
         if command.intent is Intent.CHAT_WITH_MODEL and not command.slots.model and self._has_default():
             command.slots.model, command.question = DEFAULT, None  # `chat` alone talks to the default model
         if command.question:
             need = table.missing(command)
             if need is not None and need.choices == table.LOADED_MODELS:  # e.g. only what is loaded can be unloaded
-                command.choices = [m["name"] for m in self.manager.loaded()]
+                command.choices = [m["name"] for m in self.library.loaded()]
                 if not command.choices:
                     return r.Message(text=need.none)
             return r.Question(text=command.question, choices=command.choices)
-        confirm = self.confirmation(command)
+        step = table.two_step(command.intent)
+        step = step if step is not None and step.asks in answers else None
+        # A hidden prompt is its own question (an empty answer stores nothing): no "Did you mean: login?" first.
+        confirm = None if step is not None and step.asks == "secret" else self.confirmation(command)
         if confirm is not None:
             return confirm
         try:
+            if step is not None:
+                return step.first(self, command, progress)
             return self.handlers[command.intent](command, progress)
         except LQMFError as exc:
             return self.failed(command, exc)
+
+    def answer(self, command: Command, pending: r.Result, reply: str, progress: Optional[Progress] = None, *,
+               answers: Collection[table.Asks] = ()) -> r.Result:
+        """Go on with what execute() asked, given the person's reply: a yes to a Confirm runs the command confirmed
+        (which may stop at its own question: `answers` as for execute), a yes to a runnable QuantizePlan runs it, a
+        number or name from ChooseModel's models adds the endpoint with it, a NeedsSecret's secret logs in.
+
+        An empty reply to ChooseModel or NeedsSecret does nothing and says so; any other reply to a y/N question
+        is a no."""
+        if isinstance(pending, r.NeedsSecret):
+            return self._login(reply.strip())
+        if isinstance(pending, r.ChooseModel):
+            chosen = self._chosen(pending, reply.strip())
+            if not isinstance(chosen, str):
+                return chosen
+            command.slots.remote_model = chosen
+            return self.execute(command, progress, answers=answers)
+        if reply.strip().lower() not in YES:
+            return r.Message(text="Not done.")
+        if isinstance(pending, r.QuantizePlan):
+            try:
+                return pending.run(progress)
+            except LQMFError as exc:
+                return self.failed(command, exc)
+        command.slots.yes = True
+        return self.execute(command, progress, answers=answers)
+
+    @staticmethod
+    def _chosen(pending: r.ChooseModel, answer: str):
+        """The model an answer picks (a number or a name, however cased), or what to say instead."""
+        if not answer:
+            return r.Message(text=pending.cancelled)
+        models = pending.models
+        if answer.isdigit() and 1 <= int(answer) <= len(models):
+            return models[int(answer) - 1]
+        named = [m for m in models if m.lower() == answer.lower()]
+        return named[0] if named else r.ErrorResult(message=f"{answer!r} is none of the {len(models)} models listed",
+                                                    hint=pending.hint)
+
+    def _login(self, token: str) -> r.Result:
+        """Validate and store a Hugging Face token in the hub's own store."""
+        if not token:
+            return r.Message(text="No token given; nothing stored.")
+        try:
+            return self.library.login(token)
+        except LQMFError as exc:
+            return r.ErrorResult(message=exc.message, hint=exc.hint)
+
+    @staticmethod
+    def token_prompt() -> r.NeedsSecret:
+        """login's first step: the hidden prompt for the token."""
+        return r.NeedsSecret(prompt=TOKEN_PROMPT)
 
     def failed(self, command: Command, exc: LQMFError) -> r.ErrorResult:
         """A core error as the result the shell draws (LQMF_DEBUG=1 re-raises it instead)."""
@@ -88,18 +155,18 @@ class Executor:
         return r.Confirm(question=f"Did you mean: {describe(command)}? [y/N]")
 
     def close(self) -> None:
-        """Close what the library made; the manager (and its history store) belongs to the shell."""
+        """Close the library's history store (and what it made); the manager belongs to the shell."""
         self.library.close()
 
     # -- handlers that do more than one call --------------------------------------------------------------
     def load(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
         model = self.library.load(command.slots.model)
-        return r.Loaded(model=model.info, note=self.manager.engine_notice() or "")
+        return r.Loaded(model=model.info, note=self.library.engine_notice() or "")
 
     def unload(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
         name = command.slots.model
         if not self.library.unload(name):
-            loaded = [m["name"] for m in self.manager.loaded()]
+            loaded = [m["name"] for m in self.library.loaded()]
             return r.ErrorResult(message=f"{name} is not loaded",
                                  hint=f"loaded now: {', '.join(loaded)}" if loaded else "nothing is loaded")
         return r.Unloaded(name=name)
@@ -108,8 +175,8 @@ class Executor:
         """The server and the loaded models."""
         status = self.server.status()
         return r.ServerInfo(running=status.running, url=status.url, host=status.host, port=status.port,
-                            uptime_s=status.uptime_s, loaded=self.manager.loaded(), note=note,
-                            gguf=self.manager.engine_status())
+                            uptime_s=status.uptime_s, loaded=self.library.loaded(), note=note,
+                            gguf=self.library.engine_status())
 
     def start_server(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
         if self.server.running:
@@ -125,7 +192,7 @@ class Executor:
 
     def _has_default(self) -> bool:
         try:
-            return bool(self.manager.active.chain())
+            return bool(self.library.default_chain())
         except LQMFError:
             return False
 
@@ -135,7 +202,7 @@ class Executor:
         from agents.chat_session import ChatSession
 
         try:
-            role = self.manager.record(command.slots.model).role if command.slots.model else None
+            role = self.library.find(command.slots.model).role if command.slots.model else None
         except LQMFError:
             role = None  # `default`, or a name library.load explains
         if role == "embedding":
@@ -143,7 +210,7 @@ class Executor:
                                      f"embed with it, or measure it: fidelity of {command.slots.model}")
         model = self.library.load(command.slots.model)
         return r.ChatStart(model=model.name, prompt=command.slots.prompt,
-                           session=ChatSession(self.manager, model.name, asked=command.slots.model))
+                           session=ChatSession(self.library, model.name, asked=command.slots.model))
 
     def config(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
         s = self.settings
@@ -207,13 +274,9 @@ class Executor:
                                      budget=budget, progress=progress)
 
     def quantize(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
-        """Plan and run without asking (scripts, -c, --json); the interactive shell asks between the two itself."""
+        """Plan and run without asking (a caller that answers "plan" gets the plan first, to ask between the two)."""
         planned = self.plan_quantization(command, progress)
         return planned.run(progress) if planned.runnable else planned
-
-    def login(self, token: str) -> r.Result:
-        """Validate and store a Hugging Face token in the hub's own store (the shell prompts for it)."""
-        return self.library.login(token)
 
     # -- words -------------------------------------------------------------------------------------------------
     def unknown(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
@@ -234,9 +297,9 @@ class Executor:
         return recommendation(self.library, command.slots.kind)
 
 
-def model_names(manager) -> Callable[[], list[str]]:
-    """What the decision agent resolves references against: the models on disk."""
-    return lambda: [rec.name for rec in manager.available()]
+def model_names(library) -> Callable[[], list[str]]:
+    """What the decision agent resolves references against: the models on disk (and remote endpoints)."""
+    return lambda: [rec.name for rec in library.models().models]
 
 
 def make_assist(settings: Settings, manager) -> Optional[Callable]:

@@ -104,7 +104,7 @@ def filler(executor: Any) -> Filler:
     """What the executor's models on disk and saved classifiers fill examples with."""
     from agents.classifiers.artifact import classifier_names
 
-    records = executor.manager.available()
+    records = executor.library.models().models
     return Filler(ms.Pool.of(records, _reference(executor)), classifier_names(executor.settings),
                   {rec.name for rec in records})
 
@@ -114,7 +114,7 @@ def completion_names(executor: Any, line: str) -> list[str]:
     unquantized sources; chat: what generates; ...), remote endpoints where the command can use them; every name
     after a line that starts with no command phrase."""
     fit = table.completion_fit(line)
-    records = executor.manager.available()
+    records = executor.library.models().models
     if fit is None:
         return [rec.name for rec in records]
     remote = [rec.name for rec in records if rec.remote and fit in (ms.ANY, ms.GENERATES)]

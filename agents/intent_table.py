@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 Handler = Callable[[Any, Command, Optional["Progress"]], r.Result]
 Guard = Literal["confirm", "never", "reads"]
 ProgressKind = Literal["bar", "spinner"]
+# What a two-step intent stops to ask, when its face can answer: a yes to a plan, a model, a secret.
+Asks = Literal["plan", "model", "secret"]
 
 EXAMPLES_DIR = Path(__file__).parent / "understanding" / "examples"
 # Where a missing slot's answer is picked from (the parser offers the models on disk; the executor narrows
@@ -65,6 +67,16 @@ class Need:
 
 
 @dataclass(frozen=True)
+class TwoStep:
+    """An intent that stops halfway when its face can answer (Executor.execute(..., answers=...) names the kinds it
+    can): `first` runs up to the question and returns it as a typed result (a runnable QuantizePlan, a ChooseModel,
+    a NeedsSecret); Executor.answer goes on with the reply. Elsewhere the intent's handler runs it whole."""
+
+    asks: Asks
+    first: Handler
+
+
+@dataclass(frozen=True)
 class IntentSpec:
     """Everything about one intent that is not parsing: its questions, handler, help, guard and shell feedback."""
 
@@ -83,6 +95,7 @@ class IntentSpec:
     every: bool = False  # "all models" / "all of them" stands for its models: every one on disk it can run on
     fits: Optional[str] = None  # what its help examples' NAME / A / B must be (agents/model_sets.py); None: no model
     completion: tuple[str, ...] = ()  # the shell's completions at the start of a line
+    two_step: Optional[TwoStep] = None  # it stops to ask when its face can answer (a plan, a model, a secret)
     canonical: str = ""  # the line suggest() offers for it (NAME: the user's model)
     rank: int = 0  # suggest()'s order among equally close lines: commonest (lowest) first
 
@@ -102,7 +115,7 @@ def _describe_quantize(slots: Slots) -> str:
 
 
 def _login(x: Any, c: Command, p: Optional[Progress]) -> r.Result:
-    """The token is asked at a hidden prompt, which only the interactive shell has (it runs login itself)."""
+    """The token is asked at a hidden prompt, which only the interactive shell has (its first step asks it)."""
     return r.ErrorResult(message="login asks for the token at a prompt, so it needs the interactive shell",
                          hint="run `python cli/api_cli.py` and type login, or set HF_TOKEN in the environment")
 
@@ -110,7 +123,7 @@ def _login(x: Any, c: Command, p: Optional[Progress]) -> r.Result:
 def models_of(x: Any, c: Command) -> list[str]:
     """The command's models; for "all models", every usable one on disk that generates text, quickest first."""
     if c.slots.every:
-        return ms.Pool.of(x.manager.available()).fitting(ms.GENERATES)
+        return ms.Pool.of(x.library.models().models).fitting(ms.GENERATES)
     return c.slots.models or [c.slots.model]
 
 
@@ -321,7 +334,7 @@ _SPECS = (
                       ("quantize NAME to kld 0.02", "quantize NAME to fit 4 GB of RAM",
                        "quantize NAME to fit 100 MB with imatrix"))),
         topics=("quantize",), guard=CONFIRM, fits=ms.SOURCE, completion=("quantize",),
-        canonical="quantize NAME to 4-bit gguf",
+        two_step=TwoStep("plan", lambda x, c, p: x.plan_quantization(c, p)), canonical="quantize NAME to 4-bit gguf",
         rank=11),
     IntentSpec(
         Intent.LIST_QUANTIZATIONS, "Factory", lambda x, c, p: x.library.quantizations(), guard=READS,
@@ -341,7 +354,8 @@ _SPECS = (
         lambda x, c, p: x.library.import_model(c.slots.model, name=c.slots.name, progress=p),
         needs=(Need(("model",), "Which folder or .gguf file? e.g. import ~/models/my-model"),),
         topics=("import",), progress="bar", completion=("import",), canonical="import PATH", rank=13),
-    IntentSpec(Intent.LOGIN, "Factory", _login, topics=("login",), completion=("login",), canonical="login", rank=14),
+    IntentSpec(Intent.LOGIN, "Factory", _login, topics=("login",), completion=("login",),
+               two_step=TwoStep("secret", lambda x, c, p: x.token_prompt()), canonical="login", rank=14),
     # -- Classifiers ----------------------------------------------------------------------------------------------
     IntentSpec(
         Intent.TRAIN_CLASSIFIER, "Classifiers", lambda x, c, p: x.classifier_commands.train(c, p),
@@ -379,7 +393,8 @@ _SPECS = (
         help=(HelpRow("add endpoint NAME at URL [, URL2] [model M] [key from ENV_VAR]",
                       "a remote OpenAI-compatible server (vLLM, llama-server, Ollama, a cloud API) as a model; "
                       "several URLs: a fleet", "add endpoint NAME at URL [, URL2] [model M] [key from ENV_VAR]"),),
-        guard=CONFIRM, canonical="add endpoint NAME at URL", rank=21),
+        guard=CONFIRM, two_step=TwoStep("model", lambda x, c, p: x.endpoint_commands.add_or_ask(c, p)),
+        canonical="add endpoint NAME at URL", rank=21),
     IntentSpec(
         Intent.LIST_ENDPOINTS, "Endpoints", lambda x, c, p: x.library.endpoints(),
         describe="list endpoints",
@@ -453,6 +468,11 @@ def file_needed(intent: Intent) -> Optional[tuple[str, str]]:
 def progress_kind(intent: Intent) -> Optional[ProgressKind]:
     """The shell's feedback while it runs: "bar", "spinner" or None."""
     return SPECS[intent].progress
+
+
+def two_step(intent: Intent) -> Optional[TwoStep]:
+    """How the intent stops to ask when its face can answer (None: it never stops halfway)."""
+    return SPECS[intent].two_step
 
 
 def many_models(intent: Intent) -> bool:

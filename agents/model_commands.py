@@ -29,17 +29,10 @@ class ModelCommands:
     def library(self):
         return self.executor.library
 
-    @property
-    def admin(self):
-        """agents.models.admin, imported on first use (the shell starts without it)."""
-        from agents.models import admin as model_admin
-
-        return model_admin
-
     def load(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
         """The executor's load; a model that was loaded already says so (manager.load refreshed its last use)."""
         name = command.slots.model
-        was_loaded = bool(name) and self.library.manager.is_loaded(name)
+        was_loaded = bool(name) and self.library.is_loaded(name)
         result = self.executor.load(command, progress)
         if was_loaded and type(result) is r.Loaded:
             return r.AlreadyLoaded(model=result.model, note=result.note)
@@ -47,12 +40,8 @@ class ModelCommands:
 
     def remove(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
         """Asks first (refused before the question, not after a yes, while the model is loaded)."""
-        manager = self.library.manager
-        name = self.admin.require_model(manager, command.slots.model, "remove")
-        self.admin.check_removable(manager, name)
-        if not command.slots.yes:
-            return r.Confirm(question=self.admin.removal_question(self.admin.plan_removal(manager, name)))
-        return self.library.remove(name)
+        question = self.library.removal_question(command.slots.model)
+        return self.library.remove(command.slots.model) if command.slots.yes else r.Confirm(question=question)
 
     def show(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
         return self.library.show(command.slots.model)
@@ -64,9 +53,10 @@ class ModelCommands:
         return None
 
     def rename(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
-        self.admin.require_model(self.library.manager, command.slots.model, "rename")
-        return self._new_name(command, "rename") or self.library.rename(command.slots.model, command.slots.name)
+        """With no model named, the library's error says which form to type; with no new name, the question."""
+        asked = self._new_name(command, "rename") if command.slots.model else None
+        return asked or self.library.rename(command.slots.model, command.slots.name)
 
     def copy(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
-        self.admin.require_model(self.library.manager, command.slots.model, "copy")
-        return self._new_name(command, "copy") or self.library.copy(command.slots.model, command.slots.name)
+        asked = self._new_name(command, "copy") if command.slots.model else None
+        return asked or self.library.copy(command.slots.model, command.slots.name)

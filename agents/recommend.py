@@ -40,7 +40,7 @@ def recommendation(library: Any, focus: Optional[str] = None) -> r.Result:
     """The measured answer for a focus ("speed", "fidelity", None: both), or what to measure first."""
     from agents.measure.experiments import benchmark_summary
 
-    records = library.manager.available()
+    records = library.models().models
     summary = benchmark_summary(library.store, [rec.name for rec in records])  # what no longer exists is left out
     lines, todo = [], []
     for answer, measure in FOCUS.get(focus or "", FOCUS[""]):

@@ -87,6 +87,31 @@ class Confirm(NotDone):
 
 
 @dataclass
+class ChooseModel(NotDone):
+    """An endpoint's server lists several models and the command named none: which one is the person's to say.
+
+    Nothing is registered yet; Executor.answer(command, this, NUMBER-OR-NAME) adds it with the model chosen.
+    Only a face that can ask gets this (execute(..., answers={"model"})); the others get the refusal as an error.
+    """
+
+    question: str = ""  # "far serves 3 models. Which one?"
+    models: list[str] = field(default_factory=list)  # the ids the server lists, in its order
+    hint: str = ""  # what to type instead (an answer that names none of them says it)
+    cancelled: str = ""  # what an empty answer says: nothing added, and the line that would add it
+
+
+@dataclass
+class NeedsSecret(NotDone):
+    """A command that needs a secret typed at a hidden prompt (login: a Hugging Face token).
+
+    Executor.answer(command, this, SECRET) goes on with it; only a face that can ask gets this
+    (execute(..., answers={"secret"})).
+    """
+
+    prompt: str = ""
+
+
+@dataclass
 class Loaded(Result):
     model: dict[str, Any] = field(default_factory=dict)
     note: str = ""  # said once: GGUF is served in-process because the server engine is not built

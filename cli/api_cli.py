@@ -92,15 +92,17 @@ def main(argv: list[str] | None = None) -> int:
     from agents.decision_agent import DecisionAgent
     from agents.executor_agent import Executor, make_assist, model_names
     from cli.shell import Shell
+    from lqmf.api import Library
     from server.http.runner import BackgroundServer
     from server.runtime.manager import ModelManager
 
     manager = ModelManager(settings)
-    server = BackgroundServer(settings, manager)
+    # One library: the shell's commands and the API server it starts share its manager and history store.
+    server = BackgroundServer(settings, Library(settings, manager))
     # Scripts (-c, --script) are read by the word rules alone: exactly, and without loading a model.
     understanding = None if args.command or args.script else _understanding(settings, wait=not sys.stdin.isatty())
     executor = Executor(settings, manager, server, understanding=understanding)
-    agent = DecisionAgent(model_names(manager), assist=make_assist(settings, manager), meaning=understanding,
+    agent = DecisionAgent(model_names(executor.library), assist=make_assist(settings, manager), meaning=understanding,
                           classifier_names=lambda: classifier_names(settings))
     console = Console(highlight=False)
     try:

@@ -20,7 +20,6 @@ from agents.help_examples import completion_names
 from agents.intent_table import SPECS, completion_words, many_models, runs_as_understood
 from agents.intents import Intent
 from cli.render import render
-from lqmf.base.errors import LQMFError
 from lqmf.base.progress import Progress
 from lqmf.base.units import format_bytes, plural
 
@@ -28,6 +27,7 @@ log = logging.getLogger("cli")
 
 YES = frozenset({"y", "yes"})
 NO = frozenset({"", "n", "no"})
+NOT_RUN = "Not run. Change the request (method, level, as NAME) and try again."
 
 
 class SecretSafeHistory(FileHistory):
@@ -69,7 +69,7 @@ def key_bindings() -> KeyBindings:
 
 
 class Shell:
-    """Reads commands, runs them, draws the results. One manager, shared with the API server."""
+    """Reads commands, hands them to the executor, answers what it asks, draws the results."""
 
     def __init__(self, executor: Executor, agent: DecisionAgent, console: Console, as_json: bool = False,
                  session: Optional[PromptSession] = None, interactive: Optional[bool] = None,
@@ -83,7 +83,7 @@ class Shell:
         self.pending = None  # the last command that asked a question with choices: the next line may answer it
         self.typed_instead: Optional[str] = None  # a line typed at a y/N question that is no answer: run it next
         self.as_json = as_json
-        self.ways = self._ways()
+        self.answers = self._answers()
         names = lambda line: completion_names(executor, line)  # noqa: E731
         history = executor.settings.history_path
         history.parent.mkdir(parents=True, exist_ok=True)
@@ -104,15 +104,7 @@ class Shell:
         typed_yes = command.slots.yes
         if runs_as_understood(command) and not self.as_json:
             self._say(f"(understood: {describe(command)})")  # corrected words, read-only: it runs, saying how read
-        result = self._dispatch(command, typed_yes)
-        if isinstance(result, r.Confirm) and self.interactive and not self.as_json:
-            # Asked here, where someone can answer; on yes the same command runs again, confirmed.
-            question = result.question if "[y/N]" in result.question else f"{result.question} [y/N]"
-            if self._ask(question):
-                command.slots.yes = True
-                result = self._dispatch(command, typed_yes)
-            else:
-                result = r.Message(text=self._not_done(result.question, "Not done."))
+        result = self._follow(command, self._dispatch(command), typed_yes)
         if self.as_json:
             self.console.print_json(json.dumps({"command": command.to_dict(), "result": result.to_dict()}, default=str))
         else:
@@ -178,33 +170,44 @@ class Shell:
         pending.text = f"{pending.text.strip()} {chosen}"
         return pending
 
-    def _ways(self) -> dict[Intent, Callable[[object, bool], r.Result]]:
-        """How each intent runs here: the feedback it needs on a terminal (a spinner, a progress bar, the
-        quantize plan and its question, a hidden prompt); the others just run."""
-        ways: dict[Intent, Callable[[object, bool], r.Result]] = {Intent.LOGIN: self._login}
-        if not self.as_json:  # JSON output is for programs: nothing drawn, nothing asked between plan and run
-            drawn = {"bar": self._with_bar, "spinner": self._with_spinner}
-            ways.update({intent: drawn[s.progress] for intent, s in SPECS.items() if s.progress})
-            ways[Intent.QUANTIZE_MODEL] = self._quantize
-            ways[Intent.ADD_ENDPOINT] = self._add_endpoint
-        return ways
+    def _answers(self) -> frozenset[str]:
+        """What this face asks its person between a two-step command's steps (agents/intent_table.py's TwoStep):
+        a terminal asks everything; -c and --script show a plan and run it; --json (for programs) shows nothing
+        between plan and run, but an interactive one still reads login's token."""
+        asks = set() if self.as_json else {"plan"}
+        if self.interactive:
+            asks |= {"secret"} if self.as_json else {"model", "secret"}
+        return frozenset(asks)
 
-    def _dispatch(self, command, typed_yes: bool) -> r.Result:
-        """Run a command the way its intent needs (a question is answered as it is)."""
+    def _dispatch(self, command) -> r.Result:
+        """Run a command with the feedback its intent needs (a question is answered as it is)."""
         if command.question:
             return self.executor.execute(command)  # the question
-        return self.ways.get(command.intent, self._plain)(command, typed_yes)
+        return self._fed(command, lambda progress: self.executor.execute(command, progress, answers=self.answers))
 
-    def _plain(self, command, typed_yes: bool) -> r.Result:
-        return self.executor.execute(command)
+    def feedback(self, intent: Intent) -> Optional[tuple[str, str]]:
+        """What is drawn while an intent's work runs here, read from its table entry: ("bar" | "spinner", label);
+        a plan's bar while it is made; None for --json (for programs: nothing drawn) and the intents that just run."""
+        spec = SPECS[intent]
+        if self.as_json:
+            return None
+        if spec.two_step is not None and spec.two_step.asks == "plan":
+            return "bar", "planning"
+        if spec.progress == "bar":  # benchmark, compare, download, embed ...
+            return "bar", intent.value.split("_")[0].lower()
+        if spec.progress == "spinner":
+            return "spinner", intent.value.replace("_", " ").lower()
+        return None
 
-    def _with_spinner(self, command, typed_yes: bool) -> r.Result:
-        with self.console.status(f"{command.intent.value.replace('_', ' ').lower()} …"):
-            return self.executor.execute(command)
-
-    def _with_bar(self, command, typed_yes: bool) -> r.Result:
-        label = command.intent.value.split("_")[0].lower()  # benchmark, compare, download, embed ...
-        return self._with_progress(lambda progress: self.executor.execute(command, progress), label)
+    def _fed(self, command, work: Callable[[Optional[Progress]], r.Result]) -> r.Result:
+        """work(progress) under the feedback its intent gets here."""
+        kind, label = self.feedback(command.intent) or (None, "")
+        if kind == "bar":
+            return self._with_progress(work, label)
+        if kind == "spinner":
+            with self.console.status(f"{label} …"):
+                return work(None)
+        return work(None)
 
     def _with_progress(self, work: Callable[[Progress], r.Result], first: str) -> r.Result:
         """Run work with a progress callback that advances a bar (Ctrl-C stops it; runs are recorded incomplete)."""
@@ -223,70 +226,46 @@ class Shell:
 
             return work(advance)
 
-    def _quantize(self, command, typed_yes: bool) -> r.Result:
-        """Show the plan, ask unless --yes (or a script), then run it under a progress bar.
+    # -- two-step commands: the executor asks, the shell asks its person, the executor goes on ------------------
+    def _follow(self, command, result: r.Result, typed_yes: bool) -> r.Result:
+        """Answer what the result asks, for as long as it asks (a yes to a guess, then a plan's yes, a model...).
 
-        Only a typed --yes skips the plan's question: a yes to "Did you mean: quantize ...?" is no yes to the plan.
+        Only a typed --yes skips a plan's question: a yes to "Did you mean: quantize ...?" is no yes to the plan.
         """
-        confirm = self.executor.confirmation(command)
-        if confirm is not None:
-            return confirm
-        try:
-            return self._plan_and_run(command, ask=not typed_yes)
-        except LQMFError as exc:  # drawn like every other command's error
-            return self.executor.failed(command, exc)
+        while True:
+            reply = self._reply(result, typed_yes)
+            if not isinstance(reply, str):
+                return result if reply is None else reply
+            result = self._answered(command, result, reply)
 
-    def _plan_and_run(self, command, ask: bool = True) -> r.Result:
-        planned = self._with_progress(lambda progress: self.executor.plan_quantization(command, progress), "planning")
-        if not planned.runnable:
-            return planned  # refused: run_line draws it with its reasons
-        render(planned, self.console)
-        if self.interactive and ask and not self._ask("Run this plan? [y/N]"):
-            return r.Message(text=self._not_done("Run this plan?", "Not run. Change the request (method, level, "
-                                                                   "as NAME) and try again."))
-        return self._with_progress(planned.run, "quantizing")
+    def _answered(self, command, pending: r.Result, reply: str) -> r.Result:
+        """The executor's answer to a reply, under the feedback it needs: a confirmed command its intent's, a plan
+        run its progress bar."""
+        def work(progress: Optional[Progress]) -> r.Result:
+            return self.executor.answer(command, pending, reply, progress, answers=self.answers)
 
-    def _add_endpoint(self, command, typed_yes: bool = False) -> r.Result:
-        """Add an endpoint; on a server that lists several models, with none named, ask which (a number or a
-        name) and add it with that one. -c and --script are refused with the list instead (nobody can answer)."""
-        from server.runtime.endpoints import ModelChoiceNeeded
+        if isinstance(pending, r.QuantizePlan):
+            return self._with_progress(work, "quantizing")
+        return self._fed(command, work) if isinstance(pending, r.Confirm) else work(None)
 
-        confirm = self.executor.confirmation(command)
-        if confirm is not None or not self.interactive:
-            return confirm or self.executor.execute(command)
-        try:
-            return self.executor.handlers[command.intent](command, None)
-        except ModelChoiceNeeded as exc:
-            self.console.print(f"{exc.endpoint.name} serves {len(exc.models)} models. Which one?", markup=False,
-                               highlight=False)
-            for number, model in enumerate(exc.models, 1):
-                self.console.print(f"  {number}. {model}", markup=False, highlight=False)
-            answer = self.session.prompt("Model (a number or a name; empty to cancel): ").strip()
-            numbered = answer.isdigit() and 1 <= int(answer) <= len(exc.models)
-            named = [m for m in exc.models if m.lower() == answer.lower()]
-            chosen = exc.models[int(answer) - 1] if numbered else named[0] if named else None
-            if not answer:
-                return r.Message(text=f"Not added. To add it: {exc.command(exc.models[0])}")
-            if chosen is None:
-                return r.ErrorResult(message=f"{answer!r} is none of the {len(exc.models)} models listed",
-                                     hint=exc.hint)
-            command.slots.remote_model = chosen
-            return self._add_endpoint(command, typed_yes)
-        except LQMFError as exc:
-            return self.executor.failed(command, exc)
-
-    def _login(self, command, typed_yes: bool = False) -> r.Result:
-        """Ask for a token without echoing it; huggingface_hub validates and stores it in its own store."""
-        if not self.interactive:
-            return self.executor.execute(command)  # says how to log in without a prompt
-        token = self.session.prompt("Hugging Face token (hidden; make one at https://huggingface.co/settings/tokens): ",
-                                    is_password=True).strip()
-        if not token:
-            return r.Message(text="No token given; nothing stored.")
-        try:
-            return self.executor.login(token)
-        except LQMFError as exc:
-            return r.ErrorResult(message=exc.message, hint=exc.hint)
+    def _reply(self, result: r.Result, typed_yes: bool):
+        """The person's reply to what the result asks (a plan is drawn first); a Result when the answer is no; None
+        when it asks nothing this face can ask (-c and --json report a Confirm as it is)."""
+        if isinstance(result, r.Confirm) and self.interactive and not self.as_json:
+            question = result.question if "[y/N]" in result.question else f"{result.question} [y/N]"
+            return "yes" if self._ask(question) else r.Message(text=self._not_done(result.question, "Not done."))
+        if isinstance(result, r.QuantizePlan) and result.runnable and "plan" in self.answers:
+            render(result, self.console)
+            if self.interactive and not typed_yes and not self._ask("Run this plan? [y/N]"):
+                return r.Message(text=self._not_done("Run this plan?", NOT_RUN))
+            return "yes"
+        if isinstance(result, r.ChooseModel):
+            for line in (result.question, *(f"  {n}. {model}" for n, model in enumerate(result.models, 1))):
+                self.console.print(line, markup=False, highlight=False)
+            return self.session.prompt("Model (a number or a name; empty to cancel): ")
+        if isinstance(result, r.NeedsSecret):
+            return self.session.prompt(result.prompt, is_password=True)
+        return None
 
     # -- chat -------------------------------------------------------------------------------------------
     def reply(self, chat: ChatSession, text: str) -> None:

@@ -24,10 +24,12 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 from lqmf.base.errors import InvalidRequest, LQMFError
 from lqmf.base.progress import Progress
 from lqmf.base.sampling import GREEDY
-from lqmf.base.settings import Settings, load_settings
+from lqmf.handle import Messages, ModelHandle, PathLike  # noqa: F401 (Messages, PathLike: lqmf.api's names too)
+from lqmf.handle import optional_path as _path
+from lqmf.handle import sampling_params as _params
+from lqmf.serving import Serving
 
 if TYPE_CHECKING:  # typing only: the library imports its parts when first asked
-    from agents.classifiers.registry import ClassifierRegistry
     from agents.classifiers.results import Classification, ClassifierCheckResult, ClassifierList, ClassifierTrained
     from agents.measure.results import AgreementResult, EmbeddingResult, ExperimentList, ExperimentResult, Statistics
     from agents.models.results import (
@@ -40,149 +42,27 @@ if TYPE_CHECKING:  # typing only: the library imports its parts when first asked
         ModelList,
     )
     from agents.quantization.budget.target import Budget
-    from agents.quantization.results import AcquiredResult, LoggedIn, QuantizationList, Quantized, QuantizePlan
-    from lqmf.base.generation import GenerationParams, GenerationResult
-    from server.runtime.embeddings import Embeddings
-    from server.runtime.manager import Job, ModelManager
+    from agents.quantization.results import AcquiredResult, LoggedIn, QuantizationList, QuantizePlan
+    from lqmf.base.generation import GenerationParams
+    from server.runtime.fallback import FallbackWalk as Walk
+    from server.runtime.fallback import StartedJob
 
 log = logging.getLogger(__name__)
 
-Messages = Union[str, Sequence[dict]]  # a user's prompt, or a whole conversation of {"role", "content"}
-PathLike = Union[str, Path]
 DEFAULT_MODEL = "default"  # the name of the active model (`use NAME` in the shell, POST /model/switch/NAME)
 EXPERIMENT_MAX_TOKENS = 128  # a prompt experiment's answer length: long enough to judge, short enough to wait for
 
 
-def _params(sampling: dict[str, Any]) -> "GenerationParams":
-    """Sampling keyword arguments (temperature=0.2, max_tokens=64, ...) as GenerationParams; unknown names refused."""
-    from lqmf.base.generation import GenerationParams
-
-    unknown = sorted(set(sampling) - set(GenerationParams.__dataclass_fields__))
-    if unknown:
-        raise InvalidRequest(f"unknown sampling setting{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}",
-                             f"use any of {', '.join(GenerationParams.__dataclass_fields__)}")
-    return GenerationParams(**sampling)
-
-
-def _conversation(messages: Messages) -> list[dict]:
-    """A plain prompt is one user turn (rendered with the model's own chat template)."""
-    return [{"role": "user", "content": messages}] if isinstance(messages, str) else list(messages)
-
-
-def _path(value: Optional[PathLike]) -> Optional[Path]:
-    return Path(value).expanduser() if value else None
-
-
-class ModelHandle:
-    """A loaded model: chat with it, stream from it, embed with it; close() (or leaving `with`) unloads it."""
-
-    def __init__(self, library: "Library", name: str, *, owns_library: bool = False) -> None:
-        self.library = library
-        self.name = name
-        self._owns_library = owns_library
-
-    def __repr__(self) -> str:
-        return f"ModelHandle({self.name!r})"
-
-    def __enter__(self) -> "ModelHandle":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @property
-    def info(self) -> dict[str, Any]:
-        """What the manager knows of it now: format, level, memory, load time, context, queue."""
-        return self.library.manager.get(self.name).info()
-
-    def chat(self, messages: Messages, **sampling: Any) -> "GenerationResult":
-        """One whole reply: .text, .finish_reason, .prompt_tokens, .completion_tokens and .timings (seconds)."""
-        return self.library.manager.generate(self.name, _conversation(messages), _params(sampling))
-
-    def stream(self, messages: Messages, **sampling: Any) -> "Job":
-        """A reply as it is made: iterate its Chunks (.text deltas; the last has finish_reason and timings);
-        cancel() stops it within one token."""
-        return self.library.manager.stream(self.name, _conversation(messages), _params(sampling))
-
-    def embed(self, texts: Union[str, Sequence[str]], *, normalize: bool = True,
-              progress: Optional[Progress] = None) -> "Embeddings":
-        """Vectors of the texts (float32, one row each, unit length unless normalize=False), with token counts."""
-        from server.runtime.embeddings import embed_texts
-
-        items = [texts] if isinstance(texts, str) else list(texts)
-        return embed_texts(self.library.manager, self.name, items, normalize=normalize,
-                           progress=progress)
-
-    def close(self) -> None:
-        """Unload the model (and close the library when this handle made it)."""
-        self.library.manager.unload(self.name)
-        if self._owns_library:
-            self.library.close()
-
-
-class Library:
+class Library(Serving):
     """One settings, one ModelManager, one history store: what the shell, the server and programs share.
 
-    Pass the manager a face already holds (the shell's, the server's); without one the library makes its
-    own and closes it in close(). The history store is the manager's (the process's one Store, opened on
-    first use).
+    Pass the manager a face already holds (the shell's); without one the library makes its own and closes it in
+    close(). The history store is the library's, opened on first use and closed in close() (lqmf/serving.py: the
+    core, and the calls the HTTP face serves requests with).
     """
-
-    def __init__(self, settings: Optional[Settings] = None, manager: Optional["ModelManager"] = None) -> None:
-        self.settings = settings or (manager.settings if manager is not None else load_settings())
-        self._owns_manager = manager is None
-        if manager is None:
-            from server.runtime.manager import ModelManager
-
-            manager = ModelManager(self.settings)
-        self.manager = manager
-        self._lab = None
-        self._factory = None
-        self._classifiers: Optional["ClassifierRegistry"] = None
 
     def __enter__(self) -> "Library":
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Close the manager this library made (which unloads every model and closes the history store)."""
-        if self._owns_manager:
-            self.manager.close()
-
-    # -- the parts, made on first use (the shell starts without SQLite or the factory) ------------------
-    @property
-    def store(self):
-        """The history store: the manager's, the process's one Store."""
-        return self.manager.store
-
-    @property
-    def lab(self):
-        """The experiment agent over this library's manager and store."""
-        if self._lab is None:
-            from agents.measure.experiments import ExperimentAgent
-
-            self._lab = ExperimentAgent(self.settings, self.manager, self.store)
-        return self._lab
-
-    @property
-    def factory(self):
-        """The quantization agent over this library's manager and store."""
-        if self._factory is None:
-            from agents.quantization.factory import QuantizationAgent
-
-            self._factory = QuantizationAgent(self.settings, self.manager, self.store)
-        return self._factory
-
-    @property
-    def classifier_registry(self) -> "ClassifierRegistry":
-        """The classifiers this library has loaded (one registry per library: the shell's, the server's)."""
-        if self._classifiers is None:
-            from agents.classifiers.registry import ClassifierRegistry
-
-            self._classifiers = ClassifierRegistry(self.settings, self.manager)
-        return self._classifiers
 
     # -- models ---------------------------------------------------------------------------------------------
     def models(self, *, probe: bool = False) -> "ModelList":
@@ -196,7 +76,7 @@ class Library:
 
     def load(self, name: str = DEFAULT_MODEL, *, keep_alive_s: Optional[float] = None) -> ModelHandle:
         """Load a model (`default`: the first of the default chain that loads) and return its handle."""
-        chain = self.manager.resolve(name)
+        chain = self.manager.routing.resolve(name)
         for index, candidate in enumerate(chain):
             try:
                 loaded = self.manager.load(candidate, keep_alive_s)
@@ -216,11 +96,33 @@ class Library:
         self.manager.record(name)  # unknown -> ModelNotFound with suggestions
         return False
 
-    def show(self, name: str) -> "ModelDetails":
-        """One model: manifest facts, lineage tree, newest speed and fidelity, chat template and context."""
+    def engine_notice(self) -> Optional[str]:
+        """Said once, after a GGUF load on the in-process fallback: why, and how to get the server engine."""
+        return self.manager.engine_notice()
+
+    def chat_stream(self, name: str, messages: Sequence[dict],
+                    params: "GenerationParams") -> tuple["StartedJob", "Walk"]:
+        """A streamed reply to a conversation from `name` (`default`: down its chain until a model begins answering),
+        and the walk (its notice() says what was skipped and why)."""
+        from server.runtime.fallback import stream_with_fallback
+
+        return stream_with_fallback(self.manager, name, list(messages), params)
+
+    def removal_question(self, name: Optional[str]) -> str:
+        """What remove(name) would delete, as the question asked first; refused now as remove would be."""
         from agents.models import admin
 
-        return admin.show_model(self.manager, admin.require_model(self.manager, name, "show"), store=self.store)
+        name = admin.require_model(self.manager, name, "remove")
+        admin.check_removable(self.manager, name)
+        return admin.removal_question(admin.plan_removal(self.manager, name))
+
+    def show(self, name: str, *, with_template: bool = True) -> "ModelDetails":
+        """One model: manifest facts, lineage tree, newest speed and fidelity, chat template (unless not
+        `with_template`) and context."""
+        from agents.models import admin
+
+        return admin.show_model(self.manager, admin.require_model(self.manager, name, "show"), store=self.store,
+                                with_template=with_template)
 
     def remove(self, name: str, *, unload: bool = False) -> "ModelChanged":
         """Delete a model's files (refused while it is loaded, unless `unload`: then unloaded first, still refused
@@ -281,18 +183,18 @@ class Library:
         from agents.models.results import EndpointList
 
         members = [urls] if isinstance(urls, str) else list(urls)
-        fleet, replaced = self.manager.add_endpoint(name, members, model, key_env)
+        fleet, replaced = self.manager.remotes.add(name, members, model, key_env)
         return EndpointList(endpoints=[fleet.status()], changed="replaced" if replaced else "registered")
 
     def remove_endpoint(self, name: str) -> "EndpointRemoved":
         """Forget an endpoint (after its requests in flight finish); it leaves the default chain too."""
         from agents.models.results import EndpointRemoved
 
-        return EndpointRemoved(**self.manager.remove_endpoint(name).public())
+        return EndpointRemoved(**self.manager.remotes.remove(name).public())
 
     def use(self, chain: Union[str, Sequence[str]]) -> list[str]:
         """Make chain[0] the default model (what `default` names), the rest its fallbacks in order; persisted."""
-        return self.manager.use([chain] if isinstance(chain, str) else list(chain))
+        return self.manager.routing.use([chain] if isinstance(chain, str) else list(chain))
 
     def embed(self, model: str, texts: Sequence[str], *, normalize: bool = False,
               progress: Optional[Progress] = None) -> "EmbeddingResult":
@@ -324,13 +226,14 @@ class Library:
         """
         from agents.quantization.budget.target import budget_or_none
         from agents.quantization.plan import QuantRequest
+        from agents.quantization.plan_runner import FactoryRunner
         from agents.quantization.results import QuantizePlan
 
         model, acquired = self._local_source(source, progress)
         request = QuantRequest(model=model, method=method, bits=bits, level=level, name=name,
                                calibration_file=_path(calibration), imatrix=imatrix, fidelity=fidelity,
                                group_size=group_size, budget=budget_or_none(budget))
-        return QuantizePlan(plan=self.factory.plan(request), acquired=acquired, runner=self._run_plan)
+        return QuantizePlan(plan=self.factory.plan(request), acquired=acquired, runner=FactoryRunner(self.factory))
 
     def _local_source(self, ref: str, progress: Optional[Progress]):
         """A model on disk by that name; a Hub repo id (ORG/NAME) that is not is downloaded first."""
@@ -341,21 +244,6 @@ class Library:
 
         got = download_model(ref, self.settings, progress=progress)
         return got.name, got
-
-    def _run_plan(self, planned: "QuantizePlan", progress: Optional[Progress]) -> "Quantized":
-        """Run a plan's steps; then, when the plan asks, the fidelity report card against the source."""
-        from agents.quantization.results import Quantized
-
-        plan = planned.plan
-        done = self.factory.run(plan, progress=progress)
-        output = Path(plan.output_path)
-        model = output.stem if output.suffix == ".gguf" else output.name  # as discovery names it
-        result = Quantized(run_id=done.run_id, output=output.name, model=model, plan=plan, manifest=done.manifest,
-                           wall_time_s=done.wall_time_s, peak_rss_bytes=done.peak_rss_bytes,
-                           acquired=planned.acquired)
-        if plan.fidelity:
-            result.fidelity = self.lab.fidelity(model, plan.source, progress=progress)
-        return result
 
     def quantizations(self, *, limit: int = 30) -> "QuantizationList":
         """Recorded quantization runs, newest first, their models named as they are now (renames followed)."""
@@ -550,15 +438,12 @@ def load(name: str = DEFAULT_MODEL) -> ModelHandle:
 
 def quantize(source: str, method: Optional[str] = None, level: Optional[str] = None, **options: Any) -> "QuantizePlan":
     """The plan to quantize `source`; run it with .run(progress=...). Options as Library.quantize."""
+    from agents.quantization.plan_runner import FreshRunner
+
     with Library() as library:
         planned = library.quantize(source, method, level, **options)
-    planned.runner = _run_in_new_library  # the plan is data: whenever it runs, a library of its own runs it
+    planned.runner = FreshRunner()  # the plan is data: whenever it runs, a manager and factory of its own run it
     return planned
-
-
-def _run_in_new_library(planned: "QuantizePlan", progress: Optional[Progress]) -> "Quantized":
-    with Library() as library:
-        return library._run_plan(planned, progress)
 
 
 def compare(models: Sequence[str], prompts: Optional[Sequence[str]] = None, **options: Any) -> "ExperimentResult":

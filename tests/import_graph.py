@@ -83,7 +83,8 @@ def source_modules() -> dict[str, Path]:
     found = {}
     for package in PACKAGES:
         for path in sorted((ROOT / package).rglob("*.py")):
-            found[module_name(path)] = path
+            if not any(part.startswith(".") for part in path.relative_to(ROOT).parts):  # caches are no product
+                found[module_name(path)] = path
     return found
 
 

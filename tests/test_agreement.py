@@ -22,6 +22,7 @@ from agents.measure.agreement import (
     remote_variant,
     run_agreement,
 )
+from lqmf.api import Library
 from lqmf.base.errors import LQMFError, ModelNotFound
 from lqmf.base.settings import Settings
 from memory.store import Store
@@ -256,7 +257,7 @@ def keyed_server(demo_dir, tmp_path_factory):
     settings = Settings(home=tmp_path_factory.mktemp("agreement-server"), models_dir_override=demo_dir, port=0,
                         keep_alive_s=-1, api_key="s3cret")
     manager = ModelManager(settings)
-    server = BackgroundServer(settings, manager)
+    server = BackgroundServer(settings, Library(settings, manager))
     try:
         url = server.start().url
         yield f"{url}/v1"

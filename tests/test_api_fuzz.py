@@ -28,6 +28,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from lqmf.api import Library
 from lqmf.base.settings import Settings
 from server.http.runner import BackgroundServer
 from server.runtime.manager import ModelManager
@@ -78,7 +79,7 @@ def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(demo_dir, tmp
 
     data = write_csv(home / "code-vs-prose.csv", make_rows(per_label=12))
     train_classifier(TrainRequest(FUZZ_CLASSIFIER, data, "demo-q4_k_m"), settings=settings, manager=manager)
-    server = BackgroundServer(settings, manager)
+    server = BackgroundServer(settings, Library(settings, manager))
     url = server.start().url
     examples = int(os.environ.get("LQMF_FUZZ_EXAMPLES", "12"))
     seed = int(os.environ.get("LQMF_FUZZ_SEED", "13"))
@@ -163,7 +164,7 @@ def test_two_workers_with_stateful_links_and_registration_never_answer_500(demo_
     settings = Settings(home=tmp_path / "home", models_dir_override=models, port=0, context_length=128,
                         queue_size=64, auto_benchmark_every=0)
     manager = ModelManager(settings)
-    server = BackgroundServer(settings, manager)
+    server = BackgroundServer(settings, Library(settings, manager))
     url = server.start().url
     examples = int(os.environ.get("LQMF_FUZZ_STATEFUL_EXAMPLES", "4"))
     scenarios = int(os.environ.get("LQMF_FUZZ_SCENARIOS", "100"))

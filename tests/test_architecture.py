@@ -89,6 +89,6 @@ def test_a_lower_layer_loads_nothing_above_it(module, must_not_load):
     code = f"import json, sys, {module}; print(json.dumps(sorted(sys.modules)))"
     loaded = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                        check=True).stdout)
-    above = [name for name in loaded
-             if name.split(".")[0] in must_not_load or any(name == m or name.startswith(m + ".") for m in must_not_load)]
+    above = [name for name in loaded if name.split(".")[0] in must_not_load
+             or any(name == m or name.startswith(m + ".") for m in must_not_load)]
     assert above == [], f"importing {module} loaded {above[:10]}"

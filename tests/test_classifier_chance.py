@@ -63,7 +63,7 @@ def api(lab):
     from server.runtime.manager import ModelManager
 
     manager = ModelManager(lab["settings"])
-    server = BackgroundServer(lab["settings"], manager)
+    server = BackgroundServer(lab["settings"], Library(lab["settings"], manager))
     url = server.start().url
     with httpx.Client(base_url=url, timeout=300) as client:
         yield client

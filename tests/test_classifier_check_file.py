@@ -63,7 +63,7 @@ def client(lab):
 
     app = create_app(lab["settings"])
     yield TestClient(app, base_url="http://localhost")
-    app.state.manager.close()
+    app.state.library.close()
 
 
 def _write(path: Path, header: list[str], rows: list[list[str]]) -> Path:

@@ -30,6 +30,7 @@ from agents.classifiers.pipeline import PipelineSpec
 from agents.decision_agent import DecisionAgent
 from agents.intents import Intent
 from cli.render import render
+from lqmf.api import Library
 from lqmf.base.manifest import tree_sha256
 from lqmf.base.settings import Settings
 from server.http.runner import BackgroundServer
@@ -97,7 +98,7 @@ def lab(demo_dir, tmp_path_factory):
 def api(lab):
     settings = Settings(home=lab["home"], models_dir_override=lab["models"], port=0)
     manager = ModelManager(settings)
-    server = BackgroundServer(settings, manager)
+    server = BackgroundServer(settings, Library(settings, manager))
     url = server.start().url
     with httpx.Client(base_url=url, timeout=300) as client:
         yield client

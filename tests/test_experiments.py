@@ -258,11 +258,12 @@ def test_compare_ranks_and_finds_the_shared_reference(lab):
 
 
 def test_auto_benchmark_fires_after_n_requests_and_feeds_the_summary(demo_dir, tmp_path):
+    from lqmf.api import Library
     from server.http.runner import BackgroundServer
 
     settings = Settings(home=tmp_path, models_dir_override=demo_dir, port=0, auto_benchmark_every=3, keep_alive_s=-1)
     manager = ModelManager(settings)
-    server = BackgroundServer(settings, manager)
+    server = BackgroundServer(settings, Library(settings, manager))
     server.start()
     try:
         url = server.status().url

@@ -222,12 +222,17 @@ def test_the_shell_reads_completion_and_feedback_from_the_table(executor, monkey
 
     shell = Shell(executor, agent=None, console=Console(), session=_NoSession(), interactive=False)
     for intent, spec in SPECS.items():
-        if spec.progress == "bar":
-            assert shell.ways[intent] == shell._with_bar, intent.value
-        elif spec.progress == "spinner":
-            assert shell.ways[intent] == shell._with_spinner, intent.value
-        elif intent not in (Intent.QUANTIZE_MODEL, Intent.LOGIN, Intent.ADD_ENDPOINT):  # a plan, a prompt, a pick
-            assert intent not in shell.ways, intent.value
+        drawn = shell.feedback(intent)
+        if intent is Intent.QUANTIZE_MODEL:  # its plan's bar while the plan is made
+            assert drawn == ("bar", "planning")
+        elif spec.progress:
+            assert drawn is not None and drawn[0] == spec.progress, intent.value
+        else:
+            assert drawn is None, intent.value
+    # A plan, a pick, a prompt: the two-step intents, as the table declares them; -c shows a plan and runs it.
+    assert {i: table.two_step(i).asks for i in Intent if table.two_step(i)} == {
+        Intent.QUANTIZE_MODEL: "plan", Intent.ADD_ENDPOINT: "model", Intent.LOGIN: "secret"}
+    assert shell.answers == {"plan"}
     assert {i for i in Intent if table.many_models(i)} == {Intent.COMPARE_MODELS, Intent.AGREEMENT_REPORT}
 
 

@@ -18,6 +18,7 @@ from agents.executor_agent import Executor
 from agents.intents import Command, Intent, Slots
 from agents.models import admin as admin
 from cli.render import render
+from lqmf.api import Library
 from lqmf.base.manifest import read_manifest
 from lqmf.base.settings import Settings
 from server.http.runner import BackgroundServer
@@ -53,7 +54,7 @@ def models(demo_dir, tmp_path) -> Path:
 def shell(models, tmp_path):
     settings = Settings(home=tmp_path / "home", models_dir_override=models, port=0)
     manager = ModelManager(settings)
-    executor = Executor(settings, manager, BackgroundServer(settings, manager))
+    executor = Executor(settings, manager, BackgroundServer(settings, Library(settings, manager)))
     yield executor
     executor.close()
     manager.close()
@@ -147,7 +148,7 @@ def test_a_removal_cut_short_leaves_nothing_listed(shell, models, monkeypatch):
 
 
 def test_remove_of_a_remote_endpoint_points_at_remove_endpoint(shell):
-    shell.manager.add_endpoint("far-away", ["http://127.0.0.1:9/v1"], "m")
+    shell.manager.remotes.add("far-away", ["http://127.0.0.1:9/v1"], "m")
     refused = run(shell, Intent.REMOVE_MODEL, model="far-away")
     assert isinstance(refused, r.ErrorResult) and "remote endpoint" in refused.message
     assert "remove endpoint far-away" in refused.hint
@@ -160,7 +161,7 @@ def test_remove_of_an_unknown_model_names_the_nearest(shell):
 
 # -- rename / copy ------------------------------------------------------------------------------------------
 def test_rename_moves_files_and_keeps_lineage(shell, models):
-    shell.manager.use(["demo-f16", "demo-q8_0"])
+    shell.manager.routing.use(["demo-f16", "demo-q8_0"])
     done = run(shell, Intent.RENAME_MODEL, model="demo-f16", name="base-f16")
     assert isinstance(done, r.ModelChanged), done
     assert sorted(done.change.updated_children) == ["demo-q4_k_m", "demo-q8_0"]
@@ -307,7 +308,7 @@ def test_load_of_an_unknown_model_shows_the_nearest_names_or_the_list(shell):
 def api(models, tmp_path):
     settings = Settings(home=tmp_path / "server-home", models_dir_override=models, port=0)
     manager = ModelManager(settings)
-    server = BackgroundServer(settings, manager)
+    server = BackgroundServer(settings, Library(settings, manager))
     url = server.start().url
     with httpx.Client(base_url=url, timeout=120) as client:
         yield client, manager

@@ -43,10 +43,10 @@ def served(demo_dir, tmp_path):
     settings = Settings(home=tmp_path / "home", models_dir_override=models, port=0, auto_benchmark_every=0,
                         remote_timeout_s=8.0)
     manager = ModelManager(settings)
-    server = BackgroundServer(settings, manager)
+    server = BackgroundServer(settings, Library(settings, manager))
     url = server.start().url
     try:
-        yield url, ExperimentAgent(settings, manager, manager.store), models
+        yield url, ExperimentAgent(settings, manager, server.library.store), models
     finally:
         server.stop()
         manager.close()

@@ -144,13 +144,14 @@ def test_curl_example_works(command, readme_server):
 
 @pytest.fixture(scope="module")
 def readme_server(demo_dir, tmp_path_factory):
+    from lqmf.api import Library
     from lqmf.base.settings import Settings
     from server.http.runner import BackgroundServer
     from server.runtime.manager import ModelManager
 
     settings = Settings(home=tmp_path_factory.mktemp("readme-home"), models_dir_override=demo_dir, port=0)
     manager = ModelManager(settings)
-    server = BackgroundServer(settings, manager)
+    server = BackgroundServer(settings, Library(settings, manager))
     status = server.start()
     # One recorded experiment (#1), as a person's first `experiment with ...` leaves, for /experiments/1.
     from agents.measure.experiments import ExperimentAgent

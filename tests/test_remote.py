@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from lqmf.api import Library
 from lqmf.base.errors import RemoteError
 from lqmf.base.generation import GenerationParams
 from lqmf.base.processes import end_process
@@ -96,7 +97,7 @@ def gateway(demo_dir, tmp_path_factory, keyed_env, remote):
     settings = Settings(home=home, models_dir_override=demo_dir, port=0, remote_timeout_s=8.0,
                         auto_benchmark_every=0)
     manager = ModelManager(settings)
-    server = BackgroundServer(settings, manager)
+    server = BackgroundServer(settings, Library(settings, manager))
     url = server.start().url
     answer = httpx.post(f"{url}/endpoints", json={"name": "far", "url": f"{remote.url}/v1", "model": "demo-q4_k_m",
                                                   "key_env": KEY_ENV}, timeout=30)
@@ -318,7 +319,7 @@ def test_a_silent_endpoint_never_slows_the_other_models(gateway):
         listed = {r.name for r in manager.available(probe=True)}
         assert "silent" in listed and time.monotonic() - started < 3.0 + 2.0
     finally:
-        manager.remove_endpoint("silent")
+        manager.remotes.remove("silent")
         silent.close()
 
 
@@ -410,7 +411,7 @@ def test_switch_persists_across_a_restart(gateway, demo_dir):
     assert switched.json() == {"model": "far", "fallbacks": ["demo-q4_k_m"], "chain": ["far", "demo-q4_k_m"]}
     assert httpx.post(f"{url}/model/switch/nope").status_code == 404
     again = ModelManager(settings)  # what a restarted server (or the shell) reads
-    server = BackgroundServer(settings.model_copy(update={"port": 0}), again)
+    server = BackgroundServer(settings.model_copy(update={"port": 0}), Library(settings, again))
     try:
         other = server.start().url
         assert httpx.get(f"{other}/model/active").json()["chain"] == ["far", "demo-q4_k_m"]
@@ -452,7 +453,7 @@ def test_fallback_moves_a_failed_request_on_and_records_it(gateway):
     finally:
         httpx.post(f"{url}/model/switch/far")
         if manager.endpoints.fleet("gone") is not None:
-            manager.remove_endpoint("gone")
+            manager.remotes.remove("gone")
 
 
 # -- a fleet ------------------------------------------------------------------------------------------------
@@ -625,14 +626,14 @@ def test_chat_without_a_name_talks_to_the_default(gateway):
     agent = DecisionAgent(lambda: [rec.name for rec in manager.available()])
     manager.endpoints.put("gone2", [f"http://127.0.0.1:{free_port()}/v1"], "m")
     try:
-        manager.use(["far"])
+        manager.routing.use(["far"])
         started = executor.execute(agent.parse("chat"))
         assert isinstance(started, r.ChatStart) and started.model == "far"
-        manager.use(["gone2", "demo-q4_k_m"])  # the first cannot be reached: chat goes to the next
+        manager.routing.use(["gone2", "demo-q4_k_m"])  # the first cannot be reached: chat goes to the next
         assert executor.execute(agent.parse("chat")).model == "demo-q4_k_m"
     finally:
-        manager.use(["far"])
-        manager.remove_endpoint("gone2")
+        manager.routing.use(["far"])
+        manager.remotes.remove("gone2")
         executor.close()
 
 

@@ -163,7 +163,7 @@ def app(tmp_path_factory):
     (home / "models").mkdir()
     application = create_app(Settings(home=home, models_dir_override=home / "models"))
     yield application
-    application.state.manager.close()
+    application.state.library.close()
 
 
 def test_openapi_publishes_the_tables_bounds(app):

@@ -9,6 +9,7 @@ import socket
 import httpx
 import pytest
 
+from lqmf.api import Library
 from lqmf.base.settings import Settings, load_settings
 from server.http.runner import BackgroundServer
 from server.http.security import CrossSitePolicy, OllamaContentTypeMiddleware
@@ -20,7 +21,7 @@ GENERATE = {"model": "demo-q8_0", "prompt": "def f(x):", "stream": False, "optio
 
 def _serve(settings: Settings):
     manager = ModelManager(settings)
-    server = BackgroundServer(settings, manager)
+    server = BackgroundServer(settings, Library(settings, manager))
     return server, manager, server.start().url
 
 
@@ -197,7 +198,7 @@ def test_a_real_network_bind_checks_the_address_each_request_came_in_on(demo_dir
         pytest.skip("this machine has no non-loopback address")
     settings = Settings(home=tmp_path, models_dir_override=demo_dir, port=0, api_key="k")
     manager = ModelManager(settings)
-    server = BackgroundServer(settings, manager)
+    server = BackgroundServer(settings, Library(settings, manager))
     try:
         port = server.start(host="0.0.0.0").port
         key = {"authorization": "Bearer k"}

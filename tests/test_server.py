@@ -13,6 +13,7 @@ import time
 import httpx
 import pytest
 
+from lqmf.api import Library
 from lqmf.base.generation import GenerationParams
 from lqmf.base.settings import Settings
 from server.http.runner import BackgroundServer, ServerStartError
@@ -26,7 +27,7 @@ CHAT = [{"role": "user", "content": "What does shuffle do?"}]
 def start_server(models, home, **overrides):
     settings = Settings(home=home, models_dir_override=models, port=0, **overrides)
     manager = ModelManager(settings)
-    server = BackgroundServer(settings, manager)
+    server = BackgroundServer(settings, Library(settings, manager))
     status = server.start()
     return server, manager, status.url
 
@@ -412,7 +413,7 @@ def test_port_in_use_is_a_clear_error(demo_dir, tmp_path):
         settings = Settings(home=tmp_path, models_dir_override=demo_dir)
         manager = ModelManager(settings)
         with pytest.raises(ServerStartError, match="already in use"):
-            BackgroundServer(settings, manager).start(port=port)
+            BackgroundServer(settings, Library(settings, manager)).start(port=port)
         manager.close()
 
 
@@ -420,7 +421,7 @@ def test_non_loopback_without_key_is_refused(demo_dir, tmp_path):
     settings = Settings(home=tmp_path, models_dir_override=demo_dir)
     manager = ModelManager(settings)
     with pytest.raises(InsecureBind, match="without an API key"):
-        BackgroundServer(settings, manager).start(host="0.0.0.0", port=0)
+        BackgroundServer(settings, Library(settings, manager)).start(host="0.0.0.0", port=0)
     manager.close()
 
 
@@ -444,7 +445,7 @@ def test_health_is_503_while_preloading(demo_dir, tmp_path):
         while httpx.get(f"http://127.0.0.1:{port}/health").status_code != 200 and time.monotonic() < deadline:
             time.sleep(0.1)
         assert httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200
-        assert app.state.manager.is_loaded("demo-gptq-4bit")
+        assert app.state.library.is_loaded("demo-gptq-4bit")
     finally:
         server.should_exit = True
         thread.join(15)

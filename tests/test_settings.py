@@ -13,6 +13,8 @@ from lqmf.base.settings import PROJECT_ROOT, Settings, load_settings
 
 
 def test_defaults_live_in_the_project(monkeypatch):
+    # The checkout itself, wherever the settings module sits in it (a move once made it lqmf/).
+    assert PROJECT_ROOT == Path(__file__).resolve().parents[1] and (PROJECT_ROOT / "pyproject.toml").is_file()
     monkeypatch.delenv("LQMF_HOME", raising=False)
     monkeypatch.delenv("LQMF_MODELS_DIR", raising=False)
     s = Settings()

@@ -226,7 +226,7 @@ def test_no_heavy_import_at_start_up(demo_dir, home):
 
 
 def test_chat_slash_commands(tmp_path):
-    session = ChatSession(manager=None, model="m")
+    session = ChatSession(library=None, model="m")
     assert session.slash("/set temperature 0.2").message == "temperature = 0.2"
     assert session.params.temperature == 0.2
     assert "cannot set" in session.slash("/set temperature -1").message
@@ -257,13 +257,14 @@ def test_llm_assist_over_an_openai_endpoint(demo_dir, home, tmp_path):
 
     The demo model answers no JSON, so the command stays UNKNOWN: the assist can never make things worse.
     """
+    from lqmf.api import Library
     from lqmf.base.settings import Settings
     from server.http.runner import BackgroundServer
     from server.runtime.manager import ModelManager
 
     settings = Settings(home=tmp_path, models_dir_override=demo_dir, port=0)
     manager = ModelManager(settings)
-    server = BackgroundServer(settings, manager)
+    server = BackgroundServer(settings, Library(settings, manager))
     url = server.start().url
     try:
         env = {**shell_env(home, demo_dir), "LQMF_ASSIST_URL": f"{url}/v1", "LQMF_ASSIST_REMOTE_MODEL": "demo-q4_k_m"}
@@ -312,6 +313,7 @@ def test_alt_enter_makes_multi_line_input():
 def test_debug_mode_re_raises(demo_dir, tmp_path):
     from agents.decision_agent import DecisionAgent
     from agents.executor_agent import Executor
+    from lqmf.api import Library
     from lqmf.base.errors import ModelNotFound
     from lqmf.base.settings import Settings
     from server.http.runner import BackgroundServer
@@ -320,7 +322,7 @@ def test_debug_mode_re_raises(demo_dir, tmp_path):
     for debug in (False, True):
         settings = Settings(home=tmp_path, models_dir_override=demo_dir, debug=debug)
         manager = ModelManager(settings)
-        executor = Executor(settings, manager, BackgroundServer(settings, manager))
+        executor = Executor(settings, manager, BackgroundServer(settings, Library(settings, manager)))
         command = DecisionAgent(lambda: []).parse("load nope")
         try:
             if debug:
@@ -393,6 +395,7 @@ def test_a_script_stops_at_its_first_failure_and_names_an_unexpected_error(demo_
     from agents.intents import Intent
     from cli.api_cli import _NoSession, run_lines
     from cli.shell import Shell
+    from lqmf.api import Library
     from lqmf.base.log import configure_logging
     from lqmf.base.settings import Settings
     from server.http.runner import BackgroundServer
@@ -402,7 +405,7 @@ def test_a_script_stops_at_its_first_failure_and_names_an_unexpected_error(demo_
     handler = configure_logging(settings)
     log_path = settings.logs_dir / "lqmf.log"
     manager = ModelManager(settings)
-    executor = Executor(settings, manager, BackgroundServer(settings, manager))
+    executor = Executor(settings, manager, BackgroundServer(settings, Library(settings, manager)))
 
     def broken(command, progress=None):
         raise RuntimeError("the config fell over")

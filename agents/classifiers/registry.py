@@ -24,7 +24,7 @@ from agents.classifiers.artifact import (
 from agents.classifiers.cache import EmbeddingCache
 from agents.classifiers.errors import ClassifierNotFound, ClassifierRefused, DataError
 from lqmf.base.errors import ModelNotFound
-from server.runtime.manager import names_hint
+from server.runtime.catalog import names_hint
 
 log = logging.getLogger(__name__)
 

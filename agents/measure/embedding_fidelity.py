@@ -21,8 +21,6 @@ from lqmf.base.units import nonfinite_text, plural
 if TYPE_CHECKING:
     import numpy as np
 
-    from agents.measure.experiments import ExperimentAgent
-    from agents.measure.results import ExperimentResult
     from lqmf.base.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -173,59 +171,16 @@ def heldout_texts(text_path: Optional[Path] = None, text: Optional[str] = None) 
     return list(HELDOUT_SENTENCES), f"LQMF's {len(HELDOUT_SENTENCES)} held-out sentences of varied text"
 
 
-def _vectors(lab: "ExperimentAgent", name: str, texts: Sequence[str],
-             progress: Optional["Progress"]) -> tuple["np.ndarray", float]:
+def embed_vectors(manager, name: str, texts: Sequence[str],
+                  progress: Optional["Progress"]) -> tuple["np.ndarray", float]:
     """A model's normalised vectors of `texts` through the manager (loaded first, so the time is embedding only)."""
     from server.runtime.embeddings import embed_texts
 
-    lab.manager.load(name)
+    manager.load(name)
     start = time.perf_counter()
-    result = embed_texts(lab.manager, name, texts, normalize=True, truncate=True, progress=progress,
+    result = embed_texts(manager, name, texts, normalize=True, truncate=True, progress=progress,
                          what=f"embedding fidelity: {name}")
     return result.vectors, time.perf_counter() - start
-
-
-def embedding_report(lab: "ExperimentAgent", kind: str, models: list[str], reference: str, texts: list[str],
-                     source: str, progress: Optional["Progress"] = None) -> "ExperimentResult":
-    """Embedding fidelity of each model against `reference`, recorded as a `kind` experiment like fidelity's.
-
-    Rows (the reference first, then by size, largest first) carry size, measured bits per weight, the card
-    and the embedding time: the variants of one source side by side, small against large.
-    """
-    import dataclasses
-
-    from agents.measure.results import ExperimentResult, ModelRow
-    from lqmf.base.errors import LQMFError
-
-    if len(texts) < 3:
-        raise LQMFError(f"embedding fidelity needs three or more texts, not {len(texts)}",
-                        "give a file with one text per line")
-    involved = list(dict.fromkeys([reference, *models]))
-    params = {"reference": reference, "text": source, "texts": len(texts), "neighbours": NEIGHBOURS,
-              "measure": "embedding"}
-    with lab._recording(kind, involved, params) as exp:
-        ref_vectors, ref_s = _vectors(lab, reference, texts, progress)
-        rows: list[ModelRow] = []
-        for name in involved:
-            vectors, seconds = (ref_vectors, ref_s) if name == reference else _vectors(lab, name, texts, progress)
-            stats = dataclasses.replace(embedding_stats(ref_vectors, vectors), embed_s=round(seconds, 4), text=source)
-            record = lab.manager.record(name)
-            bpw = (record.manifest or {}).get("bits_per_weight")
-            row = ModelRow(name, format=record.format, level=record.level, bits=record.bits,
-                           size_bytes=record.size_bytes, bits_per_weight=bpw if isinstance(bpw, (int, float)) else None,
-                           embedding=stats)
-            lab.store.add_result(exp["id"], name, f"embedding fidelity vs {reference}: {source}", metrics=row.to_dict())
-            rows.append(row)
-        rows = rows[:1] + sorted(rows[1:], key=lambda r: -(r.size_bytes or 0))
-        verdict = embedding_verdict(rows, reference)
-        exp["summary"] = {"reference": reference, "text": source, "measure": "embedding",
-                          "models": [r.to_dict() for r in rows], "recommendation": verdict}
-    report = ExperimentResult(id=exp["id"], kind=kind, models=models, rows=rows, reference=reference,
-                              recommendation=verdict,
-                              notes=[f"embedded {source}; neighbours: each text's {rows[0].embedding.neighbours_k} "
-                                     f"nearest among them"])
-    report.report_path = str(lab.write_html(report))
-    return report
 
 
 def embedding_verdict(rows: list, reference: str) -> str:

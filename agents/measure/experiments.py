@@ -4,9 +4,7 @@ benchmarks, side-by-side comparisons and fidelity report cards."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import math
 import time
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -14,6 +12,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 from agents.measure import quality
+from agents.measure.embedding_fidelity import (
+    NEIGHBOURS,
+    embed_vectors,
+    embedding_stats,
+    embedding_verdict,
+    heldout_texts,
+)
 from agents.measure.fidelity import (
     FidelityStats,
     PositionStats,
@@ -22,14 +27,16 @@ from agents.measure.fidelity import (
     scoring_chunks,
     summarize,
 )
-from agents.measure.results import (
-    ExperimentResult,
-    LoadFigures,
-    ModelRow,
-    RunFigures,
-    SpeedFigures,
-    arrived_in_one_burst,
+from agents.measure.inputs import heldout_text, load_conversation, load_prompts, prompt_text, read_text_file
+from agents.measure.ranking import (
+    fidelity_verdict,
+    percentile,  # noqa: F401 (re-exported)
+    rank,
+    recommend,
+    summarize_runs,
+    untimed_notes,
 )
+from agents.measure.results import ExperimentResult, LoadFigures, ModelRow, RunFigures, arrived_in_one_burst
 from agents.measure.summary import benchmark_summary, prompt_set  # noqa: F401 (benchmark_summary: re-exported)
 from lqmf.base.encoders import EMBEDDING
 from lqmf.base.errors import LQMFError
@@ -56,100 +63,6 @@ STANDARD_PROMPTS: tuple[str, ...] = (
 DEFAULT_CHUNK = 512  # tokens per fidelity window, as llama.cpp's perplexity tool uses by default
 DEFAULT_CHUNKS = 8
 SMALL_BENCHMARK = dict(prompts=STANDARD_PROMPTS[:3], repetitions=1, warmup=0, max_tokens=16)
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Linear-interpolated percentile (numpy's default method), q in [0, 100]."""
-    if not values:
-        raise ValueError("no values")
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100
-    low, high = math.floor(rank), math.ceil(rank)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
-# -- inputs -------------------------------------------------------------------------------------------
-def _read_text(path: Path) -> str:
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise LQMFError(f"no file at {path}", "give the path of a .txt or .jsonl file")
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise LQMFError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})", "save it as UTF-8") from None
-
-
-def _lines(path: Path) -> list[tuple[int, str]]:
-    """Numbered non-empty lines (numbers count blank lines too, as an editor shows them)."""
-    return [(i, line) for i, line in enumerate(_read_text(path).splitlines(), 1) if line.strip()]
-
-
-def _json_line(path: Path, number: int, line: str) -> Any:
-    try:
-        return json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise LQMFError(f"{path}, line {number}: not JSON ({exc.msg})", "one JSON object per line") from None
-
-
-def load_prompts(path: Path) -> list[Prompt]:
-    """Prompts from a .txt (one per non-empty line) or .jsonl file ({"prompt"}, {"text"} or {"messages"})."""
-    path = Path(path).expanduser()
-    prompts: list[Prompt] = []
-    for number, line in _lines(path):
-        if path.suffix != ".jsonl":
-            prompts.append(line.strip())
-            continue
-        item = _json_line(path, number, line)
-        value = item.get("prompt", item.get("text", item.get("messages"))) if isinstance(item, dict) else None
-        if isinstance(value, str) and value.strip():
-            prompts.append(value)
-        elif isinstance(value, list) and value and all(isinstance(m, dict) and "content" in m for m in value):
-            prompts.append(value)
-        else:
-            raise LQMFError(f"{path}, line {number}: no prompt in it",
-                            'write {"prompt": "..."} or {"messages": [{"role": "user", "content": "..."}]}')
-    if not prompts:
-        raise LQMFError(f"{path} holds no prompts", "one prompt per line (.txt) or per JSON object (.jsonl)")
-    return prompts
-
-
-def load_conversation(path: Path) -> tuple[Optional[str], list[str]]:
-    """A multi-turn script: (system prompt, user turns). .txt: one turn per line, `system: ...` allowed;
-    .jsonl: {"role": "system"|"user", "content": ...} per line."""
-    path = Path(path).expanduser()
-    system, turns = None, []
-    for number, line in _lines(path):
-        if path.suffix == ".jsonl":
-            item = _json_line(path, number, line)
-            role, content = (item.get("role"), item.get("content")) if isinstance(item, dict) else (None, None)
-            if role not in ("system", "user") or not isinstance(content, str):
-                raise LQMFError(f"{path}, line {number}: expected a system or user message",
-                                '{"role": "user", "content": "..."} (assistant turns are what the model writes)')
-        else:
-            role, content = ("system", line.split(":", 1)[1].strip()) if line.lower().startswith("system:") \
-                else ("user", line.strip())
-        if role == "system":
-            system = content
-        else:
-            turns.append(content)
-    if not turns:
-        raise LQMFError(f"{path} holds no user turns", "one user turn per line")
-    return system, turns
-
-
-def prompt_text(prompt: Prompt) -> str:
-    """What to show and store for a prompt: the text, or the last user message of a conversation."""
-    if isinstance(prompt, str):
-        return prompt
-    users = [m["content"] for m in prompt if isinstance(m, dict) and m.get("role") == "user"]
-    return users[-1] if users else json.dumps(list(prompt))
-
-
-def heldout_text() -> tuple[str, str]:
-    """The default fidelity text and its description: stdlib modules the demo model never trained on."""
-    from lqmf.base.corpus import HELDOUT_MODULES, load_corpus
-
-    return load_corpus().heldout, f"Python standard library {', '.join(HELDOUT_MODULES)} (held out of demo training)"
 
 
 # -- the agent ----------------------------------------------------------------------------------------
@@ -404,8 +317,6 @@ class ExperimentAgent:
         No reference: the models' common source. A source alone (made from nothing here) is the reference of
         every embedding model made from it, so `fidelity of SOURCE` is the table of its variants, small and large.
         """
-        from agents.measure.embedding_fidelity import embedding_report, heldout_texts
-
         if reference is None and len(models) == 1 and self._reference_or_none(models[0]) is None:
             reference, models = models[0], self.variants_of(models[0])
             if not models:
@@ -421,7 +332,7 @@ class ExperimentAgent:
                             "models", "measure a generator's fidelity against a generator")
         self._seen(reference, *models)
         texts, source = heldout_texts(text_path, text)
-        return embedding_report(self, kind, models, reference, texts, source, progress)
+        return self._embedding_report(kind, models, reference, texts, source, progress)
 
     def variants_of(self, source: str) -> list[str]:
         """Every model made from `source`, directly or through others (by their manifests' lineage)."""
@@ -452,10 +363,50 @@ class ExperimentAgent:
         report.report_path = str(self.write_html(report))
         return report
 
+    def _embedding_report(self, kind: str, models: list[str], reference: str, texts: list[str], source: str,
+                          progress: Optional[Progress]) -> ExperimentResult:
+        """Embedding fidelity of each model against `reference`, recorded as a `kind` experiment like fidelity's.
+
+        Rows (the reference first, then by size, largest first) carry size, measured bits per weight, the card
+        and the embedding time: the variants of one source side by side, small against large.
+        """
+        if len(texts) < 3:
+            raise LQMFError(f"embedding fidelity needs three or more texts, not {len(texts)}",
+                            "give a file with one text per line")
+        involved = list(dict.fromkeys([reference, *models]))
+        params = {"reference": reference, "text": source, "texts": len(texts), "neighbours": NEIGHBOURS,
+                  "measure": "embedding"}
+        with self._recording(kind, involved, params) as exp:
+            ref_vectors, ref_s = embed_vectors(self.manager, reference, texts, progress)
+            rows: list[ModelRow] = []
+            for name in involved:
+                vectors, seconds = (ref_vectors, ref_s) if name == reference else \
+                    embed_vectors(self.manager, name, texts, progress)
+                stats = dataclasses.replace(embedding_stats(ref_vectors, vectors), embed_s=round(seconds, 4),
+                                            text=source)
+                record = self.manager.record(name)
+                bpw = (record.manifest or {}).get("bits_per_weight")
+                row = ModelRow(name, format=record.format, level=record.level, bits=record.bits,
+                               size_bytes=record.size_bytes,
+                               bits_per_weight=bpw if isinstance(bpw, (int, float)) else None, embedding=stats)
+                self.store.add_result(exp["id"], name, f"embedding fidelity vs {reference}: {source}",
+                                      metrics=row.to_dict())
+                rows.append(row)
+            rows = rows[:1] + sorted(rows[1:], key=lambda r: -(r.size_bytes or 0))
+            verdict = embedding_verdict(rows, reference)
+            exp["summary"] = {"reference": reference, "text": source, "measure": "embedding",
+                              "models": [r.to_dict() for r in rows], "recommendation": verdict}
+        report = ExperimentResult(id=exp["id"], kind=kind, models=models, rows=rows, reference=reference,
+                                  recommendation=verdict,
+                                  notes=[f"embedded {source}; neighbours: each text's "
+                                         f"{rows[0].embedding.neighbours_k} nearest among them"])
+        report.report_path = str(self.write_html(report))
+        return report
+
     def _fidelity_text(self, text_path: Optional[Path]) -> tuple[str, str]:
         if text_path is None:
             return heldout_text()
-        return _read_text(Path(text_path)), str(text_path)  # verbatim: blank lines are text too
+        return read_text_file(Path(text_path)), str(text_path)  # verbatim: blank lines are text too
 
     def fidelity_stats(self, reference: str, models: list[str], text: str, *, chunks: int = DEFAULT_CHUNKS,
                        chunk: int = DEFAULT_CHUNK, progress: Optional[Progress] = None,
@@ -592,78 +543,3 @@ class ExperimentAgent:
                             recommendation=report.recommendation, notes=report.notes)
 
 
-# -- summaries ------------------------------------------------------------------------------------------------
-def summarize_runs(model: str, runs: list[RunFigures]) -> ModelRow:
-    """A model's row from its runs: totals, rates over summed times, latency percentiles."""
-    if not runs:
-        return ModelRow(model)
-    decoded = [r for r in runs if r.completion_tokens > 1]
-    timed = [r for r in decoded if r.decode_timed]  # a remote's burst has no decode time to sum
-    decode_s = sum(r.decode_s for r in timed)
-    ttft_s = sum(r.ttft_s for r in runs)
-    latencies = [r.latency_s for r in runs]
-    return ModelRow(model, speed=SpeedFigures(
-        runs=len(runs),
-        prompt_tokens=sum(r.prompt_tokens for r in runs),
-        completion_tokens=sum(r.completion_tokens for r in runs),
-        prompt_tps=sum(r.prompt_tokens for r in runs) / ttft_s if ttft_s > 0 else None,
-        gen_tps=sum(r.completion_tokens - 1 for r in timed) / decode_s if decode_s > 0 else None,
-        ttft_p50_s=percentile([r.ttft_s for r in runs], 50),
-        latency_p50_s=percentile(latencies, 50),
-        latency_p95_s=percentile(latencies, 95),
-        quality_heuristic=sum(r.quality.total for r in runs) / len(runs),
-        untimed_runs=len(decoded) - len(timed),
-    ))
-
-
-def untimed_notes(rows: list[ModelRow]) -> list[str]:
-    """What each row with answers that arrived in one burst over HTTP left out of its generation rate."""
-    notes = []
-    for row in rows:
-        speed = row.speed
-        if speed is None or not speed.untimed_runs:
-            continue
-        which = ("its answer" if speed.runs == 1 else f"all {speed.runs} answers" if speed.untimed_runs == speed.runs
-                 else f"{speed.untimed_runs} of {speed.runs} answers")
-        rest = (f"its generation rate is over the other {speed.runs - speed.untimed_runs}" if row.gen_tps
-                else "it has no generation rate and is not ranked by speed")
-        notes.append(f"{row.model}: {which} arrived in one burst over HTTP (the tokens after the first came at "
-                     "once), so their arrival times are no decode rate; " + rest)
-    return notes
-
-
-def rank(rows: list[ModelRow]) -> list[ModelRow]:
-    """Rows ordered by generation speed, fastest first, each with its rank (none for a row without a rate)."""
-    ordered = sorted(rows, key=lambda r: -(r.gen_tps or 0))
-    return [dataclasses.replace(row, rank=i + 1 if row.gen_tps else None) for i, row in enumerate(ordered)]
-
-
-def recommend(rows: list[ModelRow], reference: Optional[str] = None) -> str:
-    """One line naming the fastest, the most faithful (the reference aside) and the smallest, with their numbers."""
-    parts = []
-    fast = [r for r in rows if r.gen_tps]
-    if fast:
-        best = max(fast, key=lambda r: r.gen_tps)
-        parts.append(f"fastest: {best.model} ({best.gen_tps:.1f} tok/s)")
-    faithful = [r for r in rows if r.fidelity is not None and r.model != reference]
-    if faithful:
-        best = min(faithful, key=lambda r: r.fidelity.kld_mean)
-        parts.append(f"most faithful: {best.model} (KLD {best.fidelity.kld_mean:.5f}, "
-                     f"top-1 {100 * best.fidelity.top1_agreement:.1f}%)")
-    sized = [r for r in rows if r.size_bytes]
-    if sized:
-        best = min(sized, key=lambda r: r.size_bytes)
-        parts.append(f"smallest: {best.model} ({best.size_bytes / 2**20:.1f} MiB)")
-    return " · ".join(parts)
-
-
-def fidelity_verdict(rows: list[ModelRow], reference: str) -> str:
-    """One line per variant: its KLD, top-1 agreement and perplexity change against the reference."""
-    parts = []
-    for row in rows:
-        if row.model != reference:
-            f = row.fidelity
-            change = 100 * (f.ppl_test / f.ppl_ref - 1)
-            parts.append(f"{row.model}: KLD {f.kld_mean:.5f}, same top token {100 * f.top1_agreement:.1f}%, "
-                         f"perplexity {change:+.2f}% vs {reference}")
-    return " · ".join(parts)

@@ -1,4 +1,4 @@
-"""Model management on disk: remove, show, rename, copy, disk usage (the shell and the HTTP routes call these).
+"""Model management on disk: remove, rename, copy (the shell and the HTTP routes call these).
 
 A model is a *unit* of files: its artefact (a .gguf file, or a folder), its manifest (beside a file as
 `<file>.lqmf.json`, inside a folder as `lqmf.json`) and cached children made for it (the importance
@@ -23,159 +23,31 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
-from agents.models.results import DiskUsage, DiskUsageRow, ModelDetails, ModelFiles
+from agents.models.results import Change
+from agents.models.show import disk_usage, show_model  # noqa: F401 (re-exported: the faces read through admin)
+from agents.models.units import IMATRIX_DIR, ModelUnit, model_unit
 from lqmf.base.atomic import atomic_output, ensure_disk_space, temp_sibling
-from lqmf.base.errors import InvalidRequest, LQMFError, ModelBusy, ModelNotFound, OutputExists
+from lqmf.base.errors import InvalidRequest, LQMFError, ModelNotFound, OutputExists
 from lqmf.base.files import write_text_atomic
-from lqmf.base.manifest import MANIFEST_SUFFIX, manifest_path_for, portable, weight_split
+from lqmf.base.manifest import MANIFEST_SUFFIX, manifest_path_for, portable
 from lqmf.base.names import MODEL_NAME_MAX, NEW_MODEL_NAME
 from lqmf.base.units import format_bytes
-from server.runtime.discovery import ModelRecord, chat_template_of
+from server.runtime.discovery import ModelRecord
 
 log = logging.getLogger(__name__)
 
-IMATRIX_DIR = ".imatrix"  # as the quantization agent keeps them (agents/quantization/factory.py)
-IMATRIX_SUFFIX = ".imatrix.gguf"
 RESERVED_NAMES = ("default",)  # `default` names the active model (use NAME)
-SHOW_ATTEMPTS = 3  # reads of a model that others rename or remove meanwhile, before show gives up (ModelBusy)
 
 
-@dataclass
-class ModelUnit:
-    """The files that make one model on disk, and what they take."""
-
-    name: str
-    kind: str  # file | folder | gguf-folder (a folder holding one .gguf) | member (one of several in a folder)
-    artefact: Path  # what is moved: the file or the folder
-    manifest: Optional[Path]  # a file's manifest beside it (a folder's lives inside the folder)
-    children: list[Path] = field(default_factory=list)  # importance matrix and its manifest
-    artefact_bytes: int = 0
-    manifest_bytes: int = 0
-    children_bytes: int = 0
-    frees_bytes: int = 0  # what removing it frees: files with no other hard link
-
-    @property
-    def total_bytes(self) -> int:
-        return self.artefact_bytes + self.manifest_bytes + self.children_bytes
-
-    def paths(self) -> list[Path]:
-        return [self.artefact, *([self.manifest] if self.manifest else []), *self.children]
-
-    def files(self) -> Iterator[Path]:
-        """Every regular file of the unit (a folder's files recursively)."""
-        for path in self.paths():
-            if path.is_dir() and not path.is_symlink():
-                yield from (p for p in path.rglob("*") if p.is_file() and not p.is_symlink())
-            elif path.is_file():
-                yield path
-
-    def describe(self) -> str:
-        """"the file, its manifest, 1 imatrix" — what a removal takes."""
-        parts = ["the folder" if self.artefact.is_dir() else "the file"]
-        if self.manifest is not None or (self.artefact.is_dir() and (self.artefact / "lqmf.json").is_file()):
-            parts.append("its manifest")
-        matrices = [c for c in self.children if c.name.endswith(IMATRIX_SUFFIX)]
-        if matrices:
-            parts.append(f"{len(matrices)} imatrix")
-        return ", ".join(parts)
-
-    def facts(self) -> ModelFiles:
-        """The unit's paths (as text) and bytes, as `show` and `disk usage` report them."""
-        return ModelFiles(name=self.name, kind=self.kind, artefact=str(self.artefact),
-                          manifest=str(self.manifest) if self.manifest else None,
-                          children=[str(c) for c in self.children], artefact_bytes=self.artefact_bytes,
-                          manifest_bytes=self.manifest_bytes, children_bytes=self.children_bytes,
-                          total_bytes=self.total_bytes, frees_bytes=self.frees_bytes)
-
-
-@dataclass(frozen=True)
-class Change:
-    """One change made to the models on disk (what the history records)."""
-
-    action: str  # removed | renamed | copied
-    name: str
-    new_name: Optional[str]
-    path: str
-    new_path: Optional[str]
-    size_bytes: int
-    freed_bytes: int = 0
-    files: tuple[str, ...] = ()
-    updated_children: tuple[str, ...] = ()  # models whose manifest now names the new path (rename)
-    unloaded: bool = False
-    seconds: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["files"], data["updated_children"] = list(self.files), list(self.updated_children)
-        return data
-
-
-# -- the unit of a model ---------------------------------------------------------------------------------
 def _local_record(manager, name: str) -> ModelRecord:
     record = manager.record(name)
     if record.format == "remote":
         raise LQMFError(f"{name} is a remote endpoint, not files on this disk",
                         f"remove endpoint {name} forgets it; list endpoints shows them")
     return record
-
-
-def _size(path: Path) -> int:
-    if path.is_dir() and not path.is_symlink():
-        return sum(p.lstat().st_size for p in path.rglob("*") if p.is_file())
-    return path.lstat().st_size if path.exists() or path.is_symlink() else 0
-
-
-def _imatrix_children(models_dir: Path, stem: str, manifest: Optional[dict]) -> list[Path]:
-    """The importance matrix made for a model (by the quantization agent's naming, or its manifest's record)."""
-    found: list[Path] = []
-    candidates = [models_dir / IMATRIX_DIR / f"{stem}{IMATRIX_SUFFIX}"]
-    recorded = ((manifest or {}).get("details") or {}).get("imatrix") or {}
-    if recorded.get("path"):
-        candidates.append(Path(recorded["path"]))
-    for path in candidates:
-        try:
-            inside = path.resolve().parent == (models_dir / IMATRIX_DIR).resolve()
-        except OSError:
-            continue
-        if inside and path.is_file() and path not in found:
-            found.append(path)
-            side = path.with_name(path.name + MANIFEST_SUFFIX)
-            if side.is_file():
-                found.append(side)
-    return found
-
-
-def model_unit(record: ModelRecord, models_dir: Path) -> ModelUnit:
-    """The files of a discovered local model and their sizes."""
-    models_dir = Path(models_dir)
-    path = Path(record.path)
-    try:
-        top = models_dir / path.relative_to(models_dir).parts[0]
-    except ValueError:
-        raise LQMFError(f"{record.name} is not inside the models folder {models_dir}",
-                        "only models in the models folder can be managed here") from None
-    if path.is_dir():
-        kind, artefact, manifest = "folder", path, None
-    elif top == path:
-        kind, artefact, manifest = "file", path, manifest_path_for(path)
-    elif len([p for p in top.glob("*.gguf") if not p.name.startswith(".")]) == 1:
-        kind, artefact, manifest = "gguf-folder", top, None
-    else:
-        kind, artefact, manifest = "member", path, manifest_path_for(path)
-    if manifest is not None and not manifest.is_file():
-        manifest = None
-    stem = path.stem if path.suffix == ".gguf" else path.name
-    unit = ModelUnit(name=record.name, kind=kind, artefact=artefact, manifest=manifest,
-                     children=_imatrix_children(models_dir, stem, record.manifest))
-    unit.artefact_bytes = _size(artefact)
-    unit.manifest_bytes = _size(manifest) if manifest else 0
-    unit.children_bytes = sum(_size(c) for c in unit.children)
-    unit.frees_bytes = sum(st.st_size for st in (p.lstat() for p in unit.files()) if st.st_nlink <= 1)
-    return unit
 
 
 # -- checks ------------------------------------------------------------------------------------------------
@@ -485,172 +357,6 @@ def _record(store, change: Change) -> None:
     store.record_model_change(change.action, change.name, change.new_name, change.path, change.new_path,
                               change.size_bytes, change.to_dict())
 
-
-# -- disk usage ---------------------------------------------------------------------------------------------
-def disk_usage(manager) -> DiskUsage:
-    """Per local model: its files' bytes (artefact, manifest, importance matrix) and what removing it frees;
-    the total (each file once), and the models folder's free space."""
-    models_dir = Path(manager.settings.models_dir)
-    rows, seen, total = [], set(), 0
-    for record in manager.available():
-        if record.format == "remote":
-            continue
-        try:
-            unit = model_unit(record, models_dir)
-        except (LQMFError, OSError) as exc:
-            log.warning("disk usage of %s: %s", record.name, exc)
-            continue
-        for file in unit.files():
-            st = file.lstat()
-            if (st.st_dev, st.st_ino) not in seen:
-                seen.add((st.st_dev, st.st_ino))
-                total += st.st_size
-        rows.append(DiskUsageRow(**vars(unit.facts()), format=record.format, level=record.level,
-                                 usable=record.usable, loaded=manager.is_loaded(record.name)))
-    rows.sort(key=lambda row: (-row.total_bytes, row.name))
-    probe = models_dir if models_dir.exists() else models_dir.parent
-    usage = shutil.disk_usage(probe)
-    return DiskUsage(models_dir=str(models_dir), models=rows, total_bytes=total,
-                     frees_bytes=sum(row.frees_bytes for row in rows),
-                     disk_free_bytes=usage.free, disk_total_bytes=usage.total)
-
-
-# -- show ----------------------------------------------------------------------------------------------------
-MANIFEST_FACTS = ("method", "level", "bits", "bits_per_weight", "size_bytes", "parameter_count", "created_at",
-                  "tool_versions", "wall_time_s", "peak_rss_bytes", "warnings", "fallbacks", "tensor_types")
-
-
-def lineage_tree(manager, name: str) -> dict[str, Any]:
-    """The model's ancestors (through manifests' source files, as ExperimentAgent.lineage follows them) and
-    its descendants among the discovered models: {"ancestors": [...], "tree": {name, children: [...]}}."""
-    records = {r.name: r for r in manager.available() if r.format != "remote"}
-    by_file = {Path(r.path).name: r.name for r in records.values()}
-
-    def parent(n: str) -> Optional[str]:
-        if n not in records:  # removed or renamed since the caller found it: no lineage to follow
-            return None
-        source = ((records[n].manifest or {}).get("source") or {}).get("path")
-        found = by_file.get(Path(source).name) if source else None
-        return found if found != n else None
-
-    kids: dict[str, list[str]] = {}
-    for n in records:
-        p = parent(n)
-        if p is not None:
-            kids.setdefault(p, []).append(n)
-    chain = [name]
-    while (p := parent(chain[-1])) is not None and p not in chain:
-        chain.append(p)
-
-    def below(n: str, seen: frozenset) -> dict[str, Any]:
-        return {"name": n, "children": [below(k, seen | {k}) for k in sorted(kids.get(n, [])) if k not in seen]}
-
-    tree: dict[str, Any] = below(name, frozenset(chain))
-    for ancestor in chain[1:]:
-        tree = {"name": ancestor, "children": [tree]}
-    return {"ancestors": chain[1:], "tree": tree}
-
-
-def latest_figures(store, name: str) -> dict[str, Any]:
-    """The newest speed figures (benchmark, compare, experiments) and fidelity figures of a model from the history."""
-    speed = fidelity = None
-    if store is None:
-        return {"speed": None, "fidelity": None}
-    for exp in store.experiments(model=name, status="done", limit=200):
-        summary = exp.get("summary") or {}
-        rows = summary.get("models") if isinstance(summary.get("models"), list) else [summary]
-        for row in rows:
-            if not isinstance(row, dict) or row.get("model") != name:
-                continue
-            if speed is None and row.get("gen_tps"):
-                speed = {"gen_tps": row["gen_tps"], "prompt_tps": row.get("prompt_tps"),
-                         "ttft_p50_s": row.get("ttft_p50_s"), "latency_p50_s": row.get("latency_p50_s"),
-                         "experiment_id": exp["id"], "kind": exp["kind"], "measured_at": exp.get("finished_at")}
-            if fidelity is None and row.get("cosine_mean") is not None and summary.get("reference") != name:
-                fidelity = {"reference": summary.get("reference"), "measure": "embedding",
-                            "cosine_mean": row["cosine_mean"], "cosine_min": row.get("cosine_min"),
-                            "neighbour_overlap": row.get("neighbour_overlap"), "text": summary.get("text"),
-                            "experiment_id": exp["id"], "kind": exp["kind"], "measured_at": exp.get("finished_at")}
-            if fidelity is None and row.get("kld_mean") is not None and summary.get("reference") != name:
-                fidelity = {"reference": summary.get("reference"), "kld_mean": row["kld_mean"],
-                            "top1_agreement": row.get("top1_agreement"), "ppl": row.get("ppl_test"),
-                            "ppl_reference": row.get("ppl_reference"), "text": summary.get("text"),
-                            "experiment_id": exp["id"], "kind": exp["kind"], "measured_at": exp.get("finished_at")}
-        if speed is not None and fidelity is not None:
-            break
-    return {"speed": speed, "fidelity": fidelity}
-
-
-def show_model(manager, name: str, *, store=None, with_template: bool = True) -> ModelDetails:
-    """Everything known about one model: the manifest's facts, lineage, latest figures, template, context.
-
-    Nothing holds the model while it is read, so a rename or removal may happen meanwhile: the read is
-    repeated until the files did not change under it, and a model that is gone is ModelNotFound.
-    """
-    for _ in range(SHOW_ATTEMPTS):
-        record = manager.record(name)  # ModelNotFound once it is gone
-        before = _identity(record)
-        try:
-            details = _details(manager, record, store, with_template)
-        except (FileNotFoundError, NotADirectoryError) as exc:  # a file moved while it was read
-            log.info("%s changed on disk while it was shown (%s): reading it again", name, exc)
-            continue
-        if before is not None and before == _identity(record):
-            return details
-        log.info("%s changed on disk while it was shown: reading it again", name)
-    raise ModelBusy(f"{name} kept changing on disk while it was read", "retry in a moment")
-
-
-def _identity(record: ModelRecord) -> Optional[tuple[int, int, int]]:
-    """What identifies a model's file or folder on disk (device, inode, mtime); None when it is not there."""
-    if record.format == "remote":
-        return (0, 0, 0)
-    try:
-        stat = os.stat(record.path)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    return stat.st_dev, stat.st_ino, stat.st_mtime_ns
-
-
-def _details(manager, record: ModelRecord, store, with_template: bool) -> ModelDetails:
-    """show_model's one read of a model's facts, files, lineage and figures."""
-    name = record.name
-    facts: dict[str, Any] = {
-        "name": record.name, "format": record.format, "level": record.level, "bits": record.bits,
-        "path": str(record.path), "architecture": record.architecture, "parameter_count": record.parameter_count,
-        "context_length": record.context_length, "usable": record.usable, "reason": record.reason,
-        "role": record.role,
-        "loaded": manager.is_loaded(record.name), "figures": latest_figures(store, record.name),
-        "changes": store.model_changes(name=record.name) if store is not None else [],
-    }
-    if record.format == "remote":
-        return ModelDetails(**facts, remote=record.remote,
-                            lineage={"ancestors": [], "tree": {"name": record.name, "children": []}})
-    unit = model_unit(record, manager.settings.models_dir)
-    manifest = record.manifest
-    summary = None
-    if manifest:
-        summary = {key: manifest.get(key) for key in MANIFEST_FACTS if key in manifest}
-        summary["source"] = manifest.get("source")
-        summary["imatrix"] = (manifest.get("details") or {}).get("imatrix")
-        summary["details"] = {k: v for k, v in (manifest.get("details") or {}).items() if k != "imatrix"}
-        # Where the bits go (quantized layers vs tensors kept in float): recorded by the factory, else read here.
-        split = None if manifest.get("weights") else weight_split(Path(record.path))
-        summary["weights"] = manifest.get("weights") or (split.to_dict() if split else None)
-    template = None
-    try:
-        template = chat_template_of(record) if record.has_chat_template else None
-    except Exception as exc:  # an unreadable template must not hide the rest
-        log.warning("chat template of %s unreadable: %s", name, exc)
-    first = next((line.strip() for line in (template or "").splitlines() if line.strip()), None)
-    loaded_context = None
-    if facts["loaded"]:
-        loaded_context = next((m.get("context_length") for m in manager.loaded() if m["name"] == record.name), None)
-    return ModelDetails(**facts, size_bytes=unit.total_bytes, disk=unit.facts(), has_manifest=manifest is not None,
-                        manifest=summary, lineage=lineage_tree(manager, record.name),
-                        has_chat_template=record.has_chat_template,
-                        chat_template=template if with_template else None, chat_template_first_line=first,
-                        loaded_context_length=loaded_context)
 
 
 def require_model(manager, name: Optional[str], verb: str) -> str:

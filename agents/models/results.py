@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional
 from lqmf.base.results import Result
 
 if TYPE_CHECKING:  # typing only
-    from agents.models.admin import Change
     from server.runtime.discovery import ModelRecord
 
 
@@ -51,7 +50,7 @@ class ModelList(Result):
 
 @dataclass
 class ModelFiles:
-    """The files that make one model on disk and their bytes (admin.ModelUnit's facts, paths as text)."""
+    """The files that make one model on disk and their bytes (units.ModelUnit's facts, paths as text)."""
 
     name: str = ""
     kind: str = ""  # file | folder | gguf-folder (a folder holding one .gguf) | member (one of several in a folder)
@@ -124,11 +123,33 @@ class ModelDetails(Result):
         return {"ok": self.ok, "model": self.model_dict(), "type": type(self).__name__}
 
 
+@dataclass(frozen=True)
+class Change:
+    """One change made to the models on disk (what the history records)."""
+
+    action: str  # removed | renamed | copied
+    name: str
+    new_name: Optional[str]
+    path: str
+    new_path: Optional[str]
+    size_bytes: int
+    freed_bytes: int = 0
+    files: tuple[str, ...] = ()
+    updated_children: tuple[str, ...] = ()  # models whose manifest now names the new path (rename)
+    unloaded: bool = False
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["files"], data["updated_children"] = list(self.files), list(self.updated_children)
+        return data
+
+
 @dataclass
 class ModelChanged(Result):
     """A model removed, renamed or copied: what changed on disk (and was recorded in the history)."""
 
-    change: Optional["Change"] = None
+    change: Optional[Change] = None
 
 
 @dataclass

@@ -10,11 +10,11 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
-from agents.quantization.gguf_quant import GGUF_LEVELS
+from agents.quantization.gguf_levels import GGUF_LEVELS
 from lqmf.base.encoders import EMBEDDING, LLAMA_CPP_POOLINGS, is_encoder_model_type, read_layout
 
 if TYPE_CHECKING:
-    from agents.quantization.plan import SourceFacts
+    from agents.quantization.source_facts import SourceFacts
     from agents.quantization.verify import EmbeddingReference
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Optional
 
-from agents.quantization.gguf_quant import GGUF_LEVELS
+from agents.quantization.gguf_levels import GGUF_LEVELS
 from agents.quantization.shapes import ModelShapes, Tensor
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,6 @@ in the history) and the machine (free memory and disk); nothing heavy is importe
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import re
 import shutil
@@ -18,11 +17,12 @@ from typing import Any, Optional
 
 from agents.quantization.budget.target import Budget
 from agents.quantization.encoder import encoder_problems
-from agents.quantization.gguf_quant import FLOAT_BITS, GGUF_LEVELS
+from agents.quantization.gguf_levels import FLOAT_BITS, GGUF_LEVELS
 from agents.quantization.hf_quant import BNB_MODES, GPTQ_BITS
 from agents.quantization.shape_plan import DEFAULT_GROUP_SIZE, ShapeVerdict, shape_verdict
+from agents.quantization.source_facts import SourceFacts, source_facts  # noqa: F401 (source_facts: re-exported)
 from lqmf.base.manifest import process_rss
-from lqmf.base.source import DTYPE_BYTES, hf_parameter_count, hf_weight_bytes, safetensors_headers
+from lqmf.base.source import DTYPE_BYTES, safetensors_headers
 
 MIB = 2**20
 GIB = 2**30
@@ -79,22 +79,6 @@ class QuantRequest:
     overwrite: bool = False
     group_size: Optional[int] = None  # GPTQ: weights per scale and zero (default 128)
     budget: Optional[Budget] = None  # a size, RAM or KLD target: a measured per-tensor mix (agents.quantization.budget)
-
-
-@dataclass
-class SourceFacts:
-    """The source model as read from its files."""
-
-    name: str
-    path: Path
-    format: str  # hf | gguf | gptq | bnb | unknown
-    level: Optional[str]
-    parameter_count: int
-    weight_bytes: int
-    architecture: Optional[str]
-    model_type: Optional[str]
-    usable: bool = True
-    reason: str = ""
 
 
 @dataclass
@@ -163,23 +147,6 @@ def machine_now(folder: Path) -> Machine:
         probe = probe.parent
     return Machine(psutil.virtual_memory().available, shutil.disk_usage(probe).free, os.cpu_count() or 1,
                    process_rss())
-
-
-def source_facts(record) -> SourceFacts:
-    """Facts about a discovered model (a server.runtime.discovery.ModelRecord) needed to plan from it."""
-    path = Path(record.path)
-    model_type = None
-    if path.is_dir():
-        config = path / "config.json"
-        if config.is_file():
-            model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type")
-        params = record.parameter_count or (hf_parameter_count(path) if any(path.glob("*.safetensors")) else 0)
-        weight_bytes = hf_weight_bytes(path)
-    else:
-        params = record.parameter_count or 0
-        weight_bytes = path.stat().st_size
-    return SourceFacts(record.name, path, record.format, record.level, int(params), weight_bytes,
-                       record.architecture, model_type, record.usable, record.reason)
 
 
 @lru_cache(maxsize=4)

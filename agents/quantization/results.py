@@ -56,7 +56,8 @@ Runner = Callable[["QuantizePlan", Optional[Progress]], Quantized]
 class QuantizePlan(Result):
     """A quantization plan, shown before it runs: inspect it, then run() it (a refused one says why and won't run).
 
-    Made by `Library.quantize()`, which binds the runner; nothing has run while you hold it.
+    Made by `Library.quantize()` with the runner that runs it (agents/quantization/plan_runner.py: the plan never
+    calls back into the library); nothing has run while you hold it.
     """
 
     plan: Optional["QuantPlan"] = None

@@ -43,6 +43,8 @@ FOLDS = 5
 # Ask below this confidence: where the calibrated chance that the reading is wrong passes one in three.
 THRESHOLD = 0.67
 BUCKETS = (0.0, 0.3, 0.5, 0.67, 0.8, 0.9, 0.95, 1.0001)
+# The parser's modules in agents/ (it splits and masks the rows and gives the rules' reading): in the stamp.
+PARSER_FILES = ("decision_agent.py", "line_words.py", "command_words.py", "intent_rules.py", "slot_reading.py")
 
 
 @dataclass
@@ -64,7 +66,8 @@ def _fingerprint(gguf: Path) -> dict:
     digest = hashlib.sha256()
     # The examples, and the code that reads, masks, trains and fuses: a change to either is a new build.
     code = [Path(__file__).with_name(name) for name in ("build.py", "intent_model.py", "fusion.py")]
-    for path in sorted(examples_folder().glob("*.txt")) + code + [Path(__file__).parents[1] / "decision_agent.py"]:
+    code += [Path(__file__).parents[1] / name for name in PARSER_FILES]
+    for path in sorted(examples_folder().glob("*.txt")) + code:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return {"examples_sha256": digest.hexdigest(), "gguf_bytes": gguf.stat().st_size,
             "gguf_mtime_ns": gguf.stat().st_mtime_ns, "C": ALGORITHM_C, "rule_keep": RULE_KEEP,

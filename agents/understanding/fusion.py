@@ -9,11 +9,25 @@ RULE_KEEP is chosen on the dev rows' out-of-fold predictions (benchmarks/underst
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Optional, Protocol, Sequence
 
 from agents.intents import Intent
 
+if TYPE_CHECKING:
+    from agents.understanding.intent_model import Calibrator
+
 RULE_KEEP = 0.15
+
+
+class Meaning(Protocol):
+    """What the parser asks of the intent classifier (agents.understanding.runtime.Understanding is one): a
+    ranking of a masked line's intents, and the calibrator of their confidence. The parser depends on this, not
+    on the runtime, whose build trains with the parser."""
+
+    @property
+    def calibrator(self) -> Optional["Calibrator"]: ...
+
+    def rank(self, masked_line: str) -> Optional[Sequence[tuple[Intent, float]]]: ...
 
 
 @dataclass(frozen=True)

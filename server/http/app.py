@@ -13,7 +13,6 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
-from agents.measure.auto_benchmark import AutoBenchmark
 from lqmf.api import Library
 from lqmf.base.errors import LQMFError
 from lqmf.base.settings import Settings
@@ -31,17 +30,17 @@ from server.http.security import (
 )
 from server.http.streaming import InFlight, RoutedModelHeaders
 from server.http.usage import Usage
-from server.runtime.manager import ModelManager
 
 log = logging.getLogger(__name__)
 
 ERROR_STATUSES = (400, 401, 403, 404, 409, 413, 422, 429, 500, 502, 503, 504)
 
 
-def create_app(settings: Settings, manager: Optional[ModelManager] = None) -> FastAPI:
-    """The API app over `manager` (made, and closed at shutdown, when not given)."""
-    owns_manager = manager is None
-    manager = manager or ModelManager(settings)
+def create_app(settings: Settings, library: Optional[Library] = None) -> FastAPI:
+    """The API app over `library` (the shell's, so both share one manager and one history store; made, and closed
+    at shutdown, when not given). Every route reaches the work through it."""
+    owns_library = library is None
+    library = library or Library(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -53,25 +52,19 @@ def create_app(settings: Settings, manager: Optional[ModelManager] = None) -> Fa
             preload.cancel()
             health.cancel()
             await run_in_threadpool(app.state.usage.close)
-            # The Store is the manager's (one per process), closed with it.
-            if owns_manager:
-                await run_in_threadpool(manager.close)
+            if owns_library:  # its manager and its history store with it
+                await run_in_threadpool(library.close)
 
     app = FastAPI(
         title="LQMF API", version=__version__, lifespan=lifespan,
         description="Local Quantized Model Factory: native, OpenAI- and Ollama-compatible endpoints.",
     )
     app.state.settings = settings
-    app.state.manager = manager
+    app.state.library = library
     app.state.started_at = time.time()
     app.state.ready = threading.Event()
-    app.state.metrics = Metrics(manager.loaded, manager.loads)
-    # Model changes and the auto-benchmark's experiments go through the same Library calls as the shell's.
-    app.state.library = Library(settings, manager)
-    store = app.state.store = manager.store
-    app.state.classifiers = app.state.library.classifier_registry  # the library's one registry
-    auto_benchmark = AutoBenchmark(app.state.library.lab, settings.auto_benchmark_every)
-    app.state.usage = Usage(app.state.metrics, store, auto_benchmark)
+    app.state.metrics = Metrics(library.loaded, library.load_counts)
+    app.state.usage = Usage(app.state.metrics, library, library.auto_benchmark(settings.auto_benchmark_every))
     install_error_handlers(app)
     app.state.in_flight = InFlight()
     # The error bodies are part of the published contract (schemathesis checks responses against it).
@@ -97,11 +90,11 @@ def create_app(settings: Settings, manager: Optional[ModelManager] = None) -> Fa
 async def _probe_endpoints(app: FastAPI) -> None:
     """Health-check every remote endpoint's members while the server runs (a dead one is skipped, a
     revived one used again)."""
-    manager: ModelManager = app.state.manager
+    library: Library = app.state.library
     interval = app.state.settings.probe_interval_s
     while True:
         try:
-            await run_in_threadpool(manager.endpoints.refresh)
+            await run_in_threadpool(library.probe_endpoints)
         except LQMFError as exc:  # a broken endpoints file: said, and tried again next round
             log.error("cannot check the remote endpoints: %s", exc)
         await asyncio.sleep(interval)
@@ -109,13 +102,13 @@ async def _probe_endpoints(app: FastAPI) -> None:
 
 async def _preload(app: FastAPI) -> None:
     """Load the configured models, then mark the server ready (/health answers 503 until then)."""
-    manager: ModelManager = app.state.manager
+    library: Library = app.state.library
     # Which engine serves GGUF (a smoke check in child processes on a build not checked yet), before ready:
     # /health then reports it without waiting.
-    await run_in_threadpool(manager.engine_status)
+    await run_in_threadpool(library.engine_status)
     for name in app.state.settings.preload:
         try:
-            await run_in_threadpool(manager.load, name, -1.0)
+            await run_in_threadpool(library.load_exact, name, -1.0)
         except Exception as exc:  # a bad preload entry must not keep the server from starting
             log.error("could not preload %s: %s", name, exc)
     app.state.ready.set()

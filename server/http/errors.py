@@ -26,6 +26,8 @@ from lqmf.base.errors import (
     RemoteError,
     ShuttingDown,
 )
+from lqmf.base.names import MODEL_NAME_PATTERN
+from server.http.durations import DURATION_PATTERN
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +136,6 @@ def to_response(request: Request, exc: BaseException) -> JSONResponse:
 
 def _problem(error: dict[str, Any]) -> str:
     """One validation error in words; a pattern a person cannot read is replaced by what it means."""
-    from server.http.schemas import DURATION_PATTERN, MODEL_NAME_PATTERN
-
     where = ".".join(str(p) for p in error["loc"] if p != "body") or "body"
     if error.get("type") == "string_pattern_mismatch":
         pattern = (error.get("ctx") or {}).get("pattern")

@@ -7,12 +7,14 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from lqmf.base.errors import LQMFError
 from lqmf.base.settings import Settings
 from server.http.security import check_bind
-from server.runtime.manager import ModelManager
+
+if TYPE_CHECKING:
+    from lqmf.api import Library
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +66,12 @@ def _port_free(host: str, port: int) -> bool:
 
 
 class BackgroundServer:
-    """uvicorn in a thread over a shared manager; start() returns once /health answers."""
+    """uvicorn in a thread over a shared library (the shell's: one manager, one history store); start() returns
+    once /health answers."""
 
-    def __init__(self, settings: Settings, manager: ModelManager) -> None:
+    def __init__(self, settings: Settings, library: "Library") -> None:
         self.settings = settings
-        self.manager = manager
+        self.library = library
         self._server = None
         self._thread: Optional[threading.Thread] = None
         self._started_at = 0.0
@@ -93,7 +96,7 @@ class BackgroundServer:
             raise ServerStartError(f"port {port} on {host} is already in use",
                                    "stop whatever uses it, or start the server on another port")
         # The Host check allows the bound name, so the app must see the host actually bound.
-        app = create_app(self.settings.model_copy(update={"host": host}), self.manager)
+        app = create_app(self.settings.model_copy(update={"host": host}), self.library)
         self._server = make_server(app, host, port)
         self._thread = threading.Thread(target=self._server.run, name="lqmf-api-server", daemon=True)
         self._started_at = time.time()
@@ -138,6 +141,6 @@ class BackgroundServer:
 
     def status(self) -> ServerStatus:
         if not self.running:
-            return ServerStatus(running=False, loaded_models=self.manager.loaded())
+            return ServerStatus(running=False, loaded_models=self.library.loaded())
         return ServerStatus(True, self.host, self.port, round(time.time() - self._started_at, 1),
-                            f"http://{self._url_host()}:{self.port}", self.manager.loaded())
+                            f"http://{self._url_host()}:{self.port}", self.library.loaded())

@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Annotated, Any, Literal, Mapping, Optional, Union
 
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from agents.classifiers.artifact import NAME_MAX as CLASSIFIER_NAME_MAX
-from agents.classifiers.artifact import NAME_PATTERN as CLASSIFIER_NAME_PATTERN
 from lqmf.base import sampling
 from lqmf.base.generation import GenerationParams
 from lqmf.base.names import MODEL_NAME, MODEL_NAME_MAX, MODEL_NAME_PATTERN, NEW_MODEL_NAME_PATTERN
+from lqmf.serving_types import CLASSIFIER_NAME_MAX, CLASSIFIER_NAME_PATTERN
+from server.http.durations import (
+    DURATION_PATTERN,
+    MAX_KEEP_ALIVE_S,
+    parse_keep_alive,  # noqa: F401 (the routes read it with the bodies)
+)
+from server.http.errors import APIError
 
 TEXT_MAX = 1_048_576  # characters; the body limit (LQMF_MAX_BODY_BYTES, 1 MiB) bounds it first
-MAX_KEEP_ALIVE_S = 10 * 365 * 86400.0  # ten years: far enough to mean "forever", near enough for dates
-# Ollama's / Go's durations ("5m", "1h30m", "250ms", "24h0m0s") or a plain number of seconds.
-DURATION_PATTERN = r"^-?([0-9]{1,9}(\.[0-9]{1,9})?|([0-9]{1,6}(\.[0-9]{1,6})?(ms|s|m|h)){1,4})$"
 EXAMPLE_MODEL = "demo-q4_k_m"
 TOOL_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"  # OpenAI's rule for function names
 TOOL_NAME_MAX = 64
@@ -52,8 +53,6 @@ def either(*fields: str) -> dict[str, Any]:
 
 def check_model_name(name: str) -> str:
     """A discovered model's name (an Ollama ':latest' tag is accepted); never a path."""
-    from server.http.errors import APIError
-
     bare = name[:-7] if name.endswith(":latest") else name
     if len(bare) > MODEL_NAME_MAX or not MODEL_NAME.match(bare):
         raise APIError(422, f"invalid model name {name[:MODEL_NAME_MAX]!r}",
@@ -63,8 +62,6 @@ def check_model_name(name: str) -> str:
 
 def check_dimensions(name: str, dim: int, wanted: Optional[int]) -> None:
     """Refuse a `dimensions` other than the model's own (see DIMENSIONS_DOC for why)."""
-    from server.http.errors import APIError
-
     if wanted is not None and wanted != dim:
         raise APIError(400, f"{name} makes {dim}-dimensional embeddings, not {wanted}",
                        f"leave out dimensions or send {dim}: this model was not trained for shortened vectors")
@@ -529,27 +526,6 @@ class ClassifierCheckRequest(Body):
         "report counts the dropped rows)."))
 
     _distinct = field_validator("models")(classmethod(lambda cls, value: each_once(value)))
-
-
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_keep_alive(value: Union[float, str, None]) -> Optional[float]:
-    """Ollama's keep_alive in seconds: -1 forever, 0 now; the body's schema has already bounded its form."""
-    from lqmf.base.errors import InvalidRequest
-
-    if value is None:
-        return None
-    if isinstance(value, str):
-        negative = value.startswith("-")
-        text = value.lstrip("-")
-        parts = re.findall(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)?", text)
-        total = sum(float(n) * _UNIT_S[u or "s"] for n, u in parts)
-        value = -total if negative else total
-    if value > MAX_KEEP_ALIVE_S:
-        raise InvalidRequest(f"keep_alive of {value:.0f} s is more than ten years",
-                             "use a negative keep_alive (e.g. -1) to keep the model loaded for good")
-    return float(value) if value >= 0 else -1.0
 
 
 Url = Annotated[str, Field(min_length=8, max_length=2048, pattern=r"^https?://[!-~]+$",

@@ -1,4 +1,4 @@
-"""Bridging manager jobs to HTTP: start a job off the event loop, stream it as SSE or NDJSON."""
+"""Bridging the library's generation jobs to HTTP: start a job off the event loop, stream it as SSE or NDJSON."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from lqmf.base.errors import (
     LQMFError,
     ShuttingDown,
 )
-from lqmf.base.generation import Chunk, GenerationParams, GenerationResult, Timings
+from lqmf.base.generation import Chunk, GenerationParams, GenerationResult, Prompt, Timings
+from lqmf.serving import Serving
+from lqmf.serving_types import Job, NotLoadedNow
 from server.http.asgi import HTTPMiddleware
-from server.runtime.fallback import FallbackWalk
-from server.runtime.manager import Job, ModelManager, NotLoadedNow, Prompt
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +29,13 @@ async def ensure_loaded(request: Request, name: str, keep_alive_s: Optional[floa
     """Load a discovered model for a request, or refuse when autoload is off."""
     from server.http.errors import APIError
 
-    manager: ModelManager = request.app.state.manager
-    if manager.is_loaded(name):
+    library: Serving = request.app.state.library
+    if library.is_loaded(name):
         return
-    await run_in_threadpool(manager.record, name)  # 404 with suggestions before anything else
+    await run_in_threadpool(library.find, name)  # 404 with suggestions before anything else
     if not request.app.state.settings.autoload:
         raise APIError(409, f"{name} is not loaded", f"POST /models/{name}/load first (autoload is off)")
-    await run_in_threadpool(manager.load, name, keep_alive_s)
+    await run_in_threadpool(library.load_exact, name, keep_alive_s)
 
 
 def route_of(request: Request) -> str:
@@ -83,9 +83,9 @@ async def _with_fallback(attempt: Callable[..., Any], request: Request, name: st
     """attempt(request, model, *args, fallback_from) on `name`, or for `default` on the active model and then
     its fallbacks while one fails before its first token (server/runtime/fallback.py: the walk the shell's chat takes
     too); every move is logged, counted and recorded."""
-    manager: ModelManager = request.app.state.manager
+    library: Serving = request.app.state.library
     fallbacks = request.app.state.metrics.fallbacks
-    walk = await run_in_threadpool(FallbackWalk.of, manager, name,
+    walk = await run_in_threadpool(library.fallback_walk, name,
                                    lambda failed, following: fallbacks.labels(failed, following).inc())
     for candidate in walk:
         try:
@@ -163,8 +163,8 @@ async def _submit(request: Request, name: str, prompt: Prompt, params: Generatio
     path, worth about a millisecond of time to first token on 2 cores), else from a worker thread,
     where a load may block."""
     await ensure_loaded(request, name, keep_alive_s)
-    manager: ModelManager = request.app.state.manager
-    start = manager.generate_job if whole else manager.stream
+    library: Serving = request.app.state.library
+    start = library.generate_job if whole else library.stream_job
     loop = asyncio.get_running_loop()
     try:
         job = start(name, prompt, params, keep_alive_s, loop, block=False)

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from lqmf.base.generation import Timings
+
+if TYPE_CHECKING:
+    from lqmf.serving import AutoBenchmark, Serving
+    from server.http.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -15,9 +19,9 @@ log = logging.getLogger(__name__)
 class Usage:
     """Records served generations; the database write happens off the event loop, one at a time."""
 
-    def __init__(self, metrics, store, auto_benchmark) -> None:
+    def __init__(self, metrics: Metrics, library: Serving, auto_benchmark: AutoBenchmark) -> None:
         self.metrics = metrics
-        self.store = store
+        self.library = library
         self.auto_benchmark = auto_benchmark
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lqmf-usage")
 
@@ -29,8 +33,8 @@ class Usage:
     def _write(self, model: str, route: str, finish_reason: str, timings: Timings,
                fallback_from: Optional[str]) -> None:
         try:
-            self.store.record_request(model, route, timings.prompt_tokens, timings.completion_tokens, timings.total_s,
-                                      finish_reason, fallback_from)
+            self.library.record_request(model, route, timings.prompt_tokens, timings.completion_tokens,
+                                        timings.total_s, finish_reason, fallback_from)
         except Exception:  # a full disk must not fail requests that were served
             log.exception("could not record a request on %s", model)
         self.auto_benchmark.observe()

@@ -28,7 +28,7 @@ from lqmf.base.errors import (
     QueueFull,
     RemoteError,
 )
-from server.runtime.manager import DEFAULT
+from server.runtime.routing import DEFAULT
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class FallbackWalk:
     def of(cls, manager: Any, name: str, on_move: Optional[Callable[[str, str], None]] = None) -> "FallbackWalk":
         """The walk for a request naming `name`: the default's whole chain for `default`, else `name` alone
         (blocking: reads the active-model file)."""
-        return cls(manager.resolve(name) if name == DEFAULT else [name], on_move=on_move)
+        return cls(manager.routing.resolve(name) if name == DEFAULT else [name], on_move=on_move)
 
     def __iter__(self) -> Iterator[str]:
         # Each next model only after the one before failed and failed_on() let the walk go on.

@@ -7,7 +7,6 @@ from typing import Any, Literal, Optional
 from fastapi import APIRouter, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from agents.measure.summary import benchmark_summary
 from lqmf.base.sampling import JSON_SAFE_INT
 from server.http.errors import APIError
 
@@ -18,9 +17,7 @@ Status = Literal["running", "done", "failed", "incomplete"]
 @router.get("/benchmark/summary")
 async def summary(request: Request) -> dict[str, Any]:
     """The fastest and the most faithful model, each among figures measured the same way, of models that exist."""
-    manager = request.app.state.manager
-    present = {record.name for record in await run_in_threadpool(manager.available)}
-    out = await run_in_threadpool(benchmark_summary, request.app.state.store, present)
+    out = await run_in_threadpool(request.app.state.library.benchmark_summary)
     out["auto_benchmark_every"] = request.app.state.settings.auto_benchmark_every
     return out
 
@@ -30,18 +27,16 @@ async def experiments(request: Request, kind: Optional[str] = Query(None, max_le
                       model: Optional[str] = Query(None, max_length=256),
                       status: Optional[Status] = None, limit: int = Query(50, ge=1, le=1000)) -> dict[str, Any]:
     """Recorded experiments, newest first, filtered by kind, model or status."""
-    rows = await run_in_threadpool(request.app.state.store.experiments, kind, model, status, limit)
+    rows = await run_in_threadpool(request.app.state.library.experiment_rows, kind, model, status, limit)
     return {"experiments": rows}
 
 
 @router.get("/experiments/{experiment_id}")
 async def experiment(request: Request, experiment_id: int = Path(ge=1, le=JSON_SAFE_INT)) -> dict[str, Any]:
     """One experiment with every recorded result."""
-    store = request.app.state.store
-    row = await run_in_threadpool(store.experiment, experiment_id)
+    row = await run_in_threadpool(request.app.state.library.experiment_with_results, experiment_id)
     if row is None:
         raise APIError(404, f"no experiment {experiment_id}", "GET /experiments lists them")
-    row["results"] = await run_in_threadpool(store.results, experiment_id)
     return row
 
 
@@ -49,5 +44,5 @@ async def experiment(request: Request, experiment_id: int = Path(ge=1, le=JSON_S
 async def quantizations(request: Request, method: Optional[str] = Query(None, max_length=64),
                         status: Optional[Status] = None, limit: int = Query(50, ge=1, le=1000)) -> dict[str, Any]:
     """Recorded quantization runs, newest first: plan, status, manifest, duration and peak memory."""
-    rows = await run_in_threadpool(request.app.state.store.quantization_runs, method, status, limit)
+    rows = await run_in_threadpool(request.app.state.library.quantization_runs, method, status, limit)
     return {"quantizations": rows}

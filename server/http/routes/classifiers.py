@@ -9,8 +9,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
-from agents.classifiers.errors import ClassifierNotFound, ClassifierRefused, DataError
 from lqmf.base.errors import LQMFError
+from lqmf.serving_types import ClassifierNotFound, ClassifierRefused, DataError
 from server.http.errors import APIError
 from server.http.schemas import ClassifierCheckRequest, ClassifierPath, ClassifyRequest, parse_keep_alive
 
@@ -37,7 +37,7 @@ async def _run(fn, *args) -> Any:
 async def classifiers(request: Request) -> dict[str, Any]:
     """Every saved classifier: its embedding model and sha256, labels, algorithm, accuracy, whether that is clearly
     above chance (`above_chance`, `warning`), or why it is unusable."""
-    return {"classifiers": await _run(request.app.state.classifiers.list)}
+    return {"classifiers": (await _run(request.app.state.library.classifiers)).classifiers}
 
 
 @router.get("/classifiers/{name}")
@@ -45,7 +45,7 @@ async def classifier(request: Request, name: ClassifierPath) -> dict[str, Any]:
     """One classifier's manifest, after its safety check (the file's hash and skops' trusted types), and whether
     its cross-validated accuracy is clearly above chance (`above_chance`: false with a `warning` saying why; null
     when not measured), the figures behind that in `chance`."""
-    loaded = await _run(request.app.state.classifiers.get, name)
+    loaded = await _run(request.app.state.library.classifier, name)
     verdict = loaded.manifest.verdict()
     return {"name": name, **verdict.fields(), "chance": verdict.to_dict(), "manifest": loaded.manifest.to_dict()}
 
@@ -59,9 +59,8 @@ async def predict(request: Request, name: ClassifierPath, body: ClassifyRequest)
     409: the classifier failed its safety check, or its embedding model is missing, changed since
     training (sha256) or makes vectors of another dimension.
     """
-    registry = request.app.state.classifiers
     keep_alive = parse_keep_alive(body.keep_alive)
-    out = await _run(registry.predict, name, body.inputs(), keep_alive)
+    out = await _run(request.app.state.library.classifier_predictions, name, body.inputs(), keep_alive)
     if body.text is not None:
         out["label"] = out["predictions"][0]["label"]
         out["probabilities"] = out["predictions"][0]["probabilities"]

@@ -10,9 +10,9 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from lqmf.base.errors import LQMFError
+from lqmf.serving_types import ModelChoiceNeeded
 from server.http.errors import APIError
 from server.http.schemas import EndpointRequest, ModelPath, SwitchRequest, check_model_name
-from server.runtime.endpoints import ModelChoiceNeeded
 
 router = APIRouter(tags=["endpoints"])
 
@@ -66,7 +66,7 @@ async def switch(request: Request, name: ModelPath, body: Optional[SwitchRequest
 @router.get("/model/active")
 async def active(request: Request) -> dict[str, Any]:
     """The default model and its fallbacks (null when none is set)."""
-    return active_answer(await run_in_threadpool(request.app.state.manager.active.chain))
+    return active_answer(await run_in_threadpool(request.app.state.library.default_chain))
 
 
 def active_answer(chain: list[str]) -> dict[str, Any]:

@@ -45,7 +45,7 @@ async def status(request: Request) -> dict[str, Any]:
     return {
         "name": "LQMF", "version": __version__, "status": "ok" if state.ready.is_set() else "starting",
         "uptime_s": round(time.time() - state.started_at, 3), "models_dir": str(state.settings.models_dir),
-        "loaded_models": state.manager.loaded(),
+        "loaded_models": state.library.loaded(),
     }
 
 
@@ -53,18 +53,18 @@ async def status(request: Request) -> dict[str, Any]:
 async def loaded_models(request: Request) -> dict[str, Any]:
     """Loaded models: format, bits, memory, load time, last used, queue depth, engine (process, slots, health);
     and which engine serves GGUF here, and why."""
-    manager = request.app.state.manager
-    return {"models": manager.loaded(), "gguf": await run_in_threadpool(manager.engine_status)}
+    library = request.app.state.library
+    return {"models": library.loaded(), "gguf": await run_in_threadpool(library.engine_status)}
 
 
 @router.get("/models/available")
 async def available_models(request: Request) -> dict[str, Any]:
     """Every model discovered on disk, with a usable flag and the reason when it is not."""
-    manager = request.app.state.manager
+    library = request.app.state.library
 
     def listing() -> JSONResponse:  # built and encoded off the loop: hundreds of models take milliseconds
-        return JSONResponse({"models": [{**r.to_dict(), "loaded": manager.is_loaded(r.name)}
-                                        for r in manager.available(probe=True)]})
+        return JSONResponse({"models": [{**r.to_dict(), "loaded": library.is_loaded(r.name)}
+                                        for r in library.models(probe=True)]})
 
     return await run_in_threadpool(listing)
 
@@ -130,19 +130,17 @@ async def load_model(request: Request, name: ModelPath, body: Optional[LoadReque
     """Load a model; answers when it is loaded, or with the error."""
     name = check_model_name(name)
     keep_alive = parse_keep_alive(body.keep_alive if body else None)
-    manager = request.app.state.manager
-    was_loaded = manager.is_loaded(name)
-    model = await run_in_threadpool(manager.load, name, keep_alive)
-    return {"status": "loaded", "already_loaded": was_loaded, "model": model.info()}
+    library = request.app.state.library
+    was_loaded = library.is_loaded(name)
+    info = await run_in_threadpool(library.load_exact, name, keep_alive)
+    return {"status": "loaded", "already_loaded": was_loaded, "model": info}
 
 
 @router.post("/models/{name}/unload")
 async def unload_model(request: Request, name: ModelPath) -> dict[str, Any]:
     """Unload a model after its running requests finish."""
     name = check_model_name(name)
-    manager = request.app.state.manager
-    if not await run_in_threadpool(manager.unload, name):
-        await run_in_threadpool(manager.record, name)  # unknown -> 404 with suggestions
+    if not await run_in_threadpool(request.app.state.library.unload, name):  # unknown: 404 with suggestions
         raise APIError(404, f"{name} is not loaded", "GET /models lists the loaded models")
     return {"status": "unloaded", "model_name": name}
 

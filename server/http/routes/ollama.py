@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -12,9 +13,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from lqmf.base.errors import InvalidRequest
+from lqmf.base.errors import InvalidRequest, ModelNotFound
 from lqmf.base.generation import Chunk
 from lqmf.base.version import __version__
+from lqmf.serving_types import ModelRecord
+from server.http.listing import remote_facts
 from server.http.schemas import (
     MAX_KEEP_ALIVE_S,
     OllamaChatRequest,
@@ -30,9 +33,6 @@ from server.http.schemas import (
 )
 from server.http.streaming import collect_chunks, ensure_loaded, generate, map_chunks, ndjson, start_stream
 from server.http.tool_calls import ToolPlan, parse_tools, plan, read_reply, rendered_history
-from server.runtime.discovery import ModelRecord, chat_template_of
-from server.runtime.embeddings import embed_texts
-from server.runtime.endpoints import remote_facts
 
 router = APIRouter(prefix="/api", tags=["ollama"])
 NS = 1_000_000_000
@@ -80,7 +80,7 @@ async def tags(request: Request) -> dict[str, Any]:
 
     def listing() -> JSONResponse:  # built (a stat per model) and encoded off the loop
         models = []
-        for r in request.app.state.manager.available(probe=True):
+        for r in request.app.state.library.models(probe=True):
             if not r.usable:
                 continue
             try:
@@ -97,10 +97,10 @@ async def tags(request: Request) -> dict[str, Any]:
 @router.get("/ps")
 async def ps(request: Request) -> dict[str, Any]:
     """Models loaded now, with when they will be unloaded."""
-    manager = request.app.state.manager
+    library = request.app.state.library
     out = []
-    for info in manager.loaded():
-        record = manager.get(info["name"]).record
+    for info in library.loaded():
+        record = library.loaded_record(info["name"])
         keep = info["keep_alive_s"]
         # A keep_alive from the environment may be past any date the calendar can write: that is forever too.
         expires = FOREVER if keep < 0 or keep > MAX_KEEP_ALIVE_S else iso(info["last_used"] + keep)
@@ -114,13 +114,11 @@ async def ps(request: Request) -> dict[str, Any]:
 async def show(request: Request, body: OllamaShowRequest) -> dict[str, Any]:
     """A model's details, template, parameters and capabilities, plus `lqmf`: what `show NAME` shows (manifest,
     lineage, latest speed and fidelity figures, disk use)."""
-    from agents.models.admin import show_model
-
     name = check_model_name(body.model or body.name or "")
     state = request.app.state
-    record = await run_in_threadpool(state.manager.record, name)
-    template = await run_in_threadpool(chat_template_of, record) if record.format != "remote" else None
-    facts = await run_in_threadpool(lambda: show_model(state.manager, name, store=state.store, with_template=False))
+    record = await run_in_threadpool(state.library.find, name)
+    template = await run_in_threadpool(state.library.chat_template, record) if record.format != "remote" else None
+    facts = await run_in_threadpool(lambda: state.library.show(name, with_template=False))
     arch = (record.architecture or "unknown").lower()
     info = {"general.architecture": arch, "general.basename": record.name,
             "general.parameter_count": record.parameter_count, "general.file_type": record.level,
@@ -162,9 +160,9 @@ def final_stats(name: str, chunk: Chunk, started: float, load_s: float, reason: 
 
 async def _load_or_unload(request: Request, name: str, keep_alive: Optional[float]) -> dict[str, Any]:
     """Ollama's empty-prompt requests: load the model (or unload it when keep_alive is 0); the reply's done fields."""
-    manager = request.app.state.manager
     if keep_alive == 0:
-        await run_in_threadpool(manager.unload, name)
+        with contextlib.suppress(ModelNotFound):  # Ollama's answer is the same for a model that is not there
+            await run_in_threadpool(request.app.state.library.unload, name)
         return {"done": True, "done_reason": "unload"}
     await ensure_loaded(request, name, keep_alive)
     return {"done": True, "done_reason": "load"}
@@ -185,7 +183,7 @@ async def _ollama_stream(request: Request, name: str, prompt, options: Optional[
 
     load_start = time.perf_counter()
     # `default` is loaded by the generation itself, which may fall back along the chain.
-    was_loaded = name == "default" or request.app.state.manager.is_loaded(name)
+    was_loaded = name == "default" or request.app.state.library.is_loaded(name)
     if not was_loaded:
         await ensure_loaded(request, name, keep_alive)
     load_s = 0.0 if was_loaded else time.perf_counter() - load_start
@@ -269,13 +267,13 @@ async def api_chat(request: Request, body: OllamaChatRequest):
 async def _embed(request: Request, name: str, texts: list[str], keep_alive: Optional[float], *, normalize: bool,
                  truncate: bool):
     """Load (timed, for load_duration) and embed on the model's worker; returns (Embeddings, load seconds)."""
-    manager = request.app.state.manager
+    library = request.app.state.library
     load_start = time.perf_counter()
-    was_loaded = manager.is_loaded(name)
+    was_loaded = library.is_loaded(name)
     await ensure_loaded(request, name, keep_alive)
     load_s = 0.0 if was_loaded else time.perf_counter() - load_start
     result = await run_in_threadpool(
-        lambda: embed_texts(manager, name, texts, normalize=normalize, truncate=truncate, keep_alive_s=keep_alive))
+        lambda: library.embeddings(name, texts, normalize=normalize, truncate=truncate, keep_alive_s=keep_alive))
     return result, load_s
 
 

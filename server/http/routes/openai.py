@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from lqmf.base.errors import InvalidRequest
 from lqmf.base.generation import Chunk, GenerationParams, TokenLogprob
 from lqmf.base.sampling import OPENAI, OPENAI_COMPLETION
+from server.http.listing import remote_facts
 from server.http.schemas import (
     ModelPath,
     NamedToolChoice,
@@ -27,8 +28,6 @@ from server.http.schemas import (
 )
 from server.http.streaming import collect_chunks, ensure_loaded, generate, map_chunks, sse, sse_line, start_stream
 from server.http.tool_calls import ToolPlan, finish_with_calls, parse_tools, plan, read_reply, rendered_history
-from server.runtime.embeddings import embed_texts
-from server.runtime.endpoints import remote_facts
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -52,7 +51,7 @@ async def list_models(request: Request) -> dict[str, Any]:
     def listing() -> JSONResponse:  # built and encoded off the loop: hundreds of models take milliseconds
         return JSONResponse({"object": "list", "data": [
             {"id": r.name, "object": "model", "created": created, "owned_by": owner(r), **remote_facts(r)}
-            for r in request.app.state.manager.available(probe=True) if r.usable
+            for r in request.app.state.library.models(probe=True) if r.usable
         ]})
 
     return await run_in_threadpool(listing)
@@ -60,7 +59,7 @@ async def list_models(request: Request) -> dict[str, Any]:
 
 @router.get("/models/{name}")
 async def get_model(request: Request, name: ModelPath) -> dict[str, Any]:
-    record = await run_in_threadpool(request.app.state.manager.record, check_model_name(name))
+    record = await run_in_threadpool(request.app.state.library.find, check_model_name(name))
     return {"id": record.name, "object": "model", "created": int(request.app.state.started_at),
             "owned_by": owner(record)}
 
@@ -250,10 +249,10 @@ async def embeddings(request: Request, body: OpenAIEmbeddingRequest) -> dict[str
     """Embeddings from any model (GGUF through llama.cpp's embedding mode, transformers: mean-pooled
     last hidden state), L2-normalised unless normalize is false; an input past the context is a 400."""
     name = check_model_name(body.model)
-    manager = request.app.state.manager
+    library = request.app.state.library
     await ensure_loaded(request, name)
     result = await run_in_threadpool(
-        lambda: embed_texts(manager, name, body.inputs(), normalize=body.normalize, truncate=body.truncate))
+        lambda: library.embeddings(name, body.inputs(), normalize=body.normalize, truncate=body.truncate))
     check_dimensions(name, result.dim, body.dimensions)
 
     def response() -> JSONResponse:  # thousands of floats per vector: encoded off the loop

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
+from lqmf.base.errors import InvalidRequest
 from server.http.errors import APIError
 from server.http.schemas import DetokenizeRequest, TokenizeRequest, check_model_name
 from server.http.streaming import ensure_loaded
@@ -21,7 +22,7 @@ async def health(request: Request):
     """200 when ready to serve, with which engine serves GGUF and why; 503 while starting (preloading models)."""
     if request.app.state.ready.is_set():
         # Startup decided the engine (_preload), so this is a lookup, not a smoke check.
-        return {"status": "ok", "gguf": await run_in_threadpool(request.app.state.manager.engine_status)}
+        return {"status": "ok", "gguf": await run_in_threadpool(request.app.state.library.engine_status)}
     return JSONResponse({"status": "starting"}, status_code=503, headers={"Retry-After": "1"})
 
 
@@ -39,9 +40,8 @@ async def tokenize(request: Request, body: TokenizeRequest) -> dict[str, Any]:
     if text is None:
         raise APIError(422, "send 'text' to tokenize", '{"model": "...", "text": "hello"}')
     await ensure_loaded(request, name)
-    tokens = await run_in_threadpool(
-        request.app.state.manager.call, name, lambda b: b.tokenize(text, add_special=body.add_special)
-    )
+    library = request.app.state.library
+    tokens = await run_in_threadpool(lambda: library.tokenize(name, text, add_special=body.add_special))
     return {"model": name, "tokens": tokens, "count": len(tokens)}
 
 
@@ -50,13 +50,8 @@ async def detokenize(request: Request, body: DetokenizeRequest) -> dict[str, Any
     """Text of token ids."""
     name = check_model_name(body.model)
     await ensure_loaded(request, name)
-
-    def work(backend):
-        vocab = backend.vocab_size
-        bad = [t for t in body.tokens if not 0 <= t < vocab]
-        if bad:
-            raise APIError(422, f"token ids out of range 0..{vocab - 1}: {bad[:10]}", "send ids from /tokenize")
-        return backend.detokenize(body.tokens)
-
-    text = await run_in_threadpool(request.app.state.manager.call, name, work)
+    try:
+        text = await run_in_threadpool(request.app.state.library.detokenize, name, body.tokens)
+    except InvalidRequest as exc:  # ids outside the vocabulary: this route's own 422, as it always answered
+        raise APIError(422, exc.message, exc.hint) from None
     return {"model": name, "text": text}

@@ -1,0 +1,251 @@
+"""The word rules: which intent a split line asks for, each rule a function of the line's words.
+
+RULES is tried in order, most specific first; the first rule that fits makes the Command, its slots read with
+agents/slot_reading.py.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Callable, Optional
+
+from agents.classifier_parse import classifier_command
+from agents.command_words import GROUPS, group_of, nearest
+from agents.endpoint_commands import endpoint_command
+from agents.intents import Command, Intent, Slots
+from agents.line_words import Words
+from agents.slot_reading import (
+    acquire_command,
+    help_command,
+    model_slots,
+    output_name,
+    port_of,
+    quantize_command,
+    recommend_command,
+)
+
+
+def _quantize(s: Words, line: str) -> Optional[Command]:
+    if not s.has("quantize"):
+        return None
+    name, refs = output_name(s, line)
+    if not refs and (s.has("list") or s.has("experiments")):
+        return Command(Intent.LIST_QUANTIZATIONS)
+    return quantize_command(s, line)
+
+
+def _acquire(s: Words, line: str) -> Optional[Command]:
+    """download ORG/NAME [LEVEL] [as NAME] · import PATH [as NAME] · login."""
+    # "import" only as typed: its spelling neighbours ("port") belong to other commands.
+    typed_import = any(raw.lower() in GROUPS["import"] for raw in s.raw)
+    if s.has("download") or typed_import:
+        return acquire_command(Intent.DOWNLOAD_MODEL if s.has("download") else Intent.IMPORT_MODEL, s, line)
+    if s.has("login") or re.search(r"\blog\s+in(?:to)?\b", line, re.I):
+        return Command(Intent.LOGIN)
+    return None
+
+
+def _embed(s: Words, line: str) -> Optional[Command]:
+    """embed NAME "text" ["text" ...]: every quoted text is embedded."""
+    # Only a line that starts with the verb ("embed ...", "show embeddings ..."): other commands may
+    # mention embeddings ("... classifier on embeddings of NAME") and keep their own meaning.
+    verb = next((w for w in s.words if w not in GROUPS["list"]), None)
+    if verb not in GROUPS["embed"]:
+        return None
+    slots = model_slots(s)
+    return Command(Intent.EMBED_TEXT, Slots(model=slots.model, prompt=slots.prompt, texts=list(s.quoted)))
+
+
+def _simple(intent: Intent, *groups: str, alone: bool = False) -> Callable[[Words, str], Optional[Command]]:
+    def rule(s: Words, line: str) -> Optional[Command]:
+        if any(s.has(g) for g in groups) and (not alone or set(s.words) <= set().union(*(GROUPS[g] for g in groups))):
+            return Command(intent)
+        return None
+    return rule
+
+
+def _exit(s: Words, line: str) -> Optional[Command]:
+    if s.words and s.words[0] in GROUPS["exit"] and len(s.words) <= 2 and not s.models:
+        return Command(Intent.EXIT)
+    return None
+
+
+def _help(s: Words, line: str) -> Optional[Command]:
+    if s.has("help") or re.search(r"\bwhat can (you|i) do\b", line.lower()):
+        return Command(Intent.SHOW_HELP)
+    return None
+
+
+def _experiment(s: Words, line: str) -> Optional[Command]:
+    """The experiments, one intent each: agreement, fidelity, benchmark, compare, batch, conversation, one prompt."""
+    file = s.files[0] if s.files else None
+    if s.has("agreement"):
+        refs = s.in_order(s.models + s.levels) + s.urls
+        return Command(Intent.AGREEMENT_REPORT, Slots(model=refs[0] if refs else None, models=refs, file=file))
+    if s.has("fidelity"):  # before compare: "fidelity of A against B" names B as the reference
+        return Command(Intent.FIDELITY_REPORT, model_slots(s, file=file))
+    if s.has("benchmark") and not s.has("compare"):  # "benchmark A and B" measures both, no fidelity
+        return Command(Intent.BENCHMARK_MODELS, model_slots(s))
+    # "better", "best", "difference" compare only between models: "best wishes" is no comparison.
+    explicit = set(s.words) & {"compare", "comparison", "versus", "vs", "side-by-side"}
+    if (s.has("compare") and (explicit or len(s.models) + len(s.levels) >= 2)) or \
+            (len(s.models) >= 2 and " and " in f" {line.lower()} " and not s.has("load")):
+        return Command(Intent.COMPARE_MODELS, model_slots(s, many=True, file=file))
+    if s.has("benchmark"):
+        return Command(Intent.BENCHMARK_MODELS, model_slots(s))
+    if s.has("experiments") and not s.models and (s.has("list") or len(s.words) <= 2):
+        return Command(Intent.LIST_EXPERIMENTS)
+    if s.has("experiment") or (s.has("batch") and s.files) or s.has("conversation"):
+        intent = Intent.CONVERSATION_EXPERIMENT if s.has("conversation") else \
+            Intent.BATCH_EXPERIMENT if s.has("batch") or s.files else Intent.EXPERIMENT_WITH_MODEL
+        return Command(intent, model_slots(s, file=file))
+    return None
+
+
+def _server(s: Words, line: str) -> Optional[Command]:
+    start, stop = s.first("start"), s.first("stop")
+    if s.has("stop") and stop <= start:
+        if s.models and not s.has("server"):  # "stop X", "shut down X", "stop serving X": that model
+            return Command(Intent.UNLOAD_MODEL_API, model_slots(s))
+        if s.has("server") or set(s.words) <= GROUPS["stop"] | GROUPS["status"] | GROUPS["serve"]:
+            return Command(Intent.STOP_API_SERVER)
+    if s.has("start") and (s.has("server") or not s.models) and not s.has("chat"):
+        if s.has("server") or set(s.words) <= GROUPS["start"] | GROUPS["serve"]:
+            return Command(Intent.START_API_SERVER, Slots(port=port_of(line)))
+    if s.has("serve") and not s.models and not s.has("status"):
+        return Command(Intent.START_API_SERVER, Slots(port=port_of(line)))
+    return None
+
+
+def _status(s: Words, line: str) -> Optional[Command]:
+    words = set(s.words)
+    if s.models:
+        # "is X loaded?", "is X running": the status answers it.
+        if words & {"loaded", "running", "served", "serving"} and words <= GROUPS["status"] | GROUPS["list"]:
+            return Command(Intent.SHOW_API_STATUS, Slots(model=s.models[0]))
+        return None
+    if "status" in words or "health" in words or ("loaded" in words and s.has("models") | s.has("list")):
+        return Command(Intent.SHOW_API_STATUS)
+    if s.has("server") and (s.has("list") or not (words - GROUPS["server"] - GROUPS["status"])):
+        return Command(Intent.SHOW_API_STATUS)
+    if words & {"running", "served", "serving", "loaded", "alive"} and not words & GROUPS["load"]:
+        return Command(Intent.SHOW_API_STATUS)  # "what's being served right now", "anything loaded?"
+    if "memory" in words and s.has("list"):  # "what's in memory"
+        return Command(Intent.SHOW_API_STATUS)
+    return None
+
+
+def _model_action(s: Words, line: str) -> Optional[Command]:
+    if s.has("unload"):
+        return Command(Intent.UNLOAD_MODEL_API, model_slots(s, plain_names=True))
+    if s.has("load") or (s.has("serve") and s.models):
+        return Command(Intent.LOAD_MODEL_API, model_slots(s, plain_names=True))
+    if s.has("chat"):
+        return Command(Intent.CHAT_WITH_MODEL, model_slots(s, plain_names=True))
+    if s.has("start") and s.models and not s.has("server"):
+        # "run X" is Ollama's chat; "fire up X", "launch X", "get X running": into memory.
+        verb = s.words[s.first("start")]
+        return Command(Intent.CHAT_WITH_MODEL if verb == "run" else Intent.LOAD_MODEL_API, model_slots(s))
+    return None
+
+
+def _help_topic(s: Words, line: str) -> Optional[Command]:
+    """help [TOPIC]: "help quantize", "how do I compare models", "?"; the topic is kept in `kind`."""
+    if not s.words or s.words[0] not in GROUPS["help"]:
+        return None
+    return help_command(s.words[1:])
+
+
+MANAGE = re.compile(r"^\s*(?:(?:please|pls|can you|could you|kindly)\s+)*(?P<verb>[A-Za-z]+)\s+(?:the\s+)?(?:model\s+)?"
+                    r"(?P<source>\S+)\s+(?:(?:to|as|into|->|=>|called|named)\s+)?(?P<target>[A-Za-z0-9][A-Za-z0-9._/+\-]*)"
+                    r"(?:\s+(?:--yes|-y|please))*\s*[.!]?\s*$", re.I)
+# "which model is fastest?", "which one should I use?", "what do you recommend": a choice among the models on disk,
+# none named (with names, "which is faster, A or B?" is a benchmark or a comparison of those).
+RECOMMEND = re.compile(r"\b(?:which|what)\b.*\b(?:fastest|quickest|speediest|best|most\s+(?:faithful|accurate)|"
+                       r"closest|should\s+(?:i|we)\s+(?:use|pick|choose|take|go\s+(?:with|for))|recommend\w*)\b|"
+                       r"\brecommend\w*\b.*\b(?:models?|variants?|llms?)\b", re.I)
+# ... and asks about the models ("what is the best pizza" does not).
+CHOICE = re.compile(r"\b(?:which|models?|variants?|ones?|llms?|quant\w*)\b", re.I)
+
+
+def _recommend(s: Words, line: str) -> Optional[Command]:
+    if s.models or s.levels or s.files or s.urls or not RECOMMEND.search(line) or not CHOICE.search(line):
+        return None
+    return recommend_command(s, line)
+
+
+def _rename_or_copy(s: Words, line: str) -> Optional[Command]:
+    """rename A to B / mv A B; copy A as B / cp A B: `model` is A, `name` the new name."""
+    if not (s.has("rename") or s.has("copy")):
+        return None
+    intent = Intent.RENAME_MODEL if s.first("rename") < s.first("copy") else Intent.COPY_MODEL
+    match = MANAGE.match(line)
+    if match and (group_of(match.group("verb").lower()) in ("rename", "copy")
+                  or (nearest(match.group("verb").lower()) or "") in GROUPS["rename"] | GROUPS["copy"]):
+        return Command(intent, Slots(model=match.group("source").strip("'\""), name=match.group("target")))
+    return Command(intent, Slots(model=s.models[0] if s.models else None,
+                                 name=s.models[1] if len(s.models) > 1 else None))
+
+
+def _remove(s: Words, line: str) -> Optional[Command]:
+    if s.has("remove") and not s.has("experiments"):
+        return Command(Intent.REMOVE_MODEL, model_slots(s, plain_names=True))
+    return None
+
+
+def _disk(s: Words, line: str) -> Optional[Command]:
+    words = set(s.words)
+    if not s.has("disk") or (words & GROUPS["quantize"] | words & GROUPS["download"]):
+        return None
+    if "disk" in words and not words & {"usage", "use", "used", "space", "storage", "room", "take", "takes", "free",
+                                        "much", "big", "size", "sizes", "du"} and set(s.words) != {"disk"}:
+        return None  # "list all models on disk" is a listing
+    return Command(Intent.DISK_USAGE, Slots(model=s.models[0] if len(s.models) == 1 else None))
+
+
+def _show_model(s: Words, line: str) -> Optional[Command]:
+    """show X / info about X / details of X / describe X: one model's manifest, lineage and figures."""
+    refs = s.in_order(s.models + s.levels)
+    if not refs and [raw.lower() for raw in s.raw] in (["show", "model"], ["describe", "model"], ["inspect", "model"]):
+        return Command(Intent.SHOW_MODEL)  # "show model" (one, unnamed: asks which); "show models" lists
+    if len(refs) != 1:
+        return None
+    words = set(s.words)
+    if s.has("inspect") or (words and words <= GROUPS["list"] | GROUPS["models"] | {"tell", "know", "is"}):
+        return Command(Intent.SHOW_MODEL, Slots(model=refs[0]))
+    return None
+
+
+def _list_models(s: Words, line: str) -> Optional[Command]:
+    words = set(s.words)
+    if s.has("models") and (s.has("list") or words <= GROUPS["models"] | GROUPS["list"] | {"disk", "local", "have"}):
+        return Command(Intent.LIST_MODELS)
+    if words and words <= {"ls", "list"}:
+        return Command(Intent.LIST_MODELS)
+    return None
+
+
+# Most specific first: quantize/download/experiments name their own verbs; then server, status,
+# model actions, listings; statistics and config last (their words appear in other commands).
+RULES: list[Callable[[Words, str], Optional[Command]]] = [
+    _exit,
+    _help_topic,  # "help quantize": the topic's forms, not a quantization
+    lambda s, line: classifier_command(line),  # "classifier" / "classify" lines read as typed
+    lambda s, line: endpoint_command(line),  # endpoints, `use`, `export`: read as typed
+    _rename_or_copy,
+    _recommend,  # "which model is fastest?" asks for an answer from the history, not a benchmark
+    _quantize,
+    _acquire,
+    _embed,
+    _disk,  # before experiments and stats: "disk usage" is no statistic
+    _experiment,
+    _remove,
+    _show_model,
+    _server,
+    _model_action,
+    _status,
+    _list_models,
+    _simple(Intent.SHOW_STATISTICS, "stats"),
+    _simple(Intent.SHOW_CONFIG, "config"),
+    _help,
+]
