@@ -261,7 +261,7 @@ class EndpointCommands:
 
     def add_or_ask(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
         """add(), or, on a server that lists several models with none named, which one (nothing registered yet)."""
-        from server.runtime.endpoints import ModelChoiceNeeded
+        from lqmf.serving_types import ModelChoiceNeeded
 
         try:
             return self.add(command, progress)

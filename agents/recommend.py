@@ -38,10 +38,8 @@ FOCUS = {"speed": ((_speed, MEASURE_SPEED),), "fidelity": ((_fidelity, MEASURE_F
 
 def recommendation(library: Any, focus: Optional[str] = None) -> r.Result:
     """The measured answer for a focus ("speed", "fidelity", None: both), or what to measure first."""
-    from agents.measure.experiments import benchmark_summary
-
+    summary = library.benchmark_summary()  # the same as GET /benchmark/summary: what no longer exists is left out
     records = library.models().models
-    summary = benchmark_summary(library.store, [rec.name for rec in records])  # what no longer exists is left out
     lines, todo = [], []
     for answer, measure in FOCUS.get(focus or "", FOCUS[""]):
         line = answer(summary)
