@@ -120,9 +120,10 @@ class Library(Serving):
         """One model: manifest facts, lineage tree, newest speed and fidelity, chat template (unless not
         `with_template`) and context."""
         from agents.models import admin
+        from agents.models.show import show_model
 
-        return admin.show_model(self.manager, admin.require_model(self.manager, name, "show"), store=self.store,
-                                with_template=with_template)
+        return show_model(self.manager, admin.require_model(self.manager, name, "show"), store=self.store,
+                           with_template=with_template)
 
     def remove(self, name: str, *, unload: bool = False) -> "ModelChanged":
         """Delete a model's files (refused while it is loaded, unless `unload`: then unloaded first, still refused
@@ -151,9 +152,9 @@ class Library(Serving):
 
     def disk_usage(self) -> "DiskUsage":
         """Bytes per model and what removing each frees; the total and the disk's free space."""
-        from agents.models import admin
+        from agents.models.show import disk_usage
 
-        return admin.disk_usage(self.manager)
+        return disk_usage(self.manager)
 
     def export(self, model: str, target: str, *, host: Optional[str] = None,
                port: Optional[int] = None) -> "ExportResult":

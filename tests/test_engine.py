@@ -618,7 +618,7 @@ def test_waiting_requests_start_in_arrival_order(served):
 
 
 def test_unload_and_keep_alive_stop_the_child_and_memory_counts_every_slot(demo_dir, tmp_path):
-    from server.runtime.manager import estimate_bytes
+    from server.runtime.budget import estimate_bytes
 
     manager = ModelManager(Settings(home=tmp_path, models_dir_override=demo_dir, parallel=3, keep_alive_s=-1))
     try:

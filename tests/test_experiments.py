@@ -17,8 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agents.measure.experiments import ExperimentAgent, heldout_text, percentile
+from agents.measure.experiments import ExperimentAgent, heldout_text
 from agents.measure.quality import score
+from agents.measure.ranking import percentile
 from lqmf.base.errors import LQMFError
 from lqmf.base.generation import GenerationParams
 from lqmf.base.settings import Settings

@@ -20,7 +20,7 @@ import pytest
 
 from lqmf.base.errors import InvalidRequest
 from lqmf.base.settings import Settings
-from server.runtime.endpoints import normalize_url
+from server.runtime.endpoint_spec import normalize_url
 from tests.test_server import start_server
 
 # What schemathesis registered (seed 7): every listing answered 500 after it.

@@ -249,7 +249,7 @@ def test_a_non_stream_client_that_leaves_cancels_its_generation(served, http, sl
 
 
 def test_concurrent_loads_cannot_overshoot_the_memory_budget(demo_dir, tmp_path):
-    from server.runtime.manager import estimate_bytes
+    from server.runtime.budget import estimate_bytes
 
     probe = ModelManager(Settings(home=tmp_path, models_dir_override=demo_dir))
     try:

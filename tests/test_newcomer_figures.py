@@ -13,7 +13,7 @@ import pytest
 from rich.console import Console
 
 from agents.measure.experiments import ExperimentAgent
-from agents.models.admin import show_model
+from agents.models.show import show_model
 from lqmf.api import Library
 from lqmf.base.manifest import MANIFEST_SUFFIX, read_manifest, weight_split
 from lqmf.base.settings import Settings

@@ -12,7 +12,8 @@ import pytest
 from lqmf.base.errors import ContextOverflow, InsufficientMemory, ModelLoadError, ModelNotFound, QueueFull
 from lqmf.base.generation import GenerationParams
 from lqmf.base.settings import Settings
-from server.runtime.manager import ModelManager, estimate_bytes
+from server.runtime.budget import estimate_bytes
+from server.runtime.manager import ModelManager
 
 GREEDY = GenerationParams(max_tokens=48, temperature=0)
 CHAT = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "What does shuffle do?"}]

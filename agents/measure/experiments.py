@@ -30,22 +30,21 @@ from agents.measure.fidelity import (
 from agents.measure.inputs import heldout_text, load_conversation, load_prompts, prompt_text, read_text_file
 from agents.measure.ranking import (
     fidelity_verdict,
-    percentile,  # noqa: F401 (re-exported)
     rank,
     recommend,
     summarize_runs,
     untimed_notes,
 )
 from agents.measure.results import ExperimentResult, LoadFigures, ModelRow, RunFigures, arrived_in_one_burst
-from agents.measure.summary import benchmark_summary, prompt_set  # noqa: F401 (benchmark_summary: re-exported)
+from agents.measure.summary import prompt_set
 from lqmf.base.encoders import EMBEDDING
 from lqmf.base.errors import LQMFError
-from lqmf.base.generation import GenerationParams, collect
+from lqmf.base.generation import GenerationParams, Prompt, collect
 from lqmf.base.progress import Progress
 from lqmf.base.sampling import GREEDY
 from lqmf.base.settings import Settings
 from lqmf.base.units import plural
-from server.runtime.manager import ModelManager, Prompt
+from server.runtime.manager import ModelManager
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any, Optional
 
 from agents.models.results import Change
-from agents.models.show import disk_usage, show_model  # noqa: F401 (re-exported: the faces read through admin)
 from agents.models.units import IMATRIX_DIR, ModelUnit, model_unit
 from lqmf.base.atomic import atomic_output, ensure_disk_space, temp_sibling
 from lqmf.base.errors import InvalidRequest, LQMFError, ModelNotFound, OutputExists

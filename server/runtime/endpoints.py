@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 LISTING_PROBE_TIMEOUT_S = 3.0  # a listing waits at most this long for stale probes
 
-__all__ = ["Endpoint", "EndpointRegistry", "ModelChoiceNeeded", "normalize_url"]
+__all__ = ["EndpointRegistry"]
 
 
 class EndpointRegistry:

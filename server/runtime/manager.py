@@ -30,7 +30,7 @@ from server.runtime.routing import Routing
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Job", "LoadedModel", "ModelManager", "NotLoadedNow", "Prompt", "estimate_bytes"]
+__all__ = ["ModelManager"]
 
 
 class ModelManager:

@@ -14,7 +14,8 @@ from lqmf.base.errors import ModelNotFound, OutputExists
 from lqmf.base.settings import Settings
 from server.runtime.catalog import ModelCatalog
 from server.runtime.discovery import ModelRecord
-from server.runtime.endpoints import Endpoint, EndpointRegistry
+from server.runtime.endpoint_spec import Endpoint
+from server.runtime.endpoints import EndpointRegistry
 from server.runtime.routing import Routing
 
 if TYPE_CHECKING:
