@@ -144,12 +144,6 @@ class Serving:
         """Health-check the remote endpoints' members not heard from lately (LQMFError: a broken endpoints file)."""
         self.manager.endpoints.refresh()
 
-    def chat_template(self, record: "ModelRecord") -> Optional[str]:
-        """A local model's chat template as its files hold it (None without one)."""
-        from server.runtime.discovery import chat_template_of
-
-        return chat_template_of(record)
-
     # -- generation, tokens, embeddings ----------------------------------------------------------------------
     def fallback_walk(self, name: str, on_move: Optional[Callable[[str, str], None]] = None) -> "FallbackWalk":
         """A request's walk: `default`'s whole chain, else `name` alone; `on_move(failed, next)` hears each move

@@ -117,8 +117,9 @@ async def show(request: Request, body: OllamaShowRequest) -> dict[str, Any]:
     name = check_model_name(body.model or body.name or "")
     state = request.app.state
     record = await run_in_threadpool(state.library.find, name)
-    template = await run_in_threadpool(state.library.chat_template, record) if record.format != "remote" else None
-    facts = await run_in_threadpool(lambda: state.library.show(name, with_template=False))
+    # The template comes with show's facts: show reads again when a rename or removal races the read.
+    facts = await run_in_threadpool(state.library.show, name)
+    template = facts.chat_template
     arch = (record.architecture or "unknown").lower()
     info = {"general.architecture": arch, "general.basename": record.name,
             "general.parameter_count": record.parameter_count, "general.file_type": record.level,
@@ -140,7 +141,8 @@ async def show(request: Request, body: OllamaShowRequest) -> dict[str, Any]:
     return {
         "modelfile": modelfile, "parameters": parameters, "template": template or "",
         "details": {**details(record), "parent_model": ancestors[0] if ancestors else ""}, "model_info": info,
-        "modified_at": modified, "capabilities": CAPABILITIES[record.role], "lqmf": facts.model_dict(),
+        "modified_at": modified, "capabilities": CAPABILITIES[record.role],
+        "lqmf": {**facts.model_dict(), "chat_template": None},  # the template is said once, as "template"
     }
 
 
