@@ -32,6 +32,7 @@ from lqmf.serving import Serving
 if TYPE_CHECKING:  # typing only: the library imports its parts when first asked
     from agents.classifiers.results import Classification, ClassifierCheckResult, ClassifierList, ClassifierTrained
     from agents.measure.results import AgreementResult, EmbeddingResult, ExperimentList, ExperimentResult, Statistics
+    from agents.measure.tuning import TuneResult
     from agents.models.results import (
         DiskUsage,
         EndpointList,
@@ -311,6 +312,14 @@ class Library(Serving):
         max_tokens."""
         return self.lab.benchmark([models] if isinstance(models, str) else list(models), progress=progress,
                                   **options)
+
+    def tune(self, name: str, *, progress: Optional[Progress] = None, **options: Any) -> "TuneResult":
+        """Measure how llama-server serves a GGUF model fastest on this machine (speculation, slots, threads,
+        micro-batch), store the choice in the history and serve the model with it from now on; options: tokens,
+        prompts, load_tokens, budget_s (agents.measure.tuning.TuneOptions)."""
+        from agents.measure.tuning import TuneOptions, Tuner
+
+        return Tuner(self.manager, self.store, TuneOptions(**options)).run(name, progress)
 
     def compare(self, models: Sequence[str], prompts: Optional[Sequence[str]] = None, *,
                 prompts_file: Optional[PathLike] = None, reference: Optional[str] = None, max_tokens: int = 48,

@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # typing only
     from server.runtime.discovery import ModelRecord
     from server.runtime.embeddings import Embeddings
     from server.runtime.fallback import FallbackWalk
+    from server.runtime.engine_tuning import EngineTuning
     from server.runtime.jobs import Job
     from server.runtime.manager import ModelManager
 
@@ -47,6 +48,7 @@ class Serving:
 
             manager = ModelManager(self.settings)
         self.manager = manager
+        manager.tuning_of = self.tuning_of  # the manager starts GGUF children as the history says `tune` chose
         self._store: Optional["Store"] = None
         self._store_lock = threading.Lock()  # its own lock: opening SQLite never holds up anything else
         self._lab: Optional["ExperimentAgent"] = None
@@ -67,6 +69,14 @@ class Serving:
             store, self._store = self._store, None
         if store is not None:
             store.close()
+
+    def tuning_of(self, name: str) -> Optional["EngineTuning"]:
+        """The engine settings `tune` chose for `name` last (None: never tuned, or the defaults won)."""
+        from server.runtime.engine_tuning import TUNE_KIND, EngineTuning
+
+        rows = self.store.experiments(kind=TUNE_KIND, model=name, status="done", limit=1)
+        chosen = (rows[0].get("summary") or {}).get("tuning") if rows else None
+        return EngineTuning.from_dict(chosen) if chosen else None
 
     # -- the parts, made on first use (the shell starts without SQLite or the factory) ------------------
     @property

@@ -24,6 +24,7 @@ from server.runtime.catalog import ModelCatalog
 from server.runtime.discovery import ModelRecord
 from server.runtime.endpoints import EndpointRegistry
 from server.runtime.engine_decision import EngineDecision
+from server.runtime.engine_tuning import EngineTuning
 from server.runtime.jobs import Job, LoadedModel, NotLoadedNow, Work, generation_work, start_workers, stop_workers
 from server.runtime.remotes import RemoteModels
 from server.runtime.routing import Routing
@@ -60,6 +61,8 @@ class ModelManager:
         self.engines = EngineDecision(settings)
         self.engine, self.engine_status, self.engine_notice = (self.engines.choice, self.engines.status,
                                                                self.engines.notice)
+        # A model's stored engine tuning, by name: the Library, which owns the history, sets this.
+        self.tuning_of: Callable[[str], Optional[EngineTuning]] = lambda name: None
         # Models whose files are being removed, renamed or copied (agents.models.admin): no load may start on them.
         self._changing: dict[str, str] = {}
         self._closed = threading.Event()
@@ -207,11 +210,26 @@ class ModelManager:
 
         n_ctx = min(self.settings.context_length, record.context_length or self.settings.context_length)
         engine = self.engine() if record.format == "gguf" else None
-        slots = self.settings.parallel if engine is not None and engine.server else 1
+        served = engine is not None and engine.server
+        tuning = self._tuning(record) if served else None
+        slots = (tuning and tuning.slots or self.settings.parallel) if served else 1
+        threads = tuning and tuning.threads or self.settings.threads
         need = estimate_bytes(record, n_ctx * slots)  # every slot holds a KV cache of its own
         self.budget.reserve(record.name, need)
-        return backend_for(record, n_ctx=n_ctx, threads=self.settings.threads, engine=engine, slots=slots,
-                           logs_dir=self.settings.logs_dir), need
+        return backend_for(record, n_ctx=n_ctx, threads=threads, engine=engine, slots=slots,
+                           logs_dir=self.settings.logs_dir, tuned_args=tuning.server_args() if tuning else ()), need
+
+    def _tuning(self, record: ModelRecord) -> Optional[EngineTuning]:
+        """The model's stored engine tuning when it holds for its file on this machine (LQMF_TUNED=0: never)."""
+        tuning = self.tuning_of(record.name) if self.settings.tuned else None
+        why = tuning.applies_to(record.path) if tuning is not None else None
+        if why:
+            log.warning("%s is served with the default engine settings: its tuning does not hold (%s); "
+                        "run `tune %s` again", record.name, why, record.name)
+            return None
+        if tuning is not None:
+            log.info("%s is served as tuned: %s", record.name, " ".join(tuning.server_args()) or "no extra arguments")
+        return tuning
 
     def unload(self, name: str) -> bool:
         """Unload after the model's queued requests finish; False when it was not loaded."""

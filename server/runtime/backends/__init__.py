@@ -13,11 +13,11 @@ if TYPE_CHECKING:
 
 
 def backend_for(record: "ModelRecord", *, engine: "Optional[EngineChoice]" = None, slots: int = 1,
-                logs_dir: "Optional[Path]" = None, **options) -> "Backend":
+                logs_dir: "Optional[Path]" = None, tuned_args: tuple[str, ...] = (), **options) -> "Backend":
     """The backend class for a discovered model's format (not loaded yet).
 
     GGUF goes to a llama-server child with `slots` parallel slots when `engine` is the server
-    engine, else in-process.
+    engine, else in-process; `tuned_args` are the model's tuned llama-server arguments (server.runtime.engine_tuning).
     """
     from server.runtime.backends.gguf import GGUFBackend
     from server.runtime.backends.transformers_backend import TransformersBackend
@@ -29,7 +29,7 @@ def backend_for(record: "ModelRecord", *, engine: "Optional[EngineChoice]" = Non
         from server.runtime.backends.gguf_engine import EngineBackend
         from server.runtime.engine import engine_log_path
 
-        return EngineBackend(record, binary=engine.binary, slots=slots, server_args=engine.server_args,
+        return EngineBackend(record, binary=engine.binary, slots=slots, server_args=engine.server_args + tuned_args,
                              log_path=engine_log_path(logs_dir, record.name), **options)
 
     table: dict[str, Callable[..., "Backend"]] = {
