@@ -203,6 +203,14 @@ def _disk(s: Words, line: str) -> Optional[Command]:
     return Command(Intent.DISK_USAGE, Slots(model=s.models[0] if len(s.models) == 1 else None))
 
 
+def _tune(s: Words, line: str) -> Optional[Command]:
+    """tune X / autotune X: one GGUF model's engine settings measured here."""
+    first = s.raw[0].lower() if s.raw else ""
+    if first not in ("tune", "autotune", "auto-tune") or len(s.models) > 1:
+        return None
+    return Command(Intent.TUNE_MODEL, Slots(model=s.models[0] if s.models else None))
+
+
 def _show_model(s: Words, line: str) -> Optional[Command]:
     """show X / info about X / details of X / describe X: one model's manifest, lineage and figures."""
     refs = s.in_order(s.models + s.levels)
@@ -237,6 +245,7 @@ RULES: list[Callable[[Words, str], Optional[Command]]] = [
     _quantize,
     _acquire,
     _embed,
+    _tune,
     _disk,  # before experiments and stats: "disk usage" is no statistic
     _experiment,
     _remove,

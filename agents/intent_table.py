@@ -262,6 +262,14 @@ _SPECS = (
         topics=("benchmark",), every=True, fits=ms.GENERATES, progress="bar", completion=("benchmark",),
         canonical="benchmark model NAME", rank=8),
     IntentSpec(
+        Intent.TUNE_MODEL, "Experiments", lambda x, c, p: x.library.tune(c.slots.model, progress=p),
+        needs=(_model("tune"),), describe="tune {model}",
+        help=(HelpRow("tune NAME", "measure speculation, slots, threads and batches for a GGUF model on this "
+                      "machine (at most 3 min), then serve it with the winner", "tune NAME",
+                      ("find the fastest engine settings for NAME", "autotune NAME")),),
+        topics=("tune", "speculation"), fits=ms.SERVED_GGUF, progress="bar", completion=("tune",),
+        canonical="tune NAME", rank=33),
+    IntentSpec(
         Intent.COMPARE_MODELS, "Experiments",
         lambda x, c, p: x.library.compare(models_of(x, c), prompts_file=c.slots.file, progress=p),
         needs=(Need(("models",), "Which models should I compare? Name two or more.", MODELS_ON_DISK, at_least=2),),

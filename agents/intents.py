@@ -22,6 +22,7 @@ class Intent(str, Enum):
     BENCHMARK_MODELS = "BENCHMARK_MODELS"  # speed: TTFT, tokens/s, latency, load time, memory
     COMPARE_MODELS = "COMPARE_MODELS"  # the same prompts on each, fidelity against their source, ranked
     FIDELITY_REPORT = "FIDELITY_REPORT"  # perplexity, KL divergence, top-1 agreement against a reference
+    TUNE_MODEL = "TUNE_MODEL"  # speculation and engine settings measured on this machine, the winner served
     RECOMMEND_MODEL = "RECOMMEND_MODEL"  # "which model is fastest?": answered from the recorded measurements
     AGREEMENT_REPORT = "AGREEMENT_REPORT"  # two variants on a labelled dataset
     QUANTIZE_MODEL = "QUANTIZE_MODEL"

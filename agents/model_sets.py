@@ -14,6 +14,7 @@ GENERATES = "generates"  # a model that generates text (chat, benchmark, experim
 EMBEDS = "embeds"  # a model that makes embeddings: an encoder first, a generator's pooled states after
 VARIANT = "variant"  # a quantized variant whose source is on disk (fidelity is measured against it)
 SOURCE = "source"  # an unquantized Hugging Face folder: every method quantizes from one
+SERVED_GGUF = "served gguf"  # a GGUF model that generates: what llama-server serves and `tune` tunes
 FLOAT_LEVELS = frozenset({"f16", "bf16", "f32"})
 # Quick to load and run first, so that an example or "all models" costs little: quantized GGUF, float GGUF, then
 # the in-process transformers formats (bitsandbytes is the slowest on a CPU).
@@ -34,6 +35,7 @@ MISSING = {
     EMBEDS: Missing("<model>", "no model on disk makes embeddings: download one first"),
     VARIANT: Missing("<variant>", "no quantized variant with its source on disk: quantize a model first"),
     SOURCE: Missing("<hf-model>", "no unquantized Hugging Face folder on disk: download ORG/NAME first"),
+    SERVED_GGUF: Missing("<gguf-model>", "no GGUF model on disk: quantize a model to gguf first"),
 }
 
 
@@ -58,6 +60,7 @@ FITS: dict[str, Callable[[Any], bool]] = {
     VARIANT: lambda record: _generates(record) and (record.level or "").lower() not in FLOAT_LEVELS
     and record.format != "hf",
     SOURCE: _source,
+    SERVED_GGUF: lambda record: record.format == "gguf" and _generates(record),
 }
 
 

@@ -23,6 +23,7 @@ from agents.measure.results import (  # noqa: F401
     ExperimentList,
     ExperimentResult,
     Statistics,
+    TuneResult,
 )
 from agents.models.results import DiskUsage, EndpointList, ExportResult, ModelChanged, ModelDetails, ModelList  # noqa: F401
 from agents.quantization.results import (  # noqa: F401

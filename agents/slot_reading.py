@@ -189,7 +189,7 @@ SLOT_READERS: dict[Intent, Callable[[Words, str, Sequence[str]], Command]] = {
     **{intent: _models_reader(intent) for intent in (
         Intent.LOAD_MODEL_API, Intent.UNLOAD_MODEL_API, Intent.CHAT_WITH_MODEL, Intent.REMOVE_MODEL,
         Intent.SHOW_MODEL, Intent.BENCHMARK_MODELS, Intent.EXPERIMENT_WITH_MODEL, Intent.BATCH_EXPERIMENT,
-        Intent.CONVERSATION_EXPERIMENT, Intent.FIDELITY_REPORT)},
+        Intent.CONVERSATION_EXPERIMENT, Intent.FIDELITY_REPORT, Intent.TUNE_MODEL)},
     Intent.COMPARE_MODELS: _models_reader(Intent.COMPARE_MODELS, many=True),
     Intent.AGREEMENT_REPORT: _agreement_command,
     Intent.QUANTIZE_MODEL: quantize_command,

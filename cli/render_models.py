@@ -58,6 +58,23 @@ def _tree(node: dict[str, Any], name: str, branch: Optional[Tree] = None) -> Tre
     return here
 
 
+def _tuning_words(m: r.ModelDetails) -> str:
+    """What `tune` chose for the model and the gains it measured (or how to tune it)."""
+    tuning = m.figures.get("tuning")
+    if not tuning:
+        return f"not tuned: tune {escape(m.name)}" if m.format == "gguf" else "-"
+    gains = tuning.get("gains") or {}
+    single = ", ".join(f"{kind} {x:.2f}x" for kind, x in (gains.get("single") or {}).items())
+    aggregate = ", ".join(f"{n} clients {x:.2f}x" for n, x in (gains.get("aggregate") or {}).items())
+    words = escape(tuning["chosen"])
+    words += f"; single stream {single}" if single else ""
+    words += f"; aggregate {aggregate}" if aggregate else ""
+    words += f" (tune #{tuning['experiment_id']}, {_ago(tuning.get('measured_at'))})"
+    if tuning.get("not_applied"):
+        words += f"; NOT applied: {escape(tuning['not_applied'])}"
+    return words
+
+
 def model_details(m: r.ModelDetails, console: Console) -> None:
     table = Table(title=f"{m.name}", show_header=False)
     table.add_column("fact", style="bold")
@@ -128,6 +145,7 @@ def model_details(m: r.ModelDetails, console: Console) -> None:
                       f" ({fidelity['kind']} #{fidelity['experiment_id']}, {_ago(fidelity.get('measured_at'))})")
     else:
         table.add_row("latest fidelity", f"not measured yet: fidelity of {escape(m.name)}")
+    table.add_row("engine tuning", _tuning_words(m))
     for change in m.changes[:3]:
         table.add_row("history", f"{change['action']} {escape(change['name'])}"
                       + (f" → {escape(change['new_name'])}" if change.get("new_name") else "")
@@ -137,6 +155,34 @@ def model_details(m: r.ModelDetails, console: Console) -> None:
         root = Tree("lineage (source → variants)")
         _tree(m.lineage["tree"], m.name, root)
         console.print(root)
+
+
+def tune_result(t: r.TuneResult, console: Console) -> None:
+    """What `tune` measured: speculation per kind, engine settings per number of clients, and the choice."""
+    console.print(f"[green]tuned[/green] {escape(t.model)} in {t.seconds:.0f} s on {escape(t.machine)} "
+                  f"— tune #{t.experiment_id} in the history")
+    for line in t.plan[1:]:
+        console.print(f"  {escape(line)}")
+    kinds = list(t.speculation[0].rates) if t.speculation else []
+    table = Table(title="Speculation, single stream (decode tokens/s, × against none; same text as none?)")
+    for column in ("candidate", *kinds, "same text"):
+        table.add_column(column)
+    for row in t.speculation:
+        cells = [f"{row.rates[k]:.1f} ({row.speedups.get(k, 0):.2f}×)" for k in kinds if k in row.rates]
+        table.add_row(escape(row.label), *(cells if not row.error else [escape(row.error)] + [""] * (len(kinds) - 1)),
+                      "yes" if row.identical and not row.error else "[red]no[/red]")
+    console.print(table)
+    clients = list(t.settings[0].aggregate) if t.settings else []
+    table = Table(title="Engine settings (aggregate tokens/s; TTFT p50 ms)")
+    for column in ("settings", *(f"{n} clients" for n in clients)):
+        table.add_column(column)
+    for row in t.settings:
+        table.add_row(escape(row.label), *(f"{row.aggregate[n]:.1f} ({row.ttft_ms[n]:.0f} ms)" for n in clients
+                                           if n in row.aggregate))
+    console.print(table)
+    for skipped in t.skipped:
+        console.print(f"skipped: {escape(skipped)}")
+    console.print(f"chosen: [bold]{escape(t.chosen)}[/bold] — the model is served with it from its next load")
 
 
 def disk_usage(u: r.DiskUsage, console: Console) -> None:
@@ -163,5 +209,6 @@ RENDERERS: dict[type, Callable[[Any, Console], None]] = {
     r.AlreadyLoaded: already_loaded,
     r.ModelChanged: model_changed,
     r.ModelDetails: model_details,
+    r.TuneResult: tune_result,
     r.DiskUsage: disk_usage,
 }

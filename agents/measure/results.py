@@ -5,6 +5,7 @@ The library (lqmf.api) returns these, the shell draws them (cli/render.py) and -
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -220,3 +221,48 @@ class Statistics(Result):
     """Counts in the history and served requests per model."""
 
     values: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SpeculationRow:
+    """One speculation candidate's single-stream decode rate per kind, and whether its text was identical."""
+
+    label: str
+    rates: dict[str, float] = field(default_factory=dict)  # kind -> tokens/s (median of the prompts)
+    speedups: dict[str, float] = field(default_factory=dict)  # kind -> rate / rate without speculation
+    identical: bool = True
+    accepted: dict[str, float] = field(default_factory=dict)  # kind -> accepted drafted tokens / generated
+    error: str = ""
+
+
+@dataclass
+class SettingsRow:
+    """One engine-settings candidate's aggregate tokens/s and TTFT p50 per number of clients."""
+
+    label: str
+    slots: int
+    threads: int
+    ubatch: Optional[int]
+    aggregate: dict[int, float] = field(default_factory=dict)
+    ttft_ms: dict[int, float] = field(default_factory=dict)
+    error: str = ""
+
+    def score(self) -> float:
+        values = [v for v in self.aggregate.values() if v > 0]
+        return statistics.geometric_mean(values) if values else 0.0
+
+
+@dataclass
+class TuneResult(Result):
+    """What `tune NAME` measured and chose; `tuning` is what the model's child now starts with."""
+
+    model: str = ""
+    machine: str = ""
+    plan: list[str] = field(default_factory=list)
+    speculation: list[SpeculationRow] = field(default_factory=list)
+    settings: list[SettingsRow] = field(default_factory=list)
+    tuning: Optional[dict[str, Any]] = None
+    chosen: str = ""  # in words
+    skipped: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    experiment_id: int = 0

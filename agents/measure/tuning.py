@@ -18,19 +18,18 @@ with the choice from then on (server.runtime.engine_tuning). The engine does not
 from __future__ import annotations
 
 import logging
-import math
 import statistics
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
+from agents.measure.results import SettingsRow, SpeculationRow, TuneResult
 from agents.measure.workloads import KINDS, Workloads
 from lqmf.base.errors import InvalidRequest, LQMFError
 from lqmf.base.progress import Progress, report
-from lqmf.base.results import Result
 from server.runtime.engine_tuning import NO_SPECULATION, TUNE_KIND, EngineTuning, Speculation, machine_fingerprint
 
 log = logging.getLogger(__name__)
@@ -38,12 +37,15 @@ log = logging.getLogger(__name__)
 TIME_BUDGET_S = 170.0  # `tune` takes at most 3 minutes for a small model: candidates that would not fit are skipped
 SPEEDUP_FLOOR = 0.98  # speculation must not make any kind slower than this (its cost on text that does not repeat)
 TTFT_SLACK = 1.10  # a tuned setting's TTFT p50 may not exceed the defaults' by more (timer noise of short prompts)
-DRAFTLESS = (  # the draftless types worth trying, each with the shapes that paid on SmolLM2 (issue 30's note)
+# The draftless types worth trying: upstream's default shape, and shorter drafts, which pay on a CPU, where checking
+# a long draft costs nearly as much as decoding it (issue 30's note has the measurements).
+DRAFTLESS = (
     Speculation("ngram-mod"),
-    Speculation("ngram-mod", ("--spec-ngram-mod-n-match", "8", "--spec-ngram-mod-n-min", "8",
-                              "--spec-ngram-mod-n-max", "32")),
-    Speculation("ngram-map-k", ("--spec-ngram-map-k-size-n", "4", "--spec-ngram-map-k-size-m", "24")),
-    Speculation("ngram-simple", ("--spec-ngram-simple-size-n", "4", "--spec-ngram-simple-size-m", "16")),
+    Speculation("ngram-mod", ("--spec-ngram-mod-n-match", "8", "--spec-ngram-mod-n-min", "4",
+                              "--spec-ngram-mod-n-max", "8")),
+    Speculation("ngram-mod", ("--spec-ngram-mod-n-match", "6", "--spec-ngram-mod-n-min", "2",
+                              "--spec-ngram-mod-n-max", "12")),
+    Speculation("ngram-map-k", ("--spec-ngram-map-k-size-n", "4", "--spec-ngram-map-k-size-m", "16")),
 )
 CLIENTS = (1, 4, 16)
 
@@ -57,51 +59,6 @@ class TuneOptions:
     load_tokens: int = 48
     budget_s: float = TIME_BUDGET_S
     seed: int = 0
-
-
-@dataclass
-class SpeculationRow:
-    """One speculation candidate's single-stream decode rate per kind, and whether its text was identical."""
-
-    label: str
-    rates: dict[str, float] = field(default_factory=dict)  # kind -> tokens/s (median of the prompts)
-    speedups: dict[str, float] = field(default_factory=dict)  # kind -> rate / rate without speculation
-    identical: bool = True
-    accepted: dict[str, float] = field(default_factory=dict)  # kind -> accepted drafted tokens / generated
-    error: str = ""
-
-
-@dataclass
-class SettingsRow:
-    """One engine-settings candidate's aggregate tokens/s and TTFT p50 per number of clients."""
-
-    label: str
-    slots: int
-    threads: int
-    ubatch: Optional[int]
-    aggregate: dict[int, float] = field(default_factory=dict)
-    ttft_ms: dict[int, float] = field(default_factory=dict)
-    error: str = ""
-
-    def score(self) -> float:
-        values = [v for v in self.aggregate.values() if v > 0]
-        return math.exp(statistics.fmean(math.log(v) for v in values)) if values else 0.0
-
-
-@dataclass
-class TuneResult(Result):
-    """What `tune NAME` measured and chose; `tuning` is what the model's child now starts with."""
-
-    model: str = ""
-    machine: str = ""
-    plan: list[str] = field(default_factory=list)
-    speculation: list[SpeculationRow] = field(default_factory=list)
-    settings: list[SettingsRow] = field(default_factory=list)
-    tuning: Optional[dict[str, Any]] = None
-    chosen: str = ""  # in words
-    skipped: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-    experiment_id: int = 0
 
 
 class Tuner:
@@ -143,12 +100,16 @@ class Tuner:
         started = time.monotonic()
         record, candidates, plan = self.plan(name)
         result = TuneResult(model=name, machine=machine_fingerprint(), plan=plan)
+        report(progress, plan[0], 0, 1)
         experiment = self.store.start_experiment(TUNE_KIND, [name], {"plan": plan, "options": vars(self.options)})
         try:
             self._speculation(record, candidates, result, started, progress)
             best = choose_speculation(result.speculation, candidates)
             self._settings(record, best, result, started, progress)
             tuning = choose_settings(result.settings, best, record)
+            if tuning is not None and best is not NO_SPECULATION:
+                single = next(row.speedups for row in result.speculation if row.label == best.label)
+                tuning = replace(tuning, gains={**tuning.gains, "single": single})
             result.tuning = tuning.to_dict() if tuning else None
             result.chosen = describe(tuning)
         except BaseException as exc:
@@ -263,7 +224,7 @@ def choose_speculation(rows: Sequence[SpeculationRow], candidates: Sequence[Spec
             continue
         if min(row.speedups.values()) < SPEEDUP_FLOOR:
             continue
-        score = math.exp(statistics.fmean(math.log(v) for v in row.speedups.values()))
+        score = statistics.geometric_mean(row.speedups.values())
         if score > best_score:
             best, best_score = by_label[row.label], score
     return best
@@ -340,8 +301,11 @@ class Probe:
 
         self.child = child
         self.name = name
+        # A kept-alive connection llama-server closed (its keep-alive is 5 s) would fail the next request: none is
+        # reused after a second idle.
         self.http = httpx.Client(base_url=child.url, headers={"Authorization": f"Bearer {child.key}"},
-                                 timeout=httpx.Timeout(600.0, connect=10.0))
+                                 timeout=httpx.Timeout(600.0, connect=10.0),
+                                 limits=httpx.Limits(max_connections=64, keepalive_expiry=1.0))
 
     def body(self, messages: list[dict[str, str]], tokens: int, stream: bool) -> dict[str, Any]:
         return {"model": self.name, "messages": messages, "max_tokens": tokens, "temperature": 0, "stream": stream,

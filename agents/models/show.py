@@ -117,6 +117,21 @@ def latest_figures(store, name: str) -> dict[str, Any]:
     return {"speed": speed, "fidelity": fidelity}
 
 
+def latest_tuning(store, record: ModelRecord) -> Optional[dict[str, Any]]:
+    """What `tune NAME` chose last and the gains it measured, and why it is not applied when it no longer holds."""
+    from server.runtime.engine_tuning import TUNE_KIND, EngineTuning
+
+    rows = store.experiments(kind=TUNE_KIND, model=record.name, status="done", limit=1) if store is not None else []
+    if not rows:
+        return None
+    summary = rows[0].get("summary") or {}
+    chosen = EngineTuning.from_dict(summary["tuning"]) if summary.get("tuning") else None
+    return {"chosen": summary.get("chosen", ""), "gains": chosen.gains if chosen else {},
+            "args": list(chosen.server_args()) if chosen else [], "seconds": summary.get("seconds"),
+            "experiment_id": rows[0]["id"], "measured_at": rows[0].get("finished_at"),
+            "not_applied": chosen.applies_to(Path(record.path)) if chosen else None}
+
+
 def show_model(manager, name: str, *, store=None, with_template: bool = True) -> ModelDetails:
     """Everything known about one model: the manifest's facts, lineage, latest figures, template, context.
 
@@ -156,7 +171,8 @@ def _details(manager, record: ModelRecord, store, with_template: bool) -> ModelD
         "path": str(record.path), "architecture": record.architecture, "parameter_count": record.parameter_count,
         "context_length": record.context_length, "usable": record.usable, "reason": record.reason,
         "role": record.role,
-        "loaded": manager.is_loaded(record.name), "figures": latest_figures(store, record.name),
+        "loaded": manager.is_loaded(record.name),
+        "figures": {**latest_figures(store, record.name), "tuning": latest_tuning(store, record)},
         "changes": store.model_changes(name=record.name) if store is not None else [],
     }
     if record.format == "remote":

@@ -39,7 +39,9 @@ class Speculation:
     def label(self) -> str:
         """How the shell and reports name it: the type, its shaping arguments, the draft's file name."""
         draft = f" with draft {Path(self.draft).name}" if self.draft else ""
-        return " ".join((self.name, *self.args)) + draft
+        flags = [flag.removeprefix(f"--spec-{self.name}-").removeprefix("--spec-") for flag in self.args[::2]]
+        shape = ", ".join(f"{flag} {value}" for flag, value in zip(flags, self.args[1::2], strict=True))
+        return self.name + (f" ({shape})" if shape else "") + draft
 
 
 NO_SPECULATION = Speculation("none")
