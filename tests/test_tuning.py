@@ -64,6 +64,8 @@ def test_speculation_wins_only_when_its_text_is_the_same_and_no_kind_gets_slower
     assert choose_speculation([none, failed], CANDIDATES) is NO_SPECULATION
     flat = _row(DRAFTLESS[2].label, {"chat": 0.99, "code": 1.0, "json": 1.0})  # costs a little, gains nothing
     assert choose_speculation([none, flat], CANDIDATES) is NO_SPECULATION
+    noise = _row(DRAFTLESS[2].label, {"chat": 1.0, "code": 1.04, "json": 1.04})  # within a shared CPU's noise
+    assert choose_speculation([none, noise], CANDIDATES) is NO_SPECULATION
 
 
 def _settings(label: str, slots: int, aggregate: dict[int, float], ttft: dict[int, float]) -> SettingsRow:
@@ -81,6 +83,10 @@ def test_settings_win_on_throughput_only_with_ttft_no_worse_than_the_defaults(tm
     assert chosen.gains["aggregate"] == {"1": 1.0, "4": 1.15, "16": 1.333}
     assert chosen.model_bytes == 1000 and chosen.machine == machine_fingerprint()
     assert choose_settings([defaults, slower_start], NO_SPECULATION, record) is None  # the defaults stay
+    noise = _settings("16 slots", 16, {1: 101, 4: 202, 16: 303}, {1: 10, 4: 40, 16: 400})  # +1%: noise
+    assert choose_settings([defaults, noise], NO_SPECULATION, record) is None
+    same_threads = choose_settings([defaults, faster], NO_SPECULATION, record)
+    assert same_threads.threads is None  # what equals the default is not pinned
     spec = choose_settings([defaults, slower_start], DRAFTLESS[0], record)  # speculation alone is a tuning too
     assert spec is not None and spec.slots is None and spec.speculation == DRAFTLESS[0]
 

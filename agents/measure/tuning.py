@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 
 TIME_BUDGET_S = 170.0  # `tune` takes at most 3 minutes for a small model: candidates that would not fit are skipped
 SPEEDUP_FLOOR = 0.98  # speculation must not make any kind slower than this (its cost on text that does not repeat)
+# A change is kept only when it gains at least this much (geometric mean over the kinds, or over 1/4/16 clients):
+# single runs on a shared CPU move by a few percent, and a choice made on noise helps nobody.
+MIN_SPECULATION_GAIN = 1.05
+MIN_SETTINGS_GAIN = 1.03
 TTFT_SLACK = 1.10  # a tuned setting's TTFT p50 may not exceed the defaults' by more (timer noise of short prompts)
 # The draftless types worth trying: upstream's default shape, and shorter drafts, which pay on a CPU, where checking
 # a long draft costs nearly as much as decoding it (issue 30's note has the measurements).
@@ -54,8 +58,8 @@ CLIENTS = (1, 4, 16)
 class TuneOptions:
     """How much `tune` measures: tokens per prompt, prompts per kind, tokens per client in the aggregate phase."""
 
-    tokens: int = 160
-    prompts: int = 2
+    tokens: int = 128
+    prompts: int = 4  # per kind: every one must give none's text (the engine's batched check can round differently)
     load_tokens: int = 48
     budget_s: float = TIME_BUDGET_S
     seed: int = 0
@@ -216,9 +220,9 @@ class Tuner:
 
 def choose_speculation(rows: Sequence[SpeculationRow], candidates: Sequence[Speculation]) -> Speculation:
     """The candidate with the best geometric-mean speedup among those with identical text and every kind at least
-    SPEEDUP_FLOOR; none when no candidate beats none."""
+    SPEEDUP_FLOOR; none when no candidate beats none by MIN_SPECULATION_GAIN."""
     by_label = {c.label: c for c in candidates}
-    best, best_score = NO_SPECULATION, 1.0
+    best, best_score = NO_SPECULATION, MIN_SPECULATION_GAIN
     for row in rows[1:]:
         if row.error or not row.identical or len(row.speedups) < len(KINDS):
             continue
@@ -231,23 +235,24 @@ def choose_speculation(rows: Sequence[SpeculationRow], candidates: Sequence[Spec
 
 
 def choose_settings(rows: Sequence[SettingsRow], spec: Speculation, record) -> Optional[EngineTuning]:
-    """The settings row with the best aggregate score whose TTFT p50 is no worse than the defaults' (first row)."""
+    """The settings row with the best aggregate score, at least MIN_SETTINGS_GAIN over the defaults (first row),
+    whose TTFT p50 is no worse than theirs; None when the defaults stay and there is no speculation either."""
     if not rows or rows[0].error:
         return None
     base = rows[0]
-    best = base
+    best, best_score = base, base.score() * MIN_SETTINGS_GAIN
     for row in rows[1:]:
         if row.error or len(row.aggregate) < len(base.aggregate):
             continue
         slower = any(row.ttft_ms[c] > base.ttft_ms[c] * TTFT_SLACK for c in base.ttft_ms if c in row.ttft_ms)
-        if not slower and row.score() > best.score():
-            best = row
+        if not slower and row.score() > best_score:
+            best, best_score = row, row.score()
     if spec is NO_SPECULATION and best is base:
         return None
     gains = {"aggregate": {str(c): round(best.aggregate[c] / base.aggregate[c], 3) for c in base.aggregate
                            if base.aggregate[c] and c in best.aggregate}}
-    return EngineTuning(speculation=spec, threads=best.threads if best is not base else None,
-                        slots=best.slots if best is not base else None, ubatch=best.ubatch,
+    return EngineTuning(speculation=spec, threads=best.threads if best.threads != base.threads else None,
+                        slots=best.slots if best.slots != base.slots else None, ubatch=best.ubatch,
                         machine=machine_fingerprint(), model_bytes=Path(record.path).stat().st_size, gains=gains)
 
 
@@ -328,7 +333,9 @@ class Probe:
         import json
 
         sent, first, count = time.perf_counter(), None, 0
-        with self.http.stream("POST", "/v1/chat/completions", json=self.body(messages, tokens, stream=True)) as r:
+        # llama-server closes a connection after a streamed answer: this one is not offered for reuse.
+        with self.http.stream("POST", "/v1/chat/completions", json=self.body(messages, tokens, stream=True),
+                              headers={"Connection": "close"}) as r:
             if r.status_code != 200:
                 raise LQMFError(f"llama-server answered {r.status_code}: {r.read()[:200]!r}")
             for line in r.iter_lines():
