@@ -31,8 +31,14 @@ from lqmf.serving import Serving
 
 if TYPE_CHECKING:  # typing only: the library imports its parts when first asked
     from agents.classifiers.results import Classification, ClassifierCheckResult, ClassifierList, ClassifierTrained
-    from agents.measure.results import AgreementResult, EmbeddingResult, ExperimentList, ExperimentResult, Statistics
-    from agents.measure.tuning import TuneResult
+    from agents.measure.results import (
+        AgreementResult,
+        EmbeddingResult,
+        ExperimentList,
+        ExperimentResult,
+        Statistics,
+        TuneResult,
+    )
     from agents.models.results import (
         DiskUsage,
         EndpointList,

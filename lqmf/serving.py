@@ -8,12 +8,15 @@ SQLite, the factory or numpy.
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 from lqmf.base.errors import InvalidRequest
 from lqmf.base.progress import Progress
 from lqmf.base.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # typing only
     import asyncio
@@ -26,8 +29,8 @@ if TYPE_CHECKING:  # typing only
     from memory.store import Store
     from server.runtime.discovery import ModelRecord
     from server.runtime.embeddings import Embeddings
-    from server.runtime.fallback import FallbackWalk
     from server.runtime.engine_tuning import EngineTuning
+    from server.runtime.fallback import FallbackWalk
     from server.runtime.jobs import Job
     from server.runtime.manager import ModelManager
 
@@ -72,9 +75,15 @@ class Serving:
 
     def tuning_of(self, name: str) -> Optional["EngineTuning"]:
         """The engine settings `tune` chose for `name` last (None: never tuned, or the defaults won)."""
+        import sqlite3
+
         from server.runtime.engine_tuning import TUNE_KIND, EngineTuning
 
-        rows = self.store.experiments(kind=TUNE_KIND, model=name, status="done", limit=1)
+        try:
+            rows = self.store.experiments(kind=TUNE_KIND, model=name, status="done", limit=1)
+        except sqlite3.Error as exc:  # an unreadable history must not stop a model from loading: the defaults serve
+            log.warning("the history could not say how %s was tuned (%s): it is served with the defaults", name, exc)
+            return None
         chosen = (rows[0].get("summary") or {}).get("tuning") if rows else None
         return EngineTuning.from_dict(chosen) if chosen else None
 

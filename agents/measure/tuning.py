@@ -122,7 +122,7 @@ class Tuner:
             raise
         result.seconds = round(time.monotonic() - started, 1)
         result.experiment_id = experiment
-        self.store.finish_experiment(experiment, {**result.to_dict(), "tuning": result.tuning})
+        self.store.finish_experiment(experiment, result.to_dict())
         if self.manager.is_loaded(name):  # serve as tuned now, not at the next load
             self.manager.unload(name)
         return result

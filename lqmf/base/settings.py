@@ -89,8 +89,8 @@ class Settings(BaseSettings):
     parallel: int = Field(default=4, ge=1, le=256,
                           description="Parallel slots per GGUF model on the server engine (requests decoded at once).")
     tuned: bool = Field(default=True,
-                        description="Serve each GGUF model with the engine settings `tune NAME` measured for it on this "
-                                    "machine (speculation, threads, slots, batches); false: always the defaults.")
+                        description="Serve each GGUF model with the engine settings `tune NAME` measured for it on "
+                                    "this machine (speculation, threads, slots, batches); false: always the defaults.")
     remote_parallel: int = Field(default=16, ge=1, le=1024,
                                  description="Requests LQMF sends to one remote model at once "
                                              "(its own server batches them).")
