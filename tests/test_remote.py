@@ -375,7 +375,10 @@ def test_benchmark_compare_and_summary_over_http(gateway):
         summary = httpx.get(f"{url}/benchmark/summary").json()
         assert summary["speed_by_model"]["far"]["measured_over"] == "http"
         assert summary["speed_by_model"]["demo-q4_k_m"]["measured_over"] == "local"
-        assert summary["fastest_model"]["model"] in ("far", "demo-q4_k_m")
+        # The automatic benchmark measured every loaded model, the reference compare loaded (demo-f16) too, and on
+        # 4.5M-parameter models which one is fastest is chance: it is one of the models measured here.
+        fastest = summary["fastest_model"]["model"]
+        assert fastest in summary["speed_by_model"] and fastest in ("far", "demo-q4_k_m", report.reference)
         assert summary["most_faithful_model"]["model"] == "demo-q4_k_m"
     finally:
         store.close()
