@@ -48,6 +48,8 @@ from typing import Any, Iterator, Optional, Sequence
 
 import httpx
 
+from lqmf.base.sse import sse_events
+
 ROOT = Path(__file__).resolve().parents[1]
 
 log = logging.getLogger("engine_bench")
@@ -415,15 +417,7 @@ def stream(client: httpx.Client, url: str, body: dict[str, Any]) -> StreamSample
         if response.status_code != 200:
             response.read()
             raise RuntimeError(_error(response))
-        for line in response.iter_lines():
-            if not line.startswith("data:"):
-                continue
-            payload = line[5:].strip()
-            if payload == "[DONE]":
-                break
-            event = json.loads(payload)
-            if "error" in event:
-                raise RuntimeError(f"error event: {str(event['error'])[:200]}")
+        for event in sse_events(response.iter_lines()):
             if event.get("usage"):
                 tokens = int(event["usage"]["completion_tokens"])
             if any(choice.get("text") for choice in event.get("choices") or []):

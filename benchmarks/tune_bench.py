@@ -44,6 +44,8 @@ from unittest.mock import patch
 import httpx
 import psutil
 
+from lqmf.base.sse import sse_events
+
 if __package__:  # imported as benchmarks.*
     from benchmarks import engine_bench, load_test
 else:  # run as a script: benchmarks/ is first on sys.path
@@ -245,13 +247,7 @@ def stream(client: httpx.Client, url: str, body: dict[str, Any]) -> dict[str, An
         if response.status_code != 200:
             response.read()
             raise RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
-        for line in response.iter_lines():
-            payload = line[5:].strip() if line.startswith("data:") else ""
-            if not payload or payload == "[DONE]":
-                continue
-            event = json.loads(payload)
-            if "error" in event:
-                raise RuntimeError(f"error event: {str(event['error'])[:200]}")
+        for event in sse_events(response.iter_lines()):
             if event.get("usage"):
                 tokens = int(event["usage"]["completion_tokens"])
             text = "".join((c.get("delta") or {}).get("content") or "" for c in event.get("choices") or [])

@@ -42,6 +42,17 @@ def test_the_kinds_ask_for_what_they_are_named_after():
     assert "The main character is called" in chat and "```" not in chat
 
 
+def test_sse_events_reads_the_json_events_up_to_done_and_raises_on_an_error_event():
+    from lqmf.base.errors import LQMFError
+    from lqmf.base.sse import sse_events
+
+    lines = [": keep-alive", "", 'data: {"choices": [{"delta": {"content": "a"}}]}', "data:", 'data: {"usage": {}}',
+             "data: [DONE]", 'data: {"after": "done"}']
+    assert list(sse_events(lines)) == [{"choices": [{"delta": {"content": "a"}}]}, {"usage": {}}]
+    with pytest.raises(LQMFError, match="error event: .*slot unavailable"):
+        list(sse_events(['data: {"a": 1}', 'data: {"error": {"message": "slot unavailable"}}']))
+
+
 # -- the choice rules ---------------------------------------------------------------------------------------------
 def _row(label: str, speedups: dict[str, float], identical: bool = True, error: str = "") -> SpeculationRow:
     return SpeculationRow(label, rates={k: 100 * v for k, v in speedups.items()}, speedups=speedups,

@@ -30,6 +30,7 @@ from agents.measure.results import SettingsRow, SpeculationRow, TuneResult
 from agents.measure.workloads import KINDS, Workloads
 from lqmf.base.errors import InvalidRequest, LQMFError
 from lqmf.base.progress import Progress, report
+from lqmf.base.sse import sse_events
 from server.runtime.engine_tuning import NO_SPECULATION, TUNE_KIND, EngineTuning, Speculation, machine_fingerprint
 
 log = logging.getLogger(__name__)
@@ -330,18 +331,13 @@ class Probe:
 
     def stream(self, messages: list[dict[str, str]], tokens: int) -> tuple[int, float]:
         """One streamed request: (completion tokens, seconds to the first text)."""
-        import json
-
         sent, first, count = time.perf_counter(), None, 0
         # llama-server closes a connection after a streamed answer: this one is not offered for reuse.
         with self.http.stream("POST", "/v1/chat/completions", json=self.body(messages, tokens, stream=True),
                               headers={"Connection": "close"}) as r:
             if r.status_code != 200:
                 raise LQMFError(f"llama-server answered {r.status_code}: {r.read()[:200]!r}")
-            for line in r.iter_lines():
-                if not line.startswith("data: ") or line == "data: [DONE]":
-                    continue
-                event = json.loads(line[6:])
+            for event in sse_events(r.iter_lines()):
                 if first is None and any((c.get("delta") or {}).get("content") for c in event.get("choices") or ()):
                     first = time.perf_counter() - sent
                 if event.get("usage"):

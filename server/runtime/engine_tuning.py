@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional
 
@@ -91,7 +90,6 @@ class EngineTuning:
         return None
 
 
-@lru_cache(maxsize=1)
 def machine_fingerprint() -> str:
     """The CPU model and core counts: what engine settings measured on one machine depend on."""
     import psutil
