@@ -10,43 +10,16 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import mmap
 import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from lqmf.base.gguf_header import GGUFHeader, Tensor, read_gguf_header  # noqa: F401 (re-exported)
 from lqmf.base.source import DTYPE_BYTES, safetensors_headers
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Tensor:
-    """One stored tensor. `shape` is row-major (torch's order): a Linear weight is (out_features, in_features)."""
-
-    name: str
-    shape: tuple[int, ...]
-    dtype: str  # safetensors dtype (F16, BF16, F32, ...) or GGUF type name (F16, Q4_K, ...)
-
-    @property
-    def columns(self) -> int:
-        """The row width: a Linear's input features, llama.cpp's ne[0] (what block sizes must divide)."""
-        return self.shape[-1] if self.shape else 1
-
-    @property
-    def numel(self) -> int:
-        return math.prod(self.shape)
-
-    @property
-    def n_dims(self) -> int:
-        """Dimensions, trailing 1s of llama.cpp's order (leading ones here) not counted, as ggml_n_dims does."""
-        dims = list(self.shape)
-        while len(dims) > 1 and dims[0] == 1:
-            dims.pop(0)
-        return len(dims)
 
 
 @dataclass(frozen=True)
@@ -114,73 +87,6 @@ def _gguf_shapes(file: Path) -> ModelShapes:
         n_head_kv=int(meta.get(f"{arch}.attention.head_count_kv") or n_head),
         n_expert=int(meta.get(f"{arch}.expert_count") or 0), header_bytes=header.data_offset,
     )
-
-
-@dataclass(frozen=True)
-class GGUFHeader:
-    """A GGUF file's scalar metadata (arrays are skipped), its tensor infos and where the tensor data starts."""
-
-    metadata: dict
-    tensors: tuple[Tensor, ...]
-    data_offset: int
-
-
-# GGUF value types: struct formats of the scalars; 8 is a string, 9 an array.
-_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
-
-
-def read_gguf_header(file: Path) -> GGUFHeader:
-    """Parse a GGUF header directly: gguf.GGUFReader builds a numpy view per vocabulary entry (3 s for
-    SmolLM2's 49k tokens), which a plan cannot wait for; this skips arrays it does not need."""
-    from gguf import GGMLQuantizationType  # type names, so they match what gguf-py and the manifests say
-
-    with open(file, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        if data[:4] != b"GGUF":
-            raise ValueError(f"{file} is not a GGUF file")
-        pos = 8
-        n_tensors, n_kv = struct.unpack_from("<QQ", data, pos)
-        pos += 16
-
-        def string(at: int) -> tuple[str, int]:
-            (length,) = struct.unpack_from("<Q", data, at)
-            return bytes(data[at + 8: at + 8 + length]).decode("utf-8", "replace"), at + 8 + length
-
-        def skip(kind: int, at: int) -> int:
-            if kind == 8:
-                return at + 8 + struct.unpack_from("<Q", data, at)[0]
-            if kind == 9:
-                item, count = struct.unpack_from("<IQ", data, at)
-                at += 12
-                if item in _SCALARS:
-                    return at + count * struct.calcsize(_SCALARS[item])
-                for _ in range(count):
-                    at = skip(item, at)
-                return at
-            return at + struct.calcsize(_SCALARS[kind])
-
-        metadata: dict = {}
-        for _ in range(n_kv):
-            key, pos = string(pos)
-            (kind,) = struct.unpack_from("<I", data, pos)
-            pos += 4
-            if kind == 8:
-                metadata[key], pos = string(pos)
-            elif kind in _SCALARS:
-                (metadata[key],) = struct.unpack_from(_SCALARS[kind], data, pos)
-                pos = skip(kind, pos)
-            else:
-                pos = skip(kind, pos)
-        tensors = []
-        for _ in range(n_tensors):
-            name, pos = string(pos)
-            (n_dims,) = struct.unpack_from("<I", data, pos)
-            dims = struct.unpack_from(f"<{n_dims}Q", data, pos + 4)
-            ggml_type, _offset = struct.unpack_from("<IQ", data, pos + 4 + 8 * n_dims)
-            pos += 4 + 8 * n_dims + 12
-            # GGUF dims are llama.cpp's ne order (columns first): reversed here to torch's order.
-            tensors.append(Tensor(name, tuple(int(d) for d in reversed(dims)), GGMLQuantizationType(ggml_type).name))
-        alignment = int(metadata.get("general.alignment") or 32)
-        return GGUFHeader(metadata, tuple(tensors), -(-pos // alignment) * alignment)
 
 
 SHAPE_READERS = {"hf": _hf_shapes, "gguf": _gguf_shapes}

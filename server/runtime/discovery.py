@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable, Optional
 
 from lqmf.base.atomic import is_temp_name
 from lqmf.base.encoders import GENERATION, MODULES_FILE, gguf_role, hf_role
+from lqmf.base.gguf_header import read_gguf_header
 from lqmf.base.manifest import MANIFEST_SUFFIX, read_manifest
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ def _level_bits(level: Optional[str]) -> Optional[float]:
 
 
 def inspect_gguf(path: Path, name: str) -> ModelRecord:
-    """A record for one .gguf file, from its magic and metadata (read with `gguf`)."""
+    """A record for one .gguf file, from its magic, metadata and tensor infos (lqmf.base.gguf_header)."""
     record = ModelRecord(name=name, path=path, format="gguf", size_bytes=_size(path), manifest=read_manifest(path))
     with open(path, "rb") as handle:
         magic = handle.read(4)
@@ -92,15 +93,11 @@ def inspect_gguf(path: Path, name: str) -> ModelRecord:
         record.usable, record.reason = False, "not a GGUF file (bad magic bytes)"
         return record
     try:
-        from gguf import GGUFReader
-
-        reader = GGUFReader(str(path))
-        fields = {key: reader.fields[key] for key in reader.fields}
-
-        def value(key: str) -> Any:
-            f = fields.get(key)
-            return f.contents() if f is not None else None
-
+        header = read_gguf_header(path)
+        if header.data_offset + header.data_bytes > record.size_bytes:
+            raise ValueError(f"truncated: its tensors need {header.data_offset + header.data_bytes} bytes, "
+                             f"the file has {record.size_bytes}")
+        value = header.metadata.get
         if value("general.type") == "imatrix":
             record.usable, record.reason = False, "an importance matrix (llama-imatrix output), not a model"
             return record
@@ -117,7 +114,7 @@ def inspect_gguf(path: Path, name: str) -> ModelRecord:
             record.role = gguf_role(arch, value(f"{arch}.pooling_type"), value(f"{arch}.attention.causal"))
         file_type = value("general.file_type")
         record.level = GGUF_FILE_TYPES.get(file_type) if file_type is not None else None
-        record.parameter_count = sum(int(t.n_elements) for t in reader.tensors)
+        record.parameter_count = sum(t.numel for t in header.tensors)
     except Exception as exc:  # a truncated or corrupt file must not break the listing
         record.usable, record.reason = False, f"unreadable GGUF: {exc}"
     if record.level is None:
