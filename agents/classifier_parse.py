@@ -33,7 +33,9 @@ PCA = re.compile(r"\bpca\b(?:\s*[=:]?\s*(\d*\.\d+|\d+))?", re.I)
 TEXT_COLUMN = re.compile(rf"\btext[\s_-]*col(?:umn)?\s*[=:]?\s*({ARG})", re.I)
 LABEL_COLUMN = re.compile(rf"\blabels?[\s_-]*col(?:umn)?\s*[=:]?\s*({ARG})", re.I)
 TRAIN_FILE = re.compile(rf"\bon\s+({ARG})", re.I)
-TRAIN_MODEL = re.compile(rf"\b(?:with|using)\s+(?:model\s+)?({ARG})", re.I)
+# "with M", "using model M", "using the embeddings of M".
+TRAIN_MODEL = re.compile(rf"\b(?:with|using)\s+(?:the\s+)?(?:(?:vectors|embeddings?)\s+(?:of|from)\s+(?:the\s+)?)?"
+                         rf"(?:model\s+)?({ARG})", re.I)
 # A check's labelled file: "with|using FILE.csv", or any name after "with the file / test set / data ...".
 DATA_SUFFIX = re.compile(r"\.(?:csv|jsonl|ndjson)$", re.I)
 FILE_WORDS = r"(?:(?:the|a|my|this)\s+)?(?:labell?ed\s+)?(?:file|data(?:\s*set)?|test[\s_-]*(?:set|file|data)|examples)"

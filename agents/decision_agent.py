@@ -88,7 +88,7 @@ class DecisionAgent:
         from agents.understanding.fusion import fuse
         from agents.understanding.intent_model import masked
 
-        ranked = self.meaning.rank(masked(line, split.models + split.levels, split.files))
+        ranked = self.meaning.rank(masked(line, split.references(), split.files))
         return fuse(rule_intent, ranked) if ranked else None
 
     def _weigh(self, command: Command, reading, rule_intent: Intent, split: Words, line: str,
@@ -129,7 +129,7 @@ class DecisionAgent:
         from agents.understanding.intent_model import masked
 
         split = split_line(text.strip(), sorted(set(self.model_names())))
-        return masked(text.strip(), split.models + split.levels, split.files)
+        return masked(text.strip(), split.references(), split.files)
 
     # -- classification -----------------------------------------------------------------------------
     def _classify(self, s: Words, line: str) -> Command:

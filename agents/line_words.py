@@ -12,6 +12,7 @@ from typing import Callable
 
 from agents.budget_words import SIZE_TOKEN
 from agents.command_words import FILLER, GROUPS, VOCAB, VOCAB_SET, corrected
+from agents.described_models import described
 
 METHODS = {"gguf": "gguf", "gptq": "gptq", "bnb": "bnb", "bitsandbytes": "bnb", "llama.cpp": "gguf"}
 LEVEL = re.compile(r"^(?:i?q[1-8](?:_k)?(?:_(?:[sml]|[01]|xs|xxs|nl))?|f16|bf16|f32)$", re.I)
@@ -38,6 +39,7 @@ PHRASES: list[tuple[re.Pattern, str]] = [(re.compile(pattern, re.I), word) for p
     (r"\b(?:put|stick|pop)\b(?=.*\b(?:memory|ram|gpu|vram)\b)", "load"),
     (r"\b(?:take|get|kick|throw|pull)\b(?=.*\bout\s+of\s+(?:memory|ram|gpu|vram)\b)", "unload"),
     (r"\bget\s+rid\s+of\b", "remove"),
+    (r"\bpull\s+up\b", "show"),  # "pull up the card for X"; a download is "pull X"
     # "make X fit in 90 MB", "squeeze X into 90 MB": a quantization to a budget (agents/budget_words.py reads it).
     (r"\b(?:make|get|squeeze|cram|squash)\b(?=\s+(?:\S+\s+){1,3}?(?:fits?\s+)?(?:in(?:to|side)?|within|under|below)"
      r"\s+(?:about\s+)?\d+(?:\.\d+)?\s*(?:[kmgt]i?b|gigs?|megs?)\b)", "quantize"),
@@ -68,6 +70,12 @@ class Words:
     line: str = ""
     corrections: list[str] = field(default_factory=list)  # "laod -> load", as typed
     classifiers: list[str] = field(default_factory=list)  # the saved classifiers' names
+    described: list[str] = field(default_factory=list)  # words that named a model by its pieces ("the gptq demo")
+    guessed: list[str] = field(default_factory=list)  # references that only look like names (none on disk)
+
+    def references(self) -> list[str]:
+        """Everything in the line that stands for a model, as the intent classifier's mask hides it."""
+        return self.models + self.levels + self.described
 
     def in_order(self, refs: list[str]) -> list[str]:
         """References in the order they were typed ("A against B": B is the reference)."""
@@ -108,9 +116,12 @@ def split_line(line: str, known: list[str]) -> Words:
         names_it = any(w in known_lower or FILE.search(w) for w in words_after)
         if not names_it and not all(w in known_lower or w in ("or", "and", "vs") for w in words_after):
             rest, prompt_tail = head, tail
+    descriptions = described(rest, known)
+    for typed, name in descriptions:  # "the f16 copy of demo" names demo-f16
+        rest = rest.replace(typed, f" {name} ", 1)
     for pattern, word in PHRASES[1:]:
         rest = pattern.sub(word, rest)
-    words, raw_words, models, files, levels, methods = [], [], list(quoted_models), [], [], []
+    words, raw_words, models, files, levels, methods, guessed = [], [], list(quoted_models), [], [], [], []
     for raw in TOKEN.findall(rest):
         low = raw.lower().rstrip(".,!?;:")
         if raw == "?":
@@ -130,6 +141,7 @@ def split_line(line: str, known: list[str]) -> Words:
             continue  # numbers are read by the port / bits / budget patterns
         elif looks_like_model(raw, low):
             models.append(raw.rstrip(".,!?;:"))
+            guessed.append(models[-1])
         elif low in FILLER:
             continue
         else:
@@ -138,7 +150,8 @@ def split_line(line: str, known: list[str]) -> Words:
     if prompt_tail.strip():
         quoted.append(prompt_tail.strip())
     words, corrections = corrected(words)
-    return Words(words, raw_words, models, quoted, files, levels, methods, urls, line, corrections)
+    return Words(words, raw_words, models, quoted, files, levels, methods, urls, line, corrections,
+                 described=[typed for typed, _ in descriptions], guessed=guessed)
 
 
 def looks_like_model(raw: str, low: str) -> bool:

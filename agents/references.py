@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 
 # Not "from" or "than": "drifted from A" and "faster than B" name the reference and the other side.
-SET_ASIDE = r"(?:not|instead\s+of|keep|keeping|forget|except|leave|leaving)\s+(?:the\s+)?(?:model\s+)?"
+SET_ASIDE = (r"(?:not|instead\s+of|rather\s+than|keep|keeping|forget|except|leave|leaving|"
+             r"stop\s+(?:using|defaulting\s+to))\s+(?:the\s+)?(?:model\s+)?")
 
 
 def acted_on(line: str, refs: list[str]) -> list[str]:
@@ -19,5 +20,21 @@ def acted_on(line: str, refs: list[str]) -> list[str]:
     moved = re.search(r"\bfrom\s+(\S+)\s+to\s+(\S+)", line, re.I)  # "switch the default from A to B": B
     if moved and {moved.group(1).rstrip(",."), moved.group(2).rstrip(",.?!")} <= set(refs):
         return [moved.group(2).rstrip(",.?!")]
-    kept = [ref for ref in refs if not re.search(rf"\b{SET_ASIDE}{re.escape(ref)}(?![\w.-])", line, re.I)]
-    return kept or refs
+    kept = [ref for ref in refs if not re.search(rf"\b{SET_ASIDE}{re.escape(ref)}(?![\w.-])", line, re.I)] or refs
+    # "I know A is quicker, but today I want to chat with B": what follows "but" is what is asked.
+    before, but, after = _around_but(line)
+    if but and len(kept) > 1 and not re.match(r"\W*(?:also|too|and|as\s+well)\b", after, re.I):
+        later = [ref for ref in kept if _names(after, ref)]
+        if later and len(later) < len(kept) and all(_names(before, ref) for ref in kept if ref not in later):
+            return later
+    return kept
+
+
+def _around_but(line: str) -> tuple[str, str, str]:
+    """The line before and after its last "but" ("" for both sides when it has none)."""
+    parts = re.split(r"\bbut\b", line, flags=re.I)
+    return ("but".join(parts[:-1]), "but", parts[-1]) if len(parts) > 1 else ("", "", "")
+
+
+def _names(text: str, ref: str) -> bool:
+    return re.search(rf"(?<![\w.-]){re.escape(ref)}(?![\w-])", text, re.I) is not None

@@ -44,9 +44,17 @@ def model_slots(s: Words, plain_names: bool = False, many: bool = False, **extra
         verb = s.first(*PLAIN_NAME_VERBS)
         refs = [raw for i, (w, raw) in enumerate(zip(s.words, s.raw, strict=True))
                 if i > verb and raw.lower() not in VOCAB and w not in VOCAB and raw.lower() not in NOT_A_NAME][:1]
-    refs = acted_on(s.line, refs)
+    refs = acted_on(s.line, _beside_a_name(s, refs))
     many = len(refs) > 1 or many
     return Slots(model=refs[0] if refs else None, models=refs if many else [], prompt=_prompt(s), **extra)
+
+
+def _beside_a_name(s: Words, refs: list[str]) -> list[str]:
+    """Beside a model on disk, hyphenated words that are no name on disk are English ("a back-and-forth with X",
+    "a single-prompt trial"), not a second model. (Renames read their new name elsewhere.)"""
+    if not any(ref not in s.guessed for ref in refs):
+        return refs
+    return [ref for ref in refs if ref not in s.guessed or not re.fullmatch(r"[a-z]+(?:-[a-z]+)+", ref.lower())]
 
 
 # The output's name: "as NAME", "as a new model called NAME", "and call it NAME", "name it NAME".
