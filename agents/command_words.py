@@ -46,7 +46,7 @@ GROUPS: dict[str, frozenset[str]] = {
     "help": frozenset({"help", "commands", "?", "manual", "howto"}),
     "exit": frozenset({"exit", "quit", "bye", "goodbye", "q", "leave"}),
     "batch": frozenset({"batch", "file", "prompts"}),
-    "conversation": frozenset({"conversation", "dialog", "dialogue", "multi-turn", "script"}),
+    "conversation": frozenset({"conversation", "convo", "dialog", "dialogue", "multi-turn", "script"}),
 }
 VOCAB = sorted(set().union(*GROUPS.values()) - {"?"})
 VOCAB_SET = frozenset(VOCAB)

@@ -2,8 +2,9 @@
 
 People name a model by the pieces of its name in their own order, with small words between them. A run of
 words that holds two or more pieces of names on disk, and only pieces and small words, names the model whose
-name holds every piece, when exactly one does. One piece alone ("the q8_0 one") is left to the partial-name
-match the parser already makes; two models that both fit ("the bnb one") name neither.
+name holds every piece, when exactly one does; so does one piece followed by "one" ("the llama
+one"). A bare piece is left to the partial-name match the parser already makes; two models that both fit
+("the bnb one") name neither.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ SAME_PIECE = {"8-bit": "8bit", "4-bit": "4bit", "fp16": "f16", "float16": "f16",
 # Small words inside a description: "the f16 copy of demo", "the q4_k_m demo model", "the gptq version of demo".
 BETWEEN = frozenset({"the", "a", "an", "of", "copy", "version", "variant", "build", "one", "model", "quant",
                      "flavor", "flavour", "edition"})
+# After one piece, this makes it a description too: "the llama one". (Not "version" or "variant": "a q8_0
+# version of smol-hf" is a quantization's target, not the model demo-q8_0.)
+ONE_OF = frozenset({"one"})
 WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9_]*(?:-bit)?")
 # A level is one piece ("q4_k_m"), never split at its underscores.
 NAME_PIECE = re.compile(r"i?q\d(?:_k)?(?:_[a-z0-9]+)*|[a-z0-9]+")
@@ -57,7 +61,8 @@ def _fits(span: list[re.Match], by_pieces: dict[str, frozenset[str]], every_piec
     """The one model whose name holds every piece of the span (two at least, starting and ending on one); else ""."""
     words = [_piece(m.group()) for m in span]
     core = {w for w in words if w in every_piece and w not in BETWEEN}
-    if words[0] not in every_piece or words[-1] not in every_piece or len(core) < 2:
+    one_piece = len(words) == 2 and words[0] in core and words[1] in ONE_OF  # "the llama one"
+    if not one_piece and (words[0] not in every_piece or words[-1] not in every_piece or len(core) < 2):
         return ""
     fits = [name for name, have in by_pieces.items() if core <= have]
     return fits[0] if len(fits) == 1 else ""
@@ -80,7 +85,9 @@ def _runs(line: str, every_piece: frozenset[str]) -> list[list[re.Match]]:
     runs.append(run)
     out = []
     for run in runs:
-        while run and _piece(run[-1].group()) not in every_piece:  # "the gptq demo, please": ends at "demo"
+        # A run ends on a piece ("the gptq demo, please" ends at "demo"), or on "one" after one ("the llama one").
+        while run and _piece(run[-1].group()) not in every_piece and not (
+                _piece(run[-1].group()) in ONE_OF and len(run) > 1 and _piece(run[-2].group()) in every_piece):
             run.pop()
         if run:
             out.append(run)

@@ -117,8 +117,9 @@ def split_line(line: str, known: list[str]) -> Words:
         if not names_it and not all(w in known_lower or w in ("or", "and", "vs") for w in words_after):
             rest, prompt_tail = head, tail
     descriptions = described(rest, known)
-    for typed, name in descriptions:  # "the f16 copy of demo" names demo-f16
+    for typed, name in descriptions:  # "the f16 copy of demo" names demo-f16 (in the line too: "not the llama one")
         rest = rest.replace(typed, f" {name} ", 1)
+        line = outside_double_quotes(line, lambda part, typed=typed, name=name: part.replace(typed, f" {name} ", 1))
     for pattern, word in PHRASES[1:]:
         rest = pattern.sub(word, rest)
     words, raw_words, models, files, levels, methods, guessed = [], [], list(quoted_models), [], [], [], []
@@ -156,7 +157,7 @@ def split_line(line: str, known: list[str]) -> Words:
 
 def looks_like_model(raw: str, low: str) -> bool:
     """Names like demo-q4_k_m, stats-model-1, Qwen/Qwen2.5-0.5B: separators or letters mixed with digits."""
-    if low in VOCAB or low in FILLER:
+    if low in VOCAB or low in FILLER or re.fullmatch(r"(?:[a-z]\.){1,3}[a-z]?", low):  # "i.e", "e.g."
         return False
     if re.search(r"[-_./:]", low) and re.search(r"[a-z0-9]", low):
         return not re.fullmatch(r"\d+(?:\.\d+)?", low) and not _hyphenated_words(low)

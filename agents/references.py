@@ -6,7 +6,9 @@ import re
 
 # Not "from" or "than": "drifted from A" and "faster than B" name the reference and the other side.
 SET_ASIDE = (r"(?:not|instead\s+of|rather\s+than|keep|keeping|forget|except|leave|leaving|"
-             r"stop\s+(?:using|defaulting\s+to))\s+(?:the\s+)?(?:model\s+)?")
+             r"stop\s+(?:using|defaulting\s+to)|(?:don'?\s?t|do\s+not)\s+[a-z]+)\s+(?:the\s+)?(?:model\s+)?")
+# After the name: "drop A from memory, B can stay".
+STAYS = r"\s+(?:can|may|should|will)\s+(?:stay|remain)|\s+stays\b|\s+remains\b"
 
 
 def acted_on(line: str, refs: list[str]) -> list[str]:
@@ -20,7 +22,8 @@ def acted_on(line: str, refs: list[str]) -> list[str]:
     moved = re.search(r"\bfrom\s+(\S+)\s+to\s+(\S+)", line, re.I)  # "switch the default from A to B": B
     if moved and {moved.group(1).rstrip(",."), moved.group(2).rstrip(",.?!")} <= set(refs):
         return [moved.group(2).rstrip(",.?!")]
-    kept = [ref for ref in refs if not re.search(rf"\b{SET_ASIDE}{re.escape(ref)}(?![\w.-])", line, re.I)] or refs
+    kept = [ref for ref in refs if not re.search(rf"\b{SET_ASIDE}{re.escape(ref)}(?![\w.-])", line, re.I)
+            and not re.search(rf"(?<![\w.-]){re.escape(ref)}(?:{STAYS})", line, re.I)] or refs
     # "I know A is quicker, but today I want to chat with B": what follows "but" is what is asked.
     before, but, after = _around_but(line)
     if but and len(kept) > 1 and not re.match(r"\W*(?:also|too|and|as\s+well)\b", after, re.I):

@@ -32,6 +32,7 @@ from agents.understanding.examples import (  # noqa: E402
 )
 
 HELD_OUT_FILE = Path(__file__).with_name("phrasings-held-out.txt")
+FRESH_FILE = Path(__file__).with_name("phrasings-fresh.txt")
 SECOND_PART = "# Written in 2026-12"
 KNOWN = example_models()
 CLASSIFIERS = example_classifiers()
@@ -41,11 +42,18 @@ FIRST = read_table(_first, HELD_OUT_FILE.name)
 SECOND = read_table(SECOND_PART + _second, HELD_OUT_FILE.name)
 HELD_OUT = FIRST + SECOND
 NON_COMMANDS = [row for row in HELD_OUT if row.intent is Intent.UNKNOWN]
+_fresh_1, _fresh_2 = FRESH_FILE.read_text(encoding="utf-8").split("# Part 2", 1)
+FRESH_1 = read_table(_fresh_1, FRESH_FILE.name)
+FRESH_2 = read_table("# Part 2" + _fresh_2, FRESH_FILE.name)
+FRESH = FRESH_1 + FRESH_2
+# Intents whose object is no model on disk: a name the parser reads there is not graded.
+NOT_ON_A_MODEL = frozenset({Intent.UNKNOWN, Intent.SHOW_HELP, Intent.IMPORT_MODEL, Intent.ADD_ENDPOINT})
 # Measured floors (the figures are printed; the issue's 97% on unseen sentences is not reached yet, and the
 # closing note says so): with the classifier, on rows nobody tuned for.
 FIRST_TARGET = 0.96
-HELD_OUT_FLOOR = 0.92
+HELD_OUT_FLOOR = 0.94  # measured 95.7% on this machine
 NON_COMMAND_FLOOR = 0.9
+FRESH_FLOOR = 0.96  # measured 98.5% on this machine
 
 
 def right(agent: DecisionAgent, row: Example) -> bool:
@@ -54,8 +62,19 @@ def right(agent: DecisionAgent, row: Example) -> bool:
     return command.intent is row.intent and all(got.get(k) == v for k, v in row.slots.items())
 
 
-def accuracy(agent: DecisionAgent, part: list[Example]) -> tuple[float, list[Example]]:
-    misses = [row for row in part if not right(agent, row)]
+def named_right(agent: DecisionAgent, row: Example) -> bool:
+    """The issue's measure: the intent, and the models the command acts on (as a set; an endpoint by its name)."""
+    command = agent.parse(row.text)
+    slots = command.slots
+    named = {*filter(None, [slots.model, *slots.models])}
+    if command.intent is Intent.REMOVE_ENDPOINT and slots.name:
+        named.add(slots.name)
+    wanted = set(row.slots.get("models", []))
+    return command.intent is row.intent and (named == wanted or (not wanted and row.intent in NOT_ON_A_MODEL))
+
+
+def accuracy(agent: DecisionAgent, part: list[Example], grade=right) -> tuple[float, list[Example]]:
+    misses = [row for row in part if not grade(agent, row)]
     return 1 - len(misses) / len(part), misses
 
 
@@ -103,12 +122,11 @@ def test_the_classifier_reads_what_the_rules_miss(rules, fused):
     assert figures["non-commands"][1] >= NON_COMMAND_FLOOR
 
 
-if __name__ == "__main__":
-    agent = DecisionAgent(lambda: KNOWN, classifier_names=lambda: CLASSIFIERS)
-    score, misses = accuracy(agent, DEV)
-    print(f"dev accuracy, rules alone: {score:.1%} of {len(DEV)}")
-    for row in misses:
-        got = agent.parse(row.text).to_dict()
-        print(f"  miss {row.where}: {row.text!r}: want {row.intent.value} {row.slots}, got {got}")
-    if "--held-out" in sys.argv:  # the figure only: its misses are not for tuning
-        print(f"held-out accuracy, rules alone: {accuracy(agent, HELD_OUT)[0]:.1%} of {len(HELD_OUT)}")
+def test_sentences_written_from_a_brief(rules, fused):
+    """Rows by writers who saw only the intents' list: the intent and the models named, as the issue grades."""
+    assert len(FRESH) >= 400 and {row.text for row in DEV}.isdisjoint({row.text for row in FRESH})
+    for name, part in (("part 1", FRESH_1), ("part 2", FRESH_2), ("both", FRESH)):
+        print(f"\nfrom a brief, {name}: rules {accuracy(rules, part, named_right)[0]:.1%}, rules + classifier "
+              f"{accuracy(fused, part, named_right)[0]:.1%} of {len(part)}", end="")
+    score, misses = accuracy(fused, FRESH, named_right)
+    assert score >= FRESH_FLOOR, [row.text for row in misses]

@@ -1,0 +1,121 @@
+"""Which models a line names and acts on: descriptions ("the gptq demo"), models set aside ("..., but chat with B",
+"stop defaulting to A"), hyphenated English beside a model on disk. Word rules alone: exact, on any machine."""
+
+from __future__ import annotations
+
+import pytest
+
+from agents.decision_agent import DecisionAgent
+from agents.described_models import described, pieces
+from agents.intents import Intent
+from agents.line_words import split_line
+from agents.references import acted_on
+from agents.slot_reading import SLOT_READERS
+
+NAMES = ["demo-f16", "demo-q8_0", "demo-q4_k_m", "demo-hf", "demo-gptq-4bit", "demo-bnb-int8", "smol-q4_1",
+         "smol-hf", "smol-f16", "smol-bnb-nf4", "minilm-hf", "minilm-8bit", "load-balancer.v1", "chat-helper-v2",
+         "stats-model-1", "Qwen2.5-0.5B-Instruct"]
+
+
+@pytest.fixture(scope="module")
+def agent():
+    return DecisionAgent(lambda: NAMES)
+
+
+def test_a_name_splits_into_pieces_with_levels_whole():
+    assert pieces("demo-q4_k_m") == {"demo", "q4_k_m"}
+    assert pieces("demo-gptq-4bit") == {"demo", "gptq", "4bit"}
+    assert pieces("minilm-8bit") == {"minilm", "8bit"}
+
+
+@pytest.mark.parametrize("line, model", [
+    ("wipe the f16 copy of demo off the disk", "demo-f16"),
+    ("load the gptq demo rather than the bnb one", "demo-gptq-4bit"),
+    ("chat with the q4_k_m demo model", "demo-q4_k_m"),
+    ("show me the 8-bit minilm", "minilm-8bit"),
+    ("serve the nf4 smol", "smol-bnb-nf4"),
+    ("benchmark the fp16 smol", "smol-f16"),
+    ("pls load the stats one", "stats-model-1"),  # one piece, then "one"
+    ("unload the q8_0 one", "demo-q8_0"),
+])
+def test_a_description_names_the_one_model_that_has_every_piece(line, model):
+    assert [name for _, name in described(line, NAMES)] == [model]
+
+
+@pytest.mark.parametrize("line", [
+    "the bnb one",  # demo-bnb-int8 and smol-bnb-nf4 both fit: neither is named
+    "load demo",  # one piece alone: the parser's partial match (here: several fit, so it asks)
+    "load demo-q4_k_m",  # a typed name is no description
+    "run the llama-server export of demo",
+    "quantize demo to q4_k_m",  # "to" ends the run: a level is asked for, not a model named
+])
+def test_no_description_where_none_or_several_fit(line):
+    assert described(line, NAMES) == []
+
+
+def test_two_descriptions_in_one_line_name_two_models(agent):
+    command = agent.parse("compare the gptq demo with the bnb int8 demo")
+    assert command.intent is Intent.COMPARE_MODELS
+    assert command.slots.models == ["demo-gptq-4bit", "demo-bnb-int8"]
+
+
+def test_a_described_model_is_what_the_command_acts_on(agent):
+    command = agent.parse("remove the f16 copy of demo")
+    assert command.intent is Intent.REMOVE_MODEL and command.slots.model == "demo-f16"
+
+
+@pytest.mark.parametrize("line, refs, acted", [
+    ("I know demo-q8_0 is quicker, but today I want to chat with demo-f16", ["demo-q8_0", "demo-f16"], ["demo-f16"]),
+    ("stop defaulting to smol-q4_1 and switch to demo-q4_k_m", ["smol-q4_1", "demo-q4_k_m"], ["demo-q4_k_m"]),
+    ("load demo-f16 rather than demo-q8_0", ["demo-f16", "demo-q8_0"], ["demo-f16"]),
+    ("benchmark demo-q8_0, but also demo-f16", ["demo-q8_0", "demo-f16"], ["demo-q8_0", "demo-f16"]),
+    ("unload demo-q8_0 but keep demo-f16", ["demo-q8_0", "demo-f16"], ["demo-q8_0"]),
+    ("compare demo-q8_0 and demo-f16 but not smol-hf", ["demo-q8_0", "demo-f16", "smol-hf"],
+     ["demo-q8_0", "demo-f16"]),
+    ("don t unload demo-q8_0; unload demo-q4_k_m instead", ["demo-q8_0", "demo-q4_k_m"], ["demo-q4_k_m"]),
+    ("drop demo-f16 from memory, demo-q8_0 can stay", ["demo-f16", "demo-q8_0"], ["demo-f16"]),
+    ("load demo-f16 and demo-q8_0", ["demo-f16", "demo-q8_0"], ["demo-f16", "demo-q8_0"]),
+])
+def test_the_models_acted_on(line, refs, acted):
+    assert acted_on(line, refs) == acted
+
+
+def test_the_default_is_the_model_switched_to():
+    """As the parser reads a USE line the intent classifier chose (the rules read "stop" as a verb)."""
+    line = "stop defaulting to smol-q4_1 and switch to demo-q4_k_m"
+    assert SLOT_READERS[Intent.USE_MODEL](split_line(line, NAMES), line, NAMES).slots.models == ["demo-q4_k_m"]
+
+
+@pytest.mark.parametrize("line, model", [
+    ("chat with smol-q4_1, a quick back-and-forth about my essay", "smol-q4_1"),
+    ('experiment with chat-helper-v2, a single-prompt trial: "what is 2+2"', "chat-helper-v2"),
+])
+def test_hyphenated_english_beside_a_model_on_disk_is_no_model(agent, line, model):
+    command = agent.parse(line)
+    assert command.slots.model == model and command.slots.models in ([], [model])
+
+
+def test_an_abbreviation_is_no_model(agent):
+    assert agent.parse("show the lineage of demo-q4_k_m, i.e. what it was made from").slots.models in (
+        [], ["demo-q4_k_m"])
+
+
+def test_a_new_name_with_a_hyphen_is_still_read(agent):
+    command = agent.parse("mv demo-q4_k_m small-one")
+    assert command.intent is Intent.RENAME_MODEL and command.slots.model == "demo-q4_k_m"
+    assert command.slots.name == "small-one"
+
+
+def test_a_training_reads_its_model_after_the_embeddings_of(agent):
+    command = agent.parse("train a classifier named lang on snippets.csv using the embeddings of demo-hf")
+    assert command.intent is Intent.TRAIN_CLASSIFIER
+    assert (command.slots.model, command.slots.classifier, command.slots.file) == ("demo-hf", "lang", "snippets.csv")
+
+
+@pytest.mark.parametrize("line, intent", [
+    ("dl Qwen/Qwen2.5-1.5B-Instruct", Intent.DOWNLOAD_MODEL),
+    ("pull up the card for demo-q8_0", Intent.SHOW_MODEL),
+    ("convo test demo-q8_0 using scripts/support.txt", Intent.CONVERSATION_EXPERIMENT),
+])
+def test_short_forms(agent, line, intent):
+    assert agent.parse(line).intent is intent
