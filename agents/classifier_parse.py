@@ -91,7 +91,9 @@ def _unquote(value: Optional[str]) -> Optional[str]:
     if value is None:
         return None
     value = value.strip().rstrip(",;")
-    return value[1:-1] if len(value) > 1 and value[0] == value[-1] and value[0] in "\"'" else value
+    if len(value) > 1 and value[0] == value[-1] and value[0] in "\"'":
+        return value[1:-1]
+    return value.rstrip(".!?:")  # "... using minilm-hf.": the sentence's end, no part of the name
 
 
 def _after(pattern: re.Pattern, line: str) -> Optional[str]:
@@ -203,7 +205,8 @@ def _check_question(name: Optional[str], variants: list[str], files: list[str], 
 def _check(line: str, noun: str) -> Command:
     name = _classifier_name(line, noun)
     file, rest = _data_file(DROP_UNKNOWN.sub(" ", line))
-    after_on = re.search(r"\bon\s+(.+)$", rest, re.I)  # not unquoted whole: each item keeps its own quotes
+    # "on A, B", "on the embeddings of A": not unquoted whole, each item keeps its own quotes.
+    after_on = re.search(r"\bon\s+(?:the\s+)?(?:(?:vectors|embeddings?)\s+(?:of|from)\s+)?(.+)$", rest, re.I)
     tail = after_on.group(1) if after_on else ""
     items = [_unquote(v) for v in LIST_ITEM.findall(tail) if v.lower() not in NOT_VARIANTS]
     # A labelled file where a variant belongs ("on test.csv") is the file, not a model to look for.

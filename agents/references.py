@@ -22,7 +22,7 @@ def acted_on(line: str, refs: list[str]) -> list[str]:
     moved = re.search(r"\bfrom\s+(\S+)\s+to\s+(\S+)", line, re.I)  # "switch the default from A to B": B
     if moved and {moved.group(1).rstrip(",."), moved.group(2).rstrip(",.?!")} <= set(refs):
         return [moved.group(2).rstrip(",.?!")]
-    kept = [ref for ref in refs if not re.search(rf"\b{SET_ASIDE}{re.escape(ref)}(?![\w.-])", line, re.I)
+    kept = [ref for ref in refs if not re.search(rf"\b{SET_ASIDE}{re.escape(ref)}(?![\w-]|\.\w)", line, re.I)
             and not re.search(rf"(?<![\w.-]){re.escape(ref)}(?:{STAYS})", line, re.I)] or refs
     # "I know A is quicker, but today I want to chat with B": what follows "but" is what is asked.
     before, but, after = _around_but(line)

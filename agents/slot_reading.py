@@ -50,11 +50,11 @@ def model_slots(s: Words, plain_names: bool = False, many: bool = False, **extra
 
 
 def _beside_a_name(s: Words, refs: list[str]) -> list[str]:
-    """Beside a model on disk, hyphenated words that are no name on disk are English ("a back-and-forth with X",
-    "a single-prompt trial"), not a second model. (Renames read their new name elsewhere.)"""
+    """Beside a model on disk, words joined by - or / that are no name on disk are English ("a back-and-forth
+    with X", "threads/slots", "a/b"), not a second model. (Renames read their new name elsewhere.)"""
     if not any(ref not in s.guessed for ref in refs):
         return refs
-    return [ref for ref in refs if ref not in s.guessed or not re.fullmatch(r"[a-z]+(?:-[a-z]+)+", ref.lower())]
+    return [ref for ref in refs if ref not in s.guessed or not re.fullmatch(r"[a-z]+(?:[-/][a-z]+)+", ref.lower())]
 
 
 # The output's name: "as NAME", "as a new model called NAME", "and call it NAME", "name it NAME".

@@ -119,3 +119,15 @@ def test_a_training_reads_its_model_after_the_embeddings_of(agent):
 ])
 def test_short_forms(agent, line, intent):
     assert agent.parse(line).intent is intent
+
+
+@pytest.mark.parametrize("line, intent, model, models", [
+    ("train a classifier named toxicity on comments.csv using the embeddings of minilm-hf.",
+     Intent.TRAIN_CLASSIFIER, "minilm-hf", []),
+    ("check classifier spam on the embeddings of demo-q8_0.", Intent.CHECK_CLASSIFIER, None, ["demo-q8_0"]),
+    ("please delete demo-q8_0 from the disk, but keep demo-f16.", Intent.REMOVE_MODEL, "demo-q8_0", []),
+    ("a/b demo-q8_0 vs demo-f16", Intent.COMPARE_MODELS, "demo-q8_0", ["demo-q8_0", "demo-f16"]),
+])
+def test_a_sentence_s_end_and_slashed_words_are_no_part_of_a_name(agent, line, intent, model, models):
+    command = agent.parse(line)
+    assert (command.intent, command.slots.model, command.slots.models) == (intent, model, models)
