@@ -57,7 +57,7 @@ class DecisionAgent:
         split.classifiers = sorted(set(self.classifier_names()))
         command = self._classify(split, line)
         rule_intent = command.intent
-        reading = self._by_meaning(rule_intent, split, line)
+        reading = self._by_meaning(rule_intent, split, line, exact=command.exact)
         if reading is not None and (reading.intent is not command.intent or command.question):
             # The classifier chose another intent, or the rules' exact form missed this line's slots.
             reread = self._read_slots(reading.intent, split, line, known)
@@ -81,15 +81,16 @@ class DecisionAgent:
             self._weigh(command, reading, rule_intent, split, line, known)
         return command
 
-    def _by_meaning(self, rule_intent: Intent, split: Words, line: str):
-        """The fused reading of the rules and the intent classifier; None when the classifier is not there."""
+    def _by_meaning(self, rule_intent: Intent, split: Words, line: str, exact: bool = False):
+        """The fused reading of the rules and the intent classifier; None when the classifier is not there.
+        An exact form of the rules stands whatever the classifier gives it."""
         if self.meaning is None:
             return None
-        from agents.understanding.fusion import fuse
+        from agents.understanding.fusion import RULE_KEEP, fuse
         from agents.understanding.intent_model import masked
 
         ranked = self.meaning.rank(masked(line, split.references(), split.files))
-        return fuse(rule_intent, ranked) if ranked else None
+        return fuse(rule_intent, ranked, keep=0.0 if exact else RULE_KEEP) if ranked else None
 
     def _weigh(self, command: Command, reading, rule_intent: Intent, split: Words, line: str,
                known: list[str]) -> None:

@@ -3,7 +3,8 @@
 People name a model by the pieces of its name in their own order, with small words between them. A run of
 words that holds two or more pieces of names on disk, and only pieces and small words, names the model whose
 name holds every piece, when exactly one does; so does one piece followed by "one" ("the llama
-one"). A bare piece is left to the partial-name match the parser already makes; two models that both fit
+one"). One piece besides the format's ("gptq", "q8_0", "nf4") is needed: "an nf4 bnb variant of X" names a
+format. A bare piece is left to the partial-name match the parser already makes; two models that both fit
 ("the bnb one") name neither.
 """
 
@@ -22,6 +23,9 @@ BETWEEN = frozenset({"the", "a", "an", "of", "copy", "version", "variant", "buil
 # version of smol-hf" is a quantization's target, not the model demo-q8_0.)
 ONE_OF = frozenset({"one"})
 WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9_]*(?:-bit)?")
+# Pieces that say how a model is stored, not which model it is. A description needs one piece besides these:
+# "an nf4 bitsandbytes variant of demo-hf" or "to q8_0 gguf" asks for a format, it names no model on disk.
+FORMAT_PIECE = re.compile(r"i?q\d(?:_[a-z0-9]+)*|b?f\d+|fp\d+|\d+bit|int\d|nf4|fp4|gptq|gguf|bnb|awq|hf")
 # A level is one piece ("q4_k_m"), never split at its underscores.
 NAME_PIECE = re.compile(r"i?q\d(?:_k)?(?:_[a-z0-9]+)*|[a-z0-9]+")
 
@@ -63,6 +67,8 @@ def _fits(span: list[re.Match], by_pieces: dict[str, frozenset[str]], every_piec
     core = {w for w in words if w in every_piece and w not in BETWEEN}
     one_piece = len(words) == 2 and words[0] in core and words[1] in ONE_OF  # "the llama one"
     if not one_piece and (words[0] not in every_piece or words[-1] not in every_piece or len(core) < 2):
+        return ""
+    if all(FORMAT_PIECE.fullmatch(word) for word in core):
         return ""
     fits = [name for name, have in by_pieces.items() if core <= have]
     return fits[0] if len(fits) == 1 else ""

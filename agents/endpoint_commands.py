@@ -208,7 +208,9 @@ def _use(line: str, known: Sequence[str]) -> Command:
     named = [w for w in named_words(rest, FILLER) if w.lower() not in replaced]
     # In the order typed, except that a model named "as fallback" comes after the default.
     ordered = sorted(named, key=lambda w: w.lower() in fallbacks)
-    chain = list(dict.fromkeys(resolve_model(w, known) or w for w in ordered))
+    # A plain English word is no model: "the default answer from my manager is always no" names none.
+    chain = list(dict.fromkeys(resolve_model(w, known) or w for w in ordered
+                               if resolve_model(w, known) or looks_like_model(w)))
     command = Command(Intent.USE_MODEL, Slots(model=chain[0] if chain else None, models=chain))
     if not chain:
         command.question = "Which model should be the default? use NAME [then OTHER]"

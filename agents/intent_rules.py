@@ -10,7 +10,7 @@ import re
 from typing import Callable, Optional
 
 from agents.classifier_parse import classifier_command
-from agents.command_words import GROUPS, group_of, nearest
+from agents.command_words import GROUPS, VOCAB, group_of, nearest
 from agents.endpoint_commands import endpoint_command
 from agents.intents import Command, Intent, Slots
 from agents.line_words import Words
@@ -23,6 +23,31 @@ from agents.slot_reading import (
     quantize_command,
     recommend_command,
 )
+
+# A model on disk spoken to by name: "hey smol-hf, what's the capital of Peru?", "demo-f16: write a haiku",
+# "quick question for cloud: ...". What follows is the prompt, unless it starts with a command word ("demo-q8_0:
+# benchmark it") or names another model ("A, B and C: compare them"); a question word ("X, what is ...") is a prompt.
+ADDRESSED = [re.compile(pattern, re.I) for pattern in (
+    r"^\s*(?:(?:hey|hi|hello|yo|ok|okay|dear)\s+)?(?P<name>[^\s,:]+)\s*[,:]\s+(?P<prompt>\S.*)$",
+    r"^\s*(?:an?\s+)?(?:quick\s+)?(?:question|prompt)\s+for\s+(?P<name>[^\s,:]+)\s*[,:]\s*(?P<prompt>\S.*)$")]
+QUESTION_WORDS = frozenset({"what", "which", "who", "how", "why", "when", "where"})
+
+
+def _addressed(s: Words, line: str) -> Optional[Command]:
+    """A chat with the model the line speaks to, its prompt the rest of the line (an exact form)."""
+    on_disk = {m.lower(): m for m in s.models if m not in s.guessed}
+    for pattern in ADDRESSED:
+        match = pattern.match(line)
+        if match and match.group("name").lower() in on_disk:
+            first = re.sub(r"[^a-z]", "", match.group("prompt").split()[0].lower())
+            prompt = match.group("prompt")
+            others = set(on_disk) - {match.group("name").lower()}
+            names_another = any(re.search(rf"(?<![\w.-]){re.escape(o)}(?![\w-])", prompt, re.I) for o in others)
+            if first in VOCAB and first not in QUESTION_WORDS or names_another:  # "A, B and C: compare them"
+                return None
+            return Command(Intent.CHAT_WITH_MODEL, Slots(model=on_disk[match.group("name").lower()],
+                                                         prompt=prompt.strip()), exact=True)
+    return None
 
 
 def _quantize(s: Words, line: str) -> Optional[Command]:
@@ -237,6 +262,7 @@ def _list_models(s: Words, line: str) -> Optional[Command]:
 # model actions, listings; statistics and config last (their words appear in other commands).
 RULES: list[Callable[[Words, str], Optional[Command]]] = [
     _exit,
+    _addressed,  # "hey smol-hf, what is ...": a chat, whatever words the prompt holds
     _help_topic,  # "help quantize": the topic's forms, not a quantization
     lambda s, line: classifier_command(line),  # "classifier" / "classify" lines read as typed
     lambda s, line: endpoint_command(line),  # endpoints, `use`, `export`: read as typed

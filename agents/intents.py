@@ -104,6 +104,7 @@ class Command:
     text: str = ""
     agreed: bool = True  # the word rules and the intent classifier read the same intent (or only one read it)
     alternatives: list["Command"] = field(default_factory=list)  # an unsure reading: the readings to choose from
+    exact: bool = False  # an unmistakable form (a model on disk spoken to by name): the classifier does not overrule it
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"intent": self.intent.value, "slots": self.slots.to_dict()}

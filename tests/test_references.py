@@ -36,7 +36,6 @@ def test_a_name_splits_into_pieces_with_levels_whole():
     ("serve the nf4 smol", "smol-bnb-nf4"),
     ("benchmark the fp16 smol", "smol-f16"),
     ("pls load the stats one", "stats-model-1"),  # one piece, then "one"
-    ("unload the q8_0 one", "demo-q8_0"),
 ])
 def test_a_description_names_the_one_model_that_has_every_piece(line, model):
     assert [name for _, name in described(line, NAMES)] == [model]
@@ -45,6 +44,9 @@ def test_a_description_names_the_one_model_that_has_every_piece(line, model):
 @pytest.mark.parametrize("line", [
     "the bnb one",  # demo-bnb-int8 and smol-bnb-nf4 both fit: neither is named
     "load demo",  # one piece alone: the parser's partial match (here: several fit, so it asks)
+    "unload the q8_0 one",  # a format's piece alone: the partial match again
+    "can you produce an nf4 bitsandbytes variant of demo-hf?",  # a format asked for, no model on disk named
+    "quantize smol-hf to bnb nf4",
     "load demo-q4_k_m",  # a typed name is no description
     "run the llama-server export of demo",
     "quantize demo to q4_k_m",  # "to" ends the run: a level is asked for, not a model named
@@ -57,6 +59,13 @@ def test_two_descriptions_in_one_line_name_two_models(agent):
     command = agent.parse("compare the gptq demo with the bnb int8 demo")
     assert command.intent is Intent.COMPARE_MODELS
     assert command.slots.models == ["demo-gptq-4bit", "demo-bnb-int8"]
+
+
+def test_a_quantization_s_target_format_stays_its_target(agent):
+    command = agent.parse("quantize smol-hf to bnb nf4")
+    assert command.intent is Intent.QUANTIZE_MODEL and command.slots.model == "smol-hf"
+    assert (command.slots.method, command.slots.level) == ("bnb", "nf4")
+    assert agent.parse("unload the q8_0 one").slots.model == "demo-q8_0"
 
 
 def test_a_described_model_is_what_the_command_acts_on(agent):
@@ -131,3 +140,50 @@ def test_short_forms(agent, line, intent):
 def test_a_sentence_s_end_and_slashed_words_are_no_part_of_a_name(agent, line, intent, model, models):
     command = agent.parse(line)
     assert (command.intent, command.slots.model, command.slots.models) == (intent, model, models)
+
+
+@pytest.mark.parametrize("line, model, prompt", [
+    ("hey smol-hf, how do you say thank you in Korean?", "smol-hf", "how do you say thank you in Korean?"),
+    ("demo-f16: write a haiku about rain", "demo-f16", "write a haiku about rain"),
+    ("quick question for chat-helper-v2: what year did the Berlin wall fall", "chat-helper-v2",
+     "what year did the Berlin wall fall"),
+])
+def test_a_model_spoken_to_by_name_is_a_chat_with_the_rest_as_its_prompt(agent, line, model, prompt):
+    command = agent.parse(line)
+    assert (command.intent, command.slots.model, command.slots.prompt, command.exact) == (
+        Intent.CHAT_WITH_MODEL, model, prompt, True)
+
+
+@pytest.mark.parametrize("line", [
+    "demo-q8_0: benchmark it",  # a command word after the name: the name comes first, not a prompt
+    "demo-f16, demo-q8_0 and smol-hf: compare them",  # a list of models
+    "hey llama, what is 2+2",  # no model on disk by that name
+    "ok demo-f16 is slow",  # no comma or colon: a statement
+])
+def test_not_every_name_first_is_a_chat(agent, line):
+    assert not agent.parse(line).exact
+
+
+def test_an_exact_form_stands_whatever_the_classifier_says():
+    """The classifier may give a chat spoken to a model little (its words are the prompt's): the form stands."""
+    ranked = [(Intent.UNKNOWN, 0.97), (Intent.CHAT_WITH_MODEL, 0.02), (Intent.SHOW_MODEL, 0.01)]
+
+    class Meaning:
+        calibrator = None
+
+        def rank(self, masked_line):
+            return ranked
+
+    parser = DecisionAgent(lambda: NAMES, meaning=Meaning())
+    reading = parser._by_meaning(Intent.CHAT_WITH_MODEL, split_line("hey smol-hf, what is 2+2", NAMES),
+                                 "hey smol-hf, what is 2+2", exact=True)
+    assert reading.intent is Intent.CHAT_WITH_MODEL
+    assert parser._by_meaning(Intent.CHAT_WITH_MODEL, split_line("x", NAMES), "x").intent is Intent.UNKNOWN
+
+
+@pytest.mark.parametrize("line, models", [
+    ("use demo-q4_k_m then demo-f16", ["demo-q4_k_m", "demo-f16"]),
+    ("the default answer from my manager is always no", []),  # plain words are no models
+])
+def test_the_default_chain_holds_models_only(line, models):
+    assert SLOT_READERS[Intent.USE_MODEL](split_line(line, NAMES), line, NAMES).slots.models == models

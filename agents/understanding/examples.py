@@ -37,7 +37,7 @@ class Example:
 def slot_value(key: str, raw: str) -> Any:
     """A slot as the parser gives it: lists split on +, numbers and flags typed."""
     if key in LIST_SLOTS:
-        return raw.split("+")
+        return [value for value in raw.split("+") if value]  # "models=" names none
     if key in INT_SLOTS:
         return int(raw)
     if key in FLAG_SLOTS:
