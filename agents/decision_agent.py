@@ -86,11 +86,11 @@ class DecisionAgent:
         An exact form of the rules stands whatever the classifier gives it."""
         if self.meaning is None:
             return None
-        from agents.understanding.fusion import RULE_KEEP, fuse
+        from agents.understanding.fusion import fuse
         from agents.understanding.intent_model import masked
 
         ranked = self.meaning.rank(masked(line, split.references(), split.files))
-        return fuse(rule_intent, ranked, keep=0.0 if exact else RULE_KEEP) if ranked else None
+        return fuse(rule_intent, ranked, exact=exact) if ranked else None
 
     def _weigh(self, command: Command, reading, rule_intent: Intent, split: Words, line: str,
                known: list[str]) -> None:
@@ -98,8 +98,8 @@ class DecisionAgent:
         calibrator = self.meaning.calibrator
         command.confidence = round(calibrator.confidence(reading.features(rule_intent, len(split.corrections))), 3)
         command.agreed = reading.agree
-        if command.confidence >= calibrator.threshold or command.question:
-            return
+        if command.confidence >= calibrator.threshold or command.question or command.exact:
+            return  # sure, already asking, or an exact form: nothing to offer instead
         options = [copy.deepcopy(command)] + [self._read_slots(intent, split, line, known)
                                               for intent in reading.alternatives]
         options = [option for option in options if option.intent is not Intent.UNKNOWN][:3]

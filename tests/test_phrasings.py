@@ -132,3 +132,20 @@ def test_sentences_written_from_a_brief(rules, fused):
               f"{accuracy(fused, part, named_right)[0]:.1%} of {len(part)}", end="")
     score, misses = accuracy(fused, FRESH, named_right)
     assert score >= FRESH_FLOOR, [row.text for row in misses]
+
+
+def test_no_sentence_that_asks_nothing_changes_anything_without_asking(fused):
+    """Every non-command row of both tables: at worst a harmless reading or a question, never a state-changing
+    command that runs at once (remove, unload, stop, rename, quantize, download, endpoints, use)."""
+    from agents.executor_agent import Executor
+    from agents.intent_table import guarded
+
+    rows = [row for row in HELD_OUT + FRESH if row.intent is Intent.UNKNOWN]
+    acting = []
+    for row in rows:
+        command = fused.parse(row.text)
+        if guarded(command.intent) and not command.question and Executor.confirmation(command) is None:
+            acting.append((row.text, command.intent.value))
+    score = accuracy(fused, rows, named_right)[0]
+    print(f"\nnon-commands of both tables: {score:.1%} read as asking nothing, {len(acting)} of {len(rows)} would act")
+    assert len(rows) >= 150 and not acting

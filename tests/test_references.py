@@ -187,3 +187,24 @@ def test_an_exact_form_stands_whatever_the_classifier_says():
 ])
 def test_the_default_chain_holds_models_only(line, models):
     assert SLOT_READERS[Intent.USE_MODEL](split_line(line, NAMES), line, NAMES).slots.models == models
+
+
+@pytest.mark.parametrize("line", [
+    "I loaded a model yesterday and it was slow",
+    "I already deleted smol-f16 last week, it's fine",
+    "yesterday I quantized smol-hf and it took forever",
+    "we used to list our models in a spreadsheet",
+])
+def test_a_story_that_asks_nothing_is_no_command(agent, line):
+    command = agent.parse(line)
+    assert command.intent is Intent.UNKNOWN and command.exact
+
+
+@pytest.mark.parametrize("line", [
+    "I loaded demo-q8_0 by mistake, load demo-q4_k_m",
+    "I quantized smol-hf yesterday, can you benchmark it?",
+    "we need demo-f16 loaded",
+])
+def test_a_story_followed_by_a_request_is_read_as_a_request(agent, line):
+    command = agent.parse(line)
+    assert not command.exact and command.intent is not Intent.UNKNOWN

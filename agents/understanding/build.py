@@ -92,7 +92,7 @@ def readings(rows: Sequence[Example], rank_rows: "np.ndarray", labels: Sequence[
         split, rule = agent.rule_reading(row.text)
         ranked = sorted(((Intent(label), float(p)) for label, p in zip(labels, probabilities, strict=True)),
                         key=lambda pair: -pair[1])
-        reading: Reading = fuse(rule.intent, ranked)
+        reading: Reading = fuse(rule.intent, ranked, exact=rule.exact)
         out.append((rule.intent, reading, reading.features(rule.intent, len(split.corrections))))
     return out
 

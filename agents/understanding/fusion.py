@@ -51,11 +51,13 @@ class Reading:
                 float(corrections))
 
 
-def fuse(rule_intent: Intent, ranked: Sequence[tuple[Intent, float]], keep: float = RULE_KEEP) -> Reading:
-    """One reading from the rules' intent and the classifier's ranking (most probable first)."""
+def fuse(rule_intent: Intent, ranked: Sequence[tuple[Intent, float]], keep: float = RULE_KEEP,
+         exact: bool = False) -> Reading:
+    """One reading from the rules' intent and the classifier's ranking (most probable first). An exact form of the
+    rules (a model spoken to by name, a story that asks nothing) stands whatever the classifier gives it."""
     probability = dict(ranked)
     top = ranked[0][0]
-    if rule_intent is not Intent.UNKNOWN and probability.get(rule_intent, 0.0) >= keep:
+    if exact or (rule_intent is not Intent.UNKNOWN and probability.get(rule_intent, 0.0) >= keep):
         chosen, source = rule_intent, "rules"
     else:
         chosen, source = top, "meaning"
