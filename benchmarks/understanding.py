@@ -41,7 +41,13 @@ def prompt_times(runs: int) -> None:
 
 def parse_figures() -> None:
     from agents.decision_agent import DecisionAgent
-    from agents.understanding.examples import dev_examples, example_classifiers, example_models, read_table
+    from agents.understanding.examples import (
+        dev_examples,
+        example_classifiers,
+        example_models,
+        read_table,
+        right_by_names,
+    )
     from agents.understanding.runtime import Understanding
     from lqmf.base.settings import load_settings
 
@@ -51,6 +57,7 @@ def parse_figures() -> None:
     print(f"classifier load (GGUF + skops, in the background thread): {time.perf_counter() - started:.2f} s")
     names, classifiers = example_models(), example_classifiers()
     held = read_table((ROOT / "tests" / "phrasings-held-out.txt").read_text(encoding="utf-8"), "held-out")
+    fresh = read_table((ROOT / "tests" / "phrasings-fresh.txt").read_text(encoding="utf-8"), "from a brief")
     lines = [row.text for row in dev_examples() + held]
     for label, agent in (("rules alone", DecisionAgent(lambda: names, classifier_names=lambda: classifiers)),
                          ("rules + classifier", DecisionAgent(lambda: names, meaning=understanding,
@@ -61,8 +68,10 @@ def parse_figures() -> None:
             agent.parse(text)
             times.append(time.perf_counter() - start)
         right = sum(_right(agent, row) for row in held)
+        by_names = sum(right_by_names(agent.parse(row.text), row) for row in fresh)
         print(f"parse, {label:>18}: p50 {percentile(times, 0.5) * 1e3:.1f} ms, p95 {percentile(times, 0.95) * 1e3:.1f}"
-              f" ms over {len(lines)} lines (target p95 <= 30 ms); held-out {right / len(held):.1%} of {len(held)}")
+              f" ms over {len(lines)} lines (target p95 <= 30 ms); held-out {right / len(held):.1%} of {len(held)}"
+              f" (every slot); from a brief {by_names / len(fresh):.1%} of {len(fresh)} (intent and models named)")
     understanding.close()
 
 

@@ -74,6 +74,20 @@ def read_table(text: str, where: str, intent: Optional[Intent] = None) -> list[E
     return rows
 
 
+# Intents whose object is no model on disk: a name read there is not graded.
+NOT_ON_A_MODEL = frozenset({Intent.UNKNOWN, Intent.SHOW_HELP, Intent.IMPORT_MODEL, Intent.ADD_ENDPOINT})
+
+
+def right_by_names(command, row: Example) -> bool:
+    """Issue 26's measure: the intent, and the models the command acts on as a set (an endpoint by its name)."""
+    slots = command.slots
+    named = {*filter(None, [slots.model, *slots.models])}
+    if command.intent is Intent.REMOVE_ENDPOINT and slots.name:
+        named.add(slots.name)
+    wanted = set(row.slots.get("models", [])) | ({row.slots["model"]} if row.slots.get("model") else set())
+    return command.intent is row.intent and (named == wanted or (not wanted and row.intent in NOT_ON_A_MODEL))
+
+
 def examples_folder() -> Path:
     """The folder of example files, inside the installed package."""
     return Path(str(resources.files("agents.understanding") / FOLDER))
