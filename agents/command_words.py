@@ -29,7 +29,7 @@ GROUPS: dict[str, frozenset[str]] = {
     "experiment": frozenset({"experiment", "test", "try", "evaluate", "eval", "probe"}),
     "benchmark": frozenset({"benchmark", "bench", "benchmarks", "speed", "perf", "performance", "throughput",
                             "faster", "fastest", "quicker", "slow", "slower", "latency", "tps"}),
-    "compare": frozenset({"compare", "versus", "vs", "against", "side-by-side", "comparison", "better", "best",
+    "compare": frozenset({"compare", "cmp", "versus", "vs", "against", "side-by-side", "comparison", "better", "best",
                           "worse", "difference", "differ", "diff"}),
     "fidelity": frozenset({"fidelity", "kld", "divergence", "faithful", "faithfulness", "perplexity", "ppl",
                            "report-card"}),

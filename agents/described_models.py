@@ -13,15 +13,17 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
+from agents.command_words import VOCAB
+
 # Spellings of the same piece: "8-bit" and "8bit", "fp16" and "f16", "bitsandbytes" and "bnb".
 SAME_PIECE = {"8-bit": "8bit", "4-bit": "4bit", "fp16": "f16", "float16": "f16", "bitsandbytes": "bnb",
               "fp32": "f32", "float32": "f32"}
 # Small words inside a description: "the f16 copy of demo", "the q4_k_m demo model", "the gptq version of demo".
 BETWEEN = frozenset({"the", "a", "an", "of", "copy", "version", "variant", "build", "one", "model", "quant",
                      "flavor", "flavour", "edition"})
-# After one piece, this makes it a description too: "the llama one". (Not "version" or "variant": "a q8_0
-# version of smol-hf" is a quantization's target, not the model demo-q8_0.)
-ONE_OF = frozenset({"one"})
+# After one piece, these make it a description too: "the llama one", "the qwen model". (Not "version" or
+# "variant": "a q8_0 version of smol-hf" is a quantization's target, not the model demo-q8_0.)
+ONE_OF = frozenset({"one", "model"})
 WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9_]*(?:-bit)?")
 # Pieces that say how a model is stored, not which model it is. A description needs one piece besides these:
 # "an nf4 bitsandbytes variant of demo-hf" or "to q8_0 gguf" asks for a format, it names no model on disk.
@@ -31,8 +33,12 @@ NAME_PIECE = re.compile(r"i?q\d(?:_k)?(?:_[a-z0-9]+)*|[a-z0-9]+")
 
 
 def pieces(name: str) -> frozenset[str]:
-    """The pieces of a model name: demo-q4_k_m -> {demo, q4_k_m}; minilm-8bit -> {minilm, 8bit}."""
-    return frozenset(NAME_PIECE.findall(name.lower()))
+    """The pieces of a model name: demo-q4_k_m -> {demo, q4_k_m}; minilm-8bit -> {minilm, 8bit}; a family's
+    letters count alone too: Qwen2.5-0.5B-Instruct -> {qwen2, qwen, 5, 0, 5b, instruct}."""
+    found = NAME_PIECE.findall(name.lower())
+    family = [m.group(1) for piece in found if not FORMAT_PIECE.fullmatch(piece)
+              and (m := re.fullmatch(r"([a-z]{3,})\d+", piece))]
+    return frozenset(found + family)
 
 
 def _piece(word: str) -> str:
@@ -65,7 +71,8 @@ def _fits(span: list[re.Match], by_pieces: dict[str, frozenset[str]], every_piec
     """The one model whose name holds every piece of the span (two at least, starting and ending on one); else ""."""
     words = [_piece(m.group()) for m in span]
     core = {w for w in words if w in every_piece and w not in BETWEEN}
-    one_piece = len(words) == 2 and words[0] in core and words[1] in ONE_OF  # "the llama one"
+    # "the llama one"; not a command word ("the chat model", "the stats one" are no names)
+    one_piece = len(words) == 2 and words[0] in core and words[1] in ONE_OF and words[0] not in VOCAB
     if not one_piece and (words[0] not in every_piece or words[-1] not in every_piece or len(core) < 2):
         return ""
     if all(FORMAT_PIECE.fullmatch(word) for word in core):

@@ -198,6 +198,8 @@ def _model_action(s: Words, line: str) -> Optional[Command]:
 
 def _help_topic(s: Words, line: str) -> Optional[Command]:
     """help [TOPIC]: "help quantize", "how do I compare models", "?"; the topic is kept in `kind`."""
+    if re.fullmatch(r"\s*\?+\s*", line):  # "?" or "??" alone: nothing else it could mean
+        return Command(Intent.SHOW_HELP, exact=True)
     if not s.words or s.words[0] not in GROUPS["help"]:
         return None
     return help_command(s.words[1:])

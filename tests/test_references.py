@@ -35,7 +35,8 @@ def test_a_name_splits_into_pieces_with_levels_whole():
     ("show me the 8-bit minilm", "minilm-8bit"),
     ("serve the nf4 smol", "smol-bnb-nf4"),
     ("benchmark the fp16 smol", "smol-f16"),
-    ("pls load the stats one", "stats-model-1"),  # one piece, then "one"
+    ("pls load the qwen one", "Qwen2.5-0.5B-Instruct"),  # one piece (a family's letters), then "one"
+    ("open a chat with the qwen model", "Qwen2.5-0.5B-Instruct"),
 ])
 def test_a_description_names_the_one_model_that_has_every_piece(line, model):
     assert [name for _, name in described(line, NAMES)] == [model]
@@ -45,6 +46,7 @@ def test_a_description_names_the_one_model_that_has_every_piece(line, model):
     "the bnb one",  # demo-bnb-int8 and smol-bnb-nf4 both fit: neither is named
     "load demo",  # one piece alone: the parser's partial match (here: several fit, so it asks)
     "unload the q8_0 one",  # a format's piece alone: the partial match again
+    "which is the best chat model?",  # a command word is no name's piece alone
     "can you produce an nf4 bitsandbytes variant of demo-hf?",  # a format asked for, no model on disk named
     "quantize smol-hf to bnb nf4",
     "load demo-q4_k_m",  # a typed name is no description
@@ -84,6 +86,9 @@ def test_a_described_model_is_what_the_command_acts_on(agent):
     ("don t unload demo-q8_0; unload demo-q4_k_m instead", ["demo-q8_0", "demo-q4_k_m"], ["demo-q4_k_m"]),
     ("drop demo-f16 from memory, demo-q8_0 can stay", ["demo-f16", "demo-q8_0"], ["demo-f16"]),
     ("load demo-f16 and demo-q8_0", ["demo-f16", "demo-q8_0"], ["demo-f16", "demo-q8_0"]),
+    ("now that demo-q8_0 works fine, delete demo-hf", ["demo-q8_0", "demo-hf"], ["demo-hf"]),
+    ("compare demo-hf and demo-q8_0, skip demo-f16", ["demo-hf", "demo-q8_0", "demo-f16"], ["demo-hf", "demo-q8_0"]),
+    ("benchmark smol-q4_1, I already did demo-q8_0", ["smol-q4_1", "demo-q8_0"], ["smol-q4_1"]),
 ])
 def test_the_models_acted_on(line, refs, acted):
     assert acted_on(line, refs) == acted
@@ -125,6 +130,9 @@ def test_a_training_reads_its_model_after_the_embeddings_of(agent):
     ("dl Qwen/Qwen2.5-1.5B-Instruct", Intent.DOWNLOAD_MODEL),
     ("pull up the card for demo-q8_0", Intent.SHOW_MODEL),
     ("convo test demo-q8_0 using scripts/support.txt", Intent.CONVERSATION_EXPERIMENT),
+    ("cmp demo-gptq-4bit demo-bnb-int8", Intent.COMPARE_MODELS),
+    ("?", Intent.SHOW_HELP),
+    ("??", Intent.SHOW_HELP),
 ])
 def test_short_forms(agent, line, intent):
     assert agent.parse(line).intent is intent

@@ -76,15 +76,26 @@ def read_table(text: str, where: str, intent: Optional[Intent] = None) -> list[E
 
 # Intents whose object is no model on disk: a name read there is not graded.
 NOT_ON_A_MODEL = frozenset({Intent.UNKNOWN, Intent.SHOW_HELP, Intent.IMPORT_MODEL, Intent.ADD_ENDPOINT})
+# Intents whose handler acts on the list of models (agents/intent_table.py models_of, fidelity's reference, the
+# default chain, a check's variants); the others act on the one model.
+ON_THE_LIST = frozenset({Intent.BENCHMARK_MODELS, Intent.COMPARE_MODELS, Intent.AGREEMENT_REPORT,
+                         Intent.FIDELITY_REPORT, Intent.USE_MODEL, Intent.CHECK_CLASSIFIER})
 
 
 def right_by_names(command, row: Example) -> bool:
-    """Issue 26's measure: the intent, and the models the command acts on as a set (an endpoint by its name)."""
+    """Issue 26's measure: the intent, and the models the command acts on as its handler reads them (a set; an
+    endpoint to remove by its name)."""
     slots = command.slots
-    named = {*filter(None, [slots.model, *slots.models])}
-    if command.intent is Intent.REMOVE_ENDPOINT and slots.name:
-        named.add(slots.name)
-    wanted = set(row.slots.get("models", [])) | ({row.slots["model"]} if row.slots.get("model") else set())
+    if command.intent is Intent.REMOVE_ENDPOINT:
+        named = {slots.name}
+    elif command.intent in ON_THE_LIST:
+        named = set(slots.models or [slots.model])
+    else:
+        named = {slots.model}
+    named.discard(None)
+    wanted = set(row.slots.get("models", [])) | {row.slots[key] for key in ("model", "name")
+                                                 if row.slots.get(key) and (key == "model" or
+                                                                            row.intent is Intent.REMOVE_ENDPOINT)}
     return command.intent is row.intent and (named == wanted or (not wanted and row.intent in NOT_ON_A_MODEL))
 
 
