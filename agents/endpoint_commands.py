@@ -75,6 +75,7 @@ ENGINE = re.compile(r"(?<![\w-])(?:v-?llm|llama(?:[\s._-]?cpp(?:'s)?)?[\s_-]?ser
                     r"(?![\w-])", re.I)
 # Fallbacks named before the default ("with X as fallback, use Y") and models named to be replaced.
 AS_FALLBACK = re.compile(rf"({NAME})\s+as\s+(?:an?\s+|the\s+|its\s+)?(?:fallback|backup)", re.I)
+CHAIN_PLACE = re.compile(rf"\b(?:use|then|else|or|default\s+to|fall\s*back\s+to)\s+({NAME})", re.I)
 REPLACED = re.compile(rf"\b(?:instead\s+of|rather\s+than|replacing|not|stop\s+(?:using|defaulting\s+to))\s+({NAME})",
                       re.I)
 
@@ -208,9 +209,11 @@ def _use(line: str, known: Sequence[str]) -> Command:
     named = [w for w in named_words(rest, FILLER) if w.lower() not in replaced]
     # In the order typed, except that a model named "as fallback" comes after the default.
     ordered = sorted(named, key=lambda w: w.lower() in fallbacks)
-    # A plain English word is no model: "the default answer from my manager is always no" names none.
+    # A plain word names a model only where the form puts one ("use far then q4_k_m"): "the default answer from my
+    # manager is always no" names none.
+    placed = {m.group(1).lower() for m in CHAIN_PLACE.finditer(rest)}
     chain = list(dict.fromkeys(resolve_model(w, known) or w for w in ordered
-                               if resolve_model(w, known) or looks_like_model(w)))
+                               if resolve_model(w, known) or looks_like_model(w) or w.lower() in placed))
     command = Command(Intent.USE_MODEL, Slots(model=chain[0] if chain else None, models=chain))
     if not chain:
         command.question = "Which model should be the default? use NAME [then OTHER]"

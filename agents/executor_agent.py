@@ -164,12 +164,16 @@ class Executor:
         return r.Loaded(model=model.info, note=self.library.engine_notice() or "")
 
     def unload(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
-        name = command.slots.model
-        if not self.library.unload(name):
+        """Unload the model, or each of several ("unload A and B"); a name that is not loaded is said, not skipped."""
+        names = command.slots.models if len(command.slots.models) > 1 else [command.slots.model]
+        missing = [name for name in names if not self.library.unload(name)]
+        if missing:
             loaded = [m["name"] for m in self.library.loaded()]
-            return r.ErrorResult(message=f"{name} is not loaded",
+            done = [name for name in names if name not in missing]
+            return r.ErrorResult(message=f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not loaded"
+                                         + (f" (unloaded {', '.join(done)})" if done else ""),
                                  hint=f"loaded now: {', '.join(loaded)}" if loaded else "nothing is loaded")
-        return r.Unloaded(name=name)
+        return r.Unloaded(name=", ".join(names))
 
     def server_info(self, note: str = "") -> r.ServerInfo:
         """The server and the loaded models."""

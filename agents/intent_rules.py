@@ -135,8 +135,10 @@ def _experiment(s: Words, line: str) -> Optional[Command]:
         return Command(Intent.BENCHMARK_MODELS, model_slots(s))
     # "better", "best", "difference" compare only between models: "best wishes" is no comparison.
     explicit = set(s.words) & {"compare", "comparison", "versus", "vs", "side-by-side"}
+    # "A and B" alone is a comparison; "unload A and B", "remove A and B" are that verb's, for each.
+    other_verb = any(s.has(group) for group in ("load", "unload", "remove", "chat", "stop", "inspect"))
     if (s.has("compare") and (explicit or len(s.models) + len(s.levels) >= 2)) or \
-            (len(s.models) >= 2 and " and " in f" {line.lower()} " and not s.has("load")):
+            (len(s.models) >= 2 and " and " in f" {line.lower()} " and not other_verb):
         return Command(Intent.COMPARE_MODELS, model_slots(s, many=True, file=file))
     if s.has("benchmark"):
         return Command(Intent.BENCHMARK_MODELS, model_slots(s))

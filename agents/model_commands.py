@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Optional
 
 from agents import results as r
-from agents.intents import Command
+from agents.intents import Command, Intent, Slots
 from lqmf.base.progress import Progress
 
 
@@ -30,16 +30,27 @@ class ModelCommands:
         return self.executor.library
 
     def load(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
-        """The executor's load; a model that was loaded already says so (manager.load refreshed its last use)."""
-        name = command.slots.model
+        """The executor's load; a model that was loaded already says so (manager.load refreshed its last use).
+        "load A and B" loads each, in order."""
+        if len(command.slots.models) > 1:
+            done = [self._load_one(name, progress) for name in command.slots.models]
+            return r.Message(text="; ".join(_said(result) for result in done))
+        return self._load_one(command.slots.model, progress)
+
+    def _load_one(self, name: Optional[str], progress: Optional[Progress]) -> r.Result:
         was_loaded = bool(name) and self.library.is_loaded(name)
-        result = self.executor.load(command, progress)
+        result = self.executor.load(Command(Intent.LOAD_MODEL_API, Slots(model=name)), progress)
         if was_loaded and type(result) is r.Loaded:
             return r.AlreadyLoaded(model=result.model, note=result.note)
         return result
 
     def remove(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
-        """Asks first (refused before the question, not after a yes, while the model is loaded)."""
+        """Asks first (refused before the question, not after a yes, while the model is loaded). One model at a
+        time, so each removal is confirmed on its own."""
+        if len(command.slots.models) > 1:
+            return r.ErrorResult(message=f"remove takes one model at a time ({len(command.slots.models)} were named),"
+                                         " so each removal is confirmed on its own",
+                                 hint="; ".join(f"remove {name}" for name in command.slots.models))
         question = self.library.removal_question(command.slots.model)
         return self.library.remove(command.slots.model) if command.slots.yes else r.Confirm(question=question)
 
@@ -60,3 +71,11 @@ class ModelCommands:
     def copy(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
         asked = self._new_name(command, "copy") if command.slots.model else None
         return asked or self.library.copy(command.slots.model, command.slots.name)
+
+
+def _said(result: r.Result) -> str:
+    """One loaded model in a line: its name, and whether it was loaded already."""
+    if isinstance(result, r.Loaded):
+        name = result.model.get("name", "?")
+        return f"{name} was loaded already" if isinstance(result, r.AlreadyLoaded) else f"loaded {name}"
+    return getattr(result, "message", "") or type(result).__name__

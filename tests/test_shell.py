@@ -207,6 +207,22 @@ def test_script_and_json(demo_dir, home, tmp_path):
     assert {m["name"] for m in payload["result"]["models"]} >= {"demo-q4_k_m", "demo-hf"}
 
 
+def test_several_models_are_each_loaded_and_unloaded_and_removal_takes_one(demo_dir, home, tmp_path):
+    """ "load A and B" loads both (it used to load A and drop B silently); a removal is confirmed one by one."""
+    script = tmp_path / "two.lqmf"
+    script.write_text("load demo-q8_0 and demo-q4_k_m\nshow loaded models\nunload demo-q8_0 and demo-q4_k_m --yes\n"
+                      "show loaded models\n")
+    run = cli(["--script", str(script)], home, demo_dir)
+    assert run.returncode == 0, run.stdout
+    assert "loaded demo-q8_0; loaded demo-q4_k_m" in run.stdout
+    first, second = run.stdout.split("unloaded demo-q8_0, demo-q4_k_m")
+    assert "demo-q8_0" in first.split("Loaded models")[1] and "demo-q4_k_m" in first.split("Loaded models")[1]
+    assert "demo-q8_0" not in second and "demo-q4_k_m" not in second
+    removal = cli(["-c", "remove demo-q8_0 and demo-f16 --yes"], home, demo_dir)
+    assert removal.returncode == 1 and "one model at a time" in removal.stdout
+    assert (demo_dir / "demo-q8_0.gguf").is_file() and (demo_dir / "demo-f16.gguf").is_file()
+
+
 def test_history_is_kept_under_lqmf_home(demo_dir, home):
     term = Terminal([sys.executable, "cli/api_cli.py"], shell_env(home, demo_dir))
     term.expect(r"lqmf> ")
