@@ -76,8 +76,9 @@ ENGINE = re.compile(r"(?<![\w-])(?:v-?llm|llama(?:[\s._-]?cpp(?:'s)?)?[\s_-]?ser
 # Fallbacks named before the default ("with X as fallback, use Y") and models named to be replaced.
 AS_FALLBACK = re.compile(rf"({NAME})\s+as\s+(?:an?\s+|the\s+|its\s+)?(?:fallback|backup)", re.I)
 CHAIN_PLACE = re.compile(rf"\b(?:use|then|else|or|default\s+to|fall\s*back\s+to)\s+({NAME})", re.I)
-REPLACED = re.compile(rf"\b(?:instead\s+of|rather\s+than|replacing|not|stop\s+(?:using|defaulting\s+to))\s+({NAME})",
-                      re.I)
+# "swap A out for B", "replace A with B": A is the default no more.
+REPLACED = re.compile(rf"\b(?:instead\s+of|rather\s+than|replacing|not|stop\s+(?:using|defaulting\s+to)|"
+                      rf"swap(?:\s+out)?|replace)\s+({NAME})", re.I)
 
 HELP = [
     ("add endpoint NAME at URL [, URL2] [model M] [key from ENV_VAR]",

@@ -31,6 +31,11 @@ ADDRESSED = [re.compile(pattern, re.I) for pattern in (
     r"^\s*(?:(?:hey|hi|hello|yo|ok|okay|dear)\s+)?(?P<name>[^\s,:]+)\s*[,:]\s+(?P<prompt>\S.*)$",
     r"^\s*(?:an?\s+)?(?:quick\s+)?(?:question|prompt)\s+for\s+(?P<name>[^\s,:]+)\s*[,:]\s*(?P<prompt>\S.*)$")]
 QUESTION_WORDS = frozenset({"what", "which", "who", "how", "why", "when", "where"})
+# A question about how the shell is used, with no model named: help ("how would I serve X with vllm?" names one, so
+# it is that command's).
+HOW_TO = re.compile(r"^\s*(?:how\s+(?:do|can|would|should|could)\s+(?:i|we|one|you)\b|is\s+there\s+a\s+way\s+to\b|"
+                    r"what\s+does\s+(?:the\s+)?\w+(?:\s+command)?\s+(?:actually\s+)?do\b)", re.I)
+HOW_TO_WORDS = frozenset({"about", "does", "do", "go", "way", "actually"})
 
 
 def _addressed(s: Words, line: str) -> Optional[Command]:
@@ -202,6 +207,8 @@ def _help_topic(s: Words, line: str) -> Optional[Command]:
     """help [TOPIC]: "help quantize", "how do I compare models", "?"; the topic is kept in `kind`."""
     if re.fullmatch(r"\s*\?+\s*", line):  # "?" or "??" alone: nothing else it could mean
         return Command(Intent.SHOW_HELP, exact=True)
+    if HOW_TO.match(line) and not (s.models or s.files or s.urls):  # "how would I go about making a 4-bit one?"
+        return help_command([w for w in s.words if w not in QUESTION_WORDS and w not in HOW_TO_WORDS])
     if not s.words or s.words[0] not in GROUPS["help"]:
         return None
     return help_command(s.words[1:])

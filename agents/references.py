@@ -6,7 +6,8 @@ import re
 
 # Not "from" or "than": "drifted from A" and "faster than B" name the reference and the other side. "now that A
 # works, delete B", "I already did A" and "skip A" set A aside.
-SET_ASIDE = (r"(?:not|instead\s+of|rather\s+than|keep|keeping|forget|except|leave|leaving|skip|skipping|now\s+that|"
+SET_ASIDE = (r"(?:not|instead\s+of|rather\s+than|keep|keeping|forget|except|leave|leaving|skip|skipping|"
+             r"ignore|ignoring|exclude|excluding|now\s+that|"
              r"stop\s+(?:using|defaulting\s+to)|(?:don'?\s?t|do\s+not)\s+[a-z]+(?:\s+(?:with|about|on))?|already\s+(?:did|ran|benchmarked|"
              r"tested|measured|have\s+(?:numbers|figures|results)\s+for))\s+(?:the\s+)?(?:model\s+)?")
 # After the name: "drop A from memory, B can stay".

@@ -216,3 +216,25 @@ def test_a_story_that_asks_nothing_is_no_command(agent, line):
 def test_a_story_followed_by_a_request_is_read_as_a_request(agent, line):
     command = agent.parse(line)
     assert not command.exact and command.intent is not Intent.UNKNOWN
+
+
+@pytest.mark.parametrize("line, acted", [
+    ("compare demo-q8_0 and demo-f16, ignore smol-hf for now", ["demo-q8_0", "demo-f16"]),
+    ("benchmark demo-q8_0 and demo-f16 excluding smol-hf", ["demo-q8_0", "demo-f16"]),
+])
+def test_ignored_models_are_set_aside(agent, line, acted):
+    assert agent.parse(line).slots.models == acted
+
+
+def test_the_model_swapped_out_is_the_default_no_more():
+    line = "swap demo-f16 out for demo-q8_0 as the default"
+    assert SLOT_READERS[Intent.USE_MODEL](split_line(line, NAMES), line, NAMES).slots.models == ["demo-q8_0"]
+
+
+@pytest.mark.parametrize("line", [
+    "how would I go about making a 4-bit version of something?",
+    "is there a way to export a model to vllm?",
+    "what does tune actually do?",
+])
+def test_how_to_questions_naming_no_model_are_help(agent, line):
+    assert agent.parse(line).intent is Intent.SHOW_HELP
