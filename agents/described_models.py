@@ -3,9 +3,9 @@
 People name a model by the pieces of its name in their own order, with small words between them. A run of
 words that holds two or more pieces of names on disk, and only pieces and small words, names the model whose
 name holds every piece, when exactly one does; so does one piece (no command word) followed by "one" or
-"model" ("the llama one", "the qwen model"). One piece besides the format's ("gptq", "q8_0", "nf4") is needed: "an nf4 bnb variant of X" names a
-format. A bare piece is left to the partial-name match the parser already makes; two models that both fit
-("the bnb one") name neither.
+"model" ("the llama one", "the qwen model"). One piece besides the format's ("gptq", "q8_0", "nf4") is
+needed: "an nf4 bnb variant of X" names a format. A bare piece is left to the partial-name match the parser
+already makes; two models that both fit ("the bnb one") name neither.
 """
 
 from __future__ import annotations
