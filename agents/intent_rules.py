@@ -14,6 +14,7 @@ from agents.command_words import GROUPS, VOCAB, group_of, nearest
 from agents.endpoint_commands import endpoint_command
 from agents.intents import Command, Intent, Slots
 from agents.line_words import Words
+from agents.references import names
 from agents.slot_reading import (
     acquire_command,
     help_command,
@@ -44,12 +45,11 @@ def _addressed(s: Words, line: str) -> Optional[Command]:
     for pattern in ADDRESSED:
         match = pattern.match(line)
         if match and match.group("name").lower() in on_disk:
-            first = re.sub(r"[^a-z]", "", match.group("prompt").split()[0].lower())
             prompt = match.group("prompt")
+            first = re.sub(r"[^a-z]", "", prompt.split()[0].lower())
             others = set(on_disk) - {match.group("name").lower()}
-            names_another = any(re.search(rf"(?<![\w.-]){re.escape(o)}(?![\w-])", prompt, re.I) for o in others)
-            if first in VOCAB and first not in QUESTION_WORDS or names_another:  # "A, B and C: compare them"
-                return None
+            if first in VOCAB and first not in QUESTION_WORDS or any(names(prompt, o) for o in others):
+                return None  # "demo-q8_0: benchmark it", "A, B and C: compare them"
             return Command(Intent.CHAT_WITH_MODEL, Slots(model=on_disk[match.group("name").lower()],
                                                          prompt=prompt.strip()), exact=True)
     return None

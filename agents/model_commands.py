@@ -37,7 +37,7 @@ class ModelCommands:
             return r.Message(text="; ".join(_said(result) for result in done))
         return self._load_one(command.slots.model, progress)
 
-    def _load_one(self, name: Optional[str], progress: Optional[Progress]) -> r.Result:
+    def _load_one(self, name: Optional[str], progress: Optional[Progress]) -> r.Loaded:
         was_loaded = bool(name) and self.library.is_loaded(name)
         result = self.executor.load(Command(Intent.LOAD_MODEL_API, Slots(model=name)), progress)
         if was_loaded and type(result) is r.Loaded:
@@ -73,9 +73,7 @@ class ModelCommands:
         return asked or self.library.copy(command.slots.model, command.slots.name)
 
 
-def _said(result: r.Result) -> str:
+def _said(result: r.Loaded) -> str:
     """One loaded model in a line: its name, and whether it was loaded already."""
-    if isinstance(result, r.Loaded):
-        name = result.model.get("name", "?")
-        return f"{name} was loaded already" if isinstance(result, r.AlreadyLoaded) else f"loaded {name}"
-    return getattr(result, "message", "") or type(result).__name__
+    name = result.model.get("name", "?")
+    return f"{name} was loaded already" if isinstance(result, r.AlreadyLoaded) else f"loaded {name}"

@@ -27,20 +27,15 @@ def acted_on(line: str, refs: list[str]) -> list[str]:
         return [moved.group(2).rstrip(",.?!")]
     kept = [ref for ref in refs if not re.search(rf"\b{SET_ASIDE}{re.escape(ref)}(?![\w-]|\.\w)", line, re.I)
             and not re.search(rf"(?<![\w.-]){re.escape(ref)}(?:{STAYS})", line, re.I)] or refs
-    # "I know A is quicker, but today I want to chat with B": what follows "but" is what is asked.
-    before, but, after = _around_but(line)
-    if but and len(kept) > 1 and not re.match(r"\W*(?:also|too|and|as\s+well)\b", after, re.I):
-        later = [ref for ref in kept if _names(after, ref)]
-        if later and len(later) < len(kept) and all(_names(before, ref) for ref in kept if ref not in later):
+    # "I know A is quicker, but today I want to chat with B": what follows the last "but" is what is asked.
+    *before, after = re.split(r"\bbut\b", line, flags=re.I)
+    if before and len(kept) > 1 and not re.match(r"\W*(?:also|too|and|as\s+well)\b", after, re.I):
+        later = [ref for ref in kept if names(after, ref)]
+        if later and len(later) < len(kept) and all(names(" ".join(before), ref) for ref in kept if ref not in later):
             return later
     return kept
 
 
-def _around_but(line: str) -> tuple[str, str, str]:
-    """The line before and after its last "but" ("" for both sides when it has none)."""
-    parts = re.split(r"\bbut\b", line, flags=re.I)
-    return ("but".join(parts[:-1]), "but", parts[-1]) if len(parts) > 1 else ("", "", "")
-
-
-def _names(text: str, ref: str) -> bool:
+def names(text: str, ref: str) -> bool:
+    """Whether the text names the reference as a whole word ("demo-q8_0", not "demo-q8_0-copy")."""
     return re.search(rf"(?<![\w.-]){re.escape(ref)}(?![\w-])", text, re.I) is not None

@@ -94,9 +94,11 @@ def right_by_names(command, row: Example) -> bool:
     else:
         named = {slots.model}
     named.discard(None)
-    wanted = set(row.slots.get("models", [])) | {row.slots[key] for key in ("model", "name")
-                                                 if row.slots.get(key) and (key == "model" or
-                                                                            row.intent is Intent.REMOVE_ENDPOINT)}
+    wanted = set(row.slots.get("models", []))
+    wanted.add(row.slots.get("model"))
+    if row.intent is Intent.REMOVE_ENDPOINT:
+        wanted.add(row.slots.get("name"))
+    wanted.discard(None)
     return command.intent is row.intent and (named == wanted or (not wanted and row.intent in NOT_ON_A_MODEL))
 
 
