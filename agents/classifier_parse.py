@@ -13,13 +13,15 @@ import difflib
 import re
 from typing import Iterator, Optional, Sequence
 
+from agents.described_models import named_in_place
 from agents.intents import Command, Intent, Slots
 
 TRIGGERS = ("classifier", "classifiers", "classify")
 NAME = r"[A-Za-z0-9][A-Za-z0-9_.+\-]*"
 ARG = r"\"[^\"]+\"|'[^']+'|[^\s,;]+"
 ARG_TOKEN = re.compile(ARG)
-KEYWORDS = {"on", "with", "using", "for", "from", "named", "called", "as", "and", "a", "the", "new"}
+KEYWORDS = {"on", "with", "using", "for", "from", "named", "called", "as", "and", "a", "the", "new", "that", "which",
+            "to", "who"}
 VERBS: dict[str, tuple[str, ...]] = {
     "train": ("train", "fit", "build", "make", "create", "learn"),
     "check": ("check", "evaluate", "eval", "test", "compare", "validate"),
@@ -369,4 +371,4 @@ def classifier_slots(intent: Intent, line: str, known: Sequence[str] = (), class
                Intent.LIST_CLASSIFIERS: lambda line, known, classifiers: Command(Intent.LIST_CLASSIFIERS)}
     if intent not in readers:
         raise ValueError(f"{intent.value} is no classifier command")
-    return readers[intent](line, known, classifiers)
+    return readers[intent](named_in_place(line, known), known, classifiers)

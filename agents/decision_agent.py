@@ -55,6 +55,9 @@ class DecisionAgent:
         known = sorted(set(self.model_names()))
         split = split_line(line, known)
         split.classifiers = sorted(set(self.classifier_names()))
+        # "run code-lang on this": a saved classifier's name is no model, though it looks like one
+        saved = {name.lower() for name in split.classifiers}
+        split.models = [m for m in split.models if m not in split.guessed or m.lower() not in saved]
         command = self._classify(split, line)
         rule_intent = command.intent
         reading = self._by_meaning(rule_intent, split, line, exact=command.exact)

@@ -1,35 +1,46 @@
-"""Models named by description: "the f16 copy of demo" is demo-f16, "the gptq demo" demo-gptq-4bit.
+"""Models named by description: "the f16 copy of demo" is demo-f16, "the 4-bit llama" llama-3-8b-q4_k_m.
 
-People name a model by the pieces of its name in their own order, with small words between them. A run of
-words that holds two or more pieces of names on disk, and only pieces and small words, names the model whose
-name holds every piece, when exactly one does; so does one piece (no command word) followed by "one" or
-"model" ("the llama one", "the qwen model"). One piece besides the format's ("gptq", "q8_0", "nf4") is
-needed: "an nf4 bnb variant of X" names a format. A bare piece is left to the partial-name match the parser
-already makes; two models that both fit ("the bnb one") name neither.
+People name a model by its family ("demo", "llama", "minilm") and how it is stored ("f16", "4-bit", "gptq",
+"the original", "quantized"), in their own order, with small words between. A run of such words with a family
+word in it names the model of that family that has every trait said, when exactly one does; so does one family
+word (no command word) followed by "one" or "model" ("the llama one"). Formats alone name no model ("an nf4
+bnb variant of X" asks for a format), and neither does a description after "a"/"an" ("an 8-bit version of
+minilm" is a quantization's target). Two models that both fit ("the 8-bit demo") name neither.
+
+Two more forms lean on a model the line names: traits listed beside it share its family ("the smol q4_1, f16
+and nf4", "the original and 8-bit minilm"), and "the original" alone is the original of the family every
+other model in the line belongs to ("compare the 8-bit minilm to the original").
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Sequence
 
-from agents.command_words import VOCAB
+from agents.command_words import VOCAB_SET
 
 # Spellings of the same piece: "8-bit" and "8bit", "fp16" and "f16", "bitsandbytes" and "bnb".
 SAME_PIECE = {"8-bit": "8bit", "4-bit": "4bit", "fp16": "f16", "float16": "f16", "bitsandbytes": "bnb",
-              "fp32": "f32", "float32": "f32"}
+              "fp32": "f32", "float32": "f32", "int4": "4bit", "quantised": "quantized", "unquantised": "original",
+              "unquantized": "original", "base": "original", "half": "f16"}
 # Small words inside a description: "the f16 copy of demo", "the q4_k_m demo model", "the gptq version of demo".
 BETWEEN = frozenset({"the", "a", "an", "of", "copy", "version", "variant", "build", "one", "model", "quant",
                      "flavor", "flavour", "edition"})
-# After one piece, these make it a description too: "the llama one", "the qwen model". (Not "version" or
+# After one family word, these make it a description too: "the llama one", "the qwen model". (Not "version" or
 # "variant": "a q8_0 version of smol-hf" is a quantization's target, not the model demo-q8_0.)
 ONE_OF = frozenset({"one", "model"})
-WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9_]*(?:-bit)?")
-# Pieces that say how a model is stored, not which model it is. A description needs one piece besides these:
-# "an nf4 bitsandbytes variant of demo-hf" or "to q8_0 gguf" asks for a format, it names no model on disk.
+WORD = re.compile(r"\d+[- ]?bits?\b|full[- ]precision|[A-Za-z0-9][A-Za-z0-9_]*(?:-bit)?")
+# Pieces that say how a model is stored, not which model it is.
 FORMAT_PIECE = re.compile(r"i?q\d(?:_[a-z0-9]+)*|b?f\d+|fp\d+|\d+bit|int\d|nf4|fp4|gptq|gguf|bnb|awq|hf")
 # A level is one piece ("q4_k_m"), never split at its underscores.
 NAME_PIECE = re.compile(r"i?q\d(?:_k)?(?:_[a-z0-9]+)*|[a-z0-9]+")
+# Traits said in words that are no piece of a name.
+TRAIT_WORDS = frozenset({"original", "quantized"})
+# "the original" stands alone before these (or the line's end): "compare the 8-bit minilm to the original".
+ALONE_BEFORE = frozenset({"one", "model", "version", "weights", "copy", "checkpoint", "and", "or", "as", "for",
+                          "on", "in", "to", "with", "before", "please", "pls", "too", "again"})
+LISTED = re.compile(r"\s*(?:,\s*(?:and\s+|or\s+)?|\s(?:and|or|vs\.?|&)\s+)(?:the\s+)?")
 
 
 def pieces(name: str) -> frozenset[str]:
@@ -41,66 +52,228 @@ def pieces(name: str) -> frozenset[str]:
     return frozenset(found + family)
 
 
+def traits(name: str) -> frozenset[str]:
+    """A name's pieces and what its format pieces say: demo-q4_k_m is also q4, 4bit, gguf and quantized; demo-hf,
+    and a name that says no format (phi-3-mini), is the original."""
+    have = set(pieces(name))
+    formats = {piece for piece in have if FORMAT_PIECE.fullmatch(piece)}
+    for piece in formats:
+        if level := re.fullmatch(r"i?q(\d)(?:_[a-z0-9]+)*", piece):
+            have |= {f"q{level[1]}", f"{level[1]}bit", "gguf", "quantized"}
+        elif bits := re.fullmatch(r"(?:int|nf|fp)(\d)|(\d+)bit", piece):
+            have |= {f"{bits[1] or bits[2]}bit", "quantized"}
+        elif piece in ("gptq", "bnb", "awq"):
+            have.add("quantized")
+        elif re.fullmatch(r"b?f\d+|fp\d+", piece):
+            have.add("gguf")
+    if formats <= {"hf"}:
+        have.add("original")
+    return frozenset(have)
+
+
 def _piece(word: str) -> str:
-    low = word.lower()
+    low = re.sub(r"^(\d+)[- ]?bits?$", r"\1bit", word.lower())  # "8 bit", "5-bit", "4bits": 8bit, 5bit, 4bit
+    low = re.sub(r"^full[- ]precision$", "original", low)
     return SAME_PIECE.get(low, low)
+
+
+@dataclass(frozen=True)
+class _Names:
+    """The models on disk as descriptions see them."""
+
+    traits: dict[str, frozenset[str]]
+    families: frozenset[str]  # pieces that say which model, not how it is stored
+    said: frozenset[str]  # every word a description may hold
+
+    @classmethod
+    def of(cls, known: Sequence[str]) -> "_Names":
+        by_name = {name: traits(name) for name in known}
+        every = frozenset().union(*by_name.values()) if by_name else frozenset()
+        families = frozenset(p for p in every if not FORMAT_PIECE.fullmatch(p) and p not in TRAIT_WORDS
+                             and p not in BETWEEN)
+        return cls(by_name, families, every)
+
+    def family_of(self, name: str) -> frozenset[str]:
+        return frozenset(p for p in pieces(name) if p in self.families)
+
+    def fit(self, family: set[str], wanted: set[str]) -> str:
+        fits = [name for name, have in self.traits.items() if family <= have and wanted <= have]
+        return fits[0] if len(fits) == 1 else ""
 
 
 def described(line: str, known: Sequence[str]) -> list[tuple[str, str]]:
     """(the words as typed, the model they describe) for each description in the line that fits one model."""
-    by_pieces = {name: pieces(name) for name in known}
-    every_piece = frozenset().union(*by_pieces.values()) if by_pieces else frozenset()
-    found: list[tuple[str, str]] = []
-    for run in _runs(line, every_piece):
+    return [(line[start:end], name) for start, end, name in described_spans(line, known)]
+
+
+def named_in_place(line: str, known: Sequence[str]) -> str:
+    """The line with each description replaced by the name of the model it describes."""
+    for start, end, name in reversed(described_spans(line, known)):
+        line = f"{line[:start]}{name}{line[end:]}"
+    return line
+
+
+def described_spans(line: str, known: Sequence[str]) -> list[tuple[int, int, str]]:
+    """(start, end, model) of each description in the line that fits one model, in the line's order."""
+    names = _Names.of(known)
+    found: list[tuple[int, int, str]] = []
+    for run in _runs(line, names):
         # The longest spans that fit, from the left: "load the gptq demo" is "gptq demo" (load-balancer.v1 has
         # "load" but no "gptq"); "demo hf q4_k_m" is "demo hf", then "q4_k_m" alone.
         start = 0
         while start < len(run):
-            fit = next(((end, name) for end in range(len(run), start + 1, -1)
-                        for name in [_fits(run[start:end], by_pieces, every_piece)] if name), None)
+            fit = next(((end, name) for end in range(len(run), start, -1)
+                        for name in [_fits(run[start:end], names)] if name), None)
             if fit is None:
                 start += 1
                 continue
             end, name = fit
-            found.append((line[run[start].start():run[end - 1].end()], name))
+            if not _a_new_one(line, run[start].start()):
+                found.append((run[start].start(), run[end - 1].end(), name))
             start = end
-    return found
+    found += _the_family(line, names, found)
+    found += _listed(line, names, found, known)
+    found += _the_original(line, names, found, known)
+    return sorted(found)
 
 
-def _fits(span: list[re.Match], by_pieces: dict[str, frozenset[str]], every_piece: frozenset[str]) -> str:
-    """The one model whose name holds every piece of the span (two at least, starting and ending on one); else ""."""
+def _the_family(line: str, names: _Names, found: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    """ "the llama", "the mistral": the first word of one model's name, after "the", names it (four letters at least
+    and no command word: "the gpu" or "the chat" is no model)."""
+    out: list[tuple[int, int, str]] = []
+    for match in re.finditer(r"\bthe\s+([A-Za-z]{4,})\b", line, flags=re.I):
+        word = match.group(1).lower()
+        typed = re.compile(r"[A-Za-z]+").match(line, match.start(1))
+        if word in VOCAB_SET or _touches_name(line, typed) or _overlaps(match.start(1), match.end(1), found):
+            continue
+        owners = [name for name in names.traits if _first_word(name) == word]
+        if len(owners) == 1:
+            out.append((match.start(1), match.end(1), owners[0]))
+    return out
+
+
+def _first_word(name: str) -> str:
+    """The first word of a name with more to it: llama-3-8b-q4_k_m -> llama, Qwen2.5-0.5B-Instruct -> qwen."""
+    first = re.match(r"[a-z]+", name.lower())
+    return first.group() if first and first.end() < len(name) else ""
+
+
+def _fits(span: list[re.Match], names: _Names) -> str:
+    """The one model with the span's family and every trait it says (two words at least, or "the llama one")."""
     words = [_piece(m.group()) for m in span]
-    core = {w for w in words if w in every_piece and w not in BETWEEN}
-    # "the llama one"; not a command word ("the chat model", "the stats one" are no names)
-    one_piece = len(words) == 2 and words[0] in core and words[1] in ONE_OF and words[0] not in VOCAB
-    if not one_piece and (words[0] not in every_piece or words[-1] not in every_piece or len(core) < 2):
+    family = {w for w in words if w in names.families}
+    wanted = {w for w in words if w in names.said and w not in names.families and w not in BETWEEN}
+    # "load the original" is no load-balancer.v1, "the chat one" no chat-helper-v2, "the 3 quantized" no phi-3-mini
+    if all(word in VOCAB_SET or word.isdigit() for word in family):
         return ""
-    if all(FORMAT_PIECE.fullmatch(word) for word in core):
+    one_piece = len(words) == 2 and words[0] in family and words[1] in ONE_OF
+    said = family | wanted
+    if not one_piece and (words[0] not in said or words[-1] not in said or len(family) + len(wanted) < 2):
         return ""
-    fits = [name for name, have in by_pieces.items() if core <= have]
-    return fits[0] if len(fits) == 1 else ""
+    return names.fit(family, wanted)
 
 
-def _runs(line: str, every_piece: frozenset[str]) -> list[list[re.Match]]:
-    """Runs of words, separated by spaces only, that are pieces of names or small words between them."""
+def _a_new_one(line: str, start: int) -> bool:
+    """A description after "a"/"an" that says "version/variant/copy of": the target of a quantization."""
+    head = line[:start].lower().split()
+    tail = line[start:].lower()
+    return bool(head) and head[-1] in ("a", "an") and bool(re.match(r"[\w-]+ (?:version|variant|copy|build) of ",
+                                                                      tail))
+
+
+def _anchors(line: str, known: Sequence[str], found: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    """The models the line names, typed or described, with where they are."""
+    typed = [(m.start(), m.end(), name) for name in known
+             for m in re.finditer(rf"(?<![\w.-]){re.escape(name)}(?![\w-])", line, flags=re.I)]
+    return sorted(typed + found)
+
+
+def _listed(line: str, names: _Names, found: list[tuple[int, int, str]],
+            known: Sequence[str]) -> list[tuple[int, int, str]]:
+    """Traits listed beside a named model share its family: "the smol q4_1, f16 and nf4", "the original and
+    8-bit minilm"."""
+    out: list[tuple[int, int, str]] = []
+    taken = list(found)
+    for start, end, name in _anchors(line, known, found):
+        family = set(names.family_of(name))
+        if not family:
+            continue
+        position = end
+        while (joint := LISTED.match(line, position)) and (trait := _traits_at(line, joint.end(), names)):
+            model = names.fit(family, trait[1])
+            if not model or _overlaps(joint.end(), trait[0], taken):
+                break
+            out.append((joint.end(), trait[0], model))
+            taken.append(out[-1])
+            position = trait[0]
+        before = re.search(r"(?:^|(?<=\s))(?:the\s+)?((?:[\w-]+\s+){0,2}?[\w-]+)\s*(?:,|\band\b|\bor\b|&)\s*(?:the\s+)?$",
+                           line[:start])
+        if before and (trait := _traits_at(line, before.start(1), names)) and trait[0] == before.end(1):
+            model = names.fit(family, trait[1])
+            if model and not _overlaps(before.start(1), trait[0], taken):
+                out.append((before.start(1), trait[0], model))
+                taken.append(out[-1])
+    return out
+
+
+def _traits_at(line: str, position: int, names: _Names) -> tuple[int, set[str]] | None:
+    """(where they end, the traits) of a run of trait words that starts at position; None if there is none."""
+    wanted: set[str] = set()
+    end = position
+    for match in WORD.finditer(line, position):
+        word = _piece(match.group())
+        if line[end:match.start()].strip() or word in names.families or word not in names.said \
+                or _touches_name(line, match):
+            break
+        wanted.add(word)
+        end = match.end()
+    return (end, wanted) if wanted else None
+
+
+def _the_original(line: str, names: _Names, found: list[tuple[int, int, str]],
+                  known: Sequence[str]) -> list[tuple[int, int, str]]:
+    """ "the original" alone: the original of the one family the line's other models belong to."""
+    out: list[tuple[int, int, str]] = []
+    for match in re.finditer(r"\bthe (original|unquantized|unquantised|base)\b(?: (one|model|version|weights))?",
+                             line, flags=re.I):
+        after = line[match.end():].lower().split()
+        if after and after[0].strip(".,;:!?") not in ALONE_BEFORE and after[0][:1].isalpha():
+            continue
+        if _overlaps(match.start(1), match.end(), found):
+            continue
+        families = {names.family_of(name) for start, end, name in _anchors(line, known, found)
+                    if not start <= match.start(1) < end}
+        if len(families) == 1 and (family := next(iter(families))):
+            model = names.fit(set(family), {"original"})
+            if model:
+                out.append((match.start(1), match.end(), model))
+    return out
+
+
+def _overlaps(start: int, end: int, spans: list[tuple[int, int, str]]) -> bool:
+    return any(start < b and a < end for a, b, _ in spans)
+
+
+def _runs(line: str, names: _Names) -> list[list[re.Match]]:
+    """Runs of words, separated by spaces only, that are pieces of names, traits or small words between them."""
     runs: list[list[re.Match]] = []
     run: list[re.Match] = []
     position = 0
     for match in WORD.finditer(line):
         word = _piece(match.group())
-        usable = (word in every_piece or word in BETWEEN) and not _touches_name(line, match)
+        usable = (word in names.said or word in BETWEEN) and not _touches_name(line, match)
         if line[position:match.start()].strip() or not usable:  # a comma or a typed name ends a run
             runs.append(run)
             run = []
         position = match.end()
-        if usable and (run or word in every_piece):
+        if usable and (run or word in names.said):
             run.append(match)
     runs.append(run)
     out = []
     for run in runs:
         # A run ends on a piece ("the gptq demo, please" ends at "demo"), or on "one" after one ("the llama one").
-        while run and _piece(run[-1].group()) not in every_piece and not (
-                _piece(run[-1].group()) in ONE_OF and len(run) > 1 and _piece(run[-2].group()) in every_piece):
+        while run and _piece(run[-1].group()) not in names.said and not (
+                _piece(run[-1].group()) in ONE_OF and len(run) > 1 and _piece(run[-2].group()) in names.said):
             run.pop()
         if run:
             out.append(run)

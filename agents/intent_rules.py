@@ -39,9 +39,23 @@ HOW_TO = re.compile(r"^\s*(?:how\s+(?:do|can|would|should|could)\s+(?:i|we|one|y
 HOW_TO_WORDS = frozenset({"about", "does", "do", "go", "way", "actually"})
 
 
+# "ask X to explain ...", "ask the nf4 smol what ...": a chat whose prompt is the rest, whatever words it holds.
+ASK = re.compile(r"^\s*(?:(?:please|pls|can\s+you|could\s+you|go)\s+)*ask\s+(?:the\s+)?(?P<name>[^\s,:]+)\s*[,:]?\s+"
+                 r"(?:to\s+(?=\w)|about\s+(?=\w))?(?P<prompt>\S.*)$", re.I)
+
+
 def _addressed(s: Words, line: str) -> Optional[Command]:
     """A chat with the model the line speaks to, its prompt the rest of the line (an exact form)."""
     on_disk = {m.lower(): m for m in s.models if m not in s.guessed}
+    asked = ASK.match(s.line.strip() if s.described else line)
+    if asked and asked.group("name").lower() in on_disk:
+        others = set(on_disk) - {asked.group("name").lower()}
+        if not any(names(asked.group("prompt"), other) for other in others):
+            prompt = asked.group("prompt").strip()
+            quoted = re.fullmatch(r'"([^"]*)"|\'([^\']*)\'', prompt)
+            return Command(Intent.CHAT_WITH_MODEL, Slots(model=on_disk[asked.group("name").lower()],
+                                                         prompt=(quoted.group(1) or quoted.group(2)) if quoted
+                                                         else prompt), exact=True)
     for pattern in ADDRESSED:
         match = pattern.match(line)
         if match and match.group("name").lower() in on_disk:
@@ -64,8 +78,8 @@ NARRATIVE = re.compile(
     r"[a-z]+ed|ran|made|took|did|had|was|were|got|tried|saw|began|wrote|thought|knew|found|lost|spent|left|kept|"
     r"felt|went)\b)", re.I)
 REQUEST = re.compile(
-    r"[;,]\s*(?:then\s+|so\s+)?(?:please\s+)?(?:load|unload|remove|delete|drop|show|chat|compare|benchmark|quantize|"
-    r"run|get|make|start|stop)\b|\?|\b(?:can|could|would|will)\s+you\b|\bplease\b|\bpls\b|\b(?:now|so)\s+"
+    r"[;,.!]\s*(?:then\s+|so\s+)?(?:please\s+)?(?:load|unload|remove|delete|drop|show|chat|compare|benchmark|quantize|"
+    r"run|get|make|start|stop|set|add|register|hook|use|switch|list|tell|give|open|export|train|download|tune)\b|\?|\b(?:can|could|would|will)\s+you\b|\bplease\b|\bpls\b|\b(?:now|so)\s+"
     r"(?:please\s+)?(?:load|unload|remove|delete|show|chat|compare|benchmark|quantize|run)\b|\bcan\s+(?:i|we)\b|"
     r"\blet'?s\b|\bi\s+(?:want|need|would|'d)\b", re.I)
 
@@ -92,7 +106,9 @@ def _acquire(s: Words, line: str) -> Optional[Command]:
     typed_import = any(raw.lower() in GROUPS["import"] for raw in s.raw)
     if s.has("download") or typed_import:
         return acquire_command(Intent.DOWNLOAD_MODEL if s.has("download") else Intent.IMPORT_MODEL, s, line)
-    if s.has("login") or re.search(r"\blog\s+in(?:to)?\b", line, re.I):
+    # "token" alone logs in only where no model is named: "agree on the top-1 token" is fidelity's
+    login = set(s.words) & GROUPS["login"]
+    if (login and (login != {"token"} or not s.models)) or re.search(r"\blog\s+in(?:to)?\b", line, re.I):
         return Command(Intent.LOGIN)
     return None
 
@@ -128,13 +144,18 @@ def _help(s: Words, line: str) -> Optional[Command]:
     return None
 
 
+FIDELITY_AGREEMENT = re.compile(r"\btop[- ]?1\b|\btokens?\b|\bkl\b|\bdivergence\b|\bperplexity\b", re.I)
+
+
 def _experiment(s: Words, line: str) -> Optional[Command]:
     """The experiments, one intent each: agreement, fidelity, benchmark, compare, batch, conversation, one prompt."""
     file = s.files[0] if s.files else None
-    if s.has("agreement"):
+    # "top-1 agreement" and "agree on the next token" are fidelity's measures; agreement is on a labelled file.
+    if s.has("agreement") and not s.has("fidelity") and not FIDELITY_AGREEMENT.search(line):
         refs = s.in_order(s.models + s.levels) + s.urls
         return Command(Intent.AGREEMENT_REPORT, Slots(model=refs[0] if refs else None, models=refs, file=file))
-    if s.has("fidelity"):  # before compare: "fidelity of A against B" names B as the reference
+    # before compare: "fidelity of A against B" names B as the reference
+    if s.has("fidelity") or (s.has("agreement") and FIDELITY_AGREEMENT.search(line)):
         return Command(Intent.FIDELITY_REPORT, model_slots(s, file=file))
     if s.has("benchmark") and not s.has("compare"):  # "benchmark A and B" measures both, no fidelity
         return Command(Intent.BENCHMARK_MODELS, model_slots(s))
@@ -245,8 +266,12 @@ def _rename_or_copy(s: Words, line: str) -> Optional[Command]:
                                  name=s.models[1] if len(s.models) > 1 else None))
 
 
+# "drop A from disk", "take A off the drive": the disk's copy, not the loaded one.
+FROM_DISK = re.compile(r"\b(?:from|off)\s+(?:the\s+|my\s+)?(?:disk|drive|storage|ssd)\b", re.I)
+
+
 def _remove(s: Words, line: str) -> Optional[Command]:
-    if s.has("remove") and not s.has("experiments"):
+    if (s.has("remove") or (s.has("unload") and FROM_DISK.search(line))) and not s.has("experiments"):
         return Command(Intent.REMOVE_MODEL, model_slots(s, plain_names=True))
     return None
 

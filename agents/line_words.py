@@ -12,7 +12,7 @@ from typing import Callable
 
 from agents.budget_words import SIZE_TOKEN
 from agents.command_words import FILLER, GROUPS, VOCAB, VOCAB_SET, corrected
-from agents.described_models import described
+from agents.described_models import described_spans
 
 METHODS = {"gguf": "gguf", "gptq": "gptq", "bnb": "bnb", "bitsandbytes": "bnb", "llama.cpp": "gguf"}
 LEVEL = re.compile(r"^(?:i?q[1-8](?:_k)?(?:_(?:[sml]|[01]|xs|xxs|nl))?|f16|bf16|f32)$", re.I)
@@ -116,10 +116,13 @@ def split_line(line: str, known: list[str]) -> Words:
         names_it = any(w in known_lower or FILE.search(w) for w in words_after)
         if not names_it and not all(w in known_lower or w in ("or", "and", "vs") for w in words_after):
             rest, prompt_tail = head, tail
-    descriptions = described(rest, known)
-    for typed, name in descriptions:  # "the f16 copy of demo" names demo-f16 (in the line too: "not the llama one")
-        rest = rest.replace(typed, f" {name} ", 1)
-        line = outside_double_quotes(line, lambda part, typed=typed, name=name: part.replace(typed, f" {name} ", 1))
+    spans = described_spans(rest, known)
+    descriptions = [(rest[start:end], name) for start, end, name in spans]
+    for start, end, name in reversed(spans):  # "the f16 copy of demo" names demo-f16 (in the line too)
+        rest = f"{rest[:start]} {name} {rest[end:]}"
+    for typed, name in descriptions:
+        said = re.compile(rf"(?<![\w.-]){re.escape(typed)}(?![\w-])")
+        line = outside_double_quotes(line, lambda part, said=said, name=name: said.sub(f" {name} ", part, 1))
     for pattern, word in PHRASES[1:]:
         rest = pattern.sub(word, rest)
     words, raw_words, models, files, levels, methods, guessed = [], [], list(quoted_models), [], [], [], []
@@ -155,9 +158,17 @@ def split_line(line: str, known: list[str]) -> Words:
                  described=[typed for typed, _ in descriptions], guessed=guessed)
 
 
+# Measures, times, sizes, hosts and environment variables look like names but name no model: "top-1
+# agreement", "p95", "400ms", "2am", "localhost:8000", "$PROMPT_FILE", "VENDOR_API_KEY", "q3".
+METRIC = re.compile(r"top-?\d+|p\d{2}(?:\.\d)?|\d+(?:st|nd|rd|th|x|ms|am|pm|gb|mb|gib|mib|tb|k|%)|x\d+|"
+                    r"[\w.-]+:\d+(?:/\S*)?|\$\w+|i?q\d(?:_[a-z0-9]+)*")
+
+
 def looks_like_model(raw: str, low: str) -> bool:
     """Names like demo-q4_k_m, stats-model-1, Qwen/Qwen2.5-0.5B: separators or letters mixed with digits."""
     if low in VOCAB or low in FILLER or re.fullmatch(r"(?:[a-z]\.){1,3}[a-z]?", low):  # "i.e", "e.g."
+        return False
+    if METRIC.fullmatch(low) or re.fullmatch(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+", raw.rstrip(".,!?;:")):
         return False
     if re.search(r"[-_./:]", low) and re.search(r"[a-z0-9]", low):
         return not re.fullmatch(r"\d+(?:\.\d+)?", low) and not _hyphenated_words(low)
@@ -173,6 +184,16 @@ def _hyphenated_words(low: str) -> bool:
 
     if re.fullmatch(r"[a-z]{1,2}/", low):
         return True
-    parts = low.split("-")
-    return len(parts) > 1 and all(part.isalpha() and (part in WORDS or part in VOCAB_SET or part in FILLER)
-                                  for part in parts)
+    parts = re.split(r"[-/]", low)
+    return len(parts) > 1 and all(part.isalpha() and any(form in WORDS or form in VOCAB_SET or form in FILLER
+                                                         for form in _stems(part)) for part in parts)
+
+
+def _stems(word: str) -> list[str]:
+    """The word and what it may be inflected from: cheaper -> cheap, slots -> slot, tokens -> token."""
+    forms = [word]
+    for suffix, stem in (("ier", "y"), ("iest", "y"), ("er", ""), ("est", ""), ("es", ""), ("s", ""), ("ing", ""),
+                         ("ed", "")):
+        if word.endswith(suffix) and len(word) > len(suffix) + 2:
+            forms.append(word[: -len(suffix)] + stem)
+    return forms

@@ -10,6 +10,11 @@ SET_ASIDE = (r"(?:not|instead\s+of|rather\s+than|keep|keeping|forget|except|leav
              r"ignore|ignoring|exclude|excluding|now\s+that|"
              r"stop\s+(?:using|defaulting\s+to)|(?:don'?\s?t|do\s+not)\s+[a-z]+(?:\s+(?:with|about|on))?|already\s+(?:did|ran|benchmarked|"
              r"tested|measured|have\s+(?:numbers|figures|results)\s+for))\s+(?:the\s+)?(?:model\s+)?")
+# "I don't need A anymore": A is what the command is for, not set aside.
+NO_LONGER = r"(?:don'?\s?t|do\s+not)\s+(?:need|want|use)\s+(?:the\s+)?{}\s+(?:any\s?more|any\s+longer)\b"
+# A correction: what follows it replaces what came before ("benchmark A - no wait, B", "A, I mean B").
+CORRECTION = re.compile(r"\b(?:no,?\s+wait|wait,?\s+no|actually,?\s+no|no,?\s+actually|scratch\s+that|i\s+mean|"
+                        r"make\s+(?:that|it)|correction)\b", re.I)
 # After the name: "drop A from memory, B can stay".
 STAYS = r"\s+(?:can|may|should|will)\s+(?:stay|remain)|\s+stays\b|\s+remains\b"
 
@@ -22,10 +27,17 @@ def acted_on(line: str, refs: list[str]) -> list[str]:
     meant = [ref for ref in refs if re.search(rf"\bmeant\s+(?:the\s+)?{re.escape(ref)}", line, re.I)]
     if meant:
         return meant
+    *said_first, corrected = CORRECTION.split(line)  # "benchmark A - no wait, B": B replaces the last said
+    if said_first and (instead := [ref for ref in refs if names(corrected, ref)]) and len(instead) < len(refs):
+        first = " ".join(said_first)
+        before = sorted((ref for ref in refs if ref not in instead and names(first, ref)),
+                        key=lambda ref: first.lower().rfind(ref.lower()))
+        return before[:max(0, len(before) - len(instead))] + instead
     moved = re.search(r"\bfrom\s+(\S+)\s+to\s+(\S+)", line, re.I)  # "switch the default from A to B": B
     if moved and {moved.group(1).rstrip(",."), moved.group(2).rstrip(",.?!")} <= set(refs):
         return [moved.group(2).rstrip(",.?!")]
-    kept = [ref for ref in refs if not re.search(rf"\b{SET_ASIDE}{re.escape(ref)}(?![\w-]|\.\w)", line, re.I)
+    kept = [ref for ref in refs if (not re.search(rf"\b{SET_ASIDE}{re.escape(ref)}(?![\w-]|\.\w)", line, re.I)
+                                    or re.search(NO_LONGER.format(re.escape(ref)), line, re.I))
             and not re.search(rf"(?<![\w.-]){re.escape(ref)}(?:{STAYS})", line, re.I)] or refs
     # "I know A is quicker, but today I want to chat with B": what follows the last "but" is what is asked.
     *before, after = re.split(r"\bbut\b", line, flags=re.I)
