@@ -60,7 +60,8 @@ class DecisionAgent:
         split.models = [m for m in split.models if m not in split.guessed or m.lower() not in saved]
         command = self._classify(split, line)
         rule_intent = command.intent
-        reading = self._by_meaning(rule_intent, split, line, exact=command.exact)
+        reading = self._by_meaning(rule_intent, split, line, exact=command.exact,
+                                   grounded=_grounded(command, split, known))
         if reading is not None and (reading.intent is not command.intent or command.question):
             # The classifier chose another intent, or the rules' exact form missed this line's slots.
             reread = self._read_slots(reading.intent, split, line, known)
@@ -84,16 +85,18 @@ class DecisionAgent:
             self._weigh(command, reading, rule_intent, split, line, known)
         return command
 
-    def _by_meaning(self, rule_intent: Intent, split: Words, line: str, exact: bool = False):
+    def _by_meaning(self, rule_intent: Intent, split: Words, line: str, exact: bool = False, grounded: bool = True):
         """The fused reading of the rules and the intent classifier; None when the classifier is not there.
-        An exact form of the rules stands whatever the classifier gives it."""
+        An exact form of the rules stands whatever the classifier gives it; a reading whose model is no model on
+        disk ("remove all doubt": "doubt") must earn more of the classifier's belief to stand."""
         if self.meaning is None:
             return None
-        from agents.understanding.fusion import fuse
+        from agents.understanding.fusion import RULE_KEEP, UNGROUNDED_KEEP, fuse
         from agents.understanding.intent_model import masked
 
         ranked = self.meaning.rank(masked(line, split.references(), split.files))
-        return fuse(rule_intent, ranked, exact=exact) if ranked else None
+        keep = RULE_KEEP if grounded else UNGROUNDED_KEEP
+        return fuse(rule_intent, ranked, keep=keep, exact=exact) if ranked else None
 
     def _weigh(self, command: Command, reading, rule_intent: Intent, split: Words, line: str,
                known: list[str]) -> None:
@@ -193,6 +196,21 @@ class DecisionAgent:
 
 
 CLASSIFIER_INTENTS = frozenset({Intent.CLASSIFY_TEXT, Intent.CHECK_CLASSIFIER, Intent.TRAIN_CLASSIFIER})
+
+
+# Actions on a model on disk: a reading of one of these whose model is a plain word is on thin ground.
+ON_DISK = frozenset({Intent.REMOVE_MODEL, Intent.UNLOAD_MODEL_API, Intent.LOAD_MODEL_API, Intent.RENAME_MODEL,
+                     Intent.COPY_MODEL, Intent.QUANTIZE_MODEL, Intent.USE_MODEL, Intent.SHOW_MODEL,
+                     Intent.CHAT_WITH_MODEL, Intent.BENCHMARK_MODELS, Intent.TUNE_MODEL})
+
+
+def _grounded(command: Command, s: Words, known: list[str]) -> bool:
+    """Whether the rules' reading rests on what the line really names: a model on disk, or no model at all. A plain
+    word the rules took for the object of an action on disk ("remove all doubt") is no ground."""
+    if command.intent not in ON_DISK or not command.slots.model:
+        return True
+    on_disk = {name.lower() for name in known}
+    return command.slots.model.lower() in on_disk or command.slots.model in s.guessed
 
 
 def _name_the_classifier(command: Command, s: Words, line: str) -> None:

@@ -26,7 +26,8 @@ SAME_PIECE = {"8-bit": "8bit", "4-bit": "4bit", "fp16": "f16", "float16": "f16",
               "unquantized": "original", "base": "original", "half": "f16"}
 # Small words inside a description: "the f16 copy of demo", "the q4_k_m demo model", "the gptq version of demo".
 BETWEEN = frozenset({"the", "a", "an", "of", "copy", "version", "variant", "build", "one", "model", "quant",
-                     "flavor", "flavour", "edition"})
+                     "flavor", "flavour", "edition", "copies", "versions", "variants", "builds", "ones", "models",
+                     "quants"})
 # After one family word, these make it a description too: "the llama one", "the qwen model". (Not "version" or
 # "variant": "a q8_0 version of smol-hf" is a quantization's target, not the model demo-q8_0.)
 ONE_OF = frozenset({"one", "model"})
@@ -206,13 +207,15 @@ def _listed(line: str, names: _Names, found: list[tuple[int, int, str]],
             out.append((joint.end(), trait[0], model))
             taken.append(out[-1])
             position = trait[0]
-        before = re.search(r"(?:^|(?<=\s))(?:the\s+)?((?:[\w-]+\s+){0,2}?[\w-]+)\s*(?:,|\band\b|\bor\b|&)\s*(?:the\s+)?$",
-                           line[:start])
-        if before and (trait := _traits_at(line, before.start(1), names)) and trait[0] == before.end(1):
+        position = start
+        while (joint := re.search(r"\s*(?:,|\band\b|\bor\b|&)\s*(?:the\s+)?$", line[:position])) and \
+                (trait := _traits_before(line, joint.start(), names)):
             model = names.fit(family, trait[1])
-            if model and not _overlaps(before.start(1), trait[0], taken):
-                out.append((before.start(1), trait[0], model))
-                taken.append(out[-1])
+            if not model or _overlaps(trait[0], joint.start(), taken):
+                break
+            out.append((trait[0], joint.start(), model))
+            taken.append(out[-1])
+            position = trait[0]
     return out
 
 
@@ -230,11 +233,26 @@ def _traits_at(line: str, position: int, names: _Names) -> tuple[int, set[str]] 
     return (end, wanted) if wanted else None
 
 
+def _traits_before(line: str, end: int, names: _Names) -> tuple[int, set[str]] | None:
+    """(where they start, the traits) of a run of trait words that ends at end; None if there is none."""
+    wanted: set[str] = set()
+    start = end
+    for match in reversed(list(WORD.finditer(line, 0, end))):
+        word = _piece(match.group())
+        if line[match.end():start].strip() or word in names.families or word not in names.said \
+                or _touches_name(line, match):
+            break
+        wanted.add(word)
+        start = match.start()
+    return (start, wanted) if wanted else None
+
+
 def _the_original(line: str, names: _Names, found: list[tuple[int, int, str]],
                   known: Sequence[str]) -> list[tuple[int, int, str]]:
     """ "the original" alone: the original of the one family the line's other models belong to."""
     out: list[tuple[int, int, str]] = []
-    for match in re.finditer(r"\bthe (original|unquantized|unquantised|base)\b(?: (one|model|version|weights))?",
+    for match in re.finditer(r"\bthe ((?:(?:original|unquantized|unquantised|base)\s+)?(?:original|unquantized|unquantised|base))\b"
+                             r"(?: (one|model|version|weights))?",
                              line, flags=re.I):
         after = line[match.end():].lower().split()
         if after and after[0].strip(".,;:!?") not in ALONE_BEFORE and after[0][:1].isalpha():

@@ -15,6 +15,7 @@ from typing import Callable, Optional, Sequence
 
 from agents import results as r
 from agents.classifier_parse import looks_like_model, named_words, resolve_model
+from agents.described_models import named_in_place
 from agents.intents import Command, Intent, Slots
 from agents.references import acted_on
 from lqmf.base.progress import Progress
@@ -243,7 +244,7 @@ def endpoint_slots(intent: Intent, line: str, known: Sequence[str] = ()) -> Comm
         Intent.EXPORT_MODEL: _export, Intent.LIST_ENDPOINTS: lambda line, known: Command(Intent.LIST_ENDPOINTS)}
     if intent not in readers:
         raise ValueError(f"{intent.value} is no endpoint command")
-    return readers[intent](line, known)
+    return readers[intent](named_in_place(line, known), known)
 
 
 class EndpointCommands:

@@ -168,8 +168,8 @@ def _experiment(s: Words, line: str) -> Optional[Command]:
         return Command(Intent.COMPARE_MODELS, model_slots(s, many=True, file=file))
     if s.has("benchmark"):
         return Command(Intent.BENCHMARK_MODELS, model_slots(s))
-    if s.has("experiments") and not s.models and (s.has("list") or len(s.words) <= 2):
-        return Command(Intent.LIST_EXPERIMENTS)
+    if s.has("experiments") and len(s.models) <= 1 and (s.has("list") or len(s.words) <= 2):
+        return Command(Intent.LIST_EXPERIMENTS, Slots(model=s.models[0] if s.models else None))
     if s.has("experiment") or (s.has("batch") and s.files) or s.has("conversation"):
         intent = Intent.CONVERSATION_EXPERIMENT if s.has("conversation") else \
             Intent.BATCH_EXPERIMENT if s.has("batch") or s.files else Intent.EXPERIMENT_WITH_MODEL

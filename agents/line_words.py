@@ -159,9 +159,9 @@ def split_line(line: str, known: list[str]) -> Words:
 
 
 # Measures, times, sizes, hosts and environment variables look like names but name no model: "top-1
-# agreement", "p95", "400ms", "2am", "localhost:8000", "$PROMPT_FILE", "VENDOR_API_KEY", "q3".
+# agreement", "p95", "400ms", "2am", "localhost:8000", "$PROMPT_FILE", "VENDOR_API_KEY", "q3", "num_thread".
 METRIC = re.compile(r"top-?\d+|p\d{2}(?:\.\d)?|\d+(?:st|nd|rd|th|x|ms|am|pm|gb|mb|gib|mib|tb|k|%)|x\d+|"
-                    r"[\w.-]+:\d+(?:/\S*)?|\$\w+|i?q\d(?:_[a-z0-9]+)*")
+                    r"[\w.-]+:\d+(?:/\S*)?|\$\w+|i?q\d(?:_[a-z0-9]+)*|[a-z]+(?:_[a-z]+)+")
 
 
 def looks_like_model(raw: str, low: str) -> bool:

@@ -12,9 +12,10 @@ SET_ASIDE = (r"(?:not|instead\s+of|rather\s+than|keep|keeping|forget|except|leav
              r"tested|measured|have\s+(?:numbers|figures|results)\s+for))\s+(?:the\s+)?(?:model\s+)?")
 # "I don't need A anymore": A is what the command is for, not set aside.
 NO_LONGER = r"(?:don'?\s?t|do\s+not)\s+(?:need|want|use)\s+(?:the\s+)?{}\s+(?:any\s?more|any\s+longer)\b"
-# A correction: what follows it replaces what came before ("benchmark A - no wait, B", "A, I mean B").
-CORRECTION = re.compile(r"\b(?:no,?\s+wait|wait,?\s+no|actually,?\s+no|no,?\s+actually|scratch\s+that|i\s+mean|"
-                        r"make\s+(?:that|it)|correction)\b", re.I)
+# A correction: what follows it replaces what came before ("benchmark A - no wait, B", "A, make that B").
+# ("I mean" is not one: "hurt A? I mean ppl and KL vs B" explains.)
+CORRECTION = re.compile(r"\b(?:no,?\s+wait|wait,?\s+no|actually,?\s+no|no,?\s+actually|scratch\s+that|make\s+that|"
+                        r"correction)\b", re.I)
 # After the name: "drop A from memory, B can stay".
 STAYS = r"\s+(?:can|may|should|will)\s+(?:stay|remain)|\s+stays\b|\s+remains\b"
 

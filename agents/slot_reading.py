@@ -213,6 +213,8 @@ SLOT_READERS: dict[Intent, Callable[[Words, str, Sequence[str]], Command]] = {
     Intent.EMBED_TEXT: lambda s, line, known: Command(Intent.EMBED_TEXT, Slots(
         model=s.models[0] if s.models else None, prompt=_prompt(s), texts=list(s.quoted))),
     Intent.SHOW_HELP: lambda s, line, known: help_command(s.words),
+    Intent.LIST_EXPERIMENTS: lambda s, line, known: Command(Intent.LIST_EXPERIMENTS, Slots(
+        model=s.models[0] if len(s.models) == 1 else None)),  # "which experiments did I run on X?"
     Intent.RECOMMEND_MODEL: recommend_command,
     **{intent: _typed_reader(lambda i, line, known, s: endpoint_slots(i, line, known), intent) for intent in (
         Intent.ADD_ENDPOINT, Intent.REMOVE_ENDPOINT, Intent.LIST_ENDPOINTS, Intent.USE_MODEL, Intent.EXPORT_MODEL)},

@@ -238,3 +238,99 @@ def test_the_model_swapped_out_is_the_default_no_more():
 ])
 def test_how_to_questions_naming_no_model_are_help(agent, line):
     assert agent.parse(line).intent is Intent.SHOW_HELP
+
+
+FAMILIES = NAMES + ["llama-3-8b-q4_k_m", "mistral-7b-instruct-q5_k_m", "phi-3-mini", "gpu-box"]
+
+
+@pytest.mark.parametrize("line, models", [
+    ("ask the 4-bit llama to write a haiku", ["llama-3-8b-q4_k_m"]),  # q4_k_m says 4-bit
+    ("load the original smol onto the API server", ["smol-hf"]),  # not load-balancer.v1 ("load" is a verb)
+    ("is it possible to quantize the unquantized demo to int8?", ["demo-hf"]),
+    ("drop the mistral q5 off disk", ["mistral-7b-instruct-q5_k_m"]),
+    ("does the spam classifier still work on the 8 bit minilm", ["minilm-8bit"]),
+    ("inspect the 5-bit mistral", ["mistral-7b-instruct-q5_k_m"]),
+    ("Use the full-precision minilm.", ["minilm-hf"]),
+    ("could I chat with the 4-bit gguf of demo?", ["demo-q4_k_m"]),  # gguf tells it from demo-gptq-4bit
+    ("get the llama into memory pls", ["llama-3-8b-q4_k_m"]),  # one model's own first word, after "the"
+    ("speed check on the smol q4_1, f16 and nf4", ["smol-q4_1", "smol-f16", "smol-bnb-nf4"]),  # listed traits
+    ("compare the f16, q8 and q4 demo", ["demo-f16", "demo-q8_0", "demo-q4_k_m"]),
+    ("do the original and 8-bit minilm agree on test.csv?", ["minilm-hf", "minilm-8bit"]),
+    ("compare the 8-bit minilm to the original", ["minilm-8bit", "minilm-hf"]),  # the original of that family
+    ("how close is demo-q8_0 to the unquantized original?", ["demo-hf"]),
+    ("how the gptq and bnb versions of demo stack up", ["demo-gptq-4bit", "demo-bnb-int8"]),
+])
+def test_a_model_named_by_family_and_traits(line, models):
+    assert [name for _, name in described(line, FAMILIES)] == models
+
+
+@pytest.mark.parametrize("line", [
+    "make an 8-bit version of minilm",  # after "a"/"an": the quantization's target, no model on disk
+    "the original analysis plan",  # "the original" before a noun is no model
+    "ask the 8-bit demo a question",  # demo-q8_0 and demo-bnb-int8 are both 8-bit: neither
+    "is the gpu busy",  # three letters: no name's first word alone
+    "how would I build llama.cpp from source",  # a word glued to more is typed, not described
+])
+def test_no_model_named_by_traits_where_none_or_several_fit(line):
+    assert described(line, FAMILIES) == []
+
+
+@pytest.mark.parametrize("line, refs, acted", [
+    ("benchmark demo-q8_0 - no wait, demo-f16", ["demo-q8_0", "demo-f16"], ["demo-f16"]),
+    ("compare smol-hf with demo-q8_0 - no wait, with demo-f16", ["smol-hf", "demo-q8_0", "demo-f16"],
+     ["smol-hf", "demo-f16"]),  # the correction replaces the last one said
+    ("load demo-q8_0, make that demo-hf", ["demo-q8_0", "demo-hf"], ["demo-hf"]),
+    ("How much did quantization hurt demo-q8_0? I mean ppl and KL vs demo-hf", ["demo-q8_0", "demo-hf"],
+     ["demo-q8_0", "demo-hf"]),  # "I mean" explains, it corrects nothing
+    ("I don't need demo-f16 anymore, remove it but leave demo-hf alone", ["demo-f16", "demo-hf"], ["demo-f16"]),
+])
+def test_a_correction_replaces_what_was_said(line, refs, acted):
+    assert acted_on(line, refs) == acted
+
+
+@pytest.mark.parametrize("line, intent, models", [
+    ("Compute KL divergence and top-1 agreement of smol-q4_1 against smol-hf", Intent.FIDELITY_REPORT,
+     ["smol-q4_1", "smol-hf"]),  # "top-1" is a measure, and its agreement fidelity's
+    ("does demo-gptq-4bit agree with demo-hf on the top-1 token most of the time?", Intent.FIDELITY_REPORT,
+     ["demo-gptq-4bit", "demo-hf"]),  # "token" with models named is no login
+    ("benchmark demo-q8_0, the SLA says p95 under 400ms", Intent.BENCHMARK_MODELS, ["demo-q8_0"]),
+    ("load demo-q8_0, the tests hit it at localhost:8000", Intent.LOAD_MODEL_API, ["demo-q8_0"]),
+    ("feed the whole file at $PROMPT_FILE to demo-q8_0", None, ["demo-q8_0"]),
+    ("Ask the nf4 smol to explain quantization error in one sentence.", Intent.CHAT_WITH_MODEL, ["smol-bnb-nf4"]),
+    ("drop demo-q4_k_m from disk, the pipeline makes it nightly anyway", Intent.REMOVE_MODEL, ["demo-q4_k_m"]),
+    ("which experiments did I run on smol-q4_1", Intent.LIST_EXPERIMENTS, ["smol-q4_1"]),
+])
+def test_what_looks_like_a_name_and_is_none(agent, line, intent, models):
+    command = agent.parse(line)
+    assert intent is None or command.intent is intent
+    assert (command.slots.models or [command.slots.model]) == models
+
+
+def test_an_ask_form_keeps_its_prompt(agent):
+    command = agent.parse("ask smol-hf to explain what KL divergence is")
+    assert command.intent is Intent.CHAT_WITH_MODEL and command.exact
+    assert (command.slots.model, command.slots.prompt) == ("smol-hf", "explain what KL divergence is")
+
+
+class _Believes:
+    """A stand-in intent classifier with fixed beliefs: the fusion's logic around it, not the classifier."""
+
+    def __init__(self, ranked):
+        from agents.understanding.intent_model import Calibrator
+
+        self.ranked = ranked
+        self.calibrator = Calibrator((4.0, 2.0, 1.0, 0.0, -1.0), -3.0, 0.5)
+
+    def rank(self, masked_line):
+        return self.ranked
+
+
+def test_a_plain_word_taken_for_a_model_needs_more_belief_to_stand():
+    """P(remove) 0.2 keeps "remove demo-f16" (a model on disk) but not "remove all doubt" (no model: "doubt")."""
+    from agents.understanding.fusion import RULE_KEEP, UNGROUNDED_KEEP
+
+    assert RULE_KEEP < 0.2 < UNGROUNDED_KEEP
+    believes = _Believes([(Intent.UNKNOWN, 0.7), (Intent.REMOVE_MODEL, 0.2), (Intent.EXIT, 0.1)])
+    agent = DecisionAgent(lambda: NAMES, meaning=believes)
+    assert agent.parse("remove demo-f16").intent is Intent.REMOVE_MODEL
+    assert agent.parse("let's remove all doubt and ship it").intent is Intent.UNKNOWN
