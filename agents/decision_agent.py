@@ -65,7 +65,7 @@ class DecisionAgent:
         if reading is not None and (reading.intent is not command.intent or command.question):
             # The classifier chose another intent, or the rules' exact form missed this line's slots.
             reread = self._read_slots(reading.intent, split, line, known)
-            if reading.intent is not command.intent or not reread.question:
+            if reading.intent is not command.intent or not reread.question or _filled(reread) > _filled(command):
                 command = reread
         _name_the_classifier(command, split, line)
         _every_model(command, split, line)
@@ -178,6 +178,8 @@ class DecisionAgent:
             if ref in known or "/" in ref:
                 return ref
             matches = [k for k in known if ref.lower() in k.lower()]
+            if not matches:  # "phi3-mini", "phi3" for phi-3-mini: the same letters and digits, separators aside
+                matches = [k for k in known if _letters(k).startswith(_letters(ref))] if len(_letters(ref)) > 3 else []
             return matches[0] if len(matches) == 1 else ref
 
         slots = command.slots
@@ -196,6 +198,15 @@ class DecisionAgent:
 
 
 CLASSIFIER_INTENTS = frozenset({Intent.CLASSIFY_TEXT, Intent.CHECK_CLASSIFIER, Intent.TRAIN_CLASSIFIER})
+
+
+def _letters(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def _filled(command: Command) -> int:
+    """How many of the command's slots hold something: of two readings that both ask, the fuller one is kept."""
+    return sum(1 for value in command.slots.to_dict().values() if value not in (None, False, [], ""))
 
 
 # Actions on a model on disk: a reading of one of these whose model is a plain word is on thin ground.

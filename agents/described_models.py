@@ -41,6 +41,10 @@ TRAIT_WORDS = frozenset({"original", "quantized"})
 # "the original" stands alone before these (or the line's end): "compare the 8-bit minilm to the original".
 ALONE_BEFORE = frozenset({"one", "model", "version", "weights", "copy", "checkpoint", "and", "or", "as", "for",
                           "on", "in", "to", "with", "before", "please", "pls", "too", "again"})
+# "the original", "the hf original", "its f16 parent", "the unquantized base model".
+ORIGINAL = re.compile(r"\b(?:the|its|their) (?P<traits>(?:[\w-]+ ){0,2})((?<= )(?:original|unquantized|unquantised|"
+                      r"base|parent|source)|(?<=the )(?:original|unquantized|unquantised))\b(?: (one|model|version|weights))?",
+                      re.I)
 LISTED = re.compile(r"\s*(?:,\s*(?:and\s+|or\s+)?|\s(?:and|or|vs\.?|&)\s+)(?:the\s+)?")
 
 
@@ -93,6 +97,11 @@ class _Names:
         families = frozenset(p for p in every if not FORMAT_PIECE.fullmatch(p) and p not in TRAIT_WORDS
                              and p not in BETWEEN)
         return cls(by_name, families, every)
+
+    def word(self, typed: str) -> str:
+        """A typed word as a piece: spellings made one, a family's plural its family ("the demos")."""
+        piece = _piece(typed)
+        return piece[:-1] if piece.endswith("s") and piece not in self.said and piece[:-1] in self.families else piece
 
     def family_of(self, name: str) -> frozenset[str]:
         return frozenset(p for p in pieces(name) if p in self.families)
@@ -161,7 +170,7 @@ def _first_word(name: str) -> str:
 
 def _fits(span: list[re.Match], names: _Names) -> str:
     """The one model with the span's family and every trait it says (two words at least, or "the llama one")."""
-    words = [_piece(m.group()) for m in span]
+    words = [names.word(m.group()) for m in span]
     family = {w for w in words if w in names.families}
     wanted = {w for w in words if w in names.said and w not in names.families and w not in BETWEEN}
     # "load the original" is no load-balancer.v1, "the chat one" no chat-helper-v2, "the 3 quantized" no phi-3-mini
@@ -195,11 +204,20 @@ def _listed(line: str, names: _Names, found: list[tuple[int, int, str]],
     8-bit minilm"."""
     out: list[tuple[int, int, str]] = []
     taken = list(found)
-    for start, end, name in _anchors(line, known, found):
-        family = set(names.family_of(name))
+    # "the three smol quants: q4_1, f16, nf4": a family, a plural, a colon, then its list
+    headed = [(m.end(), m.end(), names.word(m.group(1)), True) for m in re.finditer(
+        r"\b([a-z]+?)s?\s+(?:quants|models|variants|versions|builds|copies|files|ones)\s*:\s*", line, flags=re.I)
+        if names.word(m.group(1)) in names.families]
+    for start, end, name, is_head in [(*anchor, False) for anchor in _anchors(line, known, found)] + headed:
+        family = {name} if is_head else set(names.family_of(name))
         if not family:
             continue
         position = end
+        if is_head and (first := _traits_at(line, end, names)):  # the list's first item follows the colon
+            if (model := names.fit(family, first[1])) and not _overlaps(end, first[0], taken):
+                out.append((end, first[0], model))
+                taken.append(out[-1])
+                position = first[0]
         while (joint := LISTED.match(line, position)) and (trait := _traits_at(line, joint.end(), names)):
             model = names.fit(family, trait[1])
             if not model or _overlaps(joint.end(), trait[0], taken):
@@ -224,7 +242,7 @@ def _traits_at(line: str, position: int, names: _Names) -> tuple[int, set[str]] 
     wanted: set[str] = set()
     end = position
     for match in WORD.finditer(line, position):
-        word = _piece(match.group())
+        word = names.word(match.group())
         if line[end:match.start()].strip() or word in names.families or word not in names.said \
                 or _touches_name(line, match):
             break
@@ -238,7 +256,7 @@ def _traits_before(line: str, end: int, names: _Names) -> tuple[int, set[str]] |
     wanted: set[str] = set()
     start = end
     for match in reversed(list(WORD.finditer(line, 0, end))):
-        word = _piece(match.group())
+        word = names.word(match.group())
         if line[match.end():start].strip() or word in names.families or word not in names.said \
                 or _touches_name(line, match):
             break
@@ -249,20 +267,23 @@ def _traits_before(line: str, end: int, names: _Names) -> tuple[int, set[str]] |
 
 def _the_original(line: str, names: _Names, found: list[tuple[int, int, str]],
                   known: Sequence[str]) -> list[tuple[int, int, str]]:
-    """ "the original" alone: the original of the one family the line's other models belong to."""
+    """ "the original", "the hf original", "its f16 parent": a model of the one family the line's other models
+    belong to, the original unless traits say which."""
     out: list[tuple[int, int, str]] = []
-    for match in re.finditer(r"\bthe ((?:(?:original|unquantized|unquantised|base)\s+)?(?:original|unquantized|unquantised|base))\b"
-                             r"(?: (one|model|version|weights))?",
-                             line, flags=re.I):
+    for match in ORIGINAL.finditer(line):
         after = line[match.end():].lower().split()
         if after and after[0].strip(".,;:!?") not in ALONE_BEFORE and after[0][:1].isalpha():
             continue
         if _overlaps(match.start(1), match.end(), found):
             continue
+        said = {names.word(word) for word in match.group("traits").split()}
+        wanted = {word for word in said if word in names.said and word not in names.families} or {"original"}
+        if said - wanted - {"original"}:
+            continue  # a word no trait: "the training original" is no model
         families = {names.family_of(name) for start, end, name in _anchors(line, known, found)
                     if not start <= match.start(1) < end}
         if len(families) == 1 and (family := next(iter(families))):
-            model = names.fit(set(family), {"original"})
+            model = names.fit(set(family), wanted)
             if model:
                 out.append((match.start(1), match.end(), model))
     return out
@@ -278,7 +299,7 @@ def _runs(line: str, names: _Names) -> list[list[re.Match]]:
     run: list[re.Match] = []
     position = 0
     for match in WORD.finditer(line):
-        word = _piece(match.group())
+        word = names.word(match.group())
         usable = (word in names.said or word in BETWEEN) and not _touches_name(line, match)
         if line[position:match.start()].strip() or not usable:  # a comma or a typed name ends a run
             runs.append(run)
@@ -290,8 +311,8 @@ def _runs(line: str, names: _Names) -> list[list[re.Match]]:
     out = []
     for run in runs:
         # A run ends on a piece ("the gptq demo, please" ends at "demo"), or on "one" after one ("the llama one").
-        while run and _piece(run[-1].group()) not in names.said and not (
-                _piece(run[-1].group()) in ONE_OF and len(run) > 1 and _piece(run[-2].group()) in names.said):
+        while run and names.word(run[-1].group()) not in names.said and not (
+                names.word(run[-1].group()) in ONE_OF and len(run) > 1 and names.word(run[-2].group()) in names.said):
             run.pop()
         if run:
             out.append(run)

@@ -31,6 +31,7 @@ from agents.slot_reading import (
 ADDRESSED = [re.compile(pattern, re.I) for pattern in (
     r"^\s*(?:(?:hey|hi|hello|yo|ok|okay|dear)\s+)?(?P<name>[^\s,:]+)\s*[,:]\s+(?P<prompt>\S.*)$",
     r"^\s*(?:an?\s+)?(?:quick\s+)?(?:question|prompt)\s+for\s+(?P<name>[^\s,:]+)\s*[,:]\s*(?P<prompt>\S.*)$")]
+BITS_SAID = re.compile(r"\b\d+[- ]?bits?\b", re.I)
 QUESTION_WORDS = frozenset({"what", "which", "who", "how", "why", "when", "where"})
 # A question about how the shell is used, with no model named: help ("how would I serve X with vllm?" names one, so
 # it is that command's).
@@ -92,12 +93,49 @@ def _narrative(s: Words, line: str) -> Optional[Command]:
 
 
 def _quantize(s: Words, line: str) -> Optional[Command]:
-    if not s.has("quantize"):
+    if not s.has("quantize") or _quant_is_a_noun(s):
         return None
     name, refs = output_name(s, line)
     if not refs and (s.has("list") or s.has("experiments")):
         return Command(Intent.LIST_QUANTIZATIONS)
     return quantize_command(s, line)
+
+
+# A recipe said of a model on disk, with no verb: "q8_0 of minilm-hf pls", "a bnb nf4 version of demo-hf",
+# "Qwen2.5-0.5B-Instruct to q6_k gguf", "nf4 smol-hf plz". The verb is the factory's.
+RECIPE = r"(?:i?q\d(?:_[a-z0-9]+)*|nf4|int[48]|fp4|gptq|awq|bnb|bitsandbytes|gguf|\d+[- ]?bits?)"
+RECIPE_OF = re.compile(rf"\b{RECIPE}(?:\s+{RECIPE})*\s+(?:(?:version|variant|copy|build|quant)\s+)?(?:of|from)\s+"
+                       rf"(?:the\s+)?(?P<model>\S+)", re.I)
+TO_RECIPE = re.compile(rf"(?P<model>\S+)\s+(?:to|into|in|as)\s+(?:an?\s+)?{RECIPE}\b", re.I)
+NOT_A_RECIPE = ("benchmark", "compare", "fidelity", "load", "unload", "chat", "remove", "download", "import",
+                "inspect", "experiment", "experiments", "stats", "agreement", "embed", "rename", "copy", "serve",
+                "start", "stop", "status", "list", "disk", "conversation", "batch")
+
+
+def _recipe(s: Words, line: str) -> Optional[Command]:
+    on_disk = [m for m in s.models if m not in s.guessed]
+    if len(on_disk) != 1 or not (s.levels or s.methods or BITS_SAID.search(line)) or \
+            any(s.has(group) for group in NOT_A_RECIPE):
+        return None
+    said = [match.group("model").strip(".,;:!?") for pattern in (RECIPE_OF, TO_RECIPE)
+            for match in pattern.finditer(s.line)]
+    terse = not set(s.words) - {"please", "pls", "plz", "thanks", "now", "too", "also", "as", "well"}
+    if terse or any(name.lower() == on_disk[0].lower() for name in said):
+        return quantize_command(s, line)
+    return None
+
+
+def _quant_is_a_noun(s: Words) -> bool:
+    """ "the three smol quants: ...", "the q5 quant": a quantization made, named; no quantization asked for."""
+    verbs = {raw.lower() for word, raw in zip(s.words, s.raw) if word in GROUPS["quantize"]}
+    if not verbs or not verbs <= {"quant", "quants"} or not s.models:
+        return False
+    named = "|".join(re.escape(ref) for ref in s.models + s.levels)
+    return "quants" in verbs or re.search(rf"(?:{named})\s+quant\b", s.line, re.I) is not None
+
+
+HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*(?<!\.txt)(?<!\.csv)(?<!\.jsonl)(?<!\.json)")
+WANTED = re.compile(r"\b(?:need|want|get|grab|fetch|bring|pull|have|like)\b", re.I)
 
 
 def _acquire(s: Words, line: str) -> Optional[Command]:
@@ -110,6 +148,12 @@ def _acquire(s: Words, line: str) -> Optional[Command]:
     login = set(s.words) & GROUPS["login"]
     if (login and (login != {"token"} or not s.models)) or re.search(r"\blog\s+in(?:to)?\b", line, re.I):
         return Command(Intent.LOGIN)
+    # "I need google/gemma-2-2b-it locally": a hub's ORG/NAME, not on disk, wanted with no other verb
+    hub = [ref for ref in s.guessed if HUB_NAME.fullmatch(ref)]
+    if hub and len(s.models) == len(hub) == 1 and WANTED.search(line) and \
+            not any(s.has(group) for group in ("benchmark", "compare", "fidelity", "load", "unload", "chat", "remove",
+                                               "import", "rename", "copy", "embed", "agreement", "inspect")):
+        return acquire_command(Intent.DOWNLOAD_MODEL, s, line)
     return None
 
 
@@ -168,7 +212,10 @@ def _experiment(s: Words, line: str) -> Optional[Command]:
         return Command(Intent.COMPARE_MODELS, model_slots(s, many=True, file=file))
     if s.has("benchmark"):
         return Command(Intent.BENCHMARK_MODELS, model_slots(s))
-    if s.has("experiments") and len(s.models) <= 1 and (s.has("list") or len(s.words) <= 2):
+    # "experiments on X" narrows the history to X; "runs" beside a model is no history ("so it runs on my phone")
+    history = {raw.lower() for raw in s.raw} & {"experiments", "history", "measurements", "records"}
+    if s.has("experiments") and (not s.models or (len(s.models) == 1 and history)) and \
+            (s.has("list") or len(s.words) <= 2):
         return Command(Intent.LIST_EXPERIMENTS, Slots(model=s.models[0] if s.models else None))
     if s.has("experiment") or (s.has("batch") and s.files) or s.has("conversation"):
         intent = Intent.CONVERSATION_EXPERIMENT if s.has("conversation") else \
@@ -307,6 +354,13 @@ def _show_model(s: Words, line: str) -> Optional[Command]:
     return None
 
 
+def _statistics(s: Words, line: str) -> Optional[Command]:
+    """show statistics [for X]: the history's counts, of one model when the line names one."""
+    if not s.has("stats"):
+        return None
+    return Command(Intent.SHOW_STATISTICS, Slots(model=s.models[0] if len(s.models) == 1 else None))
+
+
 def _list_models(s: Words, line: str) -> Optional[Command]:
     words = set(s.words)
     if s.has("models") and (s.has("list") or words <= GROUPS["models"] | GROUPS["list"] | {"disk", "local", "have"}):
@@ -328,6 +382,7 @@ RULES: list[Callable[[Words, str], Optional[Command]]] = [
     _rename_or_copy,
     _recommend,  # "which model is fastest?" asks for an answer from the history, not a benchmark
     _quantize,
+    _recipe,  # "q8_0 of minilm-hf pls": a quantization without the verb
     _acquire,
     _embed,
     _tune,
@@ -339,7 +394,7 @@ RULES: list[Callable[[Words, str], Optional[Command]]] = [
     _model_action,
     _status,
     _list_models,
-    _simple(Intent.SHOW_STATISTICS, "stats"),
+    _statistics,
     _simple(Intent.SHOW_CONFIG, "config"),
     _help,
 ]

@@ -313,13 +313,14 @@ _SPECS = (
         describe="agreement of {models}", topics=("agreement",), progress="bar", many_models=True),
     IntentSpec(
         Intent.LIST_EXPERIMENTS, "Experiments", lambda x, c, p: x.library.experiments(model=c.slots.model),
-        help=(HelpRow("list experiments / show statistics", "the recorded history / counts per model",
+        help=(HelpRow("list experiments [on NAME] / show statistics [for NAME]",
+                      "the recorded history / counts per model (of one model)",
                       "list experiments", ("history", "stats")),),
         topics=("experiments",), guard=READS, completion=("list experiments",), canonical="list experiments",
         rank=16),
     IntentSpec(
-        Intent.SHOW_STATISTICS, "Experiments", lambda x, c, p: x.library.statistics(), guard=READS,
-        completion=("show statistics",), canonical="show statistics", rank=17),
+        Intent.SHOW_STATISTICS, "Experiments", lambda x, c, p: x.library.statistics(model=c.slots.model),
+        guard=READS, completion=("show statistics",), canonical="show statistics", rank=17),
     IntentSpec(
         Intent.RECOMMEND_MODEL, "Experiments", lambda x, c, p: x.recommend(c, p),
         describe=lambda s: FOCUS_LINES.get(s.kind or "", FOCUS_LINES[""]),

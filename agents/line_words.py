@@ -113,7 +113,8 @@ def split_line(line: str, known: list[str]) -> Words:
         # "which is better: A or B" names models after the colon; "ask X: what is ..." a prompt; after
         # "batch experiment: X, prompts.txt" the colon only introduces the command's names.
         words_after = [w.lower().strip(",;.") for w in tail.split()]
-        names_it = any(w in known_lower or FILE.search(w) for w in words_after)
+        names_it = any(w in known_lower or FILE.search(w) for w in words_after) or \
+            any(start > len(head) for start, _, _ in described_spans(rest, known))  # "the smol quants: q4_1, f16"
         if not names_it and not all(w in known_lower or w in ("or", "and", "vs") for w in words_after):
             rest, prompt_tail = head, tail
     spans = described_spans(rest, known)
@@ -161,7 +162,7 @@ def split_line(line: str, known: list[str]) -> Words:
 # Measures, times, sizes, hosts and environment variables look like names but name no model: "top-1
 # agreement", "p95", "400ms", "2am", "localhost:8000", "$PROMPT_FILE", "VENDOR_API_KEY", "q3", "num_thread".
 METRIC = re.compile(r"top-?\d+|p\d{2}(?:\.\d)?|\d+(?:st|nd|rd|th|x|ms|am|pm|gb|mb|gib|mib|tb|k|%)|x\d+|"
-                    r"[\w.-]+:\d+(?:/\S*)?|\$\w+|i?q\d(?:_[a-z0-9]+)*|[a-z]+(?:_[a-z]+)+")
+                    r"[\w.-]+:\d+(?:/\S*)?|\$\w+|i?q\d(?:_[a-z0-9]+)*|[a-z]+(?:_[a-z]+)+|\d+-[a-z]+")
 
 
 def looks_like_model(raw: str, low: str) -> bool:

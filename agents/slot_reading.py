@@ -192,6 +192,11 @@ def _renaming_reader(intent: Intent) -> Callable[[Words, str, Sequence[str]], Co
     return read
 
 
+def _one_model_or_none(intent: Intent) -> Callable[[Words, str, Sequence[str]], Command]:
+    """A reader of the one model a history command narrows to (none, or several: the whole history)."""
+    return lambda s, line, known: Command(intent, Slots(model=s.models[0] if len(s.models) == 1 else None))
+
+
 # When the intent classifier chose the intent, how each intent's slots are read (any other: no slots).
 SLOT_READERS: dict[Intent, Callable[[Words, str, Sequence[str]], Command]] = {
     **{intent: _models_reader(intent) for intent in (
@@ -213,8 +218,8 @@ SLOT_READERS: dict[Intent, Callable[[Words, str, Sequence[str]], Command]] = {
     Intent.EMBED_TEXT: lambda s, line, known: Command(Intent.EMBED_TEXT, Slots(
         model=s.models[0] if s.models else None, prompt=_prompt(s), texts=list(s.quoted))),
     Intent.SHOW_HELP: lambda s, line, known: help_command(s.words),
-    Intent.LIST_EXPERIMENTS: lambda s, line, known: Command(Intent.LIST_EXPERIMENTS, Slots(
-        model=s.models[0] if len(s.models) == 1 else None)),  # "which experiments did I run on X?"
+    # "which experiments did I run on X?", "statistics for X": that model's history
+    **{intent: _one_model_or_none(intent) for intent in (Intent.LIST_EXPERIMENTS, Intent.SHOW_STATISTICS)},
     Intent.RECOMMEND_MODEL: recommend_command,
     **{intent: _typed_reader(lambda i, line, known, s: endpoint_slots(i, line, known), intent) for intent in (
         Intent.ADD_ENDPOINT, Intent.REMOVE_ENDPOINT, Intent.LIST_ENDPOINTS, Intent.USE_MODEL, Intent.EXPORT_MODEL)},

@@ -287,7 +287,7 @@ def experiment_list(res: r.ExperimentList, console: Console) -> None:
 
 def statistics(res: r.Statistics, console: Console) -> None:
     v = res.values
-    table = Table(title="History")
+    table = Table(title=f"History of {v['model']}" if v.get("model") else "History")
     table.add_column("what")
     table.add_column("count", justify="right")
     for key in ("models_seen", "experiments", "experiments_incomplete", "results", "quantization_runs", "requests"):

@@ -369,11 +369,11 @@ class Library(Serving):
 
         return ExperimentList(experiments=self.store.experiments(model=model, limit=limit))
 
-    def statistics(self) -> "Statistics":
-        """Counts in the history and served requests per model."""
+    def statistics(self, *, model: Optional[str] = None) -> "Statistics":
+        """Counts in the history and served requests per model (of `model` alone, when given)."""
         from agents.measure.results import Statistics
 
-        return Statistics(values=self.store.statistics())
+        return Statistics(values=self.store.statistics(model))
 
     # -- embedding classifiers (saved under LQMF_HOME/classifiers) ---------------------------------------------
     def classifiers(self) -> "ClassifierList":

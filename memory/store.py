@@ -393,21 +393,28 @@ class Store:
         rows = self._read("SELECT * FROM experiment_results WHERE experiment_id = ? ORDER BY id", (experiment_id,))
         return [self._decode(dict(row)) for row in rows]
 
-    def statistics(self) -> dict[str, Any]:
-        """Counts and per-model request totals."""
-        one = lambda sql: self._read(sql)[0][0]  # noqa: E731
+    def statistics(self, model: Optional[str] = None) -> dict[str, Any]:
+        """Counts and per-model request totals; of one model's experiments, quantizations and requests when given."""
+        one = lambda sql, args=(): self._read(sql, args)[0][0]  # noqa: E731
+        involves = " WHERE EXISTS (SELECT 1 FROM json_each(models) WHERE value = ?)" if model else ""
+        of_model = (model,) if model else ()
         per_model = self._read(
-            """SELECT model, COUNT(*) AS requests, SUM(prompt_tokens) AS prompt_tokens,
+            f"""SELECT model, COUNT(*) AS requests, SUM(prompt_tokens) AS prompt_tokens,
                SUM(completion_tokens) AS completion_tokens, AVG(latency_s) AS mean_latency_s
-               FROM request_stats GROUP BY model ORDER BY requests DESC"""
-        )
+               FROM request_stats {"WHERE model = ?" if model else ""} GROUP BY model ORDER BY requests DESC""",
+            of_model)
+        incomplete = f"{involves} AND" if model else " WHERE"
         return {
-            "models_seen": one("SELECT COUNT(*) FROM models"),
-            "experiments": one("SELECT COUNT(*) FROM experiments"),
-            "experiments_incomplete": one("SELECT COUNT(*) FROM experiments WHERE status = 'incomplete'"),
-            "results": one("SELECT COUNT(*) FROM experiment_results"),
-            "quantization_runs": one("SELECT COUNT(*) FROM quantization_runs"),
-            "requests": one("SELECT COUNT(*) FROM request_stats"),
+            **({"model": model} if model else {}),
+            "models_seen": one("SELECT COUNT(*) FROM models" + (" WHERE name = ?" if model else ""), of_model),
+            "experiments": one("SELECT COUNT(*) FROM experiments" + involves, of_model),
+            "experiments_incomplete": one(f"SELECT COUNT(*) FROM experiments{incomplete} status = 'incomplete'",
+                                          of_model),
+            "results": one("SELECT COUNT(*) FROM experiment_results" + (
+                f" WHERE experiment_id IN (SELECT id FROM experiments{involves})" if model else ""), of_model),
+            "quantization_runs": one("SELECT COUNT(*) FROM quantization_runs" + (
+                " WHERE source = ? OR output = ?" if model else ""), of_model * 2),
+            "requests": one("SELECT COUNT(*) FROM request_stats" + (" WHERE model = ?" if model else ""), of_model),
             "per_model": [dict(row) for row in per_model],
         }
 

@@ -334,3 +334,42 @@ def test_a_plain_word_taken_for_a_model_needs_more_belief_to_stand():
     agent = DecisionAgent(lambda: NAMES, meaning=believes)
     assert agent.parse("remove demo-f16").intent is Intent.REMOVE_MODEL
     assert agent.parse("let's remove all doubt and ship it").intent is Intent.UNKNOWN
+
+
+@pytest.mark.parametrize("line, models", [
+    ("how close is smol-f16 to the hf original, perplexity-wise", ["smol-hf"]),  # traits before "original"
+    ("top-1 agreement between demo-gptq-4bit and its f16 parent", ["demo-f16"]),
+    ("speed test the q8 and q4 demos", ["demo-q8_0", "demo-q4_k_m"]),  # a family's plural
+    ("tok/s for all three smol quants: q4_1, f16, nf4", ["smol-q4_1", "smol-f16", "smol-bnb-nf4"]),  # a headed list
+])
+def test_a_model_named_beside_its_family(line, models):
+    assert [name for _, name in described(line, FAMILIES)] == models
+
+
+@pytest.mark.parametrize("line, intent, model", [
+    ("q8_0 of minilm-hf pls", Intent.QUANTIZE_MODEL, "minilm-hf"),  # a recipe said of a model: the factory's verb
+    ("nf4 smol-hf plz", Intent.QUANTIZE_MODEL, "smol-hf"),
+    ("Turn smol-hf into an nf4 model", Intent.QUANTIZE_MODEL, "smol-hf"),
+    ("a bnb nf4 version of demo-hf, no calibration needed", Intent.QUANTIZE_MODEL, "demo-hf"),
+    ("quant smol-hf to q4_k_m", Intent.QUANTIZE_MODEL, "smol-hf"),  # "quant" as a verb stays one
+    ("tok/s for all three smol quants: q4_1, f16, nf4", Intent.BENCHMARK_MODELS, "smol-q4_1"),  # ... a noun is none
+    ("I need google/gemma-2-2b-it locally for the eval harness", Intent.DOWNLOAD_MODEL, "google/gemma-2-2b-it"),
+    ("show statistics for smol-q4_1", Intent.SHOW_STATISTICS, "smol-q4_1"),
+    ("benchmrk phi3 mini pls", Intent.BENCHMARK_MODELS, "phi-3-mini"),  # the same letters and digits
+])
+def test_forms_without_their_verb_or_spelled_otherwise(line, intent, model):
+    command = DecisionAgent(lambda: FAMILIES).parse(line)
+    assert (command.intent, command.slots.model) == (intent, model)
+
+
+def test_of_two_readings_that_both_ask_the_fuller_is_kept():
+    """The rules read "on minilm-hf" as the training file; the classifier's reading also finds the model in it."""
+    believes = _Believes([(Intent.TRAIN_CLASSIFIER, 0.9), (Intent.UNKNOWN, 0.1)])
+    command = DecisionAgent(lambda: NAMES, meaning=believes).parse("train a classifier from data/spam.csv on minilm-hf")
+    assert command.intent is Intent.TRAIN_CLASSIFIER
+    assert (command.slots.model, command.slots.file) == ("minilm-hf", "data/spam.csv")
+
+
+def test_a_count_of_turns_is_no_model(agent):
+    command = agent.parse("play the 5-turn script in scripts/onboarding.txt against demo-q8_0")
+    assert command.slots.model == "demo-q8_0" and command.slots.models in ([], ["demo-q8_0"])

@@ -366,6 +366,9 @@ def test_experiments_from_the_shell(demo_dir, home):
     assert "fidelity" in history.stdout and "benchmark" in history.stdout and "done" in history.stdout
     stats = cli(["-c", "show statistics"], home, demo_dir)
     assert stats.returncode == 0 and "experiments" in stats.stdout
+    one = cli(["--json", "-c", "show statistics for demo-q8_0"], home, demo_dir)
+    of_one = json.loads(one.stdout)["result"]["values"]
+    assert of_one["model"] == "demo-q8_0" and of_one["experiments"] == 1  # the benchmark; the fidelity was q4_k_m's
     missing = cli(["-c", "batch demo-q4_k_m nowhere.txt"], home, demo_dir)
     assert missing.returncode == 1 and "no file at" in missing.stdout
 

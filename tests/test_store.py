@@ -77,6 +77,14 @@ def test_experiments_results_filters_and_statistics(tmp_path, demo_dir):
     with pytest.raises(sqlite3.IntegrityError):
         store.add_result(999, "x", "y")  # no such experiment: refused, nothing written
     assert store.statistics()["results"] == 1
+    # One model's history: its experiments, their results, its requests; another model's count none of them.
+    store.record_request("demo-f16", "/api/chat", 1, 2, 0.2)
+    of_f16 = store.statistics("demo-f16")
+    assert (of_f16["model"], of_f16["models_seen"], of_f16["experiments"], of_f16["results"]) == ("demo-f16", 1, 1, 1)
+    assert of_f16["requests"] == 1 and [row["model"] for row in of_f16["per_model"]] == ["demo-f16"]
+    of_hf = store.statistics("demo-hf")
+    assert (of_hf["experiments"], of_hf["results"], of_hf["requests"], of_hf["per_model"]) == (1, 0, 0, [])
+    assert store.statistics("nothing-of-that-name")["experiments"] == 0
     store.close()
 
 
