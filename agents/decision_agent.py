@@ -178,6 +178,8 @@ class DecisionAgent:
             if ref in known or "/" in ref:
                 return ref
             matches = [k for k in known if ref.lower() in k.lower()]
+            if len(matches) > 1:  # "llama" is llama-3-8b-q4_k_m's first piece, only inside ollama-local's
+                matches = [k for k in matches if re.search(rf"(?<![a-z0-9]){re.escape(ref.lower())}", k.lower())]
             if not matches:  # "phi3-mini", "phi3" for phi-3-mini: the same letters and digits, separators aside
                 matches = [k for k in known if _letters(k).startswith(_letters(ref))] if len(_letters(ref)) > 3 else []
             return matches[0] if len(matches) == 1 else ref

@@ -42,9 +42,11 @@ TRAIT_WORDS = frozenset({"original", "quantized"})
 ALONE_BEFORE = frozenset({"one", "model", "version", "weights", "copy", "checkpoint", "and", "or", "as", "for",
                           "on", "in", "to", "with", "before", "please", "pls", "too", "again"})
 # "the original", "the hf original", "its f16 parent", "the unquantized base model".
-ORIGINAL = re.compile(r"\b(?:the|its|their) (?P<traits>(?:[\w-]+ ){0,2})((?<= )(?:original|unquantized|unquantised|"
-                      r"base|parent|source)|(?<=the )(?:original|unquantized|unquantised))\b(?: (one|model|version|weights))?",
-                      re.I)
+ORIGINAL = re.compile(r"\b(?:the|its|their) (?P<traits>(?:[\w-]+ ){0,3})((?<= )(?:original|unquantized|unquantised|"
+                      r"base|parent|source)|(?<=the )(?:original|unquantized|unquantised)|(?<=\w )one)\b"
+                      r"(?: (one|model|version|weights))?", re.I)
+# Words inside such a reference that say nothing of the model: "the full f16 one", "the original hugging face one".
+SAYS_NOTHING = frozenset({"full", "hugging", "face", "huggingface"})
 LISTED = re.compile(r"\s*(?:,\s*(?:and\s+|or\s+)?|\s(?:and|or|vs\.?|&)\s+)(?:the\s+)?")
 
 
@@ -267,8 +269,8 @@ def _traits_before(line: str, end: int, names: _Names) -> tuple[int, set[str]] |
 
 def _the_original(line: str, names: _Names, found: list[tuple[int, int, str]],
                   known: Sequence[str]) -> list[tuple[int, int, str]]:
-    """ "the original", "the hf original", "its f16 parent": a model of the one family the line's other models
-    belong to, the original unless traits say which."""
+    """ "the original", "the hf original", "its f16 parent", "the f16 one": a model of the one family the line's
+    other models belong to, the original unless traits say which."""
     out: list[tuple[int, int, str]] = []
     for match in ORIGINAL.finditer(line):
         after = line[match.end():].lower().split()
@@ -276,7 +278,7 @@ def _the_original(line: str, names: _Names, found: list[tuple[int, int, str]],
             continue
         if _overlaps(match.start(1), match.end(), found):
             continue
-        said = {names.word(word) for word in match.group("traits").split()}
+        said = {names.word(word) for word in match.group("traits").split()} - SAYS_NOTHING
         wanted = {word for word in said if word in names.said and word not in names.families} or {"original"}
         if said - wanted - {"original"}:
             continue  # a word no trait: "the training original" is no model

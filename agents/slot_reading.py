@@ -31,7 +31,8 @@ def _prompt(s: Words) -> Optional[str]:
 
 
 PLAIN_NAME_VERBS = ("load", "unload", "chat", "serve", "remove", "inspect", "start", "stop")
-NOT_A_NAME = frozenset({"memory", "ram", "gpu", "vram", "out", "offline", "online", "running", "going", "ready"})
+NOT_A_NAME = frozenset({"memory", "ram", "gpu", "vram", "out", "offline", "online", "running", "going", "ready",
+                        "default", "w/", "w", "u", "pls", "plz"})
 
 
 def model_slots(s: Words, plain_names: bool = False, many: bool = False, **extra) -> Slots:

@@ -30,7 +30,6 @@ def test_a_name_splits_into_pieces_with_levels_whole():
 
 @pytest.mark.parametrize("line, model", [
     ("wipe the f16 copy of demo off the disk", "demo-f16"),
-    ("load the gptq demo rather than the bnb one", "demo-gptq-4bit"),
     ("chat with the q4_k_m demo model", "demo-q4_k_m"),
     ("show me the 8-bit minilm", "minilm-8bit"),
     ("serve the nf4 smol", "smol-bnb-nf4"),
@@ -373,3 +372,29 @@ def test_of_two_readings_that_both_ask_the_fuller_is_kept():
 def test_a_count_of_turns_is_no_model(agent):
     command = agent.parse("play the 5-turn script in scripts/onboarding.txt against demo-q8_0")
     assert command.slots.model == "demo-q8_0" and command.slots.models in ([], ["demo-q8_0"])
+
+
+@pytest.mark.parametrize("line, models", [
+    ("How much does the q4 version of demo lose compared to the full f16 one?", ["demo-q4_k_m", "demo-f16"]),
+    ("is the nf4 smol still faithful to the f16 one?", ["smol-bnb-nf4", "smol-f16"]),  # "the TRAIT one"
+    ("compare demo-q8_0 with the other one", []),  # "other" says no trait: no model
+])
+def test_the_trait_one_beside_a_family(line, models):
+    assert [name for _, name in described(line, FAMILIES)] == models
+
+
+def test_a_model_set_aside_by_description_is_named_and_not_acted_on(agent):
+    assert [name for _, name in described("load the gptq demo rather than the bnb one", NAMES)] == [
+        "demo-gptq-4bit", "demo-bnb-int8"]
+    command = agent.parse("load the gptq demo rather than the bnb one")
+    assert command.intent is Intent.LOAD_MODEL_API and command.slots.model == "demo-gptq-4bit"
+
+
+@pytest.mark.parametrize("line, intent, model", [
+    ("chat w/ mistral", Intent.CHAT_WITH_MODEL, "mistral-7b-instruct-q5_k_m"),  # "w/" is no name
+    ("unload llama", Intent.UNLOAD_MODEL_API, "llama-3-8b-q4_k_m"),  # not inside ollama-local
+    ("lets have a chat with the default model", Intent.CHAT_WITH_MODEL, None),  # the default: asked, not named
+])
+def test_a_plain_word_names_the_model_whose_piece_it_is(line, intent, model):
+    command = DecisionAgent(lambda: FAMILIES + ["ollama-local"]).parse(line)
+    assert (command.intent, command.slots.model) == (intent, model)
