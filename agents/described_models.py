@@ -7,9 +7,11 @@ word (no command word) followed by "one" or "model" ("the llama one"). Formats a
 bnb variant of X" asks for a format), and neither does a description after "a"/"an" ("an 8-bit version of
 minilm" is a quantization's target). Two models that both fit ("the 8-bit demo") name neither.
 
-Two more forms lean on a model the line names: traits listed beside it share its family ("the smol q4_1, f16
-and nf4", "the original and 8-bit minilm"), and "the original" alone is the original of the family every
-other model in the line belongs to ("compare the 8-bit minilm to the original").
+"the llama" names the one model whose name starts with that word. Three more forms lean on a family the line
+names: traits listed beside a model share its family ("the smol q4_1, f16 and nf4", "the original and 8-bit
+minilm", "the three smol quants: q4_1, f16, nf4"); "the original", "the hf original", "its f16 parent" and
+"the f16 one" name a model of the family every other model in the line belongs to ("compare the 8-bit minilm
+to the original").
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ ORIGINAL = re.compile(r"\b(?:the|its|their) (?P<traits>(?:[\w-]+ ){0,3})((?<= )(
                       r"(?: (one|model|version|weights))?", re.I)
 # Words inside such a reference that say nothing of the model: "the full f16 one", "the original hugging face one".
 SAYS_NOTHING = frozenset({"full", "hugging", "face", "huggingface"})
+LETTERS = re.compile(r"[A-Za-z]+")
 LISTED = re.compile(r"\s*(?:,\s*(?:and\s+|or\s+)?|\s(?:and|or|vs\.?|&)\s+)(?:the\s+)?")
 
 
@@ -155,7 +158,7 @@ def _the_family(line: str, names: _Names, found: list[tuple[int, int, str]]) -> 
     out: list[tuple[int, int, str]] = []
     for match in re.finditer(r"\bthe\s+([A-Za-z]{4,})\b", line, flags=re.I):
         word = match.group(1).lower()
-        typed = re.compile(r"[A-Za-z]+").match(line, match.start(1))
+        typed = LETTERS.match(line, match.start(1))
         if word in VOCAB_SET or _touches_name(line, typed) or _overlaps(match.start(1), match.end(1), found):
             continue
         owners = [name for name in names.traits if _first_word(name) == word]

@@ -80,7 +80,8 @@ NARRATIVE = re.compile(
     r"felt|went)\b)", re.I)
 REQUEST = re.compile(
     r"[;,.!]\s*(?:then\s+|so\s+)?(?:please\s+)?(?:load|unload|remove|delete|drop|show|chat|compare|benchmark|quantize|"
-    r"run|get|make|start|stop|set|add|register|hook|use|switch|list|tell|give|open|export|train|download|tune)\b|\?|\b(?:can|could|would|will)\s+you\b|\bplease\b|\bpls\b|\b(?:now|so)\s+"
+    r"run|get|make|start|stop|set|add|register|hook|use|switch|list|tell|give|open|export|train|download|tune)\b|"
+    r"\?|\b(?:can|could|would|will)\s+you\b|\bplease\b|\bpls\b|\b(?:now|so)\s+"
     r"(?:please\s+)?(?:load|unload|remove|delete|show|chat|compare|benchmark|quantize|run)\b|\bcan\s+(?:i|we)\b|"
     r"\blet'?s\b|\bi\s+(?:want|need|would|'d)\b", re.I)
 
@@ -127,7 +128,8 @@ def _recipe(s: Words, line: str) -> Optional[Command]:
 
 def _quant_is_a_noun(s: Words) -> bool:
     """ "the three smol quants: ...", "the q5 quant": a quantization made, named; no quantization asked for."""
-    verbs = {raw.lower() for word, raw in zip(s.words, s.raw) if word in GROUPS["quantize"]}
+    verbs = {raw.lower() for word, raw in zip(s.words, s.raw, strict=True)
+             if word in GROUPS["quantize"]}
     if not verbs or not verbs <= {"quant", "quants"} or not s.models:
         return False
     named = "|".join(re.escape(ref) for ref in s.models + s.levels)
