@@ -15,6 +15,7 @@ from typing import Iterator, Optional, Sequence
 
 from agents.described_models import named_in_place
 from agents.intents import Command, Intent, Slots
+from agents.references import acted_on
 
 TRIGGERS = ("classifier", "classifiers", "classify")
 NAME = r"[A-Za-z0-9][A-Za-z0-9_.+\-]*"
@@ -27,6 +28,10 @@ VERBS: dict[str, tuple[str, ...]] = {
     "check": ("check", "evaluate", "eval", "test", "compare", "validate"),
     "list": ("list", "show", "ls", "display", "which", "what"),
 }
+# "what does the spam classifier say about ...", "what would sentiment make of ...": a text to classify.
+SAYS_OF = re.compile(r"\b(?:say|says|think|thinks|make|makes)\s+(?:of|about)\b", re.I)
+# Words that set a variant aside ("on A instead of B"): no variant themselves.
+SETS_ASIDE = frozenset({"instead", "rather", "than", "not"})
 ALGORITHM = re.compile(r"\b(svm|svc|support[\s-]+vector(?:[\s-]+machine)?|logreg|logistic(?:[\s_-]*regression)?)\b",
                        re.I)
 # A single quote opens and closes only outside a word: "'it's fine'" is one text, "what's" no quote.
@@ -159,12 +164,15 @@ def _quoted_texts(line: str) -> list[str]:
     return [a or b for a, b in QUOTED.findall(line)]
 
 
-def _classify(line: str, quoted: list[str]) -> Command:
+def _classify(line: str, quoted: list[str], noun: str) -> Command:
     # The classifier comes after the last "with": the text itself may say "with".
     rest = QUOTED.sub(" ", line)
+    if not quoted and ":" in rest:  # "what does the spam classifier say about: win a free phone"
+        rest, tail = rest.split(":", 1)
+        quoted = [tail.strip()] if tail.strip() else []
     names = re.findall(rf"\b(?:with|using|by)\s+(?:classifier\s+)?({ARG})", rest, re.I)
-    return _asked_classify(Slots(classifier=_unquote(names[-1]) if names else None,
-                                 prompt=quoted[0] if quoted else None, texts=list(quoted)))
+    name = _unquote(names[-1]) if names else _classifier_name(rest, noun)
+    return _asked_classify(Slots(classifier=name, prompt=quoted[0] if quoted else None, texts=list(quoted)))
 
 
 def drops_unknown_labels(line: str) -> bool:
@@ -230,12 +238,13 @@ def classifier_command(line: str) -> Optional[Command]:
     quoted = _quoted_texts(line)
     # The first command word decides: "classify 'x' with test-set" classifies, whatever the name says.
     kinds = {"classify": ("classify",), **VERBS}
-    kind = next((k for w in words for k, forms in kinds.items() if _close(w, forms)), None)
+    kind = "classify" if SAYS_OF.search(line) and (quoted or ":" in line) else \
+        next((k for w in words for k, forms in kinds.items() if _close(w, forms)), None)
     if kind is None and words in (["classifiers"], ["classifier"]):
         kind = "list"
     noun = next((w for w in words if _close(w, ("classifier",))), "classifier")
     readers = {"train": lambda: _train(line, noun), "check": lambda: _check(line, noun),
-               "classify": lambda: _classify(line, quoted), "list": lambda: Command(Intent.LIST_CLASSIFIERS)}
+               "classify": lambda: _classify(line, quoted, noun), "list": lambda: Command(Intent.LIST_CLASSIFIERS)}
     if kind is None:
         return Command(Intent.UNKNOWN, confidence=0.0, suggestion="list classifiers")
     return readers[kind]()
@@ -340,7 +349,7 @@ def _variants(text: str, name: Optional[str], known: Sequence[str]) -> list[str]
     on = next((i for i, w in enumerate(words) if w.lower() == "on"), len(words))
     out: list[str] = []
     for i, word in enumerate(words):
-        if word.lower() in FILLER or word == name:
+        if word.lower() in FILLER or word.lower() in SETS_ASIDE or word == name:
             continue
         ref = resolve_model(word, known)
         if (ref or looks_like_model(word) or i > on) and (ref or word) not in out:
@@ -351,7 +360,7 @@ def _variants(text: str, name: Optional[str], known: Sequence[str]) -> list[str]
 def _check_free(line: str, known: Sequence[str], classifiers: Sequence[str]) -> Command:
     files, rest = _data_files(DROP_UNKNOWN.sub(" ", line))
     name = _pick_classifier(_cued(rest, known, CHECK_OBJECT, SUBJECT), named_words(rest, FILLER), known, classifiers)
-    return _asked_check(name, _variants(rest, name, known), files, [])
+    return _asked_check(name, acted_on(rest, _variants(rest, name, known)), files, [])
 
 
 def _classify_free(line: str, known: Sequence[str], classifiers: Sequence[str]) -> Command:

@@ -17,12 +17,12 @@ import logging
 import re
 from typing import TYPE_CHECKING, Callable, Iterable, Optional
 
-from agents.command_words import group_of
+from agents.command_words import VOCAB_SET, group_of
 from agents.intent_rules import RULES
 from agents.intent_table import canonical_lines, description, missing, spec
 from agents.intents import Command, Intent, Slots
 from agents.line_words import Words, split_line
-from agents.references import acted_on
+from agents.references import acted_on, after_the_story, pointed_at
 from agents.slot_reading import SLOT_READERS, YES
 
 if TYPE_CHECKING:
@@ -53,6 +53,10 @@ class DecisionAgent:
         if not line:
             return Command(Intent.UNKNOWN, text=text, suggestion="help")
         known = sorted(set(self.model_names()))
+        told = self._after_the_story(line, known)
+        if told is not None:
+            told.text = text
+            return told
         split = split_line(line, known)
         split.classifiers = sorted(set(self.classifier_names()))
         # "run code-lang on this": a saved classifier's name is no model, though it looks like one
@@ -60,6 +64,8 @@ class DecisionAgent:
         split.models = [m for m in split.models if m not in split.guessed or m.lower() not in saved]
         command = self._classify(split, line)
         rule_intent = command.intent
+        # "HELP!!", "q!": help or exit alone is that command whatever the classifier says.
+        command.exact = command.exact or _one_command_word(command, split)
         reading = self._by_meaning(rule_intent, split, line, exact=command.exact,
                                    grounded=_grounded(command, split, known))
         if reading is not None and (reading.intent is not command.intent or command.question):
@@ -84,6 +90,22 @@ class DecisionAgent:
         if reading is not None:
             self._weigh(command, reading, rule_intent, split, line, known)
         return command
+
+    def _after_the_story(self, line: str, known: list[str]) -> Optional[Command]:
+        """ "I just loaded the llama, now let me talk to it": the request, its "it" the one model the story names;
+        "I benchmarked A yesterday, but now I'd like to chat with B": the request, on the models it names."""
+        told = after_the_story(line, VOCAB_SET)
+        if told is None:
+            return None
+        story, request = told
+        named = set(split_line(story, known).models) & set(known)
+        if len(named) == 1 and (pointed := pointed_at(request, next(iter(named)))):
+            command = self.parse(pointed)
+        elif set(split_line(request, known).models) & set(known):  # "..., but now I'd like to chat with B"
+            command = self.parse(request)
+        else:
+            return None
+        return command if command is not None and command.intent is not Intent.UNKNOWN else None
 
     def _by_meaning(self, rule_intent: Intent, split: Words, line: str, exact: bool = False, grounded: bool = True):
         """The fused reading of the rules and the intent classifier; None when the classifier is not there.
@@ -217,6 +239,13 @@ ON_DISK = frozenset({Intent.REMOVE_MODEL, Intent.UNLOAD_MODEL_API, Intent.LOAD_M
                      Intent.CHAT_WITH_MODEL, Intent.BENCHMARK_MODELS, Intent.TUNE_MODEL})
 
 
+def _one_command_word(command: Command, s: Words) -> bool:
+    """The line is "help" or "exit" (or a word of theirs), spelled right, with punctuation at most: exact. (Other
+    lone words are not: "endpoints?" and "tokens" are read better by the classifier.)"""
+    return command.intent in (Intent.SHOW_HELP, Intent.EXIT) and len(s.raw) == 1 and not s.corrections and \
+        re.fullmatch(r"\W*[\w-]+\W*", s.line.strip()) is not None
+
+
 def _grounded(command: Command, s: Words, known: list[str]) -> bool:
     """Whether the rules' reading rests on what the line really names: a model on disk, or no model at all. A plain
     word the rules took for the object of an action on disk ("remove all doubt") is no ground."""
@@ -242,7 +271,8 @@ def _name_the_classifier(command: Command, s: Words, line: str) -> None:
 
 # "all models", "all of them", "every model", "each variant", "them all": every model the command can run on.
 EVERY = re.compile(r"\b(?:all|every|each)(?:\s+of)?\s+(?:the\s+|my\s+|these\s+|those\s+|your\s+)?"
-                   r"(?:them|models?|variants?|ones?|llms?|quantizations?)\b|\bthem\s+all\b|^\s*all\s*[.!?]?\s*$",
+                   r"(?:them|models?|variants?|ones?|llms?|quantizations?)\b|\bthem\s+all\b|^\s*all\s*[.!?]?\s*$|"
+                   r"\beverything\b",
                    re.I)
 
 

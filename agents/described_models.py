@@ -27,12 +27,17 @@ SAME_PIECE = {"8-bit": "8bit", "4-bit": "4bit", "fp16": "f16", "float16": "f16",
               "fp32": "f32", "float32": "f32", "int4": "4bit", "quantised": "quantized", "unquantised": "original",
               "unquantized": "original", "base": "original", "half": "f16"}
 # Small words inside a description: "the f16 copy of demo", "the q4_k_m demo model", "the gptq version of demo".
+# "s" is what is left of a possessive ("minilm's 8-bit copy" reads "minilm s 8-bit copy").
 BETWEEN = frozenset({"the", "a", "an", "of", "copy", "version", "variant", "build", "one", "model", "quant",
                      "flavor", "flavour", "edition", "copies", "versions", "variants", "builds", "ones", "models",
-                     "quants"})
+                     "quants", "s"})
+# Words between "the" and a family that say nothing of which model: "the local llama", "the small qwen".
+SIZE_OR_PLACE = r"(?:(?:local|small|little|tiny|big|large|new|latest|old|current)\s+)?"
 # After one family word, these make it a description too: "the llama one", "the qwen model". (Not "version" or
 # "variant": "a q8_0 version of smol-hf" is a quantization's target, not the model demo-q8_0.)
 ONE_OF = frozenset({"one", "model"})
+# The nouns a description may end on.
+NOUNS = BETWEEN - {"the", "a", "an", "of", "s"}
 WORD = re.compile(r"\d+[- ]?bits?\b|full[- ]precision|[A-Za-z0-9][A-Za-z0-9_]*(?:-bit)?")
 # Pieces that say how a model is stored, not which model it is.
 FORMAT_PIECE = re.compile(r"i?q\d(?:_[a-z0-9]+)*|b?f\d+|fp\d+|\d+bit|int\d|nf4|fp4|gptq|gguf|bnb|awq|hf")
@@ -49,6 +54,11 @@ ORIGINAL = re.compile(r"\b(?:the|its|their) (?P<traits>(?:[\w-]+ ){0,3})((?<= )(
                       r"(?: (one|model|version|weights))?", re.I)
 # Words inside such a reference that say nothing of the model: "the full f16 one", "the original hugging face one".
 SAYS_NOTHING = frozenset({"full", "hugging", "face", "huggingface"})
+# What follows a program's name on its command line (ollama, llama.cpp's tools): "ollama run phi".
+CLI_VERBS = frozenset({"run", "pull", "push", "show", "ps", "list", "ls", "rm", "cp", "serve", "create", "stop", "-m",
+                       "--model"})
+# A family with a version after it: Qwen2.5-..., phi-3-mini, mistral-7b-instruct.
+VERSIONED = re.compile(r"[A-Za-z]+[-_.]?\d")
 LETTERS = re.compile(r"[A-Za-z]+")
 LISTED = re.compile(r"\s*(?:,\s*(?:and\s+|or\s+)?|\s(?:and|or|vs\.?|&)\s+)(?:the\s+)?")
 
@@ -128,8 +138,9 @@ def named_in_place(line: str, known: Sequence[str]) -> str:
     return line
 
 
-def described_spans(line: str, known: Sequence[str]) -> list[tuple[int, int, str]]:
-    """(start, end, model) of each description in the line that fits one model, in the line's order."""
+def described_spans(line: str, known: Sequence[str], bare: bool = True) -> list[tuple[int, int, str]]:
+    """(start, end, model) of each description in the line that fits one model, in the line's order; `bare`: with
+    a family word alone ("compare phi and qwen")."""
     names = _Names.of(known)
     found: list[tuple[int, int, str]] = []
     for run in _runs(line, names):
@@ -149,17 +160,44 @@ def described_spans(line: str, known: Sequence[str]) -> list[tuple[int, int, str
     found += _the_family(line, names, found)
     found += _listed(line, names, found, known)
     found += _the_original(line, names, found, known)
+    if bare:
+        found += _bare_family(line, names, found)
     return sorted(found)
 
 
 def _the_family(line: str, names: _Names, found: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
-    """ "the llama", "the mistral": the first word of one model's name, after "the", names it (four letters at least
-    and no command word: "the gpu" or "the chat" is no model)."""
+    """ "the llama", "the small qwen", "the phi": the first word of one model's name, after "the", names it (no
+    command word, and of three letters only a versioned family's: "the gpu" or "the chat" is no model)."""
+    return [span for span in _family_words(line, names, found, rf"\bthe\s+{SIZE_OR_PLACE}([A-Za-z]{{3,}})\b")
+            if span[1] - span[0] > 3 or VERSIONED.match(span[2])]
+
+
+def _bare_family(line: str, names: _Names, found: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    """ "compare phi and qwen", "ollama show mistral": the family of a versioned name (qwen2.5-..., phi-3-mini,
+    mistral-7b-...) names its one model alone too, when it is no English word ("llama": only "the llama" names it).
+    After "a"/"an" it is a kind, not a model; "ollama" of ollama-local, no versioned name, is the program."""
+    from agents.english_words import WORDS
+
+    return [span for span in _family_words(line, names, found, r"(?<![\w.'/-])([A-Za-z]{3,})\b")
+            if line[span[0]:span[1]].lower() not in WORDS and VERSIONED.match(span[2])
+            and not re.search(r"\b(?:a|an)\s+$", line[:span[0]], re.I) and not _a_program(line, span)]
+
+
+def _a_program(line: str, span: tuple[int, int, str]) -> bool:
+    """ "ollama show mistral", "ollama pull resumes downloads": a word followed by one of its CLI's verbs is the
+    program, not the model (the endpoint ollama-local)."""
+    after = line[span[1]:].split()
+    return bool(after) and after[0].lower() in CLI_VERBS
+
+
+def _family_words(line: str, names: _Names, found: list[tuple[int, int, str]],
+                  pattern: str) -> list[tuple[int, int, str]]:
     out: list[tuple[int, int, str]] = []
-    for match in re.finditer(r"\bthe\s+([A-Za-z]{4,})\b", line, flags=re.I):
+    for match in re.finditer(pattern, line, flags=re.I):
         word = match.group(1).lower()
         typed = LETTERS.match(line, match.start(1))
-        if word in VOCAB_SET or _touches_name(line, typed) or _overlaps(match.start(1), match.end(1), found):
+        if word in VOCAB_SET or _touches_name(line, typed) or _overlaps(match.start(1), match.end(1), found + out) \
+                or match.group(1).isupper():  # "the new GPU": an acronym, not gpu-box
             continue
         owners = [name for name in names.traits if _first_word(name) == word]
         if len(owners) == 1:
@@ -183,7 +221,8 @@ def _fits(span: list[re.Match], names: _Names) -> str:
         return ""
     one_piece = len(words) == 2 and words[0] in family and words[1] in ONE_OF
     said = family | wanted
-    if not one_piece and (words[0] not in said or words[-1] not in said or len(family) + len(wanted) < 2):
+    last = words[-2] if len(words) > 2 and words[-1] in NOUNS else words[-1]  # "minilm's 8-bit copy"
+    if not one_piece and (words[0] not in said or last not in said or len(family) + len(wanted) < 2):
         return ""
     return names.fit(family, wanted)
 
@@ -315,9 +354,10 @@ def _runs(line: str, names: _Names) -> list[list[re.Match]]:
     runs.append(run)
     out = []
     for run in runs:
-        # A run ends on a piece ("the gptq demo, please" ends at "demo"), or on "one" after one ("the llama one").
+        # A run ends on a piece ("the gptq demo, please" ends at "demo"), or on a noun after one ("the llama one",
+        # "minilm's 8-bit copy").
         while run and names.word(run[-1].group()) not in names.said and not (
-                names.word(run[-1].group()) in ONE_OF and len(run) > 1 and names.word(run[-2].group()) in names.said):
+                names.word(run[-1].group()) in NOUNS and len(run) > 1 and names.word(run[-2].group()) in names.said):
             run.pop()
         if run:
             out.append(run)

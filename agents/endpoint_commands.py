@@ -17,7 +17,7 @@ from agents import results as r
 from agents.classifier_parse import looks_like_model, named_words, resolve_model
 from agents.described_models import named_in_place
 from agents.intents import Command, Intent, Slots
-from agents.references import acted_on
+from agents.references import acted_on, corrected
 from lqmf.base.progress import Progress
 
 NAME = r"[A-Za-z0-9][A-Za-z0-9_.+\-]*"
@@ -214,8 +214,9 @@ def _use(line: str, known: Sequence[str]) -> Command:
     # A plain word names a model only where the form puts one ("use far then q4_k_m"): "the default answer from my
     # manager is always no" names none.
     placed = {m.group(1).lower() for m in CHAIN_PLACE.finditer(rest)}
-    chain = list(dict.fromkeys(resolve_model(w, known) or w for w in ordered
+    named = list(dict.fromkeys(resolve_model(w, known) or w for w in ordered
                                if resolve_model(w, known) or looks_like_model(w) or w.lower() in placed))
+    chain = corrected(rest, named)  # "set the default to A - no wait, B"
     command = Command(Intent.USE_MODEL, Slots(model=chain[0] if chain else None, models=chain))
     if not chain:
         command.question = "Which model should be the default? use NAME [then OTHER]"

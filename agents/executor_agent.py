@@ -164,8 +164,15 @@ class Executor:
         return r.Loaded(model=model.info, note=self.library.engine_notice() or "")
 
     def unload(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
-        """Unload the model, or each of several ("unload A and B"); a name that is not loaded is said, not skipped."""
-        names = command.slots.models if len(command.slots.models) > 1 else [command.slots.model]
+        """Unload the model, each of several ("unload A and B"), or every loaded one ("unload everything"); a name that
+        is not loaded is said, not skipped."""
+        if command.slots.every:
+            names = [m["name"] for m in self.library.loaded()]
+            if not names:
+                return r.ErrorResult(message="nothing is loaded, so there is nothing to unload",
+                                     hint="list models shows what can be loaded")
+        else:
+            names = command.slots.models if len(command.slots.models) > 1 else [command.slots.model]
         missing = [name for name in names if not self.library.unload(name)]
         if missing:
             loaded = [m["name"] for m in self.library.loaded()]

@@ -32,6 +32,8 @@ ADDRESSED = [re.compile(pattern, re.I) for pattern in (
     r"^\s*(?:(?:hey|hi|hello|yo|ok|okay|dear)\s+)?(?P<name>[^\s,:]+)\s*[,:]\s+(?P<prompt>\S.*)$",
     r"^\s*(?:an?\s+)?(?:quick\s+)?(?:question|prompt)\s+for\s+(?P<name>[^\s,:]+)\s*[,:]\s*(?P<prompt>\S.*)$")]
 BITS_SAID = re.compile(r"\b\d+[- ]?bits?\b", re.I)
+# After "NAME:", a question about the model, not to it: "demo-q8_0: how fast is it?", "A: what's its lineage?"
+ABOUT_IT = re.compile(r"\bits\b|\b(?:is|was|does|did|can)\s+it\b", re.I)
 QUESTION_WORDS = frozenset({"what", "which", "who", "how", "why", "when", "where"})
 # A question about how the shell is used, with no model named: help ("how would I serve X with vllm?" names one, so
 # it is that command's).
@@ -63,8 +65,9 @@ def _addressed(s: Words, line: str) -> Optional[Command]:
             prompt = match.group("prompt")
             first = re.sub(r"[^a-z]", "", prompt.split()[0].lower())
             others = set(on_disk) - {match.group("name").lower()}
-            if first in VOCAB and first not in QUESTION_WORDS or any(names(prompt, o) for o in others):
-                return None  # "demo-q8_0: benchmark it", "A, B and C: compare them"
+            if first in VOCAB and first not in QUESTION_WORDS or any(names(prompt, o) for o in others) \
+                    or ABOUT_IT.search(prompt):
+                return None  # "demo-q8_0: benchmark it", "A, B and C: compare them", "A: how fast is it?"
             return Command(Intent.CHAT_WITH_MODEL, Slots(model=on_disk[match.group("name").lower()],
                                                          prompt=prompt.strip()), exact=True)
     return None
@@ -83,13 +86,26 @@ REQUEST = re.compile(
     r"run|get|make|start|stop|set|add|register|hook|use|switch|list|tell|give|open|export|train|download|tune)\b|"
     r"\?|\b(?:can|could|would|will)\s+you\b|\bplease\b|\bpls\b|\b(?:now|so)\s+"
     r"(?:please\s+)?(?:load|unload|remove|delete|show|chat|compare|benchmark|quantize|run)\b|\bcan\s+(?:i|we)\b|"
-    r"\blet'?s\b|\bi\s+(?:want|need|would|'d)\b", re.I)
+    r"\blet'?s\b|\bi(?:\s+(?:want|need|would)|\s*'d)\b", re.I)
+# A note, a reminder or a rule for later asks for nothing now: "note to self: never delete demo-f16".
+NOT_ASKED = re.compile(r"^\s*(?:note\s+to\s+self|reminder|memo|fyi|todo|to-do)\b|^\s*never\s+[a-z]+\b", re.I)
 
 
 def _narrative(s: Words, line: str) -> Optional[Command]:
     """A line that tells what happened and asks nothing: no command (an exact form)."""
-    if NARRATIVE.search(line) and not REQUEST.search(line):
+    if NOT_ASKED.search(line) or NARRATIVE.search(line) and not REQUEST.search(line):
         return Command(Intent.UNKNOWN, Slots(), 0.0, exact=True, suggestion="help")
+    return None
+
+
+def _classifier_colon(s: Words, line: str) -> Optional[Command]:
+    """A saved classifier's name, a colon, and the text (an exact form)."""
+    match = re.match(r"\s*([\w.+-]+)\s*:\s*(\S.*)$", line)
+    saved = {name.lower(): name for name in s.classifiers}
+    if match and match.group(1).lower() in saved:
+        text = match.group(2).strip()
+        return Command(Intent.CLASSIFY_TEXT, Slots(classifier=saved[match.group(1).lower()], prompt=text,
+                                                   texts=[text]), exact=True)
     return None
 
 
@@ -306,6 +322,10 @@ def _rename_or_copy(s: Words, line: str) -> Optional[Command]:
     """rename A to B / mv A B; copy A as B / cp A B: `model` is A, `name` the new name."""
     if not (s.has("rename") or s.has("copy")):
         return None
+    on_disk = {m.lower() for m in s.models}
+    if not s.has("rename") and any(m.group("model").strip(".,;:!?").lower() in on_disk for m in RECIPE_OF.finditer(
+            s.line)):
+        return quantize_command(s, line)  # "create an 8-bit bitsandbytes copy of X": a quantization
     intent = Intent.RENAME_MODEL if s.first("rename") < s.first("copy") else Intent.COPY_MODEL
     match = MANAGE.match(line)
     if match and (group_of(match.group("verb").lower()) in ("rename", "copy")
@@ -379,6 +399,7 @@ RULES: list[Callable[[Words, str], Optional[Command]]] = [
     _addressed,  # "hey smol-hf, what is ...": a chat, whatever words the prompt holds
     _narrative,  # "I loaded X yesterday and it was slow": no command
     _help_topic,  # "help quantize": the topic's forms, not a quantization
+    _classifier_colon,  # "spam: win a free phone": a saved classifier's name, then its text
     lambda s, line: classifier_command(line),  # "classifier" / "classify" lines read as typed
     lambda s, line: endpoint_command(line),  # endpoints, `use`, `export`: read as typed
     _rename_or_copy,

@@ -92,7 +92,7 @@ class IntentSpec:
     file_needed: Optional[tuple[str, str]] = None  # reads a file: (what to say, what to type) when none was named
     progress: Optional[ProgressKind] = None  # the shell's feedback while it runs
     many_models: bool = False  # its answer is a list of models: a chosen one is added, not put in place
-    every: bool = False  # "all models" / "all of them" stands for its models: every one on disk it can run on
+    every: bool = False  # "all models", "all of them": every model it can run on (unload: the loaded)
     fits: Optional[str] = None  # what its help examples' NAME / A / B must be (agents/model_sets.py); None: no model
     completion: tuple[str, ...] = ()  # the shell's completions at the start of a line
     two_step: Optional[TwoStep] = None  # it stops to ask when its face can answer (a plan, a model, a secret)
@@ -212,7 +212,7 @@ _SPECS = (
     IntentSpec(
         Intent.UNLOAD_MODEL_API, "Serving", lambda x, c, p: x.unload(c, p),
         needs=(_model("unload", LOADED_MODELS, "Nothing is loaded, so there is nothing to unload."),),
-        describe="unload {model}", topics=("unload",), guard=CONFIRM, progress="spinner",
+        describe="unload {models}", topics=("unload",), guard=CONFIRM, progress="spinner", every=True,
         completion=("unload model",), canonical="unload model NAME", rank=6),
     IntentSpec(
         Intent.START_API_SERVER, "Serving", lambda x, c, p: x.start_server(c, p), describe="start server",

@@ -21,6 +21,7 @@ FILE = re.compile(r"\.(?:txt|jsonl|json|csv|md|yaml|yml)$", re.I)
 URL = re.compile(r"https?://\S+")
 TOKEN = re.compile(r"(?:~?/|\.{1,2}/)?[A-Za-z0-9][A-Za-z0-9._/:+\-]*|\?")  # paths may start with / ~/ ./
 PORT = re.compile(r"(?:\bport\s*[:=]?\s*|\bon\s+|:)(\d{2,5})\b", re.I)
+HUB_PROGRAM = re.compile(r"(?:huggingface|hf)(?:-cli)?")
 BITS = re.compile(r"\b(\d{1,2})\s*-?\s*bits?\b", re.I)
 # GPTQ's group size: "with group size 64", "--group-size 64", "group_size=64", or GPTQ's own "g64".
 GROUP_SIZE = re.compile(r"\bgroup[\s_-]*size\s*(?:of\s+|=\s*|:\s*)?(\d{1,4})\b|(?<![\w.-])g(\d{2,4})(?![\w.-])", re.I)
@@ -118,6 +119,9 @@ def split_line(line: str, known: list[str]) -> Words:
         if not names_it and not all(w in known_lower or w in ("or", "and", "vs") for w in words_after):
             rest, prompt_tail = head, tail
     spans = described_spans(rest, known)
+    # A family word alone names its model for the slots, but the classifier reads it as typed: "who trained Qwen
+    # originally?" asks about the world, as it did before the word named anything.
+    masked = set(described_spans(rest, known, bare=False))
     descriptions = [(rest[start:end], name) for start, end, name in spans]
     for start, end, name in reversed(spans):  # "the f16 copy of demo" names demo-f16 (in the line too)
         rest = f"{rest[:start]} {name} {rest[end:]}"
@@ -144,6 +148,8 @@ def split_line(line: str, known: list[str]) -> Words:
         elif low.isdigit() or BITS.fullmatch(low) or re.fullmatch(r"\d{1,2}-?bits?", low) or \
                 SIZE_TOKEN.fullmatch(low):
             continue  # numbers are read by the port / bits / budget patterns
+        elif HUB_PROGRAM.fullmatch(low):
+            continue  # "huggingface-cli download ORG/NAME": the program typed out of habit, no model
         elif looks_like_model(raw, low):
             models.append(raw.rstrip(".,!?;:"))
             guessed.append(models[-1])
@@ -156,7 +162,8 @@ def split_line(line: str, known: list[str]) -> Words:
         quoted.append(prompt_tail.strip())
     words, corrections = corrected(words)
     return Words(words, raw_words, models, quoted, files, levels, methods, urls, line, corrections,
-                 described=[typed for typed, _ in descriptions], guessed=guessed)
+                 described=[rest_typed for (rest_typed, _), span in zip(descriptions, spans, strict=True)
+                            if span in masked], guessed=guessed)
 
 
 # Measures, times, sizes, hosts and environment variables look like names but name no model: "top-1

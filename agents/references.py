@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+from typing import Optional
 
 # Not "from" or "than": "drifted from A" and "faster than B" name the reference and the other side. "now that A
 # works, delete B", "I already did A" and "skip A" set A aside.
 SET_ASIDE = (r"(?:not|instead\s+of|rather\s+than|keep|keeping|forget|except|leave|leaving|skip|skipping|"
-             r"ignore|ignoring|exclude|excluding|now\s+that|"
+             r"ignore|ignoring|exclude|excluding|now\s+that|since|"
              r"stop\s+(?:using|defaulting\s+to)|(?:don'?\s?t|do\s+not)\s+[a-z]+(?:\s+(?:with|about|on))?|already\s+(?:did|ran|benchmarked|"
              r"tested|measured|have\s+(?:numbers|figures|results)\s+for))\s+(?:the\s+)?(?:model\s+)?")
 # "I don't need A anymore": A is what the command is for, not set aside.
@@ -15,7 +16,8 @@ NO_LONGER = r"(?:don'?\s?t|do\s+not)\s+(?:need|want|use)\s+(?:the\s+)?{}\s+(?:an
 # A correction: what follows it replaces what came before ("benchmark A - no wait, B", "A, make that B").
 # ("I mean" is not one: "hurt A? I mean ppl and KL vs B" explains.)
 CORRECTION = re.compile(r"\b(?:no,?\s+wait|wait,?\s+no|actually,?\s+no|no,?\s+actually|scratch\s+that|make\s+that|"
-                        r"correction)\b", re.I)
+                        r"correction|no,?\s+sorry|sorry,?\s+no|oops|or\s+rather)\b|(?<=[,;])\s*no\s*(?=[,;])|"
+                        r"\s-+\s*no\b", re.I)
 # After the name: "drop A from memory, B can stay".
 STAYS = r"\s+(?:can|may|should|will)\s+(?:stay|remain)|\s+stays\b|\s+remains\b"
 
@@ -28,12 +30,8 @@ def acted_on(line: str, refs: list[str]) -> list[str]:
     meant = [ref for ref in refs if re.search(rf"\bmeant\s+(?:the\s+)?{re.escape(ref)}", line, re.I)]
     if meant:
         return meant
-    *said_first, corrected = CORRECTION.split(line)  # "benchmark A - no wait, B": B replaces the last said
-    if said_first and (instead := [ref for ref in refs if names(corrected, ref)]) and len(instead) < len(refs):
-        first = " ".join(said_first)
-        before = sorted((ref for ref in refs if ref not in instead and names(first, ref)),
-                        key=lambda ref: first.lower().rfind(ref.lower()))
-        return before[:max(0, len(before) - len(instead))] + instead
+    if (after := corrected(line, refs)) != refs:
+        return after
     moved = re.search(r"\bfrom\s+(\S+)\s+to\s+(\S+)", line, re.I)  # "switch the default from A to B": B
     if moved and {moved.group(1).rstrip(",."), moved.group(2).rstrip(",.?!")} <= set(refs):
         return [moved.group(2).rstrip(",.?!")]
@@ -49,6 +47,41 @@ def acted_on(line: str, refs: list[str]) -> list[str]:
     return kept
 
 
+def corrected(line: str, refs: list[str]) -> list[str]:
+    """ "benchmark A - no wait, B": what follows a correction replaces as many names said last before it."""
+    *said_first, correction = CORRECTION.split(line)
+    if said_first and (instead := [ref for ref in refs if names(correction, ref)]) and len(instead) < len(refs):
+        first = " ".join(said_first)
+        before = sorted((ref for ref in refs if ref not in instead and names(first, ref)),
+                        key=lambda ref: first.lower().rfind(ref.lower()))
+        return before[:max(0, len(before) - len(instead))] + instead
+    return refs
+
+
 def names(text: str, ref: str) -> bool:
     """Whether the text names the reference as a whole word ("demo-q8_0", not "demo-q8_0-copy")."""
     return re.search(rf"(?<![\w.-]){re.escape(ref)}(?![\w-])", text, re.I) is not None
+
+
+# "I just loaded the llama, now let me talk to it", "before I delete smol-f16, show me its manifest": a clause that
+# tells what was (or will be) done, then the request, which points back at the clause's model.
+STORY_THEN = re.compile(
+    r"^\s*(?P<story>(?:(?:before|after|once|since)\s+(?:i|we)\s+|(?:i|we)\s+(?:just\s+|already\s+|finally\s+)?"
+    r"(?:[a-z]+ed|ran|made|got|did|built|took)\b)[^,;]*)[,;]\s*(?:(?:and|but)\s+)?(?:(?:now|then|so|next)\b,?\s*)?"
+    r"(?P<request>(?P<lead>(?:please\s+|pls\s+|can\s+you\s+|could\s+you\s+|let\s+me\s+|let'?s\s+|"
+    r"go\s+ahead\s+and\s+|i(?:'d|\s+would|\s+want|\s+need)(?:\s+(?:like|love))?\s+to\s+)*)(?P<verb>[a-z]+)\b.*)$",
+    re.I)
+POINTS_BACK = re.compile(r"\b(?:its|it|them|that\s+one|this\s+one|th(?:at|is|e)\s+model)\b", re.I)
+
+
+def after_the_story(line: str, command_words: frozenset[str]) -> Optional[tuple[str, str]]:
+    """(the story, the request) of a line that tells first and asks after; None for any other line."""
+    match = STORY_THEN.match(line)
+    if match and (match.group("lead") or match.group("verb").lower() in command_words):
+        return match.group("story"), match.group("request")
+    return None
+
+
+def pointed_at(request: str, model: str) -> Optional[str]:
+    """The request with its pointer back ("it", "its", "that one") as the model's name; None when it has none."""
+    return POINTS_BACK.sub(model, request, count=1) if POINTS_BACK.search(request) else None

@@ -79,6 +79,7 @@ def quantize_command(s: Words, line: str, known: Sequence[str] = ()) -> Command:
     """quantize NAME [to LEVEL | N-bit | to fit SIZE | to kld X] [METHOD] [with FILE] [with imatrix] [and fidelity]
     [as OUT] [--yes]."""
     name, refs = output_name(s, line)
+    refs = acted_on(s.line, refs)  # "since A came out badly, quantize B": B
     bits = BITS.search(line)
     level = next((lv for lv in s.levels), None)
     # A level or a bit width names the recipe: a size beside it is a remark, not a budget.

@@ -398,3 +398,134 @@ def test_a_model_set_aside_by_description_is_named_and_not_acted_on(agent):
 def test_a_plain_word_names_the_model_whose_piece_it_is(line, intent, model):
     command = DecisionAgent(lambda: FAMILIES + ["ollama-local"]).parse(line)
     assert (command.intent, command.slots.model) == (intent, model)
+
+
+VERSIONED = FAMILIES + ["ollama-local"]
+
+
+@pytest.mark.parametrize("line, models", [
+    ("cmp phi-3-mini mistral-7b-instruct-q5_k_m qwen", ["Qwen2.5-0.5B-Instruct"]),  # a versioned family alone
+    ("rank the mistral and phi on quality", ["mistral-7b-instruct-q5_k_m", "phi-3-mini"]),
+    ("ollama show mistral", ["mistral-7b-instruct-q5_k_m"]),  # "ollama" before its CLI's verb is the program
+    ("default to fleet, then the local llama", ["llama-3-8b-q4_k_m"]),  # a word of place between
+])
+def test_a_family_alone_names_its_one_model(line, models):
+    assert [name for _, name in described(line, VERSIONED)] == models
+
+
+@pytest.mark.parametrize("line", [
+    "what is a llama, anyway",  # "llama" is English: only "the llama" names it
+    "I want a mistral like that one",  # after "a" it is a kind
+    "the benchmarks for the new GPU looked impressive",  # an acronym typed in capitals
+    "did you know ollama pull resumes interrupted downloads?",  # the program, not the endpoint
+    "is the gpu busy",  # three letters of a name with no version: gpu-box is not named
+])
+def test_a_family_word_that_names_no_model(line):
+    assert described(line, VERSIONED) == []
+
+
+def test_a_family_alone_is_read_as_typed_by_the_classifier():
+    """The slots get the model; the intent classifier's mask leaves the word, as it read it before."""
+    split = split_line("who trained Qwen originally?", VERSIONED)
+    assert split.models == ["Qwen2.5-0.5B-Instruct"] and "Qwen" not in split.references()
+    assert split_line("open a chat with the qwen model", VERSIONED).described == ["qwen model"]
+
+
+def test_a_possessive_family_and_the_noun_it_ends_on():
+    split = split_line("embed it with minilm's 8-bit copy", VERSIONED)
+    assert split.models == ["minilm-8bit"] and "copy" not in split.words
+
+
+@pytest.mark.parametrize("line, refs, acted", [
+    ("delete demo-hf, no sorry, delete smol-f16", ["demo-hf", "smol-f16"], ["smol-f16"]),
+    ("chat with smol-q4_1, no, smol-bnb-nf4", ["smol-q4_1", "smol-bnb-nf4"], ["smol-bnb-nf4"]),
+    ("benchmark demo-q8_0 - no, demo-f16", ["demo-q8_0", "demo-f16"], ["demo-f16"]),
+    ("no, compare demo-f16 and demo-q8_0", ["demo-f16", "demo-q8_0"], ["demo-f16", "demo-q8_0"]),  # nothing before
+])
+def test_more_ways_to_correct(line, refs, acted):
+    assert acted_on(line, refs) == acted
+
+
+def test_a_corrected_default_is_the_one_after_the_correction():
+    line = "set the default model to demo-q8_0 - no wait, demo-f16"
+    assert SLOT_READERS[Intent.USE_MODEL](split_line(line, NAMES), line, NAMES).slots.models == ["demo-f16"]
+
+
+@pytest.mark.parametrize("line, intent, model", [
+    ("I just loaded demo-q8_0, now let me talk to it", Intent.CHAT_WITH_MODEL, "demo-q8_0"),
+    ("before I delete the f16 smol, show me its manifest", Intent.SHOW_MODEL, "smol-f16"),
+    ("I just downloaded smol-hf, now squeeze it down to q8_0", Intent.QUANTIZE_MODEL, "smol-hf"),
+])
+def test_a_story_then_a_request_acts_on_the_story_s_model(agent, line, intent, model):
+    command = agent.parse(line)
+    assert (command.intent, command.slots.model) == (intent, model) and command.text == line
+
+
+def test_a_story_with_no_request_after_it_stays_a_story(agent):
+    assert agent.parse("I loaded demo-q8_0 yesterday, and it was slow").intent is Intent.UNKNOWN
+
+
+@pytest.mark.parametrize("line", ["take everything out of memory", "unload all models", "unload everything"])
+def test_unloading_everything_is_every_loaded_model(agent, line):
+    command = agent.parse(line)
+    assert command.intent is Intent.UNLOAD_MODEL_API and command.slots.every and command.question is None
+
+
+def test_the_hub_s_program_typed_out_of_habit_is_no_model(agent):
+    command = agent.parse("huggingface-cli download microsoft/Phi-3-mini-4k-instruct")
+    assert (command.intent, command.slots.model) == (Intent.DOWNLOAD_MODEL, "microsoft/Phi-3-mini-4k-instruct")
+
+
+@pytest.mark.parametrize("line, classifier, text", [
+    ("spam: win a free phone now", "spam", "win a free phone now"),
+    ("what does the sentiment classifier say about: this update broke everything", "sentiment",
+     "this update broke everything"),
+    ('what does the spam classifier say about "win a free phone"?', "spam", "win a free phone"),
+])
+def test_a_text_to_a_classifier_by_its_name(line, classifier, text):
+    agent = DecisionAgent(lambda: NAMES, classifier_names=lambda: ["spam", "sentiment"])
+    command = agent.parse(line)
+    assert (command.intent, command.slots.classifier, command.slots.texts) == (Intent.CLASSIFY_TEXT, classifier,
+                                                                               [text])
+
+
+def test_a_classifier_checked_on_one_variant_instead_of_another():
+    from agents.classifier_parse import classifier_slots
+
+    command = classifier_slots(Intent.CHECK_CLASSIFIER, "verify code-lang on minilm-8bit instead of minilm-hf",
+                               NAMES, ["code-lang"])
+    assert command.slots.models == ["minilm-8bit"]
+
+
+@pytest.mark.parametrize("line, intent, model", [
+    ("demo-q8_0: tell me a joke", Intent.CHAT_WITH_MODEL, "demo-q8_0"),  # spoken to
+    ("demo-q8_0: how fast is it? tokens per second please", None, "demo-q8_0"),  # asked about: not a chat
+    ("smol-hf: what's its lineage?", None, "smol-hf"),
+    ("Create an 8-bit bitsandbytes copy of smol-hf for the memory tests.", Intent.QUANTIZE_MODEL, "smol-hf"),
+    ("Since smol-q4_1 came out badly, please quantize smol-hf to q5_k_m instead.", Intent.QUANTIZE_MODEL, "smol-hf"),
+])
+def test_forms_about_a_model_and_copies_that_are_quantizations(agent, line, intent, model):
+    command = agent.parse(line)
+    assert command.slots.model == model
+    assert command.intent is intent if intent else (command.intent is not Intent.CHAT_WITH_MODEL and not command.exact)
+
+
+@pytest.mark.parametrize("line", ["note to self: never delete demo-f16", "never quantize smol-hf below q4",
+                                  "reminder: benchmark demo-q8_0 after the update"])
+def test_a_note_or_a_rule_for_later_asks_for_nothing(agent, line):
+    command = agent.parse(line)
+    assert command.intent is Intent.UNKNOWN and command.exact
+
+
+def test_a_story_then_i_d_like_is_a_request(agent):
+    command = agent.parse("I benchmarked demo-q8_0 yesterday, but now I'd like to chat with smol-hf")
+    assert command.intent is Intent.CHAT_WITH_MODEL and command.slots.model == "smol-hf"
+
+
+def test_help_or_exit_alone_stands_whatever_the_classifier_says():
+    """ "HELP!!" read 0.15 SHOW_HELP by the classifier once; alone, help and exit are exact forms."""
+    agent = DecisionAgent(lambda: NAMES)
+    for line, intent in (("HELP!!", Intent.SHOW_HELP), ("q!", Intent.EXIT)):
+        command = agent.parse(line)
+        assert command.intent is intent and command.exact
+    assert not agent.parse("endpoints?").exact and not agent.parse("help me quantize").exact

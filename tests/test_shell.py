@@ -223,6 +223,20 @@ def test_several_models_are_each_loaded_and_unloaded_and_removal_takes_one(demo_
     assert (demo_dir / "demo-q8_0.gguf").is_file() and (demo_dir / "demo-f16.gguf").is_file()
 
 
+def test_unloading_everything_unloads_each_loaded_model(demo_dir, home, tmp_path):
+    """ "unload everything" (or "take everything out of memory") is every loaded model; with none, it says so."""
+    script = tmp_path / "all.lqmf"
+    script.write_text("load demo-q8_0 and demo-q4_k_m\ntake everything out of memory --yes\nshow loaded models\n")
+    run = cli(["--script", str(script)], home, demo_dir)
+    assert run.returncode == 0, run.stdout
+    unloaded = re.search(r"unloaded (\S+), (\S+)", run.stdout)
+    assert unloaded and set(unloaded.groups()) == {"demo-q8_0", "demo-q4_k_m"}, run.stdout
+    after = run.stdout[unloaded.end():]
+    assert "demo-q8_0" not in after and "demo-q4_k_m" not in after
+    nothing = cli(["-c", "unload everything --yes"], home, demo_dir)
+    assert nothing.returncode == 1 and "nothing is loaded" in nothing.stdout, nothing.stdout
+
+
 def test_history_is_kept_under_lqmf_home(demo_dir, home):
     term = Terminal([sys.executable, "cli/api_cli.py"], shell_env(home, demo_dir))
     term.expect(r"lqmf> ")
