@@ -22,7 +22,7 @@ from agents.intent_rules import RULES
 from agents.intent_table import canonical_lines, description, missing, spec
 from agents.intents import Command, Intent, Slots
 from agents.line_words import Words, split_line
-from agents.references import acted_on, after_the_story, pointed_at
+from agents.references import acted_on, after_the_story, listed_together, pointed_at
 from agents.slot_reading import SLOT_READERS, YES
 
 if TYPE_CHECKING:
@@ -75,6 +75,7 @@ class DecisionAgent:
                 command = reread
         _name_the_classifier(command, split, line)
         _every_model(command, split, line)
+        _one_removal_unless_listed(command, split)
         command.text = text
         if command.intent is Intent.UNKNOWN and self.assist is not None:
             assisted = self._assisted(line)
@@ -237,6 +238,14 @@ def _filled(command: Command) -> int:
 ON_DISK = frozenset({Intent.REMOVE_MODEL, Intent.UNLOAD_MODEL_API, Intent.LOAD_MODEL_API, Intent.RENAME_MODEL,
                      Intent.COPY_MODEL, Intent.QUANTIZE_MODEL, Intent.USE_MODEL, Intent.SHOW_MODEL,
                      Intent.CHAT_WITH_MODEL, Intent.BENCHMARK_MODELS, Intent.TUNE_MODEL})
+
+
+def _one_removal_unless_listed(command: Command, s: Words) -> None:
+    """A removal acts on several models only where the line lists them together ("remove A and B"): "is it possible
+    to remove A? we have B now" removes A alone."""
+    models = command.slots.models
+    if command.intent is Intent.REMOVE_MODEL and len(models) > 1 and not listed_together(s.line, models):
+        command.slots.model, command.slots.models = models[0], []
 
 
 def _one_command_word(command: Command, s: Words) -> bool:

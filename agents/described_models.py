@@ -38,7 +38,10 @@ SIZE_OR_PLACE = r"(?:(?:local|small|little|tiny|big|large|new|latest|old|current
 ONE_OF = frozenset({"one", "model"})
 # The nouns a description may end on.
 NOUNS = BETWEEN - {"the", "a", "an", "of", "s"}
-WORD = re.compile(r"\d+[- ]?bits?\b|full[- ]precision|[A-Za-z0-9][A-Za-z0-9_]*(?:-bit)?")
+# Bit widths said in words, as a voice typist does: "the four bit llama".
+NUMBER_WORDS = {"two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "eight": "8", "sixteen": "16"}
+WORD = re.compile(rf"(?:\d+|{'|'.join(NUMBER_WORDS)})[- ]?bits?\b|full[- ]precision|[A-Za-z0-9][A-Za-z0-9_]*(?:-bit)?",
+                  re.I)
 # Pieces that say how a model is stored, not which model it is.
 FORMAT_PIECE = re.compile(r"i?q\d(?:_[a-z0-9]+)*|b?f\d+|fp\d+|\d+bit|int\d|nf4|fp4|gptq|gguf|bnb|awq|hf")
 # A level is one piece ("q4_k_m"), never split at its underscores.
@@ -84,15 +87,16 @@ def traits(name: str) -> frozenset[str]:
             have |= {f"{bits[1] or bits[2]}bit", "quantized"}
         elif piece in ("gptq", "bnb", "awq"):
             have.add("quantized")
-        elif re.fullmatch(r"b?f\d+|fp\d+", piece):
-            have.add("gguf")
+        elif width := re.fullmatch(r"b?f(\d+)|fp(\d+)", piece):
+            have |= {"gguf", f"{width[1] or width[2]}bit"}  # "the 16-bit smol" is smol-f16
     if formats <= {"hf"}:
         have.add("original")
     return frozenset(have)
 
 
 def _piece(word: str) -> str:
-    low = re.sub(r"^(\d+)[- ]?bits?$", r"\1bit", word.lower())  # "8 bit", "5-bit", "4bits": 8bit, 5bit, 4bit
+    low = re.sub(rf"^({'|'.join(NUMBER_WORDS)})(?=[- ]?bits?$)", lambda m: NUMBER_WORDS[m.group(1)], word.lower())
+    low = re.sub(r"^(\d+)[- ]?bits?$", r"\1bit", low)  # "8 bit", "5-bit", "4bits", "four bit": 8bit, 5bit, 4bit
     low = re.sub(r"^full[- ]precision$", "original", low)
     return SAME_PIECE.get(low, low)
 

@@ -182,8 +182,7 @@ def _embed(s: Words, line: str) -> Optional[Command]:
     verb = next((w for w in s.words if w not in GROUPS["list"]), None)
     if verb not in GROUPS["embed"]:
         return None
-    slots = model_slots(s)
-    return Command(Intent.EMBED_TEXT, Slots(model=slots.model, prompt=slots.prompt, texts=list(s.quoted)))
+    return Command(Intent.EMBED_TEXT, model_slots(s, texts=list(s.quoted)))
 
 
 def _simple(intent: Intent, *groups: str, alone: bool = False) -> Callable[[Words, str], Optional[Command]]:
@@ -400,7 +399,8 @@ RULES: list[Callable[[Words, str], Optional[Command]]] = [
     _narrative,  # "I loaded X yesterday and it was slow": no command
     _help_topic,  # "help quantize": the topic's forms, not a quantization
     _classifier_colon,  # "spam: win a free phone": a saved classifier's name, then its text
-    lambda s, line: classifier_command(line),  # "classifier" / "classify" lines read as typed
+    # "classifier" / "classify" lines read as typed (with the models they describe named: "the 8-bit minilm")
+    lambda s, line: classifier_command(s.line if s.described else line),
     lambda s, line: endpoint_command(line),  # endpoints, `use`, `export`: read as typed
     _rename_or_copy,
     _recommend,  # "which model is fastest?" asks for an answer from the history, not a benchmark

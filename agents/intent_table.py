@@ -179,8 +179,8 @@ _SPECS = (
         topics=("inspect",), guard=READS, fits=ms.ANY, completion=("show",), canonical="show model NAME", rank=27),
     IntentSpec(
         Intent.REMOVE_MODEL, "Models", lambda x, c, p: x.model_commands.remove(c, p), needs=(_model("remove"),),
-        describe="remove {model}",
-        help=(HelpRow("remove NAME [--yes]", "delete a model from disk (asks first)", "remove NAME",
+        describe="remove {models}",
+        help=(HelpRow("remove NAME [and NAME2] [--yes]", "delete models from disk (asks first)", "remove NAME",
                       ("delete model NAME", "rm NAME --yes")),),
         topics=("remove",), guard=CONFIRM, fits=ms.ANY, completion=("remove",), canonical="remove model NAME",
         rank=26),
@@ -243,11 +243,13 @@ _SPECS = (
         canonical="chat with model NAME", rank=7),
     IntentSpec(
         Intent.EMBED_TEXT, "Chat",
-        lambda x, c, p: x.library.embed(c.slots.model, c.slots.texts or [c.slots.prompt], progress=p),
+        lambda x, c, p: x.library.embed_side_by_side(c.slots.models, c.slots.texts or [c.slots.prompt], progress=p)
+        if len(c.slots.models) > 1 else x.library.embed(c.slots.model, c.slots.texts or [c.slots.prompt], progress=p),
         # One question for both slots; the models are offered only while the model is what is missing.
         needs=(Need(("model",), 'Embed what, with which model? e.g. embed NAME "def f(x):"', MODELS_ON_DISK),
                Need(("prompt",), 'Embed what, with which model? e.g. embed NAME "def f(x):"')),
-        help=(HelpRow('embed NAME "text" ["text" ...]', "a text's embedding: dimensions, norm and first values",
+        help=(HelpRow('embed NAME [and NAME2] "text" ["text" ...]',
+                      "a text's embedding: dimensions, norm and first values (several models: their cosines)",
                       'embed NAME "def f(x):"'),),
         topics=("embed",), fits=ms.EMBEDS, progress="bar", completion=("embed",), canonical='embed NAME "text"',
         rank=19),

@@ -1,6 +1,6 @@
 """The shell's model-management commands over agents/models/admin.py (agents/intent_table.py routes intents here).
 
-    remove NAME [--yes]      asks first; refused while NAME is loaded (unload model NAME first)
+    remove NAME [and NAME2] [--yes]   asks first; refused while one is loaded (unload model NAME first)
     show NAME                manifest, lineage tree, latest speed and fidelity, chat template, context
     rename NAME to NEW       files, manifest, importance matrix and the lineage of its children follow
     copy NAME to NEW         an independent copy (the original keeps its children)
@@ -16,6 +16,7 @@ from typing import Optional
 
 from agents import results as r
 from agents.intents import Command, Intent, Slots
+from lqmf.base.errors import LQMFError
 from lqmf.base.progress import Progress
 
 
@@ -45,14 +46,22 @@ class ModelCommands:
         return result
 
     def remove(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
-        """Asks first (refused before the question, not after a yes, while the model is loaded). One model at a
-        time, so each removal is confirmed on its own."""
-        if len(command.slots.models) > 1:
-            return r.ErrorResult(message=f"remove takes one model at a time ({len(command.slots.models)} were named),"
-                                         " so each removal is confirmed on its own",
-                                 hint="; ".join(f"remove {name}" for name in command.slots.models))
-        question = self.library.removal_question(command.slots.model)
-        return self.library.remove(command.slots.model) if command.slots.yes else r.Confirm(question=question)
+        """Asks first, one question naming every model ("remove A and B"), refused before it, not after a yes, while
+        any of them is loaded; then removes each in order, and says which were removed if one fails."""
+        names = command.slots.models if len(command.slots.models) > 1 else [command.slots.model]
+        question = self.library.removal_question(names if len(names) > 1 else names[0])
+        if not command.slots.yes:
+            return r.Confirm(question=question)
+        if len(names) == 1:
+            return self.library.remove(names[0])
+        changes = []
+        for name in names:
+            try:
+                changes.append(self.library.remove(name).change)
+            except LQMFError as exc:
+                done = f" (removed {', '.join(c.name for c in changes)})" if changes else ""
+                return r.ErrorResult(message=f"{name}: {exc.message}{done}", hint=exc.hint)
+        return r.ModelsRemoved(changes=changes)
 
     def show(self, command: Command, progress: Optional[Progress] = None) -> r.Result:
         return self.library.show(command.slots.model)

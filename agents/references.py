@@ -19,7 +19,9 @@ CORRECTION = re.compile(r"\b(?:no,?\s+wait|wait,?\s+no|actually,?\s+no|no,?\s+ac
                         r"correction|no,?\s+sorry|sorry,?\s+no|oops|or\s+rather)\b|(?<=[,;])\s*no\s*(?=[,;])|"
                         r"\s-+\s*no\b", re.I)
 # After the name: "drop A from memory, B can stay".
-STAYS = r"\s+(?:can|may|should|will)\s+(?:stay|remain)|\s+stays\b|\s+remains\b"
+# (Not "A stays close to B": that is how near A is, and A is acted on.)
+STAYS = (r"\s+(?:can|may|should|will)\s+(?:stay|remain)|\s+(?:stays|remains)(?=\s*(?:[,.;!?]|$|\s+(?:loaded|put|"
+         r"there|here|in\b|on\b|as\b|where\b|alone\b)))")
 
 
 def acted_on(line: str, refs: list[str]) -> list[str]:
@@ -58,6 +60,16 @@ def corrected(line: str, refs: list[str]) -> list[str]:
     return refs
 
 
+def listed_together(line: str, refs: list[str]) -> bool:
+    """Whether the names stand in one list ("A and B", "A, B & C", "both A and B"): nothing but joints between them.
+    ("remove A? we have B now" names B as context, not as a second thing to remove.)"""
+    found = sorted((m.start(), m.end()) for ref in refs
+                   for m in [re.search(rf"(?<![\w.-]){re.escape(ref)}(?![\w-])", line, re.I)] if m)
+    return len(found) == len(refs) and all(
+        re.fullmatch(r"\s*(?:,\s*)?(?:(?:and|&|plus|as\s+well\s+as)\s+)?(?:also\s+)?(?:the\s+)?", line[end:start], re.I)
+        for (_, end), (start, _) in zip(found[:-1], found[1:], strict=True))
+
+
 def names(text: str, ref: str) -> bool:
     """Whether the text names the reference as a whole word ("demo-q8_0", not "demo-q8_0-copy")."""
     return re.search(rf"(?<![\w.-]){re.escape(ref)}(?![\w-])", text, re.I) is not None
@@ -71,13 +83,16 @@ STORY_THEN = re.compile(
     r"(?P<request>(?P<lead>(?:please\s+|pls\s+|can\s+you\s+|could\s+you\s+|let\s+me\s+|let'?s\s+|"
     r"go\s+ahead\s+and\s+|i(?:'d|\s+would|\s+want|\s+need)(?:\s+(?:like|love))?\s+to\s+)*)(?P<verb>[a-z]+)\b.*)$",
     re.I)
-POINTS_BACK = re.compile(r"\b(?:its|it|them|that\s+one|this\s+one|th(?:at|is|e)\s+model)\b", re.I)
+# Verbs that start a request though no command is theirs alone: "..., forget that endpoint", "..., tell me about it".
+IMPERATIVES = frozenset({"forget", "tell", "feed", "give", "send", "ask", "try", "make", "put", "drop", "get", "throw",
+                         "free", "kill", "open"})
+POINTS_BACK = re.compile(r"\b(?:its|it|them|th(?:at|is)\s+one|th(?:at|is|e)\s+(?:model|endpoint))\b", re.I)
 
 
 def after_the_story(line: str, command_words: frozenset[str]) -> Optional[tuple[str, str]]:
     """(the story, the request) of a line that tells first and asks after; None for any other line."""
     match = STORY_THEN.match(line)
-    if match and (match.group("lead") or match.group("verb").lower() in command_words):
+    if match and (match.group("lead") or match.group("verb").lower() in command_words | IMPERATIVES):
         return match.group("story"), match.group("request")
     return None
 

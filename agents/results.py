@@ -20,12 +20,21 @@ from agents.measure.results import (  # noqa: F401
     AgreementResult,
     EmbeddedText,
     EmbeddingResult,
+    EmbeddingsSideBySide,
     ExperimentList,
     ExperimentResult,
     Statistics,
     TuneResult,
 )
-from agents.models.results import DiskUsage, EndpointList, ExportResult, ModelChanged, ModelDetails, ModelList  # noqa: F401
+from agents.models.results import (  # noqa: F401
+    DiskUsage,
+    EndpointList,
+    ExportResult,
+    ModelChanged,
+    ModelDetails,
+    ModelList,
+    ModelsRemoved,
+)
 from agents.quantization.results import (  # noqa: F401
     AcquiredResult,
     LoggedIn,

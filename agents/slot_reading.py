@@ -217,8 +217,7 @@ SLOT_READERS: dict[Intent, Callable[[Words, str, Sequence[str]], Command]] = {
                                                       Slots(model=s.models[0] if len(s.models) == 1 else None)),
     Intent.RENAME_MODEL: _renaming_reader(Intent.RENAME_MODEL),
     Intent.COPY_MODEL: _renaming_reader(Intent.COPY_MODEL),
-    Intent.EMBED_TEXT: lambda s, line, known: Command(Intent.EMBED_TEXT, Slots(
-        model=s.models[0] if s.models else None, prompt=_prompt(s), texts=list(s.quoted))),
+    Intent.EMBED_TEXT: lambda s, line, known: Command(Intent.EMBED_TEXT, model_slots(s, texts=list(s.quoted))),
     Intent.SHOW_HELP: lambda s, line, known: help_command(s.words),
     # "which experiments did I run on X?", "statistics for X": that model's history
     **{intent: _one_model_or_none(intent) for intent in (Intent.LIST_EXPERIMENTS, Intent.SHOW_STATISTICS)},

@@ -451,8 +451,23 @@ def embeddings(res: r.EmbeddingResult, console: Console) -> None:
     console.print(table)
 
 
+def embeddings_side_by_side(res: r.EmbeddingsSideBySide, console: Console) -> None:
+    for result in res.results:
+        embeddings(result, console)
+    first = res.results[0].model
+    table = Table(title=f"cosine similarity to {first}'s vector (1: the same direction)")
+    table.add_column("text")
+    for other in res.results[1:]:
+        table.add_column(other.model)
+    for item, row in zip(res.results[0].items, res.cosines, strict=True):
+        text = item.text if len(item.text) <= 40 else item.text[:39] + "…"
+        table.add_row(text, *("sizes differ" if c is None else f"{c:.4f}" for c in row))
+    console.print(table)
+
+
 RENDERERS: dict[type, Callable[[Any, Console], None]] = {
     r.EmbeddingResult: embeddings,
+    r.EmbeddingsSideBySide: embeddings_side_by_side,
     r.ExperimentResult: experiment_result,
     r.AgreementResult: agreement,
     r.ExperimentList: experiment_list,

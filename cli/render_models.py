@@ -32,6 +32,12 @@ def already_loaded(res: r.AlreadyLoaded, console: Console) -> None:
                   "its keep_alive starts over now")
 
 
+def models_removed(res: r.ModelsRemoved, console: Console) -> None:
+    for change in res.changes:
+        model_changed(r.ModelChanged(change=change), console)
+    console.print(f"{len(res.changes)} models removed, {format_bytes(sum(c.freed_bytes for c in res.changes))} freed")
+
+
 def model_changed(res: r.ModelChanged, console: Console) -> None:
     c = res.change
     name = escape(c.name)
@@ -208,6 +214,7 @@ def disk_usage(u: r.DiskUsage, console: Console) -> None:
 RENDERERS: dict[type, Callable[[Any, Console], None]] = {
     r.AlreadyLoaded: already_loaded,
     r.ModelChanged: model_changed,
+    r.ModelsRemoved: models_removed,
     r.ModelDetails: model_details,
     r.TuneResult: tune_result,
     r.DiskUsage: disk_usage,

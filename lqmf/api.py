@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # typing only: the library imports its parts when first asked
     from agents.measure.results import (
         AgreementResult,
         EmbeddingResult,
+        EmbeddingsSideBySide,
         ExperimentList,
         ExperimentResult,
         Statistics,
@@ -115,13 +116,16 @@ class Library(Serving):
 
         return stream_with_fallback(self.manager, name, list(messages), params)
 
-    def removal_question(self, name: Optional[str]) -> str:
-        """What remove(name) would delete, as the question asked first; refused now as remove would be."""
+    def removal_question(self, names: "Optional[str] | list[str]") -> str:
+        """What removing the model (or each of several) would delete, as the one question asked first; refused now
+        as the removal would be, for any of them."""
         from agents.models import admin
 
-        name = admin.require_model(self.manager, name, "remove")
-        admin.check_removable(self.manager, name)
-        return admin.removal_question(admin.plan_removal(self.manager, name))
+        wanted = [admin.require_model(self.manager, name, "remove")
+                  for name in (names if isinstance(names, list) else [names])]
+        for name in wanted:
+            admin.check_removable(self.manager, name)
+        return admin.removal_question([admin.plan_removal(self.manager, name) for name in wanted])
 
     def show(self, name: str, *, with_template: bool = True) -> "ModelDetails":
         """One model: manifest facts, lineage tree, newest speed and fidelity, chat template (unless not
@@ -218,6 +222,14 @@ class Library(Serving):
                  for text, count, norm, row in zip(texts, result.token_counts, norms, result.vectors, strict=True)]
         return EmbeddingResult(model=result.model, dim=result.dim, pooling=result.pooling, seconds=result.seconds,
                                items=items)
+
+    def embed_side_by_side(self, models: Sequence[str], texts: Sequence[str], *,
+                           progress: Optional[Progress] = None) -> "EmbeddingsSideBySide":
+        """The texts embedded by each model, and per text the cosine of each other model's vector to the first's
+        ("does the 8-bit copy still point the same way?")."""
+        from agents.measure.results import EmbeddingsSideBySide
+
+        return EmbeddingsSideBySide.of([self.embed(model, texts, progress=progress) for model in models])
 
     # -- the factory ------------------------------------------------------------------------------------------
     def quantize(self, source: str, method: Optional[str] = None, level: Optional[str] = None, *,

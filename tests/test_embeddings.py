@@ -242,3 +242,25 @@ def test_shell_embed_command(demo_dir, tmp_path, http):
     assert first["norm"] == pytest.approx(float(np.linalg.norm(expected)), rel=1e-5)
     missing = cli(["-c", "embed demo-q4_k_m"], tmp_path, demo_dir)
     assert missing.returncode != 0 and "Embed what" in missing.stdout
+
+
+def test_shell_embeds_with_two_models_side_by_side(demo_dir, tmp_path, http):
+    """ "embed X with A and B": each model's vectors, and per text the cosine of B's to A's, as numpy computes it from
+    the server's own vectors (a model beside itself: 1)."""
+    texts = ["def f(x):", "the cat sat on the mat"]
+    line = f'embed "{texts[0]}" "{texts[1]}" with demo-f16 and demo-q4_k_m'
+    as_json = cli(["--json", "-c", line], tmp_path, demo_dir)
+    assert as_json.returncode == 0, as_json.stdout + as_json.stderr
+    result = json.loads(as_json.stdout)["result"]
+    assert result["type"] == "EmbeddingsSideBySide"
+    assert [r["model"] for r in result["results"]] == ["demo-f16", "demo-q4_k_m"]
+    for index, text in enumerate(texts):
+        a, b = (raw(http, model, [text])[0] for model in ("demo-f16", "demo-q4_k_m"))
+        expected = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+        assert result["cosines"][index][0] == pytest.approx(expected, abs=1e-4)
+        assert -1.0 <= result["cosines"][index][0] <= 1.0
+    same = json.loads(cli(["--json", "-c", 'embed "x" with demo-q8_0 and demo-q8_0 and demo-f16'], tmp_path,
+                          demo_dir).stdout)["result"]
+    assert same["cosines"][0][0] == pytest.approx(1.0, abs=1e-5)
+    shown = cli(["-c", line], tmp_path, demo_dir)
+    assert shown.returncode == 0 and "cosine similarity to demo-f16" in shown.stdout, shown.stdout

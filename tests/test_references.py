@@ -529,3 +529,43 @@ def test_help_or_exit_alone_stands_whatever_the_classifier_says():
         command = agent.parse(line)
         assert command.intent is intent and command.exact
     assert not agent.parse("endpoints?").exact and not agent.parse("help me quantize").exact
+
+
+@pytest.mark.parametrize("line, refs, acted", [
+    ("drop demo-f16 from memory, demo-q8_0 stays loaded", ["demo-f16", "demo-q8_0"], ["demo-f16"]),
+    ("unload demo-f16; demo-q8_0 stays", ["demo-f16", "demo-q8_0"], ["demo-f16"]),
+    ("check how close demo-q8_0 stays to demo-hf", ["demo-q8_0", "demo-hf"], ["demo-q8_0", "demo-hf"]),
+])
+def test_a_model_that_stays_is_set_aside_but_not_one_that_stays_close(line, refs, acted):
+    assert acted_on(line, refs) == acted
+
+
+@pytest.mark.parametrize("line, models", [
+    ("um tell me about the four bit llama", ["llama-3-8b-q4_k_m"]),  # a bit width said in words, as dictated
+    ("check the spam classifier on the eight bit minilm", ["minilm-8bit"]),
+    ("okay so chat with the sixteen bit smol", ["smol-f16"]),
+])
+def test_bit_widths_said_in_words(line, models):
+    assert [name for _, name in described(line, FAMILIES + ["smol-f16"])] == models
+
+
+def test_a_classifier_line_reads_the_models_it_describes(agent):
+    command = agent.parse("okay so train a new classifier called urgency on urgent.csv with minilm hf")
+    assert command.intent is Intent.TRAIN_CLASSIFIER and command.slots.model == "minilm-hf"
+    check = agent.parse("check how the spam classifier does on the eight bit minilm")
+    assert check.intent is Intent.CHECK_CLASSIFIER and check.slots.models == ["minilm-8bit"]
+
+
+@pytest.mark.parametrize("line, models", [
+    ("please remove demo-hf and smol-hf from my machine", ["demo-hf", "smol-hf"]),
+    ("trash smol-bnb-nf4, smol-q4_1 & demo-hf", ["smol-bnb-nf4", "smol-q4_1", "demo-hf"]),
+    ("remove the nf4 smol and the q4_1 smol, regenerating both", ["smol-bnb-nf4", "smol-q4_1"]),
+])
+def test_a_removal_of_models_listed_together_removes_each(agent, line, models):
+    command = agent.parse(line)
+    assert command.intent is Intent.REMOVE_MODEL and command.slots.models == models
+
+
+def test_a_model_named_beside_a_removal_as_context_is_not_removed(agent):
+    command = agent.parse("is it possible to remove the q4_1 smol? we have the nf4 version now")
+    assert (command.slots.model, command.slots.models) == ("smol-q4_1", [])

@@ -8,6 +8,7 @@ import os
 import pty
 import re
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -207,8 +208,9 @@ def test_script_and_json(demo_dir, home, tmp_path):
     assert {m["name"] for m in payload["result"]["models"]} >= {"demo-q4_k_m", "demo-hf"}
 
 
-def test_several_models_are_each_loaded_and_unloaded_and_removal_takes_one(demo_dir, home, tmp_path):
-    """ "load A and B" loads both (it used to load A and drop B silently); a removal is confirmed one by one."""
+def test_several_models_are_each_loaded_unloaded_and_removed(demo_dir, home, tmp_path):
+    """ "load A and B" loads both (it used to load A and drop B silently); "remove A and B" asks one question that
+    names both, refuses while one is loaded, and removes each."""
     script = tmp_path / "two.lqmf"
     script.write_text("load demo-q8_0 and demo-q4_k_m\nshow loaded models\nunload demo-q8_0 and demo-q4_k_m --yes\n"
                       "show loaded models\n")
@@ -218,9 +220,20 @@ def test_several_models_are_each_loaded_and_unloaded_and_removal_takes_one(demo_
     first, second = run.stdout.split("unloaded demo-q8_0, demo-q4_k_m")
     assert "demo-q8_0" in first.split("Loaded models")[1] and "demo-q4_k_m" in first.split("Loaded models")[1]
     assert "demo-q8_0" not in second and "demo-q4_k_m" not in second
-    removal = cli(["-c", "remove demo-q8_0 and demo-f16 --yes"], home, demo_dir)
-    assert removal.returncode == 1 and "one model at a time" in removal.stdout
-    assert (demo_dir / "demo-q8_0.gguf").is_file() and (demo_dir / "demo-f16.gguf").is_file()
+    models = tmp_path / "models"  # a private copy: this removes models
+    shutil.copytree(demo_dir, models, symlinks=True)
+    asked = cli(["-c", "remove demo-q8_0 and demo-f16"], home, models)
+    assert asked.returncode == 1 and re.search(r"Remove 2 models, .+ in all: demo-q8_0 \(.+\); demo-f16 \(",
+                                                asked.stdout), asked.stdout
+    assert (models / "demo-q8_0.gguf").is_file() and (models / "demo-f16.gguf").is_file()
+    busy = tmp_path / "busy.lqmf"  # refused before the question while one of them is loaded: nothing removed
+    busy.write_text("load demo-q8_0\nremove demo-f16 and demo-q8_0 --yes\n")
+    refused = cli(["--script", str(busy)], home, models)
+    assert refused.returncode == 1 and "demo-q8_0" in refused.stdout and "loaded" in refused.stdout, refused.stdout
+    assert (models / "demo-q8_0.gguf").is_file() and (models / "demo-f16.gguf").is_file()
+    removal = cli(["-c", "remove demo-q8_0 and demo-f16 --yes"], home, models)
+    assert removal.returncode == 0 and "2 models removed" in removal.stdout, removal.stdout
+    assert not (models / "demo-q8_0.gguf").exists() and not (models / "demo-f16.gguf").exists()
 
 
 def test_unloading_everything_unloads_each_loaded_model(demo_dir, home, tmp_path):

@@ -210,6 +210,29 @@ class EmbeddingResult(Result):
 
 
 @dataclass
+class EmbeddingsSideBySide(Result):
+    """The same texts embedded by several models ("embed X with A and B"): each model's embeddings, and per text
+    the cosine similarity of each other model's vector to the first model's (None where the sizes differ)."""
+
+    results: list[EmbeddingResult] = field(default_factory=list)
+    cosines: list[list[Optional[float]]] = field(default_factory=list)  # [text][other model]
+
+    @classmethod
+    def of(cls, results: list[EmbeddingResult]) -> "EmbeddingsSideBySide":
+        import numpy as np
+
+        first, others = results[0], results[1:]
+        cosines = []
+        for index, item in enumerate(first.items):
+            row: list[Optional[float]] = []
+            for other in others:
+                a, b = np.asarray(item.vector), np.asarray(other.items[index].vector)
+                row.append(float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b))) if a.shape == b.shape else None)
+            cosines.append(row)
+        return cls(results=results, cosines=cosines)
+
+
+@dataclass
 class ExperimentList(Result):
     """Recorded experiments, newest first, as the history store keeps them."""
 

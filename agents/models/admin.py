@@ -89,8 +89,13 @@ def check_removable(manager, name: str) -> None:
         pass
 
 
-def removal_question(unit: ModelUnit) -> str:
-    return f"Remove {unit.name} ({format_bytes(unit.total_bytes)}: {unit.describe()})? [y/N]"
+def removal_question(units: list[ModelUnit]) -> str:
+    """One question for every model a removal deletes, with the bytes and paths of each."""
+    said = [f"{unit.name} ({format_bytes(unit.total_bytes)}: {unit.describe()})" for unit in units]
+    if len(said) == 1:
+        return f"Remove {said[0]}? [y/N]"
+    total = format_bytes(sum(unit.total_bytes for unit in units))
+    return f"Remove {len(said)} models, {total} in all: {'; '.join(said)}? [y/N]"
 
 
 def remove_model(manager, name: str, *, unload: bool = False, store=None) -> Change:

@@ -153,6 +153,13 @@ class ModelChanged(Result):
 
 
 @dataclass
+class ModelsRemoved(Result):
+    """Several models removed by one command ("remove A and B"), each as ModelChanged records it."""
+
+    changes: list[Change] = field(default_factory=list)
+
+
+@dataclass
 class DiskUsageRow(ModelFiles):
     """One model's line of `disk usage`: its files' bytes, and what discovery and the manager say of it."""
 

@@ -77,10 +77,11 @@ def read_table(text: str, where: str, intent: Optional[Intent] = None) -> list[E
 # Intents whose object is no model on disk: a name read there is not graded.
 NOT_ON_A_MODEL = frozenset({Intent.UNKNOWN, Intent.SHOW_HELP, Intent.IMPORT_MODEL, Intent.ADD_ENDPOINT})
 # Intents whose handler acts on the list of models (agents/intent_table.py models_of, fidelity's reference, the
-# default chain, a check's variants, "load A and B", "unload A and B"); the others act on the one model.
+# default chain, a check's variants, "load A and B", "unload A and B", "remove A and B", "embed X with A and B");
+# the others act on the one model.
 ON_THE_LIST = frozenset({Intent.BENCHMARK_MODELS, Intent.COMPARE_MODELS, Intent.AGREEMENT_REPORT,
                          Intent.FIDELITY_REPORT, Intent.USE_MODEL, Intent.CHECK_CLASSIFIER, Intent.LOAD_MODEL_API,
-                         Intent.UNLOAD_MODEL_API})
+                         Intent.UNLOAD_MODEL_API, Intent.REMOVE_MODEL, Intent.EMBED_TEXT})
 
 
 def right_by_names(command, row: Example) -> bool:
