@@ -171,7 +171,10 @@ def _classify(line: str, quoted: list[str], noun: str) -> Command:
         rest, tail = rest.split(":", 1)
         quoted = [tail.strip()] if tail.strip() else []
     names = re.findall(rf"\b(?:with|using|by)\s+(?:classifier\s+)?({ARG})", rest, re.I)
-    name = _unquote(names[-1]) if names else _classifier_name(rest, noun)
+    # "what does the spam classifier say about ...": the name before the noun, not the verb after it
+    before = re.search(rf"\b(?:the|my|our|this|a|an)\s+({NAME})\s+{re.escape(noun)}\b", rest, re.I)
+    name = _unquote(names[-1]) if names else before.group(1) if before and before.group(1).lower() not in KEYWORDS \
+        else _classifier_name(rest, noun)
     return _asked_classify(Slots(classifier=name, prompt=quoted[0] if quoted else None, texts=list(quoted)))
 
 

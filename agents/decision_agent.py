@@ -74,6 +74,11 @@ class DecisionAgent:
             if reading.intent is not command.intent or not reread.question or _filled(reread) > _filled(command):
                 command = reread
         _name_the_classifier(command, split, line)
+        if reading is not None and _a_text_for_no_classifier(command, split, known):
+            # "run "summarize this" on the qwen one": a prompt for a model, not a text for a classifier
+            other = next((i for i in reading.alternatives if i not in CLASSIFIER_INTENTS), None)
+            if other is not None:
+                command = self._read_slots(other, split, line, known)
         _every_model(command, split, line)
         _one_removal_unless_listed(command, split)
         command.text = text
@@ -238,6 +243,13 @@ def _filled(command: Command) -> int:
 ON_DISK = frozenset({Intent.REMOVE_MODEL, Intent.UNLOAD_MODEL_API, Intent.LOAD_MODEL_API, Intent.RENAME_MODEL,
                      Intent.COPY_MODEL, Intent.QUANTIZE_MODEL, Intent.USE_MODEL, Intent.SHOW_MODEL,
                      Intent.CHAT_WITH_MODEL, Intent.BENCHMARK_MODELS, Intent.TUNE_MODEL})
+
+
+def _a_text_for_no_classifier(command: Command, s: Words, known: list[str]) -> bool:
+    """A classify reading that names no saved classifier but a model on disk: the classifier's guess is wrong."""
+    on_disk = {name.lower() for name in known}
+    return command.intent is Intent.CLASSIFY_TEXT and command.slots.classifier not in s.classifiers and any(
+        m.lower() in on_disk and m not in s.guessed for m in s.models)
 
 
 def _one_removal_unless_listed(command: Command, s: Words) -> None:

@@ -349,7 +349,8 @@ def _runs(line: str, names: _Names) -> list[list[re.Match]]:
     for match in WORD.finditer(line):
         word = names.word(match.group())
         usable = (word in names.said or word in BETWEEN) and not _touches_name(line, match)
-        if line[position:match.start()].strip() or not usable:  # a comma or a typed name ends a run
+        # A comma or a typed name ends a run; an apostrophe does not ("minilm's 8 bit version" as typed)
+        if line[position:match.start()].strip(" '\u2019") or not usable:
             runs.append(run)
             run = []
         position = match.end()

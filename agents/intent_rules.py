@@ -175,12 +175,16 @@ def _acquire(s: Words, line: str) -> Optional[Command]:
     return None
 
 
+# "what's the embedding of hello world on the original minilm": asked for by its noun, with a model named.
+EMBEDDING_OF = re.compile(r"\b(?:embedding|embeddings|vector)\s+(?:of|for)\b", re.I)
+
+
 def _embed(s: Words, line: str) -> Optional[Command]:
     """embed NAME "text" ["text" ...]: every quoted text is embedded."""
     # Only a line that starts with the verb ("embed ...", "show embeddings ..."): other commands may
     # mention embeddings ("... classifier on embeddings of NAME") and keep their own meaning.
     verb = next((w for w in s.words if w not in GROUPS["list"]), None)
-    if verb not in GROUPS["embed"]:
+    if verb not in GROUPS["embed"] and not (EMBEDDING_OF.search(line) and s.models):
         return None
     return Command(Intent.EMBED_TEXT, model_slots(s, texts=list(s.quoted)))
 
@@ -294,9 +298,10 @@ def _help_topic(s: Words, line: str) -> Optional[Command]:
         return Command(Intent.SHOW_HELP, exact=True)
     if HOW_TO.match(line) and not (s.models or s.files or s.urls):  # "how would I go about making a 4-bit one?"
         return help_command([w for w in s.words if w not in QUESTION_WORDS and w not in HOW_TO_WORDS])
-    if not s.words or s.words[0] not in GROUPS["help"]:
+    words = s.words[1:] if len(s.words) > 1 and s.words[0] in GROUPS["list"] else s.words  # "show me the help for X"
+    if not words or words[0] not in GROUPS["help"]:
         return None
-    return help_command(s.words[1:])
+    return help_command(words[1:])
 
 
 MANAGE = re.compile(r"^\s*(?:(?:please|pls|can you|could you|kindly)\s+)*(?P<verb>[A-Za-z]+)\s+(?:the\s+)?(?:model\s+)?"

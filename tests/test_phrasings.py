@@ -51,9 +51,9 @@ FRESH = [row for part in FRESH_PARTS for row in part]
 # Measured floors (the figures are printed; the 97% on unseen sentences is not reached yet, and the
 # closing note says so): with the classifier, on rows nobody tuned for.
 FIRST_TARGET = 0.96
-HELD_OUT_FLOOR = 0.94  # measured 96.9% on this machine
+HELD_OUT_FLOOR = 0.94  # measured 97.3% on this machine
 NON_COMMAND_FLOOR = 0.9
-FRESH_FLOOR = 0.96  # measured 97.7% on this machine (4,236 rows, parts 1-15)
+FRESH_FLOOR = 0.96  # measured 97.7% on this machine (4,499 rows, parts 1-16)
 
 
 def right(agent: DecisionAgent, row: Example) -> bool:

@@ -569,3 +569,29 @@ def test_a_removal_of_models_listed_together_removes_each(agent, line, models):
 def test_a_model_named_beside_a_removal_as_context_is_not_removed(agent):
     command = agent.parse("is it possible to remove the q4_1 smol? we have the nf4 version now")
     assert (command.slots.model, command.slots.models) == ("smol-q4_1", [])
+
+
+def test_an_apostrophe_does_not_end_a_description():
+    assert [name for _, name in described("swap its embedder for minilm's 8 bit version", NAMES)] == ["minilm-8bit"]
+
+
+def test_the_embedding_of_a_text_on_a_model_is_an_embedding(agent):
+    command = agent.parse("whats the embedding of hello world on the original minilm")
+    assert command.intent is Intent.EMBED_TEXT and command.slots.model == "minilm-hf"
+
+
+def test_a_classify_reading_with_a_model_and_no_classifier_gives_way():
+    """The classifier once read a prompt run on a model as a text to classify: with a model on disk named and no
+    saved classifier, its next reading that is no classifier command is taken."""
+    class Believes:
+        calibrator = None
+
+        def rank(self, masked_line):
+            return [(Intent.CLASSIFY_TEXT, 0.8), (Intent.EXPERIMENT_WITH_MODEL, 0.15), (Intent.CHAT_WITH_MODEL, 0.05)]
+
+    agent = DecisionAgent(lambda: NAMES, meaning=Believes(), classifier_names=lambda: ["spam"])
+    agent._weigh = lambda *args: None  # no calibrator in this fake: the reading alone is under test
+    command = agent.parse('run "summarize this refund policy" on the qwen one')
+    assert command.intent is Intent.EXPERIMENT_WITH_MODEL and command.slots.model == "Qwen2.5-0.5B-Instruct"
+    kept = agent.parse('run spam on "win a free phone"')
+    assert kept.intent is Intent.CLASSIFY_TEXT and kept.slots.classifier == "spam"
