@@ -85,6 +85,8 @@ def traits(name: str) -> frozenset[str]:
             have |= {f"q{level[1]}", f"{level[1]}bit", "gguf", "quantized"}
         elif bits := re.fullmatch(r"(?:int|nf|fp)(\d)|(\d+)bit", piece):
             have |= {f"{bits[1] or bits[2]}bit", "quantized"}
+            if bits[2]:  # "minilm's int8 copy" is minilm-8bit (a GGUF q8_0 is 8-bit, but no int8)
+                have.add(f"int{bits[2]}")
         elif piece in ("gptq", "bnb", "awq"):
             have.add("quantized")
         elif width := re.fullmatch(r"b?f(\d+)|fp(\d+)", piece):

@@ -99,8 +99,9 @@ def _narrative(s: Words, line: str) -> Optional[Command]:
 
 
 def _classifier_colon(s: Words, line: str) -> Optional[Command]:
-    """A saved classifier's name, a colon, and the text (an exact form)."""
-    match = re.match(r"\s*([\w.+-]+)\s*:\s*(\S.*)$", line)
+    """A saved classifier's name, a colon, and the text; "what does NAME say about TEXT" (exact forms)."""
+    match = re.match(r"\s*([\w.+-]+)\s*:\s*(\S.*)$", line) or re.match(
+        r"\s*what\s+(?:does|would|do)\s+([\w.+-]+)\s+(?:say|think|make)\s+(?:about|of)\s*:?\s*(\S.*)$", line, re.I)
     saved = {name.lower(): name for name in s.classifiers}
     if match and match.group(1).lower() in saved:
         text = match.group(2).strip()

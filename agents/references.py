@@ -16,7 +16,7 @@ NO_LONGER = r"(?:don'?\s?t|do\s+not)\s+(?:need|want|use)\s+(?:the\s+)?{}\s+(?:an
 # A correction: what follows it replaces what came before ("benchmark A - no wait, B", "A, make that B").
 # ("I mean" is not one: "hurt A? I mean ppl and KL vs B" explains.)
 CORRECTION = re.compile(r"\b(?:no,?\s+wait|wait,?\s+no|actually,?\s+no|no,?\s+actually|scratch\s+that|make\s+that|"
-                        r"correction|no,?\s+sorry|sorry,?\s+no|oops|or\s+rather)\b|(?<=[,;])\s*no\s*(?=[,;])|"
+                        r"correction|no,?\s+sorry|sorry,?\s+no|sorry,?\s+i\s+mean|oops|or\s+rather)\b|(?<=[,;])\s*no\s*(?=[,;])|"
                         r"\s-+\s*no\b", re.I)
 # After the name: "drop A from memory, B can stay".
 # (Not "A stays close to B": that is how near A is, and A is acted on.)

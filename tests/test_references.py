@@ -595,3 +595,20 @@ def test_a_classify_reading_with_a_model_and_no_classifier_gives_way():
     assert command.intent is Intent.EXPERIMENT_WITH_MODEL and command.slots.model == "Qwen2.5-0.5B-Instruct"
     kept = agent.parse('run spam on "win a free phone"')
     assert kept.intent is Intent.CLASSIFY_TEXT and kept.slots.classifier == "spam"
+
+
+def test_int8_said_of_an_8_bit_family_that_is_no_gguf():
+    """ "minilm's int8 copy" is minilm-8bit; "the int8 demo" stays demo-bnb-int8 (demo-q8_0 is 8-bit, no int8)."""
+    assert [name for _, name in described("embed it with minilm's int8 copy", NAMES)] == ["minilm-8bit"]
+    assert [name for _, name in described("serve the int8 demo", NAMES)] == ["demo-bnb-int8"]
+
+
+def test_sorry_i_mean_corrects():
+    assert acted_on("remove demo-hf, sorry, I mean smol-hf", ["demo-hf", "smol-hf"]) == ["smol-hf"]
+
+
+def test_what_a_saved_classifier_says_about_a_text():
+    agent = DecisionAgent(lambda: NAMES, classifier_names=lambda: ["code-lang"])
+    command = agent.parse("what does code-lang say about: def foo(): return 42")
+    assert (command.intent, command.slots.classifier, command.slots.texts) == (Intent.CLASSIFY_TEXT, "code-lang",
+                                                                               ["def foo(): return 42"])
