@@ -144,9 +144,14 @@ def named_in_place(line: str, known: Sequence[str]) -> str:
     return line
 
 
-def described_spans(line: str, known: Sequence[str], bare: bool = True) -> list[tuple[int, int, str]]:
-    """(start, end, model) of each description in the line that fits one model, in the line's order; `bare`: with
-    a family word alone ("compare phi and qwen")."""
+def described_spans(line: str, known: Sequence[str]) -> list[tuple[int, int, str]]:
+    """(start, end, model) of each description in the line that fits one model, in the line's order."""
+    return descriptions(line, known)[0]
+
+
+def descriptions(line: str, known: Sequence[str]) -> tuple[list[tuple[int, int, str]], list[tuple[int, int, str]]]:
+    """Every description's span, in the line's order, and those among them that are a family word alone ("compare
+    phi and qwen")."""
     names = _Names.of(known)
     found: list[tuple[int, int, str]] = []
     for run in _runs(line, names):
@@ -166,9 +171,8 @@ def described_spans(line: str, known: Sequence[str], bare: bool = True) -> list[
     found += _the_family(line, names, found)
     found += _listed(line, names, found, known)
     found += _the_original(line, names, found, known)
-    if bare:
-        found += _bare_family(line, names, found)
-    return sorted(found)
+    alone = _bare_family(line, names, found)
+    return sorted(found + alone), alone
 
 
 def _the_family(line: str, names: _Names, found: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:

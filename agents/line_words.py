@@ -12,7 +12,7 @@ from typing import Callable
 
 from agents.budget_words import SIZE_TOKEN
 from agents.command_words import FILLER, GROUPS, VOCAB, VOCAB_SET, corrected
-from agents.described_models import described_spans
+from agents.described_models import described_spans, descriptions
 
 METHODS = {"gguf": "gguf", "gptq": "gptq", "bnb": "bnb", "bitsandbytes": "bnb", "llama.cpp": "gguf"}
 LEVEL = re.compile(r"^(?:i?q[1-8](?:_k)?(?:_(?:[sml]|[01]|xs|xxs|nl))?|f16|bf16|f32)$", re.I)
@@ -118,14 +118,14 @@ def split_line(line: str, known: list[str]) -> Words:
             any(start > len(head) for start, _, _ in described_spans(rest, known))  # "the smol quants: q4_1, f16"
         if not names_it and not all(w in known_lower or w in ("or", "and", "vs") for w in words_after):
             rest, prompt_tail = head, tail
-    spans = described_spans(rest, known)
+    spans, alone = descriptions(rest, known)
     # A family word alone names its model for the slots, but the classifier reads it as typed: "who trained Qwen
     # originally?" asks about the world, as it did before the word named anything.
-    masked = set(described_spans(rest, known, bare=False))
-    descriptions = [(rest[start:end], name) for start, end, name in spans]
+    masked = [rest[start:end] for start, end, name in spans if (start, end, name) not in alone]
+    typed_names = [(rest[start:end], name) for start, end, name in spans]
     for start, end, name in reversed(spans):  # "the f16 copy of demo" names demo-f16 (in the line too)
         rest = f"{rest[:start]} {name} {rest[end:]}"
-    for typed, name in descriptions:
+    for typed, name in typed_names:
         said = re.compile(rf"(?<![\w.-]){re.escape(typed)}(?![\w-])")
         line = outside_double_quotes(line, lambda part, said=said, name=name: said.sub(f" {name} ", part, 1))
     for pattern, word in PHRASES[1:]:
@@ -162,8 +162,7 @@ def split_line(line: str, known: list[str]) -> Words:
         quoted.append(prompt_tail.strip())
     words, corrections = corrected(words)
     return Words(words, raw_words, models, quoted, files, levels, methods, urls, line, corrections,
-                 described=[rest_typed for (rest_typed, _), span in zip(descriptions, spans, strict=True)
-                            if span in masked], guessed=guessed)
+                 described=masked, guessed=guessed)
 
 
 # Measures, times, sizes, hosts and environment variables look like names but name no model: "top-1
