@@ -39,7 +39,7 @@ QUOTED = re.compile(r"\"([^\"]*)\"|(?<!\w)'(.*?)'(?!\w)")
 PCA = re.compile(r"\bpca\b(?:\s*[=:]?\s*(\d*\.\d+|\d+))?", re.I)
 TEXT_COLUMN = re.compile(rf"\btext[\s_-]*col(?:umn)?\s*[=:]?\s*({ARG})", re.I)
 LABEL_COLUMN = re.compile(rf"\blabels?[\s_-]*col(?:umn)?\s*[=:]?\s*({ARG})", re.I)
-TRAIN_FILE = re.compile(rf"\bon\s+({ARG})", re.I)
+TRAIN_FILE = re.compile(rf"\bon\s+(?:the\s+)?({ARG})", re.I)
 # "with M", "using model M", "using the embeddings of M".
 TRAIN_MODEL = re.compile(rf"\b(?:with|using)\s+(?:the\s+)?(?:(?:vectors|embeddings?)\s+(?:of|from)\s+(?:the\s+)?)?"
                          rf"(?:model\s+)?({ARG})", re.I)
@@ -50,7 +50,14 @@ FILE_CLAUSE = re.compile(rf"\b(?:with|using|against|from)\s+({FILE_WORDS}\s+)?({
 DROP_UNKNOWN = re.compile(r"\b(?:drop|dropping|skip|skipping|ignore|ignoring|without)\s+(?:the\s+)?"
                           r"(?:rows\s+(?:with|of)\s+)?(?:unknown|unseen|new)\s+labels?\b", re.I)
 LIST_ITEM = re.compile(r"\"[^\"]+\"|'[^']+'|[^\s,;&]+")
-NOT_VARIANTS = KEYWORDS | {"variant", "variants", "model", "models", "please", "too", "both", "each", "of"}
+NOT_VARIANTS = KEYWORDS | {"variant", "variants", "model", "models", "please", "too", "both", "each", "of", "its",
+                           "their", "it", "them", "embedding", "embeddings", "vectors"}
+# Where the list after "on" ends: "on A, as we must validate it before switching" names A alone.
+CLASSIFIER_CLAUSE = r"(?:as|because|since|so|before|after|we|i|then|which|but|while|when|if|to)\b"
+CLAUSE_END = re.compile(rf"[.;!?](?:\s|$)|,\s*(?={CLASSIFIER_CLAUSE})|\s+(?:because|since|before|so\s+that|as\s+we)\b",
+                        re.I)
+# "on minilm-8bit's embeddings": the possessive names the variant.
+POSSESSIVE = re.compile(r"(?<=\w)'s\b", re.I)
 TRAIN_USAGE = "train classifier NAME on data.csv with MODEL [text column T, label column L] [svm|logreg] [pca 0.95]"
 ASK_CLASSIFY = 'Classify which text with which classifier? e.g. classify "def f(x): return x" with NAME'
 
@@ -220,11 +227,15 @@ def _check(line: str, noun: str) -> Command:
     file, rest = _data_file(DROP_UNKNOWN.sub(" ", line))
     # "on A, B", "on the embeddings of A": not unquoted whole, each item keeps its own quotes.
     after_on = re.search(r"\bon\s+(?:the\s+)?(?:(?:vectors|embeddings?)\s+(?:of|from)\s+)?(.+)$", rest, re.I)
-    tail = after_on.group(1) if after_on else ""
-    items = [_unquote(v) for v in LIST_ITEM.findall(tail) if v.lower() not in NOT_VARIANTS]
+    tail = CLAUSE_END.split(after_on.group(1), 1)[0] if after_on else ""
+    items = [_unquote(v) for v in LIST_ITEM.findall(POSSESSIVE.sub("", tail)) if v.lower() not in NOT_VARIANTS]
     # A labelled file where a variant belongs ("on test.csv") is the file, not a model to look for.
     in_list = [v for v in items if v and DATA_SUFFIX.search(v)]
     variants = [v for v in items if v and v not in in_list]
+    if not variants and after_on and re.match(r"(?:its|their)\b", tail, re.I):
+        # "after swapping to minilm-8bit, check ... on its embeddings": the model named before
+        before = rest[:after_on.start()]
+        variants = [w for w in words_of(before) if looks_like_model(w) and w != name and not DATA_SUFFIX.search(w)]
     return _asked_check(name, variants, ([file] if file else []) + in_list, in_list)
 
 

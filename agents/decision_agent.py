@@ -22,7 +22,7 @@ from agents.intent_rules import RULES
 from agents.intent_table import canonical_lines, description, missing, spec
 from agents.intents import Command, Intent, Slots
 from agents.line_words import Words, split_line
-from agents.references import acted_on, after_the_story, listed_together, pointed_at
+from agents.references import acted_on, after_an_aside, after_the_story, listed_together, pointed_at
 from agents.slot_reading import SLOT_READERS, YES
 
 if TYPE_CHECKING:
@@ -40,9 +40,11 @@ class DecisionAgent:
         assist: Optional[Callable[[str], Optional[dict]]] = None,
         meaning: Optional[Meaning] = None,
         classifier_names: Callable[[], Iterable[str]] = lambda: (),
+        endpoint_names: Callable[[], Iterable[str]] = lambda: (),
     ) -> None:
         self.model_names = model_names
         self.classifier_names = classifier_names  # saved classifiers: "run sentiment on ..." names one
+        self.endpoint_names = endpoint_names  # which of model_names are remote endpoints: "remove gpu-box" forgets it
         self.assist = assist
         self.meaning = meaning  # the intent classifier (agents/understanding); None or not ready: rules alone
 
@@ -54,8 +56,11 @@ class DecisionAgent:
             return Command(Intent.UNKNOWN, text=text, suggestion="help")
         known = sorted(set(self.model_names()))
         told = self._after_the_story(line, known)
+        if told is None and (rest := after_an_aside(line)) is not None:
+            told = self.parse(rest)
+            told = told if told.intent is not Intent.UNKNOWN else None
         if told is not None:
-            told.text = text
+            told.text, told.exact = text, False  # a form inside a longer line is no exact form of the line
             return told
         split = split_line(line, known)
         split.classifiers = sorted(set(self.classifier_names()))
@@ -65,7 +70,7 @@ class DecisionAgent:
         command = self._classify(split, line)
         rule_intent = command.intent
         # "HELP!!", "q!": help or exit alone is that command whatever the classifier says.
-        command.exact = command.exact or _one_command_word(command, split)
+        command.exact = command.exact or _one_command_word(command, split) or _verb_and_names(command, split)
         reading = self._by_meaning(rule_intent, split, line, exact=command.exact,
                                    grounded=_grounded(command, split, known))
         if reading is not None and (reading.intent is not command.intent or command.question):
@@ -79,6 +84,8 @@ class DecisionAgent:
             other = next((i for i in reading.alternatives if i not in CLASSIFIER_INTENTS), None)
             if other is not None:
                 command = self._read_slots(other, split, line, known)
+        elif reading is not None and _a_quote_asking_no_label(command, split):
+            command = Command(Intent.UNKNOWN)
         _every_model(command, split, line)
         _one_removal_unless_listed(command, split)
         command.text = text
@@ -92,6 +99,7 @@ class DecisionAgent:
             command.confidence = round(command.confidence * 0.85 ** len(split.corrections), 3)
             command.slots.yes = command.slots.yes or bool(YES.search(re.sub(r'"[^"]*"', ' ', line)))
         self._resolve_models(command, known)
+        command = _forget_an_endpoint(command, set(self.endpoint_names()))
         self._ask_for_missing(command, known)
         if reading is not None:
             self._weigh(command, reading, rule_intent, split, line, known)
@@ -107,7 +115,8 @@ class DecisionAgent:
         named = set(split_line(story, known).models) & set(known)
         if len(named) == 1 and (pointed := pointed_at(request, next(iter(named)))):
             command = self.parse(pointed)
-        elif set(split_line(request, known).models) & set(known):  # "..., but now I'd like to chat with B"
+        elif set(split_line(request, known).models) & set(known) or not named:
+            # "..., but now I'd like to chat with B"; "after the migration last night ...; show me every model"
             command = self.parse(request)
         else:
             return None
@@ -120,9 +129,8 @@ class DecisionAgent:
         if self.meaning is None:
             return None
         from agents.understanding.fusion import RULE_KEEP, UNGROUNDED_KEEP, fuse
-        from agents.understanding.intent_model import masked
 
-        ranked = self.meaning.rank(masked(line, split.references(), split.files))
+        ranked = self.meaning.rank(_masked(line, split))
         keep = RULE_KEEP if grounded else UNGROUNDED_KEEP
         return fuse(rule_intent, ranked, keep=keep, exact=exact) if ranked else None
 
@@ -161,10 +169,7 @@ class DecisionAgent:
 
     def masked(self, text: str) -> str:
         """The line as the intent classifier reads it: model names, quoted text, URLs and files as stand-in words."""
-        from agents.understanding.intent_model import masked
-
-        split = split_line(text.strip(), sorted(set(self.model_names())))
-        return masked(text.strip(), split.references(), split.files)
+        return _masked(text.strip(), split_line(text.strip(), sorted(set(self.model_names()))))
 
     # -- classification -----------------------------------------------------------------------------
     def _classify(self, s: Words, line: str) -> Command:
@@ -230,6 +235,23 @@ class DecisionAgent:
 CLASSIFIER_INTENTS = frozenset({Intent.CLASSIFY_TEXT, Intent.CHECK_CLASSIFIER, Intent.TRAIN_CLASSIFIER})
 
 
+def _masked(line: str, split: Words) -> str:
+    """What the intent classifier reads, in training and in use alike: names, texts, URLs and files as stand-ins, and
+    the words the spelling fixer changed as it read them."""
+    from agents.understanding.intent_model import masked
+
+    return masked(_spelled_right(line, split.corrections), split.references(), split.files)
+
+
+def _spelled_right(line: str, corrections: list[str]) -> str:
+    """The line with the words the spelling fixer changed ("bnech -> bench") as it read them: the classifier never
+    saw the misspelling."""
+    for correction in corrections:
+        typed, _, meant = correction.partition(" -> ")
+        line = re.sub(rf"(?<![\w.-]){re.escape(typed)}(?![\w-])", meant, line, flags=re.I)
+    return line
+
+
 def _letters(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
@@ -245,11 +267,23 @@ ON_DISK = frozenset({Intent.REMOVE_MODEL, Intent.UNLOAD_MODEL_API, Intent.LOAD_M
                      Intent.CHAT_WITH_MODEL, Intent.BENCHMARK_MODELS, Intent.TUNE_MODEL})
 
 
+# Words that ask for a label though no saved classifier is named ("what category is "..."?").
+CLASSIFYING = re.compile(r"\b(?:classif\w*|categor\w*|label\w*|tag|tags|class|kind\s+of\s+text|spam|sentiment|"
+                         r"topics?|tone)\b", re.I)
+
+
 def _a_text_for_no_classifier(command: Command, s: Words, known: list[str]) -> bool:
     """A classify reading that names no saved classifier but a model on disk: the classifier's guess is wrong."""
     on_disk = {name.lower() for name in known}
     return command.intent is Intent.CLASSIFY_TEXT and command.slots.classifier not in s.classifiers and any(
         m.lower() in on_disk and m not in s.guessed for m in s.models)
+
+
+def _a_quote_asking_no_label(command: Command, s: Words) -> bool:
+    """A classify reading of a line that quotes a word but names no classifier and asks for no label ('how do you
+    say "remove" in German?'): the quotes fooled the classifier."""
+    return command.intent is Intent.CLASSIFY_TEXT and command.slots.classifier not in s.classifiers and \
+        not CLASSIFYING.search(re.sub(r'"[^"]*"', " ", s.line))
 
 
 def _one_removal_unless_listed(command: Command, s: Words) -> None:
@@ -260,11 +294,29 @@ def _one_removal_unless_listed(command: Command, s: Words) -> None:
         command.slots.model, command.slots.models = models[0], []
 
 
+def _forget_an_endpoint(command: Command, endpoints: set[str]) -> Command:
+    """ "remove gpu-box", where gpu-box is a registered endpoint: it has no files to delete, so it is forgotten."""
+    named = command.slots.models or [command.slots.model]
+    if command.intent is not Intent.REMOVE_MODEL or len(named) != 1 or named[0] not in endpoints:
+        return command
+    return Command(Intent.REMOVE_ENDPOINT, Slots(name=named[0], yes=command.slots.yes), text=command.text,
+                   confidence=command.confidence, corrections=command.corrections)
+
+
 def _one_command_word(command: Command, s: Words) -> bool:
     """The line is "help" or "exit" (or a word of theirs), spelled right, with punctuation at most: exact. (Other
     lone words are not: "endpoints?" and "tokens" are read better by the classifier.)"""
     return command.intent in (Intent.SHOW_HELP, Intent.EXIT) and len(s.raw) == 1 and not s.corrections and \
         re.fullmatch(r"\W*[\w-]+\W*", s.line.strip()) is not None
+
+
+def _verb_and_names(command: Command, s: Words) -> bool:
+    """ "cmp A B C", "rm A": one command word typed right, then models on disk and nothing else: exact. (Terse forms
+    the classifier has few rows of; it once read "cmp A B C" as a quantization.)"""
+    verb, *rest = s.line.split() or [""]
+    names = {m.lower() for m in s.models if m not in s.guessed}
+    return command.intent is not Intent.UNKNOWN and not s.corrections and len(s.words) == 1 and \
+        verb.lower() == s.words[0] and bool(rest) and all(t.strip(",").lower() in names | {"and", "&"} for t in rest)
 
 
 def _grounded(command: Command, s: Words, known: list[str]) -> bool:

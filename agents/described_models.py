@@ -25,12 +25,13 @@ from agents.command_words import VOCAB_SET
 # Spellings of the same piece: "8-bit" and "8bit", "fp16" and "f16", "bitsandbytes" and "bnb".
 SAME_PIECE = {"8-bit": "8bit", "4-bit": "4bit", "fp16": "f16", "float16": "f16", "bitsandbytes": "bnb",
               "fp32": "f32", "float32": "f32", "int4": "4bit", "quantised": "quantized", "unquantised": "original",
-              "unquantized": "original", "base": "original", "half": "f16"}
+              "unquantized": "original", "base": "original", "half": "f16", "real": "original"}
 # Small words inside a description: "the f16 copy of demo", "the q4_k_m demo model", "the gptq version of demo".
-# "s" is what is left of a possessive ("minilm's 8-bit copy" reads "minilm s 8-bit copy").
+# "s" is what is left of a possessive ("minilm's 8-bit copy" reads "minilm s 8-bit copy"); "the minilm copy in 8
+# bit".
 BETWEEN = frozenset({"the", "a", "an", "of", "copy", "version", "variant", "build", "one", "model", "quant",
                      "flavor", "flavour", "edition", "copies", "versions", "variants", "builds", "ones", "models",
-                     "quants", "s"})
+                     "quants", "s", "in"})
 # Words between "the" and a family that say nothing of which model: "the local llama", "the small qwen".
 SIZE_OR_PLACE = r"(?:(?:local|small|little|tiny|big|large|new|latest|old|current)\s+)?"
 # After one family word, these make it a description too: "the llama one", "the qwen model". (Not "version" or

@@ -217,6 +217,9 @@ def _use(line: str, known: Sequence[str]) -> Command:
     named = list(dict.fromkeys(resolve_model(w, known) or w for w in ordered
                                if resolve_model(w, known) or looks_like_model(w) or w.lower() in placed))
     chain = corrected(rest, named)  # "set the default to A - no wait, B"
+    # "the q4 smol, not the nf4 one": no link of the chain (a fallback is kept: "keep B as fallback" names it)
+    chain = [ref for ref in chain if not re.search(rf"\b(?:not|instead\s+of|rather\s+than)\s+(?:the\s+)?"
+                                                    rf"{re.escape(ref)}(?![\w-])", rest, re.I)] or chain
     command = Command(Intent.USE_MODEL, Slots(model=chain[0] if chain else None, models=chain))
     if not chain:
         command.question = "Which model should be the default? use NAME [then OTHER]"

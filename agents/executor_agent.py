@@ -305,12 +305,18 @@ class Executor:
         """"Which model is fastest?", "which should I use?": answered from the recorded measurements."""
         from agents.recommend import recommendation
 
-        return recommendation(self.library, command.slots.kind)
+        return recommendation(self.library, command.slots.kind, command.slots.models or
+                              ([command.slots.model] if command.slots.model else []))
 
 
 def model_names(library) -> Callable[[], list[str]]:
     """What the decision agent resolves references against: the models on disk (and remote endpoints)."""
     return lambda: [rec.name for rec in library.models().models]
+
+
+def endpoint_names(library) -> Callable[[], list[str]]:
+    """Which of those names are remote endpoints (no files: "remove NAME" forgets one)."""
+    return lambda: [rec.name for rec in library.models().models if rec.format == "remote"]
 
 
 def make_assist(settings: Settings, manager) -> Optional[Callable]:

@@ -9,12 +9,12 @@ from __future__ import annotations
 import re
 from typing import Callable, Optional
 
-from agents.classifier_parse import classifier_command
+from agents.classifier_parse import QUOTED, VERBS, classifier_command
 from agents.command_words import GROUPS, VOCAB, group_of, nearest
 from agents.endpoint_commands import endpoint_command
 from agents.intents import Command, Intent, Slots
 from agents.line_words import Words
-from agents.references import names
+from agents.references import acted_on, names
 from agents.slot_reading import (
     acquire_command,
     help_command,
@@ -47,18 +47,25 @@ ASK = re.compile(r"^\s*(?:(?:please|pls|can\s+you|could\s+you|go)\s+)*ask\s+(?:t
                  r"(?:to\s+(?=\w)|about\s+(?=\w))?(?P<prompt>\S.*)$", re.I)
 
 
+# "... and record the answer": one prompt run as a recorded experiment, not a chat.
+RECORDED = re.compile(r"[,;]?\s*\b(?:and\s+)?(?:record|log|save|store)\s+(?:it|that|this|the\s+(?:answer|result|reply|"
+                      r"response|output|run)s?)(?:\s+(?:please|pls|for\s+later|too))?\W*$", re.I)
+
+
 def _addressed(s: Words, line: str) -> Optional[Command]:
-    """A chat with the model the line speaks to, its prompt the rest of the line (an exact form)."""
+    """A chat with the model the line speaks to, its prompt the rest of the line (an exact form); asked to record
+    the answer, a recorded experiment with that prompt."""
     on_disk = {m.lower(): m for m in s.models if m not in s.guessed}
     asked = ASK.match(s.line.strip() if s.described else line)
     if asked and asked.group("name").lower() in on_disk:
         others = set(on_disk) - {asked.group("name").lower()}
         if not any(names(asked.group("prompt"), other) for other in others):
-            prompt = asked.group("prompt").strip()
+            prompt = RECORDED.sub("", asked.group("prompt")).strip()
             quoted = re.fullmatch(r'"([^"]*)"|\'([^\']*)\'', prompt)
-            return Command(Intent.CHAT_WITH_MODEL, Slots(model=on_disk[asked.group("name").lower()],
-                                                         prompt=(quoted.group(1) or quoted.group(2)) if quoted
-                                                         else prompt), exact=True)
+            intent = Intent.EXPERIMENT_WITH_MODEL if RECORDED.search(asked.group("prompt")) else \
+                Intent.CHAT_WITH_MODEL
+            return Command(intent, Slots(model=on_disk[asked.group("name").lower()],
+                                         prompt=(quoted.group(1) or quoted.group(2)) if quoted else prompt), exact=True)
     for pattern in ADDRESSED:
         match = pattern.match(line)
         if match and match.group("name").lower() in on_disk:
@@ -87,8 +94,11 @@ REQUEST = re.compile(
     r"\?|\b(?:can|could|would|will)\s+you\b|\bplease\b|\bpls\b|\b(?:now|so)\s+"
     r"(?:please\s+)?(?:load|unload|remove|delete|show|chat|compare|benchmark|quantize|run)\b|\bcan\s+(?:i|we)\b|"
     r"\blet'?s\b|\bi(?:\s+(?:want|need|would)|\s*'d)\b", re.I)
-# A note, a reminder or a rule for later asks for nothing now: "note to self: never delete demo-f16".
-NOT_ASKED = re.compile(r"^\s*(?:note\s+to\s+self|reminder|memo|fyi|todo|to-do)\b|^\s*never\s+[a-z]+\b", re.I)
+# A note, a reminder or a rule for later asks for nothing now: "note to self: never delete demo-f16"; nor does "I am
+# not asking you to run anything" or "I just want to say ...".
+NOT_ASKED = re.compile(r"^\s*(?:note\s+to\s+self|reminder|memo|fyi|todo|to-do)\b|^\s*never\s+[a-z]+\b|"
+                       r"\b(?:i'?m|i\s+am)\s+not\s+asking\s+(?:you\s+)?(?:to|for)\b|"
+                       r"^\s*i\s+(?:just\s+)?want(?:ed)?\s+to\s+(?:say|tell\s+you|let\s+you\s+know|mention)\b", re.I)
 
 
 def _narrative(s: Words, line: str) -> Optional[Command]:
@@ -107,7 +117,22 @@ def _classifier_colon(s: Words, line: str) -> Optional[Command]:
         text = match.group(2).strip()
         return Command(Intent.CLASSIFY_TEXT, Slots(classifier=saved[match.group(1).lower()], prompt=text,
                                                    texts=[text]), exact=True)
-    return None
+    return _classifier_and_text(s, line, saved)
+
+
+# A saved classifier asked to train, check or compare is not classifying.
+NOT_CLASSIFYING = frozenset(VERBS["train"] + VERBS["check"])
+
+
+def _classifier_and_text(s: Words, line: str, saved: dict[str, str]) -> Optional[Command]:
+    """ 'which language does code-lang think "def f(): pass" is?': one quoted text, a saved classifier's name and
+    no model, file or training/checking verb: that classifier on that text."""
+    texts = [a or b for a, b in QUOTED.findall(line)]
+    outside = re.findall(r"[\w.+-]+", QUOTED.sub(" ", line).lower())
+    named = [saved[w] for w in outside if w in saved]
+    if len(texts) != 1 or len(set(named)) != 1 or s.models or s.files or NOT_CLASSIFYING & set(outside):
+        return None
+    return Command(Intent.CLASSIFY_TEXT, Slots(classifier=named[0], prompt=texts[0], texts=texts))
 
 
 def _quantize(s: Words, line: str) -> Optional[Command]:
@@ -131,7 +156,7 @@ NOT_A_RECIPE = ("benchmark", "compare", "fidelity", "load", "unload", "chat", "r
 
 
 def _recipe(s: Words, line: str) -> Optional[Command]:
-    on_disk = [m for m in s.models if m not in s.guessed]
+    on_disk = acted_on(s.line, [m for m in s.models if m not in s.guessed])  # "... of A, same as B": A
     if len(on_disk) != 1 or not (s.levels or s.methods or BITS_SAID.search(line)) or \
             any(s.has(group) for group in NOT_A_RECIPE):
         return None
@@ -157,12 +182,17 @@ HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*(?<!\.txt)(?<!\.csv
 WANTED = re.compile(r"\b(?:need|want|get|grab|fetch|bring|pull|have|like)\b", re.I)
 
 
+NO_DOWNLOAD = re.compile(r"\b(?:no|not|without|don'?t|never)\s+(?:need\s+to\s+)?(?:a\s+|any\s+)?download\w*", re.I)
+
+
 def _acquire(s: Words, line: str) -> Optional[Command]:
     """download ORG/NAME [LEVEL] [as NAME] · import PATH [as NAME] · login."""
     # "import" only as typed: its spelling neighbours ("port") belong to other commands.
     typed_import = any(raw.lower() in GROUPS["import"] for raw in s.raw)
-    if s.has("download") or typed_import:
-        return acquire_command(Intent.DOWNLOAD_MODEL if s.has("download") else Intent.IMPORT_MODEL, s, line)
+    # "import ./ckpt as a local model, no download": the download is ruled out, not asked for
+    download = s.has("download") and not (typed_import and NO_DOWNLOAD.search(line))
+    if download or typed_import:
+        return acquire_command(Intent.DOWNLOAD_MODEL if download else Intent.IMPORT_MODEL, s, line)
     # "token" alone logs in only where no model is named: "agree on the top-1 token" is fidelity's
     login = set(s.words) & GROUPS["login"]
     if (login and (login != {"token"} or not s.models)) or re.search(r"\blog\s+in(?:to)?\b", line, re.I):
@@ -239,6 +269,8 @@ def _experiment(s: Words, line: str) -> Optional[Command]:
     if s.has("experiments") and (not s.models or (len(s.models) == 1 and history)) and \
             (s.has("list") or len(s.words) <= 2):
         return Command(Intent.LIST_EXPERIMENTS, Slots(model=s.models[0] if s.models else None))
+    if s.models and not s.files and RECORDED.search(line):  # "run PROMPT on A and record it": an exact form
+        return Command(Intent.EXPERIMENT_WITH_MODEL, model_slots(s), exact=True)
     if s.has("experiment") or (s.has("batch") and s.files) or s.has("conversation"):
         intent = Intent.CONVERSATION_EXPERIMENT if s.has("conversation") else \
             Intent.BATCH_EXPERIMENT if s.has("batch") or s.files else Intent.EXPERIMENT_WITH_MODEL
@@ -309,7 +341,8 @@ MANAGE = re.compile(r"^\s*(?:(?:please|pls|can you|could you|kindly)\s+)*(?P<ver
                     r"(?P<source>\S+)\s+(?:(?:to|as|into|->|=>|called|named)\s+)?(?P<target>[A-Za-z0-9][A-Za-z0-9._/+\-]*)"
                     r"(?:\s+(?:--yes|-y|please))*\s*[.!]?\s*$", re.I)
 # "which model is fastest?", "which one should I use?", "what do you recommend": a choice among the models on disk,
-# none named (with names, "which is faster, A or B?" is a benchmark or a comparison of those).
+# none named (with names, "which is faster, A or B?" is a benchmark or a comparison of those, unless the line
+# asks for the recorded figures: FROM_RECORDS).
 RECOMMEND = re.compile(r"\b(?:which|what)\b.*\b(?:fastest|quickest|speediest|best|most\s+(?:faithful|accurate)|"
                        r"closest|should\s+(?:i|we)\s+(?:use|pick|choose|take|go\s+(?:with|for))|recommend\w*)\b|"
                        r"\brecommend\w*\b.*\b(?:models?|variants?|llms?)\b", re.I)
@@ -317,7 +350,20 @@ RECOMMEND = re.compile(r"\b(?:which|what)\b.*\b(?:fastest|quickest|speediest|bes
 CHOICE = re.compile(r"\b(?:which|models?|variants?|ones?|llms?|quant\w*)\b", re.I)
 
 
+# "is A or B the better pick, going by the recorded numbers?": a choice among named models, from the history.
+FROM_RECORDS = re.compile(
+    r"\b(?:according\s+to|going\s+by|based\s+on|judging\s+by|from|per|given)\s+(?:the\s+|our\s+|my\s+|your\s+)?"
+    r"(?:recorded\s+|measured\s+|existing\s+|past\s+|saved\s+)?(?:numbers|measures|measurements|results|figures|"
+    r"records|history|benchmarks|stats)\b|\bwhat\s+(?:you|we|i)(?:'ve|\s+have)\s+(?:already\s+)?"
+    r"(?:measured|recorded|benchmarked)\b|\b(?:measures|measurements|numbers|figures|results)\s+(?:we|you|i)\s+"
+    r"(?:already\s+)?(?:have|got|recorded)\b", re.I)
+CHOOSE = re.compile(r"\b(?:better|best|faster|fastest|quicker|quickest|pick|choose|go\s+with|recommend\w*|"
+                    r"more\s+(?:faithful|accurate))\b", re.I)
+
+
 def _recommend(s: Words, line: str) -> Optional[Command]:
+    if s.models and not (s.files or s.urls) and FROM_RECORDS.search(line) and CHOOSE.search(line):
+        return recommend_command(s, line)
     if s.models or s.levels or s.files or s.urls or not RECOMMEND.search(line) or not CHOICE.search(line):
         return None
     return recommend_command(s, line)
@@ -381,6 +427,14 @@ def _show_model(s: Words, line: str) -> Optional[Command]:
     return None
 
 
+# "stats per model pls, avg speed and all that": the history's statistics, whatever measures the line lists.
+PER_MODEL_STATS = re.compile(r"\b(?:stats|statistics)\s+(?:per|by|for\s+each|of\s+each)\s+model\b", re.I)
+
+
+def _per_model_statistics(s: Words, line: str) -> Optional[Command]:
+    return Command(Intent.SHOW_STATISTICS) if PER_MODEL_STATS.search(line) and not s.models else None
+
+
 def _statistics(s: Words, line: str) -> Optional[Command]:
     """show statistics [for X]: the history's counts, of one model when the line names one."""
     if not s.has("stats"):
@@ -416,6 +470,7 @@ RULES: list[Callable[[Words, str], Optional[Command]]] = [
     _embed,
     _tune,
     _disk,  # before experiments and stats: "disk usage" is no statistic
+    _per_model_statistics,  # before experiments: "stats per model, avg speed" is no benchmark
     _experiment,
     _remove,
     _show_model,

@@ -325,7 +325,8 @@ _SPECS = (
         guard=READS, completion=("show statistics",), canonical="show statistics", rank=17),
     IntentSpec(
         Intent.RECOMMEND_MODEL, "Experiments", lambda x, c, p: x.recommend(c, p),
-        describe=lambda s: FOCUS_LINES.get(s.kind or "", FOCUS_LINES[""]),
+        describe=lambda s: FOCUS_LINES.get(s.kind or "", FOCUS_LINES[""]) + (
+            f": {' or '.join(s.models)}" if s.models else ""),
         help=(HelpRow("which model is fastest? / which should I use?",
                       "answered from the newest benchmark and fidelity figures (or what to measure first)",
                       "which model should I use?", ("which model is fastest?", "which model is most faithful?")),),

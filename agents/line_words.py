@@ -40,6 +40,10 @@ PHRASES: list[tuple[re.Pattern, str]] = [(re.compile(pattern, re.I), word) for p
     (r"\b(?:put|stick|pop)\b(?=.*\b(?:memory|ram|gpu|vram)\b)", "load"),
     (r"\b(?:take|get|kick|throw|pull)\b(?=.*\bout\s+of\s+(?:memory|ram|gpu|vram)\b)", "unload"),
     (r"\bget\s+rid\s+of\b", "remove"),
+    # The passive of a request: "A and B should be unloaded from the server", "the text should be embedded with A"
+    (r"\b(?:should|must|needs?\s+to|has\s+to|have\s+to|to)\s+be\s+unloaded\b", "unload"),
+    (r"\b(?:should|must|needs?\s+to|has\s+to|have\s+to|to)\s+be\s+loaded\b", "load"),
+    (r"\b(?:should|must|needs?\s+to|has\s+to|have\s+to|to)\s+be\s+embedded\b", "embed"),
     (r"\bpull\s+up\b", "show"),  # "pull up the card for X"; a download is "pull X"
     # "make X fit in 90 MB", "squeeze X into 90 MB": a quantization to a budget (agents/budget_words.py reads it).
     (r"\b(?:make|get|squeeze|cram|squash)\b(?=\s+(?:\S+\s+){1,3}?(?:fits?\s+)?(?:in(?:to|side)?|within|under|below)"
@@ -130,6 +134,7 @@ def split_line(line: str, known: list[str]) -> Words:
         line = outside_double_quotes(line, lambda part, said=said, name=name: said.sub(f" {name} ", part, 1))
     for pattern, word in PHRASES[1:]:
         rest = pattern.sub(word, rest)
+    rest = RULED_OUT.sub(" ", rest)
     words, raw_words, models, files, levels, methods, guessed = [], [], list(quoted_models), [], [], [], []
     for raw in TOKEN.findall(rest):
         low = raw.lower().rstrip(".,!?;:")
@@ -165,6 +170,9 @@ def split_line(line: str, known: list[str]) -> Words:
                  described=masked, guessed=guessed)
 
 
+# "talk to A directly, not a recorded experiment, not a benchmark": a command's noun ruled out asks for nothing.
+RULED_OUT = re.compile(r"\bnot\s+(?:a|an)\s+(?:[a-z]+\s+)?(?:benchmark|experiment|comparison|chat|quantization|"
+                       r"download|fidelity\s+report)\b", re.I)
 # Measures, times, sizes, hosts and environment variables look like names but name no model: "top-1
 # agreement", "p95", "400ms", "2am", "localhost:8000", "$PROMPT_FILE", "VENDOR_API_KEY", "q3", "num_thread".
 METRIC = re.compile(r"top-?\d+|p\d{2}(?:\.\d)?|\d+(?:st|nd|rd|th|x|ms|am|pm|gb|mb|gib|mib|tb|k|%)|x\d+|"

@@ -8,15 +8,16 @@ from typing import Optional
 # Not "from" or "than": "drifted from A" and "faster than B" name the reference and the other side. "now that A
 # works, delete B", "I already did A" and "skip A" set A aside.
 SET_ASIDE = (r"(?:not|instead\s+of|rather\s+than|keep|keeping|forget|except|leave|leaving|skip|skipping|"
-             r"ignore|ignoring|exclude|excluding|now\s+that|since|"
+             r"ignore|ignoring|exclude|excluding|now\s+that|since|(?:the\s+)?same\s+as|just\s+like|similar\s+to|"
              r"stop\s+(?:using|defaulting\s+to)|(?:don'?\s?t|do\s+not)\s+[a-z]+(?:\s+(?:with|about|on))?|already\s+(?:did|ran|benchmarked|"
              r"tested|measured|have\s+(?:numbers|figures|results)\s+for))\s+(?:the\s+)?(?:model\s+)?")
 # "I don't need A anymore": A is what the command is for, not set aside.
 NO_LONGER = r"(?:don'?\s?t|do\s+not)\s+(?:need|want|use)\s+(?:the\s+)?{}\s+(?:any\s?more|any\s+longer)\b"
 # A correction: what follows it replaces what came before ("benchmark A - no wait, B", "A, make that B").
-# ("I mean" is not one: "hurt A? I mean ppl and KL vs B" explains.)
+# ("I mean" is one only between commas, "A, I mean, B": "hurt A? I mean ppl and KL vs B" explains.)
 CORRECTION = re.compile(r"\b(?:no,?\s+wait|wait,?\s+no|actually,?\s+no|no,?\s+actually|scratch\s+that|make\s+that|"
                         r"correction|no,?\s+sorry|sorry,?\s+no|sorry,?\s+i\s+mean|oops|or\s+rather)\b|(?<=[,;])\s*no\s*(?=[,;])|"
+                        r"(?<=[,;])\s*i\s+mean\s*(?=,)|"
                         r"\s-+\s*no\b", re.I)
 # After the name: "drop A from memory, B can stay".
 # (Not "A stays close to B": that is how near A is, and A is acted on.)
@@ -78,7 +79,7 @@ def names(text: str, ref: str) -> bool:
 # "I just loaded the llama, now let me talk to it", "before I delete smol-f16, show me its manifest": a clause that
 # tells what was (or will be) done, then the request, which points back at the clause's model.
 STORY_THEN = re.compile(
-    r"^\s*(?P<story>(?:(?:before|after|once|since)\s+(?:i|we)\s+|(?:i|we)\s+(?:just\s+|already\s+|finally\s+)?"
+    r"^\s*(?P<story>(?:(?:before|after|once|since)\s+(?:i|we|the|our|my|last|this|yesterday)\s+|(?:i|we)\s+(?:just\s+|already\s+|finally\s+)?"
     r"(?:[a-z]+ed|ran|made|got|did|built|took)\b)[^,;]*)[,;]\s*(?:(?:and|but)\s+)?(?:(?:now|then|so|next)\b,?\s*)?"
     r"(?P<request>(?P<lead>(?:please\s+|pls\s+|can\s+you\s+|could\s+you\s+|let\s+me\s+|let'?s\s+|"
     r"go\s+ahead\s+and\s+|i(?:'d|\s+would|\s+want|\s+need)(?:\s+(?:like|love))?\s+to\s+)*)(?P<verb>[a-z]+)\b.*)$",
@@ -100,3 +101,22 @@ def after_the_story(line: str, command_words: frozenset[str]) -> Optional[tuple[
 def pointed_at(request: str, model: str) -> Optional[str]:
     """The request with its pointer back ("it", "its", "that one") as the model's name; None when it has none."""
     return POINTS_BACK.sub(model, request, count=1) if POINTS_BACK.search(request) else None
+
+
+# A first clause that asks nothing of the shell, then the request:
+# - taken back: "is A still there? actually never mind that, just list all of them" (not "scratch that": "benchmark
+#   A, scratch that, B" corrects a name, see CORRECTION);
+# - a purpose: "to test whether q4_1 hurts perplexity more, quantize smol-f16 to q4_k_m as well";
+# - what is not needed: "no need to load anything or start the server - just show me every model".
+ASIDE = re.compile(
+    r"(?:\b(?:never\s*mind|nvm|forget\s+(?:that|it|what\s+i\s+(?:said|asked))|disregard\s+that)(?:\s+(?:that|this|it))?|"
+    r"^\s*(?:in\s+order\s+)?to\s+(?:test|check|see|verify|find\s+out|measure|make\s+sure|confirm|prove|settle|"
+    r"prepare|answer)\b[^,;\u2014\u2013]*|^\s*(?:there'?s\s+)?no\s+need\s+to\b[^,;\u2014\u2013]*)"
+    r"\s*(?:[,.;:!\u2014\u2013]+|\s-+)\s*(?:(?:just|instead|actually|rather|only|ok|okay)\b,?\s*)*"
+    r"(?P<rest>\w+\s+\S.*)$", re.I)
+
+
+def after_an_aside(line: str) -> Optional[str]:
+    """What a line asks after a first clause that asks nothing (taken back, a purpose, what is not needed)."""
+    match = ASIDE.search(line)
+    return match.group("rest") if match else None

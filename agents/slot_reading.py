@@ -58,12 +58,12 @@ def _beside_a_name(s: Words, refs: list[str]) -> list[str]:
     return [ref for ref in refs if ref not in s.guessed or not re.fullmatch(r"[a-z]+(?:[-/][a-z]+)+", ref.lower())]
 
 
-# The output's name: "as NAME", "as a new model called NAME", "and call it NAME", "name it NAME".
+# The output's name: "as NAME", "as a new model called NAME", "and call it NAME", "name it NAME", "under the name NAME".
 AS_NAME = re.compile(r"\b(?:as\s+(?:an?\s+(?:new\s+)?(?:model\s+|copy\s+)?(?:called|named)\s+)?|(?:call|name)\s+it\s+|"
-                     r"(?:renamed|copied)\s+(?:to|as)\s+|with\s+(?:the\s+)?(?:new\s+)?name\s+)"
-                     r"([A-Za-z0-9][A-Za-z0-9._\-]*)", re.I)
-# A comparison names no output: "as good as possible", "as far as it goes".
-AS_COMPARED = re.compile(r"\bas\s+\w+\s+as\b", re.I)
+                     r"(?:renamed|copied)\s+(?:to|as)\s+|(?:with|under)\s+(?:the\s+)?(?:new\s+)?name\s+)"
+                     r"(?!(?:an?|the|my|our)\b)([A-Za-z0-9][A-Za-z0-9._\-]*)", re.I)  # "as a local model": none
+# A comparison names no output: "as good as possible", "as far as it goes", "the same as B".
+AS_COMPARED = re.compile(r"\bas\s+\w+\s+as\b|\b(?:same|such|just)\s+as\b", re.I)
 YES = re.compile(r"(?:^|\s)(?:--yes|-y)\b|\byes\b|\b(?:don'?t|do\s+not|never)\s+ask\b|\bwithout\s+(?:asking|"
                  r"(?:a\s+|any\s+)?confirm\w*)|\bno\s+(?:need\s+to\s+confirm|confirm\w*|questions\s+asked)\b", re.I)
 
@@ -147,10 +147,13 @@ FOCUS_WORDS = {"speed": frozenset({"fastest", "quickest", "speediest", "faster",
 
 
 def recommend_command(s: Words, line: str, known: Sequence[str] = ()) -> Command:
-    """What "best" means in the question: speed, fidelity, or (neither named) both."""
+    """What "best" means in the question: speed, fidelity, or (neither named) both; and the models to choose among,
+    when it names them ("is A or B the better pick?")."""
     typed = set(re.findall(r"[a-z]+", line.lower()))
     focus = next((kind for kind, words in FOCUS_WORDS.items() if typed & words), None)
-    return Command(Intent.RECOMMEND_MODEL, Slots(kind=focus))
+    among = acted_on(s.line, s.in_order([m for m in s.models if m not in s.guessed]))  # "latency-sensitive": none
+    return Command(Intent.RECOMMEND_MODEL, Slots(kind=focus, model=among[0] if among else None,
+                                                 models=among if len(among) > 1 else []))
 
 
 def _models_reader(intent: Intent, **options) -> Callable[[Words, str, Sequence[str]], Command]:

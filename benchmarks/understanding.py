@@ -44,6 +44,7 @@ def parse_figures() -> None:
     from agents.understanding.examples import (
         dev_examples,
         example_classifiers,
+        example_endpoints,
         example_models,
         read_table,
         right_by_names,
@@ -59,9 +60,11 @@ def parse_figures() -> None:
     held = read_table((ROOT / "tests" / "phrasings-held-out.txt").read_text(encoding="utf-8"), "held-out")
     fresh = read_table((ROOT / "tests" / "phrasings-fresh.txt").read_text(encoding="utf-8"), "from a brief")
     lines = [row.text for row in dev_examples() + held]
-    for label, agent in (("rules alone", DecisionAgent(lambda: names, classifier_names=lambda: classifiers)),
+    for label, agent in (("rules alone", DecisionAgent(lambda: names, classifier_names=lambda: classifiers,
+                          endpoint_names=example_endpoints)),
                          ("rules + classifier", DecisionAgent(lambda: names, meaning=understanding,
-                                                             classifier_names=lambda: classifiers))):
+                                                             classifier_names=lambda: classifiers,
+                          endpoint_names=example_endpoints))):
         times = []
         for text in lines:
             start = time.perf_counter()

@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from agents.classifiers.artifact import classifier_names
     from agents.decision_agent import DecisionAgent
-    from agents.executor_agent import Executor, make_assist, model_names
+    from agents.executor_agent import Executor, endpoint_names, make_assist, model_names
     from cli.shell import Shell
     from lqmf.api import Library
     from server.http.runner import BackgroundServer
@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     understanding = None if args.command or args.script else _understanding(settings, wait=not sys.stdin.isatty())
     executor = Executor(settings, manager, server, understanding=understanding)
     agent = DecisionAgent(model_names(executor.library), assist=make_assist(settings, manager), meaning=understanding,
-                          classifier_names=lambda: classifier_names(settings))
+                          classifier_names=lambda: classifier_names(settings),
+                          endpoint_names=endpoint_names(executor.library))
     console = Console(highlight=False)
     try:
         if args.command or args.script:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Collection, Optional, Sequence
 
 from lqmf.base.errors import InvalidRequest
 from lqmf.base.progress import Progress
@@ -223,13 +223,13 @@ class Serving:
 
         return AutoBenchmark(self.lab, every)
 
-    def benchmark_summary(self) -> dict[str, Any]:
+    def benchmark_summary(self, among: Optional[Collection[str]] = None) -> dict[str, Any]:
         """The fastest and the most faithful model, each among figures measured the same way, of models that
-        exist now."""
+        exist now (and of `among` only, when given)."""
         from agents.measure.summary import benchmark_summary
 
         present = {record.name for record in self.manager.available()}
-        return benchmark_summary(self.store, present)
+        return benchmark_summary(self.store, present, among)
 
     def experiment_rows(self, kind: Optional[str] = None, model: Optional[str] = None, status: Optional[str] = None,
                         limit: int = 50) -> list[dict[str, Any]]:

@@ -28,6 +28,7 @@ from agents.understanding.examples import (  # noqa: E402
     Example,
     dev_examples,
     example_classifiers,
+    example_endpoints,
     example_models,
     read_table,
     right_by_names,
@@ -38,6 +39,7 @@ FRESH_FILE = Path(__file__).with_name("phrasings-fresh.txt")
 SECOND_PART = "# Written in 2026-12"
 KNOWN = example_models()
 CLASSIFIERS = example_classifiers()
+ENDPOINTS = example_endpoints()
 DEV = dev_examples()
 _first, _second = HELD_OUT_FILE.read_text(encoding="utf-8").split(SECOND_PART, 1)
 FIRST = read_table(_first, HELD_OUT_FILE.name)
@@ -74,7 +76,8 @@ def accuracy(agent: DecisionAgent, part: list[Example], grade=right) -> tuple[fl
 
 @pytest.fixture(scope="module")
 def rules():
-    return DecisionAgent(lambda: KNOWN, classifier_names=lambda: CLASSIFIERS)
+    return DecisionAgent(lambda: KNOWN, classifier_names=lambda: CLASSIFIERS,
+                         endpoint_names=lambda: ENDPOINTS)
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +88,8 @@ def fused():
 
     understanding = Understanding(load_settings())
     assert understanding.wait(600), understanding.problem
-    yield DecisionAgent(lambda: KNOWN, meaning=understanding, classifier_names=lambda: CLASSIFIERS)
+    yield DecisionAgent(lambda: KNOWN, meaning=understanding, classifier_names=lambda: CLASSIFIERS,
+                         endpoint_names=lambda: ENDPOINTS)
     understanding.close()
 
 

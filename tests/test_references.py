@@ -612,3 +612,139 @@ def test_what_a_saved_classifier_says_about_a_text():
     command = agent.parse("what does code-lang say about: def foo(): return 42")
     assert (command.intent, command.slots.classifier, command.slots.texts) == (Intent.CLASSIFY_TEXT, "code-lang",
                                                                                ["def foo(): return 42"])
+
+
+# -- part 18's forms ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("line, intent, model, prompt", [
+    ('ask chat-helper-v2 "how do I quantize a model?" and record the answer', Intent.EXPERIMENT_WITH_MODEL,
+     "chat-helper-v2", "how do I quantize a model?"),
+    ('ask chat-helper-v2 "how do I quantize a model?"', Intent.CHAT_WITH_MODEL, "chat-helper-v2",
+     "how do I quantize a model?"),
+    ("run the prompt write a haiku about rain on the q4_1 smol and record it", Intent.EXPERIMENT_WITH_MODEL,
+     "smol-q4_1", None),
+])
+def test_asked_to_record_the_answer_is_an_experiment(agent, line, intent, model, prompt):
+    command = agent.parse(line)
+    assert (command.intent, command.slots.model) == (intent, model)
+    if prompt:
+        assert command.slots.prompt == prompt
+
+
+def test_the_same_as_another_model_is_no_object_and_no_new_name(agent):
+    command = agent.parse("do a gptq 4 bit of the real smol, same as demo-gptq-4bit")
+    assert command.intent is Intent.QUANTIZE_MODEL and command.slots.model == "smol-hf"
+    assert command.slots.name is None and (command.slots.method, command.slots.bits) == ("gptq", 4)
+
+
+def test_a_copy_under_the_name(agent):
+    command = agent.parse("make a copy of the real smol under the name smol-hf-pristine")
+    assert (command.intent, command.slots.model, command.slots.name) == (Intent.COPY_MODEL, "smol-hf",
+                                                                         "smol-hf-pristine")
+
+
+def test_i_mean_between_commas_corrects_but_not_an_explanation():
+    assert acted_on("the gptq demo, I mean, Org_Model_gptq_4bit, load that one",
+                    ["demo-gptq-4bit", "Org_Model_gptq_4bit"]) == ["Org_Model_gptq_4bit"]
+    assert acted_on("did it hurt demo-q4_k_m? I mean ppl and KL vs demo-f16",
+                    ["demo-q4_k_m", "demo-f16"]) == ["demo-q4_k_m", "demo-f16"]
+
+
+@pytest.mark.parametrize("line, intent", [
+    ("wait, is smol-f16 still there? actually never mind that, just list my models", Intent.LIST_MODELS),
+    ("nvm, start the server", Intent.START_API_SERVER),
+])
+def test_what_follows_never_mind_is_the_request(agent, line, intent):
+    assert agent.parse(line).intent is intent
+
+
+def test_a_story_about_the_machine_then_a_request(agent):
+    command = agent.parse("after the migration last night some folders moved around; show me every model")
+    assert command.intent is Intent.LIST_MODELS
+
+
+def test_a_check_on_a_variant_s_embeddings_names_the_variant():
+    agent = DecisionAgent(lambda: NAMES, classifier_names=lambda: ["sentiment"])
+    for line in ("check whether the sentiment classifier still holds up on minilm-8bit's embeddings",
+                 "after swapping to the quantized minilm, check whether the sentiment classifier still holds up "
+                 "on its embeddings"):
+        command = agent.parse(line)
+        assert (command.intent, command.slots.classifier, command.slots.models) == (
+            Intent.CHECK_CLASSIFIER, "sentiment", ["minilm-8bit"]), line
+
+
+def test_a_saved_classifier_and_a_quoted_text_classify():
+    agent = DecisionAgent(lambda: NAMES, classifier_names=lambda: ["code-lang"])
+    command = agent.parse('which language does code-lang think "def remove(self, x): pass" is?')
+    assert (command.intent, command.slots.classifier, command.slots.texts) == (
+        Intent.CLASSIFY_TEXT, "code-lang", ["def remove(self, x): pass"])
+    trained = agent.parse('train code-lang on "data/code.csv" with minilm-hf')
+    assert trained.intent is not Intent.CLASSIFY_TEXT  # a training verb: no text to classify
+
+
+def test_a_quoted_word_asking_for_no_label_is_no_classification():
+    """The classifier read quotes as a text to classify: with no classifier named and no word asking for a label,
+    the line is no command."""
+    class Believes:
+        calibrator = None
+
+        def rank(self, masked_line):
+            return [(Intent.CLASSIFY_TEXT, 0.9), (Intent.UNKNOWN, 0.05), (Intent.SHOW_HELP, 0.05)]
+
+    agent = DecisionAgent(lambda: NAMES, meaning=Believes(), classifier_names=lambda: ["spam"])
+    agent._weigh = lambda *args: None  # no calibrator in this fake: the reading alone is under test
+    assert agent.parse('how do you say "remove" in German?').intent is Intent.UNKNOWN
+    assert agent.parse('what category is "refund my order" in?').intent is Intent.CLASSIFY_TEXT
+    assert agent.parse('is "win a free phone" spam?').intent is Intent.CLASSIFY_TEXT
+
+
+def test_a_misspelled_command_word_reaches_the_classifier_spelled_right():
+    seen = []
+
+    class Believes:
+        calibrator = None
+
+        def rank(self, masked_line):
+            seen.append(masked_line)
+            return [(Intent.BENCHMARK_MODELS, 0.9), (Intent.UNKNOWN, 0.1)]
+
+    agent = DecisionAgent(lambda: NAMES, meaning=Believes())
+    agent._weigh = lambda *args: None
+    command = agent.parse("bnech demo-q4_k_m demo-q8_0")
+    assert command.intent is Intent.BENCHMARK_MODELS and "bench" in seen[0] and "bnech" not in seen[0]
+
+
+@pytest.mark.parametrize("line, models", [
+    ("is demo-q8_0 or demo-q4_k_m the better pick, going by the recorded numbers?", ["demo-q8_0", "demo-q4_k_m"]),
+    ("which is the best between smol-q4_1 and smol-bnb-nf4, according to the measures we have",
+     ["smol-q4_1", "smol-bnb-nf4"]),
+])
+def test_a_choice_among_named_models_from_the_records_is_a_recommendation(agent, line, models):
+    command = agent.parse(line)
+    assert command.intent is Intent.RECOMMEND_MODEL and command.slots.models == models
+
+
+def test_which_is_faster_of_two_without_the_records_measures_them(agent):
+    assert agent.parse("which is faster, demo-q8_0 or demo-q4_k_m?").intent is Intent.BENCHMARK_MODELS
+
+
+def test_removing_a_registered_endpoint_forgets_it():
+    agent = DecisionAgent(lambda: NAMES + ["gpu-box", "ollama-local"], endpoint_names=lambda: ["gpu-box",
+                                                                                              "ollama-local"])
+    command = agent.parse("don't remove gpu-box, remove ollama-local")
+    assert (command.intent, command.slots.name) == (Intent.REMOVE_ENDPOINT, "ollama-local")
+    assert agent.parse("remove demo-f16").intent is Intent.REMOVE_MODEL
+
+
+def test_a_verb_and_names_on_disk_is_exact_whatever_the_classifier_says():
+    class Believes:
+        calibrator = None
+
+        def rank(self, masked_line):
+            return [(Intent.QUANTIZE_MODEL, 0.95), (Intent.COMPARE_MODELS, 0.05)]
+
+    agent = DecisionAgent(lambda: NAMES, meaning=Believes())
+    agent._weigh = lambda *args: None  # no calibrator in this fake: the reading alone is under test
+    command = agent.parse("cmp demo-q8_0 demo-q4_k_m demo-gptq-4bit")
+    assert command.intent is Intent.COMPARE_MODELS and command.slots.models == ["demo-q8_0", "demo-q4_k_m",
+                                                                                "demo-gptq-4bit"]
+    assert agent.parse("cmp demo-q8_0 and then some words").intent is Intent.QUANTIZE_MODEL  # not terse: fused

@@ -198,6 +198,9 @@ def test_which_is_fastest_is_answered_from_the_history(two_gguf, tmp_path):
     try:
         nothing = made.execute(agent.parse("which model is fastest?"))
         assert isinstance(nothing, r.Message) and nothing.text == "nothing measured yet; say `benchmark all models`"
+        among = "is demo-q8_0 or demo-q4_k_m the faster pick, going by the recorded numbers?"
+        assert made.execute(agent.parse(among)).text == ("nothing measured yet for demo-q8_0 or demo-q4_k_m; say "
+                                                         "`benchmark demo-q8_0 and demo-q4_k_m`")
         both = made.execute(agent.parse("which one should I use?"))
         assert both.text == "nothing measured yet; say `benchmark all models` or `compare all models`"
         measured = made.library.benchmark(["demo-q4_k_m", "demo-q8_0"], repetitions=1, max_tokens=4,
@@ -209,6 +212,13 @@ def test_which_is_fastest_is_answered_from_the_history(two_gguf, tmp_path):
         advice = made.execute(agent.parse("which one should I use?"))
         assert advice.text.splitlines()[0] == answer.text.splitlines()[0]
         assert "no fidelity measured yet: say `compare all models`" in advice.text
+        # Among named models only: the slower one, asked about alone, is the fastest of itself.
+        chosen = made.execute(agent.parse(among)).text.splitlines()
+        assert chosen[0] == "among demo-q8_0 and demo-q4_k_m, from the recorded measurements:"
+        assert chosen[1] == answer.text.splitlines()[0]
+        slower = min(measured.rows, key=lambda row: row.gen_tps)
+        alone = made.execute(agent.parse(f"is {slower.model} the faster pick, going by the recorded numbers?"))
+        assert alone.text.splitlines()[1].startswith(f"fastest: {slower.model} at {slower.gen_tps:.1f} tokens/s")
     finally:
         made.close()
         manager.close()

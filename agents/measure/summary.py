@@ -99,7 +99,8 @@ def _when(ts: Optional[float]) -> str:
     return time.strftime("%Y-%m-%d", time.localtime(ts)) if ts else "an unknown date"
 
 
-def _speed(store, present: Optional[Collection[str]], out: dict[str, Any]) -> Optional[str]:
+def _speed(store, present: Optional[Collection[str]], out: dict[str, Any],
+           among: Optional[Collection[str]] = None) -> Optional[str]:
     groups: dict[str, tuple[Workload, _Group]] = {}
     order: list[str] = []  # workload keys, the newest experiment's first
     newest: dict[str, tuple[dict[str, Any], dict[str, Any], Workload]] = {}
@@ -108,6 +109,8 @@ def _speed(store, present: Optional[Collection[str]], out: dict[str, Any]) -> Op
         work = workload_of(exp)
         for row in (exp.get("summary") or {}).get("models", []):
             if not isinstance(row, dict) or "runs" not in row:  # a row without speed figures
+                continue
+            if among is not None and row["model"] not in among:
                 continue
             if present is not None and row["model"] not in present:
                 gone.add(row["model"])
@@ -150,7 +153,8 @@ def _speed(store, present: Optional[Collection[str]], out: dict[str, Any]) -> Op
     return None
 
 
-def _fidelity(store, present: Optional[Collection[str]], out: dict[str, Any]) -> Optional[str]:
+def _fidelity(store, present: Optional[Collection[str]], out: dict[str, Any],
+              among: Optional[Collection[str]] = None) -> Optional[str]:
     groups: dict[tuple[str, str], _Group] = {}
     gone: set[str] = set()
     for exp in store.experiments(kind=FIDELITY_KINDS, status="done", limit=HISTORY_LIMIT):
@@ -163,6 +167,8 @@ def _fidelity(store, present: Optional[Collection[str]], out: dict[str, Any]) ->
             continue
         for row in summary.get("models", []):
             if not isinstance(row, dict) or row.get("kld_mean") is None or row["model"] == reference:
+                continue
+            if among is not None and row["model"] not in among:
                 continue
             if present is not None and row["model"] not in present:
                 gone.add(row["model"])
@@ -188,15 +194,17 @@ def _fidelity(store, present: Optional[Collection[str]], out: dict[str, Any]) ->
             f"{reference} on the same text {group.span()}")
 
 
-def benchmark_summary(store, present: Optional[Collection[str]] = None) -> dict[str, Any]:
+def benchmark_summary(store, present: Optional[Collection[str]] = None,
+                      among: Optional[Collection[str]] = None) -> dict[str, Any]:
     """The fastest model and the most faithful one, each among figures measured the same way.
 
     `present` names the models that exist now (on disk and registered endpoints); the others are left out.
+    `among` narrows the choice to those models ("is A or B the better pick?"); a reference may be any model.
     Speed: the newest prompt set and length with a decode rate, each model's newest figures on it.
     Fidelity: the newest reference and scored text, each variant's newest figures against it; lowest KLD.
     """
     out: dict[str, Any] = {"fastest_model": None, "most_faithful_model": None, "recommendation": None}
-    parts = [part for part in (_speed(store, present, out), _fidelity(store, present, out)) if part]
+    parts = [part for part in (_speed(store, present, out, among), _fidelity(store, present, out, among)) if part]
     out["recommendation"] = " | ".join(parts) or None
     if not parts:
         out["note"] = ("nothing measured yet: benchmarks run every LQMF_AUTO_BENCHMARK_EVERY requests, "

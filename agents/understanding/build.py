@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
 
 from agents.intents import Intent
-from agents.understanding.examples import Example, dev_examples, example_classifiers, example_models, examples_folder
+from agents.understanding.examples import (
+    Example,
+    dev_examples,
+    example_classifiers,
+    example_endpoints,
+    example_models,
+    examples_folder,
+)
 from agents.understanding.fusion import RULE_KEEP, Reading, fuse
 from agents.understanding.intent_model import (
     ALGORITHM_C,
@@ -127,7 +134,8 @@ def build(settings: "Settings", *, force: bool = False) -> BuildReport:
             return BuildReport(str(folder), False, len(rows), len({r.intent for r in rows}),
                                **stamp.get("measured", {}), seconds=time.perf_counter() - started)
     names, classifiers = example_models(), example_classifiers()
-    agent = DecisionAgent(lambda: names, classifier_names=lambda: classifiers)
+    agent = DecisionAgent(lambda: names, classifier_names=lambda: classifiers,
+                          endpoint_names=example_endpoints)
     encoder = SentenceModel.open(gguf)
     texts = [agent.masked(row.text) for row in rows]
     try:

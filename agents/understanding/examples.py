@@ -3,8 +3,8 @@
 Each line is `text | slot=value; slot=value` (models=A+B lists several; yes=true a flag); # starts a
 comment. They train the intent classifier and tune the rules (the dev rows). The held-out rows live in
 tests/phrasings-held-out.txt, as `text | INTENT | slots`, and nothing here reads them.
-`_models.txt` lists the model names the sentences use, as if they were on disk; `_classifiers.txt` the
-classifiers, as if saved.
+`_models.txt` lists the model names the sentences use, as if they were on disk (with the remote endpoints, as the
+shell lists them); `_endpoints.txt` which of them are endpoints; `_classifiers.txt` the classifiers, as if saved.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from agents.intents import Intent
 FOLDER = "examples"
 MODELS_FILE = "_models.txt"
 CLASSIFIERS_FILE = "_classifiers.txt"
+ENDPOINTS_FILE = "_endpoints.txt"
 LIST_SLOTS = frozenset({"models", "urls", "texts"})
 INT_SLOTS = frozenset({"port", "bits", "group_size"})
 FLAG_SLOTS = frozenset({"yes", "imatrix", "fidelity", "every"})
@@ -77,11 +78,12 @@ def read_table(text: str, where: str, intent: Optional[Intent] = None) -> list[E
 # Intents whose object is no model on disk: a name read there is not graded.
 NOT_ON_A_MODEL = frozenset({Intent.UNKNOWN, Intent.SHOW_HELP, Intent.IMPORT_MODEL, Intent.ADD_ENDPOINT})
 # Intents whose handler acts on the list of models (agents/intent_table.py models_of, fidelity's reference, the
-# default chain, a check's variants, "load A and B", "unload A and B", "remove A and B", "embed X with A and B");
+# default chain, a check's variants, "load A and B", "unload A and B", "remove A and B", "embed X with A and B",
+# "is A or B the better pick?");
 # the others act on the one model.
 ON_THE_LIST = frozenset({Intent.BENCHMARK_MODELS, Intent.COMPARE_MODELS, Intent.AGREEMENT_REPORT,
                          Intent.FIDELITY_REPORT, Intent.USE_MODEL, Intent.CHECK_CLASSIFIER, Intent.LOAD_MODEL_API,
-                         Intent.UNLOAD_MODEL_API, Intent.REMOVE_MODEL, Intent.EMBED_TEXT})
+                         Intent.UNLOAD_MODEL_API, Intent.REMOVE_MODEL, Intent.EMBED_TEXT, Intent.RECOMMEND_MODEL})
 
 
 def right_by_names(command, row: Example) -> bool:
@@ -126,6 +128,11 @@ def dev_examples() -> list[Example]:
 def example_models() -> list[str]:
     """The model names the example sentences treat as on disk."""
     return _names(MODELS_FILE)
+
+
+def example_endpoints() -> list[str]:
+    """Which of those names the example sentences treat as registered remote endpoints."""
+    return _names(ENDPOINTS_FILE)
 
 
 def example_classifiers() -> list[str]:
