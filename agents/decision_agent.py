@@ -312,11 +312,13 @@ def _one_command_word(command: Command, s: Words) -> bool:
 
 def _verb_and_names(command: Command, s: Words) -> bool:
     """ "cmp A B C", "rm A": one command word typed right, then models on disk and nothing else: exact. (Terse forms
-    the classifier has few rows of; it once read "cmp A B C" as a quantization.)"""
+    the classifier has few rows of; it once read "cmp A B C" as a quantization. A word of no command, "time A and
+    B", is left to the classifier.)"""
     verb, *rest = s.line.split() or [""]
     names = {m.lower() for m in s.models if m not in s.guessed}
     return command.intent is not Intent.UNKNOWN and not s.corrections and len(s.words) == 1 and \
-        verb.lower() == s.words[0] and bool(rest) and all(t.strip(",").lower() in names | {"and", "&"} for t in rest)
+        verb.lower() == s.words[0] and group_of(s.words[0]) is not None and bool(rest) and \
+        all(t.strip(",").lower() in names | {"and", "&"} for t in rest)
 
 
 def _grounded(command: Command, s: Words, known: list[str]) -> bool:

@@ -748,3 +748,5 @@ def test_a_verb_and_names_on_disk_is_exact_whatever_the_classifier_says():
     assert command.intent is Intent.COMPARE_MODELS and command.slots.models == ["demo-q8_0", "demo-q4_k_m",
                                                                                 "demo-gptq-4bit"]
     assert agent.parse("cmp demo-q8_0 and then some words").intent is Intent.QUANTIZE_MODEL  # not terse: fused
+    # "time A and B": "time" is no command word; the rules' "A and B" (a comparison) is no exact form
+    assert not agent.parse("time demo-q8_0 and demo-gptq-4bit").exact
