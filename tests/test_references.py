@@ -22,6 +22,22 @@ def agent():
     return DecisionAgent(lambda: NAMES)
 
 
+def _believing(ranked, classifiers=(), seen=None) -> DecisionAgent:
+    """The parser with a fake intent classifier that always ranks `ranked` (the masked lines it reads go to `seen`);
+    no calibrator in this fake, so the reading alone is under test."""
+    class Believes:
+        calibrator = None
+
+        def rank(self, masked_line):
+            if seen is not None:
+                seen.append(masked_line)
+            return ranked
+
+    agent = DecisionAgent(lambda: NAMES, meaning=Believes(), classifier_names=lambda: list(classifiers))
+    agent._weigh = lambda *args: None
+    return agent
+
+
 def test_a_name_splits_into_pieces_with_levels_whole():
     assert pieces("demo-q4_k_m") == {"demo", "q4_k_m"}
     assert pieces("demo-gptq-4bit") == {"demo", "gptq", "4bit"}
@@ -583,14 +599,7 @@ def test_the_embedding_of_a_text_on_a_model_is_an_embedding(agent):
 def test_a_classify_reading_with_a_model_and_no_classifier_gives_way():
     """The classifier once read a prompt run on a model as a text to classify: with a model on disk named and no
     saved classifier, its next reading that is no classifier command is taken."""
-    class Believes:
-        calibrator = None
-
-        def rank(self, masked_line):
-            return [(Intent.CLASSIFY_TEXT, 0.8), (Intent.EXPERIMENT_WITH_MODEL, 0.15), (Intent.CHAT_WITH_MODEL, 0.05)]
-
-    agent = DecisionAgent(lambda: NAMES, meaning=Believes(), classifier_names=lambda: ["spam"])
-    agent._weigh = lambda *args: None  # no calibrator in this fake: the reading alone is under test
+    agent = _believing([(Intent.CLASSIFY_TEXT, 0.8), (Intent.EXPERIMENT_WITH_MODEL, 0.15), (Intent.CHAT_WITH_MODEL, 0.05)], classifiers=["spam"])
     command = agent.parse('run "summarize this refund policy" on the qwen one')
     assert command.intent is Intent.EXPERIMENT_WITH_MODEL and command.slots.model == "Qwen2.5-0.5B-Instruct"
     kept = agent.parse('run spam on "win a free phone"')
@@ -684,14 +693,7 @@ def test_a_saved_classifier_and_a_quoted_text_classify():
 def test_a_quoted_word_asking_for_no_label_is_no_classification():
     """The classifier read quotes as a text to classify: with no classifier named and no word asking for a label,
     the line is no command."""
-    class Believes:
-        calibrator = None
-
-        def rank(self, masked_line):
-            return [(Intent.CLASSIFY_TEXT, 0.9), (Intent.UNKNOWN, 0.05), (Intent.SHOW_HELP, 0.05)]
-
-    agent = DecisionAgent(lambda: NAMES, meaning=Believes(), classifier_names=lambda: ["spam"])
-    agent._weigh = lambda *args: None  # no calibrator in this fake: the reading alone is under test
+    agent = _believing([(Intent.CLASSIFY_TEXT, 0.9), (Intent.UNKNOWN, 0.05), (Intent.SHOW_HELP, 0.05)], classifiers=["spam"])
     assert agent.parse('how do you say "remove" in German?').intent is Intent.UNKNOWN
     assert agent.parse('what category is "refund my order" in?').intent is Intent.CLASSIFY_TEXT
     assert agent.parse('is "win a free phone" spam?').intent is Intent.CLASSIFY_TEXT
@@ -699,16 +701,7 @@ def test_a_quoted_word_asking_for_no_label_is_no_classification():
 
 def test_a_misspelled_command_word_reaches_the_classifier_spelled_right():
     seen = []
-
-    class Believes:
-        calibrator = None
-
-        def rank(self, masked_line):
-            seen.append(masked_line)
-            return [(Intent.BENCHMARK_MODELS, 0.9), (Intent.UNKNOWN, 0.1)]
-
-    agent = DecisionAgent(lambda: NAMES, meaning=Believes())
-    agent._weigh = lambda *args: None
+    agent = _believing([(Intent.BENCHMARK_MODELS, 0.9), (Intent.UNKNOWN, 0.1)], seen=seen)
     command = agent.parse("bnech demo-q4_k_m demo-q8_0")
     assert command.intent is Intent.BENCHMARK_MODELS and "bench" in seen[0] and "bnech" not in seen[0]
 
@@ -736,14 +729,7 @@ def test_removing_a_registered_endpoint_forgets_it():
 
 
 def test_a_verb_and_names_on_disk_is_exact_whatever_the_classifier_says():
-    class Believes:
-        calibrator = None
-
-        def rank(self, masked_line):
-            return [(Intent.QUANTIZE_MODEL, 0.95), (Intent.COMPARE_MODELS, 0.05)]
-
-    agent = DecisionAgent(lambda: NAMES, meaning=Believes())
-    agent._weigh = lambda *args: None  # no calibrator in this fake: the reading alone is under test
+    agent = _believing([(Intent.QUANTIZE_MODEL, 0.95), (Intent.COMPARE_MODELS, 0.05)])
     command = agent.parse("cmp demo-q8_0 demo-q4_k_m demo-gptq-4bit")
     assert command.intent is Intent.COMPARE_MODELS and command.slots.models == ["demo-q8_0", "demo-q4_k_m",
                                                                                 "demo-gptq-4bit"]
