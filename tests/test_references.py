@@ -599,7 +599,8 @@ def test_the_embedding_of_a_text_on_a_model_is_an_embedding(agent):
 def test_a_classify_reading_with_a_model_and_no_classifier_gives_way():
     """The classifier once read a prompt run on a model as a text to classify: with a model on disk named and no
     saved classifier, its next reading that is no classifier command is taken."""
-    agent = _believing([(Intent.CLASSIFY_TEXT, 0.8), (Intent.EXPERIMENT_WITH_MODEL, 0.15), (Intent.CHAT_WITH_MODEL, 0.05)], classifiers=["spam"])
+    agent = _believing([(Intent.CLASSIFY_TEXT, 0.8), (Intent.EXPERIMENT_WITH_MODEL, 0.15),
+                        (Intent.CHAT_WITH_MODEL, 0.05)], classifiers=["spam"])
     command = agent.parse('run "summarize this refund policy" on the qwen one')
     assert command.intent is Intent.EXPERIMENT_WITH_MODEL and command.slots.model == "Qwen2.5-0.5B-Instruct"
     kept = agent.parse('run spam on "win a free phone"')
@@ -693,7 +694,8 @@ def test_a_saved_classifier_and_a_quoted_text_classify():
 def test_a_quoted_word_asking_for_no_label_is_no_classification():
     """The classifier read quotes as a text to classify: with no classifier named and no word asking for a label,
     the line is no command."""
-    agent = _believing([(Intent.CLASSIFY_TEXT, 0.9), (Intent.UNKNOWN, 0.05), (Intent.SHOW_HELP, 0.05)], classifiers=["spam"])
+    agent = _believing([(Intent.CLASSIFY_TEXT, 0.9), (Intent.UNKNOWN, 0.05),
+                        (Intent.SHOW_HELP, 0.05)], classifiers=["spam"])
     assert agent.parse('how do you say "remove" in German?').intent is Intent.UNKNOWN
     assert agent.parse('what category is "refund my order" in?').intent is Intent.CLASSIFY_TEXT
     assert agent.parse('is "win a free phone" spam?').intent is Intent.CLASSIFY_TEXT
