@@ -652,6 +652,16 @@ def test_a_copy_under_the_name(agent):
                                                                          "smol-hf-pristine")
 
 
+@pytest.mark.parametrize("line, name", [
+    ("quantize demo-hf to q5_k_m as my-q5 --yes", "my-q5"),  # "my" is an article only before a space
+    ("quantize demo-hf to q4_k_m as the-best", "the-best"),
+    ("quantize demo-hf to q4_k_m as a local model", None),
+])
+def test_an_output_name_that_begins_like_an_article(agent, line, name):
+    command = agent.parse(line)
+    assert (command.intent, command.slots.model, command.slots.name) == (Intent.QUANTIZE_MODEL, "demo-hf", name)
+
+
 def test_i_mean_between_commas_corrects_but_not_an_explanation():
     assert acted_on("the gptq demo, I mean, Org_Model_gptq_4bit, load that one",
                     ["demo-gptq-4bit", "Org_Model_gptq_4bit"]) == ["Org_Model_gptq_4bit"]
