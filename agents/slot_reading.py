@@ -59,9 +59,10 @@ def _beside_a_name(s: Words, refs: list[str]) -> list[str]:
 
 
 # The output's name: "as NAME", "as a new model called NAME", "and call it NAME", "name it NAME", "under the name NAME".
+# An article is no name ("as a local model"), but "my-q5" is one: the article must end at a space.
 AS_NAME = re.compile(r"\b(?:as\s+(?:an?\s+(?:new\s+)?(?:model\s+|copy\s+)?(?:called|named)\s+)?|(?:call|name)\s+it\s+|"
                      r"(?:renamed|copied)\s+(?:to|as)\s+|(?:with|under)\s+(?:the\s+)?(?:new\s+)?name\s+)"
-                     r"(?!(?:an?|the|my|our)\s)([A-Za-z0-9][A-Za-z0-9._\-]*)", re.I)  # "as a local model": none; "as my-q5": my-q5
+                     r"(?!(?:an?|the|my|our)\s)([A-Za-z0-9][A-Za-z0-9._\-]*)", re.I)
 # A comparison names no output: "as good as possible", "as far as it goes", "the same as B".
 AS_COMPARED = re.compile(r"\bas\s+\w+\s+as\b|\b(?:same|such|just)\s+as\b", re.I)
 YES = re.compile(r"(?:^|\s)(?:--yes|-y)\b|\byes\b|\b(?:don'?t|do\s+not|never)\s+ask\b|\bwithout\s+(?:asking|"
