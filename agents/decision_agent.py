@@ -61,7 +61,7 @@ class DecisionAgent:
             told = told if told.intent is not Intent.UNKNOWN else None
         if told is not None:
             told.text, told.exact = text, False  # a form inside a longer line is no exact form of the line
-            return told
+            return _forget_an_endpoint(told, set(self.endpoint_names()))  # "..., please drop that endpoint"
         split = split_line(line, known)
         split.classifiers = sorted(set(self.classifier_names()))
         # "run code-lang on this": a saved classifier's name is no model, though it looks like one
@@ -84,7 +84,8 @@ class DecisionAgent:
             other = next((i for i in reading.alternatives if i not in CLASSIFIER_INTENTS), None)
             if other is not None:
                 command = self._read_slots(other, split, line, known)
-        elif reading is not None and _a_quote_asking_no_label(command, split):
+        elif reading is not None and (_a_quote_asking_no_label(command, split)
+                                      or _leaving_something_else(command, line)):
             command = Command(Intent.UNKNOWN)
         _every_model(command, split, line)
         _one_removal_unless_listed(command, split)
@@ -220,7 +221,7 @@ class DecisionAgent:
         slots = command.slots
         if slots.model:
             slots.model = resolve(slots.model)
-        slots.models = [resolve(m) for m in slots.models]
+        slots.models = list(dict.fromkeys(resolve(m) for m in slots.models))  # "on qwen, load Qwen2.5-...": once
 
     @staticmethod
     def _ask_for_missing(command: Command, known: list[str]) -> None:
@@ -286,6 +287,19 @@ def _a_quote_asking_no_label(command: Command, s: Words) -> bool:
         not CLASSIFYING.search(re.sub(r'"[^"]*"', " ", s.line))
 
 
+# "close the ticket", "quit my job": a leaving word with an object other than the shell.
+LEAVING = re.compile(r"\b(?:close|quit|exit|leave|bye|goodbye)\b(?P<object>\s+(?:the|a|an|my|our|that|your|his|her)\s+"
+                     r"(?!(?:shell|program|session|app|application|cli|lqmf|repl|terminal|window|tool|prompt)\b)\w+)?",
+                     re.I)
+
+
+def _leaving_something_else(command: Command, line: str) -> bool:
+    """An exit reading of a line whose every leaving word has another object ("I'll close the ticket once legal
+    signs off"): nothing asks to leave the shell."""
+    said = list(LEAVING.finditer(line))
+    return command.intent is Intent.EXIT and bool(said) and all(match.group("object") for match in said)
+
+
 def _one_removal_unless_listed(command: Command, s: Words) -> None:
     """A removal acts on several models only where the line lists them together ("remove A and B"): "is it possible
     to remove A? we have B now" removes A alone."""
@@ -295,9 +309,12 @@ def _one_removal_unless_listed(command: Command, s: Words) -> None:
 
 
 def _forget_an_endpoint(command: Command, endpoints: set[str]) -> Command:
-    """ "remove gpu-box", where gpu-box is a registered endpoint: it has no files to delete, so it is forgotten."""
+    """ "remove gpu-box", where gpu-box is a registered endpoint: it has no files to delete, so it is forgotten; so is
+    "drop that endpoint" read as an unload (an endpoint is never loaded here). The removal still asks first."""
     named = command.slots.models or [command.slots.model]
-    if command.intent is not Intent.REMOVE_MODEL or len(named) != 1 or named[0] not in endpoints:
+    dropped = command.intent is Intent.REMOVE_MODEL or command.intent is Intent.UNLOAD_MODEL_API and \
+        re.search(r"\bendpoints?\b", command.text or "", re.I) is not None
+    if not dropped or len(named) != 1 or named[0] not in endpoints:
         return command
     return Command(Intent.REMOVE_ENDPOINT, Slots(name=named[0], yes=command.slots.yes), text=command.text,
                    confidence=command.confidence, corrections=command.corrections)

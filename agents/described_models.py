@@ -53,9 +53,14 @@ TRAIT_WORDS = frozenset({"original", "quantized"})
 ALONE_BEFORE = frozenset({"one", "model", "version", "weights", "copy", "checkpoint", "and", "or", "as", "for",
                           "on", "in", "to", "with", "before", "please", "pls", "too", "again"})
 # "the original", "the hf original", "its f16 parent", "the unquantized base model".
+# "its 8-bit copy": a noun after traits, too.
 ORIGINAL = re.compile(r"\b(?:the|its|their) (?P<traits>(?:[\w-]+ ){0,3})((?<= )(?:original|unquantized|unquantised|"
-                      r"base|parent|source)|(?<=the )(?:original|unquantized|unquantised)|(?<=\w )one)\b"
-                      r"(?: (one|model|version|weights))?", re.I)
+                      r"base|parent|source)|(?<=the )(?:original|unquantized|unquantised)|(?<=\w )one|"
+                      r"(?<=\w )(?P<noun>copy|variant|version|quant|build))\b(?: (one|model|version|weights))?", re.I)
+# "its f16 and q4_1 variants", "their q4 or q8 versions": traits listed before a plural, of the line's one family.
+LISTED_PLURAL = re.compile(r"\b(?:its|their|the) (?P<list>[\w-]+(?: [\w-]+)?(?:(?:,? and|,|,? or) [\w-]+(?: [\w-]+)?)+)"
+                           r" (?:variants|versions|copies|quants|builds|ones)\b", re.I)
+ITEM = re.compile(r"\b(?!(?:and|or)\b)[\w-]+(?: (?!(?:and|or)\b)[\w-]+)?", re.I)
 # Words inside such a reference that say nothing of the model: "the full f16 one", "the original hugging face one".
 SAYS_NOTHING = frozenset({"full", "hugging", "face", "huggingface"})
 # What follows a program's name on its command line (ollama, llama.cpp's tools): "ollama run phi".
@@ -64,6 +69,8 @@ CLI_VERBS = frozenset({"run", "pull", "push", "show", "ps", "list", "ls", "rm", 
 # A family with a version after it: Qwen2.5-..., phi-3-mini, mistral-7b-instruct.
 VERSIONED = re.compile(r"[A-Za-z]+[-_.]?\d")
 LETTERS = re.compile(r"[A-Za-z]+")
+# A model's own name is often its family and "LM" ("SmolLM", "SmolLM2"): the family, where the shell's names drop it.
+FAMILY_LM = re.compile(r"([a-z]{4,}?)l?lm\d*")
 LISTED = re.compile(r"\s*(?:,\s*(?:and\s+|or\s+)?|\s(?:and|or|vs\.?|&)\s+)(?:the\s+)?")
 
 
@@ -121,9 +128,15 @@ class _Names:
         return cls(by_name, families, every)
 
     def word(self, typed: str) -> str:
-        """A typed word as a piece: spellings made one, a family's plural its family ("the demos")."""
+        """A typed word as a piece: spellings made one, a family's plural its family ("the demos"), and a family
+        said by its model's own name ("the original SmolLM" is of the family smol: SmolLM2 is what smol-hf holds)."""
         piece = _piece(typed)
-        return piece[:-1] if piece.endswith("s") and piece not in self.said and piece[:-1] in self.families else piece
+        if piece in self.said:
+            return piece
+        if piece.endswith("s") and piece[:-1] in self.families:
+            return piece[:-1]
+        named = FAMILY_LM.fullmatch(piece)
+        return named.group(1) if named and named.group(1) in self.families else piece
 
     def family_of(self, name: str) -> frozenset[str]:
         return frozenset(p for p in pieces(name) if p in self.families)
@@ -172,6 +185,7 @@ def descriptions(line: str, known: Sequence[str]) -> tuple[list[tuple[int, int, 
     found += _the_family(line, names, found)
     found += _listed(line, names, found, known)
     found += _the_original(line, names, found, known)
+    found += _listed_plural(line, names, found, known)
     alone = _bare_family(line, names, found)
     return sorted(found + alone), alone
 
@@ -273,6 +287,10 @@ def _listed(line: str, names: _Names, found: list[tuple[int, int, str]],
                 out.append((end, first[0], model))
                 taken.append(out[-1])
                 position = first[0]
+            elif spaced := _spaced_items(line, end, first[0], family, names):  # "smol quants: f16 q4_1 nf4"
+                out += spaced
+                taken += spaced
+                position = first[0]
         while (joint := LISTED.match(line, position)) and (trait := _traits_at(line, joint.end(), names)):
             model = names.fit(family, trait[1])
             if not model or _overlaps(joint.end(), trait[0], taken):
@@ -290,6 +308,12 @@ def _listed(line: str, names: _Names, found: list[tuple[int, int, str]],
             taken.append(out[-1])
             position = trait[0]
     return out
+
+
+def _spaced_items(line: str, start: int, end: int, family: set[str], names: _Names) -> list[tuple[int, int, str]]:
+    """Items of a list after a colon parted by spaces only, each one model of the family; empty unless all are."""
+    items = [(m.start(), m.end(), names.fit(family, {names.word(m.group())})) for m in WORD.finditer(line, start, end)]
+    return items if len(items) > 1 and all(model for _, _, model in items) else []
 
 
 def _traits_at(line: str, position: int, names: _Names) -> tuple[int, set[str]] | None:
@@ -331,16 +355,39 @@ def _the_original(line: str, names: _Names, found: list[tuple[int, int, str]],
             continue
         if _overlaps(match.start(1), match.end(), found):
             continue
+        if match.group("noun") and not match.group("traits").strip():
+            continue  # "the copy" says no trait
         said = {names.word(word) for word in match.group("traits").split()} - SAYS_NOTHING
         wanted = {word for word in said if word in names.said and word not in names.families} or {"original"}
         if said - wanted - {"original"}:
             continue  # a word no trait: "the training original" is no model
-        families = {names.family_of(name) for start, end, name in _anchors(line, known, found)
-                    if not start <= match.start(1) < end}
-        if len(families) == 1 and (family := next(iter(families))):
-            model = names.fit(set(family), wanted)
-            if model:
-                out.append((match.start(1), match.end(), model))
+        family = _the_one_family(line, names, found, known, match.start(1))
+        if family and (model := names.fit(family, wanted)):
+            out.append((match.start(1), match.end(), model))
+    return out
+
+
+def _the_one_family(line: str, names: _Names, found: list[tuple[int, int, str]], known: Sequence[str],
+                    at: int) -> set[str]:
+    """The family every model the line names (other than at `at`) belongs to; empty when they are of several."""
+    families = {names.family_of(name) for start, end, name in _anchors(line, known, found) if not start <= at < end}
+    return set(next(iter(families))) if len(families) == 1 else set()
+
+
+def _listed_plural(line: str, names: _Names, found: list[tuple[int, int, str]],
+                   known: Sequence[str]) -> list[tuple[int, int, str]]:
+    """ "benchmark the original SmolLM against its f16 and q4_1 variants": each item a model of the line's family."""
+    out: list[tuple[int, int, str]] = []
+    for match in LISTED_PLURAL.finditer(line):
+        family = _the_one_family(line, names, found, known, match.start("list"))
+        fits = []
+        for item in ITEM.finditer(line, match.start("list"), match.end("list")):
+            wanted = {names.word(word) for word in item.group().split()}
+            model = names.fit(family, wanted) if family and all(
+                w in names.said and w not in names.families for w in wanted) else ""
+            fits.append((item.start(), item.end(), model))
+        if fits and all(model for _, _, model in fits) and not any(_overlaps(a, b, found) for a, b, _ in fits):
+            out += fits
     return out
 
 

@@ -80,12 +80,13 @@ def _addressed(s: Words, line: str) -> Optional[Command]:
     return None
 
 
-# A story about what was done ("I loaded phi-3-mini yesterday and it was slow", "we already deleted it") asks for
-# nothing, unless a request follows ("..., load that one", "can you ...", "?"). On the dev rows this form matched
-# 72 lines, every one a non-command.
+# A story about what was done or is planned ("I loaded phi-3-mini yesterday and it was slow", "we already deleted it",
+# "in my thesis I plan to compare ...") asks for nothing, unless a request follows ("..., load that one", "can you
+# ...", "?", "I was wondering whether ..."). On the dev rows this form matched 72 lines, every one a non-command.
 NARRATIVE = re.compile(
-    r"^\s*(?:(?:yesterday|earlier|last\s+\w+|this\s+morning|so|honestly|well|ok|btw)[, ]+)*(?:i|we)\s+"
-    r"(?:already\s+|just\s+|once\s+|finally\s+|never\s+)?(?:used\s+to\s+\w+|(?:(?!need\b|feed\b|speed\b|embed\b)"
+    r"^\s*(?:(?:yesterday|earlier|last\s+\w+|this\s+morning|so|honestly|well|ok|btw|in\s+(?:my|our)\s+\w+)[, ]+)*"
+    r"(?:i|we)\s+(?:already\s+|just\s+|once\s+|finally\s+|never\s+)?(?:used\s+to\s+\w+|"
+    r"(?:plan|intend|am\s+planning|are\s+planning)\s+to\s+\w+|(?:(?!need\b|feed\b|speed\b|embed\b)"
     r"[a-z]+ed|ran|made|took|did|had|was|were|got|tried|saw|began|wrote|thought|knew|found|lost|spent|left|kept|"
     r"felt|went)\b)", re.I)
 REQUEST = re.compile(
@@ -93,10 +94,13 @@ REQUEST = re.compile(
     r"run|get|make|start|stop|set|add|register|hook|use|switch|list|tell|give|open|export|train|download|tune)\b|"
     r"\?|\b(?:can|could|would|will)\s+you\b|\bplease\b|\bpls\b|\b(?:now|so)\s+"
     r"(?:please\s+)?(?:load|unload|remove|delete|show|chat|compare|benchmark|quantize|run)\b|\bcan\s+(?:i|we)\b|"
-    r"\blet'?s\b|\bi(?:\s+(?:want|need|would)|\s*'d)\b", re.I)
+    r"\blet'?s\b|\bi(?:\s+(?:want|need|would)|\s*'d)\b|"
+    r"\bi\s+(?:was|am|'m)\s+(?:just\s+)?(?:wondering|hoping)\s+(?:whether|if|which|what|how|when|where|why)\b", re.I)
 # A note, a reminder or a rule for later asks for nothing now: "note to self: never delete demo-f16"; nor does "I am
-# not asking you to run anything" or "I just want to say ...".
+# not asking you to run anything", "I just want to say ...", or another program's command line ("tail -f LOG").
 NOT_ASKED = re.compile(r"^\s*(?:note\s+to\s+self|reminder|memo|fyi|todo|to-do)\b|^\s*never\s+[a-z]+\b|"
+                       r"^\s*(?:tail|grep|cd|sudo|htop|vim|nano|chmod|chown|mkdir|git|apt|apt-get|ssh|scp|journalctl|"
+                       r"systemctl|nvidia-smi)\s+\S|"
                        r"\b(?:i'?m|i\s+am)\s+not\s+asking\s+(?:you\s+)?(?:to|for)\b|"
                        r"^\s*i\s+(?:just\s+)?want(?:ed)?\s+to\s+(?:say|tell\s+you|let\s+you\s+know|mention)\b", re.I)
 
@@ -109,8 +113,10 @@ def _narrative(s: Words, line: str) -> Optional[Command]:
 
 
 def _classifier_colon(s: Words, line: str) -> Optional[Command]:
-    """A saved classifier's name, a colon, and the text; "what does NAME say about TEXT" (exact forms)."""
-    match = re.match(r"\s*([\w.+-]+)\s*:\s*(\S.*)$", line) or re.match(
+    """A saved classifier's name, a colon, and the text ("spam: ...", "topics classifier on: ..."); "what does NAME
+    say about TEXT" (exact forms)."""
+    match = re.match(r"\s*(?:the\s+)?([\w.+-]+)(?:\s+(?:classifier|clf))?(?:\s+(?:on|says?|thinks?))?\s*:\s*(\S.*)$",
+                     line, re.I) or re.match(
         r"\s*what\s+(?:does|would|do)\s+([\w.+-]+)\s+(?:say|think|make)\s+(?:about|of)\s*:?\s*(\S.*)$", line, re.I)
     saved = {name.lower(): name for name in s.classifiers}
     if match and match.group(1).lower() in saved:
@@ -217,7 +223,9 @@ def _embed(s: Words, line: str) -> Optional[Command]:
     verb = next((w for w in s.words if w not in GROUPS["list"]), None)
     if verb not in GROUPS["embed"] and not (EMBEDDING_OF.search(line) and s.models):
         return None
-    return Command(Intent.EMBED_TEXT, model_slots(s, texts=list(s.quoted)))
+    # "embed this: oom killer took the server again": the verb typed first, then its text, whatever the text says.
+    typed_first = (line.split() or [""])[0].lower() in GROUPS["embed"]
+    return Command(Intent.EMBED_TEXT, model_slots(s, texts=list(s.quoted)), exact=typed_first and bool(s.quoted))
 
 
 def _simple(intent: Intent, *groups: str, alone: bool = False) -> Callable[[Words, str], Optional[Command]]:

@@ -170,12 +170,15 @@ def split_line(line: str, known: list[str]) -> Words:
                  described=masked, guessed=guessed)
 
 
-# "talk to A directly, not a recorded experiment, not a benchmark": a command's noun ruled out asks for nothing.
+# "talk to A directly, not a recorded experiment, not a benchmark", "rather than benchmarking it, chat with A": a
+# command's noun or verb ruled out asks for nothing.
 RULED_OUT = re.compile(r"\bnot\s+(?:a|an)\s+(?:[a-z]+\s+)?(?:benchmark|experiment|comparison|chat|quantization|"
-                       r"download|fidelity\s+report)\b", re.I)
+                       r"download|fidelity\s+report)\b|\b(?:rather\s+than|instead\s+of|not)\s+(?:benchmark|quantiz|"
+                       r"compar|load|unload|remov|delet|download|chatt|experiment|tun)ing(?:\s+(?:it|them|that|this))?\b",
+                       re.I)
 # Measures, times, sizes, hosts and environment variables look like names but name no model: "top-1
-# agreement", "p95", "400ms", "2am", "localhost:8000", "$PROMPT_FILE", "VENDOR_API_KEY", "q3", "num_thread".
-METRIC = re.compile(r"top-?\d+|p\d{2}(?:\.\d)?|\d+(?:st|nd|rd|th|x|ms|am|pm|gb|mb|gib|mib|tb|k|%)|x\d+|"
+# agreement", "p95", "400ms", "2am", "404s", "localhost:8000", "$PROMPT_FILE", "VENDOR_API_KEY", "q3", "num_thread".
+METRIC = re.compile(r"top-?\d+|p\d{2}(?:\.\d)?|\d+(?:st|nd|rd|th|x|ms|am|pm|gb|mb|gib|mib|tb|k|s|%)|x\d+|"
                     r"[\w.-]+:\d+(?:/\S*)?|\$\w+|i?q\d(?:_[a-z0-9]+)*|[a-z]+(?:_[a-z]+)+|\d+-[a-z]+")
 
 

@@ -6,8 +6,9 @@ import re
 from typing import Optional
 
 # Not "from" or "than": "drifted from A" and "faster than B" name the reference and the other side. "now that A
-# works, delete B", "I already did A" and "skip A" set A aside.
-SET_ASIDE = (r"(?:not|instead\s+of|rather\s+than|keep|keeping|forget|except|leave|leaving|skip|skipping|"
+# works, delete B", "I already did A", "skip A" and "relative to B rather than to A" set A aside.
+SET_ASIDE = (r"(?:not|(?:instead\s+of|rather\s+than)(?:\s+(?:to|with|on|against|for|over))?|keep|keeping|forget|"
+             r"except|leave|leaving|skip|skipping|"
              r"ignore|ignoring|exclude|excluding|now\s+that|since|(?:the\s+)?same\s+as|just\s+like|similar\s+to|"
              r"stop\s+(?:using|defaulting\s+to)|(?:don'?\s?t|do\s+not)\s+[a-z]+(?:\s+(?:with|about|on))?|already\s+(?:did|ran|benchmarked|"
              r"tested|measured|have\s+(?:numbers|figures|results)\s+for))\s+(?:the\s+)?(?:model\s+)?")

@@ -748,3 +748,88 @@ def test_a_verb_and_names_on_disk_is_exact_whatever_the_classifier_says():
     assert agent.parse("cmp demo-q8_0 and then some words").intent is Intent.QUANTIZE_MODEL  # not terse: fused
     # "time A and B": "time" is no command word; the rules' "A and B" (a comparison) is no exact form
     assert not agent.parse("time demo-q8_0 and demo-gptq-4bit").exact
+
+
+# -- part 20's forms ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("line, intent", [
+    ("I was wondering whether it would be possible to benchmark demo-q8_0 on this machine.", Intent.BENCHMARK_MODELS),
+    ("I was wondering which models I have on disk at the moment.", Intent.LIST_MODELS),
+])
+def test_i_was_wondering_whether_is_a_polite_request_not_a_story(agent, line, intent):
+    assert agent.parse(line).intent is intent
+
+
+@pytest.mark.parametrize("line", [
+    "In my thesis I plan to compare several quantization schemes, although I have not decided which ones yet.",
+    "we plan to quantize everything next quarter",
+    "tail -f /var/log/syslog",
+    "git push failed again",
+])
+def test_a_plan_told_or_another_programs_command_line_asks_nothing(agent, line):
+    assert agent.parse(line).intent is Intent.UNKNOWN
+
+
+@pytest.mark.parametrize("line, model", [
+    ("I'd like to inspect the details of the original SmolLM, in particular its manifest.", "smol-hf"),
+    ("Would it be possible to create a 4-bit GPTQ version of the original SmolLM?", "smol-hf"),
+    ("load the nf4 SmolLM2", "smol-bnb-nf4"),
+])
+def test_a_family_said_by_its_models_own_name(agent, line, model):
+    assert agent.parse(line).slots.model == model
+
+
+@pytest.mark.parametrize("line, models", [
+    ("benchmark the original SmolLM against its f16 and q4_1 variants", ["smol-hf", "smol-f16", "smol-q4_1"]),
+    ("benchmark demo-hf and its q8_0, q4_k_m and f16 versions", ["demo-hf", "demo-q8_0", "demo-q4_k_m", "demo-f16"]),
+    ("embed 'the cat sat' with both the original MiniLM and its 8-bit copy", ["minilm-hf", "minilm-8bit"]),
+    ("compare all 3 smol quants: f16 q4_1 nf4", ["smol-f16", "smol-q4_1", "smol-bnb-nf4"]),
+    ("compare the three smol quants: q4_1, f16, nf4", ["smol-q4_1", "smol-f16", "smol-bnb-nf4"]),
+])
+def test_traits_listed_of_the_lines_family(agent, line, models):
+    assert agent.parse(line).slots.models == models
+
+
+def test_the_copy_alone_says_no_trait():
+    assert described("compare minilm-hf with the copy", NAMES) == []
+
+
+@pytest.mark.parametrize("line, intent, models", [
+    ("Rather than benchmarking it, I would simply like to chat with the original SmolLM for a while.",
+     Intent.CHAT_WITH_MODEL, ["smol-hf"]),
+    ("measure the perplexity of the int8 demo relative to the original demo, rather than to the f16 one",
+     Intent.FIDELITY_REPORT, ["demo-bnb-int8", "demo-hf"]),
+])
+def test_a_verb_or_a_model_ruled_out_with_rather_than(agent, line, intent, models):
+    command = agent.parse(line)
+    assert command.intent is intent and (command.slots.models or [command.slots.model]) == models
+
+
+def test_a_number_in_the_plural_is_no_model_and_a_model_named_twice_is_one(agent):
+    command = agent.parse("users are hitting 404s on the qwen, load Qwen2.5-0.5B-Instruct")
+    assert command.intent is Intent.LOAD_MODEL_API
+    assert (command.slots.models or [command.slots.model]) == ["Qwen2.5-0.5B-Instruct"]
+
+
+def test_a_text_verb_typed_first_and_its_text_is_exact_whatever_the_classifier_says():
+    agent = _believing([(Intent.UNLOAD_MODEL_API, 0.9), (Intent.EMBED_TEXT, 0.1)], classifiers=["topics"])
+    command = agent.parse("embed this: oom killer took the server again")
+    assert command.intent is Intent.EMBED_TEXT and command.slots.texts == ["oom killer took the server again"]
+    command = agent.parse("topics classifier on: gpu prices spike again")
+    assert (command.intent, command.slots.classifier, command.slots.texts) == (
+        Intent.CLASSIFY_TEXT, "topics", ["gpu prices spike again"])
+
+
+def test_leaving_something_else_is_no_exit():
+    agent = _believing([(Intent.EXIT, 0.9), (Intent.UNKNOWN, 0.1)])
+    assert agent.parse("I'll close the ticket once legal signs off.").intent is Intent.UNKNOWN
+    assert agent.parse("ok I quit my old job today").intent is Intent.UNKNOWN
+    assert agent.parse("that's all, please close the shell").intent is Intent.EXIT
+    assert agent.parse("bye, I'll close the ticket tomorrow").intent is Intent.EXIT
+
+
+def test_dropping_that_endpoint_after_a_story_forgets_it():
+    agent = DecisionAgent(lambda: NAMES + ["fleet"], endpoint_names=lambda: ["fleet"])
+    command = agent.parse("We cancelled the fleet contract, please drop that endpoint.")
+    assert (command.intent, command.slots.name) == (Intent.REMOVE_ENDPOINT, "fleet")
+    assert agent.parse("drop demo-f16 from memory").intent is Intent.UNLOAD_MODEL_API
