@@ -67,6 +67,8 @@ KEEP = frozenset({"memory", "ram", "gpu", "vram", "out", "offline", "online", "g
                   "vllm", "ollama"})
 # Command words that go together: a dictionary word is corrected only when its correction completes
 # such a pair with a neighbour ("start sever" -> "start server"), never on its own ("sings" stays).
+# Words of a question that count as a listing verb, but pair with no typo: "what's sitting" is no "what setting".
+QUESTION_WORDS = frozenset({"what", "which", "who", "how", "why", "when", "where"})
 PAIRS = frozenset({
     ("start", "server"), ("stop", "server"), ("server", "status"), ("list", "models"), ("load", "models"),
     ("unload", "models"), ("chat", "models"), ("benchmark", "models"), ("compare", "models"),
@@ -125,7 +127,8 @@ def corrected(words: list[str]) -> tuple[list[str], list[str]]:
             continue
         if word in WORDS:
             group = group_of(fix)
-            neighbours = [group_of(w) for w in (out[i - 1] if i else "", words[i + 1] if i + 1 < len(words) else "")]
+            neighbours = [group_of(w) for w in (out[i - 1] if i else "", words[i + 1] if i + 1 < len(words) else "")
+                          if w not in QUESTION_WORDS]  # "what's sitting in ...": "what" asks, it lists nothing
             if not any((n, group) in PAIRS or (group, n) in PAIRS for n in neighbours if n):
                 continue
         out[i] = fix

@@ -24,6 +24,7 @@ from agents.intents import Command, Intent, Slots
 from agents.line_words import Words, split_line
 from agents.references import acted_on, after_an_aside, after_the_story, listed_together, pointed_at
 from agents.slot_reading import SLOT_READERS, YES
+from agents.spoken_names import written
 
 if TYPE_CHECKING:
     from agents.understanding.fusion import Meaning
@@ -55,6 +56,8 @@ class DecisionAgent:
         if not line:
             return Command(Intent.UNKNOWN, text=text, suggestion="help")
         known = sorted(set(self.model_names()))
+        # "demo q eight underscore zero": a dictated name, written as the name
+        line = written(line, known + list(self.endpoint_names()) + list(self.classifier_names()))
         told = self._after_the_story(line, known)
         if told is None and (rest := after_an_aside(line)) is not None:
             told = self.parse(rest)

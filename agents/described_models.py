@@ -51,7 +51,7 @@ NAME_PIECE = re.compile(r"i?q\d(?:_k)?(?:_[a-z0-9]+)*|[a-z0-9]+")
 TRAIT_WORDS = frozenset({"original", "quantized"})
 # "the original" stands alone before these (or the line's end): "compare the 8-bit minilm to the original".
 ALONE_BEFORE = frozenset({"one", "model", "version", "weights", "copy", "checkpoint", "and", "or", "as", "for",
-                          "on", "in", "to", "with", "before", "please", "pls", "too", "again"})
+                          "on", "in", "to", "with", "before", "please", "pls", "too", "again", "like"})
 # "the original", "the hf original", "its f16 parent", "the unquantized base model".
 # "its 8-bit copy": a noun after traits, too.
 ORIGINAL = re.compile(r"\b(?:the|its|their) (?P<traits>(?:[\w-]+ ){0,3})((?<= )(?:original|unquantized|unquantised|"
@@ -186,7 +186,7 @@ def descriptions(line: str, known: Sequence[str]) -> tuple[list[tuple[int, int, 
     found += _listed(line, names, found, known)
     found += _the_original(line, names, found, known)
     found += _listed_plural(line, names, found, known)
-    alone = _bare_family(line, names, found)
+    alone = _bare_family(line, names, found, known)
     return sorted(found + alone), alone
 
 
@@ -197,15 +197,31 @@ def _the_family(line: str, names: _Names, found: list[tuple[int, int, str]]) -> 
             if span[1] - span[0] > 3 or VERSIONED.match(span[2])]
 
 
-def _bare_family(line: str, names: _Names, found: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+def _bare_family(line: str, names: _Names, found: list[tuple[int, int, str]],
+                 known: Sequence[str]) -> list[tuple[int, int, str]]:
     """ "compare phi and qwen", "ollama show mistral": the family of a versioned name (qwen2.5-..., phi-3-mini,
     mistral-7b-...) names its one model alone too, when it is no English word ("llama": only "the llama" names it).
     After "a"/"an" it is a kind, not a model; "ollama" of ollama-local, no versioned name, is the program."""
     from agents.english_words import WORDS
 
-    return [span for span in _family_words(line, names, found, r"(?<![\w.'/-])([A-Za-z]{3,})\b")
-            if line[span[0]:span[1]].lower() not in WORDS and VERSIONED.match(span[2])
-            and not re.search(r"\b(?:a|an)\s+$", line[:span[0]], re.I) and not _a_program(line, span)]
+    spans = [span for span in _family_words(line, names, found, r"(?<![\w.'/-])([A-Za-z]{3,})\b")
+             if VERSIONED.match(span[2]) and not re.search(r"\b(?:a|an)\s+$", line[:span[0]], re.I)
+             and not _a_program(line, span)]
+    beside = _anchors(line, known, found) + spans
+    return [span for span in spans if line[span[0]:span[1]].lower() not in WORDS or _listed_beside(line, span, beside)]
+
+
+# Between two models of a list: "qwen, phi-3-mini, llama", "llama vs mistral".
+JOINT = re.compile(r"\s*(?:,|and|or|vs\.?|versus|against|&)\s*", re.I)
+
+
+def _listed_beside(line: str, span: tuple[int, int, str], others: list[tuple[int, int, str]]) -> bool:
+    """An English word that is a family ("llama") names its model where it is listed beside another model, or where
+    it follows "default" ("default llama, backup cloud")."""
+    if re.search(r"\bdefault\s+(?:to\s+|is\s+)?$", line[:span[0]], re.I):
+        return True
+    return any(JOINT.fullmatch(line[end:span[0]]) or JOINT.fullmatch(line[span[1]:start])
+               for start, end, name in others if (start, end) != span[:2])
 
 
 def _a_program(line: str, span: tuple[int, int, str]) -> bool:
@@ -274,9 +290,11 @@ def _listed(line: str, names: _Names, found: list[tuple[int, int, str]],
     out: list[tuple[int, int, str]] = []
     taken = list(found)
     # "the three smol quants: q4_1, f16, nf4": a family, a plural, a colon, then its list
-    headed = [(m.end(), m.end(), names.word(m.group(1)), True) for m in re.finditer(
-        r"\b([a-z]+?)s?\s+(?:quants|models|variants|versions|builds|copies|files|ones)\s*:\s*", line, flags=re.I)
-        if names.word(m.group(1)) in names.families]
+    # "the three GGUF demos, f16, q8_0 and q4_k_m": a family's plural, a comma, then its list
+    headed = [(m.end(), m.end(), names.word(m.group(1) or m.group(2)), True) for m in re.finditer(
+        r"\b([a-z]+?)s?\s+(?:quants|models|variants|versions|builds|copies|files|ones)\s*:\s*|"
+        r"\b([a-z]{3,})s\s*,\s*", line, flags=re.I)
+        if names.word(m.group(1) or m.group(2)) in names.families]
     for start, end, name, is_head in [(*anchor, False) for anchor in _anchors(line, known, found)] + headed:
         family = {name} if is_head else set(names.family_of(name))
         if not family:

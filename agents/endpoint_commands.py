@@ -26,8 +26,8 @@ URLS = re.compile(URL)
 ADD = re.compile(rf"^\s*(?:add|register|new)\s+(?:an?\s+)?(?:remote\s+)?endpoint\s+(?P<name>{NAME})\s+"
                  rf"(?:at|=|on|url)?\s*(?P<urls>{URL}(?:\s*(?:,|\band\b|\s)\s*{URL})*)(?P<rest>.*)$", re.I)
 ADD_LOOSE = re.compile(r"^\s*(?:add|register)\s+(?:an?\s+)?(?:remote\s+)?endpoints?\b", re.I)
-REMOVE = re.compile(rf"^\s*(?:remove|delete|drop|forget|unregister)\s+(?:the\s+)?(?:remote\s+)?endpoint\s+"
-                    rf"(?P<name>{NAME})\s*$", re.I)
+REMOVE = re.compile(rf"^\s*(?:remove|delete|drop|forget|unregister)\s+(?:the\s+)?(?:remote\s+)?(?:endpoint\s+"
+                    rf"(?P<name>{NAME})|(?P<before>{NAME})\s+(?:remote\s+)?endpoint)\s*$", re.I)
 LIST = re.compile(r"^\s*(?:list|show|ls)\s+(?:the\s+|all\s+)?(?:remote\s+)?endpoints\s*$|^\s*endpoints\s*$", re.I)
 USE = re.compile(rf"^\s*(?:use|switch\s+to)\s+(?:model\s+)?(?P<chain>{NAME}(?:\s+(?:then|else|or)\s+{NAME})*)"
                  rf"(?:\s+(?:the\s+)?default)?\s*$", re.I)
@@ -119,7 +119,7 @@ def endpoint_command(line: str) -> Optional[Command]:
     if ADD_LOOSE.match(line):
         return Command(Intent.ADD_ENDPOINT, question=f"Name it and give its URL: {ADD_FORM}")
     if match := REMOVE.match(line):
-        return Command(Intent.REMOVE_ENDPOINT, Slots(name=match.group("name")))
+        return Command(Intent.REMOVE_ENDPOINT, Slots(name=match.group("name") or match.group("before")))
     if LIST.match(line):
         return Command(Intent.LIST_ENDPOINTS)
     if match := EXPORT.match(line):

@@ -10,7 +10,7 @@ import re
 from typing import Callable, Optional
 
 from agents.classifier_parse import QUOTED, VERBS, classifier_command
-from agents.command_words import GROUPS, VOCAB, group_of, nearest
+from agents.command_words import GROUPS, QUESTION_WORDS, VOCAB, group_of, nearest
 from agents.endpoint_commands import endpoint_command
 from agents.intents import Command, Intent, Slots
 from agents.line_words import Words
@@ -34,7 +34,6 @@ ADDRESSED = [re.compile(pattern, re.I) for pattern in (
 BITS_SAID = re.compile(r"\b\d+[- ]?bits?\b", re.I)
 # After "NAME:", a question about the model, not to it: "demo-q8_0: how fast is it?", "A: what's its lineage?"
 ABOUT_IT = re.compile(r"\bits\b|\b(?:is|was|does|did|can)\s+it\b", re.I)
-QUESTION_WORDS = frozenset({"what", "which", "who", "how", "why", "when", "where"})
 # A question about how the shell is used, with no model named: help ("how would I serve X with vllm?" names one, so
 # it is that command's).
 HOW_TO = re.compile(r"^\s*(?:how\s+(?:do|can|would|should|could)\s+(?:i|we|one|you)\b|is\s+there\s+a\s+way\s+to\b|"
@@ -340,9 +339,14 @@ def _help_topic(s: Words, line: str) -> Optional[Command]:
     if HOW_TO.match(line) and not (s.models or s.files or s.urls):  # "how would I go about making a 4-bit one?"
         return help_command([w for w in s.words if w not in QUESTION_WORDS and w not in HOW_TO_WORDS])
     words = s.words[1:] if len(s.words) > 1 and s.words[0] in GROUPS["list"] else s.words  # "show me the help for X"
+    if HELP_ON.search(line) and "help" in words:  # "let's bring up the help on quantization"
+        words = words[words.index("help"):]
     if not words or words[0] not in GROUPS["help"]:
         return None
     return help_command(words[1:])
+
+
+HELP_ON = re.compile(r"\bthe\s+help\s+(?:page\s+|text\s+)?(?:on|for|about)\b", re.I)
 
 
 MANAGE = re.compile(r"^\s*(?:(?:please|pls|can you|could you|kindly)\s+)*(?P<verb>[A-Za-z]+)\s+(?:the\s+)?(?:model\s+)?"

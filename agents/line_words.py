@@ -21,6 +21,8 @@ FILE = re.compile(r"\.(?:txt|jsonl|json|csv|md|yaml|yml)$", re.I)
 URL = re.compile(r"https?://\S+")
 TOKEN = re.compile(r"(?:~?/|\.{1,2}/)?[A-Za-z0-9][A-Za-z0-9._/:+\-]*|\?")  # paths may start with / ~/ ./
 PORT = re.compile(r"(?:\bport\s*[:=]?\s*|\bon\s+|:)(\d{2,5})\b", re.I)
+# A repository on the hub: "...from the hub: download ORG/NAME" names it after the colon.
+HUB_ID = re.compile(r"[a-z0-9][\w.-]*/[\w.-]+", re.I)
 HUB_PROGRAM = re.compile(r"(?:huggingface|hf)(?:-cli)?")
 BITS = re.compile(r"\b(\d{1,2})\s*-?\s*bits?\b", re.I)
 # GPTQ's group size: "with group size 64", "--group-size 64", "group_size=64", or GPTQ's own "g64".
@@ -118,7 +120,7 @@ def split_line(line: str, known: list[str]) -> Words:
         # "which is better: A or B" names models after the colon; "ask X: what is ..." a prompt; after
         # "batch experiment: X, prompts.txt" the colon only introduces the command's names.
         words_after = [w.lower().strip(",;.") for w in tail.split()]
-        names_it = any(w in known_lower or FILE.search(w) for w in words_after) or \
+        names_it = any(w in known_lower or FILE.search(w) or HUB_ID.fullmatch(w) for w in words_after) or \
             any(start > len(head) for start, _, _ in described_spans(rest, known))  # "the smol quants: q4_1, f16"
         if not names_it and not all(w in known_lower or w in ("or", "and", "vs") for w in words_after):
             rest, prompt_tail = head, tail

@@ -833,3 +833,48 @@ def test_dropping_that_endpoint_after_a_story_forgets_it():
     command = agent.parse("We cancelled the fleet contract, please drop that endpoint.")
     assert (command.intent, command.slots.name) == (Intent.REMOVE_ENDPOINT, "fleet")
     assert agent.parse("drop demo-f16 from memory").intent is Intent.UNLOAD_MODEL_API
+
+
+# -- part 21's forms ----------------------------------------------------------------------------------------------
+
+def test_the_help_on_a_topic_inside_a_sentence(agent):
+    command = agent.parse("let's bring up the help on quantization so you can read along")
+    assert (command.intent, command.slots.kind) == (Intent.SHOW_HELP, "quantize")
+
+
+def test_a_question_word_makes_no_typo_of_an_english_word():
+    split = split_line("so what's sitting in our model folder right now? let's list them", NAMES)
+    assert "setting" not in split.words and not split.corrections
+
+
+def test_a_familys_plural_then_a_comma_heads_its_list(agent):
+    command = agent.parse("let's benchmark the three GGUF demos, f16, q8_0 and q4_k_m, and see how speed scales")
+    assert command.slots.models == ["demo-f16", "demo-q8_0", "demo-q4_k_m"]
+
+
+def test_its_original_before_like(agent):
+    command = agent.parse("how much does demo-q4_k_m drift from its original like perplexity and kl divergence")
+    assert command.intent is Intent.FIDELITY_REPORT and command.slots.models == ["demo-q4_k_m", "demo-hf"]
+
+
+LLAMA = NAMES + ["llama-3-8b-q4_k_m", "mistral-7b-instruct-q5_k_m", "phi-3-mini", "cloud"]
+
+
+@pytest.mark.parametrize("line, models", [
+    ("compare qwen, phi-3-mini, llama", ["Qwen2.5-0.5B-Instruct", "phi-3-mini", "llama-3-8b-q4_k_m"]),
+    ("speed test llama vs mistral", ["llama-3-8b-q4_k_m", "mistral-7b-instruct-q5_k_m"]),
+])
+def test_an_english_word_that_is_a_family_names_its_model_in_a_list(line, models):
+    assert DecisionAgent(lambda: LLAMA).parse(line).slots.models == models
+
+
+def test_an_english_word_that_is_a_family_alone_is_english():
+    for line in ("I saw a llama at the zoo", "llama farmers are nice"):
+        command = DecisionAgent(lambda: LLAMA).parse(line)
+        assert command.intent is Intent.UNKNOWN and "llama-3-8b-q4_k_m" not in (command.slots.models or
+                                                                               [command.slots.model]), line
+
+
+def test_a_hub_repository_after_a_colon_is_named(agent):
+    command = agent.parse("let's pull a fresh model from the hub: download HuggingFaceTB/SmolLM2-360M-Instruct")
+    assert (command.intent, command.slots.model) == (Intent.DOWNLOAD_MODEL, "HuggingFaceTB/SmolLM2-360M-Instruct")

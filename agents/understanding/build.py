@@ -52,7 +52,7 @@ THRESHOLD = 0.67
 BUCKETS = (0.0, 0.3, 0.5, 0.67, 0.8, 0.9, 0.95, 1.0001)
 # The parser's modules in agents/ (it splits and masks the rows and gives the rules' reading): in the stamp.
 PARSER_FILES = ("decision_agent.py", "line_words.py", "described_models.py", "references.py", "command_words.py",
-                "intent_rules.py", "slot_reading.py", "endpoint_commands.py", "classifier_parse.py")
+                "intent_rules.py", "slot_reading.py", "endpoint_commands.py", "classifier_parse.py", "spoken_names.py")
 
 
 @dataclass
