@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# A runbook's step before the request: "step 2b: quantize A", "3) load B" ("2b" is no model).
+RUNBOOK_LABEL = re.compile(r"^\s*(?:#+\s*)?(?:step\s+[\w.]+\s*[:.)-]|\d+[a-z]?[.)])\s+", re.I)
+
 
 class DecisionAgent:
     """Parses a line into a Command. `model_names` lists what is on disk (for references and choices)."""
@@ -56,8 +59,9 @@ class DecisionAgent:
         if not line:
             return Command(Intent.UNKNOWN, text=text, suggestion="help")
         known = sorted(set(self.model_names()))
-        # "demo q eight underscore zero": a dictated name, written as the name
+        # "demo q eight underscore zero": a dictated name, written as the name; "step 2b: ..." a runbook's label
         line = written(line, known + list(self.endpoint_names()) + list(self.classifier_names()))
+        line = RUNBOOK_LABEL.sub("", line, count=1) or line
         told = self._after_the_story(line, known)
         if told is None and (rest := after_an_aside(line)) is not None:
             told = self.parse(rest)

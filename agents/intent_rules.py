@@ -238,7 +238,13 @@ def _simple(intent: Intent, *groups: str, alone: bool = False) -> Callable[[Word
 def _exit(s: Words, line: str) -> Optional[Command]:
     if s.words and s.words[0] in GROUPS["exit"] and len(s.words) <= 2 and not s.models:
         return Command(Intent.EXIT)
+    if LAST_WORD_EXIT.search(line) and not s.models:  # "peace out chat! quit": the last word asked
+        return Command(Intent.EXIT, exact=True)
     return None
+
+
+# A line that ends on an exit word alone, after a sentence's end: "... thanks all! quit", "done for today. exit".
+LAST_WORD_EXIT = re.compile(r"[.!;]\s*(?:exit|quit|bye|goodbye)\s*[.!]*\s*$", re.I)
 
 
 def _help(s: Words, line: str) -> Optional[Command]:
@@ -339,8 +345,10 @@ def _help_topic(s: Words, line: str) -> Optional[Command]:
     if HOW_TO.match(line) and not (s.models or s.files or s.urls):  # "how would I go about making a 4-bit one?"
         return help_command([w for w in s.words if w not in QUESTION_WORDS and w not in HOW_TO_WORDS])
     words = s.words[1:] if len(s.words) > 1 and s.words[0] in GROUPS["list"] else s.words  # "show me the help for X"
-    if HELP_ON.search(line) and "help" in words:  # "let's bring up the help on quantization"
-        words = words[words.index("help"):]
+    if HELP_ON.search(line) and "help" in words:  # "let's bring up the help on quantization": exact
+        command = help_command(words[words.index("help") + 1:])
+        command.exact = True
+        return command
     if not words or words[0] not in GROUPS["help"]:
         return None
     return help_command(words[1:])
@@ -365,12 +373,12 @@ CHOICE = re.compile(r"\b(?:which|models?|variants?|ones?|llms?|quant\w*)\b", re.
 # "is A or B the better pick, going by the recorded numbers?": a choice among named models, from the history.
 FROM_RECORDS = re.compile(
     r"\b(?:according\s+to|going\s+by|based\s+on|judging\s+by|from|per|given)\s+(?:the\s+|our\s+|my\s+|your\s+)?"
-    r"(?:recorded\s+|measured\s+|existing\s+|past\s+|saved\s+)?(?:numbers|measures|measurements|results|figures|"
-    r"records|history|benchmarks|stats)\b|\bwhat\s+(?:you|we|i)(?:'ve|\s+have)\s+(?:already\s+)?"
+    r"(?:recorded\s+|measured\s+|existing\s+|past\s+|saved\s+|logged\s+)?(?:numbers|measures|measurements|results|"
+    r"figures|records|history|benchmarks|stats)\b|\bwhat\s+(?:you|we|i)(?:'ve|\s+have)\s+(?:already\s+)?"
     r"(?:measured|recorded|benchmarked)\b|\b(?:measures|measurements|numbers|figures|results)\s+(?:we|you|i)\s+"
     r"(?:already\s+)?(?:have|got|recorded)\b", re.I)
 CHOOSE = re.compile(r"\b(?:better|best|faster|fastest|quicker|quickest|pick|choose|go\s+with|recommend\w*|"
-                    r"more\s+(?:faithful|accurate))\b", re.I)
+                    r"more\s+(?:faithful|accurate)|should\s+(?:i|we)\s+use)\b", re.I)
 
 
 def _recommend(s: Words, line: str) -> Optional[Command]:

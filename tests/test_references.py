@@ -878,3 +878,24 @@ def test_an_english_word_that_is_a_family_alone_is_english():
 def test_a_hub_repository_after_a_colon_is_named(agent):
     command = agent.parse("let's pull a fresh model from the hub: download HuggingFaceTB/SmolLM2-360M-Instruct")
     assert (command.intent, command.slots.model) == (Intent.DOWNLOAD_MODEL, "HuggingFaceTB/SmolLM2-360M-Instruct")
+
+
+# -- part 22's forms ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("line, intent, model", [
+    ("step 2b: quantize demo-hf to q4_1", Intent.QUANTIZE_MODEL, "demo-hf"),  # "2b" is the step, no model
+    ("3) load demo-q8_0", Intent.LOAD_MODEL_API, "demo-q8_0"),
+])
+def test_a_runbooks_step_label_is_no_model(agent, line, intent, model):
+    command = agent.parse(line)
+    assert (command.intent, command.slots.model) == (intent, model)
+
+
+def test_a_line_that_ends_on_an_exit_word_exits(agent):
+    assert agent.parse("peace out chat! quit").intent is Intent.EXIT
+    assert agent.parse("done for today. exit").intent is Intent.EXIT
+
+
+def test_should_i_use_a_or_b_from_the_logged_benchmarks_is_a_recommendation(agent):
+    command = agent.parse("from the logged benchmarks, should I use smol-q4_1 or smol-bnb-nf4?")
+    assert command.intent is Intent.RECOMMEND_MODEL and command.slots.models == ["smol-q4_1", "smol-bnb-nf4"]
