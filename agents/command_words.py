@@ -65,10 +65,10 @@ FILLER = frozenset({
 KEEP = frozenset({"memory", "ram", "gpu", "vram", "out", "offline", "online", "going", "ready", "much", "big",
                   "use", "used", "take", "takes", "anything", "everything", "right", "model's", "prompt", "text",
                   "vllm", "ollama"})
-# Command words that go together: a dictionary word is corrected only when its correction completes
-# such a pair with a neighbour ("start sever" -> "start server"), never on its own ("sings" stays).
 # Words of a question that count as a listing verb, but pair with no typo: "what's sitting" is no "what setting".
 QUESTION_WORDS = frozenset({"what", "which", "who", "how", "why", "when", "where"})
+# Command words that go together: a dictionary word is corrected only when its correction completes
+# such a pair with a neighbour ("start sever" -> "start server"), never on its own ("sings" stays).
 PAIRS = frozenset({
     ("start", "server"), ("stop", "server"), ("server", "status"), ("list", "models"), ("load", "models"),
     ("unload", "models"), ("chat", "models"), ("benchmark", "models"), ("compare", "models"),

@@ -228,7 +228,7 @@ class DecisionAgent:
         slots = command.slots
         if slots.model:
             slots.model = resolve(slots.model)
-        slots.models = list(dict.fromkeys(resolve(m) for m in slots.models))  # "on qwen, load Qwen2.5-...": once
+        slots.models = _once_unless_said_again([resolve(m) for m in slots.models], command.text or "")
 
     @staticmethod
     def _ask_for_missing(command: Command, known: list[str]) -> None:
@@ -305,6 +305,17 @@ def _leaving_something_else(command: Command, line: str) -> bool:
     signs off"): nothing asks to leave the shell."""
     said = list(LEAVING.finditer(line))
     return command.intent is Intent.EXIT and bool(said) and all(match.group("object") for match in said)
+
+
+def _once_unless_said_again(models: list[str], line: str) -> list[str]:
+    """A model named twice is one ("users hit 404s on qwen, load Qwen2.5-..."), unless its name is typed twice:
+    "embed "x" with A and A" sets a model beside itself on purpose."""
+    out: list[str] = []
+    for model in models:
+        typed = len(re.findall(rf"(?<![\w.-]){re.escape(model)}(?![\w-])", line, re.I))
+        if model not in out or out.count(model) < typed:
+            out.append(model)
+    return out
 
 
 def _one_removal_unless_listed(command: Command, s: Words) -> None:

@@ -14,15 +14,17 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
+from agents.line_words import BNB_LEVELS
+from agents.quantization.gguf_levels import FLOAT_BITS, GGUF_LEVELS
+
 UNITS = {"zero": 0, "oh": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
          "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15,
          "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19}
 TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80,
         "ninety": 90}
 SEPARATORS = frozenset({"underscore", "dash", "hyphen", "minus", "point", "dot"})
-# The levels a name may hold, spoken alone ("the q four k m demo"); bitsandbytes' own words too.
-LEVELS = ("q2_k", "q3_k_s", "q3_k_m", "q3_k_l", "q4_0", "q4_1", "q4_k_s", "q4_k_m", "q5_0", "q5_1", "q5_k_s",
-          "q5_k_m", "q6_k", "q8_0", "f16", "f32", "bf16", "nf4", "fp4", "int8", "int4")
+# The levels a name may hold, spoken alone ("the q four k m demo"): GGUF's, its float types, bitsandbytes' words.
+LEVELS = (*GGUF_LEVELS, *FLOAT_BITS, *BNB_LEVELS)
 # Words of the trade a typist spells out: "the v l l m command", "k l divergence".
 SPELLED = ("vllm", "llama-server", "kl", "gptq", "bnb", "gguf", "hf", "api", "gpu", "ppl", "awq")
 FILE_ENDINGS = frozenset({"txt", "csv", "json", "jsonl", "yaml", "yml", "gguf", "md", "tsv"})
