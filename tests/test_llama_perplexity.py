@@ -9,7 +9,7 @@ import pytest
 
 from agents.measure.experiments import heldout_text
 from agents.measure.fidelity import scoring_chunks
-from agents.measure.llama_perplexity import base_header, kld_against, kld_base, kld_text, parse_kld_output
+from agents.measure.llama_perplexity import base_header, kld_against, kld_base, kld_text, lost_tail, parse_kld_output
 from lqmf.base.errors import LQMFError
 from lqmf.base.settings import Settings
 from lqmf.base.tools import PERPLEXITY, TARGETS, LlamaTools, tools_folder
@@ -134,6 +134,16 @@ def test_llama_perplexity_and_lqmf_agree_on_the_demo_quant(measured):
     assert theirs.kld_median == pytest.approx(ours.kld_median, rel=0.05)
     assert abs(theirs.same_top - ours.top1_agreement) <= 2 / ours.tokens  # a near tie may flip on float noise
     assert theirs.log_path.is_file() and "--kl-divergence" in theirs.log_path.read_text().splitlines()[0]
+
+
+def test_a_run_whose_log_stops_short_of_the_statistics_is_told_apart(measured):
+    """llama.cpp's logger thread is never joined: a loaded machine may lose the last lines. A run that scored every
+    chunk but lacks a statistic is run again (lost_tail); one that scored nothing is not (its text is too short)."""
+    theirs, _, _ = measured
+    full = theirs.log_path.read_text(encoding="utf-8")
+    assert not lost_tail(full)
+    assert lost_tail(full[:full.index("Maximum KLD")])  # as CI once saw it: cut after "Mean KLD"
+    assert not lost_tail(full[:full.index("chunk ")])  # nothing scored yet: no rerun can help
 
 
 def test_bad_inputs_say_what_to_do(demo_dir, tools, tmp_path, measured):

@@ -77,6 +77,11 @@ FIGURES = {
     "same_top": Figure("Same top p", rf"^Same top p:\s*{NUMBER}\s*±\s*{NUMBER}\s*%", scale=0.01),
 }
 LAYOUT = re.compile(r"computing over (\d+) chunks, n_ctx=(\d+)")
+CHUNK_ROW = re.compile(r"^\s*\d+\s+\d", re.MULTILINE)  # "   8     91.1283 ±  4.9372 ...": one scored chunk
+# llama.cpp's logger prints from a thread that is never joined (common_log_main() is leaked on purpose, see its
+# log.cpp and ggml-org/llama.cpp#22142), so on a loaded machine the process may exit before its last lines are
+# written: a run that scored every chunk yet stops short of the statistics is run again, twice at most.
+LOST_TAIL_RETRIES = 2
 
 
 @dataclass(frozen=True)
@@ -184,7 +189,23 @@ def kld_against(model_gguf: Path, base_file: Path, *, settings: Settings, thread
     cmd = [str(tools.perplexity), "-m", str(model_gguf), "--kl-divergence-base", str(base_file), "--kl-divergence",
            "-c", str(n_ctx), "-t", str(_threads(settings, threads))]
     output, wall = _run(cmd, log_path)
+    for _ in range(LOST_TAIL_RETRIES):
+        if not lost_tail(output):
+            break
+        log.warning("llama-perplexity scored every chunk but its log stops short of the statistics (%s): running it "
+                    "again", log_path)
+        output, wall = _run(cmd, log_path)
     return parse_kld_output(output, log_path, wall_time_s=wall)
+
+
+def lost_tail(output: str) -> bool:
+    """Whether a run scored every chunk it announced but its output stops before the last statistic."""
+    layout = LAYOUT.search(output)
+    if layout is None:
+        return False
+    scored = len(CHUNK_ROW.findall(output, layout.end()))
+    return scored >= int(layout.group(1)) and any(
+        re.search(figure.pattern, output, re.MULTILINE | re.IGNORECASE) is None for figure in FIGURES.values())
 
 
 def parse_kld_output(output: str, log_path: Path, *, wall_time_s: float = 0.0) -> LlamaKld:
